@@ -1,0 +1,66 @@
+# The two commands that matter: `make demo` and `make test`. Both install what
+# is missing first (Python env, then the stack), so they work on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CUSTODY := $(BIN)/custody
+PYTEST := $(BIN)/pytest
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test venv install up down status logs test-unit test-contracts \
+        test-integration test-lifecycle lint typecheck fmt clean-stack
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+install: $(STAMP)
+	$(CUSTODY) stack install
+
+up: install
+	$(CUSTODY) stack up
+
+down:
+	@if [ -x $(CUSTODY) ]; then $(CUSTODY) stack down; fi
+
+status: $(STAMP)
+	$(CUSTODY) stack status
+
+logs: $(STAMP)
+	$(CUSTODY) stack logs
+
+demo: up
+	$(CUSTODY) demo
+
+# Every tier; the lifecycle tier stops and restarts services, so it runs last.
+test: lint typecheck test-unit up test-contracts test-integration test-lifecycle
+
+test-unit: $(STAMP)
+	$(PYTEST) tests/unit
+
+test-contracts: $(STAMP)
+	$(PYTEST) tests/contracts
+
+test-integration: $(STAMP)
+	$(PYTEST) tests/integration -m "not lifecycle"
+
+test-lifecycle: $(STAMP)
+	$(PYTEST) tests/integration -m lifecycle
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+fmt: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean-stack: down
+	rm -rf .stack

@@ -45,10 +45,12 @@ class Stack:
                 self.say(f"  {svc.name:<9} installed ({svc.version()})")
                 continue
             started = time.monotonic()
-            svc.install(lambda msg, n=svc.name: self.say(f"  {n:<9} {msg}"))
+            svc.install(self._say_for(svc))
             if not svc.is_installed():
                 raise RuntimeError(f"{svc.name}: install finished but the service is still missing")
-            self.say(f"  {svc.name:<9} installed {svc.version()} in {time.monotonic() - started:.0f} s")
+            self.say(
+                f"  {svc.name:<9} installed {svc.version()} in {time.monotonic() - started:.0f} s"
+            )
             installed.append(svc.name)
         return installed
 
@@ -64,7 +66,7 @@ class Stack:
         for svc in selected:
             if svc.pid() is not None:
                 continue
-            svc.prepare(lambda msg, n=svc.name: self.say(f"  {n:<9} {msg}"))
+            svc.prepare(self._say_for(svc))
             self.say(f"  {svc.name:<9} starting on {svc.url()}")
             svc.start()
             started.append(svc)
@@ -72,23 +74,26 @@ class Stack:
         # overlap with the rest.
         env: dict[str, str] = {}
         for svc in selected:
-            say = (lambda msg, n=svc.name: self.say(f"  {n:<9} {msg}"))
-            if not proc.wait_until(lambda svc=svc: svc.pid() is not None and svc.ready(),
-                                   self.s.start_timeout):
+            if not proc.wait_until(svc.alive_and_ready, self.s.start_timeout):
                 raise RuntimeError(
                     f"{svc.name} did not become ready in {self.s.start_timeout:.0f} s; "
                     f"see {svc.log_file}"
                 )
-            env.update(svc.bootstrap(say))
+            env.update(svc.bootstrap(self._say_for(svc)))
             if not proc.wait_until(svc.healthy, self.s.start_timeout):
                 raise RuntimeError(f"{svc.name} is not healthy; see {svc.log_file}")
             if svc in started:
                 self.say(f"  {svc.name:<9} healthy")
         if {svc.name for svc in selected} == {svc.name for svc in self.services}:
             self._write_env(env)
-        self.say(f"stack up in {time.monotonic() - began:.1f} s"
-                 + (f" (started: {', '.join(s.name for s in started)})" if started else
-                    " (everything was already running)"))
+        self.say(
+            f"stack up in {time.monotonic() - began:.1f} s"
+            + (
+                f" (started: {', '.join(s.name for s in started)})"
+                if started
+                else " (everything was already running)"
+            )
+        )
         return [svc.name for svc in started]
 
     def down(self, names: Iterable[str] | None = None) -> list[str]:
@@ -114,13 +119,19 @@ class Stack:
                 version = svc.version() if svc.is_installed() else "not installed"
             except Exception:
                 version = "unknown"
-            rows.append(ServiceStatus(svc.name, pid is not None, healthy, pid, svc.ports(), version))
+            rows.append(
+                ServiceStatus(svc.name, pid is not None, healthy, pid, svc.ports(), version)
+            )
         return rows
+
+    def _say_for(self, svc: Service) -> Say:
+        return lambda msg: self.say(f"  {svc.name:<9} {msg}")
 
     def _write_env(self, env: dict[str, str]) -> None:
         lines = [f"{k}={v}" for k, v in sorted(env.items())]
         self.s.env_file.write_text(
             "# Written by `custody stack up`: where the platform finds the stack.\n"
             "# No secrets here; credential files are referenced by path.\n"
-            + "\n".join(lines) + "\n"
+            + "\n".join(lines)
+            + "\n"
         )

@@ -1,0 +1,1 @@
+"""The Kafka event backbone (confluent-kafka)."""

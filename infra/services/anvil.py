@@ -46,8 +46,10 @@ class Anvil(Service):
         )
 
     def install(self, say: Say) -> None:
-        say(f"npm ci (@foundry-rs/anvil-linux-amd64@{ANVIL_VERSION}, "
-            f"@openzeppelin/contracts@{OPENZEPPELIN_VERSION})")
+        say(
+            f"npm ci (@foundry-rs/anvil-linux-amd64@{ANVIL_VERSION}, "
+            f"@openzeppelin/contracts@{OPENZEPPELIN_VERSION})"
+        )
         self.npm_dir.mkdir(parents=True, exist_ok=True)
         for name in ("package.json", "package-lock.json"):
             shutil.copy(NPM_INFRA / name, self.npm_dir / name)
@@ -63,12 +65,17 @@ class Anvil(Service):
     def command(self) -> list[str]:
         return [
             str(self.binary),
-            "--host", self.s.host,
-            "--port", str(self.s.anvil_port),
-            "--chain-id", str(CHAIN_ID),
+            "--host",
+            self.s.host,
+            "--port",
+            str(self.s.anvil_port),
+            "--chain-id",
+            str(CHAIN_ID),
             # Loaded at start, dumped on exit and every 2 s, so a crash loses at most 2 s.
-            "--state", str(self.dir / "state.json"),
-            "--state-interval", "2",
+            "--state",
+            str(self.dir / "state.json"),
+            "--state-interval",
+            "2",
             "--preserve-historical-states",
         ]
 
@@ -102,8 +109,9 @@ class Anvil(Service):
             receipt = w3.eth.wait_for_transaction_receipt(tx, timeout=30)
             address = receipt["contractAddress"]
             self.token_file.write_text(
-                json.dumps({"address": address, "symbol": TOKEN_SYMBOL, "minter": deployer,
-                            "decimals": 18})
+                json.dumps(
+                    {"address": address, "symbol": TOKEN_SYMBOL, "minter": deployer, "decimals": 18}
+                )
             )
         return {
             "CUSTODY_ETH_RPC_URL": self.rpc_url(),

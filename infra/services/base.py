@@ -62,6 +62,9 @@ class Service(abc.ABC):
         """Up enough to bootstrap; most services are ready when healthy."""
         return self.healthy()
 
+    def alive_and_ready(self) -> bool:
+        return self.pid() is not None and self.ready()
+
     def prepare(self, say: Say) -> None:
         """First-start work before the process runs (format storage, initdb); idempotent."""
 

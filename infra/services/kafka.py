@@ -28,7 +28,9 @@ class Kafka(Service):
         return self.dir / "server.properties"
 
     def is_installed(self) -> bool:
-        return (self.libs / f"kafka_2.13-{KAFKA_VERSION}.jar").exists() and shutil.which("java") is not None
+        return (self.libs / f"kafka_2.13-{KAFKA_VERSION}.jar").exists() and shutil.which(
+            "java"
+        ) is not None
 
     def install(self, say: Say) -> None:
         if shutil.which("java") is None:
@@ -37,8 +39,16 @@ class Kafka(Service):
         tmp = self.dir / "libs.partial"
         shutil.rmtree(tmp, ignore_errors=True)
         proc.run(
-            ["mvn", "-q", "-B", "-f", str(KAFKA_INFRA / "pom.xml"), "dependency:copy-dependencies",
-             "-DincludeScope=runtime", f"-DoutputDirectory={tmp}"]
+            [
+                "mvn",
+                "-q",
+                "-B",
+                "-f",
+                str(KAFKA_INFRA / "pom.xml"),
+                "dependency:copy-dependencies",
+                "-DincludeScope=runtime",
+                f"-DoutputDirectory={tmp}",
+            ]
         )
         shutil.rmtree(self.libs, ignore_errors=True)
         tmp.rename(self.libs)  # all or nothing: a half copy never looks installed
@@ -51,9 +61,16 @@ class Kafka(Service):
 
     def _java(self, main: str, *args: str) -> list[str]:
         return [
-            "java", "-Xms256m", "-Xmx768m", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+            "java",
+            "-Xms256m",
+            "-Xmx768m",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={KAFKA_INFRA / 'log4j2.yaml'}",
-            "-cp", f"{self.libs}/*", main, *args,
+            "-cp",
+            f"{self.libs}/*",
+            main,
+            *args,
         ]
 
     def prepare(self, say: Say) -> None:
@@ -70,8 +87,11 @@ class Kafka(Service):
             return
         say("format KRaft storage (first start)")
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        proc.run(self._java("kafka.tools.StorageTool", "format", "-t", cluster_id,
-                            "-c", str(self.config_file)))
+        proc.run(
+            self._java(
+                "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.config_file)
+            )
+        )
 
     def command(self) -> list[str]:
         return self._java("kafka.Kafka", str(self.config_file))

@@ -12,8 +12,8 @@ import shutil
 import sys
 from pathlib import Path
 
-import hvac
 import httpx
+import hvac
 
 from infra import proc
 from infra.services.base import Say, Service, write_private

@@ -63,14 +63,33 @@ class Postgres(Service):
         if os.geteuid() == 0:
             shutil.chown(self.dir, "postgres", "postgres")
         proc.run(
-            [*_as_postgres(), str(PG_BIN / "initdb"), "-D", str(self.data_dir),
-             "-A", "trust", "-U", DB_USER, "-E", "UTF8", "--no-instructions"]
+            [
+                *_as_postgres(),
+                str(PG_BIN / "initdb"),
+                "-D",
+                str(self.data_dir),
+                "-A",
+                "trust",
+                "-U",
+                DB_USER,
+                "-E",
+                "UTF8",
+                "--no-instructions",
+            ]
         )
 
     def command(self) -> list[str]:
         return [
-            *_as_postgres(), str(PG_BIN / "pg_ctl"), "-D", str(self.data_dir), "-w", "-t", "60",
-            "-l", str(self.log_file), "-o",
+            *_as_postgres(),
+            str(PG_BIN / "pg_ctl"),
+            "-D",
+            str(self.data_dir),
+            "-w",
+            "-t",
+            "60",
+            "-l",
+            str(self.log_file),
+            "-o",
             f"-p {self.s.postgres_port} -k {self.data_dir} -c listen_addresses={self.s.host}",
             "start",
         ]

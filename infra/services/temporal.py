@@ -47,13 +47,21 @@ class Temporal(Service):
 
     def command(self) -> list[str]:
         cmd = [
-            str(temporal_binary()), "server", "start-dev",
-            "--ip", self.s.host,
-            "--port", str(self.s.temporal_port),
-            "--ui-port", str(self.s.temporal_ui_port),
-            "--db-filename", str(self.dir / "temporal.db"),
-            "--log-format", "json",
-            "--log-level", "warn",
+            str(temporal_binary()),
+            "server",
+            "start-dev",
+            "--ip",
+            self.s.host,
+            "--port",
+            str(self.s.temporal_port),
+            "--ui-port",
+            str(self.s.temporal_ui_port),
+            "--db-filename",
+            str(self.dir / "temporal.db"),
+            "--log-format",
+            "json",
+            "--log-level",
+            "warn",
         ]
         for pragma in SQLITE_PRAGMAS:
             cmd += ["--sqlite-pragma", pragma]

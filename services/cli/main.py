@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 
 def _stack_cmd(args: argparse.Namespace) -> int:
@@ -33,7 +33,7 @@ def _stack_cmd(args: argparse.Namespace) -> int:
         for svc in stack.select(args.services):
             print(f"==> {svc.log_file} <==")
             if svc.log_file.exists():
-                lines = svc.log_file.read_text(errors="replace").splitlines()[-args.lines:]
+                lines = svc.log_file.read_text(errors="replace").splitlines()[-args.lines :]
                 print("\n".join(lines))
     return 0
 
@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    func: Callable[[argparse.Namespace], int] = args.func
+    return func(args)
 
 
 if __name__ == "__main__":

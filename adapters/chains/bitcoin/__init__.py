@@ -1,0 +1,1 @@
+"""Bitcoin (python-bitcoinlib) against btcd's JSON-RPC."""

@@ -1,0 +1,96 @@
+"""EthereumNode on web3.py: EIP-1559 transfers built from our own data, signed by a
+TransactionSigner, broadcast raw."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import requests
+from web3 import Web3
+from web3.exceptions import TimeExhausted, Web3RPCError
+
+from adapters.chains.ethereum.erc20 import ERC20_ABI
+from sagas.errors import ChainRejected, DependencyUnavailable
+from sagas.ports import TransactionSigner, TxReceipt
+
+
+class Web3EthereumNode:
+    def __init__(self, rpc_url: str, timeout: float = 10.0) -> None:
+        self._w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
+
+    @property
+    def web3(self) -> Web3:
+        return self._w3
+
+    def _guard(self, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except requests.RequestException as exc:
+            raise DependencyUnavailable(f"ethereum node: {type(exc).__name__}") from exc
+
+    def chain_id(self) -> int:
+        return int(self._guard(lambda: self._w3.eth.chain_id))
+
+    def block_number(self) -> int:
+        return int(self._guard(lambda: self._w3.eth.block_number))
+
+    def balance(self, address: str) -> int:
+        return int(self._guard(self._w3.eth.get_balance, Web3.to_checksum_address(address)))
+
+    def _token(self, token: str) -> Any:
+        return self._w3.eth.contract(address=Web3.to_checksum_address(token), abi=ERC20_ABI)
+
+    def token_balance(self, token: str, address: str) -> int:
+        fn = self._token(token).functions.balanceOf(Web3.to_checksum_address(address))
+        return int(self._guard(fn.call))
+
+    def _fees(self) -> dict[str, int]:
+        base = int(self._guard(lambda: self._w3.eth.get_block("latest"))["baseFeePerGas"])
+        tip = int(self._guard(lambda: self._w3.eth.max_priority_fee))
+        # Room for the base fee to double twice before the transaction stops being includable.
+        return {"maxFeePerGas": 2 * base + tip, "maxPriorityFeePerGas": tip}
+
+    def _send(self, signer: TransactionSigner, tx: dict[str, Any]) -> str:
+        sender = Web3.to_checksum_address(signer.address)
+        tx = {
+            **tx,
+            "from": sender,
+            "chainId": self.chain_id(),
+            "nonce": int(self._guard(self._w3.eth.get_transaction_count, sender, "pending")),
+            "type": 2,
+            **self._fees(),
+        }
+        try:
+            tx["gas"] = int(self._w3.eth.estimate_gas(cast(Any, tx)))
+            raw = signer.sign_transaction({k: v for k, v in tx.items() if k != "from"})
+            return "0x" + bytes(self._w3.eth.send_raw_transaction(raw)).hex()
+        except Web3RPCError as exc:
+            raise ChainRejected(str(exc.message or exc)) from exc
+        except requests.RequestException as exc:
+            raise DependencyUnavailable(f"ethereum node: {type(exc).__name__}") from exc
+
+    def send_eth(self, signer: TransactionSigner, to: str, wei: int) -> str:
+        if wei <= 0:
+            raise ValueError("amount must be positive")
+        return self._send(signer, {"to": Web3.to_checksum_address(to), "value": wei})
+
+    def send_token(self, signer: TransactionSigner, token: str, to: str, amount: int) -> str:
+        if amount <= 0:
+            raise ValueError("amount must be positive")
+        data = self._token(token).encode_abi(
+            "transfer", args=[Web3.to_checksum_address(to), amount]
+        )
+        return self._send(signer, {"to": Web3.to_checksum_address(token), "value": 0, "data": data})
+
+    def wait_receipt(self, tx_hash: str, timeout: float) -> TxReceipt:
+        try:
+            r = self._w3.eth.wait_for_transaction_receipt(cast(Any, tx_hash), timeout=timeout)
+        except TimeExhausted as exc:
+            raise DependencyUnavailable(f"{tx_hash} not mined within {timeout} s") from exc
+        return TxReceipt(
+            tx_hash="0x" + bytes(r["transactionHash"]).hex(),
+            block_number=int(r["blockNumber"]),
+            succeeded=int(r["status"]) == 1,
+            gas_used=int(r["gasUsed"]),
+            effective_gas_price=int(r["effectiveGasPrice"]),
+        )

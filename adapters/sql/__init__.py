@@ -1,0 +1,1 @@
+"""SQL backends chosen by URL: sqlite:///path (embedded default) or postgresql://..."""

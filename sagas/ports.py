@@ -1,0 +1,129 @@
+"""The ports: what the core needs from the outside world, as structural Protocols.
+
+Each implementation (adapters/ and the fakes in tests/) passes the port's
+contract suite in tests/contracts/. Errors are from sagas.errors: the docstring
+of each method says which, and whether they are transient.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from sagas.events import Envelope
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: dict[str, str]
+
+
+@runtime_checkable
+class EventBus(Protocol):
+    def ensure_topics(self, specs: Sequence[TopicSpec]) -> None:
+        """Create missing topics as specified; existing ones are left alone.
+        DependencyUnavailable (transient) if the backbone does not answer."""
+
+    def publish(self, topic: str, event: Envelope) -> None:
+        """Publish durably (acks=all, idempotent), keyed by event.subject; returns once stored.
+        DependencyUnavailable (transient) if not acknowledged in time."""
+
+    def read(self, topic: str, group: str, max_events: int, timeout: float) -> list[Envelope]:
+        """Read up to max_events for consumer group `group` from its committed position
+        (the topic's start for a new group), committing what it returns."""
+
+
+@runtime_checkable
+class KeyWrapper(Protocol):
+    """Envelope encryption of secrets (seeds) under a key-encryption key we never see."""
+
+    def wrap(self, plaintext: bytes) -> str:
+        """Encrypt under the KEK; returns an opaque ciphertext safe to store.
+        KeyAccessDenied (permanent) if this role may not; DependencyUnavailable (transient)."""
+
+    def unwrap(self, ciphertext: str) -> bytes:
+        """Decrypt a ciphertext from wrap(). Only the signer's role may.
+        KeyAccessDenied (permanent) if this role may not; DependencyUnavailable (transient)."""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    chain: str
+    height: int
+    block_hash: str
+
+
+@runtime_checkable
+class CheckpointStore(Protocol):
+    """Where a chain follower resumes: the last block it fully processed, per chain."""
+
+    def save(self, checkpoint: Checkpoint) -> None:
+        """Record the checkpoint for its chain, replacing the previous one atomically."""
+
+    def load(self, chain: str) -> Checkpoint | None:
+        """The last saved checkpoint for `chain`, or None if it never saved one."""
+
+
+@dataclass(frozen=True)
+class BlockInfo:
+    height: int
+    block_hash: str
+    previous_hash: str
+    txids: tuple[str, ...]
+
+
+@runtime_checkable
+class BitcoinNode(Protocol):
+    def height(self) -> int:
+        """The best chain's height. DependencyUnavailable (transient)."""
+
+    def block_hash(self, height: int) -> str:
+        """The hash of the best chain's block at `height` (hex, RPC byte order)."""
+
+    def block(self, block_hash: str) -> BlockInfo:
+        """The block, parsed and its hash checked locally against `block_hash`."""
+
+
+@dataclass(frozen=True)
+class TxReceipt:
+    tx_hash: str
+    block_number: int
+    succeeded: bool
+    gas_used: int
+    effective_gas_price: int
+
+
+@runtime_checkable
+class TransactionSigner(Protocol):
+    """Signs EVM transactions for one address; the key never leaves the implementation."""
+
+    @property
+    def address(self) -> str: ...
+
+    def sign_transaction(self, tx: dict[str, object]) -> bytes:
+        """The raw signed transaction, ready to broadcast."""
+
+
+@runtime_checkable
+class EthereumNode(Protocol):
+    def chain_id(self) -> int:
+        """The node's chain id. DependencyUnavailable (transient)."""
+
+    def balance(self, address: str) -> int:
+        """ETH balance in wei at the latest block."""
+
+    def token_balance(self, token: str, address: str) -> int:
+        """ERC-20 balance in the token's base unit at the latest block."""
+
+    def send_eth(self, signer: TransactionSigner, to: str, wei: int) -> str:
+        """Build (EIP-1559), sign and broadcast an ETH transfer; returns the tx hash.
+        ChainRejected (permanent) if the node refuses it."""
+
+    def send_token(self, signer: TransactionSigner, token: str, to: str, amount: int) -> str:
+        """Build, sign and broadcast an ERC-20 transfer; returns the tx hash."""
+
+    def wait_receipt(self, tx_hash: str, timeout: float) -> TxReceipt:
+        """The mined receipt. DependencyUnavailable (transient) if not mined in time."""

@@ -1,0 +1,155 @@
+"""`custody demo`: the stack smoke scenario, through the platform's own adapters.
+
+Until the sagas exist (withdrawal, deposit, trade), this is what the demo runs:
+one real round trip through each of the six services, printed step by step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import uuid
+
+from adapters.chains.bitcoin.node import BtcdNode
+from adapters.chains.ethereum.faucet import DevChainFaucet
+from adapters.chains.ethereum.node import Web3EthereumNode
+from adapters.chains.ethereum.signer import InMemorySigner
+from adapters.kafka.bus import KafkaEventBus
+from adapters.keys.openbao import OpenBaoKeyWrapper
+from adapters.sql.checkpoints import PostgresCheckpointStore, SqliteCheckpointStore
+from adapters.temporal import connect
+from sagas.errors import KeyAccessDenied
+from sagas.events import Envelope
+from sagas.money import format_units
+from sagas.ports import Checkpoint, CheckpointStore, TopicSpec
+from sagas.smoke import TASK_QUEUE, ReleaseSignal, SmokeInput, SmokeResult
+from services.settings import PlatformSettings
+from services.worker.bootstrap import build_workers
+
+SMOKE_TOPIC = "custody.smoke.v1"
+
+
+def _step(title: str) -> None:
+    print(f"\n== {title}", flush=True)
+
+
+def _kafka(s: PlatformSettings) -> None:
+    _step("Kafka: publish an event and read it back")
+    bus = KafkaEventBus(s.kafka_bootstrap, client_id="custody-demo")
+    bus.ensure_topics([TopicSpec(SMOKE_TOPIC, partitions=3, config={"retention.ms": "-1"})])
+    event = Envelope(
+        source="/custody/demo",
+        type="custody.smoke.pinged.v1",
+        subject="demo-account",
+        data={"run": uuid.uuid4().hex},
+    )
+    bus.publish(SMOKE_TOPIC, event)
+    group = f"custody-demo-{uuid.uuid4().hex[:8]}"
+    seen = [
+        e for e in bus.read(SMOKE_TOPIC, group, max_events=10_000, timeout=10) if e.id == event.id
+    ]
+    bus.close()
+    print(f"published {event.type} id={event.id} key={event.subject}")
+    print(f"read back by a new consumer group: {'yes' if seen == [event] else 'NO'}")
+    if seen != [event]:
+        raise SystemExit("Kafka round trip failed")
+
+
+async def _temporal(s: PlatformSettings) -> None:
+    _step("Temporal: run the smoke workflow on a worker")
+    client = await connect(s.temporal_address, s.temporal_namespace)
+    workers = build_workers(client)
+    tasks = [asyncio.create_task(w.run()) for w in workers]
+    try:
+        wf_id = f"demo-smoke-{uuid.uuid4().hex[:8]}"
+        handle = await client.start_workflow(
+            "Smoke",
+            SmokeInput(message="hello custody", wait_for_release=True),
+            id=wf_id,
+            task_queue=TASK_QUEUE,
+            result_type=SmokeResult,
+        )
+        await handle.signal("release", ReleaseSignal(operator="demo-operator"))
+        result = await handle.result()
+        print(f"workflow {wf_id}: sha256={result.sha256[:16]}... released by {result.released_by}")
+    finally:
+        for w in workers:
+            await w.shutdown()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _openbao(s: PlatformSettings) -> None:
+    _step("OpenBao: wrap a seed as the worker, unwrap as the signer, API refused")
+    worker = OpenBaoKeyWrapper(s.openbao_addr, *s.approle("custody-worker"), key_name=s.openbao_kek)
+    signer = OpenBaoKeyWrapper(s.openbao_addr, *s.approle("custody-signer"), key_name=s.openbao_kek)
+    api = OpenBaoKeyWrapper(s.openbao_addr, *s.approle("custody-api"), key_name=s.openbao_kek)
+    seed = secrets.token_bytes(32)
+    wrapped = worker.wrap(seed)
+    print(f"wrapped 32 random bytes -> {wrapped[:12]}... ({len(wrapped)} chars)")
+    print(f"signer unwraps the same bytes: {'yes' if signer.unwrap(wrapped) == seed else 'NO'}")
+    try:
+        api.unwrap(wrapped)
+        raise SystemExit("the API role could unwrap a seed: policy broken")
+    except KeyAccessDenied as exc:
+        print(f"API role unwrap refused: {exc.code}")
+
+
+def _ethereum(s: PlatformSettings) -> None:
+    _step("Ethereum (anvil): send ETH and the test token")
+    node = Web3EthereumNode(s.eth_rpc_url)
+    faucet = DevChainFaucet(node.web3)
+    sender, receiver = InMemorySigner.generate(), InMemorySigner.generate()
+    faucet.fund_eth(sender.address, 10**18)
+    faucet.mint_token(s.eth_token_address, sender.address, 1_000 * 10**18)
+    eth_tx = node.send_eth(sender, receiver.address, 25 * 10**16)
+    tok_tx = node.send_token(sender, s.eth_token_address, receiver.address, 100 * 10**18)
+    for tx in (eth_tx, tok_tx):
+        receipt = node.wait_receipt(tx, timeout=30)
+        print(f"tx {tx[:18]}... block {receipt.block_number} ok={receipt.succeeded}")
+    eth = node.balance(receiver.address)
+    tok = node.token_balance(s.eth_token_address, receiver.address)
+    print(
+        f"receiver {receiver.address}: {format_units(eth, 18)} ETH, {format_units(tok, 18)} CTUSD"
+    )
+
+
+def _bitcoin(s: PlatformSettings) -> None:
+    _step("Bitcoin (btcd regtest): mine a block and read it")
+    node = BtcdNode(s.btc_rpc_url, s.btc_rpc_auth(), s.btc_network)
+    before = node.height()
+    (mined,) = node.mine(1)
+    block = node.block(node.block_hash(before + 1))
+    checked = "yes" if block.block_hash == mined else "NO"
+    print(
+        f"height {before} -> {node.height()}; block {block.block_hash[:16]}... "
+        f"{len(block.txids)} tx, hash checked locally: {checked}"
+    )
+    node.close()
+
+
+def _sql(s: PlatformSettings) -> None:
+    _step("SQL: checkpoint round trip on SQLite and PostgreSQL")
+    stores: dict[str, CheckpointStore] = {
+        "sqlite": SqliteCheckpointStore(s.ledger_url.removeprefix("sqlite:///")),
+        "postgres": PostgresCheckpointStore(s.postgres_url),
+    }
+    for name, store in stores.items():
+        cp = Checkpoint(
+            chain="demo", height=secrets.randbelow(10**6), block_hash=secrets.token_hex(32)
+        )
+        store.save(cp)
+        print(f"{name}: saved height {cp.height}, read back equal: {store.load('demo') == cp}")
+
+
+def run_demo() -> int:
+    print("custody demo: the stack smoke scenario (the custody sagas are not built yet;")
+    print("this run proves each real service through the platform's own adapters).")
+    settings = PlatformSettings.load()
+    _kafka(settings)
+    asyncio.run(_temporal(settings))
+    _openbao(settings)
+    _ethereum(settings)
+    _bitcoin(settings)
+    _sql(settings)
+    print("\ndemo finished: all six services answered through the platform's adapters.")
+    return 0

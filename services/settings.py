@@ -1,0 +1,54 @@
+"""Platform settings, from CUSTODY_* environment variables and the stack's stack.env.
+
+`custody stack up` writes <stack>/stack.env with every endpoint; real deployments
+set the same variables themselves. Secrets are never values here, only paths to
+credential files that only their owner can read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def stack_env_file() -> Path:
+    stack_dir = Path(os.environ.get("CUSTODY_STACK_DIR", _REPO_ROOT / ".stack"))
+    return stack_dir / "stack.env"
+
+
+class PlatformSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CUSTODY_", extra="ignore")
+
+    kafka_bootstrap: str = "127.0.0.1:19092"
+    temporal_address: str = "127.0.0.1:17233"
+    temporal_namespace: str = "default"
+    openbao_addr: str = "http://127.0.0.1:18200"
+    openbao_approle_dir: Path = _REPO_ROOT / ".stack/openbao/approle"
+    openbao_kek: str = "custody-kek"
+    eth_rpc_url: str = "http://127.0.0.1:18545"
+    eth_chain_id: int = 31337
+    eth_token_address: str = ""
+    eth_token_abi: Path | None = None
+    btc_rpc_url: str = "http://127.0.0.1:18556"
+    btc_rpc_credentials: Path = _REPO_ROOT / ".stack/btcd/rpc.json"
+    btc_network: str = "regtest"
+    postgres_url: str = "postgresql://custody@127.0.0.1:15432/custody"
+    ledger_url: str = "sqlite:///" + str(_REPO_ROOT / ".stack/custody.sqlite3")
+
+    @classmethod
+    def load(cls) -> PlatformSettings:
+        return cls(_env_file=stack_env_file())  # type: ignore[call-arg]
+
+    def approle(self, role: str) -> tuple[str, str]:
+        """(role_id, secret_id) of an OpenBao AppRole, read from its credential file."""
+        creds = json.loads((self.openbao_approle_dir / f"{role}.json").read_text())
+        return creds["role_id"], creds["secret_id"]
+
+    def btc_rpc_auth(self) -> tuple[str, str]:
+        creds = json.loads(self.btc_rpc_credentials.read_text())
+        return creds["user"], creds["password"]

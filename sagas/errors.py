@@ -34,6 +34,13 @@ class KeyAccessDenied(CustodyError):
     title = "key access denied"
 
 
+class CiphertextInvalid(CustodyError):
+    """The ciphertext is not one the key service issued (corrupt, truncated, other key)."""
+
+    code = "CUS-4002"
+    title = "ciphertext invalid"
+
+
 class ChainRejected(CustodyError):
     """The node refused a transaction (bad nonce, fee, signature, funds)."""
 
@@ -51,6 +58,7 @@ class NotOnThisNetwork(CustodyError):
 CATALOGUE: tuple[type[CustodyError], ...] = (
     DependencyUnavailable,
     KeyAccessDenied,
+    CiphertextInvalid,
     ChainRejected,
     NotOnThisNetwork,
 )

@@ -46,7 +46,8 @@ class KeyWrapper(Protocol):
 
     def unwrap(self, ciphertext: str) -> bytes:
         """Decrypt a ciphertext from wrap(). Only the signer's role may.
-        KeyAccessDenied (permanent) if this role may not; DependencyUnavailable (transient)."""
+        KeyAccessDenied (permanent) if this role may not; CiphertextInvalid (permanent) if
+        the ciphertext is not one wrap() issued; DependencyUnavailable (transient)."""
 
 
 @dataclass(frozen=True)

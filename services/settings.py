@@ -36,7 +36,7 @@ class PlatformSettings(BaseSettings):
     eth_token_abi: Path | None = None
     btc_rpc_url: str = "http://127.0.0.1:18556"
     btc_rpc_credentials: Path = _REPO_ROOT / ".stack/btcd/rpc.json"
-    btc_network: str = "regtest"
+    btc_network: str = "simnet"
     postgres_url: str = "postgresql://custody@127.0.0.1:15432/custody"
     ledger_url: str = "sqlite:///" + str(_REPO_ROOT / ".stack/custody.sqlite3")
 

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from sagas.errors import DependencyUnavailable
@@ -89,21 +97,40 @@ class KafkaEventBus:
                 "client.id": self._client_id,
                 "auto.offset.reset": "earliest",
                 "enable.auto.commit": False,
+                "enable.partition.eof": True,
                 "isolation.level": "read_committed",
-            "logger": _LOG,
+                "logger": _LOG,
             }
         )
+        assigned: set[int] = set()
+        at_end: set[int] = set()
+
+        def on_assign(_c: Consumer, partitions: list[TopicPartition]) -> None:
+            assigned.update(p.partition for p in partitions)
+
         events: list[Envelope] = []
+        deadline = time.monotonic() + timeout
         try:
-            consumer.subscribe([topic])
-            messages = consumer.consume(num_messages=max_events, timeout=timeout)
-            for msg in messages:
-                if msg.error() is not None:
-                    raise DependencyUnavailable(f"kafka: read {topic}: {msg.error()}")
+            consumer.subscribe([topic], on_assign=on_assign)
+            # Stop at max_events, at the timeout, or once every assigned partition is
+            # drained, whichever comes first: a caught-up reader does not wait it out.
+            while len(events) < max_events and (remaining := deadline - time.monotonic()) > 0:
+                msg = consumer.poll(min(remaining, 0.5))
+                if msg is None:
+                    continue
+                err = msg.error()
+                if err is not None:
+                    if err.code() != KafkaError._PARTITION_EOF:
+                        raise DependencyUnavailable(f"kafka: read {topic}: {err.str()}")
+                    at_end.add(msg.partition() or 0)
+                    if assigned and at_end >= assigned:
+                        break
+                    continue
+                at_end.discard(msg.partition() or 0)
                 value = msg.value()
                 if value is not None:
                     events.append(Envelope.from_json(value))
-            if messages:
+            if events:
                 consumer.commit(asynchronous=False)
         finally:
             consumer.close()

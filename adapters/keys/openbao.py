@@ -7,12 +7,16 @@ only; the signer role can also unwrap. A refusal is KeyAccessDenied, never a ret
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
+from typing import Any
 
 import hvac
 import requests
 from hvac.exceptions import Forbidden, InvalidRequest, VaultDown
 
-from sagas.errors import DependencyUnavailable, KeyAccessDenied
+from sagas.errors import CiphertextInvalid, DependencyUnavailable, KeyAccessDenied
+
+_UNREACHABLE = (VaultDown, requests.ConnectionError, requests.Timeout)
 
 
 class OpenBaoKeyWrapper:
@@ -28,33 +32,42 @@ class OpenBaoKeyWrapper:
         return f"OpenBaoKeyWrapper(key={self._key!r})"
 
     def _login(self) -> None:
-        self._client.auth.approle.login(role_id=self._role_id, secret_id=self._secret_id)
+        try:
+            self._client.auth.approle.login(role_id=self._role_id, secret_id=self._secret_id)
+        except (Forbidden, InvalidRequest) as exc:
+            raise KeyAccessDenied("approle login refused") from exc
+        except _UNREACHABLE as exc:
+            raise DependencyUnavailable("openbao: login") from exc
 
-    def _call(self, op: str, **kwargs: str) -> dict[str, object]:
-        transit = self._client.secrets.transit
-        fn = transit.encrypt_data if op == "encrypt" else transit.decrypt_data
+    def _transit(self, op: str, call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         for attempt in (1, 2):
+            if not self._client.token:
+                self._login()
             try:
-                if not self._client.token:
-                    self._login()
-                result: dict[str, object] = fn(name=self._key, **kwargs)["data"]
-                return result
+                return dict(call()["data"])
             except Forbidden as exc:
                 # An expired token is also a 403: log in again once before concluding.
                 if attempt == 1:
                     self._client.token = None
                     continue
                 raise KeyAccessDenied(f"transit {op} on {self._key}") from exc
-            except (VaultDown, requests.ConnectionError, requests.Timeout) as exc:
-                raise DependencyUnavailable(f"openbao: transit {op}") from exc
             except InvalidRequest as exc:
-                raise KeyAccessDenied(f"transit {op} on {self._key}: invalid request") from exc
+                raise CiphertextInvalid(f"transit {op} on {self._key}") from exc
+            except _UNREACHABLE as exc:
+                raise DependencyUnavailable(f"openbao: transit {op}") from exc
         raise AssertionError("unreachable")
 
     def wrap(self, plaintext: bytes) -> str:
-        data = self._call("encrypt", plaintext=base64.b64encode(plaintext).decode())
+        encoded = base64.b64encode(plaintext).decode()
+        transit = self._client.secrets.transit
+        data = self._transit(
+            "encrypt", lambda: transit.encrypt_data(name=self._key, plaintext=encoded)
+        )
         return str(data["ciphertext"])
 
     def unwrap(self, ciphertext: str) -> bytes:
-        data = self._call("decrypt", ciphertext=ciphertext)
+        transit = self._client.secrets.transit
+        data = self._transit(
+            "decrypt", lambda: transit.decrypt_data(name=self._key, ciphertext=ciphertext)
+        )
         return base64.b64decode(str(data["plaintext"]))

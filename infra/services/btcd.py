@@ -1,4 +1,8 @@
-"""btcd (Bitcoin full node) on regtest, built with `go install` from the Go module proxy."""
+"""btcd (Bitcoin full node) on simnet, built with `go install` from the Go module proxy.
+
+Simnet, not regtest: btcd deletes its regtest chain at every start, and the stack must
+keep its chain across restarts (docs/decisions/0002-btcd-simnet.md).
+"""
 
 from __future__ import annotations
 
@@ -8,22 +12,23 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-import bitcoin
 import httpx
 from bitcoin.core import Hash160
 from bitcoin.core.script import CScript
 from bitcoin.wallet import CBitcoinSecret, P2WPKHBitcoinAddress
 
+from adapters.chains.bitcoin.networks import select_network
 from infra import proc
 from infra.services.base import Say, Service, write_private
 from infra.settings import BTCD_VERSION
 
 MODULE = "github.com/btcsuite/btcd"
+NETWORK = "simnet"
 
 
-def new_regtest_key() -> tuple[str, str]:
-    """A fresh P2WPKH key pair for regtest: (WIF, bcrt1 address)."""
-    bitcoin.SelectParams("regtest")
+def new_faucet_key() -> tuple[str, str]:
+    """A fresh P2WPKH key pair for the test network: (WIF, sb1... address)."""
+    select_network(NETWORK)
     key = CBitcoinSecret.from_secret_bytes(secrets.token_bytes(32))
     script = CScript([0, Hash160(key.pub)])
     return str(key), str(P2WPKHBitcoinAddress.from_scriptPubKey(script))
@@ -46,7 +51,7 @@ class Btcd(Service):
 
     @property
     def faucet_file(self) -> Path:
-        """The regtest miner's key: coinbase rewards land here, tests fund from it."""
+        """The test network miner's key: coinbase rewards land here, tests fund from it."""
         return self.dir / "faucet.json"
 
     def is_installed(self) -> bool:
@@ -76,7 +81,7 @@ class Btcd(Service):
                 json.dumps({"user": "custody", "password": secrets.token_urlsafe(24)}),
             )
         if not self.faucet_file.exists():
-            wif, address = new_regtest_key()
+            wif, address = new_faucet_key()
             write_private(self.faucet_file, json.dumps({"wif": wif, "address": address}))
 
     def _rpc_credentials(self) -> dict[str, str]:
@@ -90,7 +95,7 @@ class Btcd(Service):
         write_private(config, f"rpcuser={rpc['user']}\nrpcpass={rpc['password']}\n")
         return [
             str(self.binary),
-            "--regtest",
+            f"--{NETWORK}",
             f"--configfile={config}",
             f"--datadir={self.dir / 'data'}",
             f"--logdir={self.dir / 'logs'}",
@@ -123,5 +128,5 @@ class Btcd(Service):
             "CUSTODY_BTC_RPC_URL": self.rpc_url(),
             "CUSTODY_BTC_RPC_CREDENTIALS": str(self.rpc_file),
             "CUSTODY_BTC_FAUCET": str(self.faucet_file),
-            "CUSTODY_BTC_NETWORK": "regtest",
+            "CUSTODY_BTC_NETWORK": NETWORK,
         }

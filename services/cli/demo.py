@@ -114,7 +114,7 @@ def _ethereum(s: PlatformSettings) -> None:
 
 
 def _bitcoin(s: PlatformSettings) -> None:
-    _step("Bitcoin (btcd regtest): mine a block and read it")
+    _step("Bitcoin (btcd simnet): mine a block and read it")
     node = BtcdNode(s.btc_rpc_url, s.btc_rpc_auth(), s.btc_network)
     before = node.height()
     (mined,) = node.mine(1)

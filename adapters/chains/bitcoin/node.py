@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 from bitcoin.core import CBlock, b2lx
 
+from adapters.chains.bitcoin.networks import TEST_NETWORKS
 from sagas.errors import ChainRejected, DependencyUnavailable, NotOnThisNetwork
 from sagas.ports import BlockInfo
 
@@ -59,8 +60,8 @@ class BtcdNode:
         )
 
     def mine(self, blocks: int) -> list[str]:
-        """Mine blocks to the node's mining address (regtest/simnet only); their hashes."""
-        if self._network not in ("regtest", "simnet"):
+        """Mine blocks to the node's mining address (test networks only); their hashes."""
+        if self._network not in TEST_NETWORKS:
             raise NotOnThisNetwork(f"mining on {self._network}")
         return [str(h) for h in self._rpc("generate", blocks)]
 

@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+import re
+
+from sagas.errors import CATALOGUE, CustodyError, DependencyUnavailable, KeyAccessDenied
+
+
+def test_codes_are_unique_and_well_formed() -> None:
+    codes = [cls.code for cls in CATALOGUE]
+    assert len(codes) == len(set(codes))
+    assert all(re.fullmatch(r"CUS-\d{4}", c) for c in codes)
+
+
+def test_every_error_class_is_catalogued() -> None:
+    def subclasses(cls: type[CustodyError]) -> set[type[CustodyError]]:
+        direct = set(cls.__subclasses__())
+        return direct.union(*(subclasses(c) for c in direct))
+
+    assert subclasses(CustodyError) == set(CATALOGUE)
+
+
+def test_message_carries_code_title_and_detail() -> None:
+    err = KeyAccessDenied("transit decrypt on custody-kek")
+    assert str(err) == "CUS-4031 key access denied: transit decrypt on custody-kek"
+    assert not err.transient
+    assert DependencyUnavailable().transient

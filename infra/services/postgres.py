@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import signal
 import subprocess
+from functools import cached_property
 from pathlib import Path
 
 import psycopg
@@ -19,6 +21,13 @@ DB_NAME = "custody"
 DB_USER = "custody"
 
 
+def _postgres_can_enter(path: Path) -> bool:
+    probe = subprocess.run(
+        ["runuser", "-u", "postgres", "--", "test", "-x", str(path)], check=False
+    )
+    return probe.returncode == 0
+
+
 def _as_postgres() -> list[str]:
     # initdb and postgres refuse to run as root; on a root machine run them as
     # Debian's `postgres` user, elsewhere as whoever we are.
@@ -29,9 +38,25 @@ class Postgres(Service):
     name = "postgres"
     stop_signal = signal.SIGINT  # "fast shutdown": roll back open transactions, exit cleanly
 
-    @property
+    @cached_property
     def data_dir(self) -> Path:
-        return self.dir / "data"
+        """<stack>/postgres/data, unless the `postgres` user cannot reach the stack dir
+        (a checkout under a 0700 home, say): then a directory of its own under /var/tmp,
+        named after the stack dir, with a symlink to it left in the stack dir."""
+        preferred = self.dir / "data"
+        if os.geteuid() != 0 or _postgres_can_enter(self.s.stack_dir):
+            return preferred
+        digest = hashlib.sha256(str(self.s.stack_dir).encode()).hexdigest()[:12]
+        # Root creates it and hands it to postgres before initdb: no foreign file is trusted.
+        return Path(f"/var/tmp/custody-stack-{digest}/postgres/data")  # noqa: S108
+
+    @property
+    def log_file(self) -> Path:
+        # pg_ctl opens its log as the postgres user: keep it beside the data it can reach.
+        default = super().log_file
+        return (
+            default if self.data_dir == self.dir / "data" else self.data_dir.parent / "postgres.log"
+        )
 
     def is_installed(self) -> bool:
         return (PG_BIN / "initdb").exists() and (PG_BIN / "postgres").exists()
@@ -60,8 +85,13 @@ class Postgres(Service):
             return
         say("initdb (first start)")
         self.dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
-            shutil.chown(self.dir, "postgres", "postgres")
+            shutil.chown(self.data_dir.parent, "postgres", "postgres")
+        if self.data_dir != self.dir / "data":
+            say(f"the postgres user cannot enter {self.s.stack_dir}; data in {self.data_dir}")
+            (self.dir / "data").unlink(missing_ok=True)
+            (self.dir / "data").symlink_to(self.data_dir)
         proc.run(
             [
                 *_as_postgres(),

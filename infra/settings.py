@@ -30,6 +30,8 @@ class StackSettings(BaseSettings):
     kafka_controller_port: int = 19093
     temporal_port: int = 17233
     temporal_ui_port: int = 18233
+    temporal_http_port: int = 17243
+    temporal_metrics_port: int = 17253
     openbao_port: int = 18200
     openbao_cluster_port: int = 18201
     anvil_port: int = 18545

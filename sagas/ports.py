@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from sagas.events import Envelope
+from sagas.ledger import Account, Asset, Balance, Command, TransferRecord
 
 
 @dataclass(frozen=True)
@@ -128,3 +129,37 @@ class EthereumNode(Protocol):
 
     def wait_receipt(self, tx_hash: str, timeout: float) -> TxReceipt:
         """The mined receipt. DependencyUnavailable (transient) if not mined in time."""
+
+
+@runtime_checkable
+class Ledger(Protocol):
+    """The custody ledger: double-entry, per asset, two-phase, idempotent by transfer id."""
+
+    def register_asset(self, asset: Asset) -> None:
+        """Make an asset known (idempotent). AssetMismatch if it exists with other decimals."""
+
+    def open_account(self, account: Account) -> None:
+        """Open an account (idempotent). UnknownAsset; AccountConflict if the id exists
+        with another asset, kind or owner."""
+
+    def submit(self, commands: Sequence[Command]) -> list[TransferRecord]:
+        """Apply the commands as one linked batch: all or none. A command whose id was
+        applied before returns its first record and changes nothing. Errors (all
+        permanent): InsufficientFunds, UnknownAccount, TransferIdConflict, AssetMismatch,
+        PendingNotFound, PendingExpired, PostExceedsPending, InvalidAmount, SameAccount."""
+
+    def expire_pending(self) -> list[TransferRecord]:
+        """Void every pending transfer whose expiry has passed; returns the expiries made."""
+
+    def balance(self, account_id: str, as_of_seq: int | None = None) -> Balance:
+        """Counters of an account now, or after the transfer with sequence `as_of_seq`.
+        UnknownAccount."""
+
+    def history(
+        self, account_id: str, after_seq: int = 0, limit: int = 100
+    ) -> list[TransferRecord]:
+        """The account's transfers in commit order, after `after_seq`. UnknownAccount."""
+
+    def totals(self, asset: str) -> tuple[int, int]:
+        """(sum of posted debits, sum of posted credits) over every account of the asset;
+        double entry means the two are always equal."""

@@ -4,11 +4,31 @@ contract suite in tests/contracts/, the same suite the real adapters pass."""
 from __future__ import annotations
 
 import secrets
+import threading
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 
-from sagas.errors import CiphertextInvalid, KeyAccessDenied
+from sagas.errors import (
+    AccountConflict,
+    AssetMismatch,
+    CiphertextInvalid,
+    InsufficientFunds,
+    KeyAccessDenied,
+    UnknownAccount,
+    UnknownAsset,
+)
 from sagas.events import Envelope
+from sagas.ledger import (
+    Account,
+    Asset,
+    Balance,
+    Command,
+    PendingState,
+    TransferRecord,
+)
+from sagas.ledger.engine import execute, expire
+from sagas.ledger.rules import Counters, replay
 from sagas.ports import Checkpoint, TopicSpec
 
 
@@ -65,3 +85,130 @@ class FakeCheckpointStore:
 
     def load(self, chain: str) -> Checkpoint | None:
         return self._rows.get(chain)
+
+
+class InMemoryLedger:
+    """The Ledger port in memory, for unit tests. A batch works on copies of the state
+    and swaps them in only when every command succeeded (all or none)."""
+
+    def __init__(self, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._assets: dict[str, Asset] = {}
+        self._accounts: dict[str, tuple[Account, Counters]] = {}
+        self._records: dict[str, tuple[TransferRecord, str]] = {}
+        self._states: dict[str, PendingState] = {}
+        self._log: list[TransferRecord] = []
+
+    def register_asset(self, asset: Asset) -> None:
+        with self._lock:
+            known = self._assets.setdefault(asset.code, asset)
+            if known != asset:
+                raise AssetMismatch(f"{asset.code} has {known.decimals} decimals")
+
+    def open_account(self, account: Account) -> None:
+        with self._lock:
+            if account.asset not in self._assets:
+                raise UnknownAsset(account.asset)
+            known = self._accounts.setdefault(account.id, (account, Counters()))[0]
+            if known != account:
+                raise AccountConflict(account.id)
+
+    def submit(self, commands: Sequence[Command]) -> list[TransferRecord]:
+        with self._lock:
+            tx = _InMemoryTx(self)
+            now = self._clock()
+            results = [execute(tx, cmd, now) for cmd in commands]
+            tx.commit()
+            return results
+
+    def expire_pending(self) -> list[TransferRecord]:
+        with self._lock:
+            now = self._clock()
+            tx = _InMemoryTx(self)
+            due = [
+                rec
+                for rec, _ in self._records.values()
+                if rec.kind == "pending"
+                and self._states[rec.id] == "pending"
+                and rec.expires_at is not None
+                and rec.expires_at <= now
+            ]
+            done = [expire(tx, rec, now) for rec in sorted(due, key=lambda r: r.seq)]
+            tx.commit()
+            return done
+
+    def _account(self, account_id: str) -> tuple[Account, Counters]:
+        if account_id not in self._accounts:
+            raise UnknownAccount(account_id)
+        return self._accounts[account_id]
+
+    def balance(self, account_id: str, as_of_seq: int | None = None) -> Balance:
+        with self._lock:
+            account, counters = self._account(account_id)
+            if as_of_seq is None:
+                return Balance(account_id=account_id, asset=account.asset, **vars(counters))
+            return replay(account_id, account.asset, (r for r in self._log if r.seq <= as_of_seq))
+
+    def history(
+        self, account_id: str, after_seq: int = 0, limit: int = 100
+    ) -> list[TransferRecord]:
+        with self._lock:
+            self._account(account_id)
+            mine = [
+                r
+                for r in self._log
+                if r.seq > after_seq and account_id in (r.debit_account, r.credit_account)
+            ]
+            return mine[:limit]
+
+    def totals(self, asset: str) -> tuple[int, int]:
+        with self._lock:
+            rows = [c for a, c in self._accounts.values() if a.asset == asset]
+            return sum(c.debits_posted for c in rows), sum(c.credits_posted for c in rows)
+
+
+class _InMemoryTx:
+    def __init__(self, ledger: InMemoryLedger) -> None:
+        self._ledger = ledger
+        self._accounts = dict(ledger._accounts)
+        self._records = dict(ledger._records)
+        self._states = dict(ledger._states)
+        self._log = list(ledger._log)
+
+    def find(self, transfer_id: str) -> tuple[TransferRecord, str] | None:
+        return self._records.get(transfer_id)
+
+    def lock_accounts(self, ids: list[str]) -> dict[str, tuple[Account, Counters]]:
+        return {i: self._accounts[i] for i in ids if i in self._accounts}
+
+    def pending_state(self, pending_id: str) -> PendingState | None:
+        return self._states.get(pending_id)
+
+    def insert(self, record: TransferRecord, body: str) -> TransferRecord:
+        stored = record.model_copy(update={"seq": len(self._log) + 1})
+        self._records[record.id] = (stored, body)
+        self._log.append(stored)
+        if stored.kind == "pending":
+            self._states[stored.id] = "pending"
+        return stored
+
+    def set_counters(self, account_id: str, counters: Counters) -> None:
+        account = self._accounts[account_id][0]
+        if not counters.non_negative() or (
+            account.kind.no_overdraft and not counters.covers_debits()
+        ):
+            raise InsufficientFunds(account_id)  # the fake's stand-in for a CHECK constraint
+        self._accounts[account_id] = (account, counters)
+
+    def set_pending_state(self, pending_id: str, state: PendingState) -> None:
+        self._states[pending_id] = state
+
+    def commit(self) -> None:
+        led = self._ledger
+        led._accounts, led._records, led._states, led._log = (
+            self._accounts,
+            self._records,
+            self._states,
+            self._log,
+        )

@@ -1,0 +1,1 @@
+"""The custody ledger on SQL: SQLite (embedded default) and PostgreSQL, Alembic migrations."""

@@ -1,0 +1,359 @@
+"""The Ledger port on SQLite or PostgreSQL, chosen by URL.
+
+Both run the same engine (sagas.ledger.engine) inside one database transaction
+per batch. Concurrency: PostgreSQL locks the batch's accounts with
+`SELECT ... FOR UPDATE` in id order (no deadlocks between batches); SQLite takes
+its single write lock up front (`BEGIN IMMEDIATE`). Independently of the Python
+checks, the schema's CHECK constraints refuse a client account whose debits
+exceed its credits and any negative counter (migrations/versions/0001_ledger.py).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+import psycopg.errors
+
+from adapters.ledger import sqlite_functions
+from adapters.ledger.migrate import upgrade
+from sagas.errors import (
+    AccountConflict,
+    AssetMismatch,
+    InsufficientFunds,
+    UnknownAccount,
+    UnknownAsset,
+)
+from sagas.ledger import (
+    Account,
+    AccountKind,
+    Asset,
+    Balance,
+    Command,
+    PendingState,
+    TransferRecord,
+)
+from sagas.ledger.engine import execute, expire
+from sagas.ledger.rules import Counters, replay
+
+_RECORD_COLUMNS = (
+    "seq, id, kind, debit_account, credit_account, asset, amount, pending_id, pending_amount, "
+    "expires_at, reference, recorded_at"
+)
+_COUNTER_COLUMNS = "debits_pending, debits_posted, credits_pending, credits_posted"
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class _UniqueTransferId(Exception):
+    """Two writers inserted the same transfer id at once; the loser retries the batch."""
+
+
+class SqlLedger:
+    def __init__(
+        self, url: str, clock: Callable[[], datetime] = _utc_now, migrate: bool = True
+    ) -> None:
+        if migrate:
+            upgrade(url)
+        self._clock = clock
+        self._sqlite = url.startswith("sqlite:///")
+        self._target = url.removeprefix("sqlite:///") if self._sqlite else url
+
+    def __repr__(self) -> str:
+        return f"SqlLedger({'sqlite' if self._sqlite else 'postgresql'})"
+
+    # --- connections and dialect ---------------------------------------------
+    @contextmanager
+    def _tx(self) -> Iterator[_Conn]:
+        """One database transaction; commits if the block returns, rolls back if it raises."""
+        if self._sqlite:
+            raw = sqlite3.connect(self._target, timeout=60, isolation_level=None)
+            sqlite_functions.register(raw)
+            raw.execute("pragma foreign_keys = on")
+            raw.execute("pragma busy_timeout = 60000")
+            try:
+                raw.execute("begin immediate")
+                conn = _Conn(raw, sqlite=True)
+                yield conn
+                raw.execute("commit")
+            except BaseException:
+                if raw.in_transaction:
+                    raw.execute("rollback")
+                raise
+            finally:
+                raw.close()
+        else:
+            with psycopg.connect(self._target) as pg:  # commits on success, rolls back on error
+                yield _Conn(pg, sqlite=False)
+
+    def _write(self, work: Callable[[_Conn], Any]) -> Any:
+        for attempt in (1, 2):
+            try:
+                with self._tx() as conn:
+                    return work(conn)
+            except _UniqueTransferId:
+                # A concurrent batch recorded the same transfer id first. Retry once: the
+                # engine now finds the first record and answers idempotently (or conflicts).
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    # --- the port -------------------------------------------------------------
+    def register_asset(self, asset: Asset) -> None:
+        def work(conn: _Conn) -> None:
+            row = conn.one("select decimals from ledger_assets where code = ?", (asset.code,))
+            if row is None:
+                conn.run(
+                    "insert into ledger_assets (code, decimals) values (?, ?)",
+                    (asset.code, asset.decimals),
+                )
+            elif int(row[0]) != asset.decimals:
+                raise AssetMismatch(f"{asset.code} has {row[0]} decimals")
+
+        self._write(work)
+
+    def open_account(self, account: Account) -> None:
+        def work(conn: _Conn) -> None:
+            if conn.one("select 1 from ledger_assets where code = ?", (account.asset,)) is None:
+                raise UnknownAsset(account.asset)
+            row = conn.one(
+                "select asset, kind, owner from ledger_accounts where id = ?", (account.id,)
+            )
+            if row is None:
+                conn.run(
+                    "insert into ledger_accounts (id, asset, kind, owner, no_overdraft) "
+                    "values (?, ?, ?, ?, ?)",
+                    (
+                        account.id,
+                        account.asset,
+                        account.kind.value,
+                        account.owner,
+                        account.kind.no_overdraft,
+                    ),
+                )
+            elif tuple(row) != (account.asset, account.kind.value, account.owner):
+                raise AccountConflict(account.id)
+
+        self._write(work)
+
+    def submit(self, commands: Sequence[Command]) -> list[TransferRecord]:
+        def work(conn: _Conn) -> list[TransferRecord]:
+            now = self._clock()
+            tx = _SqlTx(conn)
+            return [execute(tx, cmd, now) for cmd in commands]
+
+        result: list[TransferRecord] = self._write(work)
+        return result
+
+    def expire_pending(self) -> list[TransferRecord]:
+        def work(conn: _Conn) -> list[TransferRecord]:
+            now = self._clock()
+            rows = conn.all(
+                f"select {_RECORD_COLUMNS} from ledger_transfers "
+                "where pending_state = 'pending' and expires_at <= ? order by seq",
+                (conn.time(now),),
+            )
+            tx = _SqlTx(conn)
+            return [expire(tx, conn.record(r), now) for r in rows]
+
+        result: list[TransferRecord] = self._write(work)
+        return result
+
+    def balance(self, account_id: str, as_of_seq: int | None = None) -> Balance:
+        with self._tx() as conn:
+            row = conn.one(
+                f"select asset, {_COUNTER_COLUMNS} from ledger_accounts where id = ?", (account_id,)
+            )
+            if row is None:
+                raise UnknownAccount(account_id)
+            if as_of_seq is None:
+                d_pend, d_post, c_pend, c_post = (int(v) for v in row[1:])
+                return Balance(
+                    account_id=account_id,
+                    asset=row[0],
+                    debits_pending=d_pend,
+                    debits_posted=d_post,
+                    credits_pending=c_pend,
+                    credits_posted=c_post,
+                )
+            records = [
+                conn.record(r)
+                for r in conn.all(
+                    f"select {_RECORD_COLUMNS} from ledger_transfers "
+                    "where (debit_account = ? or credit_account = ?) and seq <= ? order by seq",
+                    (account_id, account_id, as_of_seq),
+                )
+            ]
+            return replay(account_id, row[0], records)
+
+    def history(
+        self, account_id: str, after_seq: int = 0, limit: int = 100
+    ) -> list[TransferRecord]:
+        with self._tx() as conn:
+            if conn.one("select 1 from ledger_accounts where id = ?", (account_id,)) is None:
+                raise UnknownAccount(account_id)
+            rows = conn.all(
+                f"select {_RECORD_COLUMNS} from ledger_transfers "
+                "where (debit_account = ? or credit_account = ?) and seq > ? "
+                "order by seq limit ?",
+                (account_id, account_id, after_seq, limit),
+            )
+            return [conn.record(r) for r in rows]
+
+    def totals(self, asset: str) -> tuple[int, int]:
+        with self._tx() as conn:
+            rows = conn.all(
+                "select debits_posted, credits_posted from ledger_accounts where asset = ?",
+                (asset,),
+            )
+            return sum(int(r[0]) for r in rows), sum(int(r[1]) for r in rows)
+
+
+class _Conn:
+    """A connection inside a transaction, hiding the two drivers' differences."""
+
+    def __init__(self, raw: Any, sqlite: bool) -> None:
+        self.raw = raw
+        self.sqlite = sqlite
+
+    def _sql(self, sql: str) -> str:
+        return sql if self.sqlite else sql.replace("?", "%s")
+
+    def run(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        try:
+            return self.raw.execute(self._sql(sql), params)
+        except (sqlite3.IntegrityError, psycopg.errors.IntegrityError) as exc:
+            raise _integrity_error(exc) from exc
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self.run(sql, params).fetchone()
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return list(self.run(sql, params).fetchall())
+
+    def amount(self, value: int | None) -> Any:
+        if value is None:
+            return None
+        return str(value) if self.sqlite else value
+
+    def time(self, value: datetime | None) -> Any:
+        if value is None:
+            return None
+        return value.astimezone(UTC).isoformat() if self.sqlite else value
+
+    def record(self, row: Sequence[Any]) -> TransferRecord:
+        def when(v: Any) -> datetime | None:
+            if v is None:
+                return None
+            return datetime.fromisoformat(v) if isinstance(v, str) else v.astimezone(UTC)
+
+        def num(v: str | Decimal | int | None) -> int | None:
+            return None if v is None else int(v)
+
+        return TransferRecord(
+            seq=int(row[0]),
+            id=row[1],
+            kind=row[2],
+            debit_account=row[3],
+            credit_account=row[4],
+            asset=row[5],
+            amount=int(row[6]),
+            pending_id=row[7],
+            pending_amount=num(row[8]),
+            expires_at=when(row[9]),
+            reference=row[10],
+            recorded_at=when(row[11]) or datetime.min.replace(tzinfo=UTC),
+        )
+
+
+def _integrity_error(exc: Exception) -> Exception:
+    text = str(exc)
+    constraint = getattr(getattr(exc, "diag", None), "constraint_name", None) or text
+    if "ledger_no_overdraft" in constraint or "ledger_counters_non_negative" in constraint:
+        return InsufficientFunds("refused by the database")
+    if "ledger_transfers_id_key" in constraint or "ledger_transfers.id" in text:
+        return _UniqueTransferId()
+    return exc
+
+
+class _SqlTx:
+    """The engine's LedgerTx over one SQL transaction."""
+
+    def __init__(self, conn: _Conn) -> None:
+        self._c = conn
+
+    def find(self, transfer_id: str) -> tuple[TransferRecord, str] | None:
+        row = self._c.one(
+            f"select {_RECORD_COLUMNS}, body from ledger_transfers where id = ?", (transfer_id,)
+        )
+        return None if row is None else (self._c.record(row[:-1]), row[-1])
+
+    def lock_accounts(self, ids: list[str]) -> dict[str, tuple[Account, Counters]]:
+        marks = ", ".join("?" for _ in ids)
+        lock = "" if self._c.sqlite else " for update"
+        rows = self._c.all(
+            f"select id, asset, kind, owner, {_COUNTER_COLUMNS} from ledger_accounts "
+            f"where id in ({marks}) order by id{lock}",
+            ids,
+        )
+        return {
+            r[0]: (
+                Account(id=r[0], asset=r[1], kind=AccountKind(r[2]), owner=r[3]),
+                Counters(int(r[4]), int(r[5]), int(r[6]), int(r[7])),
+            )
+            for r in rows
+        }
+
+    def pending_state(self, pending_id: str) -> PendingState | None:
+        row = self._c.one("select pending_state from ledger_transfers where id = ?", (pending_id,))
+        return None if row is None else row[0]
+
+    def insert(self, record: TransferRecord, body: str) -> TransferRecord:
+        c = self._c
+        row = c.one(
+            "insert into ledger_transfers (id, kind, debit_account, credit_account, asset, "
+            "amount, pending_id, pending_amount, pending_state, expires_at, reference, body, "
+            "recorded_at) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) returning seq",
+            (
+                record.id,
+                record.kind,
+                record.debit_account,
+                record.credit_account,
+                record.asset,
+                c.amount(record.amount),
+                record.pending_id,
+                c.amount(record.pending_amount),
+                "pending" if record.kind == "pending" else None,
+                c.time(record.expires_at),
+                record.reference,
+                body,
+                c.time(record.recorded_at),
+            ),
+        )
+        return record.model_copy(update={"seq": int(row[0])})
+
+    def set_counters(self, account_id: str, counters: Counters) -> None:
+        c = self._c
+        c.run(
+            "update ledger_accounts set debits_pending = ?, debits_posted = ?, "
+            "credits_pending = ?, credits_posted = ? where id = ?",
+            (
+                c.amount(counters.debits_pending),
+                c.amount(counters.debits_posted),
+                c.amount(counters.credits_pending),
+                c.amount(counters.credits_posted),
+                account_id,
+            ),
+        )
+
+    def set_pending_state(self, pending_id: str, state: PendingState) -> None:
+        self._c.run(
+            "update ledger_transfers set pending_state = ? where id = ?", (state, pending_id)
+        )

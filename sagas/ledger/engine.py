@@ -1,0 +1,174 @@
+"""The one algorithm that applies ledger commands, over any storage transaction.
+
+Each implementation (in-memory fake, SQLite, PostgreSQL) provides a `LedgerTx`
+for one atomic transaction; `execute` does the validation, idempotency and
+counter arithmetic identically for all of them. The storage adds its own
+guarantee on top: a database refuses a client account going negative even if
+this code had a bug (CHECK constraints; see adapters/ledger/).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+from typing import Protocol
+
+from sagas.errors import (
+    AssetMismatch,
+    InsufficientFunds,
+    InvalidAmount,
+    PendingExpired,
+    PendingNotFound,
+    PostExceedsPending,
+    SameAccount,
+    TransferIdConflict,
+    UnknownAccount,
+)
+from sagas.ledger import (
+    Account,
+    Command,
+    PendingState,
+    PostPending,
+    Transfer,
+    TransferRecord,
+    VoidPending,
+)
+from sagas.ledger.rules import Counters, apply
+
+
+class LedgerTx(Protocol):
+    """Storage operations inside one atomic transaction."""
+
+    def find(self, transfer_id: str) -> tuple[TransferRecord, str] | None:
+        """The recorded transfer with this id and the canonical body it was submitted with."""
+
+    def lock_accounts(self, ids: list[str]) -> dict[str, tuple[Account, Counters]]:
+        """The named accounts that exist, locked against concurrent change until commit."""
+
+    def pending_state(self, pending_id: str) -> PendingState | None:
+        """Current state of a pending transfer (read after its accounts are locked)."""
+
+    def insert(self, record: TransferRecord, body: str) -> TransferRecord:
+        """Append the record; returns it with its commit-order `seq`."""
+
+    def set_counters(self, account_id: str, counters: Counters) -> None:
+        """Store an account's new counters. InsufficientFunds if the storage refuses."""
+
+    def set_pending_state(self, pending_id: str, state: PendingState) -> None:
+        """Mark a pending transfer resolved."""
+
+
+def canonical_body(command: Command) -> str:
+    return command.model_dump_json()
+
+
+def execute(tx: LedgerTx, command: Command, now: datetime) -> TransferRecord:
+    """Apply one command inside `tx`; a repeat of an applied command returns its record."""
+    body = canonical_body(command)
+    found = tx.find(command.id)
+    if found is not None:
+        record, first_body = found
+        if first_body != body:
+            raise TransferIdConflict(command.id)
+        return record
+    if isinstance(command, Transfer):
+        return _transfer(tx, command, body, now)
+    return _resolve(tx, command, body, now)
+
+
+def _transfer(tx: LedgerTx, cmd: Transfer, body: str, now: datetime) -> TransferRecord:
+    if cmd.amount <= 0:
+        raise InvalidAmount(f"{cmd.id}: amount must be a positive integer, got {cmd.amount}")
+    if cmd.debit_account == cmd.credit_account:
+        raise SameAccount(cmd.id)
+    record = TransferRecord(
+        seq=0,
+        id=cmd.id,
+        kind="pending" if cmd.pending else "transfer",
+        debit_account=cmd.debit_account,
+        credit_account=cmd.credit_account,
+        asset=cmd.asset,
+        amount=cmd.amount,
+        expires_at=cmd.expires_at,
+        reference=cmd.reference,
+        recorded_at=now,
+    )
+    return _book(tx, record, body)
+
+
+def _resolve(
+    tx: LedgerTx, cmd: PostPending | VoidPending, body: str, now: datetime
+) -> TransferRecord:
+    found = tx.find(cmd.pending_id)
+    if found is None or found[0].kind != "pending":
+        raise PendingNotFound(cmd.pending_id)
+    pending = found[0]
+    if isinstance(cmd, PostPending):
+        if pending.expires_at is not None and pending.expires_at <= now:
+            raise PendingExpired(cmd.pending_id)
+        amount = pending.amount if cmd.amount is None else cmd.amount
+        if amount <= 0:
+            raise InvalidAmount(f"{cmd.id}: amount must be a positive integer, got {amount}")
+        if amount > pending.amount:
+            raise PostExceedsPending(f"{cmd.id}: {amount} > {pending.amount}")
+    else:
+        amount = pending.amount
+    record = TransferRecord(
+        seq=0,
+        id=cmd.id,
+        kind=cmd.kind,
+        debit_account=pending.debit_account,
+        credit_account=pending.credit_account,
+        asset=pending.asset,
+        amount=amount,
+        pending_id=pending.id,
+        pending_amount=pending.amount,
+        recorded_at=now,
+    )
+    return _book(tx, record, body)
+
+
+def expire(tx: LedgerTx, pending: TransferRecord, now: datetime) -> TransferRecord:
+    """Void a pending transfer past its expiry (id `expire:<pending id>`)."""
+    record = TransferRecord(
+        seq=0,
+        id=f"expire:{pending.id}",
+        kind="expire",
+        debit_account=pending.debit_account,
+        credit_account=pending.credit_account,
+        asset=pending.asset,
+        amount=pending.amount,
+        pending_id=pending.id,
+        pending_amount=pending.amount,
+        recorded_at=now,
+    )
+    return _book(tx, record, body=record.model_dump_json(include={"id", "kind", "pending_id"}))
+
+
+_RESOLVED_STATE: dict[str, PendingState] = {"post": "posted", "void": "voided", "expire": "expired"}
+
+
+def _book(tx: LedgerTx, record: TransferRecord, body: str) -> TransferRecord:
+    accounts = tx.lock_accounts(sorted({record.debit_account, record.credit_account}))
+    for account_id in (record.debit_account, record.credit_account):
+        if account_id not in accounts:
+            raise UnknownAccount(account_id)
+    debit_account, debit = accounts[record.debit_account]
+    credit_account, credit = accounts[record.credit_account]
+    if not debit_account.asset == credit_account.asset == record.asset:
+        raise AssetMismatch(
+            f"{record.id}: {record.asset} between {debit_account.asset} and {credit_account.asset}"
+        )
+    if record.pending_id is not None and tx.pending_state(record.pending_id) != "pending":
+        raise PendingNotFound(record.pending_id)  # resolved while we waited for the locks
+    debit, credit = replace(debit), replace(credit)
+    apply(record, debit, credit)
+    for account, counters in ((debit_account, debit), (credit_account, credit)):
+        if account.kind.no_overdraft and not counters.covers_debits():
+            raise InsufficientFunds(f"{record.id}: account {account.id}")
+    stored = tx.insert(record, body)
+    tx.set_counters(debit_account.id, debit)
+    tx.set_counters(credit_account.id, credit)
+    if record.pending_id is not None:
+        tx.set_pending_state(record.pending_id, _RESOLVED_STATE[record.kind])
+    return stored

@@ -10,7 +10,9 @@ exceed its credits and any negative counter (migrations/versions/0001_ledger.py)
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -65,38 +67,61 @@ class SqlLedger:
         self._clock = clock
         self._sqlite = url.startswith("sqlite:///")
         self._target = url.removeprefix("sqlite:///") if self._sqlite else url
+        self._local = threading.local()
 
     def __repr__(self) -> str:
         return f"SqlLedger({'sqlite' if self._sqlite else 'postgresql'})"
 
     # --- connections and dialect ---------------------------------------------
+    def _connection(self) -> Any:
+        """This thread's connection, opened on first use and kept (connecting to
+        PostgreSQL costs more than a whole transfer)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            if self._sqlite:
+                conn = sqlite3.connect(
+                    self._target, timeout=60, isolation_level=None, check_same_thread=False
+                )
+                sqlite_functions.register(conn)
+                conn.execute("pragma foreign_keys = on")
+                conn.execute("pragma busy_timeout = 60000")
+            else:
+                conn = psycopg.connect(self._target)
+            self._local.conn = conn
+        return conn
+
+    def _drop_connection(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+
     @contextmanager
-    def _tx(self) -> Iterator[_Conn]:
-        """One database transaction; commits if the block returns, rolls back if it raises."""
-        if self._sqlite:
-            raw = sqlite3.connect(self._target, timeout=60, isolation_level=None)
-            sqlite_functions.register(raw)
-            raw.execute("pragma foreign_keys = on")
-            raw.execute("pragma busy_timeout = 60000")
-            try:
-                raw.execute("begin immediate")
-                conn = _Conn(raw, sqlite=True)
-                yield conn
-                raw.execute("commit")
-            except BaseException:
-                if raw.in_transaction:
+    def _tx(self, write: bool = False) -> Iterator[_Conn]:
+        """One database transaction; commits if the block returns, rolls back if it raises.
+        SQLite writers take the database's write lock up front (BEGIN IMMEDIATE)."""
+        raw = self._connection()
+        try:
+            if self._sqlite:
+                raw.execute("begin immediate" if write else "begin")
+                try:
+                    yield _Conn(raw, sqlite=True)
+                except BaseException:
                     raw.execute("rollback")
-                raise
-            finally:
-                raw.close()
-        else:
-            with psycopg.connect(self._target) as pg:  # commits on success, rolls back on error
-                yield _Conn(pg, sqlite=False)
+                    raise
+                raw.execute("commit")
+            else:
+                with raw.transaction():
+                    yield _Conn(raw, sqlite=False)
+        except (sqlite3.OperationalError, psycopg.OperationalError):
+            self._drop_connection()  # a broken connection is not reused
+            raise
 
     def _write(self, work: Callable[[_Conn], Any]) -> Any:
         for attempt in (1, 2):
             try:
-                with self._tx() as conn:
+                with self._tx(write=True) as conn:
                     return work(conn)
             except _UniqueTransferId:
                 # A concurrent batch recorded the same transfer id first. Retry once: the

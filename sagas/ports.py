@@ -32,6 +32,10 @@ class EventBus(Protocol):
         """Publish durably (acks=all, idempotent), keyed by event.subject; returns once stored.
         DependencyUnavailable (transient) if not acknowledged in time."""
 
+    def publish_all(self, items: Sequence[tuple[str, Envelope]]) -> None:
+        """Publish (topic, event) pairs, each keyed by its subject, and return once all are
+        stored; per key, in the given order. DependencyUnavailable (transient) otherwise."""
+
     def read(self, topic: str, group: str, max_events: int, timeout: float) -> list[Envelope]:
         """Read up to max_events for consumer group `group` from its committed position
         (the topic's start for a new group), committing what it returns."""
@@ -163,3 +167,21 @@ class Ledger(Protocol):
     def totals(self, asset: str) -> tuple[int, int]:
         """(sum of posted debits, sum of posted credits) over every account of the asset;
         double entry means the two are always equal."""
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    position: int
+    topic: str
+    event: Envelope
+
+
+@runtime_checkable
+class Outbox(Protocol):
+    """Events committed with the ledger change that caused them, waiting for the relay."""
+
+    def unpublished(self, limit: int) -> list[OutboxItem]:
+        """Up to `limit` events not yet marked published, oldest first."""
+
+    def mark_published(self, positions: Sequence[int]) -> None:
+        """Record that these events are on Kafka (idempotent)."""

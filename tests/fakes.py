@@ -29,7 +29,7 @@ from sagas.ledger import (
 )
 from sagas.ledger.engine import execute, expire
 from sagas.ledger.rules import Counters, replay
-from sagas.ports import Checkpoint, TopicSpec
+from sagas.ports import Checkpoint, OutboxItem, TopicSpec
 
 
 class FakeEventBus:
@@ -42,9 +42,14 @@ class FakeEventBus:
             self.topics.setdefault(spec.name, [])
 
     def publish(self, topic: str, event: Envelope) -> None:
-        if topic not in self.topics:
-            raise KeyError(f"unknown topic {topic}")
-        self.topics[topic].append(event)
+        self.publish_all([(topic, event)])
+
+    def publish_all(self, items: Sequence[tuple[str, Envelope]]) -> None:
+        for topic, _ in items:
+            if topic not in self.topics:
+                raise KeyError(f"unknown topic {topic}")
+        for topic, event in items:
+            self.topics[topic].append(event)
 
     def read(self, topic: str, group: str, max_events: int, timeout: float) -> list[Envelope]:
         start = self._offsets[(topic, group)]
@@ -99,6 +104,16 @@ class InMemoryLedger:
         self._records: dict[str, tuple[TransferRecord, str]] = {}
         self._states: dict[str, PendingState] = {}
         self._log: list[TransferRecord] = []
+        self._outbox: list[OutboxItem] = []
+        self._published: set[int] = set()
+
+    def unpublished(self, limit: int) -> list[OutboxItem]:
+        with self._lock:
+            return [i for i in self._outbox if i.position not in self._published][:limit]
+
+    def mark_published(self, positions: Sequence[int]) -> None:
+        with self._lock:
+            self._published.update(positions)
 
     def register_asset(self, asset: Asset) -> None:
         with self._lock:
@@ -175,6 +190,7 @@ class _InMemoryTx:
         self._records = dict(ledger._records)
         self._states = dict(ledger._states)
         self._log = list(ledger._log)
+        self._outbox = list(ledger._outbox)
 
     def find(self, transfer_id: str) -> tuple[TransferRecord, str] | None:
         return self._records.get(transfer_id)
@@ -204,11 +220,16 @@ class _InMemoryTx:
     def set_pending_state(self, pending_id: str, state: PendingState) -> None:
         self._states[pending_id] = state
 
+    def emit(self, topic: str, events: list[Envelope]) -> None:
+        for event in events:
+            self._outbox.append(OutboxItem(len(self._outbox) + 1, topic, event))
+
     def commit(self) -> None:
         led = self._ledger
-        led._accounts, led._records, led._states, led._log = (
+        led._accounts, led._records, led._states, led._log, led._outbox = (
             self._accounts,
             self._records,
             self._states,
             self._log,
+            self._outbox,
         )

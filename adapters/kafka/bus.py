@@ -70,6 +70,9 @@ class KafkaEventBus:
                     raise DependencyUnavailable(f"kafka: creating {name}: {exc}") from exc
 
     def publish(self, topic: str, event: Envelope) -> None:
+        self.publish_all([(topic, event)])
+
+    def publish_all(self, items: Sequence[tuple[str, Envelope]]) -> None:
         producer = self._get_producer()
         errors: list[KafkaError] = []
 
@@ -77,17 +80,23 @@ class KafkaEventBus:
             if err is not None:
                 errors.append(err)
 
-        producer.produce(
-            topic,
-            key=event.key(),
-            value=event.to_json(),
-            headers={"ce_id": event.id, "ce_type": event.type},
-            on_delivery=on_delivery,
-        )
+        for topic, event in items:
+            while True:
+                try:
+                    producer.produce(
+                        topic,
+                        key=event.key(),
+                        value=event.to_json(),
+                        headers={"ce_id": event.id, "ce_type": event.type},
+                        on_delivery=on_delivery,
+                    )
+                    break
+                except BufferError:
+                    producer.poll(0.5)  # local queue full: let deliveries drain, then retry
         remaining = producer.flush(self._timeout)
         if remaining or errors:
             detail = errors[0].str() if errors else f"{remaining} message(s) not acknowledged"
-            raise DependencyUnavailable(f"kafka: publish to {topic}: {detail}")
+            raise DependencyUnavailable(f"kafka: publish: {detail}")
 
     def read(self, topic: str, group: str, max_events: int, timeout: float) -> list[Envelope]:
         consumer = Consumer(

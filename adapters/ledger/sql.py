@@ -31,6 +31,7 @@ from sagas.errors import (
     UnknownAccount,
     UnknownAsset,
 )
+from sagas.events import Envelope
 from sagas.ledger import (
     Account,
     AccountKind,
@@ -42,6 +43,7 @@ from sagas.ledger import (
 )
 from sagas.ledger.engine import execute, expire
 from sagas.ledger.rules import Counters, replay
+from sagas.ports import OutboxItem
 
 _RECORD_COLUMNS = (
     "seq, id, kind, debit_account, credit_account, asset, amount, pending_id, pending_amount, "
@@ -232,6 +234,29 @@ class SqlLedger:
             )
             return [conn.record(r) for r in rows]
 
+    def unpublished(self, limit: int) -> list[OutboxItem]:
+        with self._tx() as conn:
+            rows = conn.all(
+                "select position, topic, payload from ledger_outbox "
+                "where published_at is null order by position limit ?",
+                (limit,),
+            )
+        return [OutboxItem(int(r[0]), r[1], Envelope.from_json(r[2])) for r in rows]
+
+    def mark_published(self, positions: Sequence[int]) -> None:
+        if not positions:
+            return
+        marks = ", ".join("?" for _ in positions)
+
+        def work(conn: _Conn) -> None:
+            conn.run(
+                f"update ledger_outbox set published_at = ? where position in ({marks}) "
+                "and published_at is null",
+                (conn.time(self._clock()), *positions),
+            )
+
+        self._write(work)
+
     def totals(self, asset: str) -> tuple[int, int]:
         with self._tx() as conn:
             rows = conn.all(
@@ -382,3 +407,11 @@ class _SqlTx:
         self._c.run(
             "update ledger_transfers set pending_state = ? where id = ?", (state, pending_id)
         )
+
+    def emit(self, topic: str, events: list[Envelope]) -> None:
+        for event in events:
+            self._c.run(
+                "insert into ledger_outbox (event_id, topic, event_key, payload, created_at) "
+                "values (?, ?, ?, ?, ?)",
+                (event.id, topic, event.subject, event.model_dump_json(), self._c.time(event.time)),
+            )

@@ -24,6 +24,7 @@ from sagas.errors import (
     TransferIdConflict,
     UnknownAccount,
 )
+from sagas.events import Envelope
 from sagas.ledger import (
     Account,
     Command,
@@ -33,7 +34,9 @@ from sagas.ledger import (
     TransferRecord,
     VoidPending,
 )
+from sagas.ledger.events import entry_events
 from sagas.ledger.rules import Counters, apply
+from sagas.topics import EVENTS
 
 
 class LedgerTx(Protocol):
@@ -56,6 +59,9 @@ class LedgerTx(Protocol):
 
     def set_pending_state(self, pending_id: str, state: PendingState) -> None:
         """Mark a pending transfer resolved."""
+
+    def emit(self, topic: str, events: list[Envelope]) -> None:
+        """Queue events in the same transaction (transactional outbox)."""
 
 
 def canonical_body(command: Command) -> str:
@@ -171,4 +177,5 @@ def _book(tx: LedgerTx, record: TransferRecord, body: str) -> TransferRecord:
     tx.set_counters(credit_account.id, credit)
     if record.pending_id is not None:
         tx.set_pending_state(record.pending_id, _RESOLVED_STATE[record.kind])
+    tx.emit(EVENTS.name, entry_events(stored, debit, credit))
     return stored

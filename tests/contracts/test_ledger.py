@@ -36,8 +36,9 @@ from sagas.ledger import (
     Transfer,
     VoidPending,
 )
-from sagas.ports import Ledger
-from services.settings import PlatformSettings
+from sagas.ledger.projection import BalanceProjection
+from sagas.ports import Ledger, Outbox, OutboxItem
+from sagas.topics import EVENTS
 from tests.fakes import InMemoryLedger
 
 
@@ -332,6 +333,56 @@ class LedgerContract:
         assert book.ledger.balance(book.alice, as_of_seq=10**12) == now
         assert (now.total, now.held) == (85, 0)
 
+    # --- transactional outbox ---------------------------------------------------
+    def _my_outbox(self, book: Book) -> list[OutboxItem]:
+        mine = {book.omnibus, book.in_flight, book.alice, book.bob}
+        outbox: Outbox = book.ledger  # type: ignore[assignment]
+        return [i for i in outbox.unpublished(100_000) if i.event.subject in mine]
+
+    def test_each_entry_is_an_event_in_the_same_transaction(self, book: Book) -> None:
+        book.fund(book.alice, 100)
+        cmd = book.move(book.alice, book.bob, 30)
+        (record,) = book.ledger.submit([cmd])
+        book.ledger.submit([cmd])  # an idempotent repeat emits nothing
+        with pytest.raises(InsufficientFunds):  # a refused batch emits nothing either
+            book.ledger.submit(
+                [book.move(book.bob, book.alice, 1), book.move(book.alice, book.bob, 999)]
+            )
+        items = self._my_outbox(book)
+        assert [i.topic for i in items] == [EVENTS.name] * 4
+        debit, credit = (i.event for i in items[2:])
+        assert (debit.subject, credit.subject) == (book.alice, book.bob)
+        assert debit.type == credit.type == "custody.ledger.entry_recorded.v1"
+        assert debit.data["transfer_id"] == record.id and debit.data["side"] == "debit"
+        assert debit.data["amount"] == "30" and debit.data["seq"] == record.seq
+        assert debit.data["balance_after"] == {
+            "debits_pending": "0",
+            "debits_posted": "30",
+            "credits_pending": "0",
+            "credits_posted": "100",
+        }
+
+    def test_outbox_events_replay_to_the_ledger_balances(self, book: Book) -> None:
+        book.fund(book.alice, 1_000)
+        hold = book.move(book.alice, book.in_flight, 400, pending=True)
+        book.ledger.submit([hold, book.move(book.alice, book.bob, 100)])
+        book.ledger.submit([PostPending(id=book.tid(), pending_id=hold.id, amount=250)])
+        items = self._my_outbox(book)
+        projection = BalanceProjection()
+        for item in items + items:  # every event twice: repeats are dropped
+            projection.apply(item.event)
+        assert projection.breaks == []
+        for account in (book.omnibus, book.in_flight, book.alice, book.bob):
+            assert projection.balance(account) == book.ledger.balance(account)
+
+    def test_marked_events_leave_the_outbox(self, book: Book) -> None:
+        book.fund(book.alice, 5)
+        items = self._my_outbox(book)
+        outbox: Outbox = book.ledger  # type: ignore[assignment]
+        outbox.mark_published([items[0].position])
+        outbox.mark_published([items[0].position])  # idempotent
+        assert [i.position for i in self._my_outbox(book)] == [items[1].position]
+
     # --- concurrency -------------------------------------------------------------
     def test_50_concurrent_reservations_against_10_exactly_10_win(self, book: Book) -> None:
         book.fund(book.alice, 10)
@@ -432,15 +483,15 @@ class TestSqliteLedger(LedgerContract):
 @pytest.mark.stack
 class TestPostgresLedger(LedgerContract):
     @pytest.fixture
-    def ledger(self, clock: Clock, stack_settings: PlatformSettings) -> Ledger:
-        return SqlLedger(stack_settings.postgres_url, clock=clock)
+    def ledger(self, clock: Clock, fresh_postgres_url: str) -> Ledger:
+        return SqlLedger(fresh_postgres_url, clock=clock)
 
     def test_the_database_itself_refuses_an_overdraft(
-        self, book: Book, stack_settings: PlatformSettings
+        self, book: Book, fresh_postgres_url: str
     ) -> None:
         book.fund(book.alice, 10)
         with (
-            psycopg.connect(stack_settings.postgres_url) as conn,
+            psycopg.connect(fresh_postgres_url) as conn,
             pytest.raises(psycopg.errors.CheckViolation, match="ledger_no_overdraft"),
         ):
             conn.execute(

@@ -17,6 +17,7 @@ from sagas.ledger import Balance, RecordKind, TransferRecord
 from sagas.ledger.rules import Counters
 
 ENTRY_RECORDED = "custody.ledger.entry_recorded.v1"
+BALANCE = "custody.ledger.balance.v1"
 SOURCE = "/custody/ledger"
 _NAMESPACE = uuid.UUID("0b6f3c1e-8f65-4c36-9a57-3c2f1f0a6d41")
 
@@ -96,3 +97,34 @@ def balance_from_event(event: Envelope) -> Balance:
         credits_pending=int(after.credits_pending),
         credits_posted=int(after.credits_posted),
     )
+
+
+class BalanceSnapshot(BaseModel):
+    """Payload of `custody.ledger.balance.v1` on the compacted balances topic (latest per
+    account), as rebuilt by the projector from the events topic."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    asset: str
+    debits_pending: str
+    debits_posted: str
+    credits_pending: str
+    credits_posted: str
+    available: str
+    total: str
+
+    @classmethod
+    def of(cls, balance: Balance) -> BalanceSnapshot:
+        return cls(
+            asset=balance.asset,
+            debits_pending=str(balance.debits_pending),
+            debits_posted=str(balance.debits_posted),
+            credits_pending=str(balance.credits_pending),
+            credits_posted=str(balance.credits_posted),
+            available=str(balance.available),
+            total=str(balance.total),
+        )
+
+
+# Published payload models by event type: the catalogue in docs/events/ is generated from it.
+PAYLOADS: dict[str, type[BaseModel]] = {ENTRY_RECORDED: EntryRecorded, BALANCE: BalanceSnapshot}

@@ -1,20 +1,34 @@
-"""Write the JSON Schemas of the published event models into docs/events/."""
+"""Write the JSON Schemas of the envelope and of every published payload into docs/events/."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from sagas.events import Envelope
+from sagas.ledger.events import PAYLOADS
 
 DOCS_EVENTS = Path(__file__).resolve().parents[2] / "docs" / "events"
 
 
+def schemas() -> dict[str, dict[str, Any]]:
+    """File name -> schema, for everything a bank's integration may parse."""
+    out = {"envelope.schema.json": Envelope.model_json_schema()}
+    for event_type, model in PAYLOADS.items():
+        out[f"{event_type}.schema.json"] = model.model_json_schema()
+    return out
+
+
+def render(schema: dict[str, Any]) -> str:
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
+
+
 def main() -> None:
     DOCS_EVENTS.mkdir(parents=True, exist_ok=True)
-    path = DOCS_EVENTS / "envelope.schema.json"
-    path.write_text(json.dumps(Envelope.model_json_schema(), indent=2, sort_keys=True) + "\n")
-    print(f"wrote {path}")
+    for name, schema in schemas().items():
+        (DOCS_EVENTS / name).write_text(render(schema))
+        print(f"wrote docs/events/{name}")
 
 
 if __name__ == "__main__":

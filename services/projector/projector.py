@@ -6,11 +6,10 @@ from __future__ import annotations
 import uuid
 
 from sagas.events import Envelope
+from sagas.ledger.events import BALANCE, BalanceSnapshot
 from sagas.ledger.projection import BalanceProjection
 from sagas.ports import EventBus
 from sagas.topics import BALANCES, EVENTS
-
-BALANCE_TYPE = "custody.ledger.balance.v1"
 
 
 def replay(bus: EventBus, timeout: float = 10.0, batch: int = 5_000) -> BalanceProjection:
@@ -25,27 +24,17 @@ def replay(bus: EventBus, timeout: float = 10.0, batch: int = 5_000) -> BalanceP
 
 def publish_balances(bus: EventBus, projection: BalanceProjection) -> int:
     """Publish every account's balance to the compacted topic (latest wins per account)."""
-    items = []
-    for account in sorted(projection.counters):
-        bal = projection.balance(account)
-        items.append(
-            (
-                BALANCES.name,
-                Envelope(
-                    source="/custody/projector",
-                    type=BALANCE_TYPE,
-                    subject=account,
-                    data={
-                        "asset": bal.asset,
-                        "debits_pending": str(bal.debits_pending),
-                        "debits_posted": str(bal.debits_posted),
-                        "credits_pending": str(bal.credits_pending),
-                        "credits_posted": str(bal.credits_posted),
-                        "available": str(bal.available),
-                        "total": str(bal.total),
-                    },
-                ),
-            )
+    items = [
+        (
+            BALANCES.name,
+            Envelope(
+                source="/custody/projector",
+                type=BALANCE,
+                subject=account,
+                data=BalanceSnapshot.of(projection.balance(account)).model_dump(mode="json"),
+            ),
         )
+        for account in sorted(projection.counters)
+    ]
     bus.publish_all(items)
     return len(items)

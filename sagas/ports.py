@@ -185,3 +185,20 @@ class Outbox(Protocol):
 
     def mark_published(self, positions: Sequence[int]) -> None:
         """Record that these events are on Kafka (idempotent)."""
+
+
+@runtime_checkable
+class AuditKeys(Protocol):
+    """Keys of the audit chain, held by the key service: data keys and the chain key."""
+
+    def new_data_key(self) -> tuple[bytes, str]:
+        """A fresh AES-256 key: (plaintext, wrapped). KeyAccessDenied if this role may not."""
+
+    def unwrap_data_key(self, wrapped: str) -> bytes:
+        """The plaintext of a wrapped data key: authorised auditors only (KeyAccessDenied)."""
+
+    def sign(self, digest: bytes) -> str:
+        """Sign a chain head with the chain key; returns 'vault:v<N>:<base64 signature>'."""
+
+    def public_keys(self) -> dict[int, bytes]:
+        """The chain key's raw Ed25519 public keys by version, for offline verification."""

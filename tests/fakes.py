@@ -3,11 +3,16 @@ contract suite in tests/contracts/, the same suite the real adapters pass."""
 
 from __future__ import annotations
 
+import base64
 import secrets
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from sagas.errors import (
     AccountConflict,
@@ -233,3 +238,36 @@ class _InMemoryTx:
             self._log,
             self._outbox,
         )
+
+
+class FakeAuditKeys:
+    """AuditKeys in process: data keys wrapped under a local master key, an Ed25519
+    chain key. `may_unwrap` plays the auditor role, `may_sign` the writer's."""
+
+    def __init__(self, may_unwrap: bool = True, may_sign: bool = True) -> None:
+        self._master = AESGCM(AESGCM.generate_key(bit_length=256))
+        self._chain = Ed25519PrivateKey.generate()
+        self._may_unwrap = may_unwrap
+        self._may_sign = may_sign
+
+    def new_data_key(self) -> tuple[bytes, str]:
+        key, nonce = secrets.token_bytes(32), secrets.token_bytes(12)
+        wrapped = base64.b64encode(nonce + self._master.encrypt(nonce, key, None)).decode()
+        return key, f"fake:v1:{wrapped}"
+
+    def unwrap_data_key(self, wrapped: str) -> bytes:
+        if not self._may_unwrap:
+            raise KeyAccessDenied("fake: this role may not unwrap audit data keys")
+        raw = base64.b64decode(wrapped.removeprefix("fake:v1:"))
+        try:
+            return self._master.decrypt(raw[:12], raw[12:], None)
+        except Exception:
+            raise CiphertextInvalid("fake: not a data key of this chain") from None
+
+    def sign(self, digest: bytes) -> str:
+        if not self._may_sign:
+            raise KeyAccessDenied("fake: this role may not sign")
+        return "vault:v1:" + base64.b64encode(self._chain.sign(digest)).decode()
+
+    def public_keys(self) -> dict[int, bytes]:
+        return {1: self._chain.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)}

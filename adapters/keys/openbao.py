@@ -1,7 +1,9 @@
-"""KeyWrapper on OpenBao transit, authenticated by AppRole (hvac).
+"""OpenBao transit through AppRole (hvac): the seed KeyWrapper and the audit chain's keys.
 
-The role decides what this instance may do: the API and worker roles can wrap
-only; the signer role can also unwrap. A refusal is KeyAccessDenied, never a retry.
+The role decides what an instance may do (policies in infra/openbao/policies/):
+the API and worker roles can wrap only; the signer can also unwrap; the audit
+writer gets data keys and signs; the auditor unwraps audit data keys. A refusal
+is KeyAccessDenied, never a retry.
 """
 
 from __future__ import annotations
@@ -19,55 +21,118 @@ from sagas.errors import CiphertextInvalid, DependencyUnavailable, KeyAccessDeni
 _UNREACHABLE = (VaultDown, requests.ConnectionError, requests.Timeout)
 
 
-class OpenBaoKeyWrapper:
-    def __init__(
-        self, addr: str, role_id: str, secret_id: str, key_name: str, timeout: float = 10.0
-    ) -> None:
-        self._client = hvac.Client(url=addr, timeout=timeout)
+class _Session:
+    """An AppRole login, renewed by logging in again when a token is refused."""
+
+    def __init__(self, addr: str, role_id: str, secret_id: str, timeout: float) -> None:
+        self.client = hvac.Client(url=addr, timeout=timeout)
         self._role_id = role_id
         self._secret_id = secret_id
-        self._key = key_name
-
-    def __repr__(self) -> str:  # never show credentials, even in a traceback
-        return f"OpenBaoKeyWrapper(key={self._key!r})"
 
     def _login(self) -> None:
         try:
-            self._client.auth.approle.login(role_id=self._role_id, secret_id=self._secret_id)
+            self.client.auth.approle.login(role_id=self._role_id, secret_id=self._secret_id)
         except (Forbidden, InvalidRequest) as exc:
             raise KeyAccessDenied("approle login refused") from exc
         except _UNREACHABLE as exc:
             raise DependencyUnavailable("openbao: login") from exc
 
-    def _transit(self, op: str, call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    def call(self, what: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         for attempt in (1, 2):
-            if not self._client.token:
+            if not self.client.token:
                 self._login()
             try:
-                return dict(call()["data"])
+                return dict(fn()["data"])
             except Forbidden as exc:
                 # An expired token is also a 403: log in again once before concluding.
                 if attempt == 1:
-                    self._client.token = None
+                    self.client.token = None
                     continue
-                raise KeyAccessDenied(f"transit {op} on {self._key}") from exc
+                raise KeyAccessDenied(what) from exc
             except InvalidRequest as exc:
-                raise CiphertextInvalid(f"transit {op} on {self._key}") from exc
+                raise CiphertextInvalid(what) from exc
             except _UNREACHABLE as exc:
-                raise DependencyUnavailable(f"openbao: transit {op}") from exc
+                raise DependencyUnavailable(f"openbao: {what}") from exc
         raise AssertionError("unreachable")
+
+
+class OpenBaoKeyWrapper:
+    def __init__(
+        self, addr: str, role_id: str, secret_id: str, key_name: str, timeout: float = 10.0
+    ) -> None:
+        self._session = _Session(addr, role_id, secret_id, timeout)
+        self._key = key_name
+
+    def __repr__(self) -> str:  # never show credentials, even in a traceback
+        return f"OpenBaoKeyWrapper(key={self._key!r})"
 
     def wrap(self, plaintext: bytes) -> str:
         encoded = base64.b64encode(plaintext).decode()
-        transit = self._client.secrets.transit
-        data = self._transit(
-            "encrypt", lambda: transit.encrypt_data(name=self._key, plaintext=encoded)
+        transit = self._session.client.secrets.transit
+        data = self._session.call(
+            f"transit encrypt on {self._key}",
+            lambda: transit.encrypt_data(name=self._key, plaintext=encoded),
         )
         return str(data["ciphertext"])
 
     def unwrap(self, ciphertext: str) -> bytes:
-        transit = self._client.secrets.transit
-        data = self._transit(
-            "decrypt", lambda: transit.decrypt_data(name=self._key, ciphertext=ciphertext)
+        transit = self._session.client.secrets.transit
+        data = self._session.call(
+            f"transit decrypt on {self._key}",
+            lambda: transit.decrypt_data(name=self._key, ciphertext=ciphertext),
         )
         return base64.b64decode(str(data["plaintext"]))
+
+
+class OpenBaoAuditKeys:
+    """AuditKeys on transit: data keys under `data_key_name`, signatures by `chain_key_name`."""
+
+    def __init__(
+        self,
+        addr: str,
+        role_id: str,
+        secret_id: str,
+        data_key_name: str = "custody-audit-data",
+        chain_key_name: str = "custody-audit-chain",
+        timeout: float = 10.0,
+    ) -> None:
+        self._session = _Session(addr, role_id, secret_id, timeout)
+        self._data_key = data_key_name
+        self._chain_key = chain_key_name
+
+    def __repr__(self) -> str:
+        return f"OpenBaoAuditKeys(data={self._data_key!r}, chain={self._chain_key!r})"
+
+    def new_data_key(self) -> tuple[bytes, str]:
+        transit = self._session.client.secrets.transit
+        data = self._session.call(
+            f"transit datakey on {self._data_key}",
+            lambda: transit.generate_data_key(name=self._data_key, key_type="plaintext", bits=256),
+        )
+        return base64.b64decode(str(data["plaintext"])), str(data["ciphertext"])
+
+    def unwrap_data_key(self, wrapped: str) -> bytes:
+        transit = self._session.client.secrets.transit
+        data = self._session.call(
+            f"transit decrypt on {self._data_key}",
+            lambda: transit.decrypt_data(name=self._data_key, ciphertext=wrapped),
+        )
+        return base64.b64decode(str(data["plaintext"]))
+
+    def sign(self, digest: bytes) -> str:
+        transit = self._session.client.secrets.transit
+        data = self._session.call(
+            f"transit sign with {self._chain_key}",
+            lambda: transit.sign_data(
+                name=self._chain_key, hash_input=base64.b64encode(digest).decode()
+            ),
+        )
+        return str(data["signature"])
+
+    def public_keys(self) -> dict[int, bytes]:
+        transit = self._session.client.secrets.transit
+        data = self._session.call(
+            f"transit read key {self._chain_key}",
+            lambda: transit.read_key(name=self._chain_key),
+        )
+        return {int(v): base64.b64decode(k["public_key"]) for v, k in data["keys"].items()}

@@ -18,7 +18,14 @@ from infra.services.base import Say, Service, write_private
 from infra.settings import INFRA_DIR
 
 KEK_NAME = "custody-kek"
-ROLES = ("custody-api", "custody-worker", "custody-signer")
+# Transit keys: name -> type. The seed KEK; the audit stream's data-key KEK; the
+# audit chain's signing key (its public half verifies exports offline).
+TRANSIT_KEYS = {
+    KEK_NAME: "aes256-gcm96",
+    "custody-audit-data": "aes256-gcm96",
+    "custody-audit-chain": "ed25519",
+}
+ROLES = ("custody-api", "custody-worker", "custody-signer", "custody-audit", "custody-auditor")
 POLICY_DIR = INFRA_DIR / "openbao" / "policies"
 
 
@@ -120,11 +127,12 @@ class OpenBao(Service):
         if "kv/" not in mounts:
             say("enable kv v2")
             client.sys.enable_secrets_engine("kv", path="kv", options={"version": "2"})
-        try:
-            client.secrets.transit.read_key(name=KEK_NAME)
-        except hvac.exceptions.InvalidPath:
-            say(f"create transit key {KEK_NAME} (aes256-gcm96)")
-            client.secrets.transit.create_key(name=KEK_NAME, key_type="aes256-gcm96")
+        for key_name, key_type in TRANSIT_KEYS.items():
+            try:
+                client.secrets.transit.read_key(name=key_name)
+            except hvac.exceptions.InvalidPath:
+                say(f"create transit key {key_name} ({key_type})")
+                client.secrets.transit.create_key(name=key_name, key_type=key_type)
         if "approle/" not in client.sys.list_auth_methods()["data"]:
             say("enable approle")
             client.sys.enable_auth_method("approle")

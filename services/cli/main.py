@@ -56,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="run the demo scenario against the running stack")
     demo.set_defaults(func=_demo_cmd)
+
+    from services.cli import audit
+
+    audit.add_parser(sub)
     return parser
 
 

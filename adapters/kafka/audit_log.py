@@ -1,0 +1,156 @@
+"""The audit topic on Kafka: a fenced transactional appender and a committed-only reader.
+
+One writer at a time: the appender's transactional id is fixed, so a second
+appender starting with the same id fences the first (its next transaction
+fails), and its records and consumed offsets commit atomically (exactly once
+from the events topic into the audit chain).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
+from pydantic import ValidationError
+
+from sagas.audit import GENESIS, AuditRecord
+from sagas.errors import DependencyUnavailable
+from sagas.events import Envelope
+
+_LOG = logging.getLogger("custody.kafka.audit")
+
+
+class WriterFenced(Exception):
+    """Another audit writer with the same transactional id took over; this one must stop."""
+
+
+def read_audit(
+    bootstrap: str, topic: str, start: int = 0, end: int | None = None, timeout: float = 30.0
+) -> list[tuple[int, AuditRecord | None]]:
+    """Committed records of the (single-partition) audit topic from offset `start` through
+    `end`, in order; a record that does not parse is returned as None."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "custody-audit-reader",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "isolation.level": "read_committed",
+            "logger": _LOG,
+        }
+    )
+    out: list[tuple[int, AuditRecord | None]] = []
+    try:
+        consumer.assign([TopicPartition(topic, 0, start if start > 0 else OFFSET_BEGINNING)])
+        while True:
+            msg = consumer.poll(timeout)
+            if msg is None:
+                raise DependencyUnavailable(f"kafka: no answer reading {topic} in {timeout} s")
+            err = msg.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    break
+                raise DependencyUnavailable(f"kafka: read {topic}: {err.str()}")
+            offset = msg.offset() or 0
+            if end is not None and offset > end:
+                break
+            try:
+                out.append((offset, AuditRecord.model_validate_json(msg.value() or b"")))
+            except ValidationError:
+                out.append((offset, None))
+    finally:
+        consumer.close()
+    return out
+
+
+class KafkaAuditAppender:
+    def __init__(
+        self,
+        bootstrap: str,
+        events_topic: str,
+        audit_topic: str,
+        transactional_id: str = "custody-audit-writer",
+        group: str = "custody-audit",
+    ) -> None:
+        self._bootstrap = bootstrap
+        self._events_topic = events_topic
+        self._audit_topic = audit_topic
+        self._producer = Producer(
+            {
+                "bootstrap.servers": bootstrap,
+                "transactional.id": transactional_id,
+                "enable.idempotence": True,
+                "acks": "all",
+                "logger": _LOG,
+            }
+        )
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": group,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "isolation.level": "read_committed",
+                "logger": _LOG,
+            }
+        )
+
+    def start(self) -> tuple[int, str, set[str]]:
+        """Fence any earlier writer, then recover the chain head: (next seq, last hash,
+        event ids already in the chain)."""
+        try:
+            self._producer.init_transactions(30)
+        except KafkaException as exc:
+            raise DependencyUnavailable(f"kafka: init transactions: {exc}") from exc
+        records = [r for _, r in read_audit(self._bootstrap, self._audit_topic) if r is not None]
+        self._consumer.subscribe([self._events_topic])
+        if not records:
+            return 0, GENESIS, set()
+        return records[-1].seq + 1, records[-1].hash, {r.event_id for r in records}
+
+    def poll(self, max_events: int, timeout: float) -> list[Envelope]:
+        events = []
+        for msg in self._consumer.consume(num_messages=max_events, timeout=timeout):
+            if msg.error() is not None:
+                raise DependencyUnavailable(f"kafka: read {self._events_topic}: {msg.error()}")
+            if msg.value():
+                events.append(Envelope.from_json(msg.value() or b""))
+        return events
+
+    def append(self, records: list[AuditRecord]) -> None:
+        """Write the records and the consumed events' offsets in one transaction."""
+        try:
+            self._producer.begin_transaction()
+            for record in records:
+                self._producer.produce(
+                    self._audit_topic, key=b"custody-audit", value=record.to_json()
+                )
+            assignment = self._consumer.assignment()
+            if assignment:
+                self._producer.send_offsets_to_transaction(
+                    self._consumer.position(assignment),
+                    self._consumer.consumer_group_metadata(),
+                    30,
+                )
+            self._producer.commit_transaction(30)
+        except KafkaException as exc:
+            error: KafkaError = exc.args[0]
+            if error.fatal() or error.code() in (
+                KafkaError._FENCED,
+                KafkaError.PRODUCER_FENCED,
+                KafkaError.INVALID_PRODUCER_EPOCH,
+            ):
+                raise WriterFenced(error.str()) from exc
+            if error.txn_requires_abort():
+                self._producer.abort_transaction(30)
+            raise DependencyUnavailable(f"kafka: audit transaction: {error.str()}") from exc
+
+    def close(self) -> None:
+        self._consumer.close()

@@ -124,6 +124,19 @@ class KafkaAuditAppender:
                 events.append(Envelope.from_json(msg.value() or b""))
         return events
 
+    def caught_up(self) -> bool:
+        """True once partitions are assigned and consumed up to their high watermarks."""
+        assignment = self._consumer.assignment()
+        if not assignment:
+            return False
+        for tp in self._consumer.position(assignment):
+            _low, high = self._consumer.get_watermark_offsets(tp, timeout=10, cached=False)
+            if tp.offset < 0 and high > 0:
+                return False  # nothing consumed yet on a partition that has messages
+            if tp.offset >= 0 and tp.offset < high:
+                return False
+        return True
+
     def append(self, records: list[AuditRecord]) -> None:
         """Write the records and the consumed events' offsets in one transaction."""
         try:

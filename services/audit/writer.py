@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from adapters.kafka.audit_log import KafkaAuditAppender
 from sagas.audit import chain_batch
@@ -40,11 +41,13 @@ class AuditWriter:
             self._seen |= ids
         return len(polled), len(records)
 
-    def drain(self, idle_timeout: float = 5.0) -> int:
-        """Append until no event arrives for `idle_timeout` seconds; records written."""
+    def drain(self, max_seconds: float = 120.0) -> int:
+        """Append until every event published so far is in the chain; records written."""
         total = 0
-        while True:
-            read, written = self.run_once(timeout=idle_timeout)
-            if read == 0:
-                return total
+        deadline = time.monotonic() + max_seconds
+        while time.monotonic() < deadline:
+            read, written = self.run_once(timeout=0.5)
             total += written
+            if read == 0 and self._appender.caught_up():
+                return total
+        raise TimeoutError(f"audit writer not caught up after {max_seconds} s")

@@ -124,6 +124,9 @@ class EthereumNode(Protocol):
     def token_balance(self, token: str, address: str) -> int:
         """ERC-20 balance in the token's base unit at the latest block."""
 
+    def token_decimals(self, token: str) -> int:
+        """The ERC-20 token's decimals (its base unit is 10**-decimals of a token)."""
+
     def send_eth(self, signer: TransactionSigner, to: str, wei: int) -> str:
         """Build (EIP-1559), sign and broadcast an ETH transfer; returns the tx hash.
         ChainRejected (permanent) if the node refuses it."""

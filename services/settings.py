@@ -34,6 +34,7 @@ class PlatformSettings(BaseSettings):
     eth_chain_id: int = 31337
     eth_token_address: str = ""
     eth_token_abi: Path | None = None
+    eth_token_decimals: int = 6
     btc_rpc_url: str = "http://127.0.0.1:18556"
     btc_rpc_credentials: Path = _REPO_ROOT / ".stack/btcd/rpc.json"
     btc_network: str = "simnet"

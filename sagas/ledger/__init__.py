@@ -29,6 +29,7 @@ class Asset(BaseModel):
 # The assets the platform knows from the start; a deployment registers its own too.
 BTC = Asset(code="BTC", decimals=8)
 ETH = Asset(code="ETH", decimals=18)
+CTUSD = Asset(code="CTUSD", decimals=6)  # the stack's test stablecoin (infra/contracts/)
 EUR = Asset(code="EUR", decimals=2)
 CHF = Asset(code="CHF", decimals=2)
 

@@ -108,17 +108,17 @@ def _ethereum(s: PlatformSettings) -> None:
     faucet = DevChainFaucet(node.web3)
     sender, receiver = InMemorySigner.generate(), InMemorySigner.generate()
     faucet.fund_eth(sender.address, 10**18)
-    faucet.mint_token(s.eth_token_address, sender.address, 1_000 * 10**18)
+    unit = 10**s.eth_token_decimals
+    faucet.mint_token(s.eth_token_address, sender.address, 1_000 * unit)
     eth_tx = node.send_eth(sender, receiver.address, 25 * 10**16)
-    tok_tx = node.send_token(sender, s.eth_token_address, receiver.address, 100 * 10**18)
+    tok_tx = node.send_token(sender, s.eth_token_address, receiver.address, 100 * unit)
     for tx in (eth_tx, tok_tx):
         receipt = node.wait_receipt(tx, timeout=30)
         print(f"tx {tx[:18]}... block {receipt.block_number} ok={receipt.succeeded}")
     eth = node.balance(receiver.address)
     tok = node.token_balance(s.eth_token_address, receiver.address)
-    print(
-        f"receiver {receiver.address}: {format_units(eth, 18)} ETH, {format_units(tok, 18)} CTUSD"
-    )
+    ctusd = format_units(tok, s.eth_token_decimals)
+    print(f"receiver {receiver.address}: {format_units(eth, 18)} ETH, {ctusd} CTUSD")
 
 
 def _bitcoin(s: PlatformSettings) -> None:

@@ -14,6 +14,7 @@ def test_eth_and_token_transfers_change_on_chain_balances(stack_settings: Platfo
     node = Web3EthereumNode(stack_settings.eth_rpc_url)
     token = stack_settings.eth_token_address
     assert node.chain_id() == stack_settings.eth_chain_id
+    assert node.token_decimals(token) == stack_settings.eth_token_decimals == 6
     faucet = DevChainFaucet(node.web3)
     sender, receiver = InMemorySigner.generate(), InMemorySigner.generate()
 

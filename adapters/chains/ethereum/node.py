@@ -44,6 +44,9 @@ class Web3EthereumNode:
         fn = self._token(token).functions.balanceOf(Web3.to_checksum_address(address))
         return int(self._guard(fn.call))
 
+    def token_decimals(self, token: str) -> int:
+        return int(self._guard(self._token(token).functions.decimals().call))
+
     def _fees(self) -> dict[str, int]:
         base = int(self._guard(lambda: self._w3.eth.get_block("latest"))["baseFeePerGas"])
         tip = int(self._guard(lambda: self._w3.eth.max_priority_fee))

@@ -1,0 +1,79 @@
+"""HD key derivation with bip-utils (BIP39 seeds, BIP32, BIP84 for Bitcoin, BIP44 coin 60
+for Ethereum). No curve math here: the library does it, and the official test vectors
+check it (tests/unit/test_hd_vectors.py)."""
+
+from __future__ import annotations
+
+from bip_utils import (
+    Bip39MnemonicGenerator,
+    Bip39MnemonicValidator,
+    Bip39SeedGenerator,
+    Bip39WordsNum,
+    Bip44,
+    Bip44Changes,
+    Bip44Coins,
+    Bip84,
+    Bip84Coins,
+    P2WPKHAddrEncoder,
+)
+
+from sagas.keys import Chain
+
+# Bitcoin network -> (BIP84 coin: xpub versions and coin type, bech32 HRP).
+# Simnet shares testnet's coin type 1 and key versions; only its HRP differs.
+_BTC_NETWORKS = {
+    "mainnet": (Bip84Coins.BITCOIN, "bc"),
+    "testnet": (Bip84Coins.BITCOIN_TESTNET, "tb"),
+    "regtest": (Bip84Coins.BITCOIN_REGTEST, "bcrt"),
+    "simnet": (Bip84Coins.BITCOIN_TESTNET, "sb"),
+}
+
+
+class BipDeriver:
+    def __init__(self, btc_network: str) -> None:
+        if btc_network not in _BTC_NETWORKS:
+            raise ValueError(f"unknown bitcoin network {btc_network!r}")
+        self.btc_network = btc_network
+        self._btc_coin, self._hrp = _BTC_NETWORKS[btc_network]
+
+    def __repr__(self) -> str:
+        return f"BipDeriver(btc_network={self.btc_network!r})"
+
+    @staticmethod
+    def new_mnemonic() -> str:
+        """24 words (256 bits of entropy from the OS CSPRNG)."""
+        return str(Bip39MnemonicGenerator().FromWordsNumber(Bip39WordsNum.WORDS_NUM_24).ToStr())
+
+    @staticmethod
+    def seed(mnemonic: str, passphrase: str = "") -> bytes:
+        if not Bip39MnemonicValidator().IsValid(mnemonic):
+            raise ValueError("not a valid BIP39 mnemonic")
+        return bytes(Bip39SeedGenerator(mnemonic).Generate(passphrase))
+
+    def _account(self, seed: bytes, chain: Chain, account: int):  # type: ignore[no-untyped-def]
+        if chain == "bitcoin":
+            return Bip84.FromSeed(seed, self._btc_coin).Purpose().Coin().Account(account)
+        return Bip44.FromSeed(seed, Bip44Coins.ETHEREUM).Purpose().Coin().Account(account)
+
+    def account_xpub(self, seed: bytes, chain: Chain, account: int = 0) -> str:
+        """The account-level extended public key (zpub/vpub for BTC, xpub for ETH)."""
+        return str(self._account(seed, chain, account).PublicKey().ToExtended())
+
+    def address(self, xpub: str, chain: Chain, change: int, index: int) -> str:
+        """The address at change/index below an account xpub: no secret involved."""
+        if chain == "bitcoin":
+            node = Bip84.FromExtendedKey(xpub, self._btc_coin)
+        else:
+            node = Bip44.FromExtendedKey(xpub, Bip44Coins.ETHEREUM)
+        leaf = node.Change(Bip44Changes(change)).AddressIndex(index)
+        if chain == "ethereum":
+            return str(leaf.PublicKey().ToAddress())
+        pub = leaf.PublicKey().RawCompressed().ToBytes()
+        return str(P2WPKHAddrEncoder.EncodeKey(pub, hrp=self._hrp, wit_ver=0))
+
+    def private_key(
+        self, seed: bytes, chain: Chain, change: int, index: int, account: int = 0
+    ) -> bytes:
+        """The raw 32-byte private key at the path. For the signer only."""
+        leaf = self._account(seed, chain, account).Change(Bip44Changes(change)).AddressIndex(index)
+        return bytes(leaf.PrivateKey().Raw().ToBytes())

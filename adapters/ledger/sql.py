@@ -10,20 +10,13 @@ exceed its credits and any negative counter (migrations/versions/0001_ledger.py)
 
 from __future__ import annotations
 
-import contextlib
-import sqlite3
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
-from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
-import psycopg
-import psycopg.errors
-
-from adapters.ledger import sqlite_functions
 from adapters.ledger.migrate import upgrade
+from adapters.sqldb import Conn, SqlDatabase
 from sagas.errors import (
     AccountConflict,
     AssetMismatch,
@@ -52,6 +45,9 @@ _RECORD_COLUMNS = (
 _COUNTER_COLUMNS = "debits_pending, debits_posted, credits_pending, credits_posted"
 
 
+T = TypeVar("T")
+
+
 def _utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -67,74 +63,22 @@ class SqlLedger:
         if migrate:
             upgrade(url)
         self._clock = clock
-        self._sqlite = url.startswith("sqlite:///")
-        self._target = url.removeprefix("sqlite:///") if self._sqlite else url
-        self._local = threading.local()
+        self._db = SqlDatabase(url, on_integrity=_integrity_error)
 
     def __repr__(self) -> str:
-        return f"SqlLedger({'sqlite' if self._sqlite else 'postgresql'})"
+        return f"SqlLedger({self._db.kind})"
 
-    # --- connections and dialect ---------------------------------------------
-    def _connection(self) -> Any:
-        """This thread's connection, opened on first use and kept (connecting to
-        PostgreSQL costs more than a whole transfer)."""
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            if self._sqlite:
-                conn = sqlite3.connect(
-                    self._target, timeout=60, isolation_level=None, check_same_thread=False
-                )
-                sqlite_functions.register(conn)
-                conn.execute("pragma foreign_keys = on")
-                conn.execute("pragma busy_timeout = 60000")
-            else:
-                conn = psycopg.connect(self._target)
-            self._local.conn = conn
-        return conn
+    def _tx(self, write: bool = False) -> AbstractContextManager[Conn]:
+        return self._db.tx(write)
 
-    def _drop_connection(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        self._local.conn = None
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                conn.close()
-
-    @contextmanager
-    def _tx(self, write: bool = False) -> Iterator[_Conn]:
-        """One database transaction; commits if the block returns, rolls back if it raises.
-        SQLite writers take the database's write lock up front (BEGIN IMMEDIATE)."""
-        raw = self._connection()
-        try:
-            if self._sqlite:
-                raw.execute("begin immediate" if write else "begin")
-                try:
-                    yield _Conn(raw, sqlite=True)
-                except BaseException:
-                    raw.execute("rollback")
-                    raise
-                raw.execute("commit")
-            else:
-                with raw.transaction():
-                    yield _Conn(raw, sqlite=False)
-        except (sqlite3.OperationalError, psycopg.OperationalError):
-            self._drop_connection()  # a broken connection is not reused
-            raise
-
-    def _write(self, work: Callable[[_Conn], Any]) -> Any:
-        for attempt in (1, 2):
-            try:
-                with self._tx(write=True) as conn:
-                    return work(conn)
-            except _UniqueTransferId:
-                # A concurrent batch recorded the same transfer id first. Retry once: the
-                # engine now finds the first record and answers idempotently (or conflicts).
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+    def _write(self, work: Callable[[Conn], T]) -> T:
+        # A concurrent batch may record the same transfer id first: the retry finds the
+        # first record and answers idempotently (or conflicts).
+        return self._db.write(work, retry_on=(_UniqueTransferId,))
 
     # --- the port -------------------------------------------------------------
     def register_asset(self, asset: Asset) -> None:
-        def work(conn: _Conn) -> None:
+        def work(conn: Conn) -> None:
             row = conn.one("select decimals from ledger_assets where code = ?", (asset.code,))
             if row is None:
                 conn.run(
@@ -147,7 +91,7 @@ class SqlLedger:
         self._write(work)
 
     def open_account(self, account: Account) -> None:
-        def work(conn: _Conn) -> None:
+        def work(conn: Conn) -> None:
             if conn.one("select 1 from ledger_assets where code = ?", (account.asset,)) is None:
                 raise UnknownAsset(account.asset)
             row = conn.one(
@@ -171,7 +115,7 @@ class SqlLedger:
         self._write(work)
 
     def submit(self, commands: Sequence[Command]) -> list[TransferRecord]:
-        def work(conn: _Conn) -> list[TransferRecord]:
+        def work(conn: Conn) -> list[TransferRecord]:
             now = self._clock()
             tx = _SqlTx(conn)
             return [execute(tx, cmd, now) for cmd in commands]
@@ -180,7 +124,7 @@ class SqlLedger:
         return result
 
     def expire_pending(self) -> list[TransferRecord]:
-        def work(conn: _Conn) -> list[TransferRecord]:
+        def work(conn: Conn) -> list[TransferRecord]:
             now = self._clock()
             rows = conn.all(
                 f"select {_RECORD_COLUMNS} from ledger_transfers "
@@ -188,7 +132,7 @@ class SqlLedger:
                 (conn.time(now),),
             )
             tx = _SqlTx(conn)
-            return [expire(tx, conn.record(r), now) for r in rows]
+            return [expire(tx, _record(r), now) for r in rows]
 
         result: list[TransferRecord] = self._write(work)
         return result
@@ -211,7 +155,7 @@ class SqlLedger:
                     credits_posted=c_post,
                 )
             records = [
-                conn.record(r)
+                _record(r)
                 for r in conn.all(
                     f"select {_RECORD_COLUMNS} from ledger_transfers "
                     "where (debit_account = ? or credit_account = ?) and seq <= ? order by seq",
@@ -232,7 +176,7 @@ class SqlLedger:
                 "order by seq limit ?",
                 (account_id, account_id, after_seq, limit),
             )
-            return [conn.record(r) for r in rows]
+            return [_record(r) for r in rows]
 
     def unpublished(self, limit: int) -> list[OutboxItem]:
         with self._tx() as conn:
@@ -248,7 +192,7 @@ class SqlLedger:
             return
         marks = ", ".join("?" for _ in positions)
 
-        def work(conn: _Conn) -> None:
+        def work(conn: Conn) -> None:
             conn.run(
                 f"update ledger_outbox set published_at = ? where position in ({marks}) "
                 "and published_at is null",
@@ -266,61 +210,21 @@ class SqlLedger:
             return sum(int(r[0]) for r in rows), sum(int(r[1]) for r in rows)
 
 
-class _Conn:
-    """A connection inside a transaction, hiding the two drivers' differences."""
-
-    def __init__(self, raw: Any, sqlite: bool) -> None:
-        self.raw = raw
-        self.sqlite = sqlite
-
-    def _sql(self, sql: str) -> str:
-        return sql if self.sqlite else sql.replace("?", "%s")
-
-    def run(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        try:
-            return self.raw.execute(self._sql(sql), params)
-        except (sqlite3.IntegrityError, psycopg.errors.IntegrityError) as exc:
-            raise _integrity_error(exc) from exc
-
-    def one(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        return self.run(sql, params).fetchone()
-
-    def all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        return list(self.run(sql, params).fetchall())
-
-    def amount(self, value: int | None) -> Any:
-        if value is None:
-            return None
-        return str(value) if self.sqlite else value
-
-    def time(self, value: datetime | None) -> Any:
-        if value is None:
-            return None
-        return value.astimezone(UTC).isoformat() if self.sqlite else value
-
-    def record(self, row: Sequence[Any]) -> TransferRecord:
-        def when(v: Any) -> datetime | None:
-            if v is None:
-                return None
-            return datetime.fromisoformat(v) if isinstance(v, str) else v.astimezone(UTC)
-
-        def num(v: str | Decimal | int | None) -> int | None:
-            return None if v is None else int(v)
-
-        return TransferRecord(
-            seq=int(row[0]),
-            id=row[1],
-            kind=row[2],
-            debit_account=row[3],
-            credit_account=row[4],
-            asset=row[5],
-            amount=int(row[6]),
-            pending_id=row[7],
-            pending_amount=num(row[8]),
-            expires_at=when(row[9]),
-            reference=row[10],
-            recorded_at=when(row[11]) or datetime.min.replace(tzinfo=UTC),
-        )
+def _record(row: Sequence[Any]) -> TransferRecord:
+    return TransferRecord(
+        seq=int(row[0]),
+        id=row[1],
+        kind=row[2],
+        debit_account=row[3],
+        credit_account=row[4],
+        asset=row[5],
+        amount=int(row[6]),
+        pending_id=row[7],
+        pending_amount=None if row[8] is None else int(row[8]),
+        expires_at=Conn.read_time(row[9]),
+        reference=row[10],
+        recorded_at=Conn.read_time(row[11]) or datetime.min.replace(tzinfo=UTC),
+    )
 
 
 def _integrity_error(exc: Exception) -> Exception:
@@ -336,14 +240,14 @@ def _integrity_error(exc: Exception) -> Exception:
 class _SqlTx:
     """The engine's LedgerTx over one SQL transaction."""
 
-    def __init__(self, conn: _Conn) -> None:
+    def __init__(self, conn: Conn) -> None:
         self._c = conn
 
     def find(self, transfer_id: str) -> tuple[TransferRecord, str] | None:
         row = self._c.one(
             f"select {_RECORD_COLUMNS}, body from ledger_transfers where id = ?", (transfer_id,)
         )
-        return None if row is None else (self._c.record(row[:-1]), row[-1])
+        return None if row is None else (_record(row[:-1]), row[-1])
 
     def lock_accounts(self, ids: list[str]) -> dict[str, tuple[Account, Counters]]:
         marks = ", ".join("?" for _ in ids)

@@ -7,11 +7,12 @@ of each method says which, and whether they are transient.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from sagas.events import Envelope
+from sagas.keys import AddressAssignment, Chain, WalletRecord
 from sagas.ledger import Account, Asset, Balance, Command, TransferRecord
 
 
@@ -49,8 +50,9 @@ class KeyWrapper(Protocol):
         """Encrypt under the KEK; returns an opaque ciphertext safe to store.
         KeyAccessDenied (permanent) if this role may not; DependencyUnavailable (transient)."""
 
-    def unwrap(self, ciphertext: str) -> bytes:
-        """Decrypt a ciphertext from wrap(). Only the signer's role may.
+    def unwrap(self, ciphertext: str, operation: str | None = None) -> bytes:
+        """Decrypt a ciphertext from wrap(). Only the signer's role may. `operation` (the
+        platform's operation id) is recorded with the request in the key service's audit.
         KeyAccessDenied (permanent) if this role may not; CiphertextInvalid (permanent) if
         the ciphertext is not one wrap() issued; DependencyUnavailable (transient)."""
 
@@ -205,3 +207,53 @@ class AuditKeys(Protocol):
 
     def public_keys(self) -> dict[int, bytes]:
         """The chain key's raw Ed25519 public keys by version, for offline verification."""
+
+
+@runtime_checkable
+class KeyDerivation(Protocol):
+    """HD derivation (BIP39/32/44/84) by a well-kept library; no curve math of our own."""
+
+    btc_network: str
+
+    def new_mnemonic(self) -> str:
+        """24 BIP39 words from the OS CSPRNG."""
+
+    def seed(self, mnemonic: str, passphrase: str = "") -> bytes:
+        """The 64-byte BIP39 seed. ValueError for an invalid mnemonic."""
+
+    def account_xpub(self, seed: bytes, chain: Chain, account: int = 0) -> str:
+        """The account-level extended public key."""
+
+    def address(self, xpub: str, chain: Chain, change: int, index: int) -> str:
+        """The address below an account xpub (no secret needed)."""
+
+    def private_key(
+        self, seed: bytes, chain: Chain, change: int, index: int, account: int = 0
+    ) -> bytes:
+        """The raw private key at a path: for the signer only."""
+
+
+@runtime_checkable
+class KeyStore(Protocol):
+    """Wallets (wrapped seeds, xpubs) and the address -> client account mapping."""
+
+    def save_wallet(self, record: WalletRecord) -> WalletRecord:
+        """Store a new wallet; if the id exists, the stored one wins and is returned."""
+
+    def wallet(self, wallet_id: str) -> WalletRecord | None: ...
+
+    def assign(
+        self,
+        wallet_id: str,
+        chain: Chain,
+        account_id: str,
+        owner: str | None,
+        asset: str,
+        derive: Callable[[int], str],
+    ) -> AddressAssignment:
+        """The account's deposit address: the one it already has, else the address at the
+        wallet's next unused index (atomic; an address is never given to two accounts).
+        AccountConflict if the account has an address for another chain or asset."""
+
+    def lookup(self, address: str) -> AddressAssignment | None:
+        """Which client account an address belongs to, if it is one of ours."""

@@ -75,7 +75,7 @@ class FakeKeyWrapper:
         self._vault[handle] = bytes(plaintext)
         return handle
 
-    def unwrap(self, ciphertext: str) -> bytes:
+    def unwrap(self, ciphertext: str, operation: str | None = None) -> bytes:
         if not self._may_unwrap:
             raise KeyAccessDenied("fake: this role may not unwrap")
         try:

@@ -19,6 +19,7 @@ from hvac.exceptions import Forbidden, InvalidRequest, VaultDown
 from sagas.errors import CiphertextInvalid, DependencyUnavailable, KeyAccessDenied
 
 _UNREACHABLE = (VaultDown, requests.ConnectionError, requests.Timeout)
+OPERATION_HEADER = "X-Custody-Operation"
 
 
 class _Session:
@@ -75,11 +76,16 @@ class OpenBaoKeyWrapper:
         )
         return str(data["ciphertext"])
 
-    def unwrap(self, ciphertext: str) -> bytes:
-        transit = self._session.client.secrets.transit
+    def unwrap(self, ciphertext: str, operation: str | None = None) -> bytes:
+        adapter = self._session.client.adapter
+        # The operation id travels as an audited request header (infra configures
+        # OpenBao to log it), so every unwrap in the audit device names its operation.
+        headers = {OPERATION_HEADER: operation} if operation else {}
         data = self._session.call(
             f"transit decrypt on {self._key}",
-            lambda: transit.decrypt_data(name=self._key, ciphertext=ciphertext),
+            lambda: adapter.post(
+                f"/v1/transit/decrypt/{self._key}", json={"ciphertext": ciphertext}, headers=headers
+            ),
         )
         return base64.b64decode(str(data["plaintext"]))
 

@@ -132,11 +132,14 @@ class SqlDatabase:
     def write(self, work: Callable[[Conn], T], retry_on: tuple[type[Exception], ...] = ()) -> T:
         """Run `work` in a write transaction; once more if it raised one of `retry_on`
         (a concurrent writer won a race the second attempt will see)."""
+        # PostgreSQL may also abort a transaction to break a deadlock or a serialisation
+        # conflict; the work is all-or-nothing, so running it again is safe.
+        retryable: tuple[type[Exception], ...] = (*retry_on, psycopg.errors.TransactionRollback)
         for attempt in (1, 2):
             try:
                 with self.tx(write=True) as conn:
                     return work(conn)
-            except retry_on:
+            except retryable:
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")

@@ -125,6 +125,13 @@ class ChainRejected(CustodyError):
     title = "transaction rejected by the chain"
 
 
+class NonceAlreadyUsed(ChainRejected):
+    """The node already has a transaction with this sender and nonce."""
+
+    code = "CUS-4222"
+    title = "nonce already used"
+
+
 class NotOnThisNetwork(CustodyError):
     """An operation reserved for test networks was attempted elsewhere."""
 
@@ -148,5 +155,6 @@ CATALOGUE: tuple[type[CustodyError], ...] = (
     KeyAccessDenied,
     CiphertextInvalid,
     ChainRejected,
+    NonceAlreadyUsed,
     NotOnThisNetwork,
 )

@@ -4,6 +4,7 @@ contract suite in tests/contracts/, the same suite the real adapters pass."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import secrets
 import threading
 from collections import defaultdict
@@ -20,6 +21,8 @@ from sagas.errors import (
     CiphertextInvalid,
     InsufficientFunds,
     KeyAccessDenied,
+    PendingNotFound,
+    TransferIdConflict,
     UnknownAccount,
     UnknownAsset,
 )
@@ -32,7 +35,7 @@ from sagas.ledger import (
     PendingState,
     TransferRecord,
 )
-from sagas.ledger.engine import execute, expire
+from sagas.ledger.engine import execute_batch, expire
 from sagas.ledger.rules import Counters, replay
 from sagas.ports import Checkpoint, OutboxItem, TopicSpec
 
@@ -137,8 +140,7 @@ class InMemoryLedger:
     def submit(self, commands: Sequence[Command]) -> list[TransferRecord]:
         with self._lock:
             tx = _InMemoryTx(self)
-            now = self._clock()
-            results = [execute(tx, cmd, now) for cmd in commands]
+            results = execute_batch(tx, commands, self._clock())
             tx.commit()
             return results
 
@@ -154,7 +156,10 @@ class InMemoryLedger:
                 and rec.expires_at is not None
                 and rec.expires_at <= now
             ]
-            done = [expire(tx, rec, now) for rec in sorted(due, key=lambda r: r.seq)]
+            done = []
+            for rec in sorted(due, key=lambda r: r.seq):
+                with contextlib.suppress(PendingNotFound):
+                    done.append(expire(tx, rec, now))
             tx.commit()
             return done
 
@@ -207,6 +212,8 @@ class _InMemoryTx:
         return self._states.get(pending_id)
 
     def insert(self, record: TransferRecord, body: str) -> TransferRecord:
+        if record.id in self._records:  # the fake's unique constraint
+            raise TransferIdConflict(f"{record.id} exists")
         stored = record.model_copy(update={"seq": len(self._log) + 1})
         self._records[record.id] = (stored, body)
         self._log.append(stored)

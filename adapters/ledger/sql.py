@@ -21,6 +21,7 @@ from sagas.errors import (
     AccountConflict,
     AssetMismatch,
     InsufficientFunds,
+    PendingNotFound,
     UnknownAccount,
     UnknownAsset,
 )
@@ -34,7 +35,7 @@ from sagas.ledger import (
     PendingState,
     TransferRecord,
 )
-from sagas.ledger.engine import execute, expire
+from sagas.ledger.engine import execute_batch, expire
 from sagas.ledger.rules import Counters, replay
 from sagas.ports import OutboxItem
 
@@ -79,13 +80,13 @@ class SqlLedger:
     # --- the port -------------------------------------------------------------
     def register_asset(self, asset: Asset) -> None:
         def work(conn: Conn) -> None:
+            # Insert-if-absent, then compare: two concurrent first calls both succeed.
+            conn.run(
+                "insert into ledger_assets (code, decimals) values (?, ?) on conflict do nothing",
+                (asset.code, asset.decimals),
+            )
             row = conn.one("select decimals from ledger_assets where code = ?", (asset.code,))
-            if row is None:
-                conn.run(
-                    "insert into ledger_assets (code, decimals) values (?, ?)",
-                    (asset.code, asset.decimals),
-                )
-            elif int(row[0]) != asset.decimals:
+            if int(row[0]) != asset.decimals:
                 raise AssetMismatch(f"{asset.code} has {row[0]} decimals")
 
         self._write(work)
@@ -94,48 +95,52 @@ class SqlLedger:
         def work(conn: Conn) -> None:
             if conn.one("select 1 from ledger_assets where code = ?", (account.asset,)) is None:
                 raise UnknownAsset(account.asset)
+            conn.run(
+                "insert into ledger_accounts (id, asset, kind, owner, no_overdraft) "
+                "values (?, ?, ?, ?, ?) on conflict do nothing",
+                (
+                    account.id,
+                    account.asset,
+                    account.kind.value,
+                    account.owner,
+                    account.kind.no_overdraft,
+                ),
+            )
             row = conn.one(
                 "select asset, kind, owner from ledger_accounts where id = ?", (account.id,)
             )
-            if row is None:
-                conn.run(
-                    "insert into ledger_accounts (id, asset, kind, owner, no_overdraft) "
-                    "values (?, ?, ?, ?, ?)",
-                    (
-                        account.id,
-                        account.asset,
-                        account.kind.value,
-                        account.owner,
-                        account.kind.no_overdraft,
-                    ),
-                )
-            elif tuple(row) != (account.asset, account.kind.value, account.owner):
+            if tuple(row) != (account.asset, account.kind.value, account.owner):
                 raise AccountConflict(account.id)
 
         self._write(work)
 
     def submit(self, commands: Sequence[Command]) -> list[TransferRecord]:
         def work(conn: Conn) -> list[TransferRecord]:
-            now = self._clock()
-            tx = _SqlTx(conn)
-            return [execute(tx, cmd, now) for cmd in commands]
+            return execute_batch(_SqlTx(conn), commands, self._clock())
 
-        result: list[TransferRecord] = self._write(work)
-        return result
+        return self._write(work)
 
     def expire_pending(self) -> list[TransferRecord]:
         def work(conn: Conn) -> list[TransferRecord]:
             now = self._clock()
+            # Rows another sweeper holds are skipped; one resolved meanwhile is skipped
+            # below: a race costs nothing but that row's turn.
+            lock = "" if conn.sqlite else " for update skip locked"
             rows = conn.all(
                 f"select {_RECORD_COLUMNS} from ledger_transfers "
-                "where pending_state = 'pending' and expires_at <= ? order by seq",
+                f"where pending_state = 'pending' and expires_at <= ? order by seq{lock}",
                 (conn.time(now),),
             )
             tx = _SqlTx(conn)
-            return [expire(tx, _record(r), now) for r in rows]
+            done = []
+            for row in rows:
+                try:
+                    done.append(expire(tx, _record(row), now))
+                except PendingNotFound:
+                    continue
+            return done
 
-        result: list[TransferRecord] = self._write(work)
-        return result
+        return self._write(work)
 
     def balance(self, account_id: str, as_of_seq: int | None = None) -> Balance:
         with self._tx() as conn:
@@ -230,7 +235,15 @@ def _record(row: Sequence[Any]) -> TransferRecord:
 def _integrity_error(exc: Exception) -> Exception:
     text = str(exc)
     constraint = getattr(getattr(exc, "diag", None), "constraint_name", None) or text
-    if "ledger_no_overdraft" in constraint or "ledger_counters_non_negative" in constraint:
+    if any(
+        name in constraint
+        for name in (
+            "ledger_no_overdraft",
+            "ledger_counters_non_negative",
+            "ledger_amount_ok(debits",
+            "ledger_amount_ok(credits",
+        )
+    ):
         return InsufficientFunds("refused by the database")
     if "ledger_transfers_id_key" in constraint or "ledger_transfers.id" in text:
         return _UniqueTransferId()

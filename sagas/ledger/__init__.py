@@ -10,13 +10,15 @@ live in `sagas.ledger.rules`, shared by every implementation.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9:._/@-]{0,127}$"
+# Amounts fit uint256 (the largest any supported chain has) and numeric(78, 0).
+MAX_AMOUNT = 2**256 - 1
 
 
 class Asset(BaseModel):
@@ -74,7 +76,7 @@ class Transfer(BaseModel):
     debit_account: str
     credit_account: str
     asset: str
-    amount: StrictInt
+    amount: StrictInt = Field(le=MAX_AMOUNT)
     pending: bool = False
     expires_at: datetime | None = Field(default=None, description="pending only: void after")
     reference: str | None = Field(default=None, max_length=256)
@@ -83,8 +85,11 @@ class Transfer(BaseModel):
     def _expiry_only_when_pending(self) -> Transfer:
         if self.expires_at is not None and not self.pending:
             raise ValueError("expires_at applies to pending transfers only")
-        if self.expires_at is not None and self.expires_at.tzinfo is None:
-            raise ValueError("expires_at must carry a timezone")
+        if self.expires_at is not None:
+            if self.expires_at.tzinfo is None:
+                raise ValueError("expires_at must carry a timezone")
+            # One spelling per instant, so a retry in another timezone is the same body.
+            object.__setattr__(self, "expires_at", self.expires_at.astimezone(UTC))
         return self
 
 
@@ -97,7 +102,7 @@ class PostPending(BaseModel):
     kind: Literal["post"] = "post"
     id: str = Field(pattern=ID_PATTERN)
     pending_id: str
-    amount: StrictInt | None = None
+    amount: StrictInt | None = Field(default=None, le=MAX_AMOUNT)
 
 
 class VoidPending(BaseModel):

@@ -9,6 +9,7 @@ this code had a bug (CHECK constraints; see adapters/ledger/).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Protocol
@@ -68,15 +69,32 @@ def canonical_body(command: Command) -> str:
     return command.model_dump_json()
 
 
+def execute_batch(tx: LedgerTx, commands: Sequence[Command], now: datetime) -> list[TransferRecord]:
+    """Apply a linked batch inside `tx`. Every account the batch touches is locked first,
+    in one sorted request, so two batches can never wait on each other in a cycle."""
+    accounts: set[str] = set()
+    for cmd in commands:
+        if isinstance(cmd, Transfer):
+            accounts |= {cmd.debit_account, cmd.credit_account}
+        elif (found := tx.find(cmd.pending_id)) is not None:
+            accounts |= {found[0].debit_account, found[0].credit_account}
+    tx.lock_accounts(sorted(accounts))
+    return [execute(tx, cmd, now) for cmd in commands]
+
+
+def _repeat(found: tuple[TransferRecord, str], body: str) -> TransferRecord:
+    record, first_body = found
+    if first_body != body:
+        raise TransferIdConflict(record.id)
+    return record
+
+
 def execute(tx: LedgerTx, command: Command, now: datetime) -> TransferRecord:
     """Apply one command inside `tx`; a repeat of an applied command returns its record."""
     body = canonical_body(command)
     found = tx.find(command.id)
     if found is not None:
-        record, first_body = found
-        if first_body != body:
-            raise TransferIdConflict(command.id)
-        return record
+        return _repeat(found, body)
     if isinstance(command, Transfer):
         return _transfer(tx, command, body, now)
     return _resolve(tx, command, body, now)
@@ -135,10 +153,11 @@ def _resolve(
 
 
 def expire(tx: LedgerTx, pending: TransferRecord, now: datetime) -> TransferRecord:
-    """Void a pending transfer past its expiry (id `expire:<pending id>`)."""
+    """Void a pending transfer past its expiry. Its id, `expire!<pending id>`, is outside
+    what callers may use (ID_PATTERN has no `!`), so no caller can take it first."""
     record = TransferRecord(
         seq=0,
-        id=f"expire:{pending.id}",
+        id=f"{EXPIRY_PREFIX}{pending.id}",
         kind="expire",
         debit_account=pending.debit_account,
         credit_account=pending.credit_account,
@@ -151,6 +170,7 @@ def expire(tx: LedgerTx, pending: TransferRecord, now: datetime) -> TransferReco
     return _book(tx, record, body=record.model_dump_json(include={"id", "kind", "pending_id"}))
 
 
+EXPIRY_PREFIX = "expire!"
 _RESOLVED_STATE: dict[str, PendingState] = {"post": "posted", "void": "voided", "expire": "expired"}
 
 
@@ -159,6 +179,10 @@ def _book(tx: LedgerTx, record: TransferRecord, body: str) -> TransferRecord:
     for account_id in (record.debit_account, record.credit_account):
         if account_id not in accounts:
             raise UnknownAccount(account_id)
+    # A concurrent copy of this very command may have committed while we waited for the
+    # locks: answer as the repeat it is, not with an error about the state it left.
+    if (found := tx.find(record.id)) is not None:
+        return _repeat(found, body)
     debit_account, debit = accounts[record.debit_account]
     credit_account, credit = accounts[record.credit_account]
     if not debit_account.asset == credit_account.asset == record.asset:

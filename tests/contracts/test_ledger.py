@@ -32,8 +32,10 @@ from sagas.ledger import (
     Account,
     AccountKind,
     Asset,
+    Command,
     PostPending,
     Transfer,
+    TransferRecord,
     VoidPending,
 )
 from sagas.ledger.projection import BalanceProjection
@@ -443,6 +445,98 @@ class LedgerContract:
         assert len(records) == 8 and len({r.seq for r in records}) == 1  # type: ignore[attr-defined]
         assert book.ledger.balance(book.bob).total == 7
 
+    def test_concurrent_copies_of_a_command_that_spends_everything_all_succeed(
+        self, book: Book
+    ) -> None:
+        # Exactly enough funds: a copy that waited for the lock must see the first copy's
+        # record, not the balance it left (which would read as insufficient funds).
+        book.fund(book.alice, 7)
+        cmd = book.move(book.alice, book.bob, 7)
+        hold = book.move(book.bob, book.in_flight, 7, pending=True)
+        post = PostPending(id=book.tid(), pending_id=hold.id)
+        for command, prepare in ((cmd, None), (post, hold)):
+            if prepare is not None:
+                book.ledger.submit([prepare])
+            records, errors = _race(book.ledger, command, copies=8)
+            assert errors == []
+            assert len({r.seq for r in records}) == 1
+        assert book.ledger.balance(book.in_flight).total == 7
+
+    def test_batches_locking_in_opposite_orders_both_commit(self, book: Book) -> None:
+        book.fund(book.alice, 1_000)
+        book.fund(book.bob, 1_000)
+        errors: list[BaseException] = []
+        start = threading.Barrier(2)
+
+        def run(pairs: list[tuple[str, str]]) -> None:
+            start.wait()
+            for _ in range(20):
+                try:
+                    book.ledger.submit([book.move(d, c, 1) for d, c in pairs])
+                except Exception as exc:
+                    errors.append(exc)
+
+        forward = [(book.alice, book.bob), (book.bob, book.in_flight)]
+        threads = [threading.Thread(target=run, args=(p,)) for p in (forward, forward[::-1])]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert errors == []
+        assert book.ledger.balance(book.in_flight).total == 40
+
+    def test_a_client_id_cannot_take_an_expiry_id(self, book: Book, clock: Clock) -> None:
+        book.fund(book.alice, 100)
+        hold = book.move(
+            book.alice,
+            book.in_flight,
+            10,
+            pending=True,
+            expires_at=clock.now + timedelta(seconds=5),
+        )
+        book.ledger.submit([hold])
+        squatter = book.move(book.omnibus, book.bob, 1).model_copy(
+            update={"id": f"expire:{hold.id}"}
+        )
+        book.ledger.submit([squatter])
+        from pydantic import ValidationError
+
+        with pytest.raises(ValidationError):
+            Transfer(
+                id=f"expire!{hold.id}",
+                debit_account=book.omnibus,
+                credit_account=book.bob,
+                asset=book.asset,
+                amount=1,
+            )
+        clock.advance(6)
+        (expiry,) = book.ledger.expire_pending()
+        assert expiry.pending_id == hold.id
+        assert book.available(book.alice) == 100
+
+
+def _race(
+    ledger: Ledger, command: Command, copies: int
+) -> tuple[list[TransferRecord], list[BaseException]]:
+    """Submit `copies` copies of one command at the same instant."""
+    records: list[TransferRecord] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(copies)
+
+    def submit() -> None:
+        start.wait()
+        try:
+            records.extend(ledger.submit([command]))
+        except CustodyError as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=submit) for _ in range(copies)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return records, errors
+
 
 class TestInMemoryLedger(LedgerContract):
     @pytest.fixture
@@ -503,7 +597,7 @@ class TestPostgresLedger(LedgerContract):
 def test_float_and_string_amounts_never_reach_a_ledger() -> None:
     from pydantic import ValidationError
 
-    for bad in (1.5, "10", 10.0):
+    for bad in (1.5, "10", 10.0, 2**256):
         with pytest.raises(ValidationError):
             Transfer(id="t", debit_account="a", credit_account="b", asset="BTC", amount=bad)  # type: ignore[arg-type]
 

@@ -7,10 +7,10 @@ from typing import Any, cast
 
 import requests
 from web3 import Web3
-from web3.exceptions import TimeExhausted, Web3RPCError
+from web3.exceptions import TimeExhausted, TransactionNotFound, Web3RPCError
 
 from adapters.chains.ethereum.erc20 import ERC20_ABI
-from sagas.errors import ChainRejected, DependencyUnavailable
+from sagas.errors import ChainRejected, DependencyUnavailable, NonceAlreadyUsed
 from sagas.ports import TransactionSigner, TxReceipt
 
 
@@ -53,47 +53,92 @@ class Web3EthereumNode:
         # Room for the base fee to double twice before the transaction stops being includable.
         return {"maxFeePerGas": 2 * base + tip, "maxPriorityFeePerGas": tip}
 
-    def _send(self, signer: TransactionSigner, tx: dict[str, Any]) -> str:
-        sender = Web3.to_checksum_address(signer.address)
-        tx = {
-            **tx,
-            "from": sender,
-            "chainId": self.chain_id(),
-            "nonce": int(self._guard(self._w3.eth.get_transaction_count, sender, "pending")),
-            "type": 2,
-            **self._fees(),
-        }
-        try:
-            tx["gas"] = int(self._w3.eth.estimate_gas(cast(Any, tx)))
-            raw = signer.sign_transaction({k: v for k, v in tx.items() if k != "from"})
-            return "0x" + bytes(self._w3.eth.send_raw_transaction(raw)).hex()
-        except Web3RPCError as exc:
-            raise ChainRejected(str(exc.message or exc)) from exc
-        except requests.RequestException as exc:
-            raise DependencyUnavailable(f"ethereum node: {type(exc).__name__}") from exc
-
-    def send_eth(self, signer: TransactionSigner, to: str, wei: int) -> str:
+    # --- building blocks for callers that manage nonces themselves --------------
+    @staticmethod
+    def eth_transfer(to: str, wei: int) -> dict[str, Any]:
         if wei <= 0:
             raise ValueError("amount must be positive")
-        return self._send(signer, {"to": Web3.to_checksum_address(to), "value": wei})
+        return {"to": Web3.to_checksum_address(to), "value": wei}
 
-    def send_token(self, signer: TransactionSigner, token: str, to: str, amount: int) -> str:
+    def token_transfer(self, token: str, to: str, amount: int) -> dict[str, Any]:
         if amount <= 0:
             raise ValueError("amount must be positive")
         data = self._token(token).encode_abi(
             "transfer", args=[Web3.to_checksum_address(to), amount]
         )
-        return self._send(signer, {"to": Web3.to_checksum_address(token), "value": 0, "data": data})
+        return {"to": Web3.to_checksum_address(token), "value": 0, "data": data}
+
+    def pending_nonce(self, address: str) -> int:
+        sender = Web3.to_checksum_address(address)
+        return int(self._guard(self._w3.eth.get_transaction_count, sender, "pending"))
+
+    def prepare(
+        self, sender: str, call: dict[str, Any], nonce: int, fee_bump_percent: int = 100
+    ) -> dict[str, Any]:
+        """A complete EIP-1559 transaction (fees scaled by `fee_bump_percent`), unsigned."""
+        fees = self._fees()
+        tx: dict[str, Any] = {
+            **call,
+            "from": Web3.to_checksum_address(sender),
+            "chainId": self.chain_id(),
+            "nonce": nonce,
+            "type": 2,
+            "maxFeePerGas": fees["maxFeePerGas"] * fee_bump_percent // 100,
+            "maxPriorityFeePerGas": fees["maxPriorityFeePerGas"] * fee_bump_percent // 100,
+        }
+        try:
+            tx["gas"] = int(self._w3.eth.estimate_gas(cast(Any, tx)))
+        except Web3RPCError as exc:
+            raise ChainRejected(str(exc.message or exc)) from exc
+        del tx["from"]
+        return tx
+
+    def broadcast(self, raw: bytes) -> str:
+        """Send a signed transaction; its hash. Sending one the node already has is fine.
+        NonceAlreadyUsed if its nonce was taken; ChainRejected for other refusals."""
+        tx_hash = "0x" + bytes(Web3.keccak(raw)).hex()
+        try:
+            return "0x" + bytes(self._w3.eth.send_raw_transaction(raw)).hex()
+        except Web3RPCError as exc:
+            message = str(exc.message or exc).lower()
+            if "already known" in message or "already imported" in message:
+                return tx_hash
+            if "nonce too low" in message:
+                raise NonceAlreadyUsed(message) from exc
+            raise ChainRejected(message) from exc
+        except requests.RequestException as exc:
+            raise DependencyUnavailable(f"ethereum node: {type(exc).__name__}") from exc
+
+    def receipt(self, tx_hash: str) -> TxReceipt | None:
+        try:
+            r = self._w3.eth.get_transaction_receipt(cast(Any, tx_hash))
+        except TransactionNotFound:
+            return None
+        return _receipt(r)
+
+    def _send(self, signer: TransactionSigner, call: dict[str, Any]) -> str:
+        tx = self.prepare(signer.address, call, self.pending_nonce(signer.address))
+        return self.broadcast(signer.sign_transaction(tx))
+
+    def send_eth(self, signer: TransactionSigner, to: str, wei: int) -> str:
+        return self._send(signer, self.eth_transfer(to, wei))
+
+    def send_token(self, signer: TransactionSigner, token: str, to: str, amount: int) -> str:
+        return self._send(signer, self.token_transfer(token, to, amount))
 
     def wait_receipt(self, tx_hash: str, timeout: float) -> TxReceipt:
         try:
             r = self._w3.eth.wait_for_transaction_receipt(cast(Any, tx_hash), timeout=timeout)
         except TimeExhausted as exc:
             raise DependencyUnavailable(f"{tx_hash} not mined within {timeout} s") from exc
-        return TxReceipt(
-            tx_hash="0x" + bytes(r["transactionHash"]).hex(),
-            block_number=int(r["blockNumber"]),
-            succeeded=int(r["status"]) == 1,
-            gas_used=int(r["gasUsed"]),
-            effective_gas_price=int(r["effectiveGasPrice"]),
-        )
+        return _receipt(r)
+
+
+def _receipt(r: Any) -> TxReceipt:
+    return TxReceipt(
+        tx_hash="0x" + bytes(r["transactionHash"]).hex(),
+        block_number=int(r["blockNumber"]),
+        succeeded=int(r["status"]) == 1,
+        gas_used=int(r["gasUsed"]),
+        effective_gas_price=int(r["effectiveGasPrice"]),
+    )

@@ -1,0 +1,254 @@
+"""Sending EVM transactions safely: persisted gapless nonces, record before send,
+idempotent broadcast, nonce re-sync, fee bump by replacement, confirmations.
+
+- A nonce is allocated, the transaction built and signed, and the signed bytes
+  recorded in one database transaction, with the sender's nonce row locked. If
+  anything fails before that commits (the signer refuses, the node cannot
+  estimate gas), nothing is consumed: no gap.
+- The recorded transaction is sent after the commit. Sending it again is
+  harmless (same bytes, same hash), so after a crash `rebroadcast_unsent()`
+  sends whatever was recorded but not sent.
+- If the node says the nonce was taken by something else, the operation is
+  re-signed with a fresh nonce from the node's view, once.
+- `bump()` replaces a stuck transaction with the same nonce and higher fees.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from web3 import Web3
+
+from adapters.chains.ethereum.node import Web3EthereumNode
+from adapters.ledger.migrate import upgrade
+from adapters.sqldb import Conn, SqlDatabase
+from sagas.errors import NonceAlreadyUsed
+from sagas.ports import TransactionSigner, TxReceipt
+
+_LIVE = ("signed", "broadcast", "mined")
+
+
+@dataclass(frozen=True)
+class SentTx:
+    operation_id: str
+    attempt: int
+    nonce: int
+    tx_hash: str
+
+
+@dataclass(frozen=True)
+class TxStatus:
+    operation_id: str
+    tx_hash: str
+    nonce: int
+    receipt: TxReceipt | None
+    confirmations: int
+
+
+class _Conflict(Exception):
+    pass
+
+
+class EvmBroadcaster:
+    def __init__(self, db_url: str, node: Web3EthereumNode, migrate: bool = True) -> None:
+        if migrate:
+            upgrade(db_url)
+        self._db = SqlDatabase(db_url, on_integrity=lambda exc: _Conflict(str(exc)))
+        self._node = node
+        self._chain_id = node.chain_id()
+
+    def __repr__(self) -> str:
+        return f"EvmBroadcaster(chain_id={self._chain_id})"
+
+    # --- sending -----------------------------------------------------------------
+    def send(self, operation_id: str, signer: TransactionSigner, call: dict[str, Any]) -> SentTx:
+        """Send `call` from the signer's address, once per operation id."""
+        sent = self._db.write(
+            lambda c: self._record(c, operation_id, signer, call), retry_on=(_Conflict,)
+        )
+        return self._broadcast(sent, signer, call)
+
+    def _record(
+        self,
+        conn: Conn,
+        operation_id: str,
+        signer: TransactionSigner,
+        call: dict[str, Any],
+        bump_percent: int = 100,
+    ) -> SentTx:
+        live = self._live(conn, operation_id)
+        if live is not None and bump_percent == 100:
+            return live  # already recorded: the caller (re)broadcasts it
+        sender = Web3.to_checksum_address(signer.address)
+        if live is None:
+            nonce = self._allocate(conn, sender)
+            attempt = self._next_attempt(conn, operation_id)
+        else:  # replacement: same nonce, the old attempt marked replaced first
+            nonce, attempt = live.nonce, live.attempt + 1
+            conn.run(
+                "update evm_transactions set state = 'replaced' where operation_id = ? "
+                "and attempt = ?",
+                (operation_id, live.attempt),
+            )
+        tx = self._node.prepare(sender, call, nonce, fee_bump_percent=bump_percent)
+        raw = signer.sign_transaction(tx)
+        tx_hash = "0x" + bytes(Web3.keccak(raw)).hex()
+        conn.run(
+            "insert into evm_transactions (operation_id, attempt, chain_id, sender, nonce, "
+            "tx_hash, raw_tx, state, created_at) values (?, ?, ?, ?, ?, ?, ?, 'signed', ?)",
+            (
+                operation_id,
+                attempt,
+                self._chain_id,
+                sender,
+                nonce,
+                tx_hash,
+                raw.hex(),
+                conn.time(datetime.now(UTC)),
+            ),
+        )
+        return SentTx(operation_id, attempt, nonce, tx_hash)
+
+    def _allocate(self, conn: Conn, sender: str) -> int:
+        if conn.sqlite:
+            row = conn.one(
+                "select next_nonce from evm_nonces where chain_id = ? and sender = ?",
+                (self._chain_id, sender),
+            )
+        else:
+            conn.run(
+                "insert into evm_nonces (chain_id, sender, next_nonce) values (?, ?, ?) "
+                "on conflict do nothing",
+                (self._chain_id, sender, self._node.pending_nonce(sender)),
+            )
+            row = conn.one(
+                "select next_nonce from evm_nonces where chain_id = ? and sender = ? for update",
+                (self._chain_id, sender),
+            )
+        if row is None:
+            nonce = self._node.pending_nonce(sender)
+            conn.run(
+                "insert into evm_nonces (chain_id, sender, next_nonce) values (?, ?, ?)",
+                (self._chain_id, sender, nonce + 1),
+            )
+            return nonce
+        nonce = int(row[0])
+        conn.run(
+            "update evm_nonces set next_nonce = ? where chain_id = ? and sender = ?",
+            (nonce + 1, self._chain_id, sender),
+        )
+        return nonce
+
+    @staticmethod
+    def _next_attempt(conn: Conn, operation_id: str) -> int:
+        row = conn.one(
+            "select max(attempt) from evm_transactions where operation_id = ?", (operation_id,)
+        )
+        return 0 if row is None or row[0] is None else int(row[0]) + 1
+
+    def _live(self, conn: Conn, operation_id: str) -> SentTx | None:
+        row = conn.one(
+            "select attempt, nonce, tx_hash from evm_transactions where operation_id = ? "
+            "and state in ('signed', 'broadcast', 'mined') order by attempt desc limit 1",
+            (operation_id,),
+        )
+        return None if row is None else SentTx(operation_id, int(row[0]), int(row[1]), row[2])
+
+    def _raw(self, sent: SentTx) -> bytes:
+        with self._db.tx() as conn:
+            row = conn.one("select raw_tx from evm_transactions where tx_hash = ?", (sent.tx_hash,))
+        return bytes.fromhex(row[0])
+
+    def _broadcast(
+        self, sent: SentTx, signer: TransactionSigner | None, call: dict[str, Any] | None
+    ) -> SentTx:
+        try:
+            self._node.broadcast(self._raw(sent))
+        except NonceAlreadyUsed:
+            if self._node.receipt(sent.tx_hash) is not None:
+                return self._mark(sent, "mined")  # it was ours, sent before a crash
+            if signer is None or call is None:
+                raise
+            return self._resync(sent, signer, call)
+        return self._mark(sent, "broadcast")
+
+    def _resync(self, sent: SentTx, signer: TransactionSigner, call: dict[str, Any]) -> SentTx:
+        """Someone else used our nonce: drop that attempt, take the node's view, re-sign."""
+        sender = Web3.to_checksum_address(signer.address)
+
+        def work(conn: Conn) -> SentTx:
+            conn.run(
+                "update evm_transactions set state = 'dropped' where tx_hash = ?", (sent.tx_hash,)
+            )
+            conn.run(
+                "update evm_nonces set next_nonce = ? where chain_id = ? and sender = ? "
+                "and next_nonce < ?",
+                (
+                    self._node.pending_nonce(sender),
+                    self._chain_id,
+                    sender,
+                    self._node.pending_nonce(sender),
+                ),
+            )
+            return self._record(conn, sent.operation_id, signer, call)
+
+        again = self._db.write(work, retry_on=(_Conflict,))
+        self._node.broadcast(self._raw(again))
+        return self._mark(again, "broadcast")
+
+    def _mark(self, sent: SentTx, state: str) -> SentTx:
+        def work(conn: Conn) -> None:
+            conn.run(
+                "update evm_transactions set state = ? where tx_hash = ? and state in "
+                "('signed', 'broadcast')",
+                (state, sent.tx_hash),
+            )
+
+        self._db.write(work)
+        return sent
+
+    def bump(
+        self, operation_id: str, signer: TransactionSigner, call: dict[str, Any], percent: int = 130
+    ) -> SentTx:
+        """Replace the operation's pending transaction: same nonce, fees x percent/100."""
+        if percent <= 110:
+            raise ValueError("a replacement must raise fees by more than 10%")
+        sent = self._db.write(
+            lambda c: self._record(c, operation_id, signer, call, percent), retry_on=(_Conflict,)
+        )
+        return self._broadcast(sent, None, None)
+
+    def rebroadcast_unsent(self) -> int:
+        """Send every transaction recorded but not yet sent (after a crash)."""
+        with self._db.tx() as conn:
+            rows = conn.all(
+                "select operation_id, attempt, nonce, tx_hash from evm_transactions "
+                "where state = 'signed' and chain_id = ? order by nonce",
+                (self._chain_id,),
+            )
+        for row in rows:
+            self._broadcast(SentTx(row[0], int(row[1]), int(row[2]), row[3]), None, None)
+        return len(rows)
+
+    # --- tracking ----------------------------------------------------------------
+    def status(self, operation_id: str) -> TxStatus:
+        """Which attempt was mined, if any, and with how many confirmations."""
+        with self._db.tx() as conn:
+            rows = conn.all(
+                "select attempt, nonce, tx_hash from evm_transactions "
+                "where operation_id = ? order by attempt desc",
+                (operation_id,),
+            )
+        if not rows:
+            raise KeyError(f"no transaction for operation {operation_id}")
+        head = self._node.block_number()
+        for _attempt, nonce, tx_hash in rows:
+            receipt = self._node.receipt(tx_hash)
+            if receipt is not None:
+                self._mark(SentTx(operation_id, int(_attempt), int(nonce), tx_hash), "mined")
+                return TxStatus(
+                    operation_id, tx_hash, int(nonce), receipt, head - receipt.block_number + 1
+                )
+        return TxStatus(operation_id, rows[0][2], int(rows[0][1]), None, 0)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from sagas.ports import TopicSpec
 
-_FOREVER = {"retention.ms": "-1", "min.insync.replicas": "1"}
+# Replication (factor, min.insync.replicas) is the deployment's: the bus adapter's
+# replication_factor (CUSTODY_KAFKA_REPLICATION_FACTOR) and the brokers' defaults.
+_FOREVER = {"retention.ms": "-1"}
 
 COMMANDS = TopicSpec("custody.commands.v1", partitions=6, config={"retention.ms": "604800000"})
 EVENTS = TopicSpec("custody.events.v1", partitions=6, config=_FOREVER)

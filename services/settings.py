@@ -25,6 +25,7 @@ class PlatformSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CUSTODY_", extra="ignore")
 
     kafka_bootstrap: str = "127.0.0.1:19092"
+    kafka_replication_factor: int = 1  # 3 in production
     temporal_address: str = "127.0.0.1:17233"
     temporal_namespace: str = "default"
     openbao_addr: str = "http://127.0.0.1:18200"

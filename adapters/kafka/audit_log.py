@@ -8,6 +8,9 @@ from the events topic into the audit chain).
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import hashlib
 import logging
 
 from confluent_kafka import (
@@ -25,6 +28,24 @@ from sagas.errors import DependencyUnavailable
 from sagas.events import Envelope
 
 _LOG = logging.getLogger("custody.kafka.audit")
+
+
+def unreadable_event(raw: bytes, topic: str, partition: int, offset: int) -> Envelope:
+    """An event that records bytes which did not parse, identified by their hash."""
+    digest = hashlib.sha256(raw).hexdigest()
+    return Envelope(
+        id=f"unreadable-{digest}",
+        source="/custody/audit",
+        type="custody.audit.unreadable.v1",
+        subject=f"{topic}/{partition}",
+        data={
+            "topic": topic,
+            "partition": partition,
+            "offset": offset,
+            "sha256": digest,
+            "raw_base64": base64.b64encode(raw).decode(),
+        },
+    )
 
 
 class WriterFenced(Exception):
@@ -109,7 +130,14 @@ class KafkaAuditAppender:
             self._producer.init_transactions(30)
         except KafkaException as exc:
             raise DependencyUnavailable(f"kafka: init transactions: {exc}") from exc
-        records = [r for _, r in read_audit(self._bootstrap, self._audit_topic) if r is not None]
+        existing = read_audit(self._bootstrap, self._audit_topic)
+        if existing and existing[-1][1] is None:
+            # Resuming from an earlier record would reuse sequence numbers: a fork.
+            raise RuntimeError(
+                f"the last record of {self._audit_topic} (offset {existing[-1][0]}) is not a "
+                "valid audit record; run `custody audit verify` before writing again"
+            )
+        records = [r for _, r in existing if r is not None]
         self._consumer.subscribe([self._events_topic])
         if not records:
             return 0, GENESIS, set()
@@ -120,9 +148,28 @@ class KafkaAuditAppender:
         for msg in self._consumer.consume(num_messages=max_events, timeout=timeout):
             if msg.error() is not None:
                 raise DependencyUnavailable(f"kafka: read {self._events_topic}: {msg.error()}")
-            if msg.value():
-                events.append(Envelope.from_json(msg.value() or b""))
+            raw = msg.value() or b""
+            try:
+                events.append(Envelope.from_json(raw))
+            except ValidationError:
+                # Not an event we can parse: chain it anyway (encrypted, as raw bytes), so
+                # the audit shows it and the writer does not stop on it for ever.
+                events.append(
+                    unreadable_event(
+                        raw, msg.topic() or "", msg.partition() or 0, msg.offset() or 0
+                    )
+                )
         return events
+
+    def rewind(self) -> None:
+        """Go back to the last committed offsets (after a batch that did not commit)."""
+        assignment = self._consumer.assignment()
+        if not assignment:
+            return
+        for tp in self._consumer.committed(assignment, timeout=30):
+            if tp.offset < 0:
+                tp.offset = OFFSET_BEGINNING
+            self._consumer.seek(tp)
 
     def caught_up(self) -> bool:
         """True once partitions are assigned and consumed up to their high watermarks."""
@@ -152,7 +199,7 @@ class KafkaAuditAppender:
                     self._consumer.consumer_group_metadata(),
                     30,
                 )
-            self._producer.commit_transaction(30)
+            self._commit()
         except KafkaException as exc:
             error: KafkaError = exc.args[0]
             if error.fatal() or error.code() in (
@@ -162,8 +209,20 @@ class KafkaAuditAppender:
             ):
                 raise WriterFenced(error.str()) from exc
             if error.txn_requires_abort():
-                self._producer.abort_transaction(30)
+                with contextlib.suppress(KafkaException):
+                    self._producer.abort_transaction(30)
             raise DependencyUnavailable(f"kafka: audit transaction: {error.str()}") from exc
+
+    def _commit(self) -> None:
+        # A retriable failure may still complete in the background: librdkafka wants the
+        # same call repeated, not a new transaction (which would fork the chain).
+        for attempt in range(5):
+            try:
+                self._producer.commit_transaction(30)
+                return
+            except KafkaException as exc:
+                if not exc.args[0].retriable() or attempt == 4:
+                    raise
 
     def close(self) -> None:
         self._consumer.close()

@@ -15,6 +15,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from pydantic import ValidationError
 
 from sagas.errors import DependencyUnavailable
 from sagas.events import Envelope
@@ -26,8 +27,15 @@ _LOG = logging.getLogger("custody.kafka")
 
 class KafkaEventBus:
     def __init__(
-        self, bootstrap_servers: str, client_id: str = "custody", delivery_timeout_s: float = 30.0
+        self,
+        bootstrap_servers: str,
+        client_id: str = "custody",
+        delivery_timeout_s: float = 30.0,
+        replication_factor: int = 1,
     ) -> None:
+        # 1 on the single-broker dev stack; production: 3 (with min.insync.replicas=2 on
+        # the brokers), or acks=all means one copy and a lost disk loses published events.
+        self._replication = replication_factor
         self._bootstrap = bootstrap_servers
         self._client_id = client_id
         self._timeout = delivery_timeout_s
@@ -56,7 +64,12 @@ class KafkaEventBus:
         except KafkaException as exc:
             raise DependencyUnavailable(f"kafka: {exc}") from exc
         new = [
-            NewTopic(s.name, num_partitions=s.partitions, replication_factor=1, config=s.config)
+            NewTopic(
+                s.name,
+                num_partitions=s.partitions,
+                replication_factor=self._replication,
+                config=s.config,
+            )
             for s in specs
             if s.name not in existing
         ]
@@ -137,8 +150,19 @@ class KafkaEventBus:
                     continue
                 at_end.discard(msg.partition() or 0)
                 value = msg.value()
-                if value is not None:
+                if value is None:
+                    continue
+                try:
                     events.append(Envelope.from_json(value))
+                except ValidationError:
+                    # Not one of our events: skip it rather than stop every reader on it
+                    # for ever (the audit writer keeps such bytes in the chain).
+                    _LOG.warning(
+                        "skipping a record of %s at %s/%s that is not an event",
+                        topic,
+                        msg.partition(),
+                        msg.offset(),
+                    )
             if events:
                 consumer.commit(asynchronous=False)
         finally:

@@ -42,7 +42,9 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = PlatformSettings.load()
-    KafkaEventBus(settings.kafka_bootstrap).ensure_topics(ALL)
+    KafkaEventBus(
+        settings.kafka_bootstrap, replication_factor=settings.kafka_replication_factor
+    ).ensure_topics(ALL)
     writer = build_writer(settings)
     writer.start()
     if args.until_idle:

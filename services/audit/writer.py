@@ -34,8 +34,13 @@ class AuditWriter:
             if event.id not in self._seen and event.id not in ids:
                 fresh.append(event)
                 ids.add(event.id)
-        records = chain_batch(self._next_seq, self._head, fresh, self._keys)
-        self._appender.append(records)  # commits the consumed offsets even if all were repeats
+        try:
+            records = chain_batch(self._next_seq, self._head, fresh, self._keys)
+            self._appender.append(records)  # commits the offsets even if all were repeats
+        except Exception:
+            # Nothing was committed: go back, so these events are read again, not skipped.
+            self._appender.rewind()
+            raise
         if records:
             self._next_seq, self._head = records[-1].seq + 1, records[-1].hash
             self._seen |= ids

@@ -22,7 +22,12 @@ def main() -> None:
     parser.add_argument("--once", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    bus = KafkaEventBus(PlatformSettings.load().kafka_bootstrap, client_id="custody-projector")
+    settings = PlatformSettings.load()
+    bus = KafkaEventBus(
+        settings.kafka_bootstrap,
+        client_id="custody-projector",
+        replication_factor=settings.kafka_replication_factor,
+    )
     bus.ensure_topics(ALL)
     projector = Projector(bus)
     published = projector.publish(projector.catch_up())

@@ -32,7 +32,11 @@ def main() -> None:
 
     settings = PlatformSettings.load()
     ledger = SqlLedger(args.ledger_url or settings.ledger_url)
-    bus = KafkaEventBus(settings.kafka_bootstrap, client_id="custody-relay")
+    bus = KafkaEventBus(
+        settings.kafka_bootstrap,
+        client_id="custody-relay",
+        replication_factor=settings.kafka_replication_factor,
+    )
     bus.ensure_topics(ALL)
 
     def pause() -> None:

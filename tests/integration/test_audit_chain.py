@@ -15,6 +15,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from adapters.kafka.audit_log import WriterFenced, read_audit
 from adapters.kafka.bus import KafkaEventBus
 from sagas.audit import AuditRecord, chain_batch, record_hash
+from sagas.errors import DependencyUnavailable
 from sagas.events import Envelope
 from sagas.ports import TopicSpec
 from services.audit.main import build_writer
@@ -228,4 +229,43 @@ def test_a_second_writer_fences_the_first(
     assert second.drain() == 3
     records = [r for _, r in read_audit(stack_settings.kafka_bootstrap, topics[1]) if r]
     assert [r.seq for r in records] == list(range(7))
+    assert _custody("audit", "verify", "--topic", topics[1]).returncode == 0
+
+
+class _FlakyKeys:
+    """The writer's real keys, except that the first data key request fails (OpenBao down)."""
+
+    def __init__(self, keys: object) -> None:
+        self._keys = keys
+        self.failed = False
+
+    def new_data_key(self) -> tuple[bytes, str]:
+        if not self.failed:
+            self.failed = True
+            raise DependencyUnavailable("openbao: simulated outage")
+        return self._keys.new_data_key()  # type: ignore[attr-defined]
+
+    def sign(self, digest: bytes) -> str:
+        return self._keys.sign(digest)  # type: ignore[attr-defined]
+
+
+def test_a_failed_batch_is_read_again_and_junk_is_chained_not_fatal(
+    stack_settings: PlatformSettings, topics: tuple[str, str]
+) -> None:
+    sent = _publish(stack_settings, topics[0], 5)
+    producer = Producer({"bootstrap.servers": stack_settings.kafka_bootstrap})
+    producer.produce(topics[0], key=b"x", value=b"{not an event")
+    producer.flush(10)
+    writer = _writer(stack_settings, topics, f"tx-{uuid.uuid4().hex[:8]}")
+    flaky = _FlakyKeys(writer._keys)
+    writer._keys = flaky  # type: ignore[assignment]
+    writer.start()
+    with pytest.raises(DependencyUnavailable):
+        writer.run_once(timeout=10)
+    assert flaky.failed
+    assert writer.drain() == 6  # nothing skipped: 5 events and the unreadable record
+    records = [r for _, r in read_audit(stack_settings.kafka_bootstrap, topics[1]) if r]
+    types = sorted(r.event_type for r in records)
+    assert types == ["custody.audit.unreadable.v1"] + ["custody.test.payment.v1"] * 5
+    assert {r.event_id for r in records} >= {e.id for e in sent}
     assert _custody("audit", "verify", "--topic", topics[1]).returncode == 0

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from sagas.chainwatch import RawDeposit
 from sagas.events import Envelope
 from sagas.keys import AddressAssignment, Chain, WalletRecord
 from sagas.ledger import Account, Asset, Balance, Command, TransferRecord
@@ -257,3 +258,19 @@ class KeyStore(Protocol):
 
     def lookup(self, address: str) -> AddressAssignment | None:
         """Which client account an address belongs to, if it is one of ours."""
+
+
+@runtime_checkable
+class ChainReader(Protocol):
+    """A chain as the watcher needs it: heights, hashes, deposits in a block."""
+
+    chain: str
+
+    def head(self) -> int:
+        """The best chain's height. DependencyUnavailable (transient)."""
+
+    def block_hash(self, height: int) -> str:
+        """The best chain's block hash at a height (lower-case hex, 0x-prefixed for EVM)."""
+
+    def deposits(self, height: int, is_ours: Callable[[str], bool]) -> tuple[str, list[RawDeposit]]:
+        """(block hash, transfers in that block to addresses for which is_ours is true)."""

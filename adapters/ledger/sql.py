@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from adapters.ledger.migrate import upgrade
+from adapters.ledger.outbox import emit
 from adapters.sqldb import Conn, SqlDatabase
 from sagas.errors import (
     AccountConflict,
@@ -326,9 +327,4 @@ class _SqlTx:
         )
 
     def emit(self, topic: str, events: list[Envelope]) -> None:
-        for event in events:
-            self._c.run(
-                "insert into ledger_outbox (event_id, topic, event_key, payload, created_at) "
-                "values (?, ?, ?, ?, ?)",
-                (event.id, topic, event.subject, event.model_dump_json(), self._c.time(event.time)),
-            )
+        emit(self._c, topic, events)

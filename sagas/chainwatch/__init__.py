@@ -1,0 +1,90 @@
+"""Chain observations: deposits to platform addresses, seen, final, or undone by a reorg.
+
+An observation is one output (Bitcoin), one ETH value transfer or one ERC-20
+Transfer log, to an address the platform gave a client, in one particular block.
+Its id includes the block hash: if a reorg drops the block and the transaction
+lands again in another, that is a new observation, and the old one is reorged.
+Event ids derive from observation ids, so watching a block twice (after a crash)
+emits nothing new.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from sagas.events import Envelope
+
+DEPOSIT_SEEN = "custody.chain.deposit_seen.v1"
+DEPOSIT_FINAL = "custody.chain.deposit_final.v1"
+DEPOSIT_REORGED = "custody.chain.deposit_reorged.v1"
+REORG = "custody.chain.reorg.v1"
+FINAL_DEPOSIT_REORGED = "custody.alert.final_deposit_reorged.v1"
+SOURCE = "/custody/chainwatch"
+
+ObservationState = Literal["seen", "final", "reorged"]
+
+
+@dataclass(frozen=True)
+class RawDeposit:
+    """What a chain reader found in a block, before we know whose it is."""
+
+    tx_hash: str
+    position: str  # "tx<index>" for ETH value, "log<index>" for ERC-20, "vout<n>" for BTC
+    address: str
+    asset: str
+    amount: int
+
+
+class DepositObservation(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str
+    chain: str
+    address: str
+    account_id: str
+    asset: str
+    amount: str
+    tx_hash: str
+    position: str
+    block_height: int
+    block_hash: str
+    state: ObservationState
+
+    @staticmethod
+    def make_id(chain: str, tx_hash: str, position: str, block_hash: str) -> str:
+        return f"{chain}:{tx_hash}:{position}@{block_hash}"
+
+
+def deposit_event(obs: DepositObservation, event_type: str) -> Envelope:
+    suffix = {
+        DEPOSIT_SEEN: "seen",
+        DEPOSIT_FINAL: "final",
+        DEPOSIT_REORGED: "reorged",
+        FINAL_DEPOSIT_REORGED: "alert",
+    }[event_type]
+    return Envelope(
+        id=f"{obs.id}/{suffix}",
+        source=SOURCE,
+        type=event_type,
+        subject=obs.address,
+        data=obs.model_dump(mode="json"),
+    )
+
+
+def reorg_event(chain: str, ancestor_height: int, dropped: list[tuple[int, str]]) -> Envelope:
+    top_hash = dropped[-1][1]
+    return Envelope(
+        id=f"{chain}:reorg@{top_hash}",
+        source=SOURCE,
+        type=REORG,
+        subject=chain,
+        data={
+            "chain": chain,
+            "common_ancestor_height": ancestor_height,
+            "depth": len(dropped),
+            "dropped_blocks": [{"height": h, "hash": x} for h, x in dropped],
+        },
+    )

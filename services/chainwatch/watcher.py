@@ -1,0 +1,246 @@
+"""The chain watcher: follows a chain block by block from its persisted position,
+records deposits to platform addresses, finalises them at the confirmation depth,
+and undoes what it saw on blocks a reorg removed.
+
+Each block is one database transaction: the block's hash, its observations and
+their events (into the outbox, for the relay) commit together or not at all. A
+watcher killed mid-block redoes that block on restart and, with the same
+observation and event ids, adds nothing twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from adapters.ledger.migrate import upgrade
+from adapters.ledger.outbox import emit
+from adapters.sqldb import Conn, SqlDatabase
+from sagas.chainwatch import (
+    DEPOSIT_FINAL,
+    DEPOSIT_REORGED,
+    DEPOSIT_SEEN,
+    FINAL_DEPOSIT_REORGED,
+    DepositObservation,
+    deposit_event,
+    reorg_event,
+)
+from sagas.ports import ChainReader, KeyStore
+from sagas.topics import ALERTS, EVENTS
+
+log = logging.getLogger("custody.chainwatch")
+
+_COLUMNS = (
+    "id, chain, address, account_id, asset, amount, tx_hash, position, block_height, "
+    "block_hash, state"
+)
+
+
+class ChainWatcher:
+    def __init__(
+        self,
+        db_url: str,
+        reader: ChainReader,
+        addresses: KeyStore,
+        confirmations: int,
+        start_height: int | None = None,
+        keep_blocks: int = 256,
+        migrate: bool = True,
+    ) -> None:
+        if migrate:
+            upgrade(db_url)
+        self._db = SqlDatabase(db_url)
+        self._reader = reader
+        self._addresses = addresses
+        self._depth = confirmations
+        self._start = start_height
+        self._keep = max(keep_blocks, confirmations + 1)
+        self.chain = reader.chain
+
+    def __repr__(self) -> str:
+        return f"ChainWatcher({self.chain})"
+
+    # --- one step ----------------------------------------------------------------
+    def step(self, max_blocks: int = 50) -> int:
+        """Undo a reorg if there was one, process up to `max_blocks` new blocks, finalise
+        what is deep enough. Returns the number of blocks processed."""
+        self._unwind_reorg()
+        head = self._reader.head()
+        done = 0
+        while done < max_blocks:
+            last = self._last_block()
+            height = (
+                (self._start if self._start is not None else head) if last is None else last[0] + 1
+            )
+            if height > head:
+                break
+            self._process(height)
+            done += 1
+        self._finalise(head)
+        return done
+
+    def run_until_caught_up(self) -> None:
+        while self.step() > 0:
+            pass
+
+    # --- blocks ------------------------------------------------------------------
+    def _last_block(self) -> tuple[int, str] | None:
+        with self._db.tx() as conn:
+            row = conn.one(
+                "select height, block_hash from chain_blocks where chain = ? "
+                "order by height desc limit 1",
+                (self.chain,),
+            )
+        return None if row is None else (int(row[0]), row[1])
+
+    def _process(self, height: int) -> None:
+        block_hash, found = self._reader.deposits(height, self._is_ours)
+
+        def work(conn: Conn) -> None:
+            conn.run(
+                "insert into chain_blocks (chain, height, block_hash) values (?, ?, ?) "
+                "on conflict do nothing",
+                (self.chain, height, block_hash),
+            )
+            for raw in found:
+                assignment = self._addresses.lookup(raw.address)
+                if assignment is None:
+                    continue
+                obs = DepositObservation(
+                    id=DepositObservation.make_id(
+                        self.chain, raw.tx_hash, raw.position, block_hash
+                    ),
+                    chain=self.chain,
+                    address=raw.address,
+                    account_id=assignment.account_id,
+                    asset=raw.asset,
+                    amount=str(raw.amount),
+                    tx_hash=raw.tx_hash,
+                    position=raw.position,
+                    block_height=height,
+                    block_hash=block_hash,
+                    state="seen",
+                )
+                self._insert(conn, obs)
+                emit(conn, EVENTS.name, [deposit_event(obs, DEPOSIT_SEEN)])
+            conn.run(
+                "delete from chain_blocks where chain = ? and height < ?",
+                (self.chain, height - self._keep),
+            )
+
+        self._db.write(work)
+        if found:
+            log.info("%s block %d: %d deposit(s)", self.chain, height, len(found))
+
+    def _is_ours(self, address: str) -> bool:
+        return self._addresses.lookup(address) is not None
+
+    @staticmethod
+    def _insert(conn: Conn, obs: DepositObservation) -> None:
+        conn.run(
+            f"insert into chain_observations ({_COLUMNS}, created_at) "
+            "values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) on conflict (id) do nothing",
+            (
+                obs.id,
+                obs.chain,
+                obs.address,
+                obs.account_id,
+                obs.asset,
+                obs.amount,
+                obs.tx_hash,
+                obs.position,
+                obs.block_height,
+                obs.block_hash,
+                obs.state,
+                conn.time(datetime.now(UTC)),
+            ),
+        )
+
+    # --- finality ------------------------------------------------------------------
+    def _finalise(self, head: int) -> None:
+        deepest = head - self._depth + 1  # a block at this height has `depth` confirmations
+
+        def work(conn: Conn) -> None:
+            rows = conn.all(
+                f"select {_COLUMNS} from chain_observations where chain = ? "
+                "and state = 'seen' and block_height <= ?",
+                (self.chain, deepest),
+            )
+            for row in rows:
+                obs = _observation(row).model_copy(update={"state": "final"})
+                conn.run("update chain_observations set state = 'final' where id = ?", (obs.id,))
+                emit(conn, EVENTS.name, [deposit_event(obs, DEPOSIT_FINAL)])
+
+        self._db.write(work)
+
+    # --- reorgs ----------------------------------------------------------------------
+    def _unwind_reorg(self) -> None:
+        with self._db.tx() as conn:
+            stored = [
+                (int(h), x)
+                for h, x in conn.all(
+                    "select height, block_hash from chain_blocks where chain = ? "
+                    "order by height desc",
+                    (self.chain,),
+                )
+            ]
+        dropped: list[tuple[int, str]] = []
+        for height, block_hash in stored:
+            if self._reader.block_hash(height) == block_hash:
+                break
+            dropped.append((height, block_hash))
+        if not dropped:
+            return
+        ancestor = dropped[-1][0] - 1
+        dropped.reverse()
+
+        def work(conn: Conn) -> None:
+            for height, block_hash in dropped:
+                rows = conn.all(
+                    f"select {_COLUMNS} from chain_observations where chain = ? "
+                    "and block_hash = ? and state != 'reorged'",
+                    (self.chain, block_hash),
+                )
+                for row in rows:
+                    obs = _observation(row)
+                    undone = obs.model_copy(update={"state": "reorged"})
+                    conn.run(
+                        "update chain_observations set state = 'reorged' where id = ?", (obs.id,)
+                    )
+                    emit(conn, EVENTS.name, [deposit_event(undone, DEPOSIT_REORGED)])
+                    if obs.state == "final":
+                        # Past the confirmation depth: credited money may be gone. People
+                        # must look at this now.
+                        emit(conn, ALERTS.name, [deposit_event(undone, FINAL_DEPOSIT_REORGED)])
+                        log.critical("%s: FINAL deposit %s reorged out", self.chain, obs.id)
+                conn.run(
+                    "delete from chain_blocks where chain = ? and height = ?", (self.chain, height)
+                )
+            emit(conn, EVENTS.name, [reorg_event(self.chain, ancestor, dropped)])
+
+        self._db.write(work)
+        log.warning("%s reorg: %d block(s) above %d dropped", self.chain, len(dropped), ancestor)
+
+    # --- queries -------------------------------------------------------------------
+    def observations(self, address: str | None = None) -> list[DepositObservation]:
+        with self._db.tx() as conn:
+            if address is None:
+                rows = conn.all(
+                    f"select {_COLUMNS} from chain_observations where chain = ? "
+                    "order by block_height, id",
+                    (self.chain,),
+                )
+            else:
+                rows = conn.all(
+                    f"select {_COLUMNS} from chain_observations where chain = ? "
+                    "and address = ? order by block_height, id",
+                    (self.chain, address),
+                )
+        return [_observation(r) for r in rows]
+
+
+def _observation(row: tuple[object, ...]) -> DepositObservation:
+    keys = [c.strip() for c in _COLUMNS.split(",")]
+    values = dict(zip(keys, row, strict=True))
+    values["block_height"] = int(values["block_height"])  # type: ignore[call-overload]
+    return DepositObservation.model_validate(values)

@@ -39,6 +39,8 @@ class PlatformSettings(BaseSettings):
     btc_rpc_url: str = "http://127.0.0.1:18556"
     btc_rpc_credentials: Path = _REPO_ROOT / ".stack/btcd/rpc.json"
     btc_network: str = "simnet"
+    btc_confirmations: int = 6
+    eth_confirmations: int = 12
     postgres_url: str = "postgresql://custody@127.0.0.1:15432/custody"
     ledger_url: str = "sqlite:///" + str(_REPO_ROOT / ".stack/custody.sqlite3")
 

@@ -11,6 +11,7 @@ observation and event ids, adds nothing twice.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from adapters.ledger.migrate import upgrade
@@ -46,6 +47,7 @@ class ChainWatcher:
         start_height: int | None = None,
         keep_blocks: int = 256,
         migrate: bool = True,
+        before_commit: Callable[[int], None] = lambda _height: None,
     ) -> None:
         if migrate:
             upgrade(db_url)
@@ -56,6 +58,7 @@ class ChainWatcher:
         self._start = start_height
         self._keep = max(keep_blocks, confirmations + 1)
         self.chain = reader.chain
+        self._before_commit = before_commit  # fault-injection point for crash tests
 
     def __repr__(self) -> str:
         return f"ChainWatcher({self.chain})"
@@ -127,6 +130,8 @@ class ChainWatcher:
                 "delete from chain_blocks where chain = ? and height < ?",
                 (self.chain, height - self._keep),
             )
+            if found:
+                self._before_commit(height)
 
         self._db.write(work)
         if found:

@@ -5,7 +5,13 @@ finality raises a critical alert."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,10 +19,12 @@ import pytest
 from adapters.chains.ethereum.faucet import DevChainFaucet
 from adapters.chains.ethereum.node import Web3EthereumNode
 from adapters.chains.ethereum.reader import EthereumChainReader
+from adapters.kafka.bus import KafkaEventBus
 from adapters.keys.hd import BipDeriver
 from adapters.keys.openbao import OpenBaoKeyWrapper
 from adapters.keys.store import SqlKeyStore
 from adapters.sqldb import SqlDatabase
+from sagas.events import Envelope
 from sagas.keys.wallets import create_wallet, deposit_address
 from services.chainwatch.watcher import ChainWatcher
 from services.settings import PlatformSettings
@@ -83,8 +91,10 @@ def test_eth_and_token_deposits_are_seen_once_then_final(world: World) -> None:
     assert sorted(world.states()) == [("CTUSD", "2500000", "seen"), ("ETH", str(2 * ETH), "seen")]
     world.faucet.fund_eth(world.node.web3.eth.accounts[3], ETH)  # B+2, not ours: ignored
     world.watcher.run_until_caught_up()
-    assert sorted(world.states()) == [("CTUSD", "2500000", "seen"),
-                                      ("ETH", str(2 * ETH), "final")]  # B has 3 confirmations
+    assert sorted(world.states()) == [
+        ("CTUSD", "2500000", "seen"),
+        ("ETH", str(2 * ETH), "final"),
+    ]  # B has 3 confirmations
     world.mine(1)
     world.watcher.run_until_caught_up()
     assert {s for _, _, s in world.states()} == {"final"}
@@ -122,3 +132,60 @@ def test_a_reorg_after_finality_is_a_critical_alert(world: World) -> None:
     (alert,) = world.events("custody.alerts.v1")
     assert alert["type"] == "custody.alert.final_deposit_reorged.v1"
     assert alert["data"]["address"] == world.eth
+
+
+def test_a_watcher_killed_mid_block_reports_each_deposit_exactly_once_on_kafka(
+    world: World, stack_settings: PlatformSettings, tmp_path: Path
+) -> None:
+    start = world.node.block_number() + 1
+    world.faucet.fund_eth(world.eth, 3 * ETH)
+    world.faucet.mint_token(world.token, world.usd, 7_000_000)
+    paused = tmp_path / "in-block"
+    watch = [
+        sys.executable,
+        "-m",
+        "services.chainwatch.main",
+        "--db-url",
+        world.url,
+        "--start-height",
+        str(start),
+        "--confirmations",
+        str(DEPTH),
+    ]
+    victim = subprocess.Popen(
+        [*watch, "--pause-in-block", str(paused)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while not paused.exists():
+        assert victim.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait(10)
+    assert world.watcher.observations() == []  # the block's work never committed
+
+    world.mine(DEPTH)
+    for _ in range(2):  # restart, and once more for good measure
+        rerun = subprocess.run([*watch, "--until-caught-up"], capture_output=True, timeout=120)
+        assert rerun.returncode == 0, rerun.stderr
+    relay = subprocess.run(
+        [sys.executable, "-m", "services.relay.main", "--ledger-url", world.url, "--until-empty"],
+        capture_output=True,
+        timeout=120,
+    )
+    assert relay.returncode == 0, relay.stderr
+
+    observations = world.watcher.observations()
+    assert sorted((o.asset, o.state) for o in observations) == [
+        ("CTUSD", "final"),
+        ("ETH", "final"),
+    ]
+    bus = KafkaEventBus(stack_settings.kafka_bootstrap)
+    ours: list[Envelope] = []
+    group = f"it-watch-{uuid.uuid4().hex}"
+    while batch := bus.read("custody.events.v1", group, max_events=10_000, timeout=10):
+        ours += [e for e in batch if e.subject in (world.eth, world.usd)]
+    ids = [e.id for e in ours]
+    assert len(ids) == len(set(ids)) == 4  # seen + final, for each deposit, once
+    assert {e.data["id"] for e in ours} == {o.id for o in observations}

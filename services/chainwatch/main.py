@@ -1,0 +1,68 @@
+"""`python -m services.chainwatch.main --chain ethereum`: follow a chain and record
+deposits to platform addresses until stopped (--until-caught-up: exit when at the head).
+
+--pause-in-block FILE is for crash tests only: in the first block with a deposit,
+after its observations are written and before they commit, create FILE and wait to
+be killed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+import time
+from pathlib import Path
+
+from adapters.chains.ethereum.node import Web3EthereumNode
+from adapters.chains.ethereum.reader import EthereumChainReader
+from adapters.keys.store import SqlKeyStore
+from services.chainwatch.watcher import ChainWatcher
+from services.settings import PlatformSettings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--chain", choices=["ethereum"], default="ethereum")
+    parser.add_argument("--db-url", help="default: CUSTODY_LEDGER_URL")
+    parser.add_argument("--start-height", type=int, help="first block, if no position is stored")
+    parser.add_argument("--confirmations", type=int, help="default: CUSTODY_ETH_CONFIRMATIONS")
+    parser.add_argument("--until-caught-up", action="store_true")
+    parser.add_argument("--pause-in-block", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings = PlatformSettings.load()
+    url = args.db_url or settings.ledger_url
+
+    def pause(_height: int) -> None:
+        if args.pause_in_block is not None:
+            args.pause_in_block.touch()
+            while True:
+                time.sleep(3600)
+
+    reader = EthereumChainReader(
+        Web3EthereumNode(settings.eth_rpc_url), {settings.eth_token_address: "CTUSD"}
+    )
+    watcher = ChainWatcher(
+        url,
+        reader,
+        SqlKeyStore(url),
+        confirmations=args.confirmations or settings.eth_confirmations,
+        start_height=args.start_height,
+        before_commit=pause,
+    )
+    if args.until_caught_up:
+        watcher.run_until_caught_up()
+        print(f"{watcher.chain}: caught up", flush=True)
+        return
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    while not stop.is_set():
+        if watcher.step() == 0:
+            stop.wait(1.0)
+
+
+if __name__ == "__main__":
+    main()

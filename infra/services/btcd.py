@@ -123,7 +123,21 @@ class Btcd(Service):
     def healthy(self) -> bool:
         return isinstance(self.rpc("getblockcount"), int)
 
+    def _segwit(self) -> str:
+        info = self.rpc("getblockchaininfo")
+        return str(info.get("bip9_softforks", {}).get("segwit", {}).get("status", "unknown"))
+
     def bootstrap(self, say: Say) -> dict[str, str]:
+        # A fresh simnet chain has segwit (P2WPKH, all the platform uses) inactive until
+        # its BIP9 deployment activates: mine until it has. Blocks cost milliseconds here.
+        if self._segwit() != "active":
+            say("mine until segwit is active (BIP9, first start)")
+            for _ in range(40):
+                self.rpc("generate", [100])
+                if self._segwit() == "active":
+                    break
+            else:
+                raise RuntimeError("segwit did not activate on simnet")
         return {
             "CUSTODY_BTC_RPC_URL": self.rpc_url(),
             "CUSTODY_BTC_RPC_CREDENTIALS": str(self.rpc_file),

@@ -59,6 +59,33 @@ class BtcdNode:
             txids=tuple(b2lx(tx.GetTxid()) for tx in block.vtx),
         )
 
+    def raw_block(self, block_hash: str) -> CBlock:
+        """The block, parsed, its hash checked against `block_hash`."""
+        block = CBlock.deserialize(bytes.fromhex(self._rpc("getblock", block_hash, 0)))
+        if b2lx(block.GetHash()) != block_hash:
+            raise ChainRejected(f"btcd returned another block for {block_hash}")
+        return block
+
+    def send_raw(self, raw: bytes) -> str:
+        """Broadcast; returns the txid. A transaction the node already has is fine."""
+        try:
+            return str(self._rpc("sendrawtransaction", raw.hex()))
+        except ChainRejected as exc:
+            text = str(exc).lower()
+            if "already have transaction" in text or "already exists" in text:
+                from adapters.chains.bitcoin.tx import txid
+
+                return txid(raw)
+            raise
+
+    def tx_out(self, txid: str, vout: int) -> dict[str, Any] | None:
+        """The output if it is unspent (mempool included), else None."""
+        result = self._rpc("gettxout", txid, vout, True)
+        return None if result is None else dict(result)
+
+    def in_mempool(self, txid: str) -> bool:
+        return txid in self._rpc("getrawmempool")
+
     def mine(self, blocks: int) -> list[str]:
         """Mine blocks to the node's mining address (test networks only); their hashes."""
         if self._network not in TEST_NETWORKS:

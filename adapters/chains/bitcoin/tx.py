@@ -1,0 +1,129 @@
+"""Building and signing P2WPKH transactions with python-bitcoinlib (BIP143 sighash),
+signatures from coincurve (libsecp256k1: low-S, as relay policy requires).
+
+Pure functions: coin selection, size and fee estimation, the unsigned transaction,
+the BIP143 digests to sign, and assembling witnesses. Keys never pass through
+here: callers sign the digests (the signer service, or a test faucet)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from bitcoin.core import (
+    CMutableTransaction,
+    CMutableTxIn,
+    CMutableTxOut,
+    COutPoint,
+    CTxInWitness,
+    CTxWitness,
+    Hash160,
+    b2lx,
+    lx,
+)
+from bitcoin.core.script import (
+    OP_CHECKSIG,
+    OP_DUP,
+    OP_EQUALVERIFY,
+    OP_HASH160,
+    SIGHASH_ALL,
+    SIGVERSION_WITNESS_V0,
+    CScript,
+    CScriptWitness,
+    SignatureHash,
+)
+from bitcoin.wallet import CBitcoinAddress
+
+RBF_SEQUENCE = 0xFFFFFFFD  # BIP125: replaceable, and no relative lock time
+DUST = 294  # sat: below this a P2WPKH output costs more to spend than it holds
+_OVERHEAD_VB, _INPUT_VB, _OUTPUT_VB = 11, 68, 31  # P2WPKH sizes in virtual bytes
+
+
+@dataclass(frozen=True)
+class Utxo:
+    txid: str
+    vout: int
+    address: str
+    amount: int  # sat
+
+
+@dataclass(frozen=True)
+class Plan:
+    inputs: tuple[Utxo, ...]
+    outputs: tuple[tuple[str, int], ...]
+    change: int  # sat to the change address (0: no change output)
+    fee: int
+
+
+class InsufficientCoins(Exception):
+    pass
+
+
+def vsize(n_inputs: int, n_outputs: int) -> int:
+    return _OVERHEAD_VB + _INPUT_VB * n_inputs + _OUTPUT_VB * n_outputs
+
+
+def select(utxos: Sequence[Utxo], outputs: Sequence[tuple[str, int]], fee_rate: int) -> Plan:
+    """Largest coins first until the outputs and the fee are covered; change above dust
+    goes back, change below dust goes to the fee."""
+    target = sum(amount for _, amount in outputs)
+    if target <= 0 or any(amount < DUST for _, amount in outputs):
+        raise ValueError("every output must be at least the dust limit")
+    chosen: list[Utxo] = []
+    total = 0
+    for utxo in sorted(utxos, key=lambda u: (-u.amount, u.txid, u.vout)):
+        chosen.append(utxo)
+        total += utxo.amount
+        fee_with_change = math.ceil(vsize(len(chosen), len(outputs) + 1) * fee_rate)
+        if total >= target + fee_with_change + DUST:
+            return Plan(
+                tuple(chosen), tuple(outputs), total - target - fee_with_change, fee_with_change
+            )
+        fee_without = math.ceil(vsize(len(chosen), len(outputs)) * fee_rate)
+        if total >= target + fee_without:
+            return Plan(tuple(chosen), tuple(outputs), 0, total - target)
+    raise InsufficientCoins(f"need {target} sat plus fees, have {total}")
+
+
+def unsigned(plan: Plan, change_address: str | None) -> CMutableTransaction:
+    txins = [
+        CMutableTxIn(COutPoint(lx(u.txid), u.vout), nSequence=RBF_SEQUENCE) for u in plan.inputs
+    ]
+    txouts = [
+        CMutableTxOut(amount, CBitcoinAddress(address).to_scriptPubKey())
+        for address, amount in plan.outputs
+    ]
+    if plan.change:
+        assert change_address is not None
+        txouts.append(CMutableTxOut(plan.change, CBitcoinAddress(change_address).to_scriptPubKey()))
+    return CMutableTransaction(txins, txouts, nVersion=2)
+
+
+def digest(tx: CMutableTransaction, index: int, utxo: Utxo, pubkey: bytes) -> bytes:
+    """The BIP143 digest input `index` signs (P2WPKH: the P2PKH script code)."""
+    script_code = CScript([OP_DUP, OP_HASH160, Hash160(pubkey), OP_EQUALVERIFY, OP_CHECKSIG])
+    return bytes(
+        SignatureHash(
+            script_code,
+            tx,
+            index,
+            SIGHASH_ALL,
+            amount=utxo.amount,
+            sigversion=SIGVERSION_WITNESS_V0,
+        )
+    )
+
+
+def finish(tx: CMutableTransaction, signatures: Sequence[tuple[bytes, bytes]]) -> bytes:
+    """Attach (DER signature, pubkey) witnesses; the serialized transaction."""
+    tx.wit = CTxWitness(
+        [CTxInWitness(CScriptWitness([sig + bytes([SIGHASH_ALL]), pub])) for sig, pub in signatures]
+    )
+    return bytes(tx.serialize())
+
+
+def txid(raw: bytes) -> str:
+    from bitcoin.core import CTransaction
+
+    return str(b2lx(CTransaction.deserialize(raw).GetTxid()))

@@ -228,6 +228,9 @@ class KeyDerivation(Protocol):
     def address(self, xpub: str, chain: Chain, change: int, index: int) -> str:
         """The address below an account xpub (no secret needed)."""
 
+    def public_key(self, xpub: str, chain: Chain, change: int, index: int) -> bytes:
+        """The compressed public key below an account xpub."""
+
     def private_key(
         self, seed: bytes, chain: Chain, change: int, index: int, account: int = 0
     ) -> bytes:
@@ -251,9 +254,11 @@ class KeyStore(Protocol):
         owner: str | None,
         asset: str,
         derive: Callable[[int], str],
+        change: int = 0,
     ) -> AddressAssignment:
-        """The account's deposit address: the one it already has, else the address at the
-        wallet's next unused index (atomic; an address is never given to two accounts).
+        """The account's address: the one it already has, else the address at the wallet's
+        next unused index on the external (0) or internal/change (1) chain (atomic; an
+        address is never given to two accounts).
         AccountConflict if the account has an address for another chain or asset."""
 
     def lookup(self, address: str) -> AddressAssignment | None:
@@ -274,3 +279,12 @@ class ChainReader(Protocol):
 
     def deposits(self, height: int, is_ours: Callable[[str], bool]) -> tuple[str, list[RawDeposit]]:
         """(block hash, transfers in that block to addresses for which is_ours is true)."""
+
+
+@runtime_checkable
+class BitcoinSigner(Protocol):
+    def sign_btc_digests(
+        self, operation: str, wallet_id: str, requests: list[tuple[int, int, bytes]]
+    ) -> list[tuple[bytes, bytes]]:
+        """(DER signature, compressed pubkey) per (change, index, BIP143 digest), all under
+        one operation id. KeyAccessDenied if this process may not sign."""

@@ -59,13 +59,20 @@ class BipDeriver:
         """The account-level extended public key (zpub/vpub for BTC, xpub for ETH)."""
         return str(self._account(seed, chain, account).PublicKey().ToExtended())
 
-    def address(self, xpub: str, chain: Chain, change: int, index: int) -> str:
-        """The address at change/index below an account xpub: no secret involved."""
+    def _leaf(self, xpub: str, chain: Chain, change: int, index: int):  # type: ignore[no-untyped-def]
         if chain == "bitcoin":
             node = Bip84.FromExtendedKey(xpub, self._btc_coin)
         else:
             node = Bip44.FromExtendedKey(xpub, Bip44Coins.ETHEREUM)
-        leaf = node.Change(Bip44Changes(change)).AddressIndex(index)
+        return node.Change(Bip44Changes(change)).AddressIndex(index)
+
+    def public_key(self, xpub: str, chain: Chain, change: int, index: int) -> bytes:
+        """The compressed public key below an account xpub."""
+        return bytes(self._leaf(xpub, chain, change, index).PublicKey().RawCompressed().ToBytes())
+
+    def address(self, xpub: str, chain: Chain, change: int, index: int) -> str:
+        """The address at change/index below an account xpub: no secret involved."""
+        leaf = self._leaf(xpub, chain, change, index)
         if chain == "ethereum":
             return str(leaf.PublicKey().ToAddress())
         pub = leaf.PublicKey().RawCompressed().ToBytes()

@@ -85,8 +85,10 @@ class SqlKeyStore:
         owner: str | None,
         asset: str,
         derive: Callable[[int], str],
+        change: int = 0,
     ) -> AddressAssignment:
-        """The account's deposit address: the one it has, or the next unused index's."""
+        """The account's address: the one it has, or the next unused index's on the
+        external (change=0: deposits) or internal (change=1: our change) chain."""
 
         def work(conn: Conn) -> AddressAssignment:
             existing = self._by(conn, "account_id", account_id)
@@ -100,8 +102,8 @@ class SqlKeyStore:
             conn.one(f"select 1 from key_wallets where wallet_id = ?{lock}", (wallet_id,))
             row = conn.one(
                 "select max(address_index) from deposit_addresses where wallet_id = ? "
-                "and chain = ? and change = 0",
-                (wallet_id, chain),
+                "and chain = ? and change = ?",
+                (wallet_id, chain, change),
             )
             index = 0 if row is None or row[0] is None else int(row[0]) + 1
             assignment = AddressAssignment(
@@ -111,13 +113,13 @@ class SqlKeyStore:
                 chain=chain,
                 asset=asset,
                 wallet_id=wallet_id,
-                change=0,
+                change=change,
                 index=index,
             )
             conn.run(
                 "insert into deposit_addresses (address, account_id, owner, chain, asset, "
                 "wallet_id, change, address_index) values (?, ?, ?, ?, ?, ?, ?, ?)",
-                (assignment.address, account_id, owner, chain, asset, wallet_id, 0, index),
+                (assignment.address, account_id, owner, chain, asset, wallet_id, change, index),
             )
             return assignment
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any, cast
 
+import coincurve
 from eth_account import Account
 
 from sagas.keys import Chain
@@ -56,6 +57,33 @@ class Signer:
             del key
         log.info("signed operation %s: wallet %s ethereum 0/%d", operation, wallet_id, index)
         return bytes(signed.raw_transaction)
+
+    def sign_btc_digests(
+        self, operation: str, wallet_id: str, requests: list[tuple[int, int, bytes]]
+    ) -> list[tuple[bytes, bytes]]:
+        """(DER signature, compressed pubkey) for each (change, index, BIP143 digest), with
+        one unwrap of the seed for the whole transaction."""
+        wallet = self._store.wallet(wallet_id)
+        if wallet is None:
+            raise KeyError(f"no wallet {wallet_id}")
+        seed = self._unwrapper.unwrap(wallet.wrapped_seed, operation=operation)
+        try:
+            out = []
+            for change, index, digest in requests:
+                key = coincurve.PrivateKey(
+                    self._deriver.private_key(seed, "bitcoin", change, index)
+                )
+                out.append((key.sign(digest, hasher=None), key.public_key.format(compressed=True)))
+                del key
+        finally:
+            del seed
+        log.info(
+            "signed operation %s: wallet %s bitcoin, %d input(s)",
+            operation,
+            wallet_id,
+            len(requests),
+        )
+        return out
 
 
 class CustodyEvmSigner:

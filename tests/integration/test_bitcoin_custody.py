@@ -105,3 +105,14 @@ def test_deposit_then_payment_with_change(
     with SqlDatabase(fresh_postgres_url).tx() as conn:
         ours = conn.all("select txid, vout from btc_utxos where spent_by is null")
     assert [(t, int(v)) for t, v in ours] == [(change.txid, change.vout)]
+
+    # A stuck payment is replaced by a fee bump: same inputs, more fee, less change.
+    txid2, fee2 = sender.pay("payout-2", wallet.wallet_id, [(external, BTC // 10)], fee_rate=2)
+    bumped, fee3 = sender.bump("payout-2", wallet.wallet_id, fee_rate=20)
+    assert bumped != txid2 and fee3 > fee2
+    assert btc.in_mempool(bumped) and not btc.in_mempool(txid2)
+    btc.mine(1)
+    assert btc.tx_out(txid2, 0) is None and btc.tx_out(bumped, 0) is not None
+    (change2,) = sender.unspent(wallet.wallet_id)
+    assert change2.txid == bumped and change2.amount == change.amount - BTC // 10 - fee3
+    assert btc.tx_out(change2.txid, change2.vout) is not None

@@ -7,17 +7,35 @@ sign every input with one unwrap, and records the signed transaction, the spent
 inputs and the new change output in one database transaction, before
 broadcasting. Broadcasting the recorded transaction again is harmless, so a
 repeated operation id, or a restart after a crash, just sends it again.
+`bump()` replaces a payment stuck in the mempool: same inputs and outputs, a
+higher fee taken from the change.
 """
 
 from __future__ import annotations
 
+import json
+import math
 from datetime import UTC, datetime
 
 from adapters.chains.bitcoin.node import BtcdNode
-from adapters.chains.bitcoin.tx import Plan, Utxo, digest, finish, select, txid, unsigned
+from adapters.chains.bitcoin.tx import (
+    DUST,
+    Plan,
+    Utxo,
+    digest,
+    finish,
+    select,
+    txid,
+    unsigned,
+    vsize,
+)
 from adapters.ledger.migrate import upgrade
 from adapters.sqldb import Conn, SqlDatabase
 from sagas.ports import BitcoinSigner, KeyDerivation, KeyStore
+
+
+class FeeBumpImpossible(Exception):
+    """The change cannot pay the higher fee (or there is no change to take it from)."""
 
 
 class BitcoinSender:
@@ -64,18 +82,15 @@ class BitcoinSender:
             )
         return [Utxo(r[0], int(r[1]), r[2], int(r[3])) for r in rows]
 
+    # --- paying --------------------------------------------------------------------
     def pay(
         self, operation_id: str, wallet_id: str, outputs: list[tuple[str, int]], fee_rate: int
     ) -> tuple[str, int]:
         """Pay the outputs (address, sat) at `fee_rate` sat/vB; (txid, fee). Once per
         operation id: a repeat sends the recorded transaction again."""
         self.sync()
-        recorded = self._recorded(operation_id)
-        if recorded is None:
-            wallet = self._keys.wallet(wallet_id)
-            if wallet is None:
-                raise KeyError(f"no wallet {wallet_id}")
-            xpub = wallet.xpubs["bitcoin"]
+        if self._latest(operation_id) is None:
+            xpub = self._xpub(wallet_id)
             # The change address is taken first, in its own transaction: idempotent by
             # operation id, and an unused one only leaves a gap on the internal chain.
             change_address = self._keys.assign(
@@ -87,29 +102,66 @@ class BitcoinSender:
                 lambda i: self._deriver.address(xpub, "bitcoin", 1, i),
                 change=1,
             ).address
-            recorded = self._db.write(
+            self._db.write(
                 lambda conn: self._build(
                     conn, operation_id, wallet_id, xpub, outputs, fee_rate, change_address
                 )
             )
-        raw, fee = recorded
-        sent = self._node.send_raw(raw)
+        return self._send_latest(operation_id)
 
-        def mark(conn: Conn) -> None:
-            conn.run(
-                "update btc_transactions set state = 'broadcast' where operation_id = ?",
-                (operation_id,),
-            )
+    def bump(self, operation_id: str, wallet_id: str, fee_rate: int) -> tuple[str, int]:
+        """Replace the operation's unconfirmed transaction with one paying `fee_rate`."""
+        xpub = self._xpub(wallet_id)
+        self._db.write(lambda conn: self._rebuild(conn, operation_id, wallet_id, xpub, fee_rate))
+        return self._send_latest(operation_id)
 
-        self._db.write(mark)
-        return sent, fee
+    def _xpub(self, wallet_id: str) -> str:
+        wallet = self._keys.wallet(wallet_id)
+        if wallet is None:
+            raise KeyError(f"no wallet {wallet_id}")
+        return wallet.xpubs["bitcoin"]
 
-    def _recorded(self, operation_id: str) -> tuple[bytes, int] | None:
+    def _latest(self, operation_id: str) -> tuple[int, str, bytes, int] | None:
         with self._db.tx() as conn:
             row = conn.one(
-                "select raw_tx, fee from btc_transactions where operation_id = ?", (operation_id,)
+                "select attempt, txid, raw_tx, fee from btc_transactions "
+                "where operation_id = ? order by attempt desc limit 1",
+                (operation_id,),
             )
-        return None if row is None else (bytes.fromhex(row[0]), int(row[1]))
+        return None if row is None else (int(row[0]), row[1], bytes.fromhex(row[2]), int(row[3]))
+
+    def _send_latest(self, operation_id: str) -> tuple[str, int]:
+        latest = self._latest(operation_id)
+        assert latest is not None
+        attempt, _, raw, fee = latest
+        sent = self._node.send_raw(raw)
+        self._db.write(
+            lambda conn: conn.run(
+                "update btc_transactions set state = 'broadcast' where operation_id = ? "
+                "and attempt = ? and state = 'signed'",
+                (operation_id, attempt),
+            )
+        )
+        return sent, fee
+
+    # --- building --------------------------------------------------------------------
+    def _coins(
+        self, conn: Conn, wallet_id: str, spent_by: str | None
+    ) -> dict[tuple[str, int], tuple[Utxo, int, int]]:
+        # Lock the coins: two payments never select the same one.
+        lock = "" if conn.sqlite else " for update of u"
+        condition = "u.spent_by is null" if spent_by is None else "u.spent_by = ?"
+        params = (wallet_id,) if spent_by is None else (wallet_id, spent_by)
+        rows = conn.all(
+            "select u.txid, u.vout, u.address, u.amount, a.change, a.address_index "
+            "from btc_utxos u join deposit_addresses a on a.address = u.address "
+            f"where a.wallet_id = ? and {condition} order by u.txid, u.vout{lock}",
+            params,
+        )
+        return {
+            (r[0], int(r[1])): (Utxo(r[0], int(r[1]), r[2], int(r[3])), int(r[4]), int(r[5]))
+            for r in rows
+        }
 
     def _build(
         self,
@@ -120,32 +172,80 @@ class BitcoinSender:
         outputs: list[tuple[str, int]],
         fee_rate: int,
         change_address: str,
-    ) -> tuple[bytes, int]:
-        # Lock the wallet's unspent coins: two payments never select the same coin.
-        lock = "" if conn.sqlite else " for update of u"
-        rows = conn.all(
-            "select u.txid, u.vout, u.address, u.amount, a.change, a.address_index "
-            "from btc_utxos u join deposit_addresses a on a.address = u.address "
-            f"where a.wallet_id = ? and u.spent_by is null{lock}",
-            (wallet_id,),
+    ) -> None:
+        coins = self._coins(conn, wallet_id, None)
+        plan = select([c[0] for c in coins.values()], outputs, fee_rate)
+        self._sign_and_record(conn, operation_id, 0, wallet_id, xpub, plan, coins, change_address)
+
+    def _rebuild(
+        self, conn: Conn, operation_id: str, wallet_id: str, xpub: str, fee_rate: int
+    ) -> None:
+        row = conn.one(
+            "select attempt, txid, outputs, fee from btc_transactions where "
+            "operation_id = ? order by attempt desc limit 1",
+            (operation_id,),
         )
-        coins = {
-            (r[0], int(r[1])): (Utxo(r[0], int(r[1]), r[2], int(r[3])), int(r[4]), int(r[5]))
-            for r in rows
-        }
-        plan: Plan = select([c[0] for c in coins.values()], outputs, fee_rate)
+        if row is None:
+            raise KeyError(f"no payment {operation_id}")
+        attempt, old_txid, old_fee = int(row[0]), row[1], int(row[3])
+        outputs = [(a, int(v)) for a, v in json.loads(row[2])]
+        coins = self._coins(conn, wallet_id, operation_id)
+        change_row = conn.one("select address, amount from btc_utxos where txid = ?", (old_txid,))
+        total_in = sum(c[0].amount for c in coins.values())
+        target = sum(v for _, v in outputs)
+        new_fee = math.ceil(vsize(len(coins), len(outputs) + 1) * fee_rate)
+        # BIP125: the replacement must pay more in absolute fee than the original.
+        if change_row is None or new_fee <= old_fee or total_in - target - new_fee < DUST:
+            raise FeeBumpImpossible(f"{operation_id}: cannot pay {new_fee} sat from change")
+        plan = Plan(
+            tuple(c[0] for c in coins.values()),
+            tuple(outputs),
+            total_in - target - new_fee,
+            new_fee,
+        )
+        conn.run(
+            "update btc_transactions set state = 'replaced' where operation_id = ? and attempt = ?",
+            (operation_id, attempt),
+        )
+        conn.run("delete from btc_utxos where txid = ?", (old_txid,))  # its change output
+        conn.run("update btc_utxos set spent_by = null where spent_by = ?", (operation_id,))
+        self._sign_and_record(
+            conn, operation_id, attempt + 1, wallet_id, xpub, plan, coins, change_row[0]
+        )
+
+    def _sign_and_record(
+        self,
+        conn: Conn,
+        operation_id: str,
+        attempt: int,
+        wallet_id: str,
+        xpub: str,
+        plan: Plan,
+        coins: dict[tuple[str, int], tuple[Utxo, int, int]],
+        change_address: str,
+    ) -> None:
         tx = unsigned(plan, change_address)
         requests = []
         for i, utxo in enumerate(plan.inputs):
-            _, chg, index = coins[(utxo.txid, utxo.vout)]
-            pub = self._deriver.public_key(xpub, "bitcoin", chg, index)
-            requests.append((chg, index, digest(tx, i, utxo, pub)))
-        raw = finish(tx, self._signer.sign_btc_digests(operation_id, wallet_id, requests))
+            _, change, index = coins[(utxo.txid, utxo.vout)]
+            pub = self._deriver.public_key(xpub, "bitcoin", change, index)
+            requests.append((change, index, digest(tx, i, utxo, pub)))
+        raw = finish(
+            tx, self._signer.sign_btc_digests(f"{operation_id}#{attempt}", wallet_id, requests)
+        )
         new_txid = txid(raw)
         conn.run(
-            "insert into btc_transactions (operation_id, txid, raw_tx, fee, state, "
-            "created_at) values (?, ?, ?, ?, 'signed', ?)",
-            (operation_id, new_txid, raw.hex(), plan.fee, conn.time(datetime.now(UTC))),
+            "insert into btc_transactions (operation_id, attempt, txid, raw_tx, outputs, "
+            "fee, state, created_at) values (?, ?, ?, ?, ?, ?, 'signed', ?)",
+            (
+                operation_id,
+                attempt,
+                new_txid,
+                raw.hex(),
+                json.dumps(plan.outputs),
+                plan.fee,
+                conn.time(datetime.now(UTC)),
+            ),
         )
         for utxo in plan.inputs:
             conn.run(
@@ -157,4 +257,3 @@ class BitcoinSender:
                 "insert into btc_utxos (txid, vout, address, amount) values (?, ?, ?, ?)",
                 (new_txid, len(plan.outputs), change_address, plan.change),
             )
-        return raw, plan.fee

@@ -24,13 +24,17 @@ def upgrade() -> None:
     spent_by text,
     primary key (txid, vout)
 )""")
+    # One row per attempt: a fee bump is a new attempt spending the same inputs.
     op.execute(f"""create table btc_transactions (
-    operation_id text primary key,
+    operation_id text not null,
+    attempt integer not null check (attempt >= 0),
     txid text not null unique,
     raw_tx text not null,
+    outputs text not null,
     fee bigint not null check (fee >= 0),
-    state text not null check (state in ('signed', 'broadcast')),
-    created_at {stamp} not null
+    state text not null check (state in ('signed', 'broadcast', 'replaced')),
+    created_at {stamp} not null,
+    primary key (operation_id, attempt)
 )""")
 
 

@@ -14,13 +14,18 @@ from sagas.ports import KeyDerivation, KeyStore, KeyWrapper
 
 
 def create_wallet(
-    wallet_id: str, deriver: KeyDerivation, wrapper: KeyWrapper, store: KeyStore
+    wallet_id: str,
+    deriver: KeyDerivation,
+    wrapper: KeyWrapper,
+    store: KeyStore,
+    mnemonic: str | None = None,
 ) -> WalletRecord:
-    """A new HD wallet (idempotent by id: an existing wallet is returned unchanged)."""
+    """A new HD wallet (idempotent by id: an existing wallet is returned unchanged).
+    `mnemonic` restores a wallet from its backup words instead of generating new ones."""
     existing = store.wallet(wallet_id)
     if existing is not None:
         return existing
-    seed = deriver.seed(deriver.new_mnemonic())
+    seed = deriver.seed(mnemonic if mnemonic is not None else deriver.new_mnemonic())
     try:
         record = WalletRecord(
             wallet_id=wallet_id,

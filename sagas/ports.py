@@ -288,3 +288,11 @@ class BitcoinSigner(Protocol):
     ) -> list[tuple[bytes, bytes]]:
         """(DER signature, compressed pubkey) per (change, index, BIP143 digest), all under
         one operation id. KeyAccessDenied if this process may not sign."""
+
+
+@runtime_checkable
+class EvmKeySigner(Protocol):
+    def sign_evm_transaction(
+        self, operation: str, wallet_id: str, index: int, tx: dict[str, object]
+    ) -> bytes:
+        """The raw signed transaction for the wallet's key m/44'/60'/0'/0/index."""

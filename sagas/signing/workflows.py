@@ -1,0 +1,28 @@
+"""A workflow that has one EVM transaction signed by the signer process (used by sagas as a
+child workflow, and by tests to prove the signer is reachable only through its queue)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from sagas.signing import TASK_QUEUE, SignedTransaction, SignEvmRequest
+    from sagas.signing.activities import SigningActivities
+
+
+@workflow.defn(name="SignEvmTransaction")
+class SignEvmWorkflow:
+    @workflow.run
+    async def run(self, request: SignEvmRequest) -> SignedTransaction:
+        return await workflow.execute_activity_method(
+            SigningActivities.sign_evm,
+            request,
+            task_queue=TASK_QUEUE,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RetryPolicy(
+                maximum_attempts=5, non_retryable_error_types=["KeyAccessDenied"]
+            ),
+        )

@@ -1,0 +1,65 @@
+"""`python -m services.signer.main`: the signer process. Logs in to OpenBao with the
+signer's AppRole (the only role that may unwrap seeds) and serves the signing
+activities on the `custody-signer` Temporal task queue until stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import signal
+
+from temporalio.worker import Worker
+
+from adapters.keys.hd import BipDeriver
+from adapters.keys.openbao import OpenBaoKeyWrapper
+from adapters.keys.store import SqlKeyStore
+from adapters.temporal import connect
+from sagas.signing import TASK_QUEUE
+from sagas.signing.activities import SigningActivities
+from services.settings import PlatformSettings
+from services.signer.signer import Signer
+
+
+def build_signer(settings: PlatformSettings, db_url: str | None = None) -> Signer:
+    url = db_url or settings.ledger_url
+    unwrapper = OpenBaoKeyWrapper(
+        settings.openbao_addr, *settings.approle("custody-signer"), settings.openbao_kek
+    )
+    return Signer(unwrapper, SqlKeyStore(url, migrate=False), BipDeriver(settings.btc_network))
+
+
+async def serve(db_url: str | None = None) -> None:
+    settings = PlatformSettings.load()
+    signer = build_signer(settings, db_url)
+    activities = SigningActivities(signer, signer)
+    client = await connect(settings.temporal_address, settings.temporal_namespace)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        worker = Worker(
+            client,
+            task_queue=TASK_QUEUE,
+            activities=[activities.sign_evm, activities.sign_btc],
+            activity_executor=pool,
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        async with worker:
+            logging.getLogger("custody.signer").info("serving %s", TASK_QUEUE)
+            print(f"signer ready on task queue {TASK_QUEUE}", flush=True)
+            await stop.wait()
+
+
+def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--db-url", help="default: CUSTODY_LEDGER_URL")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    asyncio.run(serve(args.db_url))
+
+
+if __name__ == "__main__":
+    main()

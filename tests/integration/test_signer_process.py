@@ -1,0 +1,94 @@
+"""The signer as its own process: this test process holds only the worker's role; the
+signer subprocess (the only holder of the signer's role) signs over its Temporal task
+queue, and the transaction confirms on anvil."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from eth_account import Account
+from temporalio.worker import Worker
+
+from adapters.chains.ethereum.faucet import DevChainFaucet
+from adapters.chains.ethereum.node import Web3EthereumNode
+from adapters.keys.hd import BipDeriver
+from adapters.keys.openbao import OpenBaoKeyWrapper
+from adapters.keys.store import SqlKeyStore
+from adapters.temporal import connect
+from sagas.keys.wallets import create_wallet, deposit_address
+from sagas.signing import SignedTransaction, SignEvmRequest
+from sagas.signing.workflows import SignEvmWorkflow
+from services.settings import PlatformSettings
+
+
+@pytest.fixture
+def signer_process(fresh_postgres_url: str) -> Iterator[subprocess.Popen[str]]:
+    SqlKeyStore(fresh_postgres_url)  # schema in place before the signer opens it
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "services.signer.main", "--db-url", fresh_postgres_url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if "signer ready" in line:
+            break
+    else:
+        pytest.fail(f"signer exited: {proc.wait()}")
+    yield proc
+    proc.terminate()
+    proc.wait(30)
+
+
+async def _sign(settings: PlatformSettings, request: SignEvmRequest) -> SignedTransaction:
+    client = await connect(settings.temporal_address, settings.temporal_namespace)
+    queue = f"test-sign-{uuid.uuid4().hex[:8]}"
+    async with Worker(client, task_queue=queue, workflows=[SignEvmWorkflow]):
+        return await client.execute_workflow(
+            "SignEvmTransaction",
+            request,
+            id=f"sign-{request.operation_id}",
+            task_queue=queue,
+            result_type=SignedTransaction,
+        )
+
+
+def test_the_signer_process_signs_a_withdrawal_that_confirms(
+    stack_settings: PlatformSettings,
+    fresh_postgres_url: str,
+    signer_process: subprocess.Popen[str],
+) -> None:
+    s = stack_settings
+    store = SqlKeyStore(fresh_postgres_url)
+    deriver = BipDeriver(s.btc_network)
+    worker_role = OpenBaoKeyWrapper(s.openbao_addr, *s.approle("custody-worker"), s.openbao_kek)
+    wallet = create_wallet(f"sp-{uuid.uuid4().hex[:6]}", deriver, worker_role, store)
+    hot = deposit_address(store, deriver, wallet.wallet_id, "ethereum", "hot:ETH", None, "ETH")
+    node = Web3EthereumNode(s.eth_rpc_url)
+    DevChainFaucet(node.web3).fund_eth(hot.address, 10**18)
+    receiver = Account.create().address
+    tx = node.prepare(
+        hot.address, node.eth_transfer(receiver, 12345), node.pending_nonce(hot.address)
+    )
+
+    signed = asyncio.run(
+        _sign(
+            s,
+            SignEvmRequest(
+                operation_id=f"op-{uuid.uuid4().hex[:8]}",
+                wallet_id=wallet.wallet_id,
+                index=hot.index,
+                tx=tx,
+            ),
+        )
+    )
+
+    receipt = node.wait_receipt(node.broadcast(bytes.fromhex(signed.raw_hex)), 30)
+    assert receipt.succeeded and node.balance(receiver) == 12345
+    assert signer_process.poll() is None

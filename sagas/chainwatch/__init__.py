@@ -74,17 +74,44 @@ def deposit_event(obs: DepositObservation, event_type: str) -> Envelope:
     )
 
 
+class DroppedBlock(BaseModel):
+    height: int
+    hash: str
+
+
+class ReorgObserved(BaseModel):
+    """Payload of custody.chain.reorg.v1: blocks the watcher had processed are gone."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    chain: str
+    common_ancestor_height: int
+    depth: int
+    dropped_blocks: list[DroppedBlock]
+
+
 def reorg_event(chain: str, ancestor_height: int, dropped: list[tuple[int, str]]) -> Envelope:
     top_hash = dropped[-1][1]
+    payload = ReorgObserved(
+        chain=chain,
+        common_ancestor_height=ancestor_height,
+        depth=len(dropped),
+        dropped_blocks=[DroppedBlock(height=h, hash=x) for h, x in dropped],
+    )
     return Envelope(
         id=f"{chain}:reorg@{top_hash}",
         source=SOURCE,
         type=REORG,
         subject=chain,
-        data={
-            "chain": chain,
-            "common_ancestor_height": ancestor_height,
-            "depth": len(dropped),
-            "dropped_blocks": [{"height": h, "hash": x} for h, x in dropped],
-        },
+        data=payload.model_dump(mode="json"),
     )
+
+
+# Published payload models by event type (the catalogue in docs/events/ is generated from it).
+PAYLOADS: dict[str, type[BaseModel]] = {
+    DEPOSIT_SEEN: DepositObservation,
+    DEPOSIT_FINAL: DepositObservation,
+    DEPOSIT_REORGED: DepositObservation,
+    FINAL_DEPOSIT_REORGED: DepositObservation,
+    REORG: ReorgObserved,
+}

@@ -6,8 +6,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from sagas.chainwatch import PAYLOADS as CHAIN_PAYLOADS
 from sagas.events import Envelope
-from sagas.ledger.events import PAYLOADS
+from sagas.ledger.events import PAYLOADS as LEDGER_PAYLOADS
+
+PAYLOADS = {**LEDGER_PAYLOADS, **CHAIN_PAYLOADS}
 
 DOCS_EVENTS = Path(__file__).resolve().parents[2] / "docs" / "events"
 

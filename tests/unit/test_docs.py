@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sagas.errors import CATALOGUE
-from sagas.ledger.events import PAYLOADS
-from services.cli.schemas import render, schemas
+from services.cli.schemas import PAYLOADS, render, schemas
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 

@@ -1,4 +1,4 @@
-"""`python -m services.chainwatch.main --chain ethereum`: follow a chain and record
+"""`python -m services.chainwatch.main --chain ethereum|bitcoin`: follow a chain and record
 deposits to platform addresses until stopped (--until-caught-up: exit when at the head).
 
 --pause-in-block FILE is for crash tests only: in the first block with a deposit,
@@ -15,23 +15,31 @@ import threading
 import time
 from pathlib import Path
 
+from adapters.chains.bitcoin.node import BtcdNode
+from adapters.chains.bitcoin.reader import BitcoinChainReader
 from adapters.chains.ethereum.node import Web3EthereumNode
 from adapters.chains.ethereum.reader import EthereumChainReader
 from adapters.keys.store import SqlKeyStore
+from sagas.ports import ChainReader
 from services.chainwatch.watcher import ChainWatcher
 from services.settings import PlatformSettings
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--chain", choices=["ethereum"], default="ethereum")
+    parser.add_argument("--chain", choices=["ethereum", "bitcoin"], default="ethereum")
     parser.add_argument("--db-url", help="default: CUSTODY_LEDGER_URL")
     parser.add_argument("--start-height", type=int, help="first block, if no position is stored")
-    parser.add_argument("--confirmations", type=int, help="default: CUSTODY_ETH_CONFIRMATIONS")
+    parser.add_argument(
+        "--confirmations",
+        type=int,
+        help="default: CUSTODY_ETH_CONFIRMATIONS / CUSTODY_BTC_CONFIRMATIONS",
+    )
     parser.add_argument("--until-caught-up", action="store_true")
     parser.add_argument("--pause-in-block", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per RPC call is noise
     settings = PlatformSettings.load()
     url = args.db_url or settings.ledger_url
 
@@ -41,14 +49,23 @@ def main() -> None:
             while True:
                 time.sleep(3600)
 
-    reader = EthereumChainReader(
-        Web3EthereumNode(settings.eth_rpc_url), {settings.eth_token_address: "CTUSD"}
-    )
+    reader: ChainReader
+    if args.chain == "bitcoin":
+        reader = BitcoinChainReader(
+            BtcdNode(settings.btc_rpc_url, settings.btc_rpc_auth(), settings.btc_network),
+            settings.btc_network,
+        )
+        depth = settings.btc_confirmations
+    else:
+        reader = EthereumChainReader(
+            Web3EthereumNode(settings.eth_rpc_url), {settings.eth_token_address: "CTUSD"}
+        )
+        depth = settings.eth_confirmations
     watcher = ChainWatcher(
         url,
         reader,
         SqlKeyStore(url),
-        confirmations=args.confirmations or settings.eth_confirmations,
+        confirmations=args.confirmations or depth,
         start_height=args.start_height,
         before_commit=pause,
     )

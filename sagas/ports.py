@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from sagas.chainwatch import RawDeposit
+from sagas.chainwatch import BlockScan
 from sagas.events import Envelope
 from sagas.keys import AddressAssignment, Chain, WalletRecord
 from sagas.ledger import Account, Asset, Balance, Command, TransferRecord
@@ -277,8 +277,9 @@ class ChainReader(Protocol):
     def block_hash(self, height: int) -> str:
         """The best chain's block hash at a height (lower-case hex, 0x-prefixed for EVM)."""
 
-    def deposits(self, height: int, is_ours: Callable[[str], bool]) -> tuple[str, list[RawDeposit]]:
-        """(block hash, transfers in that block to addresses for which is_ours is true)."""
+    def scan(self, height: int, is_ours: Callable[[str], bool]) -> BlockScan:
+        """The block at `height`: its hash, transfers in it to addresses for which is_ours
+        is true, and its transaction ids."""
 
 
 @runtime_checkable

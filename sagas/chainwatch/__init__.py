@@ -17,6 +17,9 @@ from pydantic import BaseModel, ConfigDict
 
 from sagas.events import Envelope
 
+TX_MINED = "custody.chain.tx_mined.v1"
+TX_FINAL = "custody.chain.tx_final.v1"
+TX_REORGED = "custody.chain.tx_reorged.v1"
 DEPOSIT_SEEN = "custody.chain.deposit_seen.v1"
 DEPOSIT_FINAL = "custody.chain.deposit_final.v1"
 DEPOSIT_REORGED = "custody.chain.deposit_reorged.v1"
@@ -36,6 +39,41 @@ class RawDeposit:
     address: str
     asset: str
     amount: int
+
+
+@dataclass(frozen=True)
+class BlockScan:
+    """One block as the watcher needs it: its hash, deposits to our addresses, and the
+    ids of all its transactions (to spot the platform's own)."""
+
+    block_hash: str
+    deposits: list[RawDeposit]
+    txids: list[str]
+
+
+class OutgoingConfirmation(BaseModel):
+    """A platform transaction (a payout) in a block: mined, final, or reorged out."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str
+    chain: str
+    operation_id: str
+    tx_hash: str
+    block_height: int
+    block_hash: str
+    state: ObservationState
+
+
+def outgoing_event(obs: OutgoingConfirmation, event_type: str) -> Envelope:
+    suffix = {TX_MINED: "mined", TX_FINAL: "final", TX_REORGED: "reorged"}[event_type]
+    return Envelope(
+        id=f"{obs.id}/{suffix}",
+        source=SOURCE,
+        type=event_type,
+        subject=obs.operation_id,
+        data=obs.model_dump(mode="json"),
+    )
 
 
 class DepositObservation(BaseModel):
@@ -114,4 +152,7 @@ PAYLOADS: dict[str, type[BaseModel]] = {
     DEPOSIT_REORGED: DepositObservation,
     FINAL_DEPOSIT_REORGED: DepositObservation,
     REORG: ReorgObserved,
+    TX_MINED: OutgoingConfirmation,
+    TX_FINAL: OutgoingConfirmation,
+    TX_REORGED: OutgoingConfirmation,
 }

@@ -22,14 +22,23 @@ from sagas.chainwatch import (
     DEPOSIT_REORGED,
     DEPOSIT_SEEN,
     FINAL_DEPOSIT_REORGED,
+    TX_FINAL,
+    TX_MINED,
+    TX_REORGED,
     DepositObservation,
+    OutgoingConfirmation,
     deposit_event,
+    outgoing_event,
     reorg_event,
 )
 from sagas.ports import ChainReader, KeyStore
 from sagas.topics import ALERTS, EVENTS
 
 log = logging.getLogger("custody.chainwatch")
+
+# Where the broadcasters record the platform's own transactions, per chain.
+_OUTGOING = {"ethereum": ("evm_transactions", "tx_hash"), "bitcoin": ("btc_transactions", "txid")}
+_OUT_COLUMNS = "id, chain, operation_id, tx_hash, block_height, block_hash, state"
 
 _COLUMNS = (
     "id, chain, address, account_id, asset, amount, tx_hash, position, block_height, "
@@ -97,7 +106,8 @@ class ChainWatcher:
         return None if row is None else (int(row[0]), row[1])
 
     def _process(self, height: int) -> None:
-        block_hash, found = self._reader.deposits(height, self._is_ours)
+        scan = self._reader.scan(height, self._is_ours)
+        block_hash, found = scan.block_hash, scan.deposits
 
         def work(conn: Conn) -> None:
             conn.run(
@@ -130,12 +140,49 @@ class ChainWatcher:
                 "delete from chain_blocks where chain = ? and height < ?",
                 (self.chain, height - self._keep),
             )
+            self._record_outgoing(conn, height, block_hash, scan.txids)
             if found:
                 self._before_commit(height)
 
         self._db.write(work)
         if found:
             log.info("%s block %d: %d deposit(s)", self.chain, height, len(found))
+
+    def _record_outgoing(self, conn: Conn, height: int, block_hash: str, txids: list[str]) -> None:
+        """The platform's own transactions in this block (recorded by the broadcasters)."""
+        table, column = _OUTGOING[self.chain]
+        for start in range(0, len(txids), 500):
+            chunk = txids[start : start + 500]
+            marks = ", ".join("?" for _ in chunk)
+            rows = conn.all(
+                f"select distinct operation_id, {column} from {table} where {column} in ({marks})",
+                chunk,
+            )
+            for operation_id, tx_hash in rows:
+                obs = OutgoingConfirmation(
+                    id=f"{self.chain}:{tx_hash}@{block_hash}",
+                    chain=self.chain,
+                    operation_id=operation_id,
+                    tx_hash=tx_hash,
+                    block_height=height,
+                    block_hash=block_hash,
+                    state="seen",
+                )
+                conn.run(
+                    "insert into chain_outgoing (id, chain, operation_id, tx_hash, "
+                    "block_height, block_hash, state) values (?, ?, ?, ?, ?, ?, ?) "
+                    "on conflict (id) do nothing",
+                    (
+                        obs.id,
+                        obs.chain,
+                        obs.operation_id,
+                        obs.tx_hash,
+                        height,
+                        block_hash,
+                        obs.state,
+                    ),
+                )
+                emit(conn, EVENTS.name, [outgoing_event(obs, TX_MINED)])
 
     def _is_ours(self, address: str) -> bool:
         return self._addresses.lookup(address) is not None
@@ -175,6 +222,14 @@ class ChainWatcher:
                 obs = _observation(row).model_copy(update={"state": "final"})
                 conn.run("update chain_observations set state = 'final' where id = ?", (obs.id,))
                 emit(conn, EVENTS.name, [deposit_event(obs, DEPOSIT_FINAL)])
+            for row in conn.all(
+                f"select {_OUT_COLUMNS} from chain_outgoing where chain = ? "
+                "and state = 'seen' and block_height <= ?",
+                (self.chain, deepest),
+            ):
+                out = _outgoing(row).model_copy(update={"state": "final"})
+                conn.run("update chain_outgoing set state = 'final' where id = ?", (out.id,))
+                emit(conn, EVENTS.name, [outgoing_event(out, TX_FINAL)])
 
         self._db.write(work)
 
@@ -218,6 +273,14 @@ class ChainWatcher:
                         # must look at this now.
                         emit(conn, ALERTS.name, [deposit_event(undone, FINAL_DEPOSIT_REORGED)])
                         log.critical("%s: FINAL deposit %s reorged out", self.chain, obs.id)
+                for row in conn.all(
+                    f"select {_OUT_COLUMNS} from chain_outgoing where chain = ? "
+                    "and block_hash = ? and state != 'reorged'",
+                    (self.chain, block_hash),
+                ):
+                    out = _outgoing(row).model_copy(update={"state": "reorged"})
+                    conn.run("update chain_outgoing set state = 'reorged' where id = ?", (out.id,))
+                    emit(conn, EVENTS.name, [outgoing_event(out, TX_REORGED)])
                 conn.run(
                     "delete from chain_blocks where chain = ? and height = ?", (self.chain, height)
                 )
@@ -227,6 +290,15 @@ class ChainWatcher:
         log.warning("%s reorg: %d block(s) above %d dropped", self.chain, len(dropped), ancestor)
 
     # --- queries -------------------------------------------------------------------
+    def outgoing(self) -> list[OutgoingConfirmation]:
+        with self._db.tx() as conn:
+            rows = conn.all(
+                f"select {_OUT_COLUMNS} from chain_outgoing where chain = ? "
+                "order by block_height, id",
+                (self.chain,),
+            )
+        return [_outgoing(r) for r in rows]
+
     def observations(self, address: str | None = None) -> list[DepositObservation]:
         with self._db.tx() as conn:
             if address is None:
@@ -242,6 +314,13 @@ class ChainWatcher:
                     (self.chain, address),
                 )
         return [_observation(r) for r in rows]
+
+
+def _outgoing(row: tuple[object, ...]) -> OutgoingConfirmation:
+    keys = [c.strip() for c in _OUT_COLUMNS.split(",")]
+    values = dict(zip(keys, row, strict=True))
+    values["block_height"] = int(values["block_height"])  # type: ignore[call-overload]
+    return OutgoingConfirmation.model_validate(values)
 
 
 def _observation(row: tuple[object, ...]) -> DepositObservation:

@@ -91,6 +91,9 @@ def test_deposit_then_payment_with_change(
     assert 5 * 100 <= fee <= 5 * 200  # ~141 vB at 5 sat/vB
     btc.mine(1)
     assert btc.tx_out(txid, 0)["confirmations"] == 1
+    watcher.run_until_caught_up()
+    (out,) = watcher.outgoing()
+    assert (out.operation_id, out.tx_hash, out.state) == ("payout-1", txid, "seen")
 
     (change,) = sender.unspent(wallet.wallet_id)
     assert change.txid == txid and change.amount == BTC // 2 - BTC // 5 - fee

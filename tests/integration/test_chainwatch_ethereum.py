@@ -189,3 +189,34 @@ def test_a_watcher_killed_mid_block_reports_each_deposit_exactly_once_on_kafka(
     ids = [e.id for e in ours]
     assert len(ids) == len(set(ids)) == 4  # seen + final, for each deposit, once
     assert {e.data["id"] for e in ours} == {o.id for o in observations}
+
+
+def test_the_platforms_own_transactions_are_tracked_to_finality_and_through_reorgs(
+    world: World,
+) -> None:
+    from adapters.chains.ethereum.broadcaster import EvmBroadcaster
+    from adapters.chains.ethereum.signer import InMemorySigner
+
+    hot = InMemorySigner.generate()
+    world.faucet.fund_eth(hot.address, ETH)
+    broadcaster = EvmBroadcaster(world.url, world.node)
+    sent = broadcaster.send("payout-7", hot, world.node.eth_transfer(world.eth, 10**15))
+    world.watcher.run_until_caught_up()
+    (mined,) = world.watcher.outgoing()
+    assert (mined.operation_id, mined.tx_hash, mined.state) == ("payout-7", sent.tx_hash, "seen")
+    world.mine(DEPTH)
+    world.watcher.run_until_caught_up()
+    assert [o.state for o in world.watcher.outgoing()] == ["final"]
+    out_events = [e for e in world.events() if e["subject"] == "payout-7"]
+    assert [e["type"] for e in out_events] == [
+        "custody.chain.tx_mined.v1",
+        "custody.chain.tx_final.v1",
+    ]
+
+    second = broadcaster.send("payout-8", hot, world.node.eth_transfer(world.eth, 10**15))
+    world.watcher.run_until_caught_up()
+    world.rpc("anvil_reorg", [1, []])
+    world.watcher.run_until_caught_up()
+    states = {(o.operation_id, o.state) for o in world.watcher.outgoing()}
+    assert ("payout-8", "reorged") in states
+    assert world.node.receipt(second.tx_hash) is None  # gone: the saga must act (issue 5)

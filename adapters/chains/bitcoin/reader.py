@@ -9,7 +9,7 @@ from bitcoin.wallet import CBitcoinAddress, CBitcoinAddressError
 
 from adapters.chains.bitcoin.networks import select_network
 from adapters.chains.bitcoin.node import BtcdNode
-from sagas.chainwatch import RawDeposit
+from sagas.chainwatch import BlockScan, RawDeposit
 
 
 class BitcoinChainReader:
@@ -25,12 +25,14 @@ class BitcoinChainReader:
     def block_hash(self, height: int) -> str:
         return self._node.block_hash(height)
 
-    def deposits(self, height: int, is_ours: Callable[[str], bool]) -> tuple[str, list[RawDeposit]]:
+    def scan(self, height: int, is_ours: Callable[[str], bool]) -> BlockScan:
         block_hash = self._node.block_hash(height)
         block = self._node.raw_block(block_hash)
         found = []
+        txids = []
         for tx in block.vtx:
             txid = b2lx(tx.GetTxid())
+            txids.append(txid)
             for n, out in enumerate(tx.vout):
                 try:
                     address = str(CBitcoinAddress.from_scriptPubKey(out.scriptPubKey))
@@ -38,4 +40,4 @@ class BitcoinChainReader:
                     continue  # OP_RETURN, bare multisig, ...: not a deposit to an address
                 if out.nValue > 0 and is_ours(address):
                     found.append(RawDeposit(txid, f"vout{n}", address, "BTC", int(out.nValue)))
-        return block_hash, found
+        return BlockScan(block_hash, found, txids)

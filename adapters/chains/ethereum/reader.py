@@ -8,7 +8,7 @@ from typing import Any, cast
 from web3 import Web3
 
 from adapters.chains.ethereum.node import Web3EthereumNode
-from sagas.chainwatch import RawDeposit
+from sagas.chainwatch import BlockScan, RawDeposit
 
 TRANSFER_TOPIC = "0x" + bytes(Web3.keccak(text="Transfer(address,address,uint256)")).hex()
 
@@ -27,7 +27,7 @@ class EthereumChainReader:
     def block_hash(self, height: int) -> str:
         return "0x" + bytes(self._w3.eth.get_block(height)["hash"]).hex()
 
-    def deposits(self, height: int, is_ours: Callable[[str], bool]) -> tuple[str, list[RawDeposit]]:
+    def scan(self, height: int, is_ours: Callable[[str], bool]) -> BlockScan:
         block: Any = self._w3.eth.get_block(height, full_transactions=True)
         block_hash = "0x" + bytes(block["hash"]).hex()
         found = []
@@ -70,4 +70,5 @@ class EthereumChainReader:
                             amount,
                         )
                     )
-        return block_hash, found
+        txids = ["0x" + bytes(tx["hash"]).hex() for tx in block["transactions"]]
+        return BlockScan(block_hash, found, txids)

@@ -14,32 +14,16 @@ import uuid
 from pathlib import Path
 
 from adapters.ledger.sql import SqlLedger
-from sagas.ledger import Account, AccountKind, Asset, Transfer
+from sagas.ledger import Transfer
 from sagas.ports import Ledger
 from services.settings import PlatformSettings
 from tests.fakes import InMemoryLedger
+from tests.helpers import funded_book
 
 
 def _setup(ledger: Ledger) -> tuple[str, str, str, str]:
-    suffix = uuid.uuid4().hex[:8]
-    asset = f"B{suffix.upper()}"
-    ledger.register_asset(Asset(code=asset, decimals=8))
-    omni, a, b = (f"{n}-{suffix}" for n in ("omni", "a", "b"))
-    ledger.open_account(Account(id=omni, asset=asset, kind=AccountKind.OMNIBUS))
-    for acct in (a, b):
-        ledger.open_account(Account(id=acct, asset=asset, kind=AccountKind.CLIENT_AVAILABLE))
-    ledger.submit(
-        [
-            Transfer(
-                id=f"fund-{suffix}",
-                debit_account=omni,
-                credit_account=a,
-                asset=asset,
-                amount=10**15,
-            )
-        ]
-    )
-    return asset, omni, a, b
+    book = funded_book(ledger, "bench", 10**15)
+    return book.asset, book.omnibus, book.a, book.b
 
 
 def _run(ledger: Ledger, n: int, batch: int) -> float:

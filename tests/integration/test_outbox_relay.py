@@ -13,31 +13,16 @@ from pathlib import Path
 
 from adapters.kafka.bus import KafkaEventBus
 from adapters.ledger.sql import SqlLedger
-from sagas.ledger import Account, AccountKind, Asset, PostPending, Transfer
+from sagas.ledger import PostPending, Transfer
 from sagas.topics import BALANCES
 from services.projector.projector import publish_balances, replay
 from services.settings import PlatformSettings
+from tests.helpers import funded_book
 
 
 def _book(ledger: SqlLedger, n: int, tag: str) -> list[str]:
-    suffix = uuid.uuid4().hex[:8]
-    asset = f"R{suffix.upper()}"
-    ledger.register_asset(Asset(code=asset, decimals=8))
-    omni, a, b = (f"{tag}-{x}-{suffix}" for x in ("omni", "a", "b"))
-    ledger.open_account(Account(id=omni, asset=asset, kind=AccountKind.OMNIBUS))
-    for acct in (a, b):
-        ledger.open_account(Account(id=acct, asset=asset, kind=AccountKind.CLIENT_AVAILABLE))
-    ledger.submit(
-        [
-            Transfer(
-                id=f"fund-{suffix}",
-                debit_account=omni,
-                credit_account=a,
-                asset=asset,
-                amount=10**12,
-            )
-        ]
-    )
+    book = funded_book(ledger, tag, 10**12)
+    asset, a, b, suffix = book.asset, book.a, book.b, book.suffix
     for i in range(n):
         hold = Transfer(
             id=f"h{i}-{suffix}",
@@ -48,7 +33,7 @@ def _book(ledger: SqlLedger, n: int, tag: str) -> list[str]:
             pending=True,
         )
         ledger.submit([hold, PostPending(id=f"p{i}-{suffix}", pending_id=hold.id, amount=500)])
-    return [omni, a, b]
+    return [book.omnibus, a, b]
 
 
 def _relay(url: str, *extra: str) -> subprocess.Popen[bytes]:

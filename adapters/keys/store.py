@@ -93,7 +93,12 @@ class SqlKeyStore:
         def work(conn: Conn) -> AddressAssignment:
             existing = self._by(conn, "account_id", account_id)
             if existing is not None:
-                if (existing.chain, existing.asset, existing.owner) != (chain, asset, owner):
+                if (existing.wallet_id, existing.chain, existing.asset, existing.owner) != (
+                    wallet_id,
+                    chain,
+                    asset,
+                    owner,
+                ):
                     raise AccountConflict(f"{account_id} has an address for another asset")
                 return existing
             # Serialise allocation per wallet: lock its row (PostgreSQL), or hold the

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from sagas.events import Envelope
 
@@ -28,6 +28,11 @@ FINAL_DEPOSIT_REORGED = "custody.alert.final_deposit_reorged.v1"
 SOURCE = "/custody/chainwatch"
 
 ObservationState = Literal["seen", "final", "reorged"]
+
+
+def _event_id(observation_id: str, suffix: str, revival: int) -> str:
+    # A block that left the chain and came back is observed anew: new event ids.
+    return f"{observation_id}/{suffix}" + (f"#{revival}" if revival else "")
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,7 @@ class BlockScan:
     ids of all its transactions (to spot the platform's own)."""
 
     block_hash: str
+    parent_hash: str
     deposits: list[RawDeposit]
     txids: list[str]
 
@@ -63,12 +69,13 @@ class OutgoingConfirmation(BaseModel):
     block_height: int
     block_hash: str
     state: ObservationState
+    revival: int = Field(default=0, description="times the block came back after a reorg")
 
 
 def outgoing_event(obs: OutgoingConfirmation, event_type: str) -> Envelope:
     suffix = {TX_MINED: "mined", TX_FINAL: "final", TX_REORGED: "reorged"}[event_type]
     return Envelope(
-        id=f"{obs.id}/{suffix}",
+        id=_event_id(obs.id, suffix, obs.revival),
         source=SOURCE,
         type=event_type,
         subject=obs.operation_id,
@@ -90,6 +97,7 @@ class DepositObservation(BaseModel):
     block_height: int
     block_hash: str
     state: ObservationState
+    revival: int = Field(default=0, description="times the block came back after a reorg")
 
     @staticmethod
     def make_id(chain: str, tx_hash: str, position: str, block_hash: str) -> str:
@@ -104,7 +112,7 @@ def deposit_event(obs: DepositObservation, event_type: str) -> Envelope:
         FINAL_DEPOSIT_REORGED: "alert",
     }[event_type]
     return Envelope(
-        id=f"{obs.id}/{suffix}",
+        id=_event_id(obs.id, suffix, obs.revival),
         source=SOURCE,
         type=event_type,
         subject=obs.address,

@@ -46,8 +46,3 @@ class AddressAssignment(BaseModel):
     wallet_id: str
     change: int
     index: int
-
-    @property
-    def path(self) -> str:
-        purpose, coin = (84, "c") if self.chain == "bitcoin" else (44, "60")
-        return f"m/{purpose}'/{coin}'/0'/{self.change}/{self.index}"

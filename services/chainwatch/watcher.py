@@ -36,13 +36,24 @@ from sagas.topics import ALERTS, EVENTS
 
 log = logging.getLogger("custody.chainwatch")
 
+# Insert, or bring back a row a reorg had undone; returns a row only when something changed.
+_REVIVE = (
+    "on conflict (id) do update set state = 'seen', revival = {table}.revival + 1 "
+    "where {table}.state = 'reorged' returning revival"
+)
+
+
+class _ChainMoved(Exception):
+    """The block to process does not extend the stored chain: a reorg happened meanwhile."""
+
+
 # Where the broadcasters record the platform's own transactions, per chain.
 _OUTGOING = {"ethereum": ("evm_transactions", "tx_hash"), "bitcoin": ("btc_transactions", "txid")}
-_OUT_COLUMNS = "id, chain, operation_id, tx_hash, block_height, block_hash, state"
+_OUT_COLUMNS = "id, chain, operation_id, tx_hash, block_height, block_hash, state, revival"
 
 _COLUMNS = (
     "id, chain, address, account_id, asset, amount, tx_hash, position, block_height, "
-    "block_hash, state"
+    "block_hash, state, revival"
 )
 
 
@@ -78,15 +89,21 @@ class ChainWatcher:
         what is deep enough. Returns the number of blocks processed."""
         self._unwind_reorg()
         head = self._reader.head()
-        done = 0
-        while done < max_blocks:
+        done = moved = 0
+        while done < max_blocks and moved < 3:
             last = self._last_block()
             height = (
                 (self._start if self._start is not None else head) if last is None else last[0] + 1
             )
             if height > head:
                 break
-            self._process(height)
+            try:
+                self._process(height)
+            except _ChainMoved:
+                log.warning("%s block %d does not extend our chain: unwinding", self.chain, height)
+                self._unwind_reorg()
+                moved += 1
+                continue
             done += 1
         self._finalise(head)
         return done
@@ -110,6 +127,14 @@ class ChainWatcher:
         block_hash, found = scan.block_hash, scan.deposits
 
         def work(conn: Conn) -> None:
+            # The block must sit on the one we processed below it; if not, the chain
+            # reorganised since we unwound: commit nothing, and the next step unwinds.
+            below = conn.one(
+                "select block_hash from chain_blocks where chain = ? and height = ?",
+                (self.chain, height - 1),
+            )
+            if below is not None and below[0] != scan.parent_hash:
+                raise _ChainMoved(height)
             conn.run(
                 "insert into chain_blocks (chain, height, block_hash) values (?, ?, ?) "
                 "on conflict do nothing",
@@ -134,8 +159,10 @@ class ChainWatcher:
                     block_hash=block_hash,
                     state="seen",
                 )
-                self._insert(conn, obs)
-                emit(conn, EVENTS.name, [deposit_event(obs, DEPOSIT_SEEN)])
+                revival = self._insert(conn, obs)
+                if revival is not None:
+                    obs = obs.model_copy(update={"revival": revival})
+                    emit(conn, EVENTS.name, [deposit_event(obs, DEPOSIT_SEEN)])
             conn.run(
                 "delete from chain_blocks where chain = ? and height < ?",
                 (self.chain, height - self._keep),
@@ -168,10 +195,10 @@ class ChainWatcher:
                     block_hash=block_hash,
                     state="seen",
                 )
-                conn.run(
+                row = conn.one(
                     "insert into chain_outgoing (id, chain, operation_id, tx_hash, "
                     "block_height, block_hash, state) values (?, ?, ?, ?, ?, ?, ?) "
-                    "on conflict (id) do nothing",
+                    + _REVIVE.format(table="chain_outgoing"),
                     (
                         obs.id,
                         obs.chain,
@@ -182,16 +209,23 @@ class ChainWatcher:
                         obs.state,
                     ),
                 )
-                emit(conn, EVENTS.name, [outgoing_event(obs, TX_MINED)])
+                if row is not None:
+                    obs = obs.model_copy(update={"revival": int(row[0])})
+                    emit(conn, EVENTS.name, [outgoing_event(obs, TX_MINED)])
 
     def _is_ours(self, address: str) -> bool:
-        return self._addresses.lookup(address) is not None
+        # Client deposit addresses only: our own change (internal chain) is not a deposit.
+        assignment = self._addresses.lookup(address)
+        return assignment is not None and assignment.change == 0
 
     @staticmethod
-    def _insert(conn: Conn, obs: DepositObservation) -> None:
-        conn.run(
+    def _insert(conn: Conn, obs: DepositObservation) -> int | None:
+        """Record a new observation, or revive one whose block came back after a reorg.
+        Returns its revival count, or None if it was already there (a block seen twice)."""
+        row = conn.one(
             f"insert into chain_observations ({_COLUMNS}, created_at) "
-            "values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) on conflict (id) do nothing",
+            "values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?) "
+            + _REVIVE.format(table="chain_observations"),
             (
                 obs.id,
                 obs.chain,
@@ -207,6 +241,7 @@ class ChainWatcher:
                 conn.time(datetime.now(UTC)),
             ),
         )
+        return None if row is None else int(row[0])
 
     # --- finality ------------------------------------------------------------------
     def _finalise(self, head: int) -> None:
@@ -320,6 +355,7 @@ def _outgoing(row: tuple[object, ...]) -> OutgoingConfirmation:
     keys = [c.strip() for c in _OUT_COLUMNS.split(",")]
     values = dict(zip(keys, row, strict=True))
     values["block_height"] = int(values["block_height"])  # type: ignore[call-overload]
+    values["revival"] = int(values["revival"])  # type: ignore[call-overload]
     return OutgoingConfirmation.model_validate(values)
 
 
@@ -327,4 +363,5 @@ def _observation(row: tuple[object, ...]) -> DepositObservation:
     keys = [c.strip() for c in _COLUMNS.split(",")]
     values = dict(zip(keys, row, strict=True))
     values["block_height"] = int(values["block_height"])  # type: ignore[call-overload]
+    values["revival"] = int(values["revival"])  # type: ignore[call-overload]
     return DepositObservation.model_validate(values)

@@ -12,11 +12,12 @@ import pytest
 from adapters.chains.bitcoin.faucet import BtcFaucet
 from adapters.chains.bitcoin.node import BtcdNode
 from adapters.chains.bitcoin.reader import BitcoinChainReader
-from adapters.chains.bitcoin.sender import BitcoinSender
+from adapters.chains.bitcoin.sender import BitcoinSender, FeeBumpImpossible
 from adapters.keys.hd import BipDeriver
 from adapters.keys.openbao import OpenBaoKeyWrapper
 from adapters.keys.store import SqlKeyStore
 from adapters.sqldb import SqlDatabase
+from sagas.errors import TransferIdConflict
 from sagas.keys.wallets import create_wallet, deposit_address
 from services.chainwatch.watcher import ChainWatcher
 from services.settings import PlatformSettings
@@ -119,3 +120,7 @@ def test_deposit_then_payment_with_change(
     (change2,) = sender.unspent(wallet.wallet_id)
     assert change2.txid == bumped and change2.amount == change.amount - BTC // 10 - fee3
     assert btc.tx_out(change2.txid, change2.vout) is not None
+    with pytest.raises(FeeBumpImpossible):  # mined: nothing left to replace
+        sender.bump("payout-2", wallet.wallet_id, fee_rate=40)
+    with pytest.raises(TransferIdConflict):  # an operation id pays one set of outputs
+        sender.pay("payout-2", wallet.wallet_id, [(external, BTC // 9)], fee_rate=2)

@@ -40,4 +40,4 @@ class BitcoinChainReader:
                     continue  # OP_RETURN, bare multisig, ...: not a deposit to an address
                 if out.nValue > 0 and is_ours(address):
                     found.append(RawDeposit(txid, f"vout{n}", address, "BTC", int(out.nValue)))
-        return BlockScan(block_hash, found, txids)
+        return BlockScan(block_hash, b2lx(block.hashPrevBlock), found, txids)

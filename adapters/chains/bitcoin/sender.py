@@ -17,6 +17,7 @@ import json
 import math
 from datetime import UTC, datetime
 
+from adapters.chains.bitcoin.networks import select_network
 from adapters.chains.bitcoin.node import BtcdNode
 from adapters.chains.bitcoin.tx import (
     DUST,
@@ -31,6 +32,7 @@ from adapters.chains.bitcoin.tx import (
 )
 from adapters.ledger.migrate import upgrade
 from adapters.sqldb import Conn, SqlDatabase
+from sagas.errors import ChainRejected, TransferIdConflict
 from sagas.ports import BitcoinSigner, KeyDerivation, KeyStore
 
 
@@ -50,6 +52,7 @@ class BitcoinSender:
     ) -> None:
         if migrate:
             upgrade(db_url)
+        select_network(deriver.btc_network)  # python-bitcoinlib parses addresses per network
         self._db = SqlDatabase(db_url)
         self._node = node
         self._signer = signer
@@ -89,7 +92,10 @@ class BitcoinSender:
         """Pay the outputs (address, sat) at `fee_rate` sat/vB; (txid, fee). Once per
         operation id: a repeat sends the recorded transaction again."""
         self.sync()
-        if self._latest(operation_id) is None:
+        recorded = self._recorded_outputs(operation_id)
+        if recorded is not None and recorded != [(a, int(v)) for a, v in outputs]:
+            raise TransferIdConflict(f"{operation_id} was paid to other outputs")
+        if recorded is None:
             xpub = self._xpub(wallet_id)
             # The change address is taken first, in its own transaction: idempotent by
             # operation id, and an unused one only leaves a gap on the internal chain.
@@ -112,8 +118,52 @@ class BitcoinSender:
     def bump(self, operation_id: str, wallet_id: str, fee_rate: int) -> tuple[str, int]:
         """Replace the operation's unconfirmed transaction with one paying `fee_rate`."""
         xpub = self._xpub(wallet_id)
-        self._db.write(lambda conn: self._rebuild(conn, operation_id, wallet_id, xpub, fee_rate))
-        return self._send_latest(operation_id)
+        replaced = self._db.write(
+            lambda conn: self._rebuild(conn, operation_id, wallet_id, xpub, fee_rate)
+        )
+        try:
+            return self._send_latest(operation_id)
+        except ChainRejected:
+            # The node kept the original: put our books back as they were.
+            self._db.write(lambda conn: self._unbump(conn, operation_id, *replaced))
+            raise
+
+    def _unbump(
+        self,
+        conn: Conn,
+        operation_id: str,
+        old_attempt: int,
+        old_txid: str,
+        old_change: tuple[int, str, int],
+    ) -> None:
+        row = conn.one(
+            "select txid from btc_transactions where operation_id = ? and attempt = ?",
+            (operation_id, old_attempt + 1),
+        )
+        conn.run("delete from btc_utxos where txid = ?", (row[0],))
+        conn.run(
+            "delete from btc_transactions where operation_id = ? and attempt = ?",
+            (operation_id, old_attempt + 1),
+        )
+        conn.run(
+            "update btc_transactions set state = 'broadcast' where operation_id = ? "
+            "and attempt = ?",
+            (operation_id, old_attempt),
+        )
+        vout, address, amount = old_change
+        conn.run(
+            "insert into btc_utxos (txid, vout, address, amount) values (?, ?, ?, ?)",
+            (old_txid, vout, address, amount),
+        )
+
+    def _recorded_outputs(self, operation_id: str) -> list[tuple[str, int]] | None:
+        with self._db.tx() as conn:
+            row = conn.one(
+                "select outputs from btc_transactions where operation_id = ? "
+                "order by attempt limit 1",
+                (operation_id,),
+            )
+        return None if row is None else [(a, int(v)) for a, v in json.loads(row[0])]
 
     def _xpub(self, wallet_id: str) -> str:
         wallet = self._keys.wallet(wallet_id)
@@ -179,7 +229,7 @@ class BitcoinSender:
 
     def _rebuild(
         self, conn: Conn, operation_id: str, wallet_id: str, xpub: str, fee_rate: int
-    ) -> None:
+    ) -> tuple[int, str, tuple[int, str, int]]:
         row = conn.one(
             "select attempt, txid, outputs, fee from btc_transactions where "
             "operation_id = ? order by attempt desc limit 1",
@@ -190,13 +240,22 @@ class BitcoinSender:
         attempt, old_txid, old_fee = int(row[0]), row[1], int(row[3])
         outputs = [(a, int(v)) for a, v in json.loads(row[2])]
         coins = self._coins(conn, wallet_id, operation_id)
-        change_row = conn.one("select address, amount from btc_utxos where txid = ?", (old_txid,))
+        change_row = conn.one(
+            "select vout, address, amount, spent_by from btc_utxos where txid = ?", (old_txid,)
+        )
+        if not self._node.in_mempool(old_txid):
+            raise FeeBumpImpossible(f"{operation_id}: {old_txid} is not waiting in the mempool")
+        if change_row is None or change_row[3] is not None:
+            raise FeeBumpImpossible(f"{operation_id}: no unspent change to pay a higher fee")
         total_in = sum(c[0].amount for c in coins.values())
         target = sum(v for _, v in outputs)
-        new_fee = math.ceil(vsize(len(coins), len(outputs) + 1) * fee_rate)
-        # BIP125: the replacement must pay more in absolute fee than the original.
-        if change_row is None or new_fee <= old_fee or total_in - target - new_fee < DUST:
+        size = vsize(len(coins), len(outputs) + 1)
+        new_fee = math.ceil(size * fee_rate)
+        # BIP125: more absolute fee than the original, by at least the incremental relay
+        # fee (1 sat/vB) for the replacement's own size.
+        if new_fee < old_fee + size or total_in - target - new_fee < DUST:
             raise FeeBumpImpossible(f"{operation_id}: cannot pay {new_fee} sat from change")
+        old_change = (int(change_row[0]), str(change_row[1]), int(change_row[2]))
         plan = Plan(
             tuple(c[0] for c in coins.values()),
             tuple(outputs),
@@ -210,8 +269,9 @@ class BitcoinSender:
         conn.run("delete from btc_utxos where txid = ?", (old_txid,))  # its change output
         conn.run("update btc_utxos set spent_by = null where spent_by = ?", (operation_id,))
         self._sign_and_record(
-            conn, operation_id, attempt + 1, wallet_id, xpub, plan, coins, change_row[0]
+            conn, operation_id, attempt + 1, wallet_id, xpub, plan, coins, old_change[1]
         )
+        return attempt, old_txid, old_change
 
     def _sign_and_record(
         self,

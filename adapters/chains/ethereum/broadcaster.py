@@ -15,6 +15,7 @@ idempotent broadcast, nonce re-sync, fee bump by replacement, confirmations.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -24,10 +25,11 @@ from web3 import Web3
 from adapters.chains.ethereum.node import Web3EthereumNode
 from adapters.ledger.migrate import upgrade
 from adapters.sqldb import Conn, SqlDatabase
-from sagas.errors import NonceAlreadyUsed
+from sagas.errors import ChainRejected, NonceAlreadyUsed
 from sagas.ports import TransactionSigner, TxReceipt
 
 _LIVE = ("signed", "broadcast", "mined")
+log = logging.getLogger("custody.ethereum.broadcaster")
 
 
 @dataclass(frozen=True)
@@ -92,12 +94,15 @@ class EvmBroadcaster:
                 "and attempt = ?",
                 (operation_id, live.attempt),
             )
-        tx = self._node.prepare(sender, call, nonce, fee_bump_percent=bump_percent)
+        # A replacement must outbid the transaction it replaces, not just today's market.
+        floor = (0, 0) if live is None else self._fees_of(conn, live.tx_hash)
+        tx = self._node.prepare(sender, call, nonce, fee_bump_percent=bump_percent, min_fees=floor)
         raw = signer.sign_transaction(tx)
         tx_hash = "0x" + bytes(Web3.keccak(raw)).hex()
         conn.run(
             "insert into evm_transactions (operation_id, attempt, chain_id, sender, nonce, "
-            "tx_hash, raw_tx, state, created_at) values (?, ?, ?, ?, ?, ?, ?, 'signed', ?)",
+            "tx_hash, raw_tx, max_fee, max_priority_fee, state, created_at) "
+            "values (?, ?, ?, ?, ?, ?, ?, ?, ?, 'signed', ?)",
             (
                 operation_id,
                 attempt,
@@ -106,6 +111,8 @@ class EvmBroadcaster:
                 nonce,
                 tx_hash,
                 raw.hex(),
+                str(tx["maxFeePerGas"]),
+                str(tx["maxPriorityFeePerGas"]),
                 conn.time(datetime.now(UTC)),
             ),
         )
@@ -167,12 +174,40 @@ class EvmBroadcaster:
         try:
             self._node.broadcast(self._raw(sent))
         except NonceAlreadyUsed:
-            if self._node.receipt(sent.tx_hash) is not None:
-                return self._mark(sent, "mined")  # it was ours, sent before a crash
+            # Was it one of this operation's own attempts (sent before a crash, or the
+            # original of a fee bump mined first)? Then the payment is made: never sign it
+            # again. Only a nonce taken by something else is re-synced.
+            for attempt_hash in self._attempt_hashes(sent.operation_id):
+                if self._node.receipt(attempt_hash) is not None:
+                    mined = self._attempt(attempt_hash)
+                    return self._mark(mined, "mined")
             if signer is None or call is None:
                 raise
             return self._resync(sent, signer, call)
         return self._mark(sent, "broadcast")
+
+    @staticmethod
+    def _fees_of(conn: Conn, tx_hash: str) -> tuple[int, int]:
+        row = conn.one(
+            "select max_fee, max_priority_fee from evm_transactions where tx_hash = ?", (tx_hash,)
+        )
+        return int(row[0]), int(row[1])
+
+    def _attempt_hashes(self, operation_id: str) -> list[str]:
+        with self._db.tx() as conn:
+            rows = conn.all(
+                "select tx_hash from evm_transactions where operation_id = ? order by attempt",
+                (operation_id,),
+            )
+        return [r[0] for r in rows]
+
+    def _attempt(self, tx_hash: str) -> SentTx:
+        with self._db.tx() as conn:
+            row = conn.one(
+                "select operation_id, attempt, nonce from evm_transactions where tx_hash = ?",
+                (tx_hash,),
+            )
+        return SentTx(row[0], int(row[1]), int(row[2]), tx_hash)
 
     def _resync(self, sent: SentTx, signer: TransactionSigner, call: dict[str, Any]) -> SentTx:
         """Someone else used our nonce: drop that attempt, take the node's view, re-sign."""
@@ -215,10 +250,29 @@ class EvmBroadcaster:
         """Replace the operation's pending transaction: same nonce, fees x percent/100."""
         if percent <= 110:
             raise ValueError("a replacement must raise fees by more than 10%")
+        for attempt_hash in self._attempt_hashes(operation_id):
+            if self._node.receipt(attempt_hash) is not None:  # already mined: nothing to bump
+                return self._mark(self._attempt(attempt_hash), "mined")
         sent = self._db.write(
             lambda c: self._record(c, operation_id, signer, call, percent), retry_on=(_Conflict,)
         )
-        return self._broadcast(sent, None, None)
+        try:
+            return self._broadcast(sent, None, None)
+        except ChainRejected:
+            # The node kept the original: it stays the live attempt, the replacement is dead.
+            def revert(conn: Conn) -> None:
+                conn.run(
+                    "update evm_transactions set state = 'dropped' where tx_hash = ?",
+                    (sent.tx_hash,),
+                )
+                conn.run(
+                    "update evm_transactions set state = 'broadcast' where "
+                    "operation_id = ? and attempt = ?",
+                    (operation_id, sent.attempt - 1),
+                )
+
+            self._db.write(revert)
+            raise
 
     def rebroadcast_unsent(self) -> int:
         """Send every transaction recorded but not yet sent (after a crash)."""
@@ -228,9 +282,16 @@ class EvmBroadcaster:
                 "where state = 'signed' and chain_id = ? order by nonce",
                 (self._chain_id,),
             )
+        sent = 0
         for row in rows:
-            self._broadcast(SentTx(row[0], int(row[1]), int(row[2]), row[3]), None, None)
-        return len(rows)
+            # A recorded transaction is committed: keep trying every one, and one refusal
+            # must not hold back the others (a later run tries it again).
+            try:
+                self._broadcast(SentTx(row[0], int(row[1]), int(row[2]), row[3]), None, None)
+                sent += 1
+            except ChainRejected:
+                log.warning("rebroadcast of %s refused; it stays recorded", row[3])
+        return sent
 
     # --- tracking ----------------------------------------------------------------
     def status(self, operation_id: str) -> TxStatus:

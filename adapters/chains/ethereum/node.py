@@ -73,10 +73,20 @@ class Web3EthereumNode:
         return int(self._guard(self._w3.eth.get_transaction_count, sender, "pending"))
 
     def prepare(
-        self, sender: str, call: dict[str, Any], nonce: int, fee_bump_percent: int = 100
+        self,
+        sender: str,
+        call: dict[str, Any],
+        nonce: int,
+        fee_bump_percent: int = 100,
+        min_fees: tuple[int, int] = (0, 0),
     ) -> dict[str, Any]:
-        """A complete EIP-1559 transaction (fees scaled by `fee_bump_percent`), unsigned."""
-        fees = self._fees()
+        """A complete EIP-1559 transaction, unsigned: fees are the market's, or `min_fees`
+        (max fee, tip) if higher, times `fee_bump_percent`/100."""
+        market = self._fees()
+        fees = {
+            "maxFeePerGas": max(market["maxFeePerGas"], min_fees[0]),
+            "maxPriorityFeePerGas": max(market["maxPriorityFeePerGas"], min_fees[1]),
+        }
         tx: dict[str, Any] = {
             **call,
             "from": Web3.to_checksum_address(sender),

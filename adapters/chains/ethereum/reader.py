@@ -71,4 +71,4 @@ class EthereumChainReader:
                         )
                     )
         txids = ["0x" + bytes(tx["hash"]).hex() for tx in block["transactions"]]
-        return BlockScan(block_hash, found, txids)
+        return BlockScan(block_hash, "0x" + bytes(block["parentHash"]).hex(), found, txids)

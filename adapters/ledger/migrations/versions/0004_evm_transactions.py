@@ -30,6 +30,8 @@ def upgrade() -> None:
     nonce bigint not null check (nonce >= 0),
     tx_hash text not null unique,
     raw_tx text not null,
+    max_fee text not null,
+    max_priority_fee text not null,
     state text not null check (state in ('signed', 'broadcast', 'mined', 'replaced', 'dropped')),
     created_at {stamp} not null,
     primary key (operation_id, attempt)
@@ -38,6 +40,11 @@ def upgrade() -> None:
     op.execute(
         "create unique index evm_one_live_tx_per_nonce on evm_transactions "
         "(chain_id, sender, nonce) where state in ('signed', 'broadcast', 'mined')"
+    )
+    # An operation has one live attempt: two concurrent sends of it cannot both sign.
+    op.execute(
+        "create unique index evm_one_live_tx_per_operation on evm_transactions "
+        "(operation_id) where state in ('signed', 'broadcast', 'mined')"
     )
     op.execute("create index evm_unsent on evm_transactions (state) where state = 'signed'")
 

@@ -35,6 +35,7 @@ def upgrade() -> None:
     block_height bigint not null,
     block_hash text not null,
     state text not null check (state in ('seen', 'final', 'reorged')),
+    revival integer not null default 0 check (revival >= 0),
     created_at {stamp} not null
 )""")
     op.execute(

@@ -22,7 +22,8 @@ def upgrade() -> None:
     tx_hash text not null,
     block_height bigint not null,
     block_hash text not null,
-    state text not null check (state in ('seen', 'final', 'reorged'))
+    state text not null check (state in ('seen', 'final', 'reorged')),
+    revival integer not null default 0 check (revival >= 0)
 )""")
     op.execute(
         "create index chain_outgoing_open on chain_outgoing (chain, block_height) "

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from adapters.ledger.migrate import upgrade
 from adapters.ledger.outbox import emit
@@ -248,22 +250,10 @@ class ChainWatcher:
         deepest = head - self._depth + 1  # a block at this height has `depth` confirmations
 
         def work(conn: Conn) -> None:
-            rows = conn.all(
-                f"select {_COLUMNS} from chain_observations where chain = ? "
-                "and state = 'seen' and block_height <= ?",
-                (self.chain, deepest),
-            )
-            for row in rows:
-                obs = _observation(row).model_copy(update={"state": "final"})
-                conn.run("update chain_observations set state = 'final' where id = ?", (obs.id,))
+            deep = ("state = 'seen' and block_height <= ?", (deepest,))
+            for _, obs in _transition(conn, _DEPOSITS, self.chain, *deep, "final"):
                 emit(conn, EVENTS.name, [deposit_event(obs, DEPOSIT_FINAL)])
-            for row in conn.all(
-                f"select {_OUT_COLUMNS} from chain_outgoing where chain = ? "
-                "and state = 'seen' and block_height <= ?",
-                (self.chain, deepest),
-            ):
-                out = _outgoing(row).model_copy(update={"state": "final"})
-                conn.run("update chain_outgoing set state = 'final' where id = ?", (out.id,))
+            for _, out in _transition(conn, _OWN_TXS, self.chain, *deep, "final"):
                 emit(conn, EVENTS.name, [outgoing_event(out, TX_FINAL)])
 
         self._db.write(work)
@@ -291,30 +281,15 @@ class ChainWatcher:
 
         def work(conn: Conn) -> None:
             for height, block_hash in dropped:
-                rows = conn.all(
-                    f"select {_COLUMNS} from chain_observations where chain = ? "
-                    "and block_hash = ? and state != 'reorged'",
-                    (self.chain, block_hash),
-                )
-                for row in rows:
-                    obs = _observation(row)
-                    undone = obs.model_copy(update={"state": "reorged"})
-                    conn.run(
-                        "update chain_observations set state = 'reorged' where id = ?", (obs.id,)
-                    )
+                in_block = ("block_hash = ? and state != 'reorged'", (block_hash,))
+                for old, undone in _transition(conn, _DEPOSITS, self.chain, *in_block, "reorged"):
                     emit(conn, EVENTS.name, [deposit_event(undone, DEPOSIT_REORGED)])
-                    if obs.state == "final":
+                    if old.state == "final":
                         # Past the confirmation depth: credited money may be gone. People
                         # must look at this now.
                         emit(conn, ALERTS.name, [deposit_event(undone, FINAL_DEPOSIT_REORGED)])
-                        log.critical("%s: FINAL deposit %s reorged out", self.chain, obs.id)
-                for row in conn.all(
-                    f"select {_OUT_COLUMNS} from chain_outgoing where chain = ? "
-                    "and block_hash = ? and state != 'reorged'",
-                    (self.chain, block_hash),
-                ):
-                    out = _outgoing(row).model_copy(update={"state": "reorged"})
-                    conn.run("update chain_outgoing set state = 'reorged' where id = ?", (out.id,))
+                        log.critical("%s: FINAL deposit %s reorged out", self.chain, old.id)
+                for _, out in _transition(conn, _OWN_TXS, self.chain, *in_block, "reorged"):
                     emit(conn, EVENTS.name, [outgoing_event(out, TX_REORGED)])
                 conn.run(
                     "delete from chain_blocks where chain = ? and height = ?", (self.chain, height)
@@ -327,28 +302,42 @@ class ChainWatcher:
     # --- queries -------------------------------------------------------------------
     def outgoing(self) -> list[OutgoingConfirmation]:
         with self._db.tx() as conn:
-            rows = conn.all(
-                f"select {_OUT_COLUMNS} from chain_outgoing where chain = ? "
-                "order by block_height, id",
-                (self.chain,),
-            )
-        return [_outgoing(r) for r in rows]
+            return _select(conn, _OWN_TXS, self.chain, "1 = 1", ())  # type: ignore[return-value]
 
     def observations(self, address: str | None = None) -> list[DepositObservation]:
         with self._db.tx() as conn:
             if address is None:
-                rows = conn.all(
-                    f"select {_COLUMNS} from chain_observations where chain = ? "
-                    "order by block_height, id",
-                    (self.chain,),
-                )
-            else:
-                rows = conn.all(
-                    f"select {_COLUMNS} from chain_observations where chain = ? "
-                    "and address = ? order by block_height, id",
-                    (self.chain, address),
-                )
-        return [_observation(r) for r in rows]
+                return _select(conn, _DEPOSITS, self.chain, "1 = 1", ())  # type: ignore[return-value]
+            return _select(conn, _DEPOSITS, self.chain, "address = ?", (address,))  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class _Table:
+    name: str
+    columns: str
+    parse: Callable[[tuple[object, ...]], DepositObservation | OutgoingConfirmation]
+
+
+def _select(
+    conn: Conn, table: _Table, chain: str, condition: str, params: tuple[object, ...]
+) -> list[DepositObservation | OutgoingConfirmation]:
+    rows = conn.all(
+        f"select {table.columns} from {table.name} where chain = ? and "
+        f"{condition} order by block_height, id",
+        (chain, *params),
+    )
+    return [table.parse(r) for r in rows]
+
+
+def _transition(
+    conn: Conn, table: _Table, chain: str, condition: str, params: tuple[object, ...], state: str
+) -> list[tuple[Any, Any]]:
+    """Move the matching rows to `state`; (before, after) for each."""
+    moved = []
+    for old in _select(conn, table, chain, condition, params):
+        conn.run(f"update {table.name} set state = ? where id = ?", (state, old.id))
+        moved.append((old, old.model_copy(update={"state": state})))
+    return moved
 
 
 def _outgoing(row: tuple[object, ...]) -> OutgoingConfirmation:
@@ -365,3 +354,7 @@ def _observation(row: tuple[object, ...]) -> DepositObservation:
     values["block_height"] = int(values["block_height"])  # type: ignore[call-overload]
     values["revival"] = int(values["revival"])  # type: ignore[call-overload]
     return DepositObservation.model_validate(values)
+
+
+_DEPOSITS = _Table("chain_observations", _COLUMNS, _observation)
+_OWN_TXS = _Table("chain_outgoing", _OUT_COLUMNS, _outgoing)

@@ -96,6 +96,20 @@ class AccountConflict(CustodyError):
     title = "account id reused with a different definition"
 
 
+class PolicyDenied(CustodyError):
+    """The client's policy refuses this withdrawal; the rule that fired is in the detail."""
+
+    code = "CUS-2001"
+    title = "refused by policy"
+
+
+class ApprovalRefused(CustodyError):
+    """This approval does not count: the requester approving, or an operator twice."""
+
+    code = "CUS-2002"
+    title = "approval refused"
+
+
 class DependencyUnavailable(CustodyError):
     """A service the platform depends on did not answer; retrying may succeed."""
 
@@ -151,6 +165,8 @@ CATALOGUE: tuple[type[CustodyError], ...] = (
     SameAccount,
     UnknownAsset,
     AccountConflict,
+    PolicyDenied,
+    ApprovalRefused,
     DependencyUnavailable,
     KeyAccessDenied,
     CiphertextInvalid,

@@ -15,6 +15,7 @@ from sagas.chainwatch import BlockScan
 from sagas.events import Envelope
 from sagas.keys import AddressAssignment, Chain, WalletRecord
 from sagas.ledger import Account, Asset, Balance, Command, TransferRecord
+from sagas.policy import PolicyRules, StoredPolicy
 
 
 @dataclass(frozen=True)
@@ -297,3 +298,17 @@ class EvmKeySigner(Protocol):
         self, operation: str, wallet_id: str, index: int, tx: dict[str, object]
     ) -> bytes:
         """The raw signed transaction for the wallet's key m/44'/60'/0'/0/index."""
+
+
+@runtime_checkable
+class PolicyStore(Protocol):
+    """Policies per client and asset; every change is a new version, none is overwritten."""
+
+    def put(self, rules: PolicyRules, created_by: str) -> StoredPolicy:
+        """Store rules as the next version (1 for the first)."""
+
+    def current(self, client_id: str, asset: str) -> StoredPolicy | None:
+        """The latest version, or None if the client has no policy for the asset."""
+
+    def version(self, client_id: str, asset: str, version: int) -> StoredPolicy | None:
+        """A given version (what an earlier decision was taken under)."""

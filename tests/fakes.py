@@ -37,6 +37,7 @@ from sagas.ledger import (
 )
 from sagas.ledger.engine import execute_batch, expire
 from sagas.ledger.rules import Counters, replay
+from sagas.policy import PolicyRules, StoredPolicy
 from sagas.ports import Checkpoint, OutboxItem, TopicSpec
 
 
@@ -278,3 +279,29 @@ class FakeAuditKeys:
 
     def public_keys(self) -> dict[int, bytes]:
         return {1: self._chain.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)}
+
+
+class FakePolicyStore:
+    def __init__(self) -> None:
+        self._versions: dict[tuple[str, str], list[StoredPolicy]] = defaultdict(list)
+        self._lock = threading.Lock()
+
+    def put(self, rules: PolicyRules, created_by: str) -> StoredPolicy:
+        with self._lock:
+            versions = self._versions[(rules.client_id, rules.asset)]
+            stored = StoredPolicy(
+                rules=rules,
+                version=len(versions) + 1,
+                created_by=created_by,
+                created_at=datetime.now(UTC),
+            )
+            versions.append(stored)
+            return stored
+
+    def current(self, client_id: str, asset: str) -> StoredPolicy | None:
+        versions = self._versions.get((client_id, asset))
+        return versions[-1] if versions else None
+
+    def version(self, client_id: str, asset: str, version: int) -> StoredPolicy | None:
+        versions = self._versions.get((client_id, asset), [])
+        return versions[version - 1] if 0 < version <= len(versions) else None

@@ -18,15 +18,17 @@ _KINDS = (
     "'counterparty_settlement', 'suspense'"
 )
 _COUNTERS = ("debits_pending", "debits_posted", "credits_pending", "credits_posted")
+# The same in both dialects.
+_ASSETS = """create table ledger_assets (
+    code text primary key,
+    decimals integer not null check (decimals between 0 and 36)
+)"""
 
 
 def _postgres() -> list[str]:
     counters = ",\n".join(f"    {c} numeric(78, 0) not null default 0" for c in _COUNTERS)
     return [
-        """create table ledger_assets (
-    code text primary key,
-    decimals integer not null check (decimals between 0 and 36)
-)""",
+        _ASSETS,
         f"""create table ledger_accounts (
     id text primary key,
     asset text not null references ledger_assets (code),
@@ -69,10 +71,7 @@ def _sqlite() -> list[str]:
         f"    {c} text not null default '0' check (ledger_amount_ok({c}))" for c in _COUNTERS
     )
     return [
-        """create table ledger_assets (
-    code text primary key,
-    decimals integer not null check (decimals between 0 and 36)
-)""",
+        _ASSETS,
         f"""create table ledger_accounts (
     id text primary key,
     asset text not null references ledger_assets (code),

@@ -110,6 +110,97 @@ class ApprovalRefused(CustodyError):
     title = "approval refused"
 
 
+class ApprovalExpired(CustodyError):
+    """No quorum of operators approved the withdrawal before its deadline; it was voided."""
+
+    code = "CUS-2003"
+    title = "approval expired"
+
+
+class ScreeningHit(CustodyError):
+    """The source of a deposit is on the screening deny list; the funds are quarantined."""
+
+    code = "CUS-2004"
+    title = "source refused by screening"
+
+
+class RequestInvalid(CustodyError):
+    """The request body or parameters do not match the API schema."""
+
+    code = "CUS-3001"
+    title = "request invalid"
+
+
+class AddressInvalid(CustodyError):
+    """The destination is not a valid address (for Ethereum: not in EIP-55 checksum form)."""
+
+    code = "CUS-3002"
+    title = "address invalid"
+
+
+class AddressWrongNetwork(CustodyError):
+    """The destination is an address of another network than the platform's."""
+
+    code = "CUS-3003"
+    title = "address of another network"
+
+
+class TooManyDecimals(CustodyError):
+    """The amount has more decimals than the asset's minor unit."""
+
+    code = "CUS-3004"
+    title = "more decimals than the asset has"
+
+
+class IdempotencyConflict(CustodyError):
+    """This Idempotency-Key was used before with a different request body."""
+
+    code = "CUS-3005"
+    title = "idempotency key reused with a different body"
+
+
+class IdempotencyKeyMissing(CustodyError):
+    """Every POST must carry an Idempotency-Key header (1-64 of A-Z a-z 0-9 . _ -)."""
+
+    code = "CUS-3006"
+    title = "idempotency key missing or malformed"
+
+
+class BodyTooLarge(CustodyError):
+    """The request body is larger than the API accepts."""
+
+    code = "CUS-3007"
+    title = "request body too large"
+
+
+class NotFound(CustodyError):
+    """No such resource, or not one the caller may see."""
+
+    code = "CUS-3008"
+    title = "not found"
+
+
+class Unauthenticated(CustodyError):
+    """No valid bearer token."""
+
+    code = "CUS-3101"
+    title = "authentication required"
+
+
+class Forbidden(CustodyError):
+    """The caller's role or client may not do this."""
+
+    code = "CUS-3102"
+    title = "forbidden"
+
+
+class InvalidState(CustodyError):
+    """The operation is not in a state that allows this (e.g. approving a finished one)."""
+
+    code = "CUS-3009"
+    title = "operation not in a state that allows this"
+
+
 class DependencyUnavailable(CustodyError):
     """A service the platform depends on did not answer; retrying may succeed."""
 
@@ -167,6 +258,19 @@ CATALOGUE: tuple[type[CustodyError], ...] = (
     AccountConflict,
     PolicyDenied,
     ApprovalRefused,
+    ApprovalExpired,
+    ScreeningHit,
+    RequestInvalid,
+    AddressInvalid,
+    AddressWrongNetwork,
+    TooManyDecimals,
+    IdempotencyConflict,
+    IdempotencyKeyMissing,
+    BodyTooLarge,
+    NotFound,
+    InvalidState,
+    Unauthenticated,
+    Forbidden,
     DependencyUnavailable,
     KeyAccessDenied,
     CiphertextInvalid,

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
 
 from sagas.chainwatch import BlockScan
+from sagas.deposit import DepositState
 from sagas.events import Envelope
 from sagas.keys import AddressAssignment, Chain, WalletRecord
 from sagas.ledger import Account, Asset, Balance, Command, TransferRecord
+from sagas.operations import OperationRecord, Step
 from sagas.policy import PolicyRules, StoredPolicy
+from sagas.withdrawal import ChainStatus
 
 
 @dataclass(frozen=True)
@@ -312,3 +316,85 @@ class PolicyStore(Protocol):
 
     def version(self, client_id: str, asset: str, version: int) -> StoredPolicy | None:
         """A given version (what an earlier decision was taken under)."""
+
+
+@runtime_checkable
+class OperationStore(Protocol):
+    """Operations (withdrawals, deposits), their timelines, and the clients they belong to."""
+
+    def create(
+        self, record: OperationRecord, events: Sequence[tuple[str, Envelope]] = ()
+    ) -> tuple[OperationRecord, bool]:
+        """Store a new operation with its first step and events, or return the stored one
+        (and False) for a repeat. IdempotencyConflict if the id has another request."""
+
+    def get(self, operation_id: str) -> OperationRecord | None: ...
+
+    def for_client(
+        self, client_id: str, kind: str = "withdrawal", limit: int = 100
+    ) -> list[OperationRecord]: ...
+
+    def recent_withdrawals(
+        self, client_id: str, asset: str, since: datetime, exclude: str
+    ) -> list[tuple[datetime, int]]:
+        """The client's withdrawals of the asset since `since`, not refused, but `exclude`."""
+
+    def advance(
+        self,
+        operation_id: str,
+        step: str,
+        events: Sequence[tuple[str, Envelope]] = (),
+        detail: dict[str, Any] | None = None,
+        state: str | None = None,
+        **fields: Any,
+    ) -> bool:
+        """Record a step once, with its events and the operation's new state and fields;
+        False if recorded before (nothing changes)."""
+
+    def timeline(self, operation_id: str) -> list[Step]: ...
+
+    def create_client(self, client_id: str, name: str, created_by: str) -> tuple[str, bool]: ...
+
+    def client(self, client_id: str) -> str | None: ...
+
+
+@runtime_checkable
+class Payouts(Protocol):
+    """Sending a withdrawal on its chain: build, sign (through the signer), record, broadcast;
+    all idempotent by operation id."""
+
+    def send(self, operation_id: str, asset: str, destination: str, amount: int) -> str:
+        """The transaction id (recorded before it is broadcast; a repeat sends the same one).
+        ChainRejected (permanent) if the chain refuses it; KeyAccessDenied if the signer does."""
+
+    def status(self, operation_id: str, asset: str) -> ChainStatus:
+        """Where the operation's transaction is: pending, mined, final (or reverted), with
+        its fee once mined."""
+
+    def rebroadcast(self, operation_id: str) -> None:
+        """Send the operation's recorded transaction again (harmless if the node has it)."""
+
+    def bump(
+        self, operation_id: str, asset: str, destination: str, amount: int, percent: int
+    ) -> str:
+        """Replace the pending transaction with one paying `percent`% of its fee."""
+
+
+@runtime_checkable
+class Screening(Protocol):
+    """Screens the source of a deposit (sanctions, stolen funds)."""
+
+    def sources(self, chain: str, tx_hash: str) -> list[str]:
+        """The addresses that funded the transaction."""
+
+    def check(self, chain: str, addresses: Sequence[str]) -> str | None:
+        """None if all are clean, else the reason the first hit was refused."""
+
+
+@runtime_checkable
+class DepositObservations(Protocol):
+    """The chain watcher's view of one output, over every block it was seen in."""
+
+    def state(self, chain: str, tx_hash: str, position: str) -> DepositState:
+        """final if any observation is final; reorged if every one was reorged; seen if
+        one is waiting for depth; unknown if the watcher has none."""

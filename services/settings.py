@@ -43,6 +43,20 @@ class PlatformSettings(BaseSettings):
     eth_confirmations: int = 12
     postgres_url: str = "postgresql://custody@127.0.0.1:15432/custody"
     ledger_url: str = "sqlite:///" + str(_REPO_ROOT / ".stack/custody.sqlite3")
+    platform_wallet: str = "platform"
+    # Temporal task queues: the sagas' (worker) and the signer's (signer process only).
+    saga_task_queue: str = "custody-sagas"
+    signer_task_queue: str = "custody-signer"
+    # The router's consumer group, and where a new group starts (tests: latest).
+    router_group: str = "custody-router"
+    router_start: str = "earliest"
+    btc_fee_rate: int = 2  # sat/vB
+    screening_deny_file: Path = _REPO_ROOT / ".stack/screening-deny.txt"
+    api_token_secret_file: Path = _REPO_ROOT / ".stack/api-token-secret"
+    # Saga timings: production defaults; tests shorten them.
+    approval_ttl_seconds: int = 24 * 3600
+    chain_poll_seconds: int = 15
+    stuck_after_seconds: int = 3600
 
     @classmethod
     def load(cls) -> PlatformSettings:

@@ -14,6 +14,7 @@ TASK_QUEUE = "custody-signer"
 
 class SignEvmRequest(BaseModel):
     operation_id: str = Field(min_length=1)
+    signer_queue: str = Field(default=TASK_QUEUE, description="the signer's task queue")
     wallet_id: str
     index: int = Field(ge=0)
     tx: dict[str, int | str] = Field(description="an unsigned EIP-1559 transaction")
@@ -31,6 +32,7 @@ class DigestToSign(BaseModel):
 
 class SignBtcRequest(BaseModel):
     operation_id: str = Field(min_length=1)
+    signer_queue: str = Field(default=TASK_QUEUE, description="the signer's task queue")
     wallet_id: str
     digests: list[DigestToSign]
 

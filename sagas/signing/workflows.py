@@ -9,7 +9,12 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from sagas.signing import TASK_QUEUE, SignedTransaction, SignEvmRequest
+    from sagas.signing import (
+        SignBtcRequest,
+        SignBtcResult,
+        SignedTransaction,
+        SignEvmRequest,
+    )
     from sagas.signing.activities import SigningActivities
 
 
@@ -20,7 +25,22 @@ class SignEvmWorkflow:
         return await workflow.execute_activity_method(
             SigningActivities.sign_evm,
             request,
-            task_queue=TASK_QUEUE,
+            task_queue=request.signer_queue,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RetryPolicy(
+                maximum_attempts=5, non_retryable_error_types=["KeyAccessDenied"]
+            ),
+        )
+
+
+@workflow.defn(name="SignBtcDigests")
+class SignBtcWorkflow:
+    @workflow.run
+    async def run(self, request: SignBtcRequest) -> SignBtcResult:
+        return await workflow.execute_activity_method(
+            SigningActivities.sign_btc,
+            request,
+            task_queue=request.signer_queue,
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=RetryPolicy(
                 maximum_attempts=5, non_retryable_error_types=["KeyAccessDenied"]

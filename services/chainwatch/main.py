@@ -76,6 +76,7 @@ def main() -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    print(f"watching {watcher.chain}", flush=True)
     while not stop.is_set():
         if watcher.step() == 0:
             stop.wait(1.0)

@@ -52,6 +52,7 @@ def main() -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    print("relay ready", flush=True)
     relay.run(stop)
 
 

@@ -14,8 +14,9 @@ from temporalio.worker import Worker
 from adapters.keys.hd import BipDeriver
 from adapters.keys.openbao import OpenBaoKeyWrapper
 from adapters.keys.store import SqlKeyStore
+from adapters.operations.guard import SigningGuard
+from adapters.operations.store import SqlOperationStore
 from adapters.temporal import connect
-from sagas.signing import TASK_QUEUE
 from sagas.signing.activities import SigningActivities
 from services.settings import PlatformSettings
 from services.signer.signer import Signer
@@ -26,7 +27,12 @@ def build_signer(settings: PlatformSettings, db_url: str | None = None) -> Signe
     unwrapper = OpenBaoKeyWrapper(
         settings.openbao_addr, *settings.approle("custody-signer"), settings.openbao_kek
     )
-    return Signer(unwrapper, SqlKeyStore(url, migrate=False), BipDeriver(settings.btc_network))
+    guard = SigningGuard(
+        SqlOperationStore(url, migrate=False), {"CTUSD": settings.eth_token_address}
+    )
+    return Signer(
+        unwrapper, SqlKeyStore(url, migrate=False), BipDeriver(settings.btc_network), guard
+    )
 
 
 async def serve(db_url: str | None = None) -> None:
@@ -37,8 +43,9 @@ async def serve(db_url: str | None = None) -> None:
     with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
         worker = Worker(
             client,
-            task_queue=TASK_QUEUE,
+            task_queue=settings.signer_task_queue,
             activities=[activities.sign_evm, activities.sign_btc],
+            # A refusal is permanent (KeyAccessDenied): the workflow does not retry it.
             activity_executor=pool,
         )
         stop = asyncio.Event()
@@ -46,8 +53,9 @@ async def serve(db_url: str | None = None) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         async with worker:
-            logging.getLogger("custody.signer").info("serving %s", TASK_QUEUE)
-            print(f"signer ready on task queue {TASK_QUEUE}", flush=True)
+            queue = settings.signer_task_queue
+            logging.getLogger("custody.signer").info("serving %s", queue)
+            print(f"signer ready on task queue {queue}", flush=True)
             await stop.wait()
 
 

@@ -8,7 +8,7 @@ logs operation ids, wallets and paths, never key material.
 from __future__ import annotations
 
 import logging
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import coincurve
 from eth_account import Account
@@ -16,11 +16,27 @@ from eth_account import Account
 from sagas.keys import Chain
 from sagas.ports import KeyDerivation, KeyStore, KeyWrapper
 
+
+class SigningCheck(Protocol):
+    def check_evm(self, operation: str, tx: dict[str, object]) -> None: ...
+
+    def check_btc(self, operation: str) -> None: ...
+
+
 log = logging.getLogger("custody.signer")
 
 
 class Signer:
-    def __init__(self, unwrapper: KeyWrapper, store: KeyStore, deriver: KeyDerivation) -> None:
+    def __init__(
+        self,
+        unwrapper: KeyWrapper,
+        store: KeyStore,
+        deriver: KeyDerivation,
+        guard: SigningCheck | None = None,
+    ) -> None:
+        """`guard` refuses (KeyAccessDenied) what is not an approved withdrawal; the
+        signer process always has one, tests of the signing paths alone may not."""
+        self._guard = guard
         self._unwrapper = unwrapper
         self._store = store
         self._deriver = deriver
@@ -50,6 +66,8 @@ class Signer:
         self, operation: str, wallet_id: str, index: int, tx: dict[str, object]
     ) -> bytes:
         """The raw signed transaction for the key at m/44'/60'/0'/0/index."""
+        if self._guard is not None:
+            self._guard.check_evm(operation, tx)
         key = self._private_key(operation, wallet_id, "ethereum", 0, index)
         try:
             signed = Account.sign_transaction(cast(Any, tx), key)
@@ -63,6 +81,8 @@ class Signer:
     ) -> list[tuple[bytes, bytes]]:
         """(DER signature, compressed pubkey) for each (change, index, BIP143 digest), with
         one unwrap of the seed for the whole transaction."""
+        if self._guard is not None:
+            self._guard.check_btc(operation)
         wallet = self._store.wallet(wallet_id)
         if wallet is None:
             raise KeyError(f"no wallet {wallet_id}")

@@ -2,18 +2,128 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+from collections.abc import Callable
+
 from temporalio.client import Client
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from adapters.chains.bitcoin.sender import BitcoinSender
+from adapters.chains.ethereum.broadcaster import EvmBroadcaster
+from adapters.chains.payouts import ChainPayouts
+from adapters.operations.observations import SqlDepositObservations
+from adapters.operations.screening import DenyListScreening
+from adapters.temporal.signing import TemporalSigningClient
+from sagas.deposit.activities import DepositActivities
+from sagas.deposit.workflows import DepositWorkflow
+from sagas.signing.workflows import SignBtcWorkflow, SignEvmWorkflow
 from sagas.smoke import TASK_QUEUE as SMOKE_QUEUE
 from sagas.smoke.activities import SmokeActivities
 from sagas.smoke.workflows import SmokeWorkflow
+from sagas.withdrawal.activities import WithdrawalActivities
+from sagas.withdrawal.workflows import WithdrawalWorkflow
+from services.platform import Platform
+
+SAGA_WORKFLOWS = [WithdrawalWorkflow, DepositWorkflow, SignEvmWorkflow, SignBtcWorkflow]
+# The sagas' models and pure functions are deterministic: the sandbox shares them with the
+# worker instead of re-importing them per workflow (one class per model, less memory).
+SANDBOX = SandboxedWorkflowRunner(
+    restrictions=SandboxRestrictions.default.with_passthrough_modules("sagas")
+)
 
 
-def build_workers(client: Client) -> list[Worker]:
-    smoke = SmokeActivities()
+def saga_activities(
+    platform: Platform,
+    client: Client,
+    loop: asyncio.AbstractEventLoop,
+    pause: Callable[[str], None] = lambda _step: None,
+) -> list[Callable[..., object]]:
+    s = platform.settings
+    signer = TemporalSigningClient(
+        client, loop, s.saga_task_queue, after_sign=pause, signer_queue=s.signer_task_queue
+    )
+    hot = platform.hot_wallet()
+    payouts = ChainPayouts(
+        platform.db_url,
+        s.platform_wallet,
+        (
+            EvmBroadcaster(platform.db_url, platform.eth, migrate=False),
+            platform.eth,
+            signer,
+            hot.index,
+            hot.address,
+        ),
+        platform.tokens,
+        s.eth_confirmations,
+        (
+            BitcoinSender(
+                platform.db_url,
+                platform.btc,
+                signer,
+                platform.keys,
+                platform.deriver,
+                migrate=False,
+            ),
+            platform.btc,
+        ),
+        s.btc_confirmations,
+        s.btc_fee_rate,
+    )
+    withdrawals = WithdrawalActivities(
+        platform.ledger, platform.operations, platform.policies, payouts, pause
+    )
+    deposits = DepositActivities(
+        platform.ledger,
+        platform.operations,
+        SqlDepositObservations(platform.db_url),
+        DenyListScreening(
+            platform.eth, platform.btc, deny_file=s.screening_deny_file, btc_network=s.btc_network
+        ),
+    )
     return [
+        withdrawals.reserve,
+        withdrawals.decide,
+        withdrawals.record_approval,
+        withdrawals.mark_approved,
+        withdrawals.send,
+        withdrawals.chain_status,
+        withdrawals.rebroadcast,
+        withdrawals.alert_stuck,
+        withdrawals.act_on_decision,
+        withdrawals.complete,
+        withdrawals.void,
+        deposits.record_seen,
+        deposits.observed_state,
+        deposits.screen,
+        deposits.credit,
+        deposits.cancel,
+    ]
+
+
+def build_workers(
+    client: Client,
+    platform: Platform | None = None,
+    pause: Callable[[str], None] = lambda _step: None,
+    executor: concurrent.futures.Executor | None = None,
+) -> list[Worker]:
+    smoke = SmokeActivities()
+    workers = [
         Worker(
             client, task_queue=SMOKE_QUEUE, workflows=[SmokeWorkflow], activities=[smoke.digest]
         ),
     ]
+    if platform is not None:
+        workers.append(
+            Worker(
+                client,
+                task_queue=platform.settings.saga_task_queue,
+                workflows=SAGA_WORKFLOWS,
+                workflow_runner=SANDBOX,
+                activities=saga_activities(platform, client, asyncio.get_running_loop(), pause),
+                activity_executor=executor or concurrent.futures.ThreadPoolExecutor(max_workers=32),
+                max_concurrent_activities=32,
+            )
+        )
+    return workers

@@ -1,20 +1,67 @@
-"""`python -m services.worker.main`: run the platform's Temporal workers until stopped."""
+"""`python -m services.worker.main`: run the platform's Temporal workers until stopped.
+
+At start it opens the books (assets, platform accounts), creates the platform wallet
+if there is none (this process's OpenBao role may wrap a new seed, never unwrap one)
+and derives the hot wallet's address.
+
+--pause-at STEP:FILE is for crash tests only: after the withdrawal step STEP
+(reserve, broadcast, post) has had its effect, create FILE and wait to be killed.
+"""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import logging
+import signal
+import time
+from pathlib import Path
 
 from adapters.temporal import connect
-from services.settings import PlatformSettings
+from services.platform import Platform
 from services.worker.bootstrap import build_workers
 
 
-async def run() -> None:
-    settings = PlatformSettings.load()
-    client = await connect(settings.temporal_address, settings.temporal_namespace)
-    workers = build_workers(client)
-    await asyncio.gather(*(w.run() for w in workers))
+async def run(db_url: str | None, pause_at: str | None) -> None:
+    platform = Platform.load(db_url)
+    platform.open_books()
+    platform.create_wallet()
+    hot = platform.hot_wallet()
+    client = await connect(platform.settings.temporal_address, platform.settings.temporal_namespace)
+
+    def pause(step: str) -> None:
+        if pause_at is None:
+            return
+        wanted, _, marker = pause_at.partition(":")
+        if step == wanted:
+            Path(marker).touch()
+            while True:
+                time.sleep(3600)
+
+    workers = build_workers(client, platform, pause)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    for w in workers:
+        await w.__aenter__()
+    print(f"worker ready (hot wallet {hot.address})", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        for w in workers:
+            await w.__aexit__(None, None, None)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--db-url", help="default: CUSTODY_LEDGER_URL")
+    parser.add_argument("--pause-at", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    asyncio.run(run(args.db_url, args.pause_at))
 
 
 if __name__ == "__main__":
-    asyncio.run(run())
+    main()

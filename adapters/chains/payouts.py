@@ -1,0 +1,198 @@
+"""Payouts for the withdrawal saga: ETH and ERC-20 from the platform's hot wallet through
+the EVM broadcaster, BTC from the platform wallet's UTXO set through the Bitcoin sender.
+Both record before they broadcast, so every call here is idempotent by operation id."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Literal
+
+from adapters.chains.bitcoin.node import BtcdNode
+from adapters.chains.bitcoin.sender import BitcoinSender
+from adapters.chains.ethereum.broadcaster import EvmBroadcaster
+from adapters.chains.ethereum.node import Web3EthereumNode
+from adapters.sqldb import SqlDatabase
+from sagas.errors import ChainRejected
+from sagas.ports import EvmKeySigner
+from sagas.withdrawal import ChainStatus
+
+log = logging.getLogger("custody.payouts")
+
+
+class _OperationSigner:
+    """A TransactionSigner for the hot wallet's address, signing under one operation id."""
+
+    def __init__(
+        self, signer: EvmKeySigner, wallet_id: str, index: int, address: str, operation: str
+    ) -> None:
+        self._signer = signer
+        self._wallet_id = wallet_id
+        self._index = index
+        self._address = address
+        self._operation = operation
+
+    @property
+    def address(self) -> str:
+        return self._address
+
+    def sign_transaction(self, tx: dict[str, object]) -> bytes:
+        return self._signer.sign_evm_transaction(self._operation, self._wallet_id, self._index, tx)
+
+
+class ChainPayouts:
+    def __init__(
+        self,
+        db_url: str,
+        wallet_id: str,
+        evm: tuple[EvmBroadcaster, Web3EthereumNode, EvmKeySigner, int, str] | None,
+        tokens: dict[str, str],
+        eth_confirmations: int,
+        btc: tuple[BitcoinSender, BtcdNode] | None,
+        btc_confirmations: int,
+        btc_fee_rate: int = 2,
+    ) -> None:
+        """`evm`: (broadcaster, node, signer, hot wallet index, hot wallet address);
+        `tokens`: asset code -> ERC-20 contract address."""
+        self._db = SqlDatabase(db_url)
+        self._wallet = wallet_id
+        self._evm = evm
+        self._tokens = tokens
+        self._eth_depth = eth_confirmations
+        self._btc = btc
+        self._btc_depth = btc_confirmations
+        self._fee_rate = btc_fee_rate
+
+    def __repr__(self) -> str:
+        return f"ChainPayouts(wallet={self._wallet!r})"
+
+    def _is_btc(self, asset: str) -> bool:
+        return asset == "BTC"
+
+    def _call(self, asset: str, destination: str, amount: int) -> dict[str, Any]:
+        assert self._evm is not None
+        node = self._evm[1]
+        if asset == "ETH":
+            return node.eth_transfer(destination, amount)
+        return node.token_transfer(self._tokens[asset], destination, amount)
+
+    def _signer(self, operation_id: str) -> _OperationSigner:
+        assert self._evm is not None
+        _, _, signer, index, address = self._evm
+        return _OperationSigner(signer, self._wallet, index, address, operation_id)
+
+    def send(self, operation_id: str, asset: str, destination: str, amount: int) -> str:
+        if self._is_btc(asset):
+            assert self._btc is not None
+            txid, _fee = self._btc[0].pay(
+                operation_id, self._wallet, [(destination, amount)], self._fee_rate
+            )
+            return txid
+        assert self._evm is not None
+        try:
+            call = self._call(asset, destination, amount)
+        except ValueError as exc:
+            raise ChainRejected(str(exc)) from exc
+        return self._evm[0].send(operation_id, self._signer(operation_id), call).tx_hash
+
+    def status(self, operation_id: str, asset: str) -> ChainStatus:
+        if self._is_btc(asset):
+            return self._btc_status(operation_id)
+        assert self._evm is not None
+        status = self._evm[0].status(operation_id)
+        receipt = status.receipt
+        if receipt is None:
+            return ChainStatus(state="pending", tx_hash=status.tx_hash, fee_asset="ETH")
+        fee = receipt.gas_used * receipt.effective_gas_price
+        final = status.confirmations >= self._eth_depth
+        state: Literal["final", "reverted", "mined"] = (
+            ("final" if receipt.succeeded else "reverted") if final else "mined"
+        )
+        return ChainStatus(
+            state=state,
+            tx_hash=receipt.tx_hash,
+            confirmations=status.confirmations,
+            fee=fee,
+            fee_asset="ETH",
+        )
+
+    def _btc_status(self, operation_id: str) -> ChainStatus:
+        assert self._btc is not None
+        node = self._btc[1]
+        with self._db.tx() as conn:
+            rows = conn.all(
+                "select txid, fee from btc_transactions where operation_id = ? "
+                "order by attempt desc",
+                (operation_id,),
+            )
+            watched = conn.all(
+                "select tx_hash, state from chain_outgoing where chain = 'bitcoin' and "
+                "operation_id = ? and state <> 'reorged'",
+                (operation_id,),
+            )
+        if not rows:
+            raise KeyError(f"no payment {operation_id}")
+        fees = {r[0]: int(r[1]) for r in rows}
+        for tx_hash, state in watched:  # the watcher's view first
+            if state == "final":
+                return ChainStatus(
+                    state="final",
+                    tx_hash=tx_hash,
+                    confirmations=self._btc_depth,
+                    fee=fees[tx_hash],
+                    fee_asset="BTC",
+                )
+        for txid in fees:  # the fallback: the node's view of the payment output
+            out = node.tx_out(txid, 0)
+            if out is not None and int(out.get("confirmations", 0)) > 0:
+                depth = int(out["confirmations"])
+                return ChainStatus(
+                    state="final" if depth >= self._btc_depth else "mined",
+                    tx_hash=txid,
+                    confirmations=depth,
+                    fee=fees[txid],
+                    fee_asset="BTC",
+                )
+        return ChainStatus(state="pending", tx_hash=rows[0][0], fee_asset="BTC")
+
+    def rebroadcast(self, operation_id: str) -> None:
+        with self._db.tx() as conn:
+            evm = conn.all(
+                "select raw_tx from evm_transactions where operation_id = ? and state in "
+                "('signed', 'broadcast')",
+                (operation_id,),
+            )
+            btc = conn.all(
+                "select raw_tx from btc_transactions where operation_id = ? and state in "
+                "('signed', 'broadcast') order by attempt desc limit 1",
+                (operation_id,),
+            )
+        for (raw,) in evm:
+            assert self._evm is not None
+            try:
+                self._evm[1].broadcast(bytes.fromhex(raw))
+            except ChainRejected as exc:
+                log.warning("rebroadcast of %s refused: %s", operation_id, exc)
+        for (raw,) in btc:
+            assert self._btc is not None
+            try:
+                self._btc[1].send_raw(bytes.fromhex(raw))
+            except ChainRejected as exc:
+                log.warning("rebroadcast of %s refused: %s", operation_id, exc)
+
+    def bump(
+        self, operation_id: str, asset: str, destination: str, amount: int, percent: int
+    ) -> str:
+        if self._is_btc(asset):
+            assert self._btc is not None
+            with self._db.tx() as conn:
+                row = conn.one(
+                    "select fee, raw_tx from btc_transactions where operation_id = ? "
+                    "order by attempt desc limit 1",
+                    (operation_id,),
+                )
+            size = len(bytes.fromhex(row[1]))  # an upper bound of the vsize
+            rate = max(self._fee_rate + 1, -(-int(row[0]) * percent // (100 * size)))
+            return self._btc[0].bump(operation_id, self._wallet, rate)[0]
+        assert self._evm is not None
+        call = self._call(asset, destination, amount)
+        return self._evm[0].bump(operation_id, self._signer(operation_id), call, percent).tx_hash

@@ -1,0 +1,48 @@
+"""The chart of accounts the sagas book against: one naming rule, used everywhere.
+
+Per asset: `omnibus:<A>` is what the platform holds on chain (debit-normal: a
+deposit debits it, a withdrawal credits it); `client:<id>:<A>` is what it owes a
+client; `fees:network:<A>` what it paid miners and validators; `treasury:<A>` the
+platform's own money put into its hot wallet; `quarantine:<A>` deposits held back
+by screening or sent in an asset the address was not given for.
+"""
+
+from __future__ import annotations
+
+from sagas.ledger import AccountKind
+
+
+def client(client_id: str, asset: str) -> str:
+    return f"client:{client_id}:{asset}"
+
+
+def omnibus(asset: str) -> str:
+    return f"omnibus:{asset}"
+
+
+def network_fees(asset: str) -> str:
+    return f"fees:network:{asset}"
+
+
+def treasury(asset: str) -> str:
+    return f"treasury:{asset}"
+
+
+def quarantine(asset: str) -> str:
+    return f"quarantine:{asset}"
+
+
+def sibling(account_id: str, asset: str) -> str:
+    """The account of the same holder in another asset: a token sent to a client's
+    Ethereum address belongs to the client's account in that token."""
+    return f"{account_id.rsplit(':', 1)[0]}:{asset}"
+
+
+# Platform accounts opened for every asset, with their kinds. Treasury and quarantine
+# are platform money, never a client's, so they use kinds without the overdraft rule.
+PLATFORM_ACCOUNTS = (
+    (omnibus, AccountKind.OMNIBUS),
+    (network_fees, AccountKind.FEES),
+    (treasury, AccountKind.SUSPENSE),
+    (quarantine, AccountKind.SUSPENSE),
+)

@@ -1,0 +1,53 @@
+"""The deposit saga as a Temporal workflow."""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from sagas.deposit import WORKFLOW, DepositInput, DepositNudge, DepositResult
+    from sagas.deposit.activities import DepositActivities as A
+
+_TIMEOUT = timedelta(seconds=10)
+_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10))
+
+
+@workflow.defn(name=WORKFLOW)
+class DepositWorkflow:
+    def __init__(self) -> None:
+        self._nudged = False
+
+    @workflow.signal
+    def chain_event(self, nudge: DepositNudge) -> None:
+        self._nudged = True
+
+    @workflow.run
+    async def run(self, dep: DepositInput) -> DepositResult:
+        await workflow.execute_activity_method(
+            A.record_seen, dep, start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
+        )
+        while True:
+            state: str = await workflow.execute_activity_method(
+                A.observed_state, dep, start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
+            )
+            if state == "final":
+                break
+            if state == "reorged":
+                return await workflow.execute_activity_method(
+                    A.cancel, dep, start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
+                )
+            self._nudged = False
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(
+                    lambda: self._nudged, timeout=timedelta(seconds=dep.poll_seconds)
+                )
+        reason: str | None = await workflow.execute_activity_method(
+            A.screen, dep, start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
+        )
+        return await workflow.execute_activity_method(
+            A.credit, args=[dep, reason], start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
+        )

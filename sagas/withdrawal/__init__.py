@@ -1,0 +1,123 @@
+"""The withdrawal saga's contract: what starts it, what its steps exchange, how it ends.
+
+Validate -> reserve in the ledger -> policy decision -> (approval wait) -> build, sign
+(signer queue), record, broadcast -> await confirmations -> post the reservation and
+book the network fee. Before broadcast any failure voids the reservation; after
+broadcast the saga only ever checks the chain, rebroadcasts, or fee-bumps.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
+
+from sagas.keys import Chain
+
+# The task queue the platform's sagas and their activities run on (services/worker).
+TASK_QUEUE = "custody-sagas"
+WORKFLOW = "Withdrawal"
+
+Ending = Literal["completed", "rejected", "expired", "failed"]
+
+
+class WithdrawalInput(BaseModel):
+    """A validated withdrawal: amount in minor units, destination checked for the network."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    operation_id: str = Field(description="the workflow id: wd:<client>:<idempotency key>")
+    client_id: str
+    asset: str
+    chain: Chain
+    amount: StrictInt = Field(gt=0)
+    destination: str
+    requested_by: str
+    requested_at: datetime
+    approval_ttl_seconds: int = Field(default=24 * 3600, ge=1)
+    poll_seconds: int = Field(default=15, ge=1, description="chain polling fallback period")
+    stuck_after_seconds: int = Field(default=3600, ge=1, description="then alert an operator")
+
+
+class ReserveOutcome(BaseModel):
+    reserved: bool
+    error_code: str | None = None
+    detail: str = ""
+
+
+class PolicyOutcome(BaseModel):
+    outcome: Literal["allow", "deny", "needs_approval"]
+    rule: str
+    detail: str
+    policy_version: int
+    approvals_required: int = 0
+
+
+class Approval(BaseModel):
+    """An operator's approval, as the update/signal carries it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    operator: str = Field(min_length=1)
+
+
+class ApprovalView(BaseModel):
+    required: int
+    approvers: list[str]
+    complete: bool
+
+
+class SendOutcome(BaseModel):
+    tx_hash: str | None = None
+    error_code: str | None = None
+    detail: str = ""
+
+
+class ChainStatus(BaseModel):
+    state: Literal["pending", "mined", "final", "reverted", "missing"]
+    tx_hash: str | None = None
+    confirmations: int = 0
+    fee: StrictInt = 0
+    fee_asset: str
+
+
+class ChainNudge(BaseModel):
+    """From the event router: the chain watcher saw one of this operation's transactions."""
+
+    event_type: str
+    tx_hash: str
+
+
+class OperatorDecision(BaseModel):
+    """What an operator decided for a stuck withdrawal."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    operator: str = Field(min_length=1)
+    action: Literal["rebroadcast", "bump", "keep_waiting"]
+    fee_percent: int = Field(default=130, gt=110, le=1000, description="bump only")
+
+
+class Ended(BaseModel):
+    """How a step before broadcast ended the saga (the reservation is voided)."""
+
+    operation_id: str
+    state: Ending
+    error_code: str | None = None
+    detail: str = ""
+
+
+class Completion(BaseModel):
+    operation_id: str
+    status: ChainStatus
+
+
+class WithdrawalResult(BaseModel):
+    operation_id: str
+    state: Ending
+    error_code: str | None = None
+    detail: str = ""
+    tx_hash: str | None = None
+    fee: StrictInt | None = None
+    fee_asset: str | None = None

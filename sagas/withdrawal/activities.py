@@ -1,0 +1,319 @@
+"""The withdrawal saga's activities: each idempotent by operation id, each recording its
+step (with the events that report it) in the operation store.
+
+`pause` is a fault-injection point for crash tests (services/worker --pause-at): it is
+called with a step's name after the step's effect and before the activity returns.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from temporalio import activity
+
+from sagas import accounts
+from sagas.errors import ChainRejected, CustodyError, KeyAccessDenied
+from sagas.events import Envelope
+from sagas.ledger import PostPending, Transfer, VoidPending
+from sagas.operations import step_event_id
+from sagas.policy import VELOCITY_WINDOW, WithdrawalRequest, evaluate
+from sagas.ports import Ledger, OperationStore, Payouts, PolicyStore
+from sagas.topics import ALERTS, EVENTS
+from sagas.withdrawal import (
+    Approval,
+    ChainStatus,
+    Completion,
+    Ended,
+    OperatorDecision,
+    PolicyOutcome,
+    ReserveOutcome,
+    SendOutcome,
+    WithdrawalInput,
+)
+
+SOURCE = "/custody/withdrawal"
+STUCK_ALERT = "custody.alert.withdrawal_stuck.v1"
+log = logging.getLogger("custody.withdrawal")
+
+
+def event(req: WithdrawalInput, step: str, **data: Any) -> tuple[str, Envelope]:
+    """custody.withdrawal.<step>.v1 on the events topic, keyed by the client's account."""
+    kind = step.split(":", 1)[0]
+    return EVENTS.name, Envelope(
+        id=step_event_id(req.operation_id, step),
+        source=SOURCE,
+        type=f"custody.withdrawal.{kind}.v1",
+        subject=accounts.client(req.client_id, req.asset),
+        data={
+            "operation_id": req.operation_id,
+            "client_id": req.client_id,
+            "asset": req.asset,
+            "amount": str(req.amount),
+            "destination": req.destination,
+            **data,
+        },
+    )
+
+
+def reserve_id(operation_id: str) -> str:
+    return f"{operation_id}:reserve"
+
+
+class WithdrawalActivities:
+    def __init__(
+        self,
+        ledger: Ledger,
+        operations: OperationStore,
+        policies: PolicyStore,
+        payouts: Payouts,
+        pause: Callable[[str], None] = lambda _step: None,
+    ) -> None:
+        self._ledger = ledger
+        self._ops = operations
+        self._policies = policies
+        self._payouts = payouts
+        self._pause = pause
+
+    @activity.defn(name="withdrawal.reserve")
+    def reserve(self, req: WithdrawalInput) -> ReserveOutcome:
+        """Reserve the amount (a pending transfer): concurrent withdrawals can never spend
+        the same balance. A refusal ends the saga with the ledger's code."""
+        try:
+            self._ledger.submit(
+                [
+                    Transfer(
+                        id=reserve_id(req.operation_id),
+                        debit_account=accounts.client(req.client_id, req.asset),
+                        credit_account=accounts.omnibus(req.asset),
+                        asset=req.asset,
+                        amount=req.amount,
+                        pending=True,
+                        reference=req.operation_id,
+                    )
+                ]
+            )
+        except CustodyError as exc:
+            if exc.transient:
+                raise
+            self._ops.advance(
+                req.operation_id,
+                "rejected",
+                [event(req, "rejected", error_code=exc.code, detail=exc.detail)],
+                detail={"error_code": exc.code, "detail": exc.detail},
+                state="rejected",
+                error_code=exc.code,
+            )
+            return ReserveOutcome(reserved=False, error_code=exc.code, detail=exc.detail)
+        self._ops.advance(req.operation_id, "reserved", [event(req, "reserved")], state="reserved")
+        self._pause("reserve")
+        return ReserveOutcome(reserved=True)
+
+    @activity.defn(name="withdrawal.decide")
+    def decide(self, req: WithdrawalInput) -> PolicyOutcome:
+        """The policy decision, recorded as an event (and so in the audit chain)."""
+        policy = self._policies.current(req.client_id, req.asset)
+        if policy is None:
+            outcome = PolicyOutcome(
+                outcome="allow",
+                rule="no_policy",
+                detail="the client has no policy for this asset",
+                policy_version=0,
+            )
+        else:
+            recent = self._ops.recent_withdrawals(
+                req.client_id, req.asset, req.requested_at - VELOCITY_WINDOW, req.operation_id
+            )
+            decision = evaluate(
+                policy,
+                WithdrawalRequest(
+                    client_id=req.client_id,
+                    asset=req.asset,
+                    amount=req.amount,
+                    destination=req.destination,
+                    requested_by=req.requested_by,
+                    at=req.requested_at,
+                ),
+                recent,
+            )
+            outcome = PolicyOutcome(
+                outcome=decision.outcome,
+                rule=decision.rule,
+                detail=decision.detail,
+                policy_version=decision.policy_version,
+                approvals_required=decision.approvals_required,
+            )
+        detail = outcome.model_dump(mode="json")
+        state = "awaiting_approval" if outcome.outcome == "needs_approval" else None
+        self._ops.advance(
+            req.operation_id,
+            "policy_decided",
+            [event(req, "policy_decided", **detail)],
+            detail=detail,
+            state=state,
+        )
+        return outcome
+
+    @activity.defn(name="withdrawal.record_approval")
+    def record_approval(self, req: WithdrawalInput, approval: Approval, count: int) -> None:
+        step = f"approval:{approval.operator}"
+        self._ops.advance(
+            req.operation_id,
+            step,
+            [event(req, step, operator=approval.operator, approvals=count)],
+            detail={"operator": approval.operator, "approvals": count},
+        )
+
+    @activity.defn(name="withdrawal.mark_approved")
+    def mark_approved(self, req: WithdrawalInput) -> None:
+        """From here the signer will sign this operation (it checks this record)."""
+        self._ops.advance(
+            req.operation_id, "approved", [event(req, "approved")], state="approved", approved=True
+        )
+
+    @activity.defn(name="withdrawal.send")
+    def send(self, req: WithdrawalInput) -> SendOutcome:
+        """Build, sign (signer queue), record, broadcast: once per operation id."""
+        try:
+            tx_hash = self._payouts.send(req.operation_id, req.asset, req.destination, req.amount)
+        except (ChainRejected, KeyAccessDenied) as exc:
+            # Nothing left the platform: the saga voids the reservation.
+            log.warning("withdrawal %s not sent: %s", req.operation_id, exc)
+            return SendOutcome(error_code=exc.code, detail=exc.detail)
+        self._pause("broadcast")
+        self._ops.advance(
+            req.operation_id,
+            "broadcast",
+            [event(req, "broadcast", tx_hash=tx_hash)],
+            detail={"tx_hash": tx_hash},
+            state="broadcast",
+            tx_hash=tx_hash,
+        )
+        return SendOutcome(tx_hash=tx_hash)
+
+    @activity.defn(name="withdrawal.chain_status")
+    def chain_status(self, req: WithdrawalInput) -> ChainStatus:
+        return self._payouts.status(req.operation_id, req.asset)
+
+    @activity.defn(name="withdrawal.rebroadcast")
+    def rebroadcast(self, req: WithdrawalInput) -> None:
+        self._payouts.rebroadcast(req.operation_id)
+
+    @activity.defn(name="withdrawal.alert_stuck")
+    def alert_stuck(self, req: WithdrawalInput) -> None:
+        alert = Envelope(
+            id=step_event_id(req.operation_id, "stuck_alert"),
+            source=SOURCE,
+            type=STUCK_ALERT,
+            subject=req.operation_id,
+            data={
+                "operation_id": req.operation_id,
+                "client_id": req.client_id,
+                "asset": req.asset,
+                "stuck_after_seconds": req.stuck_after_seconds,
+                "action": "signal operator_decision: rebroadcast, bump or keep_waiting",
+            },
+        )
+        self._ops.advance(
+            req.operation_id,
+            "stuck_alert",
+            [(ALERTS.name, alert), event(req, "stuck_alert")],
+        )
+
+    @activity.defn(name="withdrawal.act_on_decision")
+    def act_on_decision(self, req: WithdrawalInput, decision: OperatorDecision) -> None:
+        info = activity.info()
+        step = f"operator_decision:{decision.operator}:{info.workflow_run_id}:{info.activity_id}"
+        if decision.action == "rebroadcast":
+            self._payouts.rebroadcast(req.operation_id)
+        elif decision.action == "bump":
+            tx_hash = self._payouts.bump(
+                req.operation_id, req.asset, req.destination, req.amount, decision.fee_percent
+            )
+            self._ops.advance(req.operation_id, f"{step}:bumped", tx_hash=tx_hash)
+        self._ops.advance(
+            req.operation_id,
+            step,
+            [event(req, "operator_decision", **decision.model_dump(mode="json"))],
+            detail=decision.model_dump(mode="json"),
+        )
+
+    @activity.defn(name="withdrawal.complete")
+    def complete(self, done: Completion) -> None:
+        """Post the reservation and book the network fee: the platform pays it from its
+        fee account. A transaction that reverted moved nothing but the fee: void instead."""
+        self._pause("post")
+        op = self._ops.get(done.operation_id)
+        assert op is not None and op.client_id is not None
+        status = done.status
+        commands: list[Transfer | PostPending | VoidPending] = []
+        if status.state == "final":
+            commands.append(
+                PostPending(id=f"{op.id}:post", pending_id=reserve_id(op.id), amount=None)
+            )
+        else:
+            commands.append(VoidPending(id=f"{op.id}:void", pending_id=reserve_id(op.id)))
+        if status.fee > 0:
+            commands.append(
+                Transfer(
+                    id=f"{op.id}:fee",
+                    debit_account=accounts.network_fees(status.fee_asset),
+                    credit_account=accounts.omnibus(status.fee_asset),
+                    asset=status.fee_asset,
+                    amount=status.fee,
+                    reference=status.tx_hash,
+                )
+            )
+        self._ledger.submit(commands)
+        state = "completed" if status.state == "final" else "failed"
+        req = _input_of(op)
+        self._ops.advance(
+            op.id,
+            state,
+            [
+                event(
+                    req,
+                    state,
+                    tx_hash=status.tx_hash,
+                    fee=str(status.fee),
+                    fee_asset=status.fee_asset,
+                    confirmations=status.confirmations,
+                )
+            ],
+            detail={"tx_hash": status.tx_hash, "fee": str(status.fee)},
+            state=state,
+            tx_hash=status.tx_hash,
+            fee=status.fee,
+            error_code=None if state == "completed" else ChainRejected.code,
+        )
+
+    @activity.defn(name="withdrawal.void")
+    def void(self, ended: Ended) -> None:
+        """End before broadcast: release the reservation, record why."""
+        op = self._ops.get(ended.operation_id)
+        assert op is not None
+        self._ledger.submit([VoidPending(id=f"{op.id}:void", pending_id=reserve_id(op.id))])
+        self._ops.advance(
+            op.id,
+            ended.state,
+            [event(_input_of(op), ended.state, error_code=ended.error_code, detail=ended.detail)],
+            detail={"error_code": ended.error_code, "detail": ended.detail},
+            state=ended.state,
+            error_code=ended.error_code,
+        )
+
+
+def _input_of(op: Any) -> WithdrawalInput:
+    """Enough of the request to label an event (from the stored operation)."""
+    return WithdrawalInput(
+        operation_id=op.id,
+        client_id=op.client_id,
+        asset=op.asset,
+        chain=op.chain,
+        amount=op.amount,
+        destination=op.destination or "",
+        requested_by=op.requested_by,
+        requested_at=op.created_at or datetime.now(UTC),
+    )

@@ -1,0 +1,218 @@
+"""The withdrawal saga as a Temporal workflow: deterministic, every effect in an activity.
+
+Approvals arrive as a Temporal update (a signal with an answer): the validator refuses
+the requester and repeat approvers (CUS-2002) before anything is recorded. The chain
+watcher's events arrive as `chain_event` signals; a polling activity is the fallback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from sagas.errors import ApprovalExpired, ApprovalRefused, InvalidState, PolicyDenied
+    from sagas.policy import ApprovalTally
+    from sagas.withdrawal import (
+        WORKFLOW,
+        Approval,
+        ApprovalView,
+        ChainNudge,
+        ChainStatus,
+        Completion,
+        Ended,
+        Ending,
+        OperatorDecision,
+        PolicyOutcome,
+        ReserveOutcome,
+        SendOutcome,
+        WithdrawalInput,
+        WithdrawalResult,
+    )
+    from sagas.withdrawal.activities import WithdrawalActivities as A
+
+# Activities are idempotent by operation id; they retry until they succeed, except on
+# an error that says retrying cannot help.
+_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=10),
+    non_retryable_error_types=["KeyAccessDenied", "TransferIdConflict", "InvalidState"],
+)
+_TIMEOUT = timedelta(seconds=10)
+
+
+@workflow.defn(name=WORKFLOW)
+class WithdrawalWorkflow:
+    def __init__(self) -> None:
+        self._stage = "requested"
+        self._tally: ApprovalTally | None = None
+        self._nudged = False
+        self._decision: OperatorDecision | None = None
+
+    @workflow.query
+    def stage(self) -> str:
+        return self._stage
+
+    @workflow.signal
+    def chain_event(self, nudge: ChainNudge) -> None:
+        self._nudged = True
+
+    @workflow.signal
+    def operator_decision(self, decision: OperatorDecision) -> None:
+        self._decision = decision
+
+    def _check_approval(self, approval: Approval) -> ApprovalTally:
+        if self._tally is None or self._tally.complete:
+            raise ApplicationError(
+                f"{InvalidState.code}: not awaiting approval (stage {self._stage})",
+                type="InvalidState",
+                non_retryable=True,
+            )
+        try:
+            return self._tally.approve(approval.operator)
+        except ApprovalRefused as exc:
+            raise ApplicationError(str(exc), type="ApprovalRefused", non_retryable=True) from None
+
+    @workflow.update
+    async def approve(self, approval: Approval) -> ApprovalView:
+        self._tally = self._check_approval(approval)  # again: another update may have won
+        tally = self._tally
+        await workflow.execute_activity_method(
+            A.record_approval,
+            args=[self._input, approval, len(tally.approvers)],
+            start_to_close_timeout=_TIMEOUT,
+            retry_policy=_RETRY,
+        )
+        return ApprovalView(
+            required=tally.required, approvers=list(tally.approvers), complete=tally.complete
+        )
+
+    @approve.validator
+    def _validate_approval(self, approval: Approval) -> None:
+        self._check_approval(approval)
+
+    @workflow.run
+    async def run(self, req: WithdrawalInput) -> WithdrawalResult:
+        self._input = req
+        reserved: ReserveOutcome = await workflow.execute_activity_method(
+            A.reserve, req, start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
+        )
+        if not reserved.reserved:
+            self._stage = "rejected"
+            return WithdrawalResult(
+                operation_id=req.operation_id,
+                state="rejected",
+                error_code=reserved.error_code,
+                detail=reserved.detail,
+            )
+        self._stage = "reserved"
+        decision: PolicyOutcome = await workflow.execute_activity_method(
+            A.decide, req, start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
+        )
+        if decision.outcome == "deny":
+            return await self._end(req, "rejected", PolicyDenied.code, decision.detail)
+        if decision.outcome == "needs_approval":
+            self._stage = "awaiting_approval"
+            self._tally = ApprovalTally(
+                required=decision.approvals_required, requester=req.requested_by
+            )
+            tally = self._tally
+            try:
+                await workflow.wait_condition(
+                    lambda: self._tally is not None and self._tally.complete,
+                    timeout=timedelta(seconds=req.approval_ttl_seconds),
+                )
+            except TimeoutError:
+                detail = f"{len(tally.approvers)} of {tally.required} approvals in time"
+                self._tally = None
+                return await self._end(req, "expired", ApprovalExpired.code, detail)
+        await workflow.execute_activity_method(
+            A.mark_approved, req, start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
+        )
+        self._stage = "approved"
+        sent: SendOutcome = await workflow.execute_activity_method(
+            A.send,
+            req,
+            start_to_close_timeout=timedelta(seconds=20),
+            retry_policy=_RETRY,
+        )
+        if sent.tx_hash is None:
+            return await self._end(req, "failed", sent.error_code, sent.detail)
+        self._stage = "broadcast"
+        status = await self._await_final(req)
+        await workflow.execute_activity_method(
+            A.complete,
+            Completion(operation_id=req.operation_id, status=status),
+            start_to_close_timeout=_TIMEOUT,
+            retry_policy=_RETRY,
+        )
+        state: Ending = "completed" if status.state == "final" else "failed"
+        self._stage = state
+        return WithdrawalResult(
+            operation_id=req.operation_id,
+            state=state,
+            error_code=None if state == "completed" else "CUS-4221",
+            tx_hash=status.tx_hash,
+            fee=status.fee,
+            fee_asset=status.fee_asset,
+        )
+
+    async def _end(
+        self, req: WithdrawalInput, state: str, code: str | None, detail: str
+    ) -> WithdrawalResult:
+        ended = Ended(
+            operation_id=req.operation_id,
+            state=state,  # type: ignore[arg-type]
+            error_code=code,
+            detail=detail,
+        )
+        await workflow.execute_activity_method(
+            A.void, ended, start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
+        )
+        self._stage = state
+        return WithdrawalResult(
+            operation_id=req.operation_id, state=ended.state, error_code=code, detail=detail
+        )
+
+    async def _await_final(self, req: WithdrawalInput) -> ChainStatus:
+        """Wait for finality: woken by the watcher's events, polling as the fallback.
+        Past the deadline: alert once, rebroadcast, and act on operators' decisions."""
+        started = workflow.now()
+        alerted = False
+        while True:
+            status: ChainStatus = await workflow.execute_activity_method(
+                A.chain_status, req, start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
+            )
+            if status.state in ("final", "reverted"):
+                return status
+            if not alerted and workflow.now() - started > timedelta(
+                seconds=req.stuck_after_seconds
+            ):
+                alerted = True
+                await workflow.execute_activity_method(
+                    A.alert_stuck, req, start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
+                )
+                await workflow.execute_activity_method(
+                    A.rebroadcast, req, start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
+                )
+            decision = self._decision
+            if decision is not None:
+                self._decision = None
+                await workflow.execute_activity_method(
+                    A.act_on_decision,
+                    args=[req, decision],
+                    start_to_close_timeout=_TIMEOUT,
+                    retry_policy=_RETRY,
+                )
+                continue
+            self._nudged = False
+            with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
+                await workflow.wait_condition(
+                    lambda: self._nudged or self._decision is not None,
+                    timeout=timedelta(seconds=req.poll_seconds),
+                )

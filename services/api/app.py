@@ -1,0 +1,650 @@
+"""The REST API (FastAPI): clients and accounts, deposit addresses, balances, withdrawals
+with their timeline, approvals, policies, saga status and a server-sent event stream.
+
+Every POST needs an Idempotency-Key. Errors are RFC 9457 problem+json with the
+platform's stable codes (docs/errors.md). Amounts are decimal strings in the
+asset's unit, never JSON numbers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, Literal
+
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartition
+from fastapi import Depends, FastAPI, Header, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.service import RPCError
+
+from adapters.operations.store import SqlIdempotencyStore
+from sagas import accounts
+from sagas.errors import (
+    ApprovalRefused,
+    BodyTooLarge,
+    CustodyError,
+    IdempotencyConflict,
+    IdempotencyKeyMissing,
+    InvalidState,
+    NotFound,
+    UnknownAsset,
+)
+from sagas.events import Envelope
+from sagas.ledger import Balance
+from sagas.money import format_units
+from sagas.operations import OperationRecord, Step, request_hash
+from sagas.policy import PolicyRules, StoredPolicy
+from sagas.topics import EVENTS
+from sagas.withdrawal import Approval, ApprovalView, OperatorDecision
+from services.api.auth import Principal, load_secret, verify
+from services.api.problems import (
+    Problem,
+    custody_error,
+    http_error,
+    unexpected,
+    validation_error,
+)
+from services.app.withdrawals import KEY_PATTERN, WithdrawalBody, Withdrawals
+from services.platform import ASSETS, Platform
+
+MAX_BODY = 64 * 1024
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": Problem, "content": {"application/problem+json": {}}}
+    for code in (400, 401, 403, 404, 409, 413, 422, 503)
+}
+
+
+# --- response models -----------------------------------------------------------------
+class ClientBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    client_id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$", examples=["acme-treasury"])
+    name: str = Field(min_length=1, max_length=200, examples=["ACME Treasury Ltd"])
+
+
+class BalanceView(BaseModel):
+    account_id: str = Field(examples=["client:acme-treasury:BTC"])
+    asset: str = Field(examples=["BTC"])
+    decimals: int = Field(examples=[8])
+    total: str = Field(examples=["1.5"], description="posted credits less posted debits")
+    available: str = Field(examples=["1.25"], description="total less what is held")
+    held: str = Field(examples=["0.25"], description="reserved by withdrawals in progress")
+    total_minor: str = Field(examples=["150000000"])
+    available_minor: str = Field(examples=["125000000"])
+
+
+class ClientView(BaseModel):
+    client_id: str
+    name: str
+    balances: list[BalanceView]
+
+
+class AddressBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    asset: str = Field(min_length=1, max_length=12, examples=["BTC"])
+
+
+class AddressView(BaseModel):
+    address: str = Field(examples=["sb1q..."])
+    chain: str = Field(examples=["bitcoin"])
+    asset: str = Field(examples=["BTC"])
+    note: str = Field(default="", examples=["tokens share the client's Ethereum address"])
+
+
+class WithdrawalView(BaseModel):
+    operation_id: str = Field(examples=["wd:acme-treasury:inv-2026-0042"])
+    client_id: str
+    asset: str
+    amount: str = Field(examples=["0.25"])
+    amount_minor: str = Field(examples=["25000000"])
+    destination: str
+    state: str = Field(examples=["awaiting_approval"])
+    error_code: str | None = Field(default=None, examples=[None])
+    tx_hash: str | None = None
+    fee_minor: str | None = None
+    requested_by: str
+    created_at: str
+    updated_at: str
+    timeline: list[Step] = Field(default_factory=list)
+
+
+class DecisionBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["rebroadcast", "bump", "keep_waiting"]
+    fee_percent: int = Field(default=130, gt=110, le=1000)
+
+
+class PolicyBody(BaseModel):
+    """A client's rules for one asset; amounts are decimal strings in the asset's unit."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    per_transaction_limit: str | None = Field(default=None, examples=["10"])
+    daily_velocity_limit: str | None = Field(default=None, examples=["25"])
+    allow_list_required: bool = False
+    allowed_destinations: list[str] = Field(default_factory=list, max_length=1000)
+    approval_threshold: str | None = Field(default=None, examples=["1"])
+    approval_quorum: int = Field(default=2, ge=1, le=10)
+    screening_required: bool = True
+
+
+class PolicyView(BaseModel):
+    client_id: str
+    asset: str
+    version: int
+    created_by: str
+    created_at: str
+    rules: PolicyBody
+
+
+class TreasuryView(BaseModel):
+    ethereum_hot_wallet: str = Field(
+        description="ETH and tokens are paid out from here; fund it by sending to it"
+    )
+    accounts: list[BalanceView] = Field(
+        description="the platform's own accounts: omnibus (what it holds on chain), "
+        "network fees paid, treasury (its own money), quarantine"
+    )
+
+
+class SagaView(BaseModel):
+    workflow_id: str
+    run_id: str | None
+    workflow_type: str
+    status: str = Field(examples=["RUNNING"])
+    stage: str | None = Field(default=None, examples=["awaiting_approval"])
+    started_at: str | None
+    closed_at: str | None
+
+
+# --- body size limit ---------------------------------------------------------------------
+class BodyLimit:
+    """Refuse bodies over MAX_BODY with 413 problem+json, declared or streamed."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        too_big = BodyTooLarge(f"the limit is {MAX_BODY} bytes")
+        if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY):
+            from services.api.problems import problem
+
+            await problem(too_big, scope.get("path"))(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > MAX_BODY:
+                raise _TooBig()
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooBig:
+            from services.api.problems import problem
+
+            await problem(too_big, scope.get("path"))(scope, receive, send)
+
+
+class _TooBig(Exception):
+    pass
+
+
+# --- dependencies (module level: FastAPI resolves annotations from module globals) -------
+def principal(request: Request, authorization: Annotated[str | None, Header()] = None) -> Principal:
+    return verify(request.app.state.token_secret, authorization)
+
+
+def idempotency_key(
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            description="1-64 of A-Z a-z 0-9 . _ -; a retry with the same key and body "
+            "gets the first answer",
+            examples=["inv-2026-0042"],
+        ),
+    ] = None,
+) -> str:
+    if idempotency_key is None or not KEY_PATTERN.match(idempotency_key):
+        raise IdempotencyKeyMissing("send an Idempotency-Key header")
+    return idempotency_key
+
+
+Who = Annotated[Principal, Depends(principal)]
+Key = Annotated[str, Depends(idempotency_key)]
+
+
+# --- the app -------------------------------------------------------------------------------
+def create_app(
+    platform: Platform,
+    temporal: Callable[[], Awaitable[Client]],
+) -> FastAPI:
+    """`temporal` connects the Temporal client (at start-up, on the server's loop)."""
+    state: dict[str, Any] = {}
+    secret = load_secret(platform.settings.api_token_secret_file)
+    idem = SqlIdempotencyStore(platform.db_url)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        client = await temporal()
+        state["temporal"] = client
+        state["withdrawals"] = Withdrawals(platform, client)
+        yield
+
+    app = FastAPI(
+        title="Custody platform API",
+        version="1",
+        summary="Digital-asset custody for banks: accounts, deposits, withdrawals, approvals.",
+        description=__doc__,
+        lifespan=lifespan,
+        responses=ERRORS,
+    )
+    app.state.token_secret = secret
+    app.add_middleware(BodyLimit)
+    app.add_exception_handler(CustodyError, custody_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected)
+
+    async def remembered(
+        who: Principal,
+        request: Request,
+        key: str,
+        body: BaseModel,
+        compute: Callable[[], Awaitable[tuple[int, BaseModel]]],
+    ) -> JSONResponse:
+        """Answer a POST once per (caller, path, key): a retry gets the first answer."""
+        scope = f"{who.sub}|{request.url.path}|{key}"
+        digest = request_hash(body.model_dump(mode="json"))
+        found = await asyncio.to_thread(idem.get, scope)
+        if found is not None:
+            if found[0] != digest:
+                raise IdempotencyConflict(f"key {key} was used with another body")
+            return JSONResponse(json.loads(found[2]), status_code=found[1])
+        status, result = await compute()
+        payload = result.model_dump_json()
+        await asyncio.to_thread(idem.put, scope, digest, status, payload)
+        return JSONResponse(json.loads(payload), status_code=status)
+
+    def balances(client_id: str) -> list[BalanceView]:
+        return [
+            balance_view(accounts.client(client_id, code), asset.decimals)
+            for code, (asset, _chain) in ASSETS.items()
+        ]
+
+    def balance_view(account_id: str, decimals: int) -> BalanceView:
+        bal: Balance = platform.ledger.balance(account_id)
+        return BalanceView(
+            account_id=bal.account_id,
+            asset=bal.asset,
+            decimals=decimals,
+            total=format_units(bal.total, decimals),
+            available=format_units(bal.available, decimals),
+            held=format_units(bal.held, decimals),
+            total_minor=str(bal.total),
+            available_minor=str(bal.available),
+        )
+
+    def known_client(client_id: str) -> str:
+        name = platform.operations.client(client_id)
+        if name is None:
+            raise NotFound(f"client {client_id}")
+        return name
+
+    def withdrawal_view(op: OperationRecord, timeline: bool = True) -> WithdrawalView:
+        decimals = ASSETS[op.asset][0].decimals
+        return WithdrawalView(
+            operation_id=op.id,
+            client_id=op.client_id or "",
+            asset=op.asset,
+            amount=format_units(op.amount, decimals),
+            amount_minor=str(op.amount),
+            destination=op.destination or "",
+            state=op.state,
+            error_code=op.error_code,
+            tx_hash=op.tx_hash,
+            fee_minor=None if op.fee is None else str(op.fee),
+            requested_by=op.requested_by,
+            created_at=op.created_at.isoformat(),
+            updated_at=op.updated_at.isoformat(),
+            timeline=platform.operations.timeline(op.id) if timeline else [],
+        )
+
+    def own_withdrawal(who: Principal, operation_id: str) -> OperationRecord:
+        op = platform.operations.get(operation_id)
+        if op is None or op.kind != "withdrawal" or op.client_id is None:
+            raise NotFound(f"withdrawal {operation_id}")
+        if who.role == "client" and who.client_id != op.client_id:
+            raise NotFound(f"withdrawal {operation_id}")  # not even its existence
+        return op
+
+    # --- routes ----------------------------------------------------------------------
+    @app.get("/healthz", tags=["ops"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/v1/clients", status_code=201, tags=["clients"])
+    def create_client(body: ClientBody, who: Who, _key: Key, response: Response) -> ClientView:
+        """Open a client and its accounts in every asset (operators)."""
+        who.must_be("operator")
+        _name, created = platform.operations.create_client(body.client_id, body.name, who.sub)
+        platform.open_client_accounts(body.client_id)
+        response.status_code = 201 if created else 200
+        return ClientView(
+            client_id=body.client_id, name=body.name, balances=balances(body.client_id)
+        )
+
+    @app.get("/v1/clients/{client_id}", tags=["clients"])
+    def get_client(client_id: str, who: Who) -> ClientView:
+        who.may_see(client_id)
+        name = known_client(client_id)
+        return ClientView(client_id=client_id, name=name, balances=balances(client_id))
+
+    @app.get("/v1/clients/{client_id}/balances", tags=["clients"])
+    def get_balances(client_id: str, who: Who) -> list[BalanceView]:
+        who.may_see(client_id)
+        known_client(client_id)
+        return balances(client_id)
+
+    @app.post("/v1/clients/{client_id}/deposit-addresses", status_code=201, tags=["deposits"])
+    def deposit_address(client_id: str, body: AddressBody, who: Who, _key: Key) -> AddressView:
+        """The client's deposit address for an asset (the same one on every call).
+        Tokens share the client's Ethereum address."""
+        who.may_see(client_id)
+        who.must_be("client", "operator")
+        known_client(client_id)
+        if body.asset not in ASSETS:
+            raise UnknownAsset(body.asset)
+        assignment = platform.client_address(client_id, body.asset)
+        note = "" if body.asset in ("BTC", "ETH") else "the client's Ethereum address"
+        return AddressView(
+            address=assignment.address, chain=assignment.chain, asset=body.asset, note=note
+        )
+
+    @app.get("/v1/clients/{client_id}/deposits", tags=["deposits"])
+    def list_deposits(client_id: str, who: Who) -> list[WithdrawalView]:
+        who.may_see(client_id)
+        known_client(client_id)
+        return [
+            withdrawal_view(op, False)
+            for op in platform.operations.for_client(client_id, "deposit")
+        ]
+
+    @app.post(
+        "/v1/clients/{client_id}/withdrawals",
+        status_code=202,
+        tags=["withdrawals"],
+        responses={200: {"model": WithdrawalView, "description": "a retry: the same saga"}},
+    )
+    async def create_withdrawal(
+        client_id: str, body: WithdrawalBody, who: Who, key: Key, response: Response
+    ) -> WithdrawalView:
+        """Start a withdrawal saga; the Idempotency-Key names it. 202 with the state once
+        the amount is reserved (or refused); a retry returns the same saga (200)."""
+        who.may_see(client_id)
+        who.must_be("client", "operator")
+        op, created = await state["withdrawals"].create(client_id, key, body, who.sub)
+        response.status_code = 202 if created else 200
+        return await asyncio.to_thread(withdrawal_view, op)
+
+    @app.get("/v1/clients/{client_id}/withdrawals", tags=["withdrawals"])
+    def list_withdrawals(client_id: str, who: Who) -> list[WithdrawalView]:
+        who.may_see(client_id)
+        known_client(client_id)
+        return [withdrawal_view(op, False) for op in platform.operations.for_client(client_id)]
+
+    @app.get("/v1/withdrawals/{operation_id}", tags=["withdrawals"])
+    def get_withdrawal(operation_id: str, who: Who) -> WithdrawalView:
+        """The withdrawal with its timeline of steps."""
+        return withdrawal_view(own_withdrawal(who, operation_id))
+
+    @app.post("/v1/withdrawals/{operation_id}/approvals", tags=["approvals"])
+    async def approve(operation_id: str, request: Request, who: Who, key: Key) -> ApprovalView:
+        """Approve as the calling operator. The requester's own approval, or a second one
+        by the same operator, is refused (CUS-2002)."""
+        who.must_be("operator")
+        await asyncio.to_thread(own_withdrawal, who, operation_id)
+
+        async def compute() -> tuple[int, BaseModel]:
+            handle = state["withdrawals"].handle(operation_id)
+            try:
+                view = await handle.execute_update(
+                    "approve", Approval(operator=who.sub), result_type=ApprovalView
+                )
+            except WorkflowUpdateFailedError as exc:
+                cause = exc.cause
+                kind = getattr(cause, "type", None)
+                message = str(getattr(cause, "message", cause))
+                if kind == "ApprovalRefused":
+                    raise ApprovalRefused(message.split(": ", 1)[-1]) from None
+                raise InvalidState(message) from None
+            except RPCError as exc:
+                raise InvalidState(f"the saga does not take approvals now: {exc}") from None
+            return 200, view
+
+        return await remembered(who, request, key, Approval(operator=who.sub), compute)  # type: ignore[return-value]
+
+    @app.post("/v1/withdrawals/{operation_id}/decisions", status_code=202, tags=["approvals"])
+    async def decide(
+        operation_id: str, body: DecisionBody, request: Request, who: Who, key: Key
+    ) -> OperatorDecision:
+        """An operator's decision on a withdrawal stuck past its deadline."""
+        who.must_be("operator")
+        await asyncio.to_thread(own_withdrawal, who, operation_id)
+        decision = OperatorDecision(
+            operator=who.sub, action=body.action, fee_percent=body.fee_percent
+        )
+
+        async def compute() -> tuple[int, BaseModel]:
+            try:
+                await (
+                    state["withdrawals"].handle(operation_id).signal("operator_decision", decision)
+                )
+            except RPCError as exc:
+                raise InvalidState(f"the saga is not running: {exc}") from None
+            return 202, decision
+
+        return await remembered(who, request, key, body, compute)  # type: ignore[return-value]
+
+    def policy_view(stored: StoredPolicy) -> PolicyView:
+        r = stored.rules
+        decimals = ASSETS[r.asset][0].decimals
+
+        def fmt(v: int | None) -> str | None:
+            return None if v is None else format_units(v, decimals)
+
+        return PolicyView(
+            client_id=r.client_id,
+            asset=r.asset,
+            version=stored.version,
+            created_by=stored.created_by,
+            created_at=stored.created_at.isoformat(),
+            rules=PolicyBody(
+                per_transaction_limit=fmt(r.per_transaction_limit),
+                daily_velocity_limit=fmt(r.daily_velocity_limit),
+                allow_list_required=r.allow_list_required,
+                allowed_destinations=sorted(r.allowed_destinations),
+                approval_threshold=fmt(r.approval_threshold),
+                approval_quorum=r.approval_quorum,
+                screening_required=r.screening_required,
+            ),
+        )
+
+    @app.get("/v1/clients/{client_id}/policies/{asset}", tags=["policies"])
+    def get_policy(client_id: str, asset: str, who: Who) -> PolicyView:
+        who.may_see(client_id)
+        known_client(client_id)
+        stored = platform.policies.current(client_id, asset) if asset in ASSETS else None
+        if stored is None:
+            raise NotFound(f"no policy for {client_id} in {asset}")
+        return policy_view(stored)
+
+    @app.put("/v1/clients/{client_id}/policies/{asset}", tags=["policies"])
+    def put_policy(client_id: str, asset: str, body: PolicyBody, who: Who) -> PolicyView:
+        """Set the client's rules for an asset (operators): a new version, unless the
+        rules are the current ones."""
+        from services.app.withdrawals import WithdrawalBody as _  # noqa: F401
+
+        who.must_be("operator")
+        known_client(client_id)
+        if asset not in ASSETS:
+            raise UnknownAsset(asset)
+        decimals = ASSETS[asset][0].decimals
+        from sagas.errors import InvalidAmount, TooManyDecimals
+        from sagas.money import parse_units
+
+        def units(v: str | None, name: str) -> int | None:
+            if v is None:
+                return None
+            try:
+                n = parse_units(v, decimals)
+            except ValueError as exc:
+                cls = TooManyDecimals if "more than" in str(exc) else InvalidAmount
+                raise cls(f"{name}: {v}") from None
+            if n <= 0 and name != "approval_threshold":
+                raise InvalidAmount(f"{name} must be more than zero")
+            return n
+
+        rules = PolicyRules(
+            client_id=client_id,
+            asset=asset,
+            per_transaction_limit=units(body.per_transaction_limit, "per_transaction_limit"),
+            daily_velocity_limit=units(body.daily_velocity_limit, "daily_velocity_limit"),
+            allow_list_required=body.allow_list_required,
+            allowed_destinations=frozenset(body.allowed_destinations),
+            approval_threshold=units(body.approval_threshold, "approval_threshold"),
+            approval_quorum=body.approval_quorum,
+            screening_required=body.screening_required,
+        )
+        current = platform.policies.current(client_id, asset)
+        if current is not None and current.rules == rules:
+            return policy_view(current)
+        return policy_view(platform.policies.put(rules, who.sub))
+
+    @app.get("/v1/treasury", tags=["ops"])
+    def treasury(who: Who) -> TreasuryView:
+        """The platform's own accounts and hot wallet (operators and auditors). An asset
+        account (omnibus, fees) shows its holdings as a negative total: it is debit-normal."""
+        who.must_be("operator", "auditor")
+        views = [
+            balance_view(name(code), asset.decimals)
+            for code, (asset, _chain) in ASSETS.items()
+            for name, _kind in accounts.PLATFORM_ACCOUNTS
+        ]
+        return TreasuryView(ethereum_hot_wallet=platform.hot_wallet().address, accounts=views)
+
+    @app.get("/v1/sagas/{workflow_id}", tags=["ops"])
+    async def saga(workflow_id: str, who: Who) -> SagaView:
+        """A saga's status on Temporal (operators and auditors; clients their own)."""
+        op = await asyncio.to_thread(platform.operations.get, workflow_id)
+        if op is None or (who.role == "client" and who.client_id != op.client_id):
+            raise NotFound(f"saga {workflow_id}")
+        handle = state["temporal"].get_workflow_handle(workflow_id)
+        try:
+            d = await handle.describe()
+        except RPCError as exc:
+            raise NotFound(f"saga {workflow_id}: {exc}") from None
+        stage = None
+        if d.status is not None and d.status.name == "RUNNING" and op.kind == "withdrawal":
+            try:
+                stage = await handle.query("stage", result_type=str)
+            except RPCError:
+                stage = None
+        return SagaView(
+            workflow_id=workflow_id,
+            run_id=d.run_id,
+            workflow_type=d.workflow_type,
+            status=d.status.name if d.status is not None else "UNKNOWN",
+            stage=stage or op.state,
+            started_at=d.start_time.isoformat() if d.start_time else None,
+            closed_at=d.close_time.isoformat() if d.close_time else None,
+        )
+
+    @app.get(
+        "/v1/clients/{client_id}/events",
+        tags=["events"],
+        response_class=StreamingResponse,
+        responses={200: {"content": {"text/event-stream": {}}}},
+    )
+    async def events(
+        client_id: str,
+        who: Who,
+        start: Annotated[Literal["beginning", "now"], Query(alias="from")] = "now",
+        limit: Annotated[int | None, Query(ge=1, le=100000)] = None,
+        idle_seconds: Annotated[float | None, Query(gt=0, le=3600)] = None,
+    ) -> StreamingResponse:
+        """Server-sent events: the client's events from the events topic, as they come
+        (`from=beginning` replays its history). Ends after `limit` events or
+        `idle_seconds` without one, if given."""
+        who.may_see(client_id)
+        await asyncio.to_thread(known_client, client_id)
+        return StreamingResponse(
+            _stream(platform, client_id, start, limit, idle_seconds),
+            media_type="text/event-stream",
+        )
+
+    return app
+
+
+def _mine(event: Envelope, client_id: str) -> bool:
+    return event.data.get("client_id") == client_id or event.subject.startswith(
+        f"client:{client_id}:"
+    )
+
+
+async def _stream(
+    platform: Platform, client_id: str, start: str, limit: int | None, idle: float | None
+) -> AsyncIterator[bytes]:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": platform.settings.kafka_bootstrap,
+            "group.id": f"custody-sse-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+        }
+    )
+    try:
+        meta = await asyncio.to_thread(consumer.list_topics, EVENTS.name, 10)
+        partitions = sorted(meta.topics[EVENTS.name].partitions)
+        offset = OFFSET_BEGINNING if start == "beginning" else OFFSET_END
+        consumer.assign([TopicPartition(EVENTS.name, p, offset) for p in partitions])
+        sent = 0
+        quiet = 0.0
+        yield b": connected\n\n"
+        while limit is None or sent < limit:
+            msg = await asyncio.to_thread(consumer.poll, 0.5)
+            if msg is None or msg.error() is not None or msg.value() is None:
+                quiet += 0.5
+                if idle is not None and quiet >= idle:
+                    return
+                continue
+            try:
+                event = Envelope.from_json(msg.value() or b"")
+            except ValueError:
+                continue
+            if not _mine(event, client_id):
+                continue
+            quiet = 0.0
+            sent += 1
+            yield (
+                f"id: {event.id}\nevent: {event.type}\ndata: {event.model_dump_json()}\n\n"
+            ).encode()
+    finally:
+        await asyncio.to_thread(consumer.close)

@@ -1,0 +1,64 @@
+"""Destination checks: a checksummed Ethereum address, or a Bitcoin address of the
+platform's own network. An address valid on another network is refused with its own
+code (CUS-3003), so a bank can tell a typo from a mainnet address sent to a test
+platform. Pure functions: no global network state is touched."""
+
+from __future__ import annotations
+
+import hashlib
+
+from bitcoin import base58, segwit_addr
+from web3 import Web3
+
+from sagas.errors import AddressInvalid, AddressWrongNetwork
+
+# (bech32 HRP, base58 P2PKH version, base58 P2SH version) per network.
+BTC_NETWORKS = {
+    "mainnet": ("bc", 0x00, 0x05),
+    "testnet": ("tb", 0x6F, 0xC4),
+    "regtest": ("bcrt", 0x6F, 0xC4),
+    "simnet": ("sb", 0x3F, 0x7B),
+}
+
+
+def check_ethereum(address: str) -> str:
+    if not Web3.is_address(address):
+        if _bitcoin_network(address) is not None:
+            raise AddressWrongNetwork(f"{address} is a Bitcoin address")
+        raise AddressInvalid(f"{address} is not an Ethereum address")
+    if not Web3.is_checksum_address(address):
+        raise AddressInvalid(f"{address} is not in EIP-55 checksum form (or its checksum is wrong)")
+    return address
+
+
+def _bitcoin_network(address: str) -> set[str] | None:
+    """The networks an address is valid on, or None if it is not a valid address at all."""
+    lowered = address.lower()
+    if "1" in lowered:
+        hrp = lowered.rsplit("1", 1)[0]
+        found = {
+            name
+            for name, (net_hrp, _, _) in BTC_NETWORKS.items()
+            if net_hrp == hrp and segwit_addr.decode(hrp, address)[0] is not None
+        }
+        if found:
+            return found
+    try:
+        raw = base58.decode(address)
+    except (base58.Base58Error, ValueError):
+        return None
+    if len(raw) != 25 or hashlib.sha256(hashlib.sha256(raw[:-4]).digest()).digest()[:4] != raw[-4:]:
+        return None
+    found = {name for name, (_, p2pkh, p2sh) in BTC_NETWORKS.items() if raw[0] in (p2pkh, p2sh)}
+    return found or None
+
+
+def check_bitcoin(address: str, network: str) -> str:
+    valid_on = _bitcoin_network(address)
+    if valid_on is None:
+        if Web3.is_address(address):
+            raise AddressWrongNetwork(f"{address} is an Ethereum address")
+        raise AddressInvalid(f"{address} is not a Bitcoin address")
+    if network not in valid_on:
+        raise AddressWrongNetwork(f"{address} is for {', '.join(sorted(valid_on))}, not {network}")
+    return address

@@ -1,0 +1,172 @@
+"""Starting withdrawals: the one path for the REST API and the Kafka command consumer.
+
+Everything that can be checked before anything is written is checked here: the
+asset, the amount (a decimal string, no more decimals than the asset has), the
+destination for the asset's network, and the balance. Then the operation is
+recorded under its idempotency key and the saga started with that id, so a repeated
+request returns the same saga and a different body under the same key is refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from datetime import UTC, datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from sagas import accounts
+from sagas.errors import (
+    IdempotencyKeyMissing,
+    InsufficientFunds,
+    InvalidAmount,
+    NotFound,
+    TooManyDecimals,
+    UnknownAsset,
+)
+from sagas.money import parse_units
+from sagas.operations import OperationRecord, request_hash
+from sagas.withdrawal import WithdrawalInput
+from sagas.withdrawal.activities import event
+from sagas.withdrawal.workflows import WithdrawalWorkflow
+from services.app.addresses import check_bitcoin, check_ethereum
+from services.platform import ASSETS, Platform
+
+KEY_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+class WithdrawalBody(BaseModel):
+    """A withdrawal request. The amount is a decimal string in the asset's unit (never a
+    JSON number: no floats near money)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    asset: str = Field(min_length=1, max_length=12, examples=["ETH"])
+    amount: str = Field(min_length=1, max_length=100, examples=["0.25"])
+    destination: str = Field(
+        min_length=1, max_length=128, examples=["0x52908400098527886E0F7030069857D2E4169EE7"]
+    )
+
+
+def operation_id(client_id: str, key: str) -> str:
+    if not KEY_PATTERN.match(key):
+        raise IdempotencyKeyMissing(f"{key!r}")
+    return f"wd:{client_id}:{key}"
+
+
+class Withdrawals:
+    def __init__(self, platform: Platform, temporal: Client) -> None:
+        self._p = platform
+        self._temporal = temporal
+
+    def validate(self, client_id: str, body: WithdrawalBody) -> tuple[str, int, str]:
+        """(asset, amount in minor units, destination), or the first thing wrong."""
+        if self._p.operations.client(client_id) is None:
+            raise NotFound(f"client {client_id}")
+        if body.asset not in ASSETS:
+            raise UnknownAsset(f"{body.asset}; known: {', '.join(sorted(ASSETS))}")
+        asset, chain = ASSETS[body.asset]
+        try:
+            amount = parse_units(body.amount, asset.decimals)
+        except ValueError as exc:
+            if "more than" in str(exc):
+                raise TooManyDecimals(f"{body.amount}: {asset.code} has {asset.decimals}") from None
+            raise InvalidAmount(f"{body.amount!r} is not a positive decimal amount") from None
+        if amount <= 0:
+            raise InvalidAmount("the amount must be more than zero")
+        if chain == "ethereum":
+            destination = check_ethereum(body.destination)
+        else:
+            destination = check_bitcoin(body.destination, self._p.settings.btc_network)
+        balance = self._p.ledger.balance(accounts.client(client_id, asset.code))
+        if balance.available < amount:
+            raise InsufficientFunds(f"available {balance.available}, asked {amount} minor units")
+        return asset.code, amount, destination
+
+    async def create(
+        self, client_id: str, key: str, body: WithdrawalBody, requested_by: str
+    ) -> tuple[OperationRecord, bool]:
+        """The withdrawal for (client, key): recorded and its saga started, or the one
+        there is. IdempotencyConflict if the key was used with another body."""
+        op_id = operation_id(client_id, key)
+        existing = self._p.operations.get(op_id)
+        digest = request_hash(
+            {
+                "client": client_id,
+                "asset": body.asset,
+                "amount": body.amount,
+                "destination": body.destination,
+            }
+        )
+        if existing is None or existing.request_hash != digest:
+            asset, amount, destination = await asyncio.to_thread(self.validate, client_id, body)
+        else:  # a retry: answer as the first time, whatever the balance is now
+            asset, amount, destination = existing.asset, existing.amount, existing.destination or ""
+        chain = ASSETS[asset][1]
+        now = datetime.now(UTC)
+        req = WithdrawalInput(
+            operation_id=op_id,
+            client_id=client_id,
+            asset=asset,
+            chain=chain,
+            amount=amount,
+            destination=destination,
+            requested_by=requested_by,
+            requested_at=now,
+        )
+        record = OperationRecord(
+            id=op_id,
+            kind="withdrawal",
+            client_id=client_id,
+            asset=asset,
+            chain=chain,
+            amount=amount,
+            destination=destination,
+            request_hash=digest,
+            requested_by=requested_by,
+            state="requested",
+            created_at=now,
+            updated_at=now,
+        )
+        stored, created = await asyncio.to_thread(
+            self._p.operations.create, record, [event(req, "requested", requested_by=requested_by)]
+        )
+        s = self._p.settings
+        start = req.model_copy(
+            update={
+                "requested_at": stored.created_at,
+                "requested_by": stored.requested_by,
+                "approval_ttl_seconds": s.approval_ttl_seconds,
+                "poll_seconds": s.chain_poll_seconds,
+                "stuck_after_seconds": s.stuck_after_seconds,
+            }
+        )
+        # Started on every call: after a crash between recording and starting, the retry
+        # starts it; if it runs or ran already, Temporal refuses a second one.
+        with contextlib.suppress(WorkflowAlreadyStartedError):
+            await self._temporal.start_workflow(
+                WithdrawalWorkflow.run,
+                start,
+                id=op_id,
+                task_queue=s.saga_task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            )
+        return await self.settled(op_id), created
+
+    async def settled(self, op_id: str, wait: float = 5.0) -> OperationRecord:
+        """The operation once its saga has reserved (or refused) it, or as it is after
+        `wait` seconds."""
+        deadline = asyncio.get_running_loop().time() + wait
+        while True:
+            op = await asyncio.to_thread(self._p.operations.get, op_id)
+            assert op is not None
+            if op.state != "requested" or asyncio.get_running_loop().time() > deadline:
+                return op
+            await asyncio.sleep(0.05)
+
+    def handle(self, op_id: str) -> WorkflowHandle[WithdrawalWorkflow, object]:
+        return self._temporal.get_workflow_handle_for(WithdrawalWorkflow.run, op_id)

@@ -1,0 +1,138 @@
+"""The platform's composition: the stores, chain adapters and the one platform wallet,
+built from settings. Shared by the API, the worker and the event router, each with
+its own OpenBao role (the API's may neither wrap nor unwrap; the worker's may wrap)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+from adapters.chains.bitcoin.networks import select_network
+from adapters.chains.bitcoin.node import BtcdNode
+from adapters.chains.ethereum.node import Web3EthereumNode
+from adapters.keys.hd import BipDeriver
+from adapters.keys.store import SqlKeyStore
+from adapters.ledger.migrate import upgrade
+from adapters.ledger.sql import SqlLedger
+from adapters.operations.store import SqlOperationStore
+from adapters.policy.store import SqlPolicyStore
+from sagas import accounts
+from sagas.keys import AddressAssignment, Chain
+from sagas.keys.wallets import create_wallet, deposit_address
+from sagas.ledger import BTC, CTUSD, ETH, Account, AccountKind, Asset
+from services.settings import PlatformSettings
+
+ASSETS: dict[str, tuple[Asset, Chain]] = {
+    "BTC": (BTC, "bitcoin"),
+    "ETH": (ETH, "ethereum"),
+    "CTUSD": (CTUSD, "ethereum"),
+}
+# The asset whose address a chain's deposits go to (tokens share the ETH address).
+NATIVE: dict[Chain, str] = {"bitcoin": "BTC", "ethereum": "ETH"}
+
+
+@dataclass
+class Platform:
+    settings: PlatformSettings
+    db_url: str
+
+    @classmethod
+    def load(cls, db_url: str | None = None) -> Platform:
+        settings = PlatformSettings.load()
+        url = db_url or settings.ledger_url
+        upgrade(url)
+        select_network(settings.btc_network)
+        return cls(settings, url)
+
+    @cached_property
+    def ledger(self) -> SqlLedger:
+        return SqlLedger(self.db_url, migrate=False)
+
+    @cached_property
+    def operations(self) -> SqlOperationStore:
+        return SqlOperationStore(self.db_url, migrate=False)
+
+    @cached_property
+    def policies(self) -> SqlPolicyStore:
+        return SqlPolicyStore(self.db_url, migrate=False)
+
+    @cached_property
+    def keys(self) -> SqlKeyStore:
+        return SqlKeyStore(self.db_url, migrate=False)
+
+    @cached_property
+    def deriver(self) -> BipDeriver:
+        return BipDeriver(self.settings.btc_network)
+
+    @cached_property
+    def eth(self) -> Web3EthereumNode:
+        return Web3EthereumNode(self.settings.eth_rpc_url)
+
+    @cached_property
+    def btc(self) -> BtcdNode:
+        s = self.settings
+        return BtcdNode(s.btc_rpc_url, s.btc_rpc_auth(), s.btc_network)
+
+    @property
+    def tokens(self) -> dict[str, str]:
+        """Asset code -> ERC-20 contract address."""
+        return {"CTUSD": self.settings.eth_token_address}
+
+    # --- set-up (worker) ------------------------------------------------------------
+    def open_books(self) -> None:
+        """Assets and the platform's accounts for each (idempotent)."""
+        for asset, _chain in ASSETS.values():
+            self.ledger.register_asset(asset)
+            for name, kind in accounts.PLATFORM_ACCOUNTS:
+                self.ledger.open_account(Account(id=name(asset.code), asset=asset.code, kind=kind))
+
+    def create_wallet(self) -> None:
+        """The platform wallet, created once by the worker (whose role may wrap a seed)."""
+        from adapters.keys.openbao import OpenBaoKeyWrapper
+
+        s = self.settings
+        wrapper = OpenBaoKeyWrapper(s.openbao_addr, *s.approle("custody-worker"), s.openbao_kek)
+        create_wallet(s.platform_wallet, self.deriver, wrapper, self.keys)
+
+    def hot_wallet(self) -> AddressAssignment:
+        """The Ethereum address withdrawals of ETH and tokens are paid from. It is the
+        treasury's deposit address: what the platform puts in is booked as treasury."""
+        return deposit_address(
+            self.keys,
+            self.deriver,
+            self.settings.platform_wallet,
+            "ethereum",
+            accounts.treasury("ETH"),
+            None,
+            "ETH",
+        )
+
+    # --- clients ----------------------------------------------------------------------
+    def open_client_accounts(self, client_id: str) -> list[str]:
+        opened = []
+        for asset, _chain in ASSETS.values():
+            account = accounts.client(client_id, asset.code)
+            self.ledger.open_account(
+                Account(
+                    id=account,
+                    asset=asset.code,
+                    kind=AccountKind.CLIENT_AVAILABLE,
+                    owner=client_id,
+                )
+            )
+            opened.append(account)
+        return opened
+
+    def client_address(self, client_id: str, asset: str) -> AddressAssignment:
+        """The client's deposit address for an asset (tokens: the client's ETH address)."""
+        chain = ASSETS[asset][1]
+        native = NATIVE[chain]
+        return deposit_address(
+            self.keys,
+            self.deriver,
+            self.settings.platform_wallet,
+            chain,
+            accounts.client(client_id, native),
+            client_id,
+            native,
+        )

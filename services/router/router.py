@@ -1,0 +1,231 @@
+"""The event router and command consumer: Kafka in, Temporal out.
+
+- Chain events (custody.events.v1): a deposit seen starts its deposit saga (or wakes
+  it: signal-with-start); deposit final/reorged wake it; a platform transaction
+  mined/final/reorged wakes the withdrawal saga of its operation id. The sagas poll
+  as well, so a lost or late event only delays them.
+- Commands (custody.commands.v1): `custody.command.withdrawal.create.v1` starts a
+  withdrawal through the same path as the REST API (same validation, same
+  idempotency); the answer goes to the events topic as
+  `custody.command.accepted.v1` or `custody.command.rejected.v1`, keyed by the
+  command's subject, with the command id as correlation id.
+
+Offsets are committed after a batch is handled, so a crash re-handles it: starting a
+saga and signalling are idempotent, and answers carry deterministic ids.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from temporalio.client import Client
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.service import RPCError
+
+from sagas.chainwatch import (
+    DEPOSIT_FINAL,
+    DEPOSIT_REORGED,
+    DEPOSIT_SEEN,
+    TX_FINAL,
+    TX_MINED,
+    TX_REORGED,
+)
+from sagas.deposit import DepositInput, DepositNudge, DepositState, workflow_id
+from sagas.deposit.workflows import DepositWorkflow
+from sagas.errors import CustodyError, RequestInvalid
+from sagas.events import Envelope
+from sagas.ports import EventBus
+from sagas.topics import COMMANDS, EVENTS
+from sagas.withdrawal import TASK_QUEUE, ChainNudge
+from services.app.withdrawals import WithdrawalBody, Withdrawals
+
+log = logging.getLogger("custody.router")
+CREATE_WITHDRAWAL = "custody.command.withdrawal.create.v1"
+ACCEPTED = "custody.command.accepted.v1"
+REJECTED = "custody.command.rejected.v1"
+SOURCE = "/custody/router"
+_NAMESPACE = uuid.UUID("0f9b3c51-3c3e-4a55-8d7e-61c2a8a4e1d2")
+
+
+class CreateWithdrawalCommand(BaseModel):
+    """The data of a withdrawal command: the API's body, plus who and which key."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    client_id: str = Field(min_length=1, max_length=64)
+    idempotency_key: str = Field(min_length=1, max_length=64)
+    requested_by: str = Field(min_length=1, max_length=128)
+    asset: str
+    amount: str
+    destination: str
+
+
+class EventRouter:
+    def __init__(
+        self,
+        temporal: Client,
+        withdrawals: Withdrawals,
+        bus: EventBus,
+        bootstrap: str,
+        group: str = "custody-router",
+        start: str = "earliest",
+        deposit_poll_seconds: int = 15,
+        task_queue: str = TASK_QUEUE,
+    ) -> None:
+        self._queue = task_queue
+        self._temporal = temporal
+        self._withdrawals = withdrawals
+        self._bus = bus
+        self._poll = deposit_poll_seconds
+        self._config = {
+            "bootstrap.servers": bootstrap,
+            "group.id": group,
+            "auto.offset.reset": start,
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+        }
+        self._consumer = self._subscribe()
+
+    def _subscribe(self) -> Consumer:
+        consumer = Consumer(self._config)
+        consumer.subscribe([EVENTS.name, COMMANDS.name])
+        return consumer
+
+    async def ready(self, timeout: float = 30.0) -> None:
+        """Wait until the group has assigned this consumer its partitions."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not self._consumer.assignment():
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError("no partitions assigned")
+            await self.step(timeout=0.2)
+
+    def close(self) -> None:
+        self._consumer.close()
+
+    def rewind(self) -> None:
+        """After a failed batch: drop what was read but not committed, and read it again."""
+        self._consumer.close()
+        self._consumer = self._subscribe()
+
+    async def step(self, timeout: float = 1.0) -> int:
+        """Handle one batch; returns how many records it had."""
+        msgs = await asyncio.to_thread(self._consumer.consume, 100, timeout)
+        handled = 0
+        for msg in msgs:
+            err = msg.error()
+            if err is not None:
+                if err.code() != KafkaError._PARTITION_EOF:
+                    log.warning("kafka: %s", err.str())
+                continue
+            value = msg.value()
+            if value is None:
+                continue
+            try:
+                event = Envelope.from_json(value)
+            except ValidationError:
+                if msg.topic() == COMMANDS.name:
+                    await self._answer_invalid(msg.key(), "the record is not a CloudEvent")
+                continue
+            if msg.topic() == COMMANDS.name:
+                await self._command(event)
+            else:
+                await self._event(event)
+            handled += 1
+        if msgs:
+            await asyncio.to_thread(self._consumer.commit, asynchronous=False)
+        return handled
+
+    # --- chain events -> sagas ----------------------------------------------------
+    async def _event(self, event: Envelope) -> None:
+        data: dict[str, Any] = event.payload()
+        if event.type == DEPOSIT_SEEN:
+            dep = DepositInput(
+                chain=data["chain"],
+                tx_hash=data["tx_hash"],
+                position=data["position"],
+                address=data["address"],
+                account_id=data["account_id"],
+                asset=data["asset"],
+                amount=int(data["amount"]),
+                poll_seconds=self._poll,
+            )
+            await self._temporal.start_workflow(
+                DepositWorkflow.run,
+                dep,
+                id=dep.operation_id,
+                task_queue=self._queue,
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                start_signal="chain_event",
+                start_signal_args=[DepositNudge(state="seen")],
+            )
+        elif event.type in (DEPOSIT_FINAL, DEPOSIT_REORGED):
+            state: DepositState = "final" if event.type == DEPOSIT_FINAL else "reorged"
+            wid = workflow_id(data["chain"], data["tx_hash"], data["position"])
+            await self._signal(wid, DepositNudge(state=state))
+        elif event.type in (TX_MINED, TX_FINAL, TX_REORGED):
+            await self._signal(
+                data["operation_id"], ChainNudge(event_type=event.type, tx_hash=data["tx_hash"])
+            )
+
+    async def _signal(self, workflow_id: str, payload: BaseModel) -> None:
+        try:
+            await self._temporal.get_workflow_handle(workflow_id).signal("chain_event", payload)
+        except RPCError as exc:  # not found or finished: the saga has no use for it
+            log.debug("signal to %s not delivered: %s", workflow_id, exc)
+
+    # --- commands -> sagas --------------------------------------------------------
+    def _answer(self, command_id: str, subject: str, type_: str, data: dict[str, Any]) -> None:
+        self._bus.publish(
+            EVENTS.name,
+            Envelope(
+                id=str(uuid.uuid5(_NAMESPACE, command_id)),
+                source=SOURCE,
+                type=type_,
+                subject=subject,
+                data={"correlation_id": command_id, **data},
+            ),
+        )
+
+    async def _answer_invalid(self, key: bytes | None, detail: str) -> None:
+        subject = (key or b"unknown").decode(errors="replace")
+        err = RequestInvalid(detail)
+        self._answer(f"invalid:{uuid.uuid4()}", subject, REJECTED, _problem(err))
+
+    async def _command(self, command: Envelope) -> None:
+        if command.type != CREATE_WITHDRAWAL:
+            err = RequestInvalid(f"unknown command type {command.type}")
+            self._answer(command.id, command.subject, REJECTED, _problem(err))
+            return
+        try:
+            body = CreateWithdrawalCommand.model_validate(command.payload())
+            op, _created = await self._withdrawals.create(
+                body.client_id,
+                body.idempotency_key,
+                WithdrawalBody(asset=body.asset, amount=body.amount, destination=body.destination),
+                body.requested_by,
+            )
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            detail = f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
+            self._answer(command.id, command.subject, REJECTED, _problem(RequestInvalid(detail)))
+            return
+        except CustodyError as exc:
+            if exc.transient:
+                raise
+            self._answer(command.id, command.subject, REJECTED, _problem(exc))
+            return
+        self._answer(
+            command.id,
+            command.subject,
+            ACCEPTED,
+            {"operation_id": op.id, "state": op.state, "error_code": op.error_code},
+        )
+
+
+def _problem(err: CustodyError) -> dict[str, Any]:
+    return {"code": err.code, "title": err.title, "detail": err.detail}

@@ -1,0 +1,112 @@
+"""The end-to-end tier: the platform's processes on the real stack, driven over HTTP."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from services.settings import PlatformSettings, stack_env_file
+from tests.e2e.harness import Running, post, wait_for
+
+ETH = 10**18
+USD = 10**6  # CTUSD has 6 decimals
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/e2e/" in str(item.path):
+            item.add_marker(pytest.mark.stack)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    """The whole platform on a fresh database, for one test module."""
+    if not stack_env_file().exists():
+        pytest.fail("the stack is not up: run `make up` or `custody stack up`")
+    settings = PlatformSettings.load()
+    name = f"e2e_{uuid.uuid4().hex[:12]}"
+    admin = settings.postgres_url.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'create database "{name}"')
+    url = settings.postgres_url.rsplit("/", 1)[0] + f"/{name}"
+    workdir = tmp_path_factory.mktemp("platform")
+    running = Running(settings, url, workdir, approval_ttl_seconds="20")
+    try:
+        running.up()
+        fund_hot_wallet(running)
+        yield running
+    finally:
+        running.down()
+        for log in sorted(workdir.glob("*.log")):
+            print(f"--- {log.name} (last lines)\n{running.tail(log.stem, 15)}")
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'drop database if exists "{name}" with (force)')
+
+
+def fund_hot_wallet(run: Running) -> str:
+    """The operator tops up the hot wallet on chain; the platform books it as treasury."""
+    ops = run.http("ops-treasurer", "operator")
+    hot = str(ops.get("/v1/treasury").json()["ethereum_hot_wallet"])
+    run.faucet.fund_eth(hot, 50 * ETH)
+    run.faucet.mint_token(run.settings.eth_token_address, hot, 10_000 * USD)
+
+    def booked() -> bool:
+        accounts = {a["account_id"]: a for a in ops.get("/v1/treasury").json()["accounts"]}
+        return accounts["treasury:ETH"]["total_minor"] == str(50 * ETH) and accounts[
+            "treasury:CTUSD"
+        ]["total_minor"] == str(10_000 * USD)
+
+    wait_for("the treasury top-up to be booked", booked)
+    return hot
+
+
+def new_client(run: Running, prefix: str = "c") -> tuple[str, Any, Any]:
+    """A new client (opened by an operator): (id, operator HTTP client, client HTTP client)."""
+    client_id = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    ops = run.http("ops-onboarding", "operator")
+    created = post(ops, "/v1/clients", {"client_id": client_id, "name": f"Client {client_id}"})
+    assert created.status_code == 201, created.text
+    return client_id, ops, run.http(f"user-{client_id}", "client", client_id)
+
+
+def balances(http: Any, client_id: str) -> dict[str, int]:
+    reply = http.get(f"/v1/clients/{client_id}/balances")
+    assert reply.status_code == 200, reply.text
+    return {b["asset"]: int(b["total_minor"]) for b in reply.json()}
+
+
+def available(http: Any, client_id: str) -> dict[str, int]:
+    reply = http.get(f"/v1/clients/{client_id}/balances")
+    return {b["asset"]: int(b["available_minor"]) for b in reply.json()}
+
+
+def address(http: Any, client_id: str, asset: str) -> str:
+    reply = post(http, f"/v1/clients/{client_id}/deposit-addresses", {"asset": asset})
+    assert reply.status_code == 201, reply.text
+    return str(reply.json()["address"])
+
+
+def withdrawal(http: Any, operation_id: str) -> dict[str, Any]:
+    reply = http.get(f"/v1/withdrawals/{operation_id}")
+    assert reply.status_code == 200, reply.text
+    return dict(reply.json())
+
+
+def until_state(http: Any, operation_id: str, *states: str, timeout: float = 120) -> Any:
+    def reached() -> Any:
+        found = withdrawal(http, operation_id)
+        return found if found["state"] in states else None
+
+    return wait_for(f"{operation_id} to reach {states}", reached, timeout=timeout)
+
+
+def credited(run: Running, http: Any, client_id: str, expected: dict[str, int]) -> None:
+    wait_for(
+        f"{client_id} credited {expected}",
+        lambda: all(balances(http, client_id)[a] == v for a, v in expected.items()),
+        timeout=120,
+    )

@@ -1,0 +1,130 @@
+"""Acceptance 3 and 5 of issue 5: the worker killed with SIGKILL at each step of the
+withdrawal saga, then restarted, finishes every saga with exactly one transaction on
+chain and the balances right; a deposit reorged out before finality is never credited.
+Plus a deposit from a screened source is quarantined, not credited."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from eth_account import Account
+from web3 import Web3
+
+from adapters.sqldb import SqlDatabase
+from tests.e2e.conftest import ETH, address, balances, credited, new_client, until_state
+from tests.e2e.harness import Running, post, wait_for
+
+STEPS = ["reserve", "sign", "broadcast", "post"]
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_a_worker_killed_at_each_step_finishes_with_one_transaction(
+    run: Running, step: str, tmp_path: Path
+) -> None:
+    client_id, _ops, client = new_client(run, f"kill-{step}")
+    run.faucet.fund_eth(address(client, client_id, "ETH"), ETH)
+    credited(run, client, client_id, {"ETH": ETH})
+    hot = Web3.to_checksum_address(
+        run.http("o", "operator").get("/v1/treasury").json()["ethereum_hot_wallet"]
+    )
+    nonce_before = run.eth.pending_nonce(hot)
+
+    marker = tmp_path / f"paused-{step}"
+    run.kill("worker")
+    run.start_worker(pause_at=f"{step}:{marker}")
+    destination = Account.create().address
+    body = {"asset": "ETH", "amount": "0.25", "destination": destination}
+    op_id = post(client, f"/v1/clients/{client_id}/withdrawals", body).json()["operation_id"]
+    wait_for(f"the worker to pause at {step}", marker.exists, timeout=60)
+    run.kill("worker")  # SIGKILL, mid-step
+    run.start_worker()
+
+    done = until_state(client, op_id, "completed", "failed", timeout=180)
+    assert done["state"] == "completed", done
+    assert run.eth.balance(destination) == ETH // 4  # paid once, not twice
+    assert run.eth.pending_nonce(hot) == nonce_before + 1  # one transaction from the hot wallet
+    with SqlDatabase(run.db_url).tx() as conn:
+        sent = conn.all(
+            "select tx_hash, state from evm_transactions where operation_id = ?", (op_id,)
+        )
+    assert [s for _h, s in sent] == ["mined"]
+    assert balances(client, client_id)["ETH"] == ETH - ETH // 4
+
+
+def test_a_bitcoin_withdrawal_survives_a_worker_killed_after_broadcast(
+    run: Running, tmp_path: Path
+) -> None:
+    client_id, _ops, client = new_client(run, "kill-btc")
+    run.btc_faucet.fund(address(client, client_id, "BTC"), 50_000_000)
+    credited(run, client, client_id, {"BTC": 50_000_000})
+    marker = tmp_path / "paused"
+    run.kill("worker")
+    run.start_worker(pause_at=f"broadcast:{marker}")
+    from tests.e2e.test_custody_flow import external_btc_address
+
+    body = {"asset": "BTC", "amount": "0.2", "destination": external_btc_address("simnet")}
+    op_id = post(client, f"/v1/clients/{client_id}/withdrawals", body).json()["operation_id"]
+    wait_for("the worker to pause after broadcast", marker.exists, timeout=60)
+    run.kill("worker")
+    run.start_worker()
+    done = until_state(client, op_id, "completed", "failed", timeout=180)
+    assert done["state"] == "completed", done
+    with SqlDatabase(run.db_url).tx() as conn:
+        payments = conn.all("select txid from btc_transactions where operation_id = ?", (op_id,))
+    assert [p[0] for p in payments] == [done["tx_hash"]]
+    out = run.btc.tx_out(done["tx_hash"], 0)
+    assert out is not None and round(out["value"] * 10**8) == 20_000_000
+    assert balances(client, client_id)["BTC"] == 30_000_000
+
+
+def test_a_deposit_reorged_out_before_finality_is_never_credited(run: Running) -> None:
+    client_id, _ops, client = new_client(run, "reorg")
+    where = address(client, client_id, "ETH")
+    run.miner.pause()
+    try:
+        run.faucet.fund_eth(where, ETH)  # mined alone in a block (anvil automines)
+
+        def seen() -> list[dict[str, object]]:
+            return [
+                d
+                for d in client.get(f"/v1/clients/{client_id}/deposits").json()
+                if d["state"] == "seen"
+            ]
+
+        wait_for("the deposit seen", seen)
+        # Replace the deposit's block by an empty one before it is final.
+        run.eth.web3.provider.make_request("anvil_reorg", [1, []])  # type: ignore[arg-type]
+    finally:
+        run.miner.start()
+
+    def cancelled() -> bool:
+        deposits = client.get(f"/v1/clients/{client_id}/deposits").json()
+        return [d["state"] for d in deposits] == ["cancelled"]
+
+    wait_for("the deposit cancelled", cancelled)
+    time.sleep(5)  # blocks go by; still nothing
+    assert balances(client, client_id)["ETH"] == 0
+    assert run.eth.balance(where) == 0
+
+
+def test_a_deposit_from_a_denied_source_is_quarantined(run: Running) -> None:
+    client_id, ops, client = new_client(run, "screen")
+    funder = run.eth.web3.eth.accounts[0]
+    run.deny_file.write_text(f"{funder}  # test: the faucet is on the deny list\n")
+    try:
+        run.faucet.fund_eth(address(client, client_id, "ETH"), ETH // 10)
+
+        def quarantined() -> bool:
+            deposits = client.get(f"/v1/clients/{client_id}/deposits").json()
+            return [d["state"] for d in deposits] == ["quarantined"]
+
+        wait_for("the deposit quarantined", quarantined)
+    finally:
+        run.deny_file.write_text("")
+    assert balances(client, client_id)["ETH"] == 0
+    accounts = {
+        a["account_id"]: int(a["total_minor"]) for a in ops.get("/v1/treasury").json()["accounts"]
+    }
+    assert accounts["quarantine:ETH"] >= ETH // 10

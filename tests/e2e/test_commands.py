@@ -1,0 +1,99 @@
+"""Bank systems may submit withdrawals on the Kafka commands topic instead of HTTP: the
+router starts the same saga with the same validation and idempotency, and answers on
+the events topic (keyed by the command's subject) with the command id as correlation."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from confluent_kafka import Producer
+from eth_account import Account
+
+from adapters.kafka.bus import KafkaEventBus
+from sagas.events import Envelope
+from sagas.topics import COMMANDS
+from tests.e2e.conftest import ETH, address, credited, new_client, until_state
+from tests.e2e.harness import Running, wait_for
+
+
+def answers(run: Running, http: Any, client_id: str) -> dict[str, dict[str, Any]]:
+    """Command answers for the client, by correlation id, read through the API's stream."""
+    found = {}
+    with http.stream(
+        "GET", f"/v1/clients/{client_id}/events", params={"from": "beginning", "idle_seconds": 2}
+    ) as reply:
+        for line in reply.iter_lines():
+            if line.startswith("data: "):
+                event = json.loads(line[6:])
+                if event["type"].startswith("custody.command."):
+                    found[event["data"]["correlation_id"]] = event
+    return found
+
+
+def test_a_withdrawal_command_on_kafka_starts_the_same_saga_with_the_same_rules(
+    run: Running,
+) -> None:
+    client_id, _ops, client = new_client(run, "cmd")
+    run.faucet.fund_eth(address(client, client_id, "ETH"), ETH)
+    credited(run, client, client_id, {"ETH": ETH})
+    bus = KafkaEventBus(run.settings.kafka_bootstrap, client_id="bank-core")
+    destination = Account.create().address
+    subject = f"client:{client_id}:commands"
+
+    def command(key: str, amount: str, **extra: Any) -> Envelope:
+        data = {
+            "client_id": client_id,
+            "idempotency_key": key,
+            "requested_by": "bank-core-system",
+            "asset": "ETH",
+            "amount": amount,
+            "destination": destination,
+            **extra,
+        }
+        return Envelope(
+            source="/bank/core",
+            type="custody.command.withdrawal.create.v1",
+            subject=subject,
+            data=data,
+        )
+
+    first, repeat = command("k-1", "0.1"), command("k-1", "0.1")
+    other_body, bad_amount = command("k-1", "0.2"), command("k-2", "0.1234567890123456789")
+    unknown_field = command("k-3", "0.1", colour="blue")
+    for c in (first, repeat, other_body, bad_amount, unknown_field):
+        bus.publish(COMMANDS.name, c)
+    # Not a CloudEvent at all: answered as invalid, never stuck on.
+    raw = Producer({"bootstrap.servers": run.settings.kafka_bootstrap})
+    raw.produce(COMMANDS.name, key=subject.encode(), value=b"{not json")
+    raw.flush(10)
+
+    ids = {first.id, repeat.id, other_body.id, bad_amount.id, unknown_field.id}
+    got = wait_for(
+        "answers to the commands",
+        lambda: (a := answers(run, client, client_id)) and ids <= set(a) and a,
+    )
+    accepted = got[first.id]
+    assert accepted["type"] == "custody.command.accepted.v1"
+    assert got[repeat.id]["type"] == "custody.command.accepted.v1"
+    assert got[repeat.id]["data"]["operation_id"] == accepted["data"]["operation_id"]
+    assert (got[other_body.id]["type"], got[other_body.id]["data"]["code"]) == (
+        "custody.command.rejected.v1",
+        "CUS-3005",
+    )
+    assert got[bad_amount.id]["data"]["code"] == "CUS-3004"
+    assert got[unknown_field.id]["data"]["code"] == "CUS-3001"
+    assert any(
+        a["data"].get("code") == "CUS-3001" and a["data"]["correlation_id"].startswith("invalid:")
+        for a in got.values()
+    )
+
+    op_id = accepted["data"]["operation_id"]
+    assert op_id == f"wd:{client_id}:k-1"
+    done = until_state(client, op_id, "completed")
+    assert done["requested_by"] == "bank-core-system"
+    assert run.eth.balance(destination) == ETH // 10  # one saga, paid once
+    listed = client.get(f"/v1/clients/{client_id}/withdrawals").json()
+    assert [w["operation_id"] for w in listed] == [op_id]
+    assert uuid.UUID(accepted["id"])  # a deterministic uuid: a re-handled command answers the same

@@ -8,6 +8,7 @@ from temporalio import activity
 
 from sagas import accounts
 from sagas.deposit import DepositInput, DepositResult, DepositState
+from sagas.deposit.events import QUARANTINED_ALERT, DepositQuarantined, DepositStep, event_type
 from sagas.errors import UnknownAccount
 from sagas.events import Envelope
 from sagas.ledger import Transfer
@@ -16,7 +17,6 @@ from sagas.ports import DepositObservations, Ledger, OperationStore, Screening
 from sagas.topics import ALERTS, EVENTS
 
 SOURCE = "/custody/deposit"
-QUARANTINED_ALERT = "custody.alert.deposit_quarantined.v1"
 
 
 def _client_of(account_id: str) -> str | None:
@@ -25,22 +25,23 @@ def _client_of(account_id: str) -> str | None:
 
 
 def event(dep: DepositInput, step: str, subject: str, **data: object) -> tuple[str, Envelope]:
+    payload = DepositStep(
+        operation_id=dep.operation_id,
+        client_id=_client_of(dep.account_id),
+        chain=dep.chain,
+        tx_hash=dep.tx_hash,
+        position=dep.position,
+        address=dep.address,
+        asset=dep.asset,
+        amount=str(dep.amount),
+        **data,  # type: ignore[arg-type]
+    )
     return EVENTS.name, Envelope(
         id=step_event_id(dep.operation_id, step),
         source=SOURCE,
-        type=f"custody.deposit.{step}.v1",
+        type=event_type(step),
         subject=subject,
-        data={
-            "operation_id": dep.operation_id,
-            "client_id": _client_of(dep.account_id),
-            "chain": dep.chain,
-            "tx_hash": dep.tx_hash,
-            "position": dep.position,
-            "address": dep.address,
-            "asset": dep.asset,
-            "amount": str(dep.amount),
-            **data,  # type: ignore[dict-item]
-        },
+        data=payload.model_dump(mode="json"),
     )
 
 
@@ -133,7 +134,9 @@ class DepositActivities:
             source=SOURCE,
             type=QUARANTINED_ALERT,
             subject=dep.operation_id,
-            data={"operation_id": dep.operation_id, "account": dep.account_id, "reason": reason},
+            data=DepositQuarantined(
+                operation_id=dep.operation_id, account=dep.account_id, reason=reason
+            ).model_dump(mode="json"),
         )
         self._ops.advance(
             dep.operation_id,

@@ -33,28 +33,28 @@ from sagas.withdrawal import (
     SendOutcome,
     WithdrawalInput,
 )
+from sagas.withdrawal.events import STUCK_ALERT, WithdrawalStep, WithdrawalStuck, event_type
 
 SOURCE = "/custody/withdrawal"
-STUCK_ALERT = "custody.alert.withdrawal_stuck.v1"
 log = logging.getLogger("custody.withdrawal")
 
 
 def event(req: WithdrawalInput, step: str, **data: Any) -> tuple[str, Envelope]:
     """custody.withdrawal.<step>.v1 on the events topic, keyed by the client's account."""
-    kind = step.split(":", 1)[0]
+    payload = WithdrawalStep(
+        operation_id=req.operation_id,
+        client_id=req.client_id,
+        asset=req.asset,
+        amount=str(req.amount),
+        destination=req.destination,
+        **data,
+    )
     return EVENTS.name, Envelope(
         id=step_event_id(req.operation_id, step),
         source=SOURCE,
-        type=f"custody.withdrawal.{kind}.v1",
+        type=event_type(step.split(":", 1)[0]),
         subject=accounts.client(req.client_id, req.asset),
-        data={
-            "operation_id": req.operation_id,
-            "client_id": req.client_id,
-            "asset": req.asset,
-            "amount": str(req.amount),
-            "destination": req.destination,
-            **data,
-        },
+        data=payload.model_dump(mode="json", exclude_none=True),
     )
 
 
@@ -208,13 +208,13 @@ class WithdrawalActivities:
             source=SOURCE,
             type=STUCK_ALERT,
             subject=req.operation_id,
-            data={
-                "operation_id": req.operation_id,
-                "client_id": req.client_id,
-                "asset": req.asset,
-                "stuck_after_seconds": req.stuck_after_seconds,
-                "action": "signal operator_decision: rebroadcast, bump or keep_waiting",
-            },
+            data=WithdrawalStuck(
+                operation_id=req.operation_id,
+                client_id=req.client_id,
+                asset=req.asset,
+                stuck_after_seconds=req.stuck_after_seconds,
+                action="POST /v1/withdrawals/{id}/decisions: rebroadcast, bump or keep_waiting",
+            ).model_dump(mode="json"),
         )
         self._ops.advance(
             req.operation_id,

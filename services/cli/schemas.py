@@ -7,10 +7,19 @@ from pathlib import Path
 from typing import Any
 
 from sagas.chainwatch import PAYLOADS as CHAIN_PAYLOADS
+from sagas.commands import PAYLOADS as COMMAND_PAYLOADS
+from sagas.deposit.events import PAYLOADS as DEPOSIT_PAYLOADS
 from sagas.events import Envelope
 from sagas.ledger.events import PAYLOADS as LEDGER_PAYLOADS
+from sagas.withdrawal.events import PAYLOADS as WITHDRAWAL_PAYLOADS
 
-PAYLOADS = {**LEDGER_PAYLOADS, **CHAIN_PAYLOADS}
+PAYLOADS = {
+    **LEDGER_PAYLOADS,
+    **CHAIN_PAYLOADS,
+    **WITHDRAWAL_PAYLOADS,
+    **DEPOSIT_PAYLOADS,
+    **COMMAND_PAYLOADS,
+}
 
 DOCS_EVENTS = Path(__file__).resolve().parents[2] / "docs" / "events"
 

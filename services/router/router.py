@@ -22,7 +22,7 @@ import uuid
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.service import RPCError
@@ -35,6 +35,13 @@ from sagas.chainwatch import (
     TX_MINED,
     TX_REORGED,
 )
+from sagas.commands import (
+    ACCEPTED,
+    CREATE_WITHDRAWAL,
+    REJECTED,
+    CommandAnswer,
+    CreateWithdrawalCommand,
+)
 from sagas.deposit import DepositInput, DepositNudge, DepositState, workflow_id
 from sagas.deposit.workflows import DepositWorkflow
 from sagas.errors import CustodyError, RequestInvalid
@@ -45,24 +52,8 @@ from sagas.withdrawal import TASK_QUEUE, ChainNudge
 from services.app.withdrawals import WithdrawalBody, Withdrawals
 
 log = logging.getLogger("custody.router")
-CREATE_WITHDRAWAL = "custody.command.withdrawal.create.v1"
-ACCEPTED = "custody.command.accepted.v1"
-REJECTED = "custody.command.rejected.v1"
 SOURCE = "/custody/router"
 _NAMESPACE = uuid.UUID("0f9b3c51-3c3e-4a55-8d7e-61c2a8a4e1d2")
-
-
-class CreateWithdrawalCommand(BaseModel):
-    """The data of a withdrawal command: the API's body, plus who and which key."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    client_id: str = Field(min_length=1, max_length=64)
-    idempotency_key: str = Field(min_length=1, max_length=64)
-    requested_by: str = Field(min_length=1, max_length=128)
-    asset: str
-    amount: str
-    destination: str
 
 
 class EventRouter:
@@ -187,7 +178,9 @@ class EventRouter:
                 source=SOURCE,
                 type=type_,
                 subject=subject,
-                data={"correlation_id": command_id, **data},
+                data=CommandAnswer(correlation_id=command_id, **data).model_dump(
+                    mode="json", exclude_none=True
+                ),
             ),
         )
 

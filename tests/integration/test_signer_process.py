@@ -1,6 +1,7 @@
 """The signer as its own process: this test process holds only the worker's role; the
 signer subprocess (the only holder of the signer's role) signs over its Temporal task
-queue, and the transaction confirms on anvil."""
+queue, only a withdrawal recorded as approved and only a transaction that pays exactly
+its destination and amount, and the transaction confirms on anvil."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 from eth_account import Account
+from temporalio.client import WorkflowFailureError
 from temporalio.worker import Worker
 
 from adapters.chains.ethereum.faucet import DevChainFaucet
@@ -19,8 +22,10 @@ from adapters.chains.ethereum.node import Web3EthereumNode
 from adapters.keys.hd import BipDeriver
 from adapters.keys.openbao import OpenBaoKeyWrapper
 from adapters.keys.store import SqlKeyStore
+from adapters.operations.store import SqlOperationStore
 from adapters.temporal import connect
 from sagas.keys.wallets import create_wallet, deposit_address
+from sagas.operations import OperationRecord
 from sagas.signing import SignedTransaction, SignEvmRequest
 from sagas.signing.workflows import SignEvmWorkflow
 from services.settings import PlatformSettings
@@ -44,6 +49,26 @@ def signer_process(fresh_postgres_url: str) -> Iterator[subprocess.Popen[str]]:
     yield proc
     proc.terminate()
     proc.wait(30)
+
+
+def record_withdrawal(ops: SqlOperationStore, operation: str, to: str, wei: int) -> None:
+    now = datetime.now(UTC)
+    ops.create(
+        OperationRecord(
+            id=operation,
+            kind="withdrawal",
+            client_id="c1",
+            asset="ETH",
+            chain="ethereum",
+            amount=wei,
+            destination=to,
+            request_hash="h",
+            requested_by="u1",
+            state="reserved",
+            created_at=now,
+            updated_at=now,
+        )
+    )
 
 
 async def _sign(settings: PlatformSettings, request: SignEvmRequest) -> SignedTransaction:
@@ -77,17 +102,30 @@ def test_the_signer_process_signs_a_withdrawal_that_confirms(
         hot.address, node.eth_transfer(receiver, 12345), node.pending_nonce(hot.address)
     )
 
-    signed = asyncio.run(
-        _sign(
-            s,
-            SignEvmRequest(
-                operation_id=f"op-{uuid.uuid4().hex[:8]}",
-                wallet_id=wallet.wallet_id,
-                index=hot.index,
-                tx=tx,
-            ),
+    operation = f"op-{uuid.uuid4().hex[:8]}"
+
+    def request(op: str, signed_tx: dict[str, int | str]) -> SignEvmRequest:
+        return SignEvmRequest(
+            operation_id=op, wallet_id=wallet.wallet_id, index=hot.index, tx=signed_tx
         )
+
+    # Not on record: refused.
+    with pytest.raises(WorkflowFailureError) as refused:
+        asyncio.run(_sign(s, request(operation, tx)))
+    assert "KeyAccessDenied" in repr(refused.value.cause) or "no withdrawal" in str(
+        refused.value.cause.cause
     )
+    # On record but not approved yet: refused.
+    ops = SqlOperationStore(fresh_postgres_url)
+    record_withdrawal(ops, operation, receiver, 12345)
+    with pytest.raises(WorkflowFailureError):
+        asyncio.run(_sign(s, request(operation, tx)))
+    ops.advance(operation, "approved", state="approved", approved=True)
+    # Approved, but the transaction pays someone else, or another amount: refused.
+    for other in ({**tx, "value": 12346}, {**tx, "to": Account.create().address}):
+        with pytest.raises(WorkflowFailureError):
+            asyncio.run(_sign(s, request(operation, other)))
+    signed = asyncio.run(_sign(s, request(operation, tx)))
 
     receipt = node.wait_receipt(node.broadcast(bytes.fromhex(signed.raw_hex)), 30)
     assert receipt.succeeded and node.balance(receiver) == 12345

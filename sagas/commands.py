@@ -1,0 +1,44 @@
+"""Commands bank systems put on `custody.commands.v1`, and the answers the platform puts
+on `custody.events.v1` (keyed by the command's subject, correlated by its id)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+CREATE_WITHDRAWAL = "custody.command.withdrawal.create.v1"
+ACCEPTED = "custody.command.accepted.v1"
+REJECTED = "custody.command.rejected.v1"
+
+
+class CreateWithdrawalCommand(BaseModel):
+    """The data of a withdrawal command: the API's body, plus who asks and the key."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    client_id: str = Field(min_length=1, max_length=64)
+    idempotency_key: str = Field(
+        min_length=1, max_length=64, description="names the saga, as the HTTP header does"
+    )
+    requested_by: str = Field(min_length=1, max_length=128)
+    asset: str = Field(examples=["ETH"])
+    amount: str = Field(description="a decimal string in the asset's unit", examples=["0.25"])
+    destination: str
+
+
+class CommandAnswer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    correlation_id: str = Field(description="the command's CloudEvent id")
+    operation_id: str | None = Field(default=None, description="accepted: the saga")
+    state: str | None = Field(default=None, description="accepted: the saga's state now")
+    error_code: str | None = None
+    code: str | None = Field(default=None, description="rejected: the stable error code")
+    title: str | None = None
+    detail: str | None = None
+
+
+PAYLOADS: dict[str, type[BaseModel]] = {
+    CREATE_WITHDRAWAL: CreateWithdrawalCommand,
+    ACCEPTED: CommandAnswer,
+    REJECTED: CommandAnswer,
+}

@@ -27,10 +27,12 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import psycopg
@@ -51,6 +53,15 @@ SAGA_ACTIVITIES = 6
 AMOUNT = "0.001"  # ETH per withdrawal, a decimal string as the API takes it
 DEPOSIT = 1 * ETH  # per client, far more than its withdrawals need
 ENDED = ("completed", "failed", "rejected", "expired")
+FLAGGED = (
+    "Traceback",
+    "ERROR",
+    "WARNING",
+    "CRITICAL",
+    "too many clients",
+    "Completing activity as failed",
+)
+T = TypeVar("T")
 
 
 # --- the bare Temporal baseline -------------------------------------------------------
@@ -168,6 +179,19 @@ def _steps(conn: Conn, ids: list[str]) -> dict[str, dict[str, datetime]]:
     return found
 
 
+def _read(db: SqlDatabase, query: Callable[[Conn], T], attempts: int = 60) -> T:
+    """A read, retried while PostgreSQL refuses connections (too many clients)."""
+    for attempt in range(attempts):
+        try:
+            with db.tx() as conn:
+                return query(conn)
+        except psycopg.OperationalError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(1)
+    raise AssertionError("unreachable")
+
+
 def _withdrawals(
     run: Running, pairs: list[tuple[str, httpx.Client]], n: int, threads: int, timeout: float
 ) -> tuple[Figures, list[Request], Counter[str]]:
@@ -180,23 +204,26 @@ def _withdrawals(
         )
         for i in range(n)
     ]
+    # Connected before the burst: under load the platform's processes may take every
+    # connection PostgreSQL allows, and this one is kept (one per thread) once made.
+    db = SqlDatabase(run.db_url)
+    _read(db, lambda conn: conn.one("select 1"))
     with ThreadPoolExecutor(max_workers=threads) as pool:
         list(pool.map(_post, requests))
     accepted = [r for r in requests if r.status == 202]
     ids = [r.operation_id for r in accepted]
-    db = SqlDatabase(run.db_url)
+    wanted = set(ids)
     deadline = time.monotonic() + timeout
     states: dict[str, str] = {}
     while True:
-        with db.tx() as conn:
-            rows = conn.all("select id, state from operations where kind = 'withdrawal'")
-        wanted = set(ids)
+        rows = _read(
+            db, lambda conn: conn.all("select id, state from operations where kind = 'withdrawal'")
+        )
         states = {str(i): str(s) for i, s in rows if i in wanted}
         if all(states.get(i) in ENDED for i in ids) or time.monotonic() > deadline:
             break
         time.sleep(0.5)
-    with db.tx() as conn:
-        steps = _steps(conn, ids)
+    steps = _read(db, lambda conn: _steps(conn, ids))
     to_broadcast: list[float] = []
     to_completed: list[float] = []
     completions: list[datetime] = []
@@ -250,7 +277,7 @@ def _log_problems(workdir: Path) -> dict[str, Counter[str]]:
     for log in sorted(workdir.glob("*.log")):
         counts: Counter[str] = Counter()
         for line in log.read_text(errors="replace").splitlines():
-            for word in ("Traceback", "ERROR", "WARNING", "CRITICAL"):
+            for word in FLAGGED:
                 if word in line:
                     counts[word] += 1
         if counts:

@@ -34,6 +34,9 @@ def _as_postgres() -> list[str]:
     return ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
 
 
+MAX_CONNECTIONS = 600
+
+
 class Postgres(Service):
     name = "postgres"
     stop_signal = signal.SIGINT  # "fast shutdown": roll back open transactions, exit cleanly
@@ -120,7 +123,10 @@ class Postgres(Service):
             "-l",
             str(self.log_file),
             "-o",
-            f"-p {self.s.postgres_port} -k {self.data_dir} -c listen_addresses={self.s.host}",
+            # Each platform process keeps one connection per thread per store (no pool
+            # yet): the worker and the API alone can hold a few hundred.
+            f"-p {self.s.postgres_port} -k {self.data_dir} -c listen_addresses={self.s.host} "
+            f"-c max_connections={MAX_CONNECTIONS}",
             "start",
         ]
 

@@ -183,13 +183,20 @@ class WithdrawalWorkflow:
         """Wait for finality: woken by the watcher's events, polling as the fallback.
         Past the deadline: alert once, rebroadcast, and act on operators' decisions."""
         started = workflow.now()
-        alerted = False
+        alerted = mined = False
         while True:
             status: ChainStatus = await workflow.execute_activity_method(
                 A.chain_status, req, start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
             )
             if status.state in ("final", "reverted"):
                 return status
+            if status.state == "mined":
+                mined = True
+            elif mined:  # it was in a block and is not any more: a reorg dropped it
+                mined = False
+                await workflow.execute_activity_method(
+                    A.rebroadcast, req, start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
+                )
             if not alerted and workflow.now() - started > timedelta(
                 seconds=req.stuck_after_seconds
             ):

@@ -1,7 +1,9 @@
-"""`custody demo`: the stack smoke scenario, through the platform's own adapters.
+"""`custody demo`: the stack smoke scenario, then the custody scenario.
 
-Until the sagas exist (withdrawal, deposit, trade), this is what the demo runs:
-one real round trip through each of the six services, printed step by step.
+First one real round trip through each of the six services via the platform's own
+adapters; then the whole platform as processes, driven over its REST API as a bank
+would (services/cli/scenario.py): deposits, withdrawals, approvals, reconciliation,
+events and the audit chain, printed step by step.
 """
 
 from __future__ import annotations
@@ -239,8 +241,7 @@ def _books(s: PlatformSettings) -> None:
 
 
 def run_demo() -> int:
-    print("custody demo: the stack smoke scenario (the custody sagas are not built yet;")
-    print("this run proves each real service through the platform's own adapters).")
+    print("custody demo: the stack smoke scenario, then a custody scenario over the API.")
     settings = PlatformSettings.load()
     _kafka(settings)
     asyncio.run(_temporal(settings))
@@ -249,6 +250,10 @@ def run_demo() -> int:
     _bitcoin(settings)
     _sql(settings)
     _books(settings)
-    print("\ndemo finished: all six services answered through the platform's adapters,")
-    print("and the books, their events and the audit chain agree.")
+    from services.cli.scenario import run_scenario
+
+    run_scenario(settings)
+    print("\ndemo finished: the six services answered through the platform's adapters; the")
+    print("client's deposits and withdrawals went through the sagas, and the chains, the books,")
+    print("the events and the audit chain agree.")
     return 0

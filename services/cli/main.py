@@ -1,4 +1,5 @@
-"""The `custody` command: `custody stack install|up|down|status|logs`, `custody demo`."""
+"""The `custody` command: `custody stack install|up|down|status|logs`, `custody demo`,
+`custody audit verify|show|public-keys`, `custody api token`."""
 
 from __future__ import annotations
 
@@ -44,6 +45,17 @@ def _demo_cmd(args: argparse.Namespace) -> int:
     return run_demo()
 
 
+def _token_cmd(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from services.api.auth import issue, load_secret
+    from services.settings import PlatformSettings
+
+    secret = load_secret(PlatformSettings.load().api_token_secret_file)
+    print(issue(secret, args.sub, args.role, args.client, timedelta(hours=args.hours)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="custody", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -56,6 +68,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="run the demo scenario against the running stack")
     demo.set_defaults(func=_demo_cmd)
+
+    api = sub.add_parser("api", help="the REST API's tools")
+    api_actions = api.add_subparsers(dest="action", required=True)
+    token = api_actions.add_parser("token", help="issue a bearer token (prints it)")
+    token.add_argument("--role", choices=["client", "operator", "auditor"], required=True)
+    token.add_argument("--sub", required=True, help="who: a user or system name")
+    token.add_argument("--client", help="the client id (client role)")
+    token.add_argument("--hours", type=float, default=12.0, help="validity")
+    token.set_defaults(func=_token_cmd)
 
     from services.cli import audit
 

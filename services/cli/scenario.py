@@ -1,0 +1,267 @@
+"""The custody scenario of `custody demo`: the whole platform as processes, driven over
+its REST API as a bank would, on the local stack's chains.
+
+A client is onboarded, gets deposit addresses, receives BTC, ETH and the test token
+(credited only once final), withdraws some of each (one above its approval threshold,
+released by two operators after the requester's own approval is refused); then the
+client's balances, the platform's accounts, the chains, the events and the audit
+chain are compared and printed.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+from bitcoin.wallet import CBitcoinSecret, P2WPKHBitcoinAddress
+from eth_account import Account
+
+from adapters.chains.bitcoin.networks import select_network
+from adapters.sqldb import SqlDatabase
+from services.runner import Running
+from services.settings import PlatformSettings
+
+ETH, USD, BTC = 10**18, 10**6, 10**8
+
+
+def _step(title: str) -> None:
+    print(f"\n== {title}", flush=True)
+
+
+def _post(http: httpx.Client, path: str, body: Any) -> httpx.Response:
+    return http.post(path, json=body, headers={"Idempotency-Key": uuid.uuid4().hex})
+
+
+def _external_btc_address(network: str) -> str:
+    select_network(network)
+    key = CBitcoinSecret.from_secret_bytes(uuid.uuid4().bytes * 2)
+    return str(P2WPKHBitcoinAddress.from_scriptPubKey(_p2wpkh(key.pub)))
+
+
+def _p2wpkh(pub: bytes) -> Any:
+    from bitcoin.core import Hash160
+    from bitcoin.core.script import OP_0, CScript
+
+    return CScript([OP_0, Hash160(pub)])
+
+
+def _balances(http: httpx.Client, client_id: str) -> dict[str, dict[str, str]]:
+    return {b["asset"]: b for b in http.get(f"/v1/clients/{client_id}/balances").json()}
+
+
+def run_scenario(settings: PlatformSettings) -> None:
+    name = f"custody_demo_{datetime.now(UTC):%Y%m%d%H%M%S}"
+    admin = settings.postgres_url.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'create database "{name}"')
+    url = settings.postgres_url.rsplit("/", 1)[0] + f"/{name}"
+    workdir = Path(str(settings.api_token_secret_file)).parent / "demo" / name
+    workdir.mkdir(parents=True, exist_ok=True)
+    run = Running(settings, url, workdir)
+    try:
+        _step(f"Platform: signer, worker, router, relay, chain watchers, API (database {name})")
+        run.up()
+        print(f"API on {run.base_url} (OpenAPI at /docs); process logs in {workdir}")
+        _scenario(run)
+    finally:
+        run.down()
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'drop database if exists "{name}" with (force)')
+
+
+def _scenario(run: Running) -> None:
+    s = run.settings
+    token = s.eth_token_address
+    ops1, ops2 = run.http("ops-anna", "operator"), run.http("ops-ben", "operator")
+    client_id = f"demo-{uuid.uuid4().hex[:6]}"
+
+    _step("Onboarding: an operator opens the client and its accounts")
+    reply = _post(ops1, "/v1/clients", {"client_id": client_id, "name": "Demo Client AG"})
+    print(
+        f"POST /v1/clients -> {reply.status_code}; accounts: "
+        + ", ".join(b["account_id"] for b in reply.json()["balances"])
+    )
+    client = run.http("treasurer@demo-client", "client", client_id)
+
+    _step("Deposit addresses (derived from the platform wallet's xpubs; no secret involved)")
+    where = {}
+    for asset in ("BTC", "ETH", "CTUSD"):
+        body = _post(client, f"/v1/clients/{client_id}/deposit-addresses", {"asset": asset}).json()
+        where[asset] = body["address"]
+        print(
+            f"{asset:6} {body['address']} ({body['chain']}"
+            + (f"; {body['note']})" if body["note"] else ")")
+        )
+
+    _step("Treasury: the platform funds its Ethereum hot wallet on chain")
+    hot = ops1.get("/v1/treasury").json()["ethereum_hot_wallet"]
+    run.faucet.fund_eth(hot, 20 * ETH)
+    run.faucet.mint_token(token, hot, 5_000 * USD)
+
+    def treasury() -> dict[str, int]:
+        accounts = ops1.get("/v1/treasury").json()["accounts"]
+        return {a["account_id"]: int(a["total_minor"]) for a in accounts}
+
+    run.wait("the top-up booked", lambda: treasury()["treasury:CTUSD"] == 5_000 * USD)
+    print(f"hot wallet {hot}: 20 ETH and 5000 CTUSD booked to treasury:ETH / treasury:CTUSD")
+
+    _step("Deposits: sent on chain, seen by the watchers, credited only once final")
+    run.miner.pause()
+    run.faucet.fund_eth(where["ETH"], 3 * ETH)
+    run.faucet.mint_token(token, where["CTUSD"], 1_000 * USD)
+    run.btc_faucet.fund(where["BTC"], 3 * BTC // 2)
+    run.btc.mine(1)
+
+    def deposits() -> list[dict[str, Any]]:
+        return list(client.get(f"/v1/clients/{client_id}/deposits").json())
+
+    run.wait("three deposits seen", lambda: len(deposits()) == 3)
+    print(
+        "seen:     " + ", ".join(f"{d['asset']} {d['amount']} ({d['state']})" for d in deposits())
+    )
+    print(
+        "balances: "
+        + ", ".join(f"{a} {b['total']}" for a, b in _balances(client, client_id).items())
+        + "   <- nothing credited before finality"
+    )
+    run.miner.start()
+    run.wait("credited", lambda: all(d["state"] == "credited" for d in deposits()))
+    print(
+        "final:    "
+        + ", ".join(f"{a} {b['total']}" for a, b in _balances(client, client_id).items())
+    )
+
+    _step("Policy: ETH withdrawals above 1 ETH need two operators (the requester never counts)")
+    reply = ops1.put(
+        f"/v1/clients/{client_id}/policies/ETH",
+        json={"approval_threshold": "1", "approval_quorum": 2},
+    )
+    print(f"PUT policy -> version {reply.json()['version']}: {reply.json()['rules']}")
+
+    _step("Withdrawals to external addresses")
+    eth_out = Account.create().address
+    btc_out = _external_btc_address(s.btc_network)
+    asks = [
+        ("ETH", "0.4", eth_out),
+        ("BTC", "0.25", btc_out),
+        ("CTUSD", "250.5", eth_out),
+        ("ETH", "1.2", eth_out),
+    ]
+    ids = []
+    for asset, amount, destination in asks:
+        reply = _post(
+            client,
+            f"/v1/clients/{client_id}/withdrawals",
+            {"asset": asset, "amount": amount, "destination": destination},
+        )
+        body = reply.json()
+        ids.append(body["operation_id"])
+        print(
+            f"POST withdrawal {amount} {asset} -> {reply.status_code} {body['state']}"
+            f" ({body['operation_id']})"
+        )
+    big = ids[-1]
+    run.wait(
+        "the big one awaiting approval",
+        lambda: client.get(f"/v1/withdrawals/{big}").json()["state"] == "awaiting_approval",
+    )
+    print(f"{big}: awaiting_approval (rule approval_threshold)")
+    mine = _post(client, f"/v1/withdrawals/{big}/approvals", {})
+    print(
+        f"the client approving it itself -> {mine.status_code} {mine.json()['code']}"
+        f" {mine.json()['title']}"
+    )
+    for ops in (ops1, ops1, ops2):
+        reply = _post(ops, f"/v1/withdrawals/{big}/approvals", {})
+        body = reply.json()
+        print(
+            f"operator approval -> {reply.status_code} "
+            + (
+                f"approvers {body['approvers']}"
+                if reply.status_code == 200
+                else f"{body['code']} {body['detail']}"
+            )
+        )
+
+    def finished() -> bool:
+        return all(
+            client.get(f"/v1/withdrawals/{i}").json()["state"] in ("completed", "failed")
+            for i in ids
+        )
+
+    run.wait("the withdrawals final", finished, timeout=180)
+    for op_id in ids:
+        w = client.get(f"/v1/withdrawals/{op_id}").json()
+        steps = " > ".join(st["step"] for st in w["timeline"])
+        print(
+            f"{w['amount']:>6} {w['asset']:5} {w['state']:9} tx {w['tx_hash'][:18]}..."
+            f" fee {w['fee_minor']} (minor units)"
+        )
+        print(f"       {steps}")
+
+    _step("Balances: the client's ledger, the platform's accounts, and the chains")
+    for asset, b in _balances(client, client_id).items():
+        print(f"client {asset:6} total {b['total']:>10}  available {b['available']:>10}")
+    t = treasury()
+    with SqlDatabase(run.db_url).tx() as conn:
+        utxos = conn.all("select amount from btc_utxos where spent_by is null")
+    chain = {
+        "ETH": run.eth.balance(where["ETH"]) + run.eth.balance(hot),
+        "CTUSD": run.eth.token_balance(token, where["ETH"]) + run.eth.token_balance(token, hot),
+        "BTC": sum(int(r[0]) for r in utxos),
+    }
+    for asset, held in chain.items():
+        books = -t[f"omnibus:{asset}"]
+        print(
+            f"{asset:6} on chain {held} = omnibus {books} (minor units): "
+            + ("OK" if held == books else "MISMATCH")
+        )
+        if held != books:
+            raise SystemExit(f"{asset}: chain and books disagree")
+    print(
+        f"external: {run.eth.balance(eth_out)} wei, "
+        f"{run.eth.token_balance(token, eth_out)} CTUSD units at {eth_out}"
+    )
+
+    _step("Events: the client's stream (server-sent events over the API)")
+    counts: Counter[str] = Counter()
+    with client.stream(
+        "GET", f"/v1/clients/{client_id}/events", params={"from": "beginning", "idle_seconds": 3}
+    ) as reply:
+        for line in reply.iter_lines():
+            if line.startswith("event: "):
+                counts[line[7:]] += 1
+    for kind, n in sorted(counts.items()):
+        print(f"{n:3}  {kind}")
+
+    _step("Audit: every event chained, signed and verified")
+    env = run.env
+    subprocess.run(
+        [sys.executable, "-m", "services.audit.main", "--until-idle"],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    verified = subprocess.run(
+        [sys.executable, "-m", "services.cli.main", "audit", "verify"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    print(
+        verified.stdout.strip().splitlines()[-1]
+        if verified.stdout.strip()
+        else verified.stderr[-500:]
+    )
+    if verified.returncode != 0:
+        raise SystemExit("the audit chain did not verify")

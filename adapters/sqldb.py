@@ -1,8 +1,10 @@
 """One relational database, SQLite or PostgreSQL by URL, for the platform's stores.
 
 Hides the two drivers' differences (placeholders, big integers, timestamps), keeps
-one connection per thread (connecting to PostgreSQL costs more than a transfer),
-and runs each unit of work in one transaction. SQLite writers take the database's
+SQLite connections per thread, PostgreSQL connections in one bounded pool per
+database per process shared by every store (connecting costs more than a transfer,
+and a server has a connection limit), and runs each unit of work in one
+transaction. SQLite writers take the database's
 write lock up front (BEGIN IMMEDIATE), so concurrent writers queue instead of
 failing half-way.
 """
@@ -10,6 +12,7 @@ failing half-way.
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -72,6 +75,60 @@ class Conn:
         return datetime.fromisoformat(value) if isinstance(value, str) else value.astimezone(UTC)
 
 
+class _Pool:
+    """A bounded pool of PostgreSQL connections, shared by every SqlDatabase of one URL
+    in the process. A transaction holds one connection for its duration; a caller
+    that cannot get one in `timeout` seconds gets DependencyUnavailable (transient)."""
+
+    def __init__(self, dsn: str, size: int, timeout: float) -> None:
+        self._dsn = dsn
+        self._idle: list[Any] = []
+        self._slots = threading.BoundedSemaphore(size)
+        self._lock = threading.Lock()
+        self._timeout = timeout
+
+    def get(self) -> Any:
+        if not self._slots.acquire(timeout=self._timeout):
+            from sagas.errors import DependencyUnavailable
+
+            raise DependencyUnavailable("no database connection free in time")
+        with self._lock:
+            conn = self._idle.pop() if self._idle else None
+        if conn is not None and not conn.closed:
+            return conn
+        try:
+            return psycopg.connect(self._dsn)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def put(self, conn: Any, broken: bool = False) -> None:
+        if (
+            broken
+            or conn.closed
+            or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+        ):
+            with contextlib.suppress(Exception):
+                conn.close()
+        else:
+            with self._lock:
+                self._idle.append(conn)
+        self._slots.release()
+
+
+_POOLS: dict[str, _Pool] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _pool(dsn: str) -> _Pool:
+    with _POOLS_LOCK:
+        if dsn not in _POOLS:
+            size = int(os.environ.get("CUSTODY_DB_POOL_SIZE", "24"))
+            timeout = float(os.environ.get("CUSTODY_DB_POOL_TIMEOUT", "30"))
+            _POOLS[dsn] = _Pool(dsn, size, timeout)
+        return _POOLS[dsn]
+
+
 class SqlDatabase:
     def __init__(
         self, url: str, on_integrity: Callable[[Exception], Exception] = _passthrough
@@ -90,15 +147,12 @@ class SqlDatabase:
     def _connection(self) -> Any:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            if self.sqlite:
-                conn = sqlite3.connect(
-                    self._target, timeout=60, isolation_level=None, check_same_thread=False
-                )
-                sqlite_functions.register(conn)
-                conn.execute("pragma foreign_keys = on")
-                conn.execute("pragma busy_timeout = 60000")
-            else:
-                conn = psycopg.connect(self._target)
+            conn = sqlite3.connect(
+                self._target, timeout=60, isolation_level=None, check_same_thread=False
+            )
+            sqlite_functions.register(conn)
+            conn.execute("pragma foreign_keys = on")
+            conn.execute("pragma busy_timeout = 60000")
             self._local.conn = conn
         return conn
 
@@ -112,20 +166,29 @@ class SqlDatabase:
     @contextmanager
     def tx(self, write: bool = False) -> Iterator[Conn]:
         """One transaction; commits if the block returns, rolls back if it raises."""
+        if not self.sqlite:
+            pool = _pool(self._target)
+            pg = pool.get()
+            broken = False
+            try:
+                with pg.transaction():
+                    yield Conn(pg, False, self._on_integrity)
+            except psycopg.OperationalError:
+                broken = True  # a broken connection is not reused
+                raise
+            finally:
+                pool.put(pg, broken)
+            return
         raw = self._connection()
         try:
-            if self.sqlite:
-                raw.execute("begin immediate" if write else "begin")
-                try:
-                    yield Conn(raw, True, self._on_integrity)
-                except BaseException:
-                    raw.execute("rollback")
-                    raise
-                raw.execute("commit")
-            else:
-                with raw.transaction():
-                    yield Conn(raw, False, self._on_integrity)
-        except (sqlite3.OperationalError, psycopg.OperationalError):
+            raw.execute("begin immediate" if write else "begin")
+            try:
+                yield Conn(raw, True, self._on_integrity)
+            except BaseException:
+                raw.execute("rollback")
+                raise
+            raw.execute("commit")
+        except sqlite3.OperationalError:
             self._drop_connection()  # a broken connection is not reused
             raise
 

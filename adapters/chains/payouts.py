@@ -156,9 +156,10 @@ class ChainPayouts:
 
     def rebroadcast(self, operation_id: str) -> None:
         with self._db.tx() as conn:
+            # 'mined' too: a reorg may have dropped a transaction recorded as mined.
             evm = conn.all(
                 "select raw_tx from evm_transactions where operation_id = ? and state in "
-                "('signed', 'broadcast')",
+                "('signed', 'broadcast', 'mined')",
                 (operation_id,),
             )
             btc = conn.all(

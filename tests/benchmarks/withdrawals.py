@@ -6,9 +6,10 @@ The platform runs as in the end-to-end tests (tests/e2e/harness.py): its process
 the real stack against a fresh PostgreSQL database, with a miner thread making one block
 a second. The hot wallet is funded, clients get ETH deposits and are credited; then all
 withdrawals are POSTed at once (a thread pool) and followed in the operations tables
-until every one has ended. Latencies are taken from the client-side POST start to the
-`broadcast` and `completed` steps' timestamps (operation_steps.at), both UTC on this
-machine. Throughput is withdrawals / (first POST start to last completion).
+until every one has ended (or nothing changed for --stall seconds). Latencies are taken
+from the client-side POST start to the `broadcast` and `completed` steps' timestamps
+(operation_steps.at), both UTC on this machine. Throughput is withdrawals / (first POST
+start to last completion).
 
 The baseline is a workflow defined here that runs, one after another, as many no-op
 activities as the withdrawal saga's happy path (reserve, decide, mark_approved, send,
@@ -22,7 +23,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import math
+import os
+import signal
+import sys
 import tempfile
 import time
 import uuid
@@ -193,8 +198,13 @@ def _read(db: SqlDatabase, query: Callable[[Conn], T], attempts: int = 60) -> T:
 
 
 def _withdrawals(
-    run: Running, pairs: list[tuple[str, httpx.Client]], n: int, threads: int, timeout: float
-) -> tuple[Figures, list[Request], Counter[str]]:
+    run: Running,
+    pairs: list[tuple[str, httpx.Client]],
+    n: int,
+    threads: int,
+    timeout: float,
+    stall: float,
+) -> tuple[Figures, list[Request], Counter[str], str]:
     requests = [
         Request(
             client_id=pairs[i % len(pairs)][0],
@@ -215,12 +225,24 @@ def _withdrawals(
     wanted = set(ids)
     deadline = time.monotonic() + timeout
     states: dict[str, str] = {}
+    changed = time.monotonic()
     while True:
+        before = states
         rows = _read(
             db, lambda conn: conn.all("select id, state from operations where kind = 'withdrawal'")
         )
         states = {str(i): str(s) for i, s in rows if i in wanted}
-        if all(states.get(i) in ENDED for i in ids) or time.monotonic() > deadline:
+        now = time.monotonic()
+        if states != before:
+            changed = now
+        if all(states.get(i) in ENDED for i in ids):
+            stop = "all ended"
+            break
+        if now > deadline:
+            stop = f"gave up after {timeout:.0f} s"
+            break
+        if now - changed > stall:
+            stop = f"gave up: no operation changed state for {stall:.0f} s"
             break
         time.sleep(0.5)
     steps = _read(db, lambda conn: _steps(conn, ids))
@@ -250,7 +272,7 @@ def _withdrawals(
             "POST->completed": to_completed,
         },
     )
-    return figures, requests, ended
+    return figures, requests, ended, stop
 
 
 def _saga_activity_counts(settings: PlatformSettings, ids: list[str]) -> Counter[int]:
@@ -272,6 +294,16 @@ def _saga_activity_counts(settings: PlatformSettings, ids: list[str]) -> Counter
     return asyncio.run(count())
 
 
+async def _terminate_leftovers(settings: PlatformSettings, queue: str) -> None:
+    """Sagas still open once the platform is down (a run that gave up) are ended, so
+    they do not stay open on the shared Temporal server with no worker."""
+    client = await connect(settings.temporal_address, settings.temporal_namespace)
+    query = f"TaskQueue = '{queue}' AND ExecutionStatus = 'Running'"
+    async for wf in client.list_workflows(query):
+        handle = client.get_workflow_handle(wf.id, run_id=wf.run_id)
+        await handle.terminate("withdrawals benchmark over")
+
+
 def _log_problems(workdir: Path) -> dict[str, Counter[str]]:
     found: dict[str, Counter[str]] = {}
     for log in sorted(workdir.glob("*.log")):
@@ -291,12 +323,19 @@ def _row(label: str, figures: Figures, name: str, rate: str) -> str:
     return f"  {label:<44}{rate:>12}{p50:>10.2f}{p99:>10.2f}{len(values):>7}"
 
 
+def _terminated(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--withdrawals", type=int, default=200, help="concurrent withdrawals")
     parser.add_argument("--clients", type=int, default=20, help="clients they are spread over")
     parser.add_argument("--threads", type=int, default=50, help="POSTs in flight at once")
     parser.add_argument("--timeout", type=float, default=900, help="seconds to wait for all")
+    parser.add_argument(
+        "--stall", type=float, default=180, help="give up when nothing changed for this long"
+    )
     args = parser.parse_args()
     if not stack_env_file().exists():
         raise SystemExit("the stack is not up: run `make up` or `custody stack up`")
@@ -308,14 +347,16 @@ def main() -> None:
     url = settings.postgres_url.rsplit("/", 1)[0] + f"/{name}"
     workdir = Path(tempfile.mkdtemp(prefix="bench-withdrawals-"))
     run = Running(settings, url, workdir)
+    # A SIGTERM unwinds like Ctrl-C, so the platform is stopped and the database dropped.
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         began = time.perf_counter()
         run.up()
         fund_hot_wallet(run)
         pairs = _setup_clients(run, args.clients)
         setup = time.perf_counter() - began
-        platform, requests, ended = _withdrawals(
-            run, pairs, args.withdrawals, args.threads, args.timeout
+        platform, requests, ended, stop = _withdrawals(
+            run, pairs, args.withdrawals, args.threads, args.timeout, args.stall
         )
         accepted = [r.operation_id for r in requests if r.status == 202]
         activities = _saga_activity_counts(settings, accepted)
@@ -324,13 +365,15 @@ def main() -> None:
         run.down()
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'drop database if exists "{name}" with (force)')
+        with contextlib.suppress(Exception):
+            asyncio.run(_terminate_leftovers(settings, run.env["CUSTODY_SAGA_TASK_QUEUE"]))
 
     n = args.withdrawals
     print(
         f"{n} concurrent ETH withdrawals of {AMOUNT} over {args.clients} clients "
         f"({args.threads} POSTs in flight); platform set up in {setup:.0f} s"
     )
-    print(f"  ended: {dict(ended)}")
+    print(f"  states when the wait ended ({stop}): {dict(ended)}")
     for r in [r for r in requests if r.status != 202][:5]:
         print(f"  refused: HTTP {r.status} {r.body[:200]}")
     print(f"{'':<46}{'per second':>12}{'p50 s':>10}{'p99 s':>10}{'n':>7}")
@@ -358,7 +401,7 @@ def main() -> None:
     )
     print(
         "  - the baseline ran after the withdrawals, on the same Temporal server, with the "
-        "platform still up and idle; its worker is in this process (async activities)."
+        "platform still up; its worker is in this process (async activities)."
     )
     problems = _log_problems(workdir)
     print(
@@ -369,3 +412,9 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    # The Temporal client's Rust threads can abort interpreter teardown ("PyGILState_Release:
+    # thread state ... must be current", temporalio/sdk-python#300): everything is printed
+    # and cleaned up by now, so skip the teardown.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

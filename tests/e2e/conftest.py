@@ -23,8 +23,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    """The whole platform on a fresh database, for one test module."""
+def run(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Running]:
+    """The whole platform on a fresh database, for one test module (whose PLATFORM dict,
+    if any, overrides settings: {"stuck_after_seconds": "8"})."""
     if not stack_env_file().exists():
         pytest.fail("the stack is not up: run `make up` or `custody stack up`")
     settings = PlatformSettings.load()
@@ -34,7 +37,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
         conn.execute(f'create database "{name}"')
     url = settings.postgres_url.rsplit("/", 1)[0] + f"/{name}"
     workdir = tmp_path_factory.mktemp("platform")
-    running = Running(settings, url, workdir, approval_ttl_seconds="20")
+    overrides = {"approval_ttl_seconds": "20", **getattr(request.module, "PLATFORM", {})}
+    running = Running(settings, url, workdir, **overrides)
     try:
         running.up()
         fund_hot_wallet(running)

@@ -33,6 +33,7 @@ async def run(db_url: str | None) -> None:
         start=s.router_start,
         deposit_poll_seconds=s.chain_poll_seconds,
         task_queue=s.saga_task_queue,
+        is_ours=lambda address: platform.keys.lookup(address) is not None,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

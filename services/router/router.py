@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError
@@ -67,7 +68,9 @@ class EventRouter:
         start: str = "earliest",
         deposit_poll_seconds: int = 15,
         task_queue: str = TASK_QUEUE,
+        is_ours: Callable[[str], bool] = lambda _address: True,
     ) -> None:
+        self._is_ours = is_ours
         self._queue = task_queue
         self._temporal = temporal
         self._withdrawals = withdrawals
@@ -135,6 +138,10 @@ class EventRouter:
     async def _event(self, event: Envelope) -> None:
         data: dict[str, Any] = event.payload()
         if event.type == DEPOSIT_SEEN:
+            if not await asyncio.to_thread(self._is_ours, str(data["address"])):
+                # Another deployment's watcher on a shared topic: not ours to start.
+                log.warning("deposit to %s is not to one of our addresses", data["address"])
+                return
             dep = DepositInput(
                 chain=data["chain"],
                 tx_hash=data["tx_hash"],

@@ -174,7 +174,8 @@ def _steps(conn: Conn, ids: list[str]) -> dict[str, dict[str, datetime]]:
     found: dict[str, dict[str, datetime]] = {i: {} for i in ids}
     rows = conn.all(
         "select operation_id, step, at from operation_steps "
-        "where operation_id like 'wd:bench-%' and step in ('broadcast', 'completed')"
+        "where operation_id like ? and step in ('broadcast', 'completed')",
+        ("wd:bench-%",),
     )
     for op_id, step, at in rows:
         if op_id in found:

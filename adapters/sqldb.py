@@ -97,7 +97,7 @@ class _Pool:
         if conn is not None and not conn.closed:
             return conn
         try:
-            return psycopg.connect(self._dsn)
+            return psycopg.connect(self._dsn, connect_timeout=5)
         except BaseException:
             self._slots.release()
             raise
@@ -124,7 +124,9 @@ def _pool(dsn: str) -> _Pool:
     with _POOLS_LOCK:
         if dsn not in _POOLS:
             size = int(os.environ.get("CUSTODY_DB_POOL_SIZE", "24"))
-            timeout = float(os.environ.get("CUSTODY_DB_POOL_TIMEOUT", "30"))
+            # Below the sagas' activity timeouts, so a starved activity fails and retries
+            # rather than a second attempt starting beside it.
+            timeout = float(os.environ.get("CUSTODY_DB_POOL_TIMEOUT", "8"))
             _POOLS[dsn] = _Pool(dsn, size, timeout)
         return _POOLS[dsn]
 
@@ -174,7 +176,7 @@ class SqlDatabase:
                 with pg.transaction():
                     yield Conn(pg, False, self._on_integrity)
             except psycopg.OperationalError:
-                broken = True  # a broken connection is not reused
+                broken = pg.broken  # a lost connection is not reused; a deadlock victim is
                 raise
             finally:
                 pool.put(pg, broken)

@@ -398,3 +398,8 @@ class DepositObservations(Protocol):
     def state(self, chain: str, tx_hash: str, position: str) -> DepositState:
         """final if any observation is final; reorged if every one was reorged; seen if
         one is waiting for depth; unknown if the watcher has none."""
+
+    def final(self, chain: str, tx_hash: str, position: str) -> tuple[str, str, str, int] | None:
+        """(address, account id, asset, amount) as the watcher recorded the final
+        observation, or None if none is final: what a credit must use, never an event's
+        word."""

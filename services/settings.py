@@ -51,6 +51,7 @@ class PlatformSettings(BaseSettings):
     router_group: str = "custody-router"
     router_start: str = "earliest"
     btc_fee_rate: int = 2  # sat/vB
+    signer_max_fee_per_gas: int = 1_000 * 10**9  # wei: the signer refuses more (1000 gwei)
     screening_deny_file: Path = _REPO_ROOT / ".stack/screening-deny.txt"
     api_token_secret_file: Path = _REPO_ROOT / ".stack/api-token-secret"
     # Saga timings: production defaults; tests shorten them.

@@ -83,16 +83,48 @@ class ChainPayouts:
     def send(self, operation_id: str, asset: str, destination: str, amount: int) -> str:
         if self._is_btc(asset):
             assert self._btc is not None
-            txid, _fee = self._btc[0].pay(
-                operation_id, self._wallet, [(destination, amount)], self._fee_rate
-            )
+            try:
+                txid, _fee = self._btc[0].pay(
+                    operation_id, self._wallet, [(destination, amount)], self._fee_rate
+                )
+            except ChainRejected:
+                with self._db.tx() as conn:  # recorded (its coins taken): it stands
+                    row = conn.one(
+                        "select txid from btc_transactions where operation_id = ? "
+                        "order by attempt desc limit 1",
+                        (operation_id,),
+                    )
+                if row is None:
+                    raise
+                return str(row[0])
             return txid
         assert self._evm is not None
         try:
             call = self._call(asset, destination, amount)
         except ValueError as exc:
             raise ChainRejected(str(exc)) from exc
-        return self._evm[0].send(operation_id, self._signer(operation_id), call).tx_hash
+        try:
+            return self._evm[0].send(operation_id, self._signer(operation_id), call).tx_hash
+        except ChainRejected:
+            # Refused after it was signed and recorded (its nonce is taken): the payment
+            # exists and may still be sent, so it is not "nothing left the platform". The
+            # saga waits for it, rebroadcasts, alerts and lets operators decide.
+            recorded = self._live_evm(operation_id)
+            if recorded is None:
+                raise
+            log.warning(
+                "withdrawal %s refused at broadcast; recorded as %s", operation_id, recorded
+            )
+            return recorded
+
+    def _live_evm(self, operation_id: str) -> str | None:
+        with self._db.tx() as conn:
+            row = conn.one(
+                "select tx_hash from evm_transactions where operation_id = ? and state in "
+                "('signed', 'broadcast', 'mined') order by attempt desc limit 1",
+                (operation_id,),
+            )
+        return None if row is None else str(row[0])
 
     def status(self, operation_id: str, asset: str) -> ChainStatus:
         if self._is_btc(asset):

@@ -7,18 +7,31 @@ from __future__ import annotations
 from web3 import Web3
 
 from adapters.operations.store import SqlOperationStore
+from adapters.sqldb import SqlDatabase
 from sagas.errors import KeyAccessDenied
 from sagas.operations import OperationRecord
 
 _TRANSFER_SELECTOR = "a9059cbb"  # transfer(address,uint256)
 _CLOSED = ("rejected", "expired", "completed", "failed")
+HOT_WALLET_ACCOUNT = "treasury:ETH"  # sagas.accounts.treasury("ETH"): see decision 0006
 
 
 class SigningGuard:
-    def __init__(self, operations: SqlOperationStore, tokens: dict[str, str]) -> None:
-        """`tokens`: asset code -> ERC-20 contract address."""
+    def __init__(
+        self,
+        operations: SqlOperationStore,
+        db_url: str,
+        tokens: dict[str, str],
+        chain_id: int,
+        max_fee_per_gas: int,
+    ) -> None:
+        """`tokens`: asset code -> ERC-20 contract address; `max_fee_per_gas` (wei): the
+        most a signed transaction may offer (a fee bump included)."""
         self._ops = operations
+        self._db = SqlDatabase(db_url)
         self._tokens = {k: Web3.to_checksum_address(v) for k, v in tokens.items() if v}
+        self._chain_id = chain_id
+        self._max_fee = max_fee_per_gas
 
     def __repr__(self) -> str:
         return "SigningGuard()"
@@ -33,8 +46,37 @@ class SigningGuard:
             raise KeyAccessDenied(f"withdrawal {op.id} is on {op.chain}, not {chain}")
         return op
 
-    def check_evm(self, operation: str, tx: dict[str, object]) -> None:
+    def _hot_wallet(self) -> tuple[str, int] | None:
+        with self._db.tx() as conn:
+            row = conn.one(
+                "select wallet_id, address_index from deposit_addresses "
+                "where account_id = ? and chain = 'ethereum'",
+                (HOT_WALLET_ACCOUNT,),
+            )
+        return None if row is None else (str(row[0]), int(row[1]))
+
+    def _recorded_nonce(self, operation: str) -> int | None:
+        with self._db.tx() as conn:
+            row = conn.one(
+                "select nonce from evm_transactions where operation_id = ? and state in "
+                "('signed', 'broadcast', 'mined', 'replaced') order by attempt desc limit 1",
+                (operation,),
+            )
+        return None if row is None else int(row[0])
+
+    def check_evm(self, operation: str, wallet_id: str, index: int, tx: dict[str, object]) -> None:
         op = self._approved(operation, "ethereum")
+        # Only from the hot wallet, on this chain, at a bounded fee, and once an attempt is
+        # recorded only with its nonce (a fee bump replaces it; it never pays twice).
+        if self._hot_wallet() != (wallet_id, index):
+            raise KeyAccessDenied(f"withdrawal {op.id}: not the hot wallet's key")
+        if int(str(tx.get("chainId", -1))) != self._chain_id:
+            raise KeyAccessDenied(f"withdrawal {op.id}: chain id {tx.get('chainId')}")
+        if int(str(tx.get("maxFeePerGas", 0))) > self._max_fee:
+            raise KeyAccessDenied(f"withdrawal {op.id}: fee above {self._max_fee} wei/gas")
+        recorded = self._recorded_nonce(op.id)
+        if recorded is not None and int(str(tx.get("nonce", -1))) != recorded:
+            raise KeyAccessDenied(f"withdrawal {op.id} is recorded with nonce {recorded}")
         to = Web3.to_checksum_address(str(tx.get("to")))
         value = int(str(tx.get("value", 0)))
         data = str(tx.get("data") or "").removeprefix("0x").lower()

@@ -28,3 +28,12 @@ class SqlDepositObservations:
         if "seen" in states:
             return "seen"
         return "reorged"
+
+    def final(self, chain: str, tx_hash: str, position: str) -> tuple[str, str, str, int] | None:
+        with self._db.tx() as conn:
+            row = conn.one(
+                "select address, account_id, asset, amount from chain_observations "
+                "where chain = ? and tx_hash = ? and position = ? and state = 'final'",
+                (chain, tx_hash, position),
+            )
+        return None if row is None else (row[0], row[1], row[2], int(row[3]))

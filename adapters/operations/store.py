@@ -101,12 +101,14 @@ class SqlOperationStore:
     def recent_withdrawals(
         self, client_id: str, asset: str, since: datetime, exclude: str
     ) -> list[tuple[datetime, int]]:
-        """The client's withdrawals of the asset since `since` that were not refused."""
+        """The client's withdrawals of the asset since `since` that were not refused,
+        including those still being decided (two concurrent withdrawals count each other:
+        the velocity limit can be too strict for a moment, never too lax)."""
         with self._db.tx() as conn:
             rows = conn.all(
                 "select created_at, amount from operations where kind = 'withdrawal' and "
                 "client_id = ? and asset = ? and created_at > ? and id <> ? and state not in "
-                "('rejected', 'expired', 'failed', 'requested')",
+                "('rejected', 'expired', 'failed')",
                 (client_id, asset, conn.time(since), exclude),
             )
         out = []

@@ -9,7 +9,7 @@ from temporalio import activity
 from sagas import accounts
 from sagas.deposit import DepositInput, DepositResult, DepositState
 from sagas.deposit.events import QUARANTINED_ALERT, DepositQuarantined, DepositStep, event_type
-from sagas.errors import UnknownAccount
+from sagas.errors import DependencyUnavailable, UnknownAccount
 from sagas.events import Envelope
 from sagas.ledger import Transfer
 from sagas.operations import OperationRecord, request_hash, step_event_id
@@ -102,6 +102,14 @@ class DepositActivities:
 
     @activity.defn(name="deposit.credit")
     def credit(self, dep: DepositInput, screening_hit: str | None) -> DepositResult:
+        # What is credited is what the watcher recorded as final, not what the event said.
+        recorded = self._observations.final(dep.chain, dep.tx_hash, dep.position)
+        if recorded is None:
+            raise DependencyUnavailable(f"{dep.operation_id}: no final observation (yet)")
+        address, account_id, asset, amount = recorded
+        dep = dep.model_copy(
+            update={"address": address, "account_id": account_id, "asset": asset, "amount": amount}
+        )
         target = self._target(dep)
         reason = screening_hit or (
             None if target is not None else f"no {dep.asset} account for {dep.account_id}"

@@ -81,6 +81,13 @@ class WithdrawalActivities:
     def reserve(self, req: WithdrawalInput) -> ReserveOutcome:
         """Reserve the amount (a pending transfer): concurrent withdrawals can never spend
         the same balance. A refusal ends the saga with the ledger's code."""
+        recorded = self._recorded(req.operation_id, "rejected")
+        if recorded is not None:  # a retry after the refusal was recorded: it stands
+            return ReserveOutcome(
+                reserved=False,
+                error_code=str(recorded.get("error_code")),
+                detail=str(recorded.get("detail", "")),
+            )
         try:
             self._ledger.submit(
                 [
@@ -111,9 +118,19 @@ class WithdrawalActivities:
         self._pause("reserve")
         return ReserveOutcome(reserved=True)
 
+    def _recorded(self, operation_id: str, step: str) -> dict[str, Any] | None:
+        for recorded in self._ops.timeline(operation_id):
+            if recorded.step == step:
+                return dict(recorded.detail)
+        return None
+
     @activity.defn(name="withdrawal.decide")
     def decide(self, req: WithdrawalInput) -> PolicyOutcome:
-        """The policy decision, recorded as an event (and so in the audit chain)."""
+        """The policy decision, recorded as an event (and so in the audit chain). Once
+        recorded it is the decision: a retry returns it, not a new evaluation."""
+        recorded = self._recorded(req.operation_id, "policy_decided")
+        if recorded is not None:
+            return PolicyOutcome.model_validate(recorded)
         policy = self._policies.current(req.client_id, req.asset)
         if policy is None:
             outcome = PolicyOutcome(
@@ -123,9 +140,13 @@ class WithdrawalActivities:
                 policy_version=0,
             )
         else:
-            recent = self._ops.recent_withdrawals(
-                req.client_id, req.asset, req.requested_at - VELOCITY_WINDOW, req.operation_id
-            )
+            # Concurrent withdrawals requested after this one count too (at this one's time).
+            recent = [
+                (min(at, req.requested_at), amount)
+                for at, amount in self._ops.recent_withdrawals(
+                    req.client_id, req.asset, req.requested_at - VELOCITY_WINDOW, req.operation_id
+                )
+            ]
             decision = evaluate(
                 policy,
                 WithdrawalRequest(

@@ -51,8 +51,9 @@ class WithdrawalWorkflow:
     def __init__(self) -> None:
         self._stage = "requested"
         self._tally: ApprovalTally | None = None
+        self._recording = 0  # approvals accepted whose step is not recorded yet
         self._nudged = False
-        self._decision: OperatorDecision | None = None
+        self._decisions: list[OperatorDecision] = []
 
     @workflow.query
     def stage(self) -> str:
@@ -64,7 +65,7 @@ class WithdrawalWorkflow:
 
     @workflow.signal
     def operator_decision(self, decision: OperatorDecision) -> None:
-        self._decision = decision
+        self._decisions.append(decision)  # each is acted on, in the order they came
 
     def _check_approval(self, approval: Approval) -> ApprovalTally:
         if self._tally is None or self._tally.complete:
@@ -82,12 +83,16 @@ class WithdrawalWorkflow:
     async def approve(self, approval: Approval) -> ApprovalView:
         self._tally = self._check_approval(approval)  # again: another update may have won
         tally = self._tally
-        await workflow.execute_activity_method(
-            A.record_approval,
-            args=[self._input, approval, len(tally.approvers)],
-            start_to_close_timeout=_TIMEOUT,
-            retry_policy=_RETRY,
-        )
+        self._recording += 1
+        try:
+            await workflow.execute_activity_method(
+                A.record_approval,
+                args=[self._input, approval, len(tally.approvers)],
+                start_to_close_timeout=_TIMEOUT,
+                retry_policy=_RETRY,
+            )
+        finally:
+            self._recording -= 1
         return ApprovalView(
             required=tally.required, approvers=list(tally.approvers), complete=tally.complete
         )
@@ -121,16 +126,22 @@ class WithdrawalWorkflow:
             self._tally = ApprovalTally(
                 required=decision.approvals_required, requester=req.requested_by
             )
-            tally = self._tally
             try:
                 await workflow.wait_condition(
                     lambda: self._tally is not None and self._tally.complete,
                     timeout=timedelta(seconds=req.approval_ttl_seconds),
                 )
             except TimeoutError:
-                detail = f"{len(tally.approvers)} of {tally.required} approvals in time"
-                self._tally = None
-                return await self._end(req, "expired", ApprovalExpired.code, detail)
+                tally = self._tally
+                # An approval accepted in the same workflow task as the deadline counts:
+                # the operator was told it did.
+                if not tally.complete:
+                    detail = f"{len(tally.approvers)} of {tally.required} approvals in time"
+                    self._tally = None
+                    return await self._end(req, "expired", ApprovalExpired.code, detail)
+            if workflow.patched("approvals-recorded-before-approved"):
+                # The approval that completed the quorum is recorded before `approved`.
+                await workflow.wait_condition(lambda: self._recording == 0)
         await workflow.execute_activity_method(
             A.mark_approved, req, start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
         )
@@ -207,9 +218,8 @@ class WithdrawalWorkflow:
                 await workflow.execute_activity_method(
                     A.rebroadcast, req, start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
                 )
-            decision = self._decision
-            if decision is not None:
-                self._decision = None
+            if self._decisions:
+                decision = self._decisions.pop(0)
                 await workflow.execute_activity_method(
                     A.act_on_decision,
                     args=[req, decision],
@@ -220,6 +230,6 @@ class WithdrawalWorkflow:
             self._nudged = False
             with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
                 await workflow.wait_condition(
-                    lambda: self._nudged or self._decision is not None,
+                    lambda: self._nudged or bool(self._decisions),
                     timeout=timedelta(seconds=req.poll_seconds),
                 )

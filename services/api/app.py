@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
+import psycopg
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartition
 from fastapi import Depends, FastAPI, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -48,6 +49,7 @@ from services.api.auth import Principal, load_secret, verify
 from services.api.problems import (
     Problem,
     custody_error,
+    database_error,
     http_error,
     unexpected,
     validation_error,
@@ -261,6 +263,7 @@ def create_app(
     app.add_exception_handler(CustodyError, custody_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(psycopg.OperationalError, database_error)
     app.add_exception_handler(Exception, unexpected)
 
     async def remembered(

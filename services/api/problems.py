@@ -86,6 +86,11 @@ async def http_error(request: Request, exc: Exception) -> JSONResponse:
     return problem(err, request.url.path, exc.status_code)
 
 
+async def database_error(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+    return problem(e.DependencyUnavailable("the database did not answer"), request.url.path)
+
+
 async def unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unexpected error on %s %s", request.method, request.url.path)
     return problem(e.CustodyError("an unexpected error; it was logged"), request.url.path, 500)

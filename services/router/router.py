@@ -123,12 +123,17 @@ class EventRouter:
                 event = Envelope.from_json(value)
             except ValidationError:
                 if msg.topic() == COMMANDS.name:
-                    await self._answer_invalid(msg.key(), "the record is not a CloudEvent")
+                    where = f"{msg.topic()}/{msg.partition()}/{msg.offset()}"
+                    await self._answer_invalid(msg.key(), where, "the record is not a CloudEvent")
                 continue
             if msg.topic() == COMMANDS.name:
                 await self._command(event)
             else:
-                await self._event(event)
+                try:
+                    await self._event(event)
+                except (KeyError, ValueError, TypeError) as exc:
+                    # A malformed event must not stop every saga behind it: log, skip.
+                    log.error("skipping event %s (%s): %s", event.id, event.type, exc)
             handled += 1
         if msgs:
             await asyncio.to_thread(self._consumer.commit, asynchronous=False)
@@ -191,10 +196,12 @@ class EventRouter:
             ),
         )
 
-    async def _answer_invalid(self, key: bytes | None, detail: str) -> None:
+    async def _answer_invalid(self, key: bytes | None, where: str, detail: str) -> None:
+        """Answer a record that is not a command; its position names it, so a record read
+        again after a crash is answered with the same event id."""
         subject = (key or b"unknown").decode(errors="replace")
         err = RequestInvalid(detail)
-        self._answer(f"invalid:{uuid.uuid4()}", subject, REJECTED, _problem(err))
+        self._answer(f"invalid:{where}", subject, REJECTED, _problem(err))
 
     async def _command(self, command: Envelope) -> None:
         if command.type != CREATE_WITHDRAWAL:

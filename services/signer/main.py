@@ -28,7 +28,11 @@ def build_signer(settings: PlatformSettings, db_url: str | None = None) -> Signe
         settings.openbao_addr, *settings.approle("custody-signer"), settings.openbao_kek
     )
     guard = SigningGuard(
-        SqlOperationStore(url, migrate=False), {"CTUSD": settings.eth_token_address}
+        SqlOperationStore(url, migrate=False),
+        url,
+        {"CTUSD": settings.eth_token_address},
+        settings.eth_chain_id,
+        settings.signer_max_fee_per_gas,
     )
     return Signer(
         unwrapper, SqlKeyStore(url, migrate=False), BipDeriver(settings.btc_network), guard

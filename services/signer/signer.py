@@ -18,7 +18,9 @@ from sagas.ports import KeyDerivation, KeyStore, KeyWrapper
 
 
 class SigningCheck(Protocol):
-    def check_evm(self, operation: str, tx: dict[str, object]) -> None: ...
+    def check_evm(
+        self, operation: str, wallet_id: str, index: int, tx: dict[str, object]
+    ) -> None: ...
 
     def check_btc(self, operation: str) -> None: ...
 
@@ -67,7 +69,7 @@ class Signer:
     ) -> bytes:
         """The raw signed transaction for the key at m/44'/60'/0'/0/index."""
         if self._guard is not None:
-            self._guard.check_evm(operation, tx)
+            self._guard.check_evm(operation, wallet_id, index, tx)
         key = self._private_key(operation, wallet_id, "ethereum", 0, index)
         try:
             signed = Account.sign_transaction(cast(Any, tx), key)

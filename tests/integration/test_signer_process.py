@@ -94,7 +94,7 @@ def test_the_signer_process_signs_a_withdrawal_that_confirms(
     deriver = BipDeriver(s.btc_network)
     worker_role = OpenBaoKeyWrapper(s.openbao_addr, *s.approle("custody-worker"), s.openbao_kek)
     wallet = create_wallet(f"sp-{uuid.uuid4().hex[:6]}", deriver, worker_role, store)
-    hot = deposit_address(store, deriver, wallet.wallet_id, "ethereum", "hot:ETH", None, "ETH")
+    hot = deposit_address(store, deriver, wallet.wallet_id, "ethereum", "treasury:ETH", None, "ETH")
     node = Web3EthereumNode(s.eth_rpc_url)
     DevChainFaucet(node.web3).fund_eth(hot.address, 10**18)
     receiver = Account.create().address
@@ -104,9 +104,9 @@ def test_the_signer_process_signs_a_withdrawal_that_confirms(
 
     operation = f"op-{uuid.uuid4().hex[:8]}"
 
-    def request(op: str, signed_tx: dict[str, int | str]) -> SignEvmRequest:
+    def request(op: str, signed_tx: dict[str, int | str], index: int = hot.index) -> SignEvmRequest:
         return SignEvmRequest(
-            operation_id=op, wallet_id=wallet.wallet_id, index=hot.index, tx=signed_tx
+            operation_id=op, wallet_id=wallet.wallet_id, index=index, tx=signed_tx
         )
 
     # Not on record: refused.
@@ -122,9 +122,18 @@ def test_the_signer_process_signs_a_withdrawal_that_confirms(
         asyncio.run(_sign(s, request(operation, tx)))
     ops.advance(operation, "approved", state="approved", approved=True)
     # Approved, but the transaction pays someone else, or another amount: refused.
-    for other in ({**tx, "value": 12346}, {**tx, "to": Account.create().address}):
+    # Approved, but another amount, destination, chain, an outrageous fee, or a key
+    # other than the hot wallet's: refused.
+    for other in (
+        {**tx, "value": 12346},
+        {**tx, "to": Account.create().address},
+        {**tx, "chainId": 1},
+        {**tx, "maxFeePerGas": 10**13},
+    ):
         with pytest.raises(WorkflowFailureError):
             asyncio.run(_sign(s, request(operation, other)))
+    with pytest.raises(WorkflowFailureError):
+        asyncio.run(_sign(s, request(operation, tx, index=hot.index + 1)))
     signed = asyncio.run(_sign(s, request(operation, tx)))
 
     receipt = node.wait_receipt(node.broadcast(bytes.fromhex(signed.raw_hex)), 30)

@@ -14,7 +14,7 @@ from adapters.sqldb import SqlDatabase
 from tests.e2e.conftest import ETH, address, balances, credited, new_client, until_state
 from tests.e2e.harness import Running, post, wait_for
 
-PLATFORM = {"stuck_after_seconds": "8"}
+PLATFORM = {"stuck_after_seconds": "20"}
 
 
 def rpc(run: Running, method: str, params: list[Any]) -> Any:
@@ -45,7 +45,7 @@ def test_a_stuck_withdrawal_alerts_and_an_operators_fee_bump_gets_it_mined(run: 
         body = {"asset": "ETH", "amount": "0.3", "destination": destination}
         op_id = post(client, f"/v1/clients/{client_id}/withdrawals", body).json()["operation_id"]
         until_state(client, op_id, "broadcast")
-        wait_for("the stuck alert", lambda: "stuck_alert" in steps(client, op_id), timeout=60)
+        wait_for("the stuck alert", lambda: "stuck_alert" in steps(client, op_id), timeout=90)
         decision = post(
             ops, f"/v1/withdrawals/{op_id}/decisions", {"action": "bump", "fee_percent": 150}
         )

@@ -14,6 +14,7 @@ import signal
 import threading
 import time
 from pathlib import Path
+from typing import Protocol
 
 from adapters.chains.bitcoin.node import BtcdNode
 from adapters.chains.bitcoin.reader import BitcoinChainReader
@@ -23,6 +24,25 @@ from adapters.keys.store import SqlKeyStore
 from sagas.ports import ChainReader
 from services.chainwatch.watcher import ChainWatcher
 from services.settings import PlatformSettings
+
+log = logging.getLogger("custody.chainwatch")
+
+
+class _Steps(Protocol):
+    def step(self, max_blocks: int = 50) -> int: ...
+
+
+def follow(watcher: _Steps, stop: threading.Event, idle: float = 1.0) -> None:
+    """Step until stopped. A step is all-or-nothing per block, so after any error (the
+    node answering mid-reorg that a block it just named does not exist, a dropped
+    connection) the watcher logs it, waits and steps again: it never dies of it."""
+    while not stop.is_set():
+        try:
+            if watcher.step() == 0:
+                stop.wait(idle)
+        except Exception:
+            log.exception("step failed; retrying in %.0f s", idle)
+            stop.wait(idle)
 
 
 def main() -> None:
@@ -77,9 +97,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     print(f"watching {watcher.chain}", flush=True)
-    while not stop.is_set():
-        if watcher.step() == 0:
-            stop.wait(1.0)
+    follow(watcher, stop)
 
 
 if __name__ == "__main__":

@@ -49,6 +49,13 @@ class Relay:
         return total
 
     def run(self, stop: threading.Event, idle_seconds: float = 0.2) -> None:
+        """Relay until stopped. A failed batch (Kafka or the database not answering) is
+        logged and tried again: it was not marked, so nothing is lost, and a batch sent
+        twice carries the same event ids."""
         while not stop.is_set():
-            if self.run_once() == 0:
-                stop.wait(idle_seconds)
+            try:
+                if self.run_once() == 0:
+                    stop.wait(idle_seconds)
+            except Exception:
+                log.exception("relay batch failed; retrying in 1 s")
+                stop.wait(1.0)

@@ -68,3 +68,25 @@ def test_nothing_is_marked_when_the_bus_refuses() -> None:
         Relay(ledger, bus).run_once()
     assert len(ledger.unpublished(100)) == 4
     assert bus.topics == {}
+
+
+def test_the_running_relay_survives_a_refusal_and_relays_once_the_bus_is_back() -> None:
+    import threading
+
+    ledger = _ledger_with_transfers(2)
+    bus = FakeEventBus()  # no topics yet: the first batches fail
+    stop = threading.Event()
+    worker = threading.Thread(target=Relay(ledger, bus).run, args=(stop, 0.01))
+    worker.start()
+    try:
+        threading.Event().wait(1.5)  # at least one failed batch, logged and retried
+        bus.ensure_topics(ALL)
+        for _ in range(100):
+            if not ledger.unpublished(100):
+                break
+            threading.Event().wait(0.1)
+    finally:
+        stop.set()
+        worker.join(5)
+    assert ledger.unpublished(100) == []
+    assert len(bus.topics[EVENTS.name]) == 4

@@ -250,14 +250,25 @@ class WithdrawalActivities:
         if decision.action == "rebroadcast":
             self._payouts.rebroadcast(req.operation_id)
         elif decision.action == "bump":
-            tx_hash = self._payouts.bump(
-                req.operation_id, req.asset, req.destination, req.amount, decision.fee_percent
-            )
+            try:
+                tx_hash = self._payouts.bump(
+                    req.operation_id, req.asset, req.destination, req.amount, decision.fee_percent
+                )
+            except ChainRejected as exc:
+                # The chain kept the original: say so, and wait for the next decision
+                # rather than retrying a refused replacement for ever.
+                self._ops.advance(
+                    req.operation_id,
+                    f"{step}:refused",
+                    [event(req, f"{step}:refused", error_code=exc.code, detail=exc.detail)],
+                    detail={"error_code": exc.code, "detail": exc.detail},
+                )
+                return
             self._ops.advance(req.operation_id, f"{step}:bumped", tx_hash=tx_hash)
         self._ops.advance(
             req.operation_id,
             step,
-            [event(req, "operator_decision", **decision.model_dump(mode="json"))],
+            [event(req, step, **decision.model_dump(mode="json"))],
             detail=decision.model_dump(mode="json"),
         )
 

@@ -87,8 +87,9 @@ class EvmBroadcaster:
         if live is None:
             nonce = self._allocate(conn, sender)
             attempt = self._next_attempt(conn, operation_id)
-        else:  # replacement: same nonce, the old attempt marked replaced first
-            nonce, attempt = live.nonce, live.attempt + 1
+        else:  # replacement: same nonce, the old attempt marked replaced first. The next
+            # attempt number, not live + 1: a refused replacement keeps its (dropped) row.
+            nonce, attempt = live.nonce, self._next_attempt(conn, operation_id)
             conn.run(
                 "update evm_transactions set state = 'replaced' where operation_id = ? "
                 "and attempt = ?",
@@ -253,6 +254,8 @@ class EvmBroadcaster:
         for attempt_hash in self._attempt_hashes(operation_id):
             if self._node.receipt(attempt_hash) is not None:  # already mined: nothing to bump
                 return self._mark(self._attempt(attempt_hash), "mined")
+        with self._db.tx() as conn:
+            replaced = self._live(conn, operation_id)
         sent = self._db.write(
             lambda c: self._record(c, operation_id, signer, call, percent), retry_on=(_Conflict,)
         )
@@ -268,7 +271,7 @@ class EvmBroadcaster:
                 conn.run(
                     "update evm_transactions set state = 'broadcast' where "
                     "operation_id = ? and attempt = ?",
-                    (operation_id, sent.attempt - 1),
+                    (operation_id, replaced.attempt if replaced is not None else -1),
                 )
 
             self._db.write(revert)

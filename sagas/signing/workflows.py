@@ -18,6 +18,11 @@ with workflow.unsafe.imports_passed_through():
     from sagas.signing.activities import SigningActivities
 
 
+# A refusal by the signer is final; anything else is tried a few times.
+_TIMEOUT = timedelta(seconds=30)
+_RETRY = RetryPolicy(maximum_attempts=5, non_retryable_error_types=["KeyAccessDenied"])
+
+
 @workflow.defn(name="SignEvmTransaction")
 class SignEvmWorkflow:
     @workflow.run
@@ -26,10 +31,8 @@ class SignEvmWorkflow:
             SigningActivities.sign_evm,
             request,
             task_queue=request.signer_queue,
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=RetryPolicy(
-                maximum_attempts=5, non_retryable_error_types=["KeyAccessDenied"]
-            ),
+            start_to_close_timeout=_TIMEOUT,
+            retry_policy=_RETRY,
         )
 
 
@@ -41,8 +44,6 @@ class SignBtcWorkflow:
             SigningActivities.sign_btc,
             request,
             task_queue=request.signer_queue,
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=RetryPolicy(
-                maximum_attempts=5, non_retryable_error_types=["KeyAccessDenied"]
-            ),
+            start_to_close_timeout=_TIMEOUT,
+            retry_policy=_RETRY,
         )

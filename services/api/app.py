@@ -34,6 +34,7 @@ from sagas.errors import (
     CustodyError,
     IdempotencyConflict,
     IdempotencyKeyMissing,
+    InvalidAmount,
     InvalidState,
     NotFound,
     UnknownAsset,
@@ -51,10 +52,11 @@ from services.api.problems import (
     custody_error,
     database_error,
     http_error,
+    problem,
     unexpected,
     validation_error,
 )
-from services.app.withdrawals import KEY_PATTERN, WithdrawalBody, Withdrawals
+from services.app.withdrawals import KEY_PATTERN, WithdrawalBody, Withdrawals, parse_amount
 from services.platform import ASSETS, Platform
 
 MAX_BODY = 64 * 1024
@@ -183,8 +185,6 @@ class BodyLimit:
         declared = dict(scope.get("headers") or []).get(b"content-length")
         too_big = BodyTooLarge(f"the limit is {MAX_BODY} bytes")
         if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY):
-            from services.api.problems import problem
-
             await problem(too_big, scope.get("path"))(scope, receive, send)
             return
         seen = 0
@@ -200,8 +200,6 @@ class BodyLimit:
         try:
             await self.app(scope, limited, send)
         except _TooBig:
-            from services.api.problems import problem
-
             await problem(too_big, scope.get("path"))(scope, receive, send)
 
 
@@ -503,24 +501,16 @@ def create_app(
     def put_policy(client_id: str, asset: str, body: PolicyBody, who: Who) -> PolicyView:
         """Set the client's rules for an asset (operators): a new version, unless the
         rules are the current ones."""
-        from services.app.withdrawals import WithdrawalBody as _  # noqa: F401
-
         who.must_be("operator")
         known_client(client_id)
         if asset not in ASSETS:
             raise UnknownAsset(asset)
         decimals = ASSETS[asset][0].decimals
-        from sagas.errors import InvalidAmount, TooManyDecimals
-        from sagas.money import parse_units
 
         def units(v: str | None, name: str) -> int | None:
             if v is None:
                 return None
-            try:
-                n = parse_units(v, decimals)
-            except ValueError as exc:
-                cls = TooManyDecimals if "more than" in str(exc) else InvalidAmount
-                raise cls(f"{name}: {v}") from None
+            n = parse_amount(v, asset, decimals, name)
             if n <= 0 and name != "approval_threshold":
                 raise InvalidAmount(f"{name} must be more than zero")
             return n

@@ -52,6 +52,18 @@ class WithdrawalBody(BaseModel):
     )
 
 
+def parse_amount(text: str, code: str, decimals: int, what: str = "the amount") -> int:
+    """A decimal string in the asset's unit -> minor units, or the API's code for what is
+    wrong with it (CUS-3004 too many decimals, CUS-1008 anything else). Zero is allowed
+    here; callers that need more than zero say so."""
+    try:
+        return parse_units(text, decimals)
+    except ValueError as exc:
+        if "more than" in str(exc):
+            raise TooManyDecimals(f"{what} {text}: {code} has {decimals}") from None
+        raise InvalidAmount(f"{what} {text!r} is not a positive decimal amount") from None
+
+
 def operation_id(client_id: str, key: str) -> str:
     if not KEY_PATTERN.match(key):
         raise IdempotencyKeyMissing(f"{key!r}")
@@ -70,12 +82,7 @@ class Withdrawals:
         if body.asset not in ASSETS:
             raise UnknownAsset(f"{body.asset}; known: {', '.join(sorted(ASSETS))}")
         asset, chain = ASSETS[body.asset]
-        try:
-            amount = parse_units(body.amount, asset.decimals)
-        except ValueError as exc:
-            if "more than" in str(exc):
-                raise TooManyDecimals(f"{body.amount}: {asset.code} has {asset.decimals}") from None
-            raise InvalidAmount(f"{body.amount!r} is not a positive decimal amount") from None
+        amount = parse_amount(body.amount, asset.code, asset.decimals)
         if amount <= 0:
             raise InvalidAmount("the amount must be more than zero")
         if chain == "ethereum":

@@ -38,6 +38,8 @@ class StackSettings(BaseSettings):
     btcd_rpc_port: int = 18556
     btcd_p2p_port: int = 18555
     postgres_port: int = 15432
+    bank_port: int = 18300
+    liquidity_port: int = 18310
 
     # Seconds `up` waits for one service to become healthy.
     start_timeout: float = 120.0

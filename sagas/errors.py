@@ -201,6 +201,70 @@ class InvalidState(CustodyError):
     title = "operation not in a state that allows this"
 
 
+class IbanInvalid(CustodyError):
+    """The IBAN's shape or check digits are wrong (ISO 13616), or the BIC's shape."""
+
+    code = "CUS-3010"
+    title = "IBAN or BIC invalid"
+
+
+class BankInsufficientFunds(CustodyError):
+    """The client's bank account has not enough available (ISO reason AM04)."""
+
+    code = "CUS-5001"
+    title = "insufficient funds at the bank"
+
+
+class BankAccountUnknown(CustodyError):
+    """The bank has no such account, or the client has none registered (ISO AC01)."""
+
+    code = "CUS-5002"
+    title = "bank account unknown"
+
+
+class HoldNotActive(CustodyError):
+    """The hold was captured, released or expired, or the capture exceeds it."""
+
+    code = "CUS-5003"
+    title = "hold not active"
+
+
+class BankRefused(CustodyError):
+    """The bank refused the instruction; its reason code is in the detail."""
+
+    code = "CUS-5004"
+    title = "refused by the bank"
+
+
+class QuoteExpired(CustodyError):
+    """The quote's life ended before it was executed (or accepted); nothing was traded."""
+
+    code = "CUS-5101"
+    title = "quote expired"
+
+
+class TradeRejected(CustodyError):
+    """The liquidity provider rejected the order; nothing was traded."""
+
+    code = "CUS-5102"
+    title = "trade rejected by the liquidity provider"
+
+
+class QuoteInvalid(CustodyError):
+    """A provider's quote does not add up (its notional is not its price times quantity
+    under its stated rounding) or buys nothing; the platform does not trade on it."""
+
+    code = "CUS-5103"
+    title = "quote invalid"
+
+
+class OrderUnknown(CustodyError):
+    """The provider has no order with this client order id: it was never executed."""
+
+    code = "CUS-5104"
+    title = "order unknown to the provider"
+
+
 class DependencyUnavailable(CustodyError):
     """A service the platform depends on did not answer; retrying may succeed."""
 
@@ -271,6 +335,15 @@ CATALOGUE: tuple[type[CustodyError], ...] = (
     InvalidState,
     Unauthenticated,
     Forbidden,
+    IbanInvalid,
+    BankInsufficientFunds,
+    BankAccountUnknown,
+    HoldNotActive,
+    BankRefused,
+    QuoteExpired,
+    TradeRejected,
+    QuoteInvalid,
+    OrderUnknown,
     DependencyUnavailable,
     KeyAccessDenied,
     CiphertextInvalid,

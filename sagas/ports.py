@@ -12,11 +12,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
+from sagas.banking import BankBalance, BankHold, BankPayment, StatementEntry
 from sagas.chainwatch import BlockScan
 from sagas.deposit import DepositState
 from sagas.events import Envelope
 from sagas.keys import AddressAssignment, Chain, WalletRecord
 from sagas.ledger import Account, Asset, Balance, Command, TransferRecord
+from sagas.liquidity import Fill, Quote, SettlementInstructions, Side
 from sagas.operations import OperationRecord, Step
 from sagas.policy import PolicyRules, StoredPolicy
 from sagas.withdrawal import ChainStatus
@@ -403,3 +405,97 @@ class DepositObservations(Protocol):
         """(address, account id, asset, amount) as the watcher recorded the final
         observation, or None if none is final: what a credit must use, never an event's
         word."""
+
+
+@runtime_checkable
+class CoreBanking(Protocol):
+    """Fiat at the bank. Every instruction carries an idempotency key: a repeat with the
+    same key returns the first answer and moves no more money. Errors: IbanInvalid,
+    BankAccountUnknown, BankInsufficientFunds, HoldNotActive, BankRefused (permanent);
+    DependencyUnavailable (transient: the bank did not answer, or answered 5xx, after the
+    adapter's own retries; the instruction may or may not have been done, so retry it
+    with the same key)."""
+
+    def hold(
+        self,
+        key: str,
+        iban: str,
+        amount: int,
+        currency: str,
+        ttl_seconds: int,
+        end_to_end_id: str,
+        remittance_info: str = "",
+    ) -> BankHold:
+        """Reserve `amount` on the account until captured, released or expired."""
+
+    def capture(
+        self,
+        key: str,
+        hold_id: str,
+        amount: int,
+        creditor_iban: str,
+        end_to_end_id: str,
+        remittance_info: str = "",
+    ) -> BankPayment:
+        """Pay `amount` (at most the hold) from the held account to the creditor; the rest
+        of the hold is released (`released` in the answer)."""
+
+    def release(self, key: str, hold_id: str) -> BankHold:
+        """Give a hold back (harmless if it already expired). HoldNotActive if captured."""
+
+    def transfer(
+        self,
+        key: str,
+        debtor_iban: str,
+        creditor_iban: str,
+        amount: int,
+        currency: str,
+        end_to_end_id: str,
+        remittance_info: str = "",
+    ) -> BankPayment:
+        """A credit transfer between two accounts at the bank."""
+
+    def credit(
+        self,
+        key: str,
+        creditor_iban: str,
+        amount: int,
+        currency: str,
+        end_to_end_id: str,
+        remittance_info: str = "",
+    ) -> BankPayment:
+        """Pay a client from the platform's own account at the bank."""
+
+    def get_hold(self, hold_id: str) -> BankHold:
+        """A hold as the bank has it now (expired holds say so)."""
+
+    def balance(self, iban: str) -> BankBalance:
+        """Booked, held and available on an account."""
+
+    def statement(self, iban: str, after: int = 0) -> list[StatementEntry]:
+        """Booked entries after entry id `after`, oldest first."""
+
+
+@runtime_checkable
+class Liquidity(Protocol):
+    """One liquidity provider (a counterparty). Errors: QuoteExpired, TradeRejected,
+    QuoteInvalid, OrderUnknown (permanent); DependencyUnavailable (transient: after it,
+    an order's fate is unknown: query it by client order id before anything else)."""
+
+    counterparty: str
+
+    def quote(
+        self, pair: str, side: Side, quantity: int | None = None, notional: int | None = None
+    ) -> Quote:
+        """A firm quote for a quantity (asset minor units) or a notional (cents)."""
+
+    def execute(self, quote_id: str, client_order_id: str) -> Fill:
+        """Trade on a quote. Idempotent by client order id: a repeat returns the first fill
+        (or raises the first refusal)."""
+
+    def order(self, client_order_id: str) -> Fill:
+        """The fill of an order by client order id; OrderUnknown if it was never executed;
+        TradeRejected or QuoteExpired if it was refused."""
+
+    def instructions(self) -> SettlementInstructions:
+        """Where the provider takes and pays each leg of a settlement."""

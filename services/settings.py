@@ -54,6 +54,17 @@ class PlatformSettings(BaseSettings):
     signer_max_fee_per_gas: int = 1_000 * 10**9  # wei: the signer refuses more (1000 gwei)
     screening_deny_file: Path = _REPO_ROOT / ".stack/screening-deny.txt"
     api_token_secret_file: Path = _REPO_ROOT / ".stack/api-token-secret"
+    # Fiat and liquidity: the bank's API and the platform's own account there, the
+    # providers' API and which counterparties to ask for quotes.
+    bank_url: str = "http://127.0.0.1:18300"
+    bank_platform_iban: str = ""
+    bank_platform_bic: str = ""
+    lp_url: str = "http://127.0.0.1:18310"
+    lp_counterparties: str = "lp-alpha,lp-beta,lp-gamma"
+    trade_currency: str = "EUR"
+    trade_fee_bps: int = 50  # the platform's fee on each trade's notional (0.5 %)
+    trade_accept_seconds: int = 30  # a client must accept a quote within its life and this
+    trade_hold_ttl_seconds: int = 24 * 3600  # fiat holds outlive any saga step by far
     # Saga timings: production defaults; tests shorten them.
     approval_ttl_seconds: int = 24 * 3600
     chain_poll_seconds: int = 15
@@ -62,6 +73,9 @@ class PlatformSettings(BaseSettings):
     @classmethod
     def load(cls) -> PlatformSettings:
         return cls(_env_file=stack_env_file())  # type: ignore[call-arg]
+
+    def counterparties(self) -> list[str]:
+        return [name.strip() for name in self.lp_counterparties.split(",") if name.strip()]
 
     def approle(self, role: str) -> tuple[str, str]:
         """(role_id, secret_id) of an OpenBao AppRole, read from its credential file."""

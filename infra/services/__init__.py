@@ -8,9 +8,13 @@ from infra.services.btcd import Btcd
 from infra.services.kafka import Kafka
 from infra.services.openbao import OpenBao
 from infra.services.postgres import Postgres
+from infra.services.simulators import BankSim, LiquiditySim
 from infra.services.temporal import Temporal
 from infra.settings import StackSettings
 
 
 def all_services(settings: StackSettings) -> list[Service]:
-    return [cls(settings) for cls in (Postgres, Kafka, Temporal, OpenBao, Anvil, Btcd)]
+    return [
+        cls(settings)
+        for cls in (Postgres, Kafka, Temporal, OpenBao, Anvil, Btcd, BankSim, LiquiditySim)
+    ]

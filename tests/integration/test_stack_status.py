@@ -23,6 +23,8 @@ def test_status_lists_every_service_healthy_with_port_and_version() -> None:
         "openbao": (s.openbao_port, "2.7.2"),
         "anvil": (s.anvil_port, "1.7.1"),
         "btcd": (s.btcd_rpc_port, "0.24.2"),
+        "bank": (s.bank_port, "sim-1"),
+        "liquidity": (s.liquidity_port, "sim-1"),
     }
     assert set(rows) == set(expected)
     for name, (port, version) in expected.items():

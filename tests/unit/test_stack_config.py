@@ -23,7 +23,7 @@ def test_ports_and_stack_dir_come_from_env(monkeypatch: pytest.MonkeyPatch, tmp_
     assert kafka.log_file.is_relative_to(tmp_path)
 
 
-def test_the_six_services_have_distinct_ports(tmp_path: Path) -> None:
+def test_the_services_have_distinct_ports(tmp_path: Path) -> None:
     services = all_services(StackSettings(stack_dir=tmp_path))
     assert [s.name for s in services] == [
         "postgres",
@@ -32,6 +32,8 @@ def test_the_six_services_have_distinct_ports(tmp_path: Path) -> None:
         "openbao",
         "anvil",
         "btcd",
+        "bank",
+        "liquidity",
     ]
     ports = [p for s in services for p in s.ports().values()]
     assert len(ports) == len(set(ports))

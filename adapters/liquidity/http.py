@@ -1,0 +1,81 @@
+"""The liquidity port over a provider's HTTP API (infra/simulators/liquidity.py speaks
+it), one adapter per counterparty. Executing an order is never retried here: after no
+answer its fate is unknown, and the saga queries it by client order id first."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from adapters.http_client import JsonHttp
+from sagas.errors import (
+    CustodyError,
+    OrderUnknown,
+    QuoteExpired,
+    QuoteInvalid,
+    TradeRejected,
+)
+from sagas.liquidity import Fill, Quote, SettlementInstructions, Side
+
+_REFUSALS: dict[str, type[CustodyError]] = {
+    "QUOTE_EXPIRED": QuoteExpired,
+    "REJECTED": TradeRejected,
+    "UNKNOWN_QUOTE": QuoteExpired,
+    "UNKNOWN_ORDER": OrderUnknown,
+    "UNKNOWN_PAIR": QuoteInvalid,
+    "AMOUNT_TOO_SMALL": QuoteInvalid,
+}
+
+
+def refusal(status: int, body: dict[str, Any]) -> CustodyError:
+    code = str(body.get("code", f"HTTP {status}"))
+    return _REFUSALS.get(code, TradeRejected)(f"{code}: {body.get('detail', '')}")
+
+
+class HttpLiquidity:
+    def __init__(
+        self, base_url: str, counterparty: str, timeout: float = 5.0, attempts: int = 3
+    ) -> None:
+        self.counterparty = counterparty
+        self._http = JsonHttp(
+            f"{base_url.rstrip('/')}/v1/lp/{counterparty}",
+            f"liquidity {counterparty}",
+            timeout=timeout,
+            attempts=attempts,
+        )
+
+    def __repr__(self) -> str:
+        return f"HttpLiquidity({self.counterparty})"
+
+    def quote(
+        self, pair: str, side: Side, quantity: int | None = None, notional: int | None = None
+    ) -> Quote:
+        body: dict[str, Any] = {"pair": pair, "side": side}
+        body.update({"quantity": quantity} if quantity is not None else {"notional": notional})
+        status, answer = self._http.call("POST", "/quotes", body)
+        if status >= 400:
+            raise refusal(status, answer)
+        return Quote.model_validate(answer)
+
+    def _fill(self, status: int, answer: dict[str, Any]) -> Fill:
+        if status >= 400 or answer.get("status") != "filled":
+            raise refusal(status, answer)
+        return Fill.model_validate(answer)
+
+    def execute(self, quote_id: str, client_order_id: str) -> Fill:
+        status, answer = self._http.call(
+            "POST",
+            "/orders",
+            {"quote_id": quote_id, "client_order_id": client_order_id},
+            retry=False,
+        )
+        return self._fill(status, answer)
+
+    def order(self, client_order_id: str) -> Fill:
+        status, answer = self._http.call("GET", f"/orders/{client_order_id}")
+        return self._fill(status, answer)
+
+    def instructions(self) -> SettlementInstructions:
+        status, answer = self._http.call("GET", "/settlement-instructions")
+        if status >= 400:
+            raise refusal(status, answer)
+        return SettlementInstructions.model_validate(answer)

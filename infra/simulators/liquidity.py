@@ -1,0 +1,360 @@
+"""A reference liquidity provider, hosting several counterparties (`/v1/lp/<name>/...`):
+a price feed with a spread, firm quotes that expire, orders on a quote by client order
+id (idempotent: a repeat returns the first fill or refusal), queries by client order
+id, positions of unsettled trades and settlement instructions.
+
+Run: python -m infra.simulators.liquidity --port 18310 --db <dir>/liquidity.sqlite3
+
+Sides are the platform's: `buy` means the platform buys the asset from the provider.
+The provider rounds its notional in its own favour (sagas/trade/pricing.py).
+POST /admin/faults injects latency, rejects, 503s, timeouts and "executed but the
+response was lost" (502 after the fill is committed).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
+
+from infra.simulators.common import (
+    Database,
+    Faults,
+    FaultSwitches,
+    Refused,
+    answer,
+    install_handlers,
+    serve,
+)
+from sagas.banking import make_iban
+from sagas.trade.pricing import lp_notional, quantity_for_proceeds
+
+SCHEMA = """
+create table if not exists counterparties (
+    name text primary key, spread_bps integer not null, quote_ttl_seconds integer not null,
+    iban text not null, bic text not null, addresses text not null);
+create table if not exists quotes (
+    id text primary key, counterparty text not null, pair text not null, side text not null,
+    price integer not null, quantity text not null, notional integer not null,
+    expires_at text not null);
+create table if not exists orders (
+    counterparty text not null, client_order_id text not null, quote_id text not null,
+    status text not null, code text, trade_id text, pair text, side text, price integer,
+    quantity text, notional integer, executed_at text, settlement_id text,
+    primary key (counterparty, client_order_id));
+"""
+
+# Mid prices in cents per whole unit; the feed wanders +-0.1 % around them.
+MIDS = {"BTC-EUR": 6_000_000, "ETH-EUR": 300_000}
+DECIMALS = {"BTC": 8, "ETH": 18}
+DEFAULT_COUNTERPARTIES = {"lp-alpha": 20, "lp-beta": 25, "lp-gamma": 30}  # spread bps
+
+
+class CounterpartyBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    spread_bps: int = Field(default=20, ge=0, le=1000)
+    quote_ttl_seconds: int = Field(default=10, ge=1, le=3600)
+    addresses: dict[str, str] = Field(default_factory=dict, description="asset -> address")
+
+
+class QuoteBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    pair: str = Field(pattern=r"^[A-Z0-9]{2,12}-[A-Z]{3}$")
+    side: Literal["buy", "sell"]
+    quantity: StrictInt | None = Field(default=None, gt=0, description="base minor units")
+    notional: StrictInt | None = Field(default=None, gt=0, description="quote minor units")
+
+    @model_validator(mode="after")
+    def _one(self) -> QuoteBody:
+        if (self.quantity is None) == (self.notional is None):
+            raise ValueError("give exactly one of quantity and notional")
+        return self
+
+
+class OrderBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    quote_id: str = Field(min_length=1, max_length=64)
+    client_order_id: str = Field(min_length=1, max_length=128)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def mid(pair: str, now: float | None = None) -> int:
+    if pair not in MIDS:
+        raise Refused(422, "UNKNOWN_PAIR", f"no market in {pair}")
+    step = int((now or time.time()) // 5) % 21 - 10  # -10..10, moves every 5 s
+    return MIDS[pair] + MIDS[pair] * step // 10_000
+
+
+class Provider:
+    def __init__(self, path: Path) -> None:
+        self.db = Database(path, SCHEMA)
+        self.faults = Faults()
+        with self.db.tx() as conn:
+            for i, (name, spread) in enumerate(DEFAULT_COUNTERPARTIES.items()):
+                conn.execute(
+                    "insert into counterparties values (?, ?, 10, ?, 'SIMULPXXXXX', '{}') "
+                    "on conflict do nothing",
+                    (name, spread, make_iban("DE", f"50010517990000000{i + 1}")),
+                )
+
+    def counterparty(self, conn: Any, name: str) -> dict[str, Any]:
+        row = conn.execute(
+            "select spread_bps, quote_ttl_seconds, iban, bic, addresses from counterparties "
+            "where name = ?",
+            (name,),
+        ).fetchone()
+        if row is None:
+            raise Refused(404, "UNKNOWN_COUNTERPARTY", f"no counterparty {name}")
+        return {
+            "name": name,
+            "spread_bps": row[0],
+            "quote_ttl_seconds": row[1],
+            "iban": row[2],
+            "bic": row[3],
+            "addresses": json.loads(row[4]),
+        }
+
+    def order_view(self, row: Any) -> dict[str, Any]:
+        keys = (
+            "counterparty",
+            "client_order_id",
+            "quote_id",
+            "status",
+            "code",
+            "trade_id",
+            "pair",
+            "side",
+            "price",
+            "quantity",
+            "notional",
+            "executed_at",
+            "settlement_id",
+        )
+        view = dict(zip(keys, row, strict=True))
+        if view["quantity"] is not None:
+            view["quantity"] = int(view["quantity"])
+        return view
+
+    def order(self, conn: Any, cp: str, client_order_id: str) -> dict[str, Any] | None:
+        row = conn.execute(
+            "select * from orders where counterparty = ? and client_order_id = ?",
+            (cp, client_order_id),
+        ).fetchone()
+        return None if row is None else self.order_view(row)
+
+
+def build(path: Path) -> FastAPI:
+    lp = Provider(path)
+    app = FastAPI(title="liquidity-provider simulator", version="1")
+    install_handlers(app)
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/admin/faults")
+    def set_faults(switches: FaultSwitches) -> FaultSwitches:
+        lp.faults.set(switches)
+        return switches
+
+    @app.put("/admin/counterparties/{name}")
+    def configure(name: str, body: CounterpartyBody) -> dict[str, Any]:
+        with lp.db.tx() as conn:
+            existing = conn.execute(
+                "select iban from counterparties where name = ?", (name,)
+            ).fetchone()
+            iban = (
+                existing[0]
+                if existing
+                else make_iban("DE", f"5001051799{uuid.uuid4().int % 10**8:08d}")
+            )
+            conn.execute(
+                "insert into counterparties values (?, ?, ?, ?, 'SIMULPXXXXX', ?) on conflict "
+                "(name) do update set spread_bps = excluded.spread_bps, quote_ttl_seconds = "
+                "excluded.quote_ttl_seconds, addresses = excluded.addresses",
+                (name, body.spread_bps, body.quote_ttl_seconds, iban, json.dumps(body.addresses)),
+            )
+            return lp.counterparty(conn, name)
+
+    @app.get("/v1/lp/{cp}/prices/{pair}")
+    def prices(cp: str, pair: str) -> dict[str, Any]:
+        with lp.db.tx() as conn:
+            spread = lp.counterparty(conn, cp)["spread_bps"]
+        m = mid(pair)
+        half = -(-m * spread // 10_000)  # half the spread, rounded up
+        return {
+            "pair": pair,
+            "bid": m - half,
+            "ask": m + half,
+            "at": _now().isoformat(),
+        }
+
+    @app.get("/v1/lp/{cp}/settlement-instructions")
+    def instructions(cp: str) -> dict[str, Any]:
+        with lp.db.tx() as conn:
+            c = lp.counterparty(conn, cp)
+        return {"counterparty": cp, "iban": c["iban"], "bic": c["bic"], "addresses": c["addresses"]}
+
+    @app.post("/v1/lp/{cp}/quotes")
+    def quote(cp: str, body: QuoteBody) -> JSONResponse:
+        lp.faults.before("quote")
+        base = body.pair.split("-")[0]
+        decimals = DECIMALS.get(base)
+        if decimals is None:
+            raise Refused(422, "UNKNOWN_PAIR", f"no market in {body.pair}")
+        with lp.db.tx() as conn:
+            c = lp.counterparty(conn, cp)
+            m = mid(body.pair)
+            half = -(-m * c["spread_bps"] // 10_000)
+            price = m + half if body.side == "buy" else m - half
+            if body.quantity is not None:
+                quantity = body.quantity
+            elif body.side == "buy":
+                assert body.notional is not None
+                quantity = body.notional * 10**decimals // price
+            else:
+                assert body.notional is not None
+                quantity = quantity_for_proceeds(body.notional, price, decimals)
+            if quantity <= 0:
+                raise Refused(422, "AMOUNT_TOO_SMALL", "the amount buys nothing")
+            notional = lp_notional(body.side, quantity, price, decimals)
+            quote_id = f"q-{uuid.uuid4().hex[:16]}"
+            expires = _now() + timedelta(seconds=c["quote_ttl_seconds"])
+            conn.execute(
+                "insert into quotes values (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    quote_id,
+                    cp,
+                    body.pair,
+                    body.side,
+                    price,
+                    str(quantity),
+                    notional,
+                    expires.isoformat(),
+                ),
+            )
+        return answer(
+            201,
+            {
+                "quote_id": quote_id,
+                "counterparty": cp,
+                "pair": body.pair,
+                "side": body.side,
+                "price": price,
+                "quantity": quantity,
+                "notional": notional,
+                "expires_at": expires.isoformat(),
+            },
+        )
+
+    @app.post("/v1/lp/{cp}/orders")
+    def execute(cp: str, body: OrderBody) -> JSONResponse:
+        with lp.db.tx() as conn:
+            lp.counterparty(conn, cp)
+            first = lp.order(conn, cp, body.client_order_id)
+        if first is not None:  # a repeat: the first answer, whatever it was
+            if first["quote_id"] != body.quote_id:
+                raise Refused(
+                    409, "CLIENT_ORDER_ID_REUSED", f"{body.client_order_id} is another order"
+                )
+            return answer(200 if first["status"] == "filled" else 422, first)
+        try:
+            lp.faults.before("execute")
+        except Refused as exc:
+            if exc.code != "REJECTED":
+                raise
+            return answer(422, record(cp, body, "rejected", "REJECTED"))
+        with lp.db.tx() as conn:
+            row = conn.execute(
+                "select pair, side, price, quantity, notional, expires_at, counterparty "
+                "from quotes where id = ?",
+                (body.quote_id,),
+            ).fetchone()
+        if row is None or row[6] != cp:
+            raise Refused(404, "UNKNOWN_QUOTE", f"no quote {body.quote_id}")
+        if row[5] <= _now().isoformat():
+            return answer(422, record(cp, body, "rejected", "QUOTE_EXPIRED"))
+        filled = record(cp, body, "filled", None, row)
+        lp.faults.after("execute")
+        return answer(200 if filled["status"] == "filled" else 422, filled)
+
+    def record(
+        cp: str, body: OrderBody, status: str, code: str | None, quote: Any = None
+    ) -> dict[str, Any]:
+        with lp.db.tx() as conn:
+            existing = lp.order(conn, cp, body.client_order_id)
+            if existing is not None:  # a concurrent repeat won
+                return existing
+            filled = quote is not None and status == "filled"
+            conn.execute(
+                "insert into orders values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, null)",
+                (
+                    cp,
+                    body.client_order_id,
+                    body.quote_id,
+                    status,
+                    code,
+                    f"t-{uuid.uuid4().hex[:16]}" if filled else None,
+                    quote[0] if filled else None,
+                    quote[1] if filled else None,
+                    quote[2] if filled else None,
+                    quote[3] if filled else None,
+                    quote[4] if filled else None,
+                    _now().isoformat() if filled else None,
+                ),
+            )
+            found = lp.order(conn, cp, body.client_order_id)
+            assert found is not None
+            return found
+
+    @app.get("/v1/lp/{cp}/orders/{client_order_id}")
+    def get_order(cp: str, client_order_id: str) -> JSONResponse:
+        lp.faults.before("query")
+        with lp.db.tx() as conn:
+            lp.counterparty(conn, cp)
+            found = lp.order(conn, cp, client_order_id)
+        if found is None:
+            raise Refused(404, "UNKNOWN_ORDER", f"no order {client_order_id}")
+        return answer(200, found)
+
+    @app.get("/v1/lp/{cp}/positions")
+    def positions(cp: str) -> dict[str, Any]:
+        """Unsettled fills, net per asset from the platform's side: quantity the provider
+        owes the platform (positive) and fiat the platform owes the provider (positive)."""
+        with lp.db.tx() as conn:
+            lp.counterparty(conn, cp)
+            rows = conn.execute(
+                "select pair, side, quantity, notional from orders where counterparty = ? and "
+                "status = 'filled' and settlement_id is null",
+                (cp,),
+            ).fetchall()
+        out: dict[str, dict[str, int]] = {}
+        for pair, side, quantity, notional in rows:
+            base, quote_ccy = pair.split("-")
+            sign = 1 if side == "buy" else -1
+            out.setdefault(base, {"quantity": 0, "trades": 0})
+            out.setdefault(quote_ccy, {"quantity": 0, "trades": 0})
+            out[base]["quantity"] += sign * int(quantity)
+            out[base]["trades"] += 1
+            out[quote_ccy]["quantity"] += sign * int(notional)
+            out[quote_ccy]["trades"] += 1
+        return {"counterparty": cp, "positions": out}
+
+    return app
+
+
+if __name__ == "__main__":
+    serve("liquidity-provider", build)

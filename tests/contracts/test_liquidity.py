@@ -1,0 +1,103 @@
+"""Liquidity contract: the fake and the HTTP adapter against the real provider simulator
+quote with the stated rounding, fill once per client order id, refuse stale quotes, and
+answer queries by client order id."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import httpx
+import pytest
+
+from adapters.liquidity.http import HttpLiquidity
+from sagas.errors import OrderUnknown, QuoteExpired, QuoteInvalid
+from sagas.ports import Liquidity
+from sagas.trade.pricing import lp_notional
+from services.settings import PlatformSettings
+from tests.fakes_trading import FakeLiquidity
+
+
+def coid() -> str:
+    return f"o-{uuid.uuid4().hex}"
+
+
+class LiquidityContract:
+    @pytest.fixture
+    def lp(self) -> Liquidity:
+        raise NotImplementedError
+
+    def test_is_a_liquidity_provider(self, lp: Liquidity) -> None:
+        assert isinstance(lp, Liquidity)
+
+    @pytest.mark.parametrize("side", ["buy", "sell"])
+    def test_quotes_round_in_the_providers_favour(self, lp: Liquidity, side: str) -> None:
+        q = lp.quote("BTC-EUR", side, quantity=12_345_678)  # type: ignore[arg-type]
+        assert q.quantity == 12_345_678 and q.counterparty == lp.counterparty
+        assert q.notional == lp_notional(side, q.quantity, q.price, 8)  # type: ignore[arg-type]
+        exact = q.quantity * q.price
+        assert (q.notional * 10**8 >= exact) if side == "buy" else (q.notional * 10**8 <= exact)
+        by_notional = lp.quote("ETH-EUR", "buy", notional=100_000)
+        assert by_notional.notional <= 100_000 and by_notional.quantity > 0
+        bid = lp.quote("BTC-EUR", "sell", quantity=10**8).price
+        ask = lp.quote("BTC-EUR", "buy", quantity=10**8).price
+        assert bid < ask  # the spread
+
+    def test_an_order_fills_once_per_client_order_id(self, lp: Liquidity) -> None:
+        q = lp.quote("BTC-EUR", "buy", quantity=1_000_000)
+        order = coid()
+        with pytest.raises(OrderUnknown):
+            lp.order(order)
+        fill = lp.execute(q.quote_id, order)
+        assert (fill.quantity, fill.notional, fill.price) == (q.quantity, q.notional, q.price)
+        assert lp.execute(q.quote_id, order).trade_id == fill.trade_id
+        assert lp.order(order).trade_id == fill.trade_id
+
+    def test_unknown_pairs_and_stale_quotes_are_refused(self, lp: Liquidity) -> None:
+        with pytest.raises(QuoteInvalid):
+            lp.quote("DOGE-EUR", "buy", quantity=1)
+        with pytest.raises(QuoteExpired):
+            lp.execute("q-never-issued", coid())
+
+    def test_instructions_name_an_iban(self, lp: Liquidity) -> None:
+        ssi = lp.instructions()
+        assert ssi.counterparty == lp.counterparty and ssi.iban.startswith("DE")
+
+
+class TestFakeLiquidity(LiquidityContract):
+    @pytest.fixture
+    def lp(self) -> Liquidity:
+        return FakeLiquidity()
+
+    def test_a_quote_expires(self) -> None:
+        lp = FakeLiquidity(ttl_seconds=1)
+        q = lp.quote("BTC-EUR", "buy", quantity=1_000)
+        time.sleep(1.2)
+        order = coid()
+        with pytest.raises(QuoteExpired):
+            lp.execute(q.quote_id, order)
+        with pytest.raises(QuoteExpired):
+            lp.order(order)  # the refusal is the order's fate
+
+
+class TestHttpLiquidity(LiquidityContract):
+    @pytest.fixture
+    def lp(self, stack_settings: PlatformSettings) -> Liquidity:
+        return HttpLiquidity(stack_settings.lp_url, "lp-alpha")
+
+    def test_a_quote_expires(self, stack_settings: PlatformSettings) -> None:
+        name = f"lp-t{uuid.uuid4().hex[:6]}"
+        reply = httpx.put(
+            f"{stack_settings.lp_url}/admin/counterparties/{name}",
+            json={"quote_ttl_seconds": 1},
+            timeout=10,
+        )
+        assert reply.status_code == 200, reply.text
+        lp = HttpLiquidity(stack_settings.lp_url, name)
+        q = lp.quote("BTC-EUR", "buy", quantity=1_000)
+        time.sleep(1.2)
+        order = coid()
+        with pytest.raises(QuoteExpired):
+            lp.execute(q.quote_id, order)
+        with pytest.raises(QuoteExpired):
+            lp.order(order)

@@ -32,6 +32,12 @@ def quarantine(asset: str) -> str:
     return f"quarantine:{asset}"
 
 
+def settlement(counterparty: str, asset: str) -> str:
+    """What a liquidity provider owes the platform in an asset (debit balance: the
+    platform bought and the provider has not delivered yet) or is owed (credit)."""
+    return f"settlement:{counterparty}:{asset}"
+
+
 def sibling(account_id: str, asset: str) -> str:
     """The account of the same holder in another asset: a token sent to a client's
     Ethereum address belongs to the client's account in that token."""

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-OperationKind = Literal["withdrawal", "deposit"]
+OperationKind = Literal["withdrawal", "deposit", "trade", "settlement"]
 
 # Withdrawal states, in order; a saga ends in one of the last four.
 WITHDRAWAL_STATES = (

@@ -21,6 +21,7 @@ from sagas.ledger import Account, Asset, Balance, Command, TransferRecord
 from sagas.liquidity import Fill, Quote, SettlementInstructions, Side
 from sagas.operations import OperationRecord, Step
 from sagas.policy import PolicyRules, StoredPolicy
+from sagas.trade import TradeRecord
 from sagas.withdrawal import ChainStatus
 
 
@@ -325,7 +326,10 @@ class OperationStore(Protocol):
     """Operations (withdrawals, deposits), their timelines, and the clients they belong to."""
 
     def create(
-        self, record: OperationRecord, events: Sequence[tuple[str, Envelope]] = ()
+        self,
+        record: OperationRecord,
+        events: Sequence[tuple[str, Envelope]] = (),
+        detail: dict[str, Any] | None = None,
     ) -> tuple[OperationRecord, bool]:
         """Store a new operation with its first step and events, or return the stored one
         (and False) for a repeat. IdempotencyConflict if the id has another request."""
@@ -499,3 +503,28 @@ class Liquidity(Protocol):
 
     def instructions(self) -> SettlementInstructions:
         """Where the provider takes and pays each leg of a settlement."""
+
+
+@runtime_checkable
+class TradeStore(Protocol):
+    """Executed trades (for settlement) and clients' accounts at the bank."""
+
+    def record(self, trade: TradeRecord) -> TradeRecord:
+        """Store a trade once per operation id; a repeat returns the stored one."""
+
+    def get(self, operation_id: str) -> TradeRecord | None: ...
+
+    def unsettled(self, counterparty: str | None = None) -> list[TradeRecord]:
+        """Trades no settlement has taken yet, oldest first."""
+
+    def assign(self, settlement_id: str, operation_ids: Sequence[str]) -> list[str]:
+        """Give these unsettled trades to a settlement; returns those it took (a trade
+        already in another settlement is not taken twice)."""
+
+    def for_settlement(self, settlement_id: str) -> list[TradeRecord]: ...
+
+    def set_bank_account(self, client_id: str, iban: str, bic: str) -> None:
+        """Register the client's account at the bank (NotFound for an unknown client)."""
+
+    def bank_account(self, client_id: str) -> tuple[str, str] | None:
+        """(IBAN, BIC) of the client's bank account, if registered."""

@@ -10,11 +10,14 @@ from functools import cached_property
 from adapters.chains.bitcoin.networks import select_network
 from adapters.chains.bitcoin.node import BtcdNode
 from adapters.chains.ethereum.node import Web3EthereumNode
+from adapters.core_banking.http import HttpCoreBanking
 from adapters.keys.hd import BipDeriver
 from adapters.keys.store import SqlKeyStore
 from adapters.ledger.migrate import upgrade
 from adapters.ledger.sql import SqlLedger
+from adapters.liquidity.http import HttpLiquidity
 from adapters.operations.store import SqlOperationStore
+from adapters.operations.trades import SqlTradeStore
 from adapters.policy.store import SqlPolicyStore
 from sagas import accounts
 from sagas.keys import AddressAssignment, Chain
@@ -55,6 +58,19 @@ class Platform:
     @cached_property
     def policies(self) -> SqlPolicyStore:
         return SqlPolicyStore(self.db_url, migrate=False)
+
+    @cached_property
+    def trades(self) -> SqlTradeStore:
+        return SqlTradeStore(self.db_url, migrate=False)
+
+    @cached_property
+    def bank(self) -> HttpCoreBanking:
+        return HttpCoreBanking(self.settings.bank_url, self.settings.bank_platform_iban)
+
+    @cached_property
+    def providers(self) -> dict[str, HttpLiquidity]:
+        url = self.settings.lp_url
+        return {name: HttpLiquidity(url, name) for name in self.settings.counterparties()}
 
     @cached_property
     def keys(self) -> SqlKeyStore:

@@ -38,7 +38,10 @@ class SqlOperationStore:
 
     # --- operations --------------------------------------------------------------
     def create(
-        self, record: OperationRecord, events: Sequence[tuple[str, Envelope]] = ()
+        self,
+        record: OperationRecord,
+        events: Sequence[tuple[str, Envelope]] = (),
+        detail: dict[str, Any] | None = None,
     ) -> tuple[OperationRecord, bool]:
         """Store a new operation (with its first step, `record.state`, and events); if the
         id exists with the same request hash, return the stored one and False.
@@ -72,7 +75,7 @@ class SqlOperationStore:
                     conn.time(record.updated_at),
                 ),
             )
-            self._insert_step(conn, record.id, record.state, {}, record.created_at)
+            self._insert_step(conn, record.id, record.state, detail or {}, record.created_at)
             for topic, event in events:
                 emit(conn, topic, [event])
             return record, True

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 
 import psycopg
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartition
-from fastapi import Depends, FastAPI, Header, Query, Request, Response
+from fastapi import FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -33,7 +33,6 @@ from sagas.errors import (
     BodyTooLarge,
     CustodyError,
     IdempotencyConflict,
-    IdempotencyKeyMissing,
     InvalidAmount,
     InvalidState,
     NotFound,
@@ -46,7 +45,8 @@ from sagas.operations import OperationRecord, Step, request_hash
 from sagas.policy import PolicyRules, StoredPolicy
 from sagas.topics import EVENTS
 from sagas.withdrawal import Approval, ApprovalView, OperatorDecision
-from services.api.auth import Principal, load_secret, verify
+from services.api.auth import Principal, load_secret
+from services.api.deps import Key, Who
 from services.api.problems import (
     Problem,
     custody_error,
@@ -56,7 +56,9 @@ from services.api.problems import (
     unexpected,
     validation_error,
 )
-from services.app.withdrawals import KEY_PATTERN, WithdrawalBody, Withdrawals, parse_amount
+from services.api.trading import trading_routes
+from services.app.trades import Trades
+from services.app.withdrawals import WithdrawalBody, Withdrawals, parse_amount
 from services.platform import ASSETS, Platform
 
 MAX_BODY = 64 * 1024
@@ -207,30 +209,6 @@ class _TooBig(Exception):
     pass
 
 
-# --- dependencies (module level: FastAPI resolves annotations from module globals) -------
-def principal(request: Request, authorization: Annotated[str | None, Header()] = None) -> Principal:
-    return verify(request.app.state.token_secret, authorization)
-
-
-def idempotency_key(
-    idempotency_key: Annotated[
-        str | None,
-        Header(
-            description="1-64 of A-Z a-z 0-9 . _ -; a retry with the same key and body "
-            "gets the first answer",
-            examples=["inv-2026-0042"],
-        ),
-    ] = None,
-) -> str:
-    if idempotency_key is None or not KEY_PATTERN.match(idempotency_key):
-        raise IdempotencyKeyMissing("send an Idempotency-Key header")
-    return idempotency_key
-
-
-Who = Annotated[Principal, Depends(principal)]
-Key = Annotated[str, Depends(idempotency_key)]
-
-
 # --- the app -------------------------------------------------------------------------------
 def create_app(
     platform: Platform,
@@ -246,12 +224,14 @@ def create_app(
         client = await temporal()
         state["temporal"] = client
         state["withdrawals"] = Withdrawals(platform, client)
+        state["trades"] = Trades(platform, client)
         yield
 
     app = FastAPI(
         title="Custody platform API",
         version="1",
-        summary="Digital-asset custody for banks: accounts, deposits, withdrawals, approvals.",
+        summary="Digital-asset custody for banks: accounts, deposits, withdrawals, approvals, "
+        "trading against fiat.",
         description=__doc__,
         lifespan=lifespan,
         responses=ERRORS,
@@ -335,6 +315,8 @@ def create_app(
         if who.role == "client" and who.client_id != op.client_id:
             raise NotFound(f"withdrawal {operation_id}")  # not even its existence
         return op
+
+    app.include_router(trading_routes(platform, state, remembered))
 
     # --- routes ----------------------------------------------------------------------
     @app.get("/healthz", tags=["ops"])

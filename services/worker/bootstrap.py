@@ -22,11 +22,19 @@ from sagas.signing.workflows import SignBtcWorkflow, SignEvmWorkflow
 from sagas.smoke import TASK_QUEUE as SMOKE_QUEUE
 from sagas.smoke.activities import SmokeActivities
 from sagas.smoke.workflows import SmokeWorkflow
+from sagas.trade.activities import TradeActivities
+from sagas.trade.workflows import TradeWorkflow
 from sagas.withdrawal.activities import WithdrawalActivities
 from sagas.withdrawal.workflows import WithdrawalWorkflow
 from services.platform import Platform
 
-SAGA_WORKFLOWS = [WithdrawalWorkflow, DepositWorkflow, SignEvmWorkflow, SignBtcWorkflow]
+SAGA_WORKFLOWS = [
+    WithdrawalWorkflow,
+    DepositWorkflow,
+    TradeWorkflow,
+    SignEvmWorkflow,
+    SignBtcWorkflow,
+]
 # The sagas' models and pure functions are deterministic: the sandbox shares them with the
 # worker instead of re-importing them per workflow (one class per model, less memory).
 SANDBOX = SandboxedWorkflowRunner(
@@ -82,7 +90,24 @@ def saga_activities(
             platform.eth, platform.btc, deny_file=s.screening_deny_file, btc_network=s.btc_network
         ),
     )
+    trades = TradeActivities(
+        platform.ledger,
+        platform.operations,
+        platform.trades,
+        platform.bank,
+        platform.providers,
+        pause,
+    )
     return [
+        trades.quote,
+        trades.accept,
+        trades.hold,
+        trades.execute,
+        trades.book,
+        trades.pay,
+        trades.alert_payment,
+        trades.complete,
+        trades.end,
         withdrawals.reserve,
         withdrawals.decide,
         withdrawals.record_approval,

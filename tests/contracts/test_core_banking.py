@@ -6,11 +6,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 
-import httpx
 import pytest
 
 from adapters.core_banking.http import HttpCoreBanking
-from sagas.banking import make_iban
 from sagas.errors import (
     BankAccountUnknown,
     BankInsufficientFunds,
@@ -21,12 +19,9 @@ from sagas.errors import (
 from sagas.ports import CoreBanking
 from services.settings import PlatformSettings
 from tests.fakes_trading import FakeBank
+from tests.simulators import cash_in, new_iban, open_bank_account
 
 Open = Callable[[int], str]  # opens a fresh EUR account with a balance, returns its IBAN
-
-
-def new_iban() -> str:
-    return make_iban("DE", f"5001051712{uuid.uuid4().int % 10**8:08d}")
 
 
 def key() -> str:
@@ -184,22 +179,3 @@ class TestHttpBank(CoreBankingContract):
             return iban
 
         return make
-
-
-def open_bank_account(url: str, iban: str, name: str = "test account") -> None:
-    reply = httpx.put(
-        f"{url}/v1/accounts/{iban}",
-        json={"bic": "SIMUDEFFXXX", "name": name, "currency": "EUR"},
-        timeout=10,
-    )
-    assert reply.status_code in (200, 201), reply.text
-
-
-def cash_in(url: str, iban: str, amount: int) -> None:
-    reply = httpx.post(
-        f"{url}/v1/accounts/{iban}/cash-in",
-        json={"amount": amount, "end_to_end_id": f"cash-{uuid.uuid4().hex[:8]}"},
-        headers={"Idempotency-Key": key()},
-        timeout=10,
-    )
-    assert reply.status_code == 200, reply.text

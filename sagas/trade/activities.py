@@ -1,0 +1,497 @@
+"""The trade saga's activities: each idempotent by operation id (its bank instructions
+carry `<operation>:<step>` keys, its order the operation id as client order id), each
+recording its step with the events that report it.
+
+`pause` is the crash tests' fault-injection point (services/worker --pause-at): called
+with a step's name after the step's effect, before the activity returns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from temporalio import activity
+
+from sagas import accounts
+from sagas.errors import (
+    CustodyError,
+    DependencyUnavailable,
+    HoldNotActive,
+    OrderUnknown,
+    QuoteInvalid,
+)
+from sagas.events import Envelope
+from sagas.ledger import Account, AccountKind, PostPending, Transfer, VoidPending
+from sagas.liquidity import Fill, Quote, pair
+from sagas.operations import step_event_id
+from sagas.ports import CoreBanking, Ledger, Liquidity, OperationStore, TradeStore
+from sagas.topics import ALERTS, EVENTS
+from sagas.trade import (
+    Acceptance,
+    Ended,
+    Executed,
+    Held,
+    Paid,
+    Priced,
+    TradeInput,
+    TradeRecord,
+)
+from sagas.trade.events import PAYMENT_ALERT, TradePaymentDelayed, TradeStep, event_type
+from sagas.trade.pricing import BPS, settle, within_rounding
+
+SOURCE = "/custody/trade"
+log = logging.getLogger("custody.trade")
+
+
+def end_to_end_id(operation_id: str) -> str:
+    """The ISO 20022 end-to-end id of a trade's fiat leg: 35 characters at most, the same
+    on every retry, traceable to the operation (the remittance information names it)."""
+    return "CUS" + hashlib.sha256(operation_id.encode()).hexdigest()[:32]
+
+
+def event(req: TradeInput, step: str, **data: Any) -> tuple[str, Envelope]:
+    payload = TradeStep(
+        operation_id=req.operation_id,
+        client_id=req.client_id,
+        side=req.side,
+        asset=req.asset,
+        currency=req.currency,
+        **data,
+    )
+    return EVENTS.name, Envelope(
+        id=step_event_id(req.operation_id, step),
+        source=SOURCE,
+        type=event_type(step.split(":", 1)[0]),
+        subject=accounts.client(req.client_id, req.asset),
+        data=payload.model_dump(mode="json", exclude_none=True),
+    )
+
+
+def priced_fields(priced: Priced) -> dict[str, Any]:
+    q = priced.quote
+    assert q is not None
+    return {
+        "counterparty": q.counterparty,
+        "quote_id": q.quote_id,
+        "quantity": str(q.quantity),
+        "price": str(q.price),
+        "lp_notional": str(q.notional),
+        "fee": str(priced.fee),
+        "client_fiat": str(priced.client_fiat),
+        "expires_at": q.expires_at.isoformat(),
+    }
+
+
+def reserve_id(operation_id: str) -> str:
+    return f"{operation_id}:reserve"
+
+
+class TradeActivities:
+    def __init__(
+        self,
+        ledger: Ledger,
+        operations: OperationStore,
+        trades: TradeStore,
+        bank: CoreBanking,
+        providers: Mapping[str, Liquidity],
+        pause: Callable[[str], None] = lambda _step: None,
+    ) -> None:
+        self._ledger = ledger
+        self._ops = operations
+        self._trades = trades
+        self._bank = bank
+        self._providers = providers
+        self._pause = pause
+
+    def _recorded(self, operation_id: str, step: str) -> dict[str, Any] | None:
+        for recorded in self._ops.timeline(operation_id):
+            if recorded.step == step:
+                return dict(recorded.detail)
+        return None
+
+    # --- quote ------------------------------------------------------------------------
+    @activity.defn(name="trade.quote")
+    def quote(self, req: TradeInput) -> Priced:
+        """The best firm quote of the providers, checked and priced with the platform's
+        fee. Recorded once: a retry returns the quote the client was shown."""
+        recorded = self._recorded(req.operation_id, "quoted")
+        if recorded is not None:
+            return Priced.model_validate(recorded)
+        quotes: list[Quote] = []
+        failures: list[str] = []
+        for name in req.counterparties:
+            provider = self._providers.get(name)
+            if provider is None:
+                failures.append(f"{name}: not configured")
+                continue
+            try:
+                quotes.append(self._ask(provider, req))
+            except CustodyError as exc:
+                failures.append(f"{name}: {exc.code} {exc.detail}")
+        if not quotes:
+            if any("CUS-9001" in f for f in failures):
+                raise DependencyUnavailable("; ".join(failures))  # try the providers again
+            return self._refuse(req, QuoteInvalid.code, "; ".join(failures) or "no quote")
+        best = self._best(req, quotes)
+        s = settle(req.side, best.quantity, best.price, req.decimals, req.fee_bps)
+        if req.budget is not None and s.client_fiat > req.budget:
+            return self._refuse(req, QuoteInvalid.code, f"{s.client_fiat} exceeds the budget")
+        priced = Priced(quote=best, fee=s.fee, client_fiat=s.client_fiat)
+        self._ops.advance(
+            req.operation_id,
+            "quoted",
+            [event(req, "quoted", **priced_fields(priced))],
+            detail=priced.model_dump(mode="json"),
+            state="quoted",
+            amount=str(best.quantity),
+        )
+        self._pause("quote")
+        return priced
+
+    def _ask(self, provider: Liquidity, req: TradeInput) -> Quote:
+        market = pair(req.asset, req.currency)
+        if req.budget is not None:
+            # The provider's notional plus the fee (rounded up) fits the budget exactly
+            # when the notional is at most budget * BPS / (BPS + fee): see pricing.py.
+            notional = req.budget * BPS // (BPS + req.fee_bps)
+            q = provider.quote(market, req.side, notional=notional)
+        else:
+            q = provider.quote(market, req.side, quantity=req.quantity)
+            if q.quantity != req.quantity:
+                raise QuoteInvalid(f"{provider.counterparty} quoted {q.quantity}")
+        if q.quantity <= 0 or not within_rounding(
+            req.side, q.quantity, q.price, req.decimals, q.notional
+        ):
+            raise QuoteInvalid(
+                f"{provider.counterparty}: {q.notional} is not {q.quantity} x {q.price} rounded"
+            )
+        return q
+
+    @staticmethod
+    def _best(req: TradeInput, quotes: list[Quote]) -> Quote:
+        if req.side == "sell":
+            return max(quotes, key=lambda q: (q.notional, -q.price))
+        if req.budget is not None:
+            return max(quotes, key=lambda q: (q.quantity, -q.notional))
+        return min(quotes, key=lambda q: (q.notional, q.price))
+
+    def _refuse(self, req: TradeInput, code: str, detail: str) -> Priced:
+        self._ops.advance(
+            req.operation_id,
+            "rejected",
+            [event(req, "rejected", error_code=code, detail=detail)],
+            detail={"error_code": code, "detail": detail},
+            state="rejected",
+            error_code=code,
+        )
+        return Priced(error_code=code, detail=detail)
+
+    @activity.defn(name="trade.accept")
+    def accept(self, req: TradeInput, acceptance: Acceptance) -> None:
+        self._ops.advance(
+            req.operation_id,
+            "accepted",
+            [event(req, "accepted", accepted_by=acceptance.accepted_by)],
+            detail=acceptance.model_dump(),
+            state="accepted",
+        )
+        self._pause("accept")
+
+    # --- the client's side: fiat hold (buy) or asset reservation (sell) -------------------
+    @activity.defn(name="trade.hold")
+    def hold(self, req: TradeInput, priced: Priced) -> Held:
+        """Buy: hold what the client pays at the bank. Sell: reserve the asset quantity
+        in the ledger. A refusal (insufficient funds) is recorded and ends the saga."""
+        assert priced.quote is not None
+        refused = self._recorded(req.operation_id, "rejected")
+        if refused is not None:
+            return Held(error_code=str(refused["error_code"]), detail=str(refused["detail"]))
+        try:
+            if req.side == "buy":
+                hold = self._bank.hold(
+                    f"{req.operation_id}:hold",
+                    req.client_iban,
+                    priced.client_fiat,
+                    req.currency,
+                    req.hold_ttl_seconds,
+                    end_to_end_id(req.operation_id),
+                    f"{req.operation_id} buy {req.asset}",
+                )
+                hold_id = hold.hold_id
+                step = "held"
+            else:
+                self._open_settlement(priced.quote.counterparty, req.asset)
+                self._ledger.submit(
+                    [
+                        Transfer(
+                            id=reserve_id(req.operation_id),
+                            debit_account=accounts.client(req.client_id, req.asset),
+                            credit_account=accounts.settlement(
+                                priced.quote.counterparty, req.asset
+                            ),
+                            asset=req.asset,
+                            amount=priced.quote.quantity,
+                            pending=True,
+                            reference=req.operation_id,
+                        )
+                    ]
+                )
+                hold_id = reserve_id(req.operation_id)
+                step = "reserved"
+        except CustodyError as exc:
+            if exc.transient:
+                raise
+            self._refuse(req, exc.code, exc.detail)
+            return Held(error_code=exc.code, detail=exc.detail)
+        self._ops.advance(
+            req.operation_id,
+            step,
+            [event(req, step, hold_id=hold_id, client_fiat=str(priced.client_fiat))],
+            detail={"hold_id": hold_id},
+            state=step,
+        )
+        self._pause("hold")
+        return Held(hold_id=hold_id)
+
+    # --- the irreversible step ------------------------------------------------------------
+    @activity.defn(name="trade.execute")
+    def execute(self, req: TradeInput, priced: Priced) -> Executed:
+        """Trade with the provider, once: first ask it whether the order exists (a lost
+        answer, a crash after sending), and only if it never saw it send it."""
+        assert priced.quote is not None
+        provider = self._providers[priced.quote.counterparty]
+        try:
+            try:
+                fill = provider.order(req.operation_id)
+            except OrderUnknown:
+                fill = provider.execute(priced.quote.quote_id, req.operation_id)
+        except CustodyError as exc:
+            if exc.transient:
+                raise  # unknown fate: the retry asks first
+            return Executed(error_code=exc.code, detail=exc.detail)
+        if (fill.quantity, fill.notional, fill.side) != (
+            priced.quote.quantity,
+            priced.quote.notional,
+            req.side,
+        ):
+            # The provider filled something other than its quote: book what it says it
+            # did (it is the trade), alert nobody silently: the event carries both.
+            log.warning("%s filled %s, quoted %s", req.operation_id, fill, priced.quote)
+        self._ops.advance(
+            req.operation_id,
+            "executed",
+            [
+                event(
+                    req,
+                    "executed",
+                    trade_id=fill.trade_id,
+                    counterparty=fill.counterparty,
+                    quantity=str(fill.quantity),
+                    price=str(fill.price),
+                    lp_notional=str(fill.notional),
+                )
+            ],
+            detail=fill.model_dump(mode="json"),
+            state="executed",
+        )
+        self._pause("execute")
+        return Executed(fill=fill)
+
+    # --- the ledger ---------------------------------------------------------------------
+    def _open_settlement(self, counterparty: str, asset: str) -> None:
+        self._ledger.open_account(
+            Account(
+                id=accounts.settlement(counterparty, asset),
+                asset=asset,
+                kind=AccountKind.COUNTERPARTY_SETTLEMENT,
+            )
+        )
+
+    @activity.defn(name="trade.book")
+    def book(self, req: TradeInput, priced: Priced, fill: Fill) -> TradeRecord:
+        """Buy: the client is owed the asset, the provider owes it to the platform until
+        settlement. Sell: the reservation is posted to the provider's account. The trade
+        is stored for settlement with its fiat legs."""
+        s = settle(req.side, fill.quantity, fill.price, req.decimals, req.fee_bps)
+        if req.side == "buy":
+            self._open_settlement(fill.counterparty, req.asset)
+            self._ledger.submit(
+                [
+                    Transfer(
+                        id=f"{req.operation_id}:book",
+                        debit_account=accounts.settlement(fill.counterparty, req.asset),
+                        credit_account=accounts.client(req.client_id, req.asset),
+                        asset=req.asset,
+                        amount=fill.quantity,
+                        reference=fill.trade_id,
+                    )
+                ]
+            )
+        else:
+            self._ledger.submit(
+                [
+                    PostPending(
+                        id=f"{req.operation_id}:book",
+                        pending_id=reserve_id(req.operation_id),
+                        amount=fill.quantity,
+                    )
+                ]
+            )
+        trade = self._trades.record(
+            TradeRecord(
+                operation_id=req.operation_id,
+                client_id=req.client_id,
+                side=req.side,
+                asset=req.asset,
+                currency=req.currency,
+                counterparty=fill.counterparty,
+                quote_id=fill.quote_id,
+                trade_id=fill.trade_id,
+                price=fill.price,
+                quantity=fill.quantity,
+                lp_notional=fill.notional,
+                fee=s.fee,
+                client_fiat=s.client_fiat,
+                executed_at=fill.executed_at,
+            )
+        )
+        self._ops.advance(
+            req.operation_id,
+            "booked",
+            [
+                event(
+                    req,
+                    "booked",
+                    trade_id=fill.trade_id,
+                    quantity=str(fill.quantity),
+                    lp_notional=str(fill.notional),
+                    fee=str(s.fee),
+                    client_fiat=str(s.client_fiat),
+                )
+            ],
+            detail={"trade_id": fill.trade_id, "client_fiat": str(s.client_fiat)},
+            state="booked",
+            amount=str(fill.quantity),
+        )
+        self._pause("book")
+        return trade
+
+    # --- the fiat leg ---------------------------------------------------------------------
+    @activity.defn(name="trade.pay")
+    def pay(self, req: TradeInput, trade: TradeRecord, hold_id: str | None) -> Paid:
+        """Buy: capture the client's payment from the hold (partially: the rest of the hold
+        goes back); if the hold lapsed, collect it by transfer. Sell: pay the proceeds
+        from the platform's account. Same keys on every retry: paid once."""
+        e2e = end_to_end_id(req.operation_id)
+        info = f"{req.operation_id} {req.side} {trade.quantity} {req.asset} trade {trade.trade_id}"
+        if req.side == "buy":
+            assert hold_id is not None
+            try:
+                payment = self._bank.capture(
+                    f"{req.operation_id}:capture",
+                    hold_id,
+                    trade.client_fiat,
+                    req.platform_iban,
+                    e2e,
+                    info,
+                )
+            except HoldNotActive:
+                if self._bank.get_hold(hold_id).status == "captured":
+                    raise  # captured under another key: never by this saga; look, don't pay
+                payment = self._bank.transfer(
+                    f"{req.operation_id}:collect",
+                    req.client_iban,
+                    req.platform_iban,
+                    trade.client_fiat,
+                    req.currency,
+                    e2e,
+                    info,
+                )
+        else:
+            payment = self._bank.credit(
+                f"{req.operation_id}:credit",
+                req.client_iban,
+                trade.client_fiat,
+                req.currency,
+                e2e,
+                info,
+            )
+        self._pause("capture")
+        return Paid(payment_id=payment.payment_id, amount=payment.amount)
+
+    @activity.defn(name="trade.alert_payment")
+    def alert_payment(self, req: TradeInput, trade: TradeRecord, error: str) -> None:
+        alert = Envelope(
+            id=step_event_id(req.operation_id, "payment_delayed"),
+            source=SOURCE,
+            type=PAYMENT_ALERT,
+            subject=req.operation_id,
+            data=TradePaymentDelayed(
+                operation_id=req.operation_id,
+                client_id=req.client_id,
+                side=req.side,
+                amount=str(trade.client_fiat),
+                detail=error[:500],
+                action="the saga keeps retrying; fix the bank side and it completes",
+            ).model_dump(mode="json"),
+        )
+        self._ops.advance(
+            req.operation_id,
+            "payment_delayed",
+            [(ALERTS.name, alert), event(req, "payment_delayed", detail=error[:500])],
+            detail={"error": error[:500]},
+            state="payment_delayed",
+        )
+
+    @activity.defn(name="trade.complete")
+    def complete(self, req: TradeInput, trade: TradeRecord, paid: Paid) -> None:
+        self._ops.advance(
+            req.operation_id,
+            "completed",
+            [
+                event(
+                    req,
+                    "completed",
+                    trade_id=trade.trade_id,
+                    counterparty=trade.counterparty,
+                    quantity=str(trade.quantity),
+                    price=str(trade.price),
+                    lp_notional=str(trade.lp_notional),
+                    fee=str(trade.fee),
+                    client_fiat=str(trade.client_fiat),
+                    payment_id=paid.payment_id,
+                    end_to_end_id=end_to_end_id(req.operation_id),
+                )
+            ],
+            detail={"payment_id": paid.payment_id, "client_fiat": str(trade.client_fiat)},
+            state="completed",
+        )
+
+    # --- compensation ---------------------------------------------------------------------
+    @activity.defn(name="trade.end")
+    def end(self, req: TradeInput, ended: Ended) -> None:
+        """End before execution: give back what was held, record why."""
+        if ended.hold_id is not None:
+            if req.side == "buy":
+                self._bank.release(f"{req.operation_id}:release", ended.hold_id)
+            else:
+                self._ledger.submit(
+                    [VoidPending(id=f"{req.operation_id}:void", pending_id=ended.hold_id)]
+                )
+            self._ops.advance(
+                req.operation_id,
+                "released",
+                [event(req, "released", hold_id=ended.hold_id)],
+                detail={"hold_id": ended.hold_id},
+            )
+        self._ops.advance(
+            req.operation_id,
+            ended.state,
+            [event(req, ended.state, error_code=ended.error_code, detail=ended.detail)],
+            detail={"error_code": ended.error_code, "detail": ended.detail},
+            state=ended.state,
+            error_code=ended.error_code,
+        )

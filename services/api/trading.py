@@ -1,0 +1,223 @@
+"""Trading routes of the REST API: clients' bank accounts, buys and sells against fiat
+with a quote to accept, and each trade's timeline."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.service import RPCError
+
+from sagas.banking import bic_valid, iban_valid
+from sagas.errors import IbanInvalid, InvalidState, NotFound, QuoteExpired
+from sagas.ledger import EUR
+from sagas.money import format_units
+from sagas.operations import OperationRecord, Step
+from sagas.trade import Acceptance, TradeView
+from services.api.auth import Principal
+from services.api.deps import Key, Who
+from services.app.trades import TradeBody, Trades
+from services.platform import ASSETS, Platform
+
+Remember = Callable[
+    [Principal, Request, str, BaseModel, Callable[[], Awaitable[tuple[int, BaseModel]]]],
+    Awaitable[JSONResponse],
+]
+
+
+class BankAccountBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    iban: str = Field(min_length=15, max_length=34, examples=["DE89370400440532013000"])
+    bic: str = Field(min_length=8, max_length=11, examples=["SIMUDEFFXXX"])
+
+
+class BankAccountView(BaseModel):
+    iban: str
+    bic: str
+    currency: str = Field(examples=["EUR"])
+    booked: str = Field(examples=["1250.00"])
+    available: str = Field(examples=["1000.00"], description="booked less holds")
+    held: str = Field(examples=["250.00"])
+    available_minor: str = Field(examples=["100000"])
+
+
+class AcceptBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TradeOut(BaseModel):
+    operation_id: str = Field(examples=["tr:acme-treasury:order-0001"])
+    client_id: str
+    side: str = Field(examples=["buy"])
+    asset: str = Field(examples=["BTC"])
+    state: str = Field(examples=["quoted"])
+    quantity: str | None = Field(default=None, examples=["0.01"])
+    quantity_minor: str | None = Field(default=None, examples=["1000000"])
+    currency: str = Field(examples=["EUR"])
+    price: str | None = Field(default=None, examples=["60120.00"], description="per unit")
+    counterparty: str | None = None
+    provider_amount: str | None = Field(default=None, examples=["601.20"])
+    fee: str | None = Field(default=None, examples=["3.01"])
+    client_amount: str | None = Field(
+        default=None, examples=["604.21"], description="buy: what the client pays; sell: gets"
+    )
+    client_amount_minor: str | None = Field(default=None, examples=["60421"])
+    quote_expires_at: str | None = None
+    trade_id: str | None = None
+    error_code: str | None = None
+    requested_by: str
+    created_at: str
+    updated_at: str
+    timeline: list[Step] = Field(default_factory=list)
+
+
+def trading_routes(platform: Platform, state: dict[str, Any], remembered: Remember) -> APIRouter:
+    router = APIRouter()
+
+    def cents(value: Any) -> str | None:
+        return None if value is None else format_units(int(value), EUR.decimals)
+
+    def trade_view(op: OperationRecord, timeline: bool = True) -> TradeOut:
+        steps = platform.operations.timeline(op.id)
+        by_step: dict[str, dict[str, Any]] = {s.step: dict(s.detail) for s in steps}
+        quoted = by_step.get("quoted", {})
+        quote: dict[str, Any] = quoted.get("quote") or {}
+        executed = by_step.get("executed", {})
+        decimals = ASSETS[op.asset][0].decimals
+        quantity = quote.get("quantity")
+        side = str(by_step.get("requested", {}).get("side", ""))
+        return TradeOut(
+            operation_id=op.id,
+            client_id=op.client_id or "",
+            side=side,
+            asset=op.asset,
+            state=op.state,
+            quantity=None if quantity is None else format_units(int(quantity), decimals),
+            quantity_minor=None if quantity is None else str(quantity),
+            currency=platform.settings.trade_currency,
+            price=cents(quote.get("price")),
+            counterparty=quote.get("counterparty"),
+            provider_amount=cents(quote.get("notional")),
+            fee=cents(quoted.get("fee")),
+            client_amount=cents(quoted.get("client_fiat")),
+            client_amount_minor=None
+            if quoted.get("client_fiat") is None
+            else str(quoted["client_fiat"]),
+            quote_expires_at=quote.get("expires_at"),
+            trade_id=executed.get("trade_id"),
+            error_code=op.error_code,
+            requested_by=op.requested_by,
+            created_at=op.created_at.isoformat(),
+            updated_at=op.updated_at.isoformat(),
+            timeline=steps if timeline else [],
+        )
+
+    def own_trade(who: Principal, operation_id: str) -> OperationRecord:
+        op = platform.operations.get(operation_id)
+        if op is None or op.kind != "trade" or op.client_id is None:
+            raise NotFound(f"trade {operation_id}")
+        if who.role == "client" and who.client_id != op.client_id:
+            raise NotFound(f"trade {operation_id}")
+        return op
+
+    def known_client(client_id: str) -> None:
+        if platform.operations.client(client_id) is None:
+            raise NotFound(f"client {client_id}")
+
+    def bank_view(iban: str, bic: str) -> BankAccountView:
+        bal = platform.bank.balance(iban)
+        return BankAccountView(
+            iban=iban,
+            bic=bic,
+            currency=bal.currency,
+            booked=format_units(bal.booked, EUR.decimals),
+            available=format_units(bal.available, EUR.decimals),
+            held=format_units(bal.held, EUR.decimals),
+            available_minor=str(bal.available),
+        )
+
+    @router.put("/v1/clients/{client_id}/bank-account", tags=["trading"])
+    def put_bank_account(client_id: str, body: BankAccountBody, who: Who) -> BankAccountView:
+        """Register the client's account at the bank (operators): trades hold and pay
+        there. The bank must know the account."""
+        who.must_be("operator")
+        known_client(client_id)
+        if not iban_valid(body.iban):
+            raise IbanInvalid(f"{body.iban}: wrong shape or check digits")
+        if not bic_valid(body.bic):
+            raise IbanInvalid(f"BIC {body.bic}")
+        view = bank_view(body.iban, body.bic)  # BankAccountUnknown if the bank has none
+        platform.trades.set_bank_account(client_id, body.iban, body.bic)
+        return view
+
+    @router.get("/v1/clients/{client_id}/bank-account", tags=["trading"])
+    def get_bank_account(client_id: str, who: Who) -> BankAccountView:
+        """The client's bank account with its balance as the bank reports it now."""
+        who.may_see(client_id)
+        known_client(client_id)
+        found = platform.trades.bank_account(client_id)
+        if found is None:
+            raise NotFound(f"client {client_id} has no bank account registered")
+        return bank_view(*found)
+
+    @router.post(
+        "/v1/clients/{client_id}/trades",
+        status_code=202,
+        tags=["trading"],
+        responses={200: {"model": TradeOut, "description": "a retry: the same saga"}},
+    )
+    async def create_trade(
+        client_id: str, body: TradeBody, who: Who, key: Key, response: Response
+    ) -> TradeOut:
+        """Start a trade saga; the Idempotency-Key names it. 202 once it is quoted (or
+        refused): accept the quote before `quote_expires_at`, unless auto_accept."""
+        who.may_see(client_id)
+        who.must_be("client", "operator")
+        op, created = await state["trades"].create(client_id, key, body, who.sub)
+        response.status_code = 202 if created else 200
+        return await asyncio.to_thread(trade_view, op)
+
+    @router.get("/v1/clients/{client_id}/trades", tags=["trading"])
+    def list_trades(client_id: str, who: Who) -> list[TradeOut]:
+        who.may_see(client_id)
+        known_client(client_id)
+        return [trade_view(op, False) for op in platform.operations.for_client(client_id, "trade")]
+
+    @router.get("/v1/trades/{operation_id}", tags=["trading"])
+    def get_trade(operation_id: str, who: Who) -> TradeOut:
+        """The trade with its quote, fee and timeline of steps."""
+        return trade_view(own_trade(who, operation_id))
+
+    @router.post("/v1/trades/{operation_id}/accept", tags=["trading"])
+    async def accept(operation_id: str, request: Request, who: Who, key: Key) -> TradeOut:
+        """Accept the quote (the client, or an operator for them) before it expires:
+        CUS-5101 after, CUS-3009 if the trade is not waiting for acceptance."""
+        who.must_be("client", "operator")
+        await asyncio.to_thread(own_trade, who, operation_id)
+
+        async def compute() -> tuple[int, BaseModel]:
+            trades: Trades = state["trades"]
+            try:
+                await trades.handle(operation_id).execute_update(
+                    "accept", Acceptance(accepted_by=who.sub), result_type=TradeView
+                )
+            except WorkflowUpdateFailedError as exc:
+                cause = exc.cause
+                message = str(getattr(cause, "message", cause))
+                if getattr(cause, "type", None) == "QuoteExpired":
+                    raise QuoteExpired(message.split(": ", 1)[-1]) from None
+                raise InvalidState(message) from None
+            except RPCError as exc:
+                raise InvalidState(f"the trade does not take acceptance now: {exc}") from None
+            op = await asyncio.to_thread(own_trade, who, operation_id)
+            return 200, await asyncio.to_thread(trade_view, op)
+
+        return await remembered(who, request, key, AcceptBody(), compute)  # type: ignore[return-value]
+
+    return router

@@ -33,7 +33,7 @@ def refusal(status: int, body: dict[str, Any]) -> CustodyError:
 
 class HttpLiquidity:
     def __init__(
-        self, base_url: str, counterparty: str, timeout: float = 5.0, attempts: int = 3
+        self, base_url: str, counterparty: str, timeout: float = 5.0, attempts: int = 2
     ) -> None:
         self.counterparty = counterparty
         self._http = JsonHttp(

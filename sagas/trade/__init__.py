@@ -22,6 +22,16 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 from sagas.liquidity import Fill, Quote, Side
 
 WORKFLOW = "Trade"
+# An auto-accepted trade whose quote went stale before execution (a slow bank, a worker
+# restarted) releases what it held and is quoted again, this many rounds at most.
+MAX_ROUNDS = 3
+
+
+def suffix(round_: int) -> str:
+    """Steps, keys and client order ids of a re-quoted round: `held:2`, `<op>:hold:2`."""
+    return "" if round_ == 1 else f":{round_}"
+
+
 Ending = Literal["completed", "rejected", "expired"]
 
 # States an operator sees, in order; a saga ends in one of the last three.
@@ -81,6 +91,7 @@ class Priced(BaseModel):
     client_fiat: StrictInt = Field(default=0, description="buy: pays; sell: receives")
     error_code: str | None = None
     detail: str = ""
+    round: int = Field(default=1, ge=1, description="auto-accepted trades re-quote when stale")
 
 
 class Acceptance(BaseModel):
@@ -118,6 +129,7 @@ class Ended(BaseModel):
     error_code: str | None = None
     detail: str = ""
     hold_id: str | None = None
+    round: int = 1
 
 
 class TradeView(BaseModel):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from temporalio import activity
@@ -38,6 +39,7 @@ from sagas.trade import (
     Priced,
     TradeInput,
     TradeRecord,
+    suffix,
 )
 from sagas.trade.events import PAYMENT_ALERT, TradePaymentDelayed, TradeStep, event_type
 from sagas.trade.pricing import BPS, settle, within_rounding
@@ -85,8 +87,8 @@ def priced_fields(priced: Priced) -> dict[str, Any]:
     }
 
 
-def reserve_id(operation_id: str) -> str:
-    return f"{operation_id}:reserve"
+def reserve_id(operation_id: str, round_: int = 1) -> str:
+    return f"{operation_id}:reserve{suffix(round_)}"
 
 
 class TradeActivities:
@@ -114,23 +116,30 @@ class TradeActivities:
 
     # --- quote ------------------------------------------------------------------------
     @activity.defn(name="trade.quote")
-    def quote(self, req: TradeInput) -> Priced:
+    def quote(self, req: TradeInput, round_: int) -> Priced:
         """The best firm quote of the providers, checked and priced with the platform's
-        fee. Recorded once: a retry returns the quote the client was shown."""
-        recorded = self._recorded(req.operation_id, "quoted")
+        fee. Recorded once per round: a retry returns the quote the client was shown."""
+        step = f"quoted{suffix(round_)}"
+        recorded = self._recorded(req.operation_id, step)
         if recorded is not None:
             return Priced.model_validate(recorded)
         quotes: list[Quote] = []
         failures: list[str] = []
-        for name in req.counterparties:
-            provider = self._providers.get(name)
-            if provider is None:
-                failures.append(f"{name}: not configured")
-                continue
-            try:
-                quotes.append(self._ask(provider, req))
-            except CustodyError as exc:
-                failures.append(f"{name}: {exc.code} {exc.detail}")
+        providers = [self._providers.get(name) for name in req.counterparties]
+        # Asked at once: a slow provider costs its own timeout, not the sum of all.
+        with ThreadPoolExecutor(max_workers=len(providers)) as pool:
+            asked = [
+                (name, pool.submit(self._ask, p, req)) if p is not None else (name, None)
+                for name, p in zip(req.counterparties, providers, strict=True)
+            ]
+            for name, future in asked:
+                if future is None:
+                    failures.append(f"{name}: not configured")
+                    continue
+                try:
+                    quotes.append(future.result())
+                except CustodyError as exc:
+                    failures.append(f"{name}: {exc.code} {exc.detail}")
         if not quotes:
             if any("CUS-9001" in f for f in failures):
                 raise DependencyUnavailable("; ".join(failures))  # try the providers again
@@ -139,11 +148,11 @@ class TradeActivities:
         s = settle(req.side, best.quantity, best.price, req.decimals, req.fee_bps)
         if req.budget is not None and s.client_fiat > req.budget:
             return self._refuse(req, QuoteInvalid.code, f"{s.client_fiat} exceeds the budget")
-        priced = Priced(quote=best, fee=s.fee, client_fiat=s.client_fiat)
+        priced = Priced(quote=best, fee=s.fee, client_fiat=s.client_fiat, round=round_)
         self._ops.advance(
             req.operation_id,
-            "quoted",
-            [event(req, "quoted", **priced_fields(priced))],
+            step,
+            [event(req, step, **priced_fields(priced))],
             detail=priced.model_dump(mode="json"),
             state="quoted",
             amount=str(best.quantity),
@@ -190,11 +199,12 @@ class TradeActivities:
         return Priced(error_code=code, detail=detail)
 
     @activity.defn(name="trade.accept")
-    def accept(self, req: TradeInput, acceptance: Acceptance) -> None:
+    def accept(self, req: TradeInput, acceptance: Acceptance, round_: int) -> None:
+        step = f"accepted{suffix(round_)}"
         self._ops.advance(
             req.operation_id,
-            "accepted",
-            [event(req, "accepted", accepted_by=acceptance.accepted_by)],
+            step,
+            [event(req, step, accepted_by=acceptance.accepted_by)],
             detail=acceptance.model_dump(),
             state="accepted",
         )
@@ -212,7 +222,7 @@ class TradeActivities:
         try:
             if req.side == "buy":
                 hold = self._bank.hold(
-                    f"{req.operation_id}:hold",
+                    f"{req.operation_id}:hold{suffix(priced.round)}",
                     req.client_iban,
                     priced.client_fiat,
                     req.currency,
@@ -221,13 +231,13 @@ class TradeActivities:
                     f"{req.operation_id} buy {req.asset}",
                 )
                 hold_id = hold.hold_id
-                step = "held"
+                step = f"held{suffix(priced.round)}"
             else:
                 self._open_settlement(priced.quote.counterparty, req.asset)
                 self._ledger.submit(
                     [
                         Transfer(
-                            id=reserve_id(req.operation_id),
+                            id=reserve_id(req.operation_id, priced.round),
                             debit_account=accounts.client(req.client_id, req.asset),
                             credit_account=accounts.settlement(
                                 priced.quote.counterparty, req.asset
@@ -239,13 +249,14 @@ class TradeActivities:
                         )
                     ]
                 )
-                hold_id = reserve_id(req.operation_id)
-                step = "reserved"
+                hold_id = reserve_id(req.operation_id, priced.round)
+                step = f"reserved{suffix(priced.round)}"
         except CustodyError as exc:
             if exc.transient:
                 raise
             self._refuse(req, exc.code, exc.detail)
             return Held(error_code=exc.code, detail=exc.detail)
+        self._pause("hold")
         self._ops.advance(
             req.operation_id,
             step,
@@ -253,7 +264,6 @@ class TradeActivities:
             detail={"hold_id": hold_id},
             state=step,
         )
-        self._pause("hold")
         return Held(hold_id=hold_id)
 
     # --- the irreversible step ------------------------------------------------------------
@@ -263,15 +273,17 @@ class TradeActivities:
         answer, a crash after sending), and only if it never saw it send it."""
         assert priced.quote is not None
         provider = self._providers[priced.quote.counterparty]
+        order_id = req.operation_id + suffix(priced.round)
         try:
             try:
-                fill = provider.order(req.operation_id)
+                fill = provider.order(order_id)
             except OrderUnknown:
-                fill = provider.execute(priced.quote.quote_id, req.operation_id)
+                fill = provider.execute(priced.quote.quote_id, order_id)
         except CustodyError as exc:
             if exc.transient:
                 raise  # unknown fate: the retry asks first
             return Executed(error_code=exc.code, detail=exc.detail)
+        self._pause("execute")
         if (fill.quantity, fill.notional, fill.side) != (
             priced.quote.quantity,
             priced.quote.notional,
@@ -297,7 +309,6 @@ class TradeActivities:
             detail=fill.model_dump(mode="json"),
             state="executed",
         )
-        self._pause("execute")
         return Executed(fill=fill)
 
     # --- the ledger ---------------------------------------------------------------------
@@ -335,11 +346,12 @@ class TradeActivities:
                 [
                     PostPending(
                         id=f"{req.operation_id}:book",
-                        pending_id=reserve_id(req.operation_id),
+                        pending_id=reserve_id(req.operation_id, priced.round),
                         amount=fill.quantity,
                     )
                 ]
             )
+        self._pause("book")
         trade = self._trades.record(
             TradeRecord(
                 operation_id=req.operation_id,
@@ -376,7 +388,6 @@ class TradeActivities:
             state="booked",
             amount=str(fill.quantity),
         )
-        self._pause("book")
         return trade
 
     # --- the fiat leg ---------------------------------------------------------------------
@@ -471,22 +482,28 @@ class TradeActivities:
         )
 
     # --- compensation ---------------------------------------------------------------------
+    @activity.defn(name="trade.release")
+    def release(self, req: TradeInput, hold_id: str, round_: int) -> None:
+        """Give back a round's bank hold (buy) or ledger reservation (sell)."""
+        sfx = suffix(round_)
+        if req.side == "buy":
+            self._bank.release(f"{req.operation_id}:release{sfx}", hold_id)
+        else:
+            self._ledger.submit(
+                [VoidPending(id=f"{req.operation_id}:void{sfx}", pending_id=hold_id)]
+            )
+        self._ops.advance(
+            req.operation_id,
+            f"released{sfx}",
+            [event(req, f"released{sfx}", hold_id=hold_id)],
+            detail={"hold_id": hold_id},
+        )
+
     @activity.defn(name="trade.end")
     def end(self, req: TradeInput, ended: Ended) -> None:
         """End before execution: give back what was held, record why."""
         if ended.hold_id is not None:
-            if req.side == "buy":
-                self._bank.release(f"{req.operation_id}:release", ended.hold_id)
-            else:
-                self._ledger.submit(
-                    [VoidPending(id=f"{req.operation_id}:void", pending_id=ended.hold_id)]
-                )
-            self._ops.advance(
-                req.operation_id,
-                "released",
-                [event(req, "released", hold_id=ended.hold_id)],
-                detail={"hold_id": ended.hold_id},
-            )
+            self.release(req, ended.hold_id, ended.round)
         self._ops.advance(
             req.operation_id,
             ended.state,

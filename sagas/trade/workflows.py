@@ -2,7 +2,8 @@
 
 The client accepts a quote with the `accept` update (validated: only while quoted and
 before the deadline, the earlier of the quote's expiry and the platform's acceptance
-window). After execution the saga only moves forward: the fiat leg is retried, with an
+window). An auto-accepted trade whose quote went stale before execution is quoted
+again (MAX_ROUNDS). After execution the saga only moves forward: the fiat leg is retried, with an
 alert to operators after a few failures, until it is done.
 """
 
@@ -17,6 +18,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from sagas.errors import InvalidState, QuoteExpired
     from sagas.trade import (
+        MAX_ROUNDS,
         WORKFLOW,
         Acceptance,
         Ended,
@@ -49,7 +51,7 @@ _PAY_PATIENT = RetryPolicy(
     maximum_interval=timedelta(seconds=60),
     non_retryable_error_types=["IdempotencyConflict"],
 )
-_TIMEOUT = timedelta(seconds=30)  # above the adapters' own timeouts times their retries
+_TIMEOUT = timedelta(seconds=20)  # above an adapter's timeout times its attempts
 
 
 @workflow.defn(name=WORKFLOW)
@@ -97,18 +99,72 @@ class TradeWorkflow:
 
     @workflow.run
     async def run(self, req: TradeInput) -> TradeResult:
-        priced: Priced = await workflow.execute_activity_method(
-            A.quote, req, start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
-        )
-        if priced.quote is None:
-            self._stage = "rejected"
-            return TradeResult(
-                operation_id=req.operation_id,
-                state="rejected",
-                error_code=priced.error_code,
-                detail=priced.detail,
+        for round_ in range(1, MAX_ROUNDS + 1):
+            priced: Priced = await workflow.execute_activity_method(
+                A.quote, args=[req, round_], start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
             )
-        self._priced = priced
+            if priced.quote is None:
+                self._stage = "rejected"
+                return TradeResult(
+                    operation_id=req.operation_id,
+                    state="rejected",
+                    error_code=priced.error_code,
+                    detail=priced.detail,
+                )
+            self._priced = priced
+            if round_ == 1:
+                ended = await self._acceptance_of(req, priced)
+                if ended is not None:
+                    return ended
+            last = round_ == MAX_ROUNDS
+            if req.auto_accept and not last and priced.quote.expires_at <= workflow.now():
+                continue  # stale already (a restarted worker): quote again, hold nothing
+            assert self._acceptance is not None
+            await workflow.execute_activity_method(
+                A.accept,
+                args=[req, self._acceptance, round_],
+                start_to_close_timeout=_TIMEOUT,
+                retry_policy=_RETRY,
+            )
+            self._stage = "accepted"
+            held: Held = await workflow.execute_activity_method(
+                A.hold, args=[req, priced], start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
+            )
+            if held.hold_id is None:  # refused (insufficient funds): recorded, nothing held
+                self._stage = "rejected"
+                return TradeResult(
+                    operation_id=req.operation_id,
+                    state="rejected",
+                    error_code=held.error_code,
+                    detail=held.detail,
+                )
+            self._stage = "held" if req.side == "buy" else "reserved"
+            executed: Executed = await workflow.execute_activity_method(
+                A.execute,
+                args=[req, priced],
+                start_to_close_timeout=_TIMEOUT,
+                retry_policy=_RETRY,
+            )
+            if executed.fill is not None:
+                return await self._settle_client(req, priced, held, executed)
+            stale = executed.error_code == QuoteExpired.code
+            if stale and req.auto_accept and not last:
+                await workflow.execute_activity_method(
+                    A.release,
+                    args=[req, held.hold_id, round_],
+                    start_to_close_timeout=_TIMEOUT,
+                    retry_policy=_RETRY,
+                )
+                continue
+            state: Ending = "expired" if stale else "rejected"
+            return await self._end(
+                req, state, executed.error_code, executed.detail, held.hold_id, round_
+            )
+        raise AssertionError("unreachable: the last round ends the saga")
+
+    async def _acceptance_of(self, req: TradeInput, priced: Priced) -> TradeResult | None:
+        """Wait for the client's acceptance of the first quote (or take it as given)."""
+        assert priced.quote is not None
         accept_by = min(
             priced.quote.expires_at, workflow.now() + timedelta(seconds=req.accept_seconds)
         )
@@ -116,43 +172,22 @@ class TradeWorkflow:
         self._stage = "quoted"
         if req.auto_accept:
             self._acceptance = Acceptance(accepted_by=req.requested_by)
-        else:
-            try:
-                await workflow.wait_condition(
-                    lambda: self._acceptance is not None,
-                    timeout=max(accept_by - workflow.now(), timedelta(milliseconds=1)),
-                )
-            except TimeoutError:
-                if self._acceptance is None:
-                    return await self._end(
-                        req, "expired", QuoteExpired.code, "not accepted in time"
-                    )
-        assert self._acceptance is not None
-        await workflow.execute_activity_method(
-            A.accept,
-            args=[req, self._acceptance],
-            start_to_close_timeout=_TIMEOUT,
-            retry_policy=_RETRY,
-        )
-        self._stage = "accepted"
-        held: Held = await workflow.execute_activity_method(
-            A.hold, args=[req, priced], start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
-        )
-        if held.hold_id is None:  # refused (insufficient funds): recorded, nothing held
-            self._stage = "rejected"
-            return TradeResult(
-                operation_id=req.operation_id,
-                state="rejected",
-                error_code=held.error_code,
-                detail=held.detail,
+            return None
+        try:
+            await workflow.wait_condition(
+                lambda: self._acceptance is not None,
+                timeout=max(accept_by - workflow.now(), timedelta(milliseconds=1)),
             )
-        self._stage = "held" if req.side == "buy" else "reserved"
-        executed: Executed = await workflow.execute_activity_method(
-            A.execute, args=[req, priced], start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
-        )
-        if executed.fill is None:
-            state: Ending = "expired" if executed.error_code == QuoteExpired.code else "rejected"
-            return await self._end(req, state, executed.error_code, executed.detail, held.hold_id)
+        except TimeoutError:
+            if self._acceptance is None:
+                return await self._end(req, "expired", QuoteExpired.code, "not accepted in time")
+        return None
+
+    async def _settle_client(
+        self, req: TradeInput, priced: Priced, held: Held, executed: Executed
+    ) -> TradeResult:
+        """After execution: book, take or pay the fiat, complete. Never compensates."""
+        assert executed.fill is not None
         self._stage = "executed"
         trade: TradeRecord = await workflow.execute_activity_method(
             A.book,
@@ -210,6 +245,7 @@ class TradeWorkflow:
         code: str | None,
         detail: str,
         hold_id: str | None = None,
+        round_: int = 1,
     ) -> TradeResult:
         ended = Ended(
             operation_id=req.operation_id,
@@ -217,6 +253,7 @@ class TradeWorkflow:
             error_code=code,
             detail=detail,
             hold_id=hold_id,
+            round=round_,
         )
         await workflow.execute_activity_method(
             A.end, args=[req, ended], start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY

@@ -85,7 +85,8 @@ def trading_routes(platform: Platform, state: dict[str, Any], remembered: Rememb
 
     def trade_view(op: OperationRecord, timeline: bool = True) -> TradeOut:
         steps = platform.operations.timeline(op.id)
-        by_step: dict[str, dict[str, Any]] = {s.step: dict(s.detail) for s in steps}
+        # The last round's quote (auto-accepted trades re-quote when stale: quoted:2).
+        by_step: dict[str, dict[str, Any]] = {s.step.split(":")[0]: dict(s.detail) for s in steps}
         quoted = by_step.get("quoted", {})
         quote: dict[str, Any] = quoted.get("quote") or {}
         executed = by_step.get("executed", {})

@@ -106,6 +106,7 @@ def saga_activities(
         trades.book,
         trades.pay,
         trades.alert_payment,
+        trades.release,
         trades.complete,
         trades.end,
         withdrawals.reserve,

@@ -156,7 +156,9 @@ def test_a_quote_gone_stale_at_the_provider_releases_the_hold(run: Running) -> N
         set_faults(run.settings.bank_url, latency_ms=1500, operations=["hold"])
         t = until_ended(client, trade(client, client_id, BUY)["operation_id"])
         assert (t["state"], t["error_code"]) == ("expired", "CUS-5101")
-        assert steps(t)[-3:] == ["held", "released", "expired"]
+        # Auto-accepted: quoted again, up to three rounds, each hold released.
+        assert steps(t)[-3:] == ["held:3", "released:3", "expired"]
+        assert [x for x in steps(t) if x.startswith("held")] == ["held", "held:2", "held:3"]
         assert_nothing_moved(run, iban, client, client_id, 1_000 * EUR)
     finally:
         for cp in run.settings.counterparties():

@@ -265,6 +265,13 @@ class OrderUnknown(CustodyError):
     title = "order unknown to the provider"
 
 
+class SettlementMismatch(CustodyError):
+    """The provider's own net of the settled trades differs from the platform's."""
+
+    code = "CUS-5105"
+    title = "settlement does not match the provider's records"
+
+
 class DependencyUnavailable(CustodyError):
     """A service the platform depends on did not answer; retrying may succeed."""
 
@@ -344,6 +351,7 @@ CATALOGUE: tuple[type[CustodyError], ...] = (
     TradeRejected,
     QuoteInvalid,
     OrderUnknown,
+    SettlementMismatch,
     DependencyUnavailable,
     KeyAccessDenied,
     CiphertextInvalid,

@@ -56,3 +56,24 @@ class SettlementInstructions(BaseModel):
 
 def pair(asset: str, currency: str) -> str:
     return f"{asset}-{currency}"
+
+
+class SettlementLeg(BaseModel):
+    """One net leg of a settlement: who pays, what, to where (an address or an IBAN);
+    `reference` is the delivery's transaction hash or payment id once delivered."""
+
+    model_config = ConfigDict(frozen=True)
+
+    asset: str
+    amount: StrictInt = Field(gt=0)
+    payer: Literal["provider", "platform"]
+    to: str
+    status: str = "pending"
+    reference: str | None = None
+
+
+class SettlementState(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    status: str = Field(examples=["accepted"])
+    legs: list[SettlementLeg]

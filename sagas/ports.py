@@ -18,7 +18,14 @@ from sagas.deposit import DepositState
 from sagas.events import Envelope
 from sagas.keys import AddressAssignment, Chain, WalletRecord
 from sagas.ledger import Account, Asset, Balance, Command, TransferRecord
-from sagas.liquidity import Fill, Quote, SettlementInstructions, Side
+from sagas.liquidity import (
+    Fill,
+    Quote,
+    SettlementInstructions,
+    SettlementLeg,
+    SettlementState,
+    Side,
+)
 from sagas.operations import OperationRecord, Step
 from sagas.policy import PolicyRules, StoredPolicy
 from sagas.trade import TradeRecord
@@ -476,8 +483,11 @@ class CoreBanking(Protocol):
     def balance(self, iban: str) -> BankBalance:
         """Booked, held and available on an account."""
 
-    def statement(self, iban: str, after: int = 0) -> list[StatementEntry]:
-        """Booked entries after entry id `after`, oldest first."""
+    def statement(
+        self, iban: str, after: int = 0, end_to_end_id: str | None = None
+    ) -> list[StatementEntry]:
+        """Booked entries after entry id `after`, oldest first (only those of one
+        end-to-end id, if given)."""
 
 
 @runtime_checkable
@@ -504,6 +514,22 @@ class Liquidity(Protocol):
     def instructions(self) -> SettlementInstructions:
         """Where the provider takes and pays each leg of a settlement."""
 
+    def settle(
+        self,
+        settlement_id: str,
+        end_to_end_id: str,
+        orders: Sequence[str],
+        legs: Sequence[SettlementLeg],
+    ) -> SettlementState:
+        """Hand the provider the net legs of these fills (idempotent by settlement id);
+        SettlementMismatch if its own net of them differs."""
+
+    def settlement(self, settlement_id: str) -> SettlementState:
+        """Where the settlement is: each leg's status and delivery reference."""
+
+    def cancel_settlement(self, settlement_id: str) -> SettlementState:
+        """Give up a settlement: its fills are unsettled again at the provider."""
+
 
 @runtime_checkable
 class TradeStore(Protocol):
@@ -522,6 +548,10 @@ class TradeStore(Protocol):
         already in another settlement is not taken twice)."""
 
     def for_settlement(self, settlement_id: str) -> list[TradeRecord]: ...
+
+    def release(self, settlement_id: str, counterparty: str) -> list[str]:
+        """Take a counterparty's trades back from a settlement that did not happen: they
+        are unsettled again. Returns their operation ids."""
 
     def set_bank_account(self, client_id: str, iban: str, bic: str) -> None:
         """Register the client's account at the bank (NotFound for an unknown client)."""

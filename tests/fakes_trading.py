@@ -8,6 +8,7 @@ import hashlib
 import json
 import threading
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,9 +26,17 @@ from sagas.errors import (
     OrderUnknown,
     QuoteExpired,
     QuoteInvalid,
+    SettlementMismatch,
     TradeRejected,
 )
-from sagas.liquidity import Fill, Quote, SettlementInstructions, Side
+from sagas.liquidity import (
+    Fill,
+    Quote,
+    SettlementInstructions,
+    SettlementLeg,
+    SettlementState,
+    Side,
+)
 from sagas.trade.pricing import lp_notional, quantity_for_proceeds
 
 
@@ -253,10 +262,16 @@ class FakeBank:
                 iban=iban, currency=cur, booked=booked, held=held, available=booked - held
             )
 
-    def statement(self, iban: str, after: int = 0) -> list[StatementEntry]:
+    def statement(
+        self, iban: str, after: int = 0, end_to_end_id: str | None = None
+    ) -> list[StatementEntry]:
         with self._lock:
             self._account(iban)
-            return [e for i, e in self.entries if i == iban and e.entry_id > after]
+            return [
+                e
+                for i, e in self.entries
+                if i == iban and e.entry_id > after and end_to_end_id in (None, e.end_to_end_id)
+            ]
 
 
 DECIMALS = {"BTC": 8, "ETH": 18}
@@ -276,6 +291,8 @@ class FakeLiquidity:
         self.ttl = timedelta(seconds=ttl_seconds)
         self.quotes: dict[str, Quote] = {}
         self.orders: dict[str, Fill | CustodyError] = {}
+        self.settlements: dict[str, SettlementState] = {}
+        self.settled: set[str] = set()
         self.reject_next = 0
         self.lose_next = 0
         self._lock = threading.Lock()
@@ -356,3 +373,40 @@ class FakeLiquidity:
         return SettlementInstructions(
             counterparty=self.counterparty, iban="DE88500105179900000001", bic="SIMULPXXXXX"
         )
+
+    def settle(
+        self,
+        settlement_id: str,
+        end_to_end_id: str,
+        orders: Sequence[str],
+        legs: Sequence[SettlementLeg],
+    ) -> SettlementState:
+        with self._lock:
+            if settlement_id in self.settlements:
+                return self.settlements[settlement_id]
+            totals: dict[str, int] = {}
+            for order in orders:
+                fill = self.orders.get(order)
+                if not isinstance(fill, Fill) or order in self.settled:
+                    raise SettlementMismatch(f"{order} is not an unsettled fill")
+                base, fiat = fill.pair.split("-")
+                sign = 1 if fill.side == "buy" else -1
+                totals[base] = totals.get(base, 0) + sign * fill.quantity
+                totals[fiat] = totals.get(fiat, 0) - sign * fill.notional
+            expected = {
+                (a, "provider" if n > 0 else "platform"): abs(n) for a, n in totals.items() if n
+            }
+            if expected != {(leg.asset, leg.payer): leg.amount for leg in legs}:
+                raise SettlementMismatch(f"the fills net to {sorted(expected.items())}")
+            self.settled.update(orders)
+            state = SettlementState(status="accepted", legs=list(legs))
+            self.settlements[settlement_id] = state
+            return state
+
+    def settlement(self, settlement_id: str) -> SettlementState:
+        return self.settlements[settlement_id]
+
+    def cancel_settlement(self, settlement_id: str) -> SettlementState:
+        state = self.settlements[settlement_id].model_copy(update={"status": "cancelled"})
+        self.settlements[settlement_id] = state
+        return state

@@ -165,7 +165,10 @@ class HttpCoreBanking:
         self._check(iban)
         return BankBalance.model_validate(self._get(f"/v1/accounts/{iban}"))
 
-    def statement(self, iban: str, after: int = 0) -> list[StatementEntry]:
+    def statement(
+        self, iban: str, after: int = 0, end_to_end_id: str | None = None
+    ) -> list[StatementEntry]:
         self._check(iban)
-        answer = self._get(f"/v1/accounts/{iban}/statement?after={after}")
+        query = f"after={after}" + (f"&end_to_end_id={end_to_end_id}" if end_to_end_id else "")
+        answer = self._get(f"/v1/accounts/{iban}/statement?{query}")
         return [StatementEntry.model_validate(e) for e in answer["entries"]]

@@ -4,6 +4,7 @@ answer its fate is unknown, and the saga queries it by client order id first."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from adapters.http_client import JsonHttp
@@ -12,9 +13,17 @@ from sagas.errors import (
     OrderUnknown,
     QuoteExpired,
     QuoteInvalid,
+    SettlementMismatch,
     TradeRejected,
 )
-from sagas.liquidity import Fill, Quote, SettlementInstructions, Side
+from sagas.liquidity import (
+    Fill,
+    Quote,
+    SettlementInstructions,
+    SettlementLeg,
+    SettlementState,
+    Side,
+)
 
 _REFUSALS: dict[str, type[CustodyError]] = {
     "QUOTE_EXPIRED": QuoteExpired,
@@ -23,6 +32,8 @@ _REFUSALS: dict[str, type[CustodyError]] = {
     "UNKNOWN_ORDER": OrderUnknown,
     "UNKNOWN_PAIR": QuoteInvalid,
     "AMOUNT_TOO_SMALL": QuoteInvalid,
+    "MISMATCH": SettlementMismatch,
+    "SETTLEMENT_ID_REUSED": SettlementMismatch,
 }
 
 
@@ -79,3 +90,33 @@ class HttpLiquidity:
         if status >= 400:
             raise refusal(status, answer)
         return SettlementInstructions.model_validate(answer)
+
+    def settle(
+        self,
+        settlement_id: str,
+        end_to_end_id: str,
+        orders: Sequence[str],
+        legs: Sequence[SettlementLeg],
+    ) -> SettlementState:
+        body = {
+            "settlement_id": settlement_id,
+            "end_to_end_id": end_to_end_id,
+            "orders": list(orders),
+            "legs": [leg.model_dump(include={"asset", "amount", "payer", "to"}) for leg in legs],
+        }
+        status, answer = self._http.call("POST", "/settlements", body)
+        if status >= 400:
+            raise refusal(status, answer)
+        return SettlementState.model_validate(answer)
+
+    def settlement(self, settlement_id: str) -> SettlementState:
+        status, answer = self._http.call("GET", f"/settlements/{settlement_id}")
+        if status >= 400:
+            raise refusal(status, answer)
+        return SettlementState.model_validate(answer)
+
+    def cancel_settlement(self, settlement_id: str) -> SettlementState:
+        status, answer = self._http.call("POST", f"/settlements/{settlement_id}/cancel", {})
+        if status >= 400:
+            raise refusal(status, answer)
+        return SettlementState.model_validate(answer)

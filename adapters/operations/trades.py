@@ -11,8 +11,8 @@ from sagas.errors import NotFound
 from sagas.trade import TradeRecord
 
 _COLUMNS = (
-    "operation_id, client_id, side, asset, currency, counterparty, quote_id, trade_id, "
-    "price, quantity, lp_notional, fee, client_fiat, executed_at, settlement_id"
+    "operation_id, client_id, side, asset, currency, counterparty, client_order_id, quote_id, "
+    "trade_id, price, quantity, lp_notional, fee, client_fiat, executed_at, settlement_id"
 )
 _INTS = ("price", "quantity", "lp_notional", "fee", "client_fiat")
 
@@ -39,7 +39,7 @@ class SqlTradeStore:
                 return _trade(row)
             values = trade.model_dump()
             conn.run(
-                f"insert into trades ({_COLUMNS}) values ({', '.join('?' * 15)})",
+                f"insert into trades ({_COLUMNS}) values ({', '.join('?' * 16)})",
                 tuple(
                     str(values[c])
                     if c in _INTS
@@ -91,6 +91,17 @@ class SqlTradeStore:
                 (settlement_id,),
             )
         return [_trade(r) for r in rows]
+
+    def release(self, settlement_id: str, counterparty: str) -> list[str]:
+        def work(conn: Conn) -> list[str]:
+            rows = conn.all(
+                "update trades set settlement_id = null where settlement_id = ? and "
+                "counterparty = ? returning operation_id",
+                (settlement_id, counterparty),
+            )
+            return sorted(str(r[0]) for r in rows)
+
+        return self._db.write(work, retry_on=(_Race,))
 
     def set_bank_account(self, client_id: str, iban: str, bic: str) -> None:
         def work(conn: Conn) -> None:

@@ -3,6 +3,7 @@ HTTP services of the stack from this repository's Python environment."""
 
 from __future__ import annotations
 
+import json
 import sys
 
 import httpx
@@ -80,21 +81,58 @@ class BankSim(_Simulator):
 class LiquiditySim(_Simulator):
     name = "liquidity"
     module = "infra.simulators.liquidity"
+    eth_account = 9  # anvil's unlocked dev account the providers deliver ETH from
 
     def ports(self) -> dict[str, int]:
         return {"http": self.s.liquidity_port}
 
+    def command(self) -> list[str]:
+        btcd = self.s.stack_dir / "btcd"
+        return [
+            *super().command(),
+            "--eth-rpc",
+            f"http://{self.s.host}:{self.s.anvil_port}",
+            "--eth-account",
+            str(self.eth_account),
+            "--btc-rpc",
+            f"http://{self.s.host}:{self.s.btcd_rpc_port}",
+            "--btc-credentials",
+            str(btcd / "rpc.json"),
+            "--btc-faucet",
+            str(btcd / "faucet.json"),
+            "--bank-url",
+            f"http://{self.s.host}:{self.s.bank_port}",
+        ]
+
     def bootstrap(self, say: Say) -> dict[str, str]:
-        """The providers' fiat settlement accounts are at the simulated bank too."""
+        """The providers' fiat accounts are at the simulated bank too, funded once; they
+        take crypto at the dev chain's account and the test network's miner address."""
         bank = f"http://{self.s.host}:{self.s.bank_port}"
+        eth = httpx.post(
+            f"http://{self.s.host}:{self.s.anvil_port}",
+            json={"jsonrpc": "2.0", "id": 1, "method": "eth_accounts", "params": []},
+            timeout=10,
+        ).json()["result"][self.eth_account]
+        btc = json.loads((self.s.stack_dir / "btcd" / "faucet.json").read_text())["address"]
         names = []
         for name in ("lp-alpha", "lp-beta", "lp-gamma"):
+            httpx.put(
+                f"{self.base_url()}/admin/counterparties/{name}",
+                json={"addresses": {"ETH": eth, "BTC": btc}},
+                timeout=10,
+            ).raise_for_status()
             ssi = httpx.get(
                 f"{self.base_url()}/v1/lp/{name}/settlement-instructions", timeout=10
             ).json()
             httpx.put(
                 f"{bank}/v1/accounts/{ssi['iban']}",
                 json={"bic": SIM_BIC, "name": f"{name} settlement", "currency": "EUR"},
+                timeout=10,
+            ).raise_for_status()
+            httpx.post(
+                f"{bank}/v1/accounts/{ssi['iban']}/cash-in",
+                json={"amount": 10**11, "end_to_end_id": f"fund-{name}"},
+                headers={"Idempotency-Key": f"fund-{name}"},
                 timeout=10,
             ).raise_for_status()
             names.append(name)

@@ -267,15 +267,17 @@ def build(path: Path) -> FastAPI:
         return answer(*bank.db.idempotent(key, f"cash-in {iban}", body.model_dump(), work))
 
     @app.get("/v1/accounts/{iban}/statement")
-    def statement(iban: str, after: int = 0, limit: int = 500) -> dict[str, Any]:
+    def statement(
+        iban: str, after: int = 0, limit: int = 500, end_to_end_id: str | None = None
+    ) -> dict[str, Any]:
         bank.faults.before("statement")
         with bank.db.tx() as conn:
             bank.account(conn, iban)
             rows = conn.execute(
                 "select id, booked_at, amount, currency, indicator, end_to_end_id, "
                 "counterparty_iban, remittance_info from entries where iban = ? and id > ? "
-                "order by id limit ?",
-                (iban, after, min(limit, 5000)),
+                "and (? is null or end_to_end_id = ?) order by id limit ?",
+                (iban, after, end_to_end_id, end_to_end_id, min(limit, 5000)),
             ).fetchall()
         keys = (
             "entry_id",

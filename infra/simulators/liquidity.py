@@ -14,6 +14,7 @@ response was lost" (502 after the fill is committed).
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -31,7 +32,6 @@ from infra.simulators.common import (
     Refused,
     answer,
     install_handlers,
-    serve,
 )
 from sagas.banking import make_iban
 from sagas.trade.pricing import lp_notional, quantity_for_proceeds
@@ -44,6 +44,9 @@ create table if not exists quotes (
     id text primary key, counterparty text not null, pair text not null, side text not null,
     price integer not null, quantity text not null, notional integer not null,
     expires_at text not null);
+create table if not exists settlements (
+    counterparty text not null, settlement_id text not null, request text not null,
+    status text not null, legs text not null, primary key (counterparty, settlement_id));
 create table if not exists orders (
     counterparty text not null, client_order_id text not null, quote_id text not null,
     status text not null, code text, trade_id text, pair text, side text, price integer,
@@ -81,6 +84,26 @@ class QuoteBody(BaseModel):
         return self
 
 
+class LegBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    asset: str = Field(pattern=r"^[A-Z][A-Z0-9]{1,11}$")
+    amount: StrictInt = Field(gt=0)
+    payer: Literal["provider", "platform"]
+    to: str = Field(min_length=1, max_length=100, description="address or IBAN")
+
+
+class SettlementBody(BaseModel):
+    """The platform's net instructions for a set of fills, and where it takes its legs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    settlement_id: str = Field(min_length=1, max_length=128)
+    end_to_end_id: str = Field(min_length=1, max_length=35)
+    orders: list[str] = Field(min_length=1, max_length=10_000)
+    legs: list[LegBody] = Field(max_length=20)
+
+
 class OrderBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -92,6 +115,55 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+class Chains:
+    """How the provider delivers: ETH from an unlocked dev-chain account, BTC from the
+    test network's miner key, EUR by a payment at the bank. Test networks only."""
+
+    def __init__(self, eth_rpc: str, eth_account: int, btc: Any, bank_url: str) -> None:
+        from web3 import Web3
+
+        self._w3 = Web3(Web3.HTTPProvider(eth_rpc))
+        self.eth_address = self._w3.eth.accounts[eth_account]
+        self._btc = btc
+        self._bank = bank_url
+        self._lock = threading.Lock()  # one transaction at a time per chain key
+
+    def send(self, asset: str, to: str, amount: int, iban: str, e2e: str) -> str:
+        import httpx
+        from web3 import Web3
+
+        with self._lock:
+            if asset == "ETH":
+                tx = self._w3.eth.send_transaction(
+                    {"from": self.eth_address, "to": Web3.to_checksum_address(to), "value": amount}  # type: ignore[typeddict-item]
+                )
+                return "0x" + bytes(tx).hex()
+            if asset == "BTC":
+                for attempt in range(5):  # the faucet key is shared with tests: retry a race
+                    try:
+                        return str(self._btc.fund(to, amount))
+                    except Exception:
+                        if attempt == 4:
+                            raise
+                        time.sleep(1)
+            reply = httpx.post(
+                f"{self._bank}/v1/payments",
+                json={
+                    "debtor_iban": iban,
+                    "creditor_iban": to,
+                    "amount": amount,
+                    "currency": asset,
+                    "end_to_end_id": e2e,
+                    "remittance_info": f"settlement {e2e}",
+                },
+                headers={"Idempotency-Key": f"lp-settle-{e2e}-{asset}"},
+                timeout=10,
+            )
+            if reply.status_code != 200:
+                raise RuntimeError(f"bank refused: {reply.text[:200]}")
+            return str(reply.json()["payment_id"])
+
+
 def mid(pair: str, now: float | None = None) -> int:
     if pair not in MIDS:
         raise Refused(422, "UNKNOWN_PAIR", f"no market in {pair}")
@@ -100,9 +172,10 @@ def mid(pair: str, now: float | None = None) -> int:
 
 
 class Provider:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, chains: Chains | None = None) -> None:
         self.db = Database(path, SCHEMA)
         self.faults = Faults()
+        self.chains = chains
         with self.db.tx() as conn:
             columns = {row[1] for row in conn.execute("pragma table_info(orders)")}
             if "repeats" not in columns:  # a database from before the column
@@ -130,6 +203,55 @@ class Provider:
             "bic": row[3],
             "addresses": json.loads(row[4]),
         }
+
+    def net(self, conn: Any, cp: str, orders: list[str]) -> dict[tuple[str, str], int]:
+        """The provider's own net of these fills: (asset, payer) -> amount."""
+        totals: dict[str, int] = {}
+        for client_order_id in orders:
+            row = conn.execute(
+                "select pair, side, quantity, notional from orders where counterparty = ? and "
+                "client_order_id = ? and status = 'filled' and settlement_id is null",
+                (cp, client_order_id),
+            ).fetchone()
+            if row is None:
+                raise Refused(409, "MISMATCH", f"{client_order_id} is not an unsettled fill")
+            base, fiat = row[0].split("-")
+            sign = 1 if row[1] == "buy" else -1  # the platform bought: the provider delivers
+            totals[base] = totals.get(base, 0) + sign * int(row[2])
+            totals[fiat] = totals.get(fiat, 0) - sign * int(row[3])
+        return {
+            (asset, "provider" if amount > 0 else "platform"): abs(amount)
+            for asset, amount in totals.items()
+            if amount
+        }
+
+    def deliver(self, cp: str, settlement_id: str, e2e: str) -> None:
+        """Deliver the provider's legs: crypto on chain, fiat by a bank payment."""
+        with self.db.tx() as conn:
+            legs = json.loads(
+                conn.execute(
+                    "select legs from settlements where counterparty = ? and settlement_id = ?",
+                    (cp, settlement_id),
+                ).fetchone()[0]
+            )
+            iban = self.counterparty(conn, cp)["iban"]
+        for leg in legs:
+            if leg["payer"] != "provider" or leg["status"] == "delivered":
+                continue
+            try:
+                if self.chains is None:
+                    raise RuntimeError("no chains or bank configured")
+                leg["reference"] = self.chains.send(
+                    leg["asset"], leg["to"], leg["amount"], iban, e2e
+                )
+                leg["status"] = "delivered"
+            except Exception as exc:
+                leg["status"] = f"failed: {exc}"[:200]
+            with self.db.tx() as conn:
+                conn.execute(
+                    "update settlements set legs = ? where counterparty = ? and settlement_id = ?",
+                    (json.dumps(legs), cp, settlement_id),
+                )
 
     def order_view(self, row: Any) -> dict[str, Any]:
         keys = (
@@ -161,8 +283,8 @@ class Provider:
         return None if row is None else self.order_view(row)
 
 
-def build(path: Path) -> FastAPI:
-    lp = Provider(path)
+def build(path: Path, chains: Chains | None = None) -> FastAPI:
+    lp = Provider(path, chains)
     app = FastAPI(title="liquidity-provider simulator", version="1")
     install_handlers(app)
 
@@ -377,8 +499,114 @@ def build(path: Path) -> FastAPI:
             out[quote_ccy]["trades"] += 1
         return {"counterparty": cp, "positions": out}
 
+    @app.post("/v1/lp/{cp}/settlements")
+    def settle(cp: str, body: SettlementBody) -> JSONResponse:
+        """Take a settlement: the fills must be this counterparty's unsettled fills and
+        the legs its own net of them (the provider reconciles too), else 409 MISMATCH.
+        Idempotent by settlement id. Its own legs are then delivered in the background
+        (a `reject_next` on operation `deliver` withholds them: a missing leg)."""
+        lp.faults.before("settle")
+        request = body.model_dump_json()
+        with lp.db.tx() as conn:
+            lp.counterparty(conn, cp)
+            row = conn.execute(
+                "select request, status, legs from settlements where counterparty = ? and "
+                "settlement_id = ?",
+                (cp, body.settlement_id),
+            ).fetchone()
+            if row is not None:
+                if row[0] != request:
+                    raise Refused(409, "SETTLEMENT_ID_REUSED", body.settlement_id)
+                return answer(200, {"status": row[1], "legs": json.loads(row[2])})
+            expected = lp.net(conn, cp, body.orders)
+            given = {(leg.asset, leg.payer): leg.amount for leg in body.legs}
+            if expected != given:
+                raise Refused(409, "MISMATCH", f"the fills net to {sorted(expected.items())}")
+            marks = ",".join("?" * len(body.orders))
+            conn.execute(
+                f"update orders set settlement_id = ? where counterparty = ? and "  # noqa: S608
+                f"client_order_id in ({marks})",
+                (body.settlement_id, cp, *body.orders),
+            )
+            legs = [
+                {**leg.model_dump(), "status": "pending", "reference": None} for leg in body.legs
+            ]
+            conn.execute(
+                "insert into settlements values (?, ?, ?, 'accepted', ?)",
+                (cp, body.settlement_id, request, json.dumps(legs)),
+            )
+        withhold = False
+        try:
+            lp.faults.before("deliver")
+        except Refused:
+            withhold = True
+        if not withhold:
+            threading.Thread(
+                target=lp.deliver, args=(cp, body.settlement_id, body.end_to_end_id), daemon=True
+            ).start()
+        return answer(201, {"status": "accepted", "legs": legs})
+
+    @app.get("/v1/lp/{cp}/settlements/{settlement_id}")
+    def settlement(cp: str, settlement_id: str) -> dict[str, Any]:
+        with lp.db.tx() as conn:
+            row = conn.execute(
+                "select status, legs from settlements where counterparty = ? and settlement_id = ?",
+                (cp, settlement_id),
+            ).fetchone()
+        if row is None:
+            raise Refused(404, "UNKNOWN_SETTLEMENT", settlement_id)
+        return {"status": row[0], "legs": json.loads(row[1])}
+
+    @app.post("/v1/lp/{cp}/settlements/{settlement_id}/cancel")
+    def cancel(cp: str, settlement_id: str) -> dict[str, Any]:
+        """The platform gave up waiting: the fills are unsettled again (legs not yet
+        delivered are not delivered)."""
+        with lp.db.tx() as conn:
+            conn.execute(
+                "update orders set settlement_id = null where counterparty = ? and "
+                "settlement_id = ?",
+                (cp, settlement_id),
+            )
+            conn.execute(
+                "update settlements set status = 'cancelled' where counterparty = ? and "
+                "settlement_id = ?",
+                (cp, settlement_id),
+            )
+        return settlement(cp, settlement_id)
+
     return app
 
 
+def main() -> None:
+    import argparse
+
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description="the liquidity-provider simulator")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--db", type=Path, required=True)
+    parser.add_argument("--eth-rpc", help="dev chain to deliver ETH on")
+    parser.add_argument("--eth-account", type=int, default=9, help="unlocked dev account")
+    parser.add_argument("--btc-rpc")
+    parser.add_argument("--btc-credentials", type=Path, help="btcd RPC credentials (JSON)")
+    parser.add_argument("--btc-faucet", type=Path, help="the test network's miner key (JSON)")
+    parser.add_argument("--btc-network", default="simnet")
+    parser.add_argument("--bank-url")
+    args = parser.parse_args()
+    args.db.parent.mkdir(parents=True, exist_ok=True)
+    chains = None
+    if args.eth_rpc and args.btc_rpc and args.bank_url:
+        from adapters.chains.bitcoin.faucet import BtcFaucet
+        from adapters.chains.bitcoin.node import BtcdNode
+
+        creds = json.loads(args.btc_credentials.read_text())
+        node = BtcdNode(args.btc_rpc, (creds["user"], creds["password"]), args.btc_network)
+        key = json.loads(args.btc_faucet.read_text())
+        faucet = BtcFaucet(node, args.btc_network, key["wif"], key["address"])
+        chains = Chains(args.eth_rpc, args.eth_account, faucet, args.bank_url)
+    uvicorn.run(build(args.db, chains), host=args.host, port=args.port, log_level="warning")
+
+
 if __name__ == "__main__":
-    serve("liquidity-provider", build)
+    main()

@@ -163,6 +163,7 @@ class TradeRecord(BaseModel):
     asset: str
     currency: str
     counterparty: str
+    client_order_id: str
     quote_id: str
     trade_id: str
     price: StrictInt

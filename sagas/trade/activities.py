@@ -360,6 +360,7 @@ class TradeActivities:
                 asset=req.asset,
                 currency=req.currency,
                 counterparty=fill.counterparty,
+                client_order_id=fill.client_order_id,
                 quote_id=fill.quote_id,
                 trade_id=fill.trade_id,
                 price=fill.price,

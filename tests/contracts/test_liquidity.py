@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from adapters.liquidity.http import HttpLiquidity
-from sagas.errors import OrderUnknown, QuoteExpired, QuoteInvalid
+from sagas.errors import OrderUnknown, QuoteExpired, QuoteInvalid, SettlementMismatch
+from sagas.liquidity import SettlementLeg
 from sagas.ports import Liquidity
 from sagas.trade.pricing import lp_notional
 from services.settings import PlatformSettings
 from tests.fakes_trading import FakeLiquidity
+from tests.simulators import set_faults
 
 
 def coid() -> str:
@@ -59,6 +62,28 @@ class LiquidityContract:
         with pytest.raises(QuoteExpired):
             lp.execute("q-never-issued", coid())
 
+    def test_a_settlement_must_match_the_providers_net(self, lp: Liquidity) -> None:
+        """Withheld delivery (HTTP): only the hand-over and its reconciliation are checked."""
+        buy = lp.execute(lp.quote("BTC-EUR", "buy", quantity=2_000).quote_id, coid())
+        sell = lp.execute(lp.quote("BTC-EUR", "sell", quantity=500).quote_id, coid())
+        orders = [buy.client_order_id, sell.client_order_id]
+        sid = f"st-{uuid.uuid4().hex[:8]}"
+        legs = [
+            SettlementLeg(asset="BTC", amount=1_500, payer="provider", to="sb1qplatform"),
+            SettlementLeg(
+                asset="EUR", amount=buy.notional - sell.notional, payer="platform", to="DE-LP"
+            ),
+        ]
+        wrong = [legs[0].model_copy(update={"amount": 1_501}), legs[1]]
+        with pytest.raises(SettlementMismatch):
+            lp.settle(sid, "E2E1", orders, wrong)
+        state = lp.settle(sid, "E2E1", orders, legs)
+        assert state.status == "accepted" and len(state.legs) == 2
+        assert lp.settle(sid, "E2E1", orders, legs).status == "accepted"  # idempotent
+        with pytest.raises(SettlementMismatch):  # the fills are taken
+            lp.settle(f"{sid}-again", "E2E2", orders, legs)
+        assert lp.cancel_settlement(sid).status == "cancelled"
+
     def test_instructions_name_an_iban(self, lp: Liquidity) -> None:
         ssi = lp.instructions()
         assert ssi.counterparty == lp.counterparty and ssi.iban.startswith("DE")
@@ -82,8 +107,13 @@ class TestFakeLiquidity(LiquidityContract):
 
 class TestHttpLiquidity(LiquidityContract):
     @pytest.fixture
-    def lp(self, stack_settings: PlatformSettings) -> Liquidity:
-        return HttpLiquidity(stack_settings.lp_url, "lp-alpha")
+    def lp(self, stack_settings: PlatformSettings) -> Iterator[Liquidity]:
+        # A counterparty of its own, its deliveries withheld: nothing moves on the chains.
+        name = f"lp-c{uuid.uuid4().hex[:6]}"
+        httpx.put(f"{stack_settings.lp_url}/admin/counterparties/{name}", json={}, timeout=10)
+        set_faults(stack_settings.lp_url, reject_next=100, operations=["deliver"])
+        yield HttpLiquidity(stack_settings.lp_url, name)
+        set_faults(stack_settings.lp_url)
 
     def test_a_quote_expires(self, stack_settings: PlatformSettings) -> None:
         name = f"lp-t{uuid.uuid4().hex[:6]}"

@@ -58,6 +58,7 @@ def upgrade() -> None:
     asset text not null,
     currency text not null,
     counterparty text not null,
+    client_order_id text not null,
     quote_id text not null,
     trade_id text not null,
     price text not null,

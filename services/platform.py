@@ -139,6 +139,20 @@ class Platform:
             opened.append(account)
         return opened
 
+    def settlement_address(self, counterparty: str, asset: str) -> str:
+        """Where a provider delivers an asset to the platform: an address of the platform
+        wallet given to the settlement account, so the deposit saga books what arrives."""
+        chain = ASSETS[asset][1]
+        return deposit_address(
+            self.keys,
+            self.deriver,
+            self.settings.platform_wallet,
+            chain,
+            accounts.settlement(counterparty, asset),
+            None,
+            asset,
+        ).address
+
     def client_address(self, client_id: str, asset: str) -> AddressAssignment:
         """The client's deposit address for an asset (tokens: the client's ETH address)."""
         chain = ASSETS[asset][1]

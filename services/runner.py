@@ -97,6 +97,9 @@ class Running:
             "CUSTODY_CHAIN_POLL_SECONDS": "1",
             "CUSTODY_SCREENING_DENY_FILE": str(self.deny_file),
             "CUSTODY_APPROVAL_TTL_SECONDS": "3600",
+            "CUSTODY_SETTLEMENT_EVERY_SECONDS": "0",
+            "CUSTODY_SETTLEMENT_SCHEDULE_ID": f"settlement-{tag}",
+            "CUSTODY_SETTLEMENT_POLL_SECONDS": "1",
             "PYTHONUNBUFFERED": "1",
             **{f"CUSTODY_{k.upper()}": v for k, v in overrides.items()},
         }

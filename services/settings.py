@@ -65,6 +65,12 @@ class PlatformSettings(BaseSettings):
     trade_fee_bps: int = 50  # the platform's fee on each trade's notional (0.5 %)
     trade_accept_seconds: int = 30  # a client must accept a quote within its life and this
     trade_hold_ttl_seconds: int = 24 * 3600  # fiat holds outlive any saga step by far
+    # Settlement: every so often on a Temporal schedule (0: only on demand), how long
+    # a counterparty has to deliver its legs before the settlement is compensated.
+    settlement_every_seconds: int = 3600
+    settlement_schedule_id: str = "custody-settlement"
+    settlement_leg_timeout_seconds: int = 600
+    settlement_poll_seconds: int = 5
     # Saga timings: production defaults; tests shorten them.
     approval_ttl_seconds: int = 24 * 3600
     chain_poll_seconds: int = 15

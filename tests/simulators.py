@@ -42,8 +42,10 @@ def bank_account(url: str, iban: str) -> dict[str, Any]:
     return dict(reply.json())
 
 
-def statement(url: str, iban: str) -> list[dict[str, Any]]:
-    reply = httpx.get(f"{url}/v1/accounts/{iban}/statement", timeout=10)
+def statement(url: str, iban: str, end_to_end_id: str | None = None) -> list[dict[str, Any]]:
+    """The account's entries (the first 500; or all of one end-to-end id)."""
+    params = {"end_to_end_id": end_to_end_id} if end_to_end_id else {}
+    reply = httpx.get(f"{url}/v1/accounts/{iban}/statement", params=params, timeout=10)
     assert reply.status_code == 200, reply.text
     return list(reply.json()["entries"])
 

@@ -38,7 +38,9 @@ class SigningGuard:
 
     def _approved(self, operation: str, chain: str) -> OperationRecord:
         op = self._ops.get(operation.split("#", 1)[0])
-        if op is None or op.kind != "withdrawal":
+        # Withdrawals, and the platform's own legs of a settlement (recorded approved by
+        # the settlement saga once the counterparty's legs were confirmed).
+        if op is None or op.kind not in ("withdrawal", "settlement"):
             raise KeyAccessDenied(f"no withdrawal {operation} on record")
         if not op.approved or op.state in _CLOSED:
             raise KeyAccessDenied(f"withdrawal {op.id} is not approved for signing ({op.state})")

@@ -139,11 +139,11 @@ class Chains:
                 )
                 return "0x" + bytes(tx).hex()
             if asset == "BTC":
-                for attempt in range(5):  # the faucet key is shared with tests: retry a race
+                for attempt in range(10):  # the faucet key is shared with tests: retry a race
                     try:
                         return str(self._btc.fund(to, amount))
                     except Exception:
-                        if attempt == 4:
+                        if attempt == 9:
                             raise
                         time.sleep(1)
             reply = httpx.post(

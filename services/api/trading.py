@@ -13,15 +13,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
+from sagas import accounts
 from sagas.banking import bic_valid, iban_valid
-from sagas.errors import IbanInvalid, InvalidState, NotFound, QuoteExpired
+from sagas.errors import IbanInvalid, InvalidState, NotFound, QuoteExpired, UnknownAccount
 from sagas.ledger import EUR
 from sagas.money import format_units
 from sagas.operations import OperationRecord, Step
 from sagas.trade import Acceptance, TradeView
 from services.api.auth import Principal
 from services.api.deps import Key, Who
-from services.app.trades import TradeBody, Trades
+from services.app.settlements import start_settlement
+from services.app.trades import TRADABLE, TradeBody, Trades
 from services.platform import ASSETS, Platform
 
 Remember = Callable[
@@ -75,6 +77,51 @@ class TradeOut(BaseModel):
     created_at: str
     updated_at: str
     timeline: list[Step] = Field(default_factory=list)
+
+
+class LegView(BaseModel):
+    asset: str
+    amount_minor: str
+    payer: str = Field(examples=["provider"])
+    to: str = Field(description="an address or an IBAN")
+
+
+class InstructionView(BaseModel):
+    counterparty: str
+    trades: int
+    end_to_end_id: str
+    legs: list[LegView]
+
+
+class SettlementBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    leg_timeout_seconds: int | None = Field(
+        default=None,
+        ge=5,
+        le=7 * 86400,
+        description="how long the counterparties have to deliver (default: the platform's)",
+    )
+
+
+class SettlementView(BaseModel):
+    settlement_id: str = Field(examples=["st:2026-11-27-eod"])
+    state: str = Field(examples=["settled"])
+    requested_by: str
+    instructions: list[InstructionView]
+    breaks: list[dict[str, Any]] | None = Field(
+        default=None, description="after reconciliation; empty when clean"
+    )
+    timeline: list[Step]
+
+
+class PositionView(BaseModel):
+    counterparty: str
+    asset: str
+    ledger_minor: str = Field(description="the settlement account's balance (debit: owed to us)")
+    unsettled_trades: int
+    unsettled_quantity_minor: str = Field(description="net the provider owes us (bought)")
+    unsettled_fiat_minor: str = Field(description="net we owe the provider (cents)")
 
 
 def trading_routes(platform: Platform, state: dict[str, Any], remembered: Remember) -> APIRouter:
@@ -220,5 +267,102 @@ def trading_routes(platform: Platform, state: dict[str, Any], remembered: Rememb
             return 200, await asyncio.to_thread(trade_view, op)
 
         return await remembered(who, request, key, AcceptBody(), compute)  # type: ignore[return-value]
+
+    # --- settlement ---------------------------------------------------------------------
+    def settlement_view(sid: str) -> SettlementView:
+        op = platform.operations.get(sid)
+        if op is None or op.kind != "settlement":
+            raise NotFound(f"settlement {sid}")
+        steps = platform.operations.timeline(sid)
+        planned: dict[str, Any] = next((dict(x.detail) for x in steps if x.step == "planned"), {})
+        reconciled: dict[str, Any] | None = next(
+            (dict(x.detail) for x in steps if x.step == "reconciled"), None
+        )
+        return SettlementView(
+            settlement_id=sid,
+            state=op.state,
+            requested_by=op.requested_by,
+            instructions=[
+                InstructionView(
+                    counterparty=str(part["counterparty"]),
+                    trades=len(part["trades"]),
+                    end_to_end_id=str(part["end_to_end_id"]),
+                    legs=[
+                        LegView(
+                            asset=str(leg["asset"]),
+                            amount_minor=str(leg["amount"]),
+                            payer=str(leg["payer"]),
+                            to=str(leg["to"]),
+                        )
+                        for leg in part["legs"]
+                    ],
+                )
+                for part in planned.get("parts", [])
+            ],
+            breaks=None if reconciled is None else list(reconciled.get("breaks", [])),
+            timeline=steps,
+        )
+
+    @router.post("/v1/settlements", status_code=202, tags=["settlement"])
+    async def create_settlement(body: SettlementBody, who: Who, key: Key) -> SettlementView:
+        """Settle now (operators): every unsettled trade, netted per counterparty and
+        asset, delivery versus payment. The Idempotency-Key names the settlement."""
+        who.must_be("operator")
+        sid = await start_settlement(
+            platform, state["temporal"], key, who.sub, body.leg_timeout_seconds
+        )
+        deadline = asyncio.get_running_loop().time() + 10
+        while asyncio.get_running_loop().time() < deadline:
+            op = await asyncio.to_thread(platform.operations.get, sid)
+            if op is not None and op.state != "requested":
+                break
+            await asyncio.sleep(0.1)
+        try:
+            return await asyncio.to_thread(settlement_view, sid)
+        except NotFound:  # started, not planned yet: ask again in a moment
+            return SettlementView(
+                settlement_id=sid,
+                state="requested",
+                requested_by=who.sub,
+                instructions=[],
+                timeline=[],
+            )
+
+    @router.get("/v1/settlements/{settlement_id}", tags=["settlement"])
+    def get_settlement(settlement_id: str, who: Who) -> SettlementView:
+        """A settlement: its instructions per counterparty and asset, its timeline and
+        its reconciliation breaks (an empty list: clean)."""
+        who.must_be("operator")
+        return settlement_view(settlement_id)
+
+    @router.get("/v1/liquidity/positions", tags=["settlement"])
+    def positions(who: Who) -> list[PositionView]:
+        """Per counterparty and asset: the settlement account in the ledger and the
+        trades not settled yet (operators)."""
+        who.must_be("operator")
+        out = []
+        for cp in platform.settings.counterparties():
+            unsettled = platform.trades.unsettled(cp)
+            for code in TRADABLE:
+                mine = [t for t in unsettled if t.asset == code]
+                try:
+                    balance = platform.ledger.balance(accounts.settlement(cp, code)).total
+                except UnknownAccount:
+                    balance = 0
+                out.append(
+                    PositionView(
+                        counterparty=cp,
+                        asset=code,
+                        ledger_minor=str(balance),
+                        unsettled_trades=len(mine),
+                        unsettled_quantity_minor=str(
+                            sum(t.quantity if t.side == "buy" else -t.quantity for t in mine)
+                        ),
+                        unsettled_fiat_minor=str(
+                            sum(t.lp_notional if t.side == "buy" else -t.lp_notional for t in mine)
+                        ),
+                    )
+                )
+        return out
 
     return router

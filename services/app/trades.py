@@ -53,6 +53,12 @@ class TradeBody(BaseModel):
     auto_accept: bool = Field(
         default=False, description="execute the best quote at once, without an accept call"
     )
+    counterparty: str | None = Field(
+        default=None,
+        max_length=40,
+        examples=["lp-alpha"],
+        description="ask this liquidity provider only (default: the best quote of all)",
+    )
 
 
 def operation_id(client_id: str, key: str) -> str:
@@ -76,6 +82,9 @@ class Trades:
             raise RequestInvalid("give exactly one of quantity and spend")
         if body.side == "sell" and body.spend is not None:
             raise RequestInvalid("a sale is for a quantity of the asset")
+        known = self._p.settings.counterparties()
+        if body.counterparty is not None and body.counterparty not in known:
+            raise RequestInvalid(f"counterparty {body.counterparty}; known: {', '.join(known)}")
         bank_account = self._p.trades.bank_account(client_id)
         if bank_account is None:
             raise BankAccountUnknown(f"client {client_id} has no bank account registered")
@@ -122,7 +131,7 @@ class Trades:
             budget=budget,
             client_iban=iban,
             platform_iban=s.bank_platform_iban,
-            counterparties=s.counterparties(),
+            counterparties=[body.counterparty] if body.counterparty else s.counterparties(),
             fee_bps=s.trade_fee_bps,
             auto_accept=body.auto_accept,
             accept_seconds=s.trade_accept_seconds,

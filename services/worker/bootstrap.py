@@ -4,9 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 from collections.abc import Callable
+from datetime import timedelta
 
-from temporalio.client import Client
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+)
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
@@ -18,6 +29,8 @@ from adapters.operations.screening import DenyListScreening
 from adapters.temporal.signing import TemporalSigningClient
 from sagas.deposit.activities import DepositActivities
 from sagas.deposit.workflows import DepositWorkflow
+from sagas.settlement.activities import SettlementActivities
+from sagas.settlement.workflows import SettlementWorkflow
 from sagas.signing.workflows import SignBtcWorkflow, SignEvmWorkflow
 from sagas.smoke import TASK_QUEUE as SMOKE_QUEUE
 from sagas.smoke.activities import SmokeActivities
@@ -26,12 +39,14 @@ from sagas.trade.activities import TradeActivities
 from sagas.trade.workflows import TradeWorkflow
 from sagas.withdrawal.activities import WithdrawalActivities
 from sagas.withdrawal.workflows import WithdrawalWorkflow
+from services.app.settlements import settlement_input
 from services.platform import Platform
 
 SAGA_WORKFLOWS = [
     WithdrawalWorkflow,
     DepositWorkflow,
     TradeWorkflow,
+    SettlementWorkflow,
     SignEvmWorkflow,
     SignBtcWorkflow,
 ]
@@ -98,7 +113,26 @@ def saga_activities(
         platform.providers,
         pause,
     )
+    settlements = SettlementActivities(
+        platform.ledger,
+        platform.operations,
+        platform.trades,
+        platform.bank,
+        platform.providers,
+        payouts,
+        platform.settlement_address,
+    )
     return [
+        settlements.plan,
+        settlements.instruct,
+        settlements.counterparty_legs,
+        settlements.send_crypto,
+        settlements.crypto_status,
+        settlements.book_crypto,
+        settlements.pay_fiat,
+        settlements.settled,
+        settlements.compensate,
+        settlements.reconcile,
         trades.quote,
         trades.accept,
         trades.hold,
@@ -153,3 +187,26 @@ def build_workers(
             )
         )
     return workers
+
+
+async def ensure_settlement_schedule(client: Client, platform: Platform) -> str | None:
+    """The Temporal schedule that settles every `settlement_every_seconds` (idempotent);
+    its id, or None when settlement is on demand only."""
+    s = platform.settings
+    if s.settlement_every_seconds <= 0:
+        return None
+    schedule = Schedule(
+        action=ScheduleActionStartWorkflow(
+            SettlementWorkflow.run,
+            settlement_input(platform),
+            id=f"st:{s.settlement_schedule_id}",
+            task_queue=s.saga_task_queue,
+        ),
+        spec=ScheduleSpec(
+            intervals=[ScheduleIntervalSpec(every=timedelta(seconds=s.settlement_every_seconds))]
+        ),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+    with contextlib.suppress(ScheduleAlreadyRunningError):
+        await client.create_schedule(s.settlement_schedule_id, schedule)
+    return s.settlement_schedule_id

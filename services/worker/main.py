@@ -19,7 +19,7 @@ from pathlib import Path
 
 from adapters.temporal import connect
 from services.platform import Platform
-from services.worker.bootstrap import build_workers
+from services.worker.bootstrap import build_workers, ensure_settlement_schedule
 
 
 async def run(db_url: str | None, pause_at: str | None) -> None:
@@ -45,6 +45,9 @@ async def run(db_url: str | None, pause_at: str | None) -> None:
         loop.add_signal_handler(sig, stop.set)
     for w in workers:
         await w.__aenter__()
+    schedule = await ensure_settlement_schedule(client, platform)
+    if schedule is not None:
+        logging.getLogger("custody.worker").info("settlement schedule %s", schedule)
     print(f"worker ready (hot wallet {hot.address})", flush=True)
     try:
         await stop.wait()

@@ -25,6 +25,8 @@ class BtcFaucet:
         self._key = coincurve.PrivateKey(bytes(secret)[:32])
         self._pub = bytes(secret.pub)
         self.address = address
+        self._scan_from = 1  # coinbases below this height are spent: no need to look again
+        self._spent: set[str] = set()  # spent here, maybe not mined yet (gettxout lags)
 
     def __repr__(self) -> str:
         return f"BtcFaucet({self.address})"
@@ -34,13 +36,16 @@ class BtcFaucet:
         if tip < COINBASE_MATURITY + 1:
             self._node.mine(COINBASE_MATURITY + 1 - tip)
             tip = self._node.height()
-        for height in range(1, tip - COINBASE_MATURITY + 1):
+        for height in range(self._scan_from, tip - COINBASE_MATURITY + 1):
             block = self._node.raw_block(self._node.block_hash(height))
             coinbase = block.vtx[0]
             txid = coinbase.GetTxid()[::-1].hex()
             out = self._node.tx_out(txid, 0)
+            if out is None and height == self._scan_from:
+                self._scan_from = height + 1
             if (
                 out is not None
+                and txid not in self._spent
                 and out.get("confirmations", 0) > COINBASE_MATURITY
                 and coinbase.vout[0].nValue >= at_least
             ):
@@ -57,4 +62,5 @@ class BtcFaucet:
             (self._key.sign(digest(tx, i, u, self._pub), hasher=None), self._pub)
             for i, u in enumerate(plan.inputs)
         ]
+        self._spent.add(coin.txid)
         return self._node.send_raw(finish(tx, sigs))

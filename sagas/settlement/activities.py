@@ -1,0 +1,447 @@
+"""The settlement saga's activities: each idempotent by settlement id (bank keys
+`<settlement>:<counterparty>:<asset>`, chain operations `<settlement>:<counterparty>:
+<asset>`), each recording its step with the events that report it."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from temporalio import activity
+
+from sagas import accounts
+from sagas.errors import CustodyError
+from sagas.events import Envelope
+from sagas.ledger import Account, AccountKind, Transfer
+from sagas.liquidity import SettlementLeg
+from sagas.operations import OperationRecord, request_hash, step_event_id
+from sagas.ports import CoreBanking, Ledger, Liquidity, OperationStore, Payouts, TradeStore
+from sagas.settlement import Break, CounterpartyPlan, LegsSeen, Plan, SettlementInput
+from sagas.settlement.events import (
+    BREAK_ALERT,
+    FAILED_ALERT,
+    ReconciliationBreak,
+    SettlementFailed,
+    SettlementLegView,
+    SettlementStep,
+    event_type,
+)
+from sagas.topics import ALERTS, EVENTS
+from sagas.withdrawal import ChainStatus
+
+SOURCE = "/custody/settlement"
+CHAINS = {"BTC": "bitcoin", "ETH": "ethereum"}
+log = logging.getLogger("custody.settlement")
+
+
+def end_to_end_id(settlement_id: str, counterparty: str) -> str:
+    digest = hashlib.sha256(f"{settlement_id}/{counterparty}".encode()).hexdigest()
+    return "STL" + digest[:32]
+
+
+def leg_operation(settlement_id: str, counterparty: str, asset: str) -> str:
+    return f"{settlement_id}:{counterparty}:{asset}"
+
+
+def event(sid: str, step: str, **data: Any) -> tuple[str, Envelope]:
+    return EVENTS.name, Envelope(
+        id=step_event_id(sid, step),
+        source=SOURCE,
+        type=event_type(step.split(":", 1)[0]),
+        subject=sid,
+        data=SettlementStep(settlement_id=sid, **data).model_dump(mode="json", exclude_none=True),
+    )
+
+
+def legs_view(legs: list[SettlementLeg]) -> list[SettlementLegView]:
+    return [
+        SettlementLegView(
+            asset=leg.asset,
+            amount=str(leg.amount),
+            payer=leg.payer,
+            to=leg.to,
+            reference=leg.reference,
+        )
+        for leg in legs
+    ]
+
+
+class SettlementActivities:
+    def __init__(
+        self,
+        ledger: Ledger,
+        operations: OperationStore,
+        trades: TradeStore,
+        bank: CoreBanking,
+        providers: Mapping[str, Liquidity],
+        payouts: Payouts,
+        settlement_address: Callable[[str, str], str],
+    ) -> None:
+        self._ledger = ledger
+        self._ops = operations
+        self._trades = trades
+        self._bank = bank
+        self._providers = providers
+        self._payouts = payouts
+        self._address = settlement_address
+
+    def _recorded(self, operation_id: str, step: str) -> dict[str, Any] | None:
+        for recorded in self._ops.timeline(operation_id):
+            if recorded.step == step:
+                return dict(recorded.detail)
+        return None
+
+    def _open(self, counterparty: str, asset: str) -> None:
+        self._ledger.open_account(
+            Account(
+                id=accounts.settlement(counterparty, asset),
+                asset=asset,
+                kind=AccountKind.COUNTERPARTY_SETTLEMENT,
+            )
+        )
+
+    # --- plan -------------------------------------------------------------------------
+    @activity.defn(name="settlement.plan")
+    def plan(self, req: SettlementInput) -> Plan:
+        """Take every unsettled trade of each counterparty into this settlement and net
+        them per asset: one leg per counterparty and asset. Recorded once."""
+        sid = req.settlement_id
+        now = datetime.now(UTC)
+        self._ops.create(
+            OperationRecord(
+                id=sid,
+                kind="settlement",
+                client_id=None,
+                asset=req.currency,
+                chain="bank",
+                amount=0,
+                request_hash=request_hash({"settlement": sid}),
+                requested_by=req.requested_by,
+                state="requested",
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        recorded = self._recorded(sid, "planned")
+        if recorded is not None:
+            return Plan.model_validate(recorded)
+        parts = []
+        for cp in req.counterparties:
+            unsettled = self._trades.unsettled(cp)
+            taken = set(self._trades.assign(sid, [t.operation_id for t in unsettled]))
+            mine = [t for t in unsettled if t.operation_id in taken]
+            if not mine:
+                continue
+            totals: dict[str, int] = {}
+            for t in mine:
+                sign = 1 if t.side == "buy" else -1  # the platform bought: the provider delivers
+                totals[t.asset] = totals.get(t.asset, 0) + sign * t.quantity
+                totals[t.currency] = totals.get(t.currency, 0) - sign * t.lp_notional
+            ssi = self._providers[cp].instructions()
+            legs = []
+            for asset, amount in sorted(totals.items()):
+                if amount == 0:
+                    continue
+                payer: Literal["provider", "platform"] = "provider" if amount > 0 else "platform"
+                if asset == req.currency:
+                    to = req.platform_iban if payer == "provider" else ssi.iban
+                elif payer == "provider":
+                    self._open(cp, asset)
+                    to = self._address(cp, asset)
+                else:
+                    to = ssi.addresses[asset]
+                legs.append(SettlementLeg(asset=asset, amount=abs(amount), payer=payer, to=to))
+            parts.append(
+                CounterpartyPlan(
+                    counterparty=cp,
+                    trades=[t.operation_id for t in mine],
+                    orders=[t.client_order_id for t in mine],
+                    legs=legs,
+                    end_to_end_id=end_to_end_id(sid, cp),
+                )
+            )
+        plan = Plan(settlement_id=sid, parts=parts)
+        self._ops.advance(
+            sid,
+            "planned",
+            [
+                event(
+                    sid,
+                    f"planned:{p.counterparty}",
+                    counterparty=p.counterparty,
+                    trades=len(p.trades),
+                    legs=legs_view(p.legs),
+                    end_to_end_id=p.end_to_end_id,
+                )
+                for p in parts
+            ],
+            detail=plan.model_dump(mode="json"),
+            state="planned" if parts else "nothing_to_settle",
+        )
+        return plan
+
+    # --- delivery versus payment ----------------------------------------------------------
+    @activity.defn(name="settlement.instruct")
+    def instruct(self, req: SettlementInput, part: CounterpartyPlan) -> str | None:
+        """Hand the provider its instructions; the refusal's code if it does not agree."""
+        try:
+            self._providers[part.counterparty].settle(
+                req.settlement_id, part.end_to_end_id, part.orders, part.legs
+            )
+        except CustodyError as exc:
+            if exc.transient:
+                raise
+            return f"{exc.code} {exc.detail}"
+        self._ops.advance(
+            req.settlement_id,
+            f"instructed:{part.counterparty}",
+            [
+                event(
+                    req.settlement_id,
+                    f"instructed:{part.counterparty}",
+                    counterparty=part.counterparty,
+                )
+            ],
+        )
+        return None
+
+    @activity.defn(name="settlement.counterparty_legs")
+    def counterparty_legs(self, req: SettlementInput, part: CounterpartyPlan) -> LegsSeen:
+        """The provider's legs confirmed by the platform's own sources: crypto credited
+        to the settlement account by the deposit saga (so final on chain), fiat on the
+        platform's bank statement under the settlement's end-to-end id."""
+        state = self._providers[part.counterparty].settlement(req.settlement_id)
+        reported = {(leg.asset, leg.payer): leg for leg in state.legs}
+        missing = []
+        for leg in part.legs:
+            if leg.payer != "provider":
+                continue
+            if leg.asset == req.currency:
+                paid = sum(
+                    e.amount
+                    for e in self._bank.statement(
+                        req.platform_iban, end_to_end_id=part.end_to_end_id
+                    )
+                    if e.indicator == "CRDT"
+                )
+                if paid < leg.amount:
+                    missing.append(f"{leg.asset}: {paid} of {leg.amount} at the bank")
+                continue
+            ref = reported.get((leg.asset, leg.payer))
+            tx = ref.reference if ref is not None else None
+            if not tx:
+                missing.append(f"{leg.asset}: not delivered ({ref.status if ref else 'unknown'})")
+                continue
+            credited = sum(
+                r.amount
+                for r in self._ledger.history(
+                    accounts.settlement(part.counterparty, leg.asset), limit=100_000
+                )
+                if (r.reference or "").startswith(f"{CHAINS[leg.asset]}:{tx}:")
+            )
+            if credited < leg.amount:
+                missing.append(f"{leg.asset}: {credited} of {leg.amount} credited from {tx}")
+        if not missing:
+            self._ops.advance(
+                req.settlement_id,
+                f"counterparty_delivered:{part.counterparty}",
+                [
+                    event(
+                        req.settlement_id,
+                        f"counterparty_delivered:{part.counterparty}",
+                        counterparty=part.counterparty,
+                    )
+                ],
+            )
+        return LegsSeen(confirmed=not missing, missing=missing)
+
+    @activity.defn(name="settlement.send_crypto")
+    def send_crypto(self, req: SettlementInput, part: CounterpartyPlan, leg: SettlementLeg) -> str:
+        """The platform's crypto leg: recorded as an approved operation the signer checks,
+        then sent like a withdrawal (once per operation id)."""
+        op_id = leg_operation(req.settlement_id, part.counterparty, leg.asset)
+        now = datetime.now(UTC)
+        self._ops.create(
+            OperationRecord(
+                id=op_id,
+                kind="settlement",
+                client_id=None,
+                asset=leg.asset,
+                chain=CHAINS[leg.asset],
+                amount=leg.amount,
+                destination=leg.to,
+                request_hash=request_hash({"leg": op_id, "amount": str(leg.amount), "to": leg.to}),
+                requested_by=req.requested_by,
+                state="approved",
+                approved=True,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        return self._payouts.send(op_id, leg.asset, leg.to, leg.amount)
+
+    @activity.defn(name="settlement.crypto_status")
+    def crypto_status(
+        self, req: SettlementInput, part: CounterpartyPlan, leg: SettlementLeg
+    ) -> ChainStatus:
+        return self._payouts.status(
+            leg_operation(req.settlement_id, part.counterparty, leg.asset), leg.asset
+        )
+
+    @activity.defn(name="settlement.book_crypto")
+    def book_crypto(
+        self, req: SettlementInput, part: CounterpartyPlan, leg: SettlementLeg, status: ChainStatus
+    ) -> None:
+        """The delivery left the platform's holdings (and paid a network fee). A reverted
+        transaction moved nothing but its fee: the leg stays owed (reconciliation shows
+        it as a break)."""
+        op_id = leg_operation(req.settlement_id, part.counterparty, leg.asset)
+        commands = []
+        if status.state == "final":
+            commands.append(
+                Transfer(
+                    id=f"{op_id}:delivered",
+                    debit_account=accounts.settlement(part.counterparty, leg.asset),
+                    credit_account=accounts.omnibus(leg.asset),
+                    asset=leg.asset,
+                    amount=leg.amount,
+                    reference=f"{CHAINS[leg.asset]}:{status.tx_hash}",
+                )
+            )
+        if status.fee > 0:
+            commands.append(
+                Transfer(
+                    id=f"{op_id}:fee",
+                    debit_account=accounts.network_fees(status.fee_asset),
+                    credit_account=accounts.omnibus(status.fee_asset),
+                    asset=status.fee_asset,
+                    amount=status.fee,
+                    reference=status.tx_hash,
+                )
+            )
+        self._ledger.submit(commands)
+        self._ops.advance(
+            op_id, "completed", state="completed", tx_hash=status.tx_hash, fee=status.fee
+        )
+
+    @activity.defn(name="settlement.pay_fiat")
+    def pay_fiat(self, req: SettlementInput, part: CounterpartyPlan, leg: SettlementLeg) -> str:
+        payment = self._bank.transfer(
+            f"{leg_operation(req.settlement_id, part.counterparty, leg.asset)}",
+            req.platform_iban,
+            leg.to,
+            leg.amount,
+            leg.asset,
+            part.end_to_end_id,
+            f"settlement {req.settlement_id} {part.counterparty}",
+        )
+        return payment.payment_id
+
+    @activity.defn(name="settlement.settled")
+    def settled(self, req: SettlementInput, part: CounterpartyPlan) -> None:
+        step = f"settled:{part.counterparty}"
+        self._ops.advance(
+            req.settlement_id,
+            step,
+            [
+                event(
+                    req.settlement_id,
+                    step,
+                    counterparty=part.counterparty,
+                    trades=len(part.trades),
+                    legs=legs_view(part.legs),
+                    end_to_end_id=part.end_to_end_id,
+                )
+            ],
+        )
+
+    @activity.defn(name="settlement.compensate")
+    def compensate(self, req: SettlementInput, part: CounterpartyPlan, missing: list[str]) -> None:
+        """The provider's legs did not all arrive: nothing of the platform's was sent. The
+        trades are unsettled again at both ends; operators are told what is missing."""
+        sid, cp = req.settlement_id, part.counterparty
+        try:
+            self._providers[cp].cancel_settlement(sid)
+        except CustodyError as exc:
+            if exc.transient:
+                raise
+        released = self._trades.release(sid, cp)
+        step = f"compensated:{cp}"
+        alert = Envelope(
+            id=step_event_id(sid, f"alert:{step}"),
+            source=SOURCE,
+            type=FAILED_ALERT,
+            subject=sid,
+            data=SettlementFailed(
+                settlement_id=sid, counterparty=cp, missing=missing, trades=released
+            ).model_dump(mode="json"),
+        )
+        self._ops.advance(
+            sid,
+            step,
+            [
+                (ALERTS.name, alert),
+                event(sid, step, counterparty=cp, detail="; ".join(missing)[:500]),
+            ],
+            detail={"missing": missing, "trades": released},
+        )
+
+    # --- reconciliation ---------------------------------------------------------------------
+    @activity.defn(name="settlement.reconcile")
+    def reconcile(self, req: SettlementInput, plan: Plan, outcome: str) -> list[Break]:
+        """Every settlement account of the plan's counterparties against the trades still
+        unsettled: a settled trade leaves nothing behind, an unsettled one exactly its
+        quantity. A difference is a break, alerted with the trades involved."""
+        sid = req.settlement_id
+        breaks = []
+        for part in plan.parts:
+            unsettled = self._trades.unsettled(part.counterparty)
+            for asset in sorted({leg.asset for leg in part.legs if leg.asset != req.currency}):
+                expected = -sum(
+                    (t.quantity if t.side == "buy" else -t.quantity)
+                    for t in unsettled
+                    if t.asset == asset
+                )
+                balance = self._ledger.balance(accounts.settlement(part.counterparty, asset)).total
+                if balance != expected:
+                    involved = part.trades + [t.operation_id for t in unsettled if t.asset == asset]
+                    breaks.append(
+                        Break(
+                            counterparty=part.counterparty,
+                            asset=asset,
+                            ledger=balance,
+                            expected=expected,
+                            trades=sorted(set(involved)),
+                        )
+                    )
+        events = [
+            (
+                ALERTS.name,
+                Envelope(
+                    id=step_event_id(sid, f"break:{b.counterparty}:{b.asset}"),
+                    source=SOURCE,
+                    type=BREAK_ALERT,
+                    subject=sid,
+                    data=ReconciliationBreak(
+                        settlement_id=sid,
+                        counterparty=b.counterparty,
+                        asset=b.asset,
+                        ledger=str(b.ledger),
+                        expected=str(b.expected),
+                        trades=b.trades,
+                    ).model_dump(mode="json"),
+                ),
+            )
+            for b in breaks
+        ]
+        self._ops.advance(
+            sid,
+            "reconciled",
+            [*events, event(sid, "reconciled", breaks=len(breaks))],
+            detail={"breaks": [b.model_dump(mode="json") for b in breaks]},
+            state=outcome,
+        )
+        return breaks

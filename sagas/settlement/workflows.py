@@ -1,0 +1,152 @@
+"""The settlement saga as a Temporal workflow: plan, then delivery versus payment per
+counterparty (concurrently), then reconciliation. Started on demand (the API) or by the
+Temporal schedule the worker keeps (SCHEDULE_ID)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from sagas.liquidity import SettlementLeg
+    from sagas.settlement import (
+        WORKFLOW,
+        Break,
+        CounterpartyPlan,
+        LegsSeen,
+        Plan,
+        SettlementInput,
+        SettlementResult,
+    )
+    from sagas.settlement.activities import SettlementActivities as A
+    from sagas.withdrawal import ChainStatus
+
+_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=30),
+    non_retryable_error_types=["TransferIdConflict", "IdempotencyConflict", "InvalidState"],
+)
+_TIMEOUT = timedelta(seconds=30)
+
+
+@workflow.defn(name=WORKFLOW)
+class SettlementWorkflow:
+    def __init__(self) -> None:
+        self._stage = "requested"
+
+    @workflow.query
+    def stage(self) -> str:
+        return self._stage
+
+    @workflow.run
+    async def run(self, req: SettlementInput) -> SettlementResult:
+        if not req.settlement_id:  # a scheduled run: its workflow id names it
+            req = req.model_copy(update={"settlement_id": workflow.info().workflow_id})
+        plan: Plan = await workflow.execute_activity_method(
+            A.plan, req, start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
+        )
+        if not plan.parts:
+            await self._reconcile(req, plan, "nothing_to_settle")
+            return SettlementResult(settlement_id=req.settlement_id, state="nothing_to_settle")
+        self._stage = "delivering"
+        outcomes = await asyncio.gather(*(self._dvp(req, part) for part in plan.parts))
+        settled = [p.counterparty for p, ok in zip(plan.parts, outcomes, strict=True) if ok]
+        compensated = [p.counterparty for p, ok in zip(plan.parts, outcomes, strict=True) if not ok]
+        state = "settled" if not compensated else "compensated" if not settled else "partly_settled"
+        breaks = await self._reconcile(req, plan, state)
+        self._stage = state
+        return SettlementResult(
+            settlement_id=req.settlement_id,
+            settled=settled,
+            compensated=compensated,
+            breaks=breaks,
+            state=state,  # type: ignore[arg-type]
+        )
+
+    async def _reconcile(self, req: SettlementInput, plan: Plan, outcome: str) -> list[Break]:
+        breaks: list[Break] = await workflow.execute_activity_method(
+            A.reconcile,
+            args=[req, plan, outcome],
+            start_to_close_timeout=_TIMEOUT,
+            retry_policy=_RETRY,
+        )
+        return breaks
+
+    async def _dvp(self, req: SettlementInput, part: CounterpartyPlan) -> bool:
+        """The provider's legs first; the platform's only once those are confirmed. False
+        if compensated (the provider refused the instructions or did not deliver)."""
+        refused: str | None = await workflow.execute_activity_method(
+            A.instruct, args=[req, part], start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
+        )
+        if refused is not None:
+            await self._compensate(req, part, [refused])
+            return False
+        deadline = workflow.now() + timedelta(seconds=req.leg_timeout_seconds)
+        while True:
+            seen: LegsSeen = await workflow.execute_activity_method(
+                A.counterparty_legs,
+                args=[req, part],
+                start_to_close_timeout=_TIMEOUT,
+                retry_policy=_RETRY,
+            )
+            if seen.confirmed:
+                break
+            if workflow.now() >= deadline:
+                await self._compensate(req, part, seen.missing)
+                return False
+            await workflow.sleep(timedelta(seconds=req.poll_seconds))
+        for leg in part.legs:
+            if leg.payer != "platform":
+                continue
+            if leg.asset == req.currency:
+                await workflow.execute_activity_method(
+                    A.pay_fiat,
+                    args=[req, part, leg],
+                    start_to_close_timeout=_TIMEOUT,
+                    retry_policy=_RETRY,
+                )
+            else:
+                await self._deliver_crypto(req, part, leg)
+        await workflow.execute_activity_method(
+            A.settled, args=[req, part], start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
+        )
+        return True
+
+    async def _deliver_crypto(
+        self, req: SettlementInput, part: CounterpartyPlan, leg: SettlementLeg
+    ) -> None:
+        await workflow.execute_activity_method(
+            A.send_crypto,
+            args=[req, part, leg],
+            start_to_close_timeout=_TIMEOUT,
+            retry_policy=_RETRY,
+        )
+        while True:
+            status: ChainStatus = await workflow.execute_activity_method(
+                A.crypto_status,
+                args=[req, part, leg],
+                start_to_close_timeout=_TIMEOUT,
+                retry_policy=_RETRY,
+            )
+            if status.state in ("final", "reverted"):
+                break
+            await workflow.sleep(timedelta(seconds=req.poll_seconds))
+        await workflow.execute_activity_method(
+            A.book_crypto,
+            args=[req, part, leg, status],
+            start_to_close_timeout=_TIMEOUT,
+            retry_policy=_RETRY,
+        )
+
+    async def _compensate(
+        self, req: SettlementInput, part: CounterpartyPlan, missing: list[str]
+    ) -> None:
+        await workflow.execute_activity_method(
+            A.compensate,
+            args=[req, part, missing],
+            start_to_close_timeout=_TIMEOUT,
+            retry_policy=_RETRY,
+        )

@@ -332,14 +332,14 @@ def trading_routes(platform: Platform, state: dict[str, Any], remembered: Rememb
     def get_settlement(settlement_id: str, who: Who) -> SettlementView:
         """A settlement: its instructions per counterparty and asset, its timeline and
         its reconciliation breaks (an empty list: clean)."""
-        who.must_be("operator")
+        who.must_be("operator", "auditor")
         return settlement_view(settlement_id)
 
     @router.get("/v1/liquidity/positions", tags=["settlement"])
     def positions(who: Who) -> list[PositionView]:
         """Per counterparty and asset: the settlement account in the ledger and the
-        trades not settled yet (operators)."""
-        who.must_be("operator")
+        trades not settled yet (operators, auditors)."""
+        who.must_be("operator", "auditor")
         out = []
         for cp in platform.settings.counterparties():
             unsettled = platform.trades.unsettled(cp)

@@ -11,6 +11,8 @@ from sagas.commands import PAYLOADS as COMMAND_PAYLOADS
 from sagas.deposit.events import PAYLOADS as DEPOSIT_PAYLOADS
 from sagas.events import Envelope
 from sagas.ledger.events import PAYLOADS as LEDGER_PAYLOADS
+from sagas.settlement.events import PAYLOADS as SETTLEMENT_PAYLOADS
+from sagas.trade.events import PAYLOADS as TRADE_PAYLOADS
 from sagas.withdrawal.events import PAYLOADS as WITHDRAWAL_PAYLOADS
 
 PAYLOADS = {
@@ -19,6 +21,8 @@ PAYLOADS = {
     **WITHDRAWAL_PAYLOADS,
     **DEPOSIT_PAYLOADS,
     **COMMAND_PAYLOADS,
+    **TRADE_PAYLOADS,
+    **SETTLEMENT_PAYLOADS,
 }
 
 DOCS_EVENTS = Path(__file__).resolve().parents[2] / "docs" / "events"

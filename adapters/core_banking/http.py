@@ -11,6 +11,7 @@ from sagas.errors import (
     BankInsufficientFunds,
     BankRefused,
     CustodyError,
+    DependencyUnavailable,
     HoldNotActive,
     IbanInvalid,
     IdempotencyConflict,
@@ -30,9 +31,13 @@ _REFUSALS: dict[str, type[CustodyError]] = {
 
 
 def refusal(status: int, body: dict[str, Any]) -> CustodyError:
-    code = str(body.get("code", f"HTTP {status}"))
+    """A 4xx with the bank's reason code is a refusal; a 5xx or an answer without a code
+    leaves the outcome unknown: transient, retried with the same key."""
+    code = body.get("code")
     detail = f"{code}: {body.get('detail', '')}"
-    return _REFUSALS.get(code, BankRefused)(detail)
+    if status >= 500 or not code:
+        return DependencyUnavailable(f"bank answered {status}: {str(detail)[:200]}")
+    return _REFUSALS.get(str(code), BankRefused)(detail)
 
 
 class HttpCoreBanking:

@@ -10,6 +10,7 @@ from typing import Any
 from adapters.http_client import JsonHttp
 from sagas.errors import (
     CustodyError,
+    DependencyUnavailable,
     OrderUnknown,
     QuoteExpired,
     QuoteInvalid,
@@ -38,8 +39,13 @@ _REFUSALS: dict[str, type[CustodyError]] = {
 
 
 def refusal(status: int, body: dict[str, Any]) -> CustodyError:
+    """Only an answer the provider states is a refusal; anything else (a 5xx, a proxy's
+    page, an unknown code) leaves the outcome unknown: transient, ask again."""
     code = str(body.get("code", f"HTTP {status}"))
-    return _REFUSALS.get(code, TradeRejected)(f"{code}: {body.get('detail', '')}")
+    known = _REFUSALS.get(code)
+    if known is None or status >= 500:
+        return DependencyUnavailable(f"{code}: {str(body.get('detail', ''))[:200]}")
+    return known(f"{code}: {body.get('detail', '')}")
 
 
 class HttpLiquidity:
@@ -68,9 +74,11 @@ class HttpLiquidity:
         return Quote.model_validate(answer)
 
     def _fill(self, status: int, answer: dict[str, Any]) -> Fill:
-        if status >= 400 or answer.get("status") != "filled":
-            raise refusal(status, answer)
-        return Fill.model_validate(answer)
+        if status < 400 and answer.get("status") == "filled":
+            return Fill.model_validate(answer)
+        if answer.get("status") == "rejected":  # the order's recorded fate
+            raise _REFUSALS.get(str(answer.get("code")), TradeRejected)(str(answer.get("code")))
+        raise refusal(status, answer)
 
     def execute(self, quote_id: str, client_order_id: str) -> Fill:
         status, answer = self._http.call(

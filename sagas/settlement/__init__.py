@@ -44,6 +44,7 @@ class CounterpartyPlan(BaseModel):
     orders: list[str] = Field(description="the provider's client order ids")
     legs: list[SettlementLeg]
     end_to_end_id: str
+    planned_at: datetime
 
 
 class Plan(BaseModel):

@@ -15,7 +15,7 @@ from temporalio import activity
 from sagas import accounts
 from sagas.errors import CustodyError
 from sagas.events import Envelope
-from sagas.ledger import Account, AccountKind, Transfer
+from sagas.ledger import Account, AccountKind, Transfer, TransferRecord
 from sagas.liquidity import SettlementLeg
 from sagas.operations import OperationRecord, request_hash, step_event_id
 from sagas.ports import CoreBanking, Ledger, Liquidity, OperationStore, Payouts, TradeStore
@@ -130,9 +130,11 @@ class SettlementActivities:
             return Plan.model_validate(recorded)
         parts = []
         for cp in req.counterparties:
-            unsettled = self._trades.unsettled(cp)
-            taken = set(self._trades.assign(sid, [t.operation_id for t in unsettled]))
-            mine = [t for t in unsettled if t.operation_id in taken]
+            ssi = self._providers[cp].instructions()  # before any trade is taken
+            self._trades.assign(sid, [t.operation_id for t in self._trades.unsettled(cp)])
+            # What this settlement holds of the counterparty's trades, including those an
+            # earlier attempt of this activity took before it died.
+            mine = [t for t in self._trades.for_settlement(sid) if t.counterparty == cp]
             if not mine:
                 continue
             totals: dict[str, int] = {}
@@ -140,7 +142,6 @@ class SettlementActivities:
                 sign = 1 if t.side == "buy" else -1  # the platform bought: the provider delivers
                 totals[t.asset] = totals.get(t.asset, 0) + sign * t.quantity
                 totals[t.currency] = totals.get(t.currency, 0) - sign * t.lp_notional
-            ssi = self._providers[cp].instructions()
             legs = []
             for asset, amount in sorted(totals.items()):
                 if amount == 0:
@@ -161,6 +162,7 @@ class SettlementActivities:
                     orders=[t.client_order_id for t in mine],
                     legs=legs,
                     end_to_end_id=end_to_end_id(sid, cp),
+                    planned_at=now,
                 )
             )
         plan = Plan(settlement_id=sid, parts=parts)
@@ -213,20 +215,18 @@ class SettlementActivities:
         """The provider's legs confirmed by the platform's own sources: crypto credited
         to the settlement account by the deposit saga (so final on chain), fiat on the
         platform's bank statement under the settlement's end-to-end id."""
-        state = self._providers[part.counterparty].settlement(req.settlement_id)
+        try:
+            state = self._providers[part.counterparty].settlement(req.settlement_id)
+            statement = self._bank.statement(req.platform_iban, end_to_end_id=part.end_to_end_id)
+        except CustodyError as exc:  # not confirmed; the deadline still runs
+            return LegsSeen(confirmed=False, missing=[f"{exc.code}: cannot ask ({exc.detail})"])
         reported = {(leg.asset, leg.payer): leg for leg in state.legs}
         missing = []
         for leg in part.legs:
             if leg.payer != "provider":
                 continue
             if leg.asset == req.currency:
-                paid = sum(
-                    e.amount
-                    for e in self._bank.statement(
-                        req.platform_iban, end_to_end_id=part.end_to_end_id
-                    )
-                    if e.indicator == "CRDT"
-                )
+                paid = sum(e.amount for e in statement if e.indicator == "CRDT")
                 if paid < leg.amount:
                     missing.append(f"{leg.asset}: {paid} of {leg.amount} at the bank")
                 continue
@@ -235,12 +235,14 @@ class SettlementActivities:
             if not tx:
                 missing.append(f"{leg.asset}: not delivered ({ref.status if ref else 'unknown'})")
                 continue
+            # Only a credit booked since this settlement was planned counts: a provider
+            # cannot settle twice with one transaction.
             credited = sum(
                 r.amount
-                for r in self._ledger.history(
-                    accounts.settlement(part.counterparty, leg.asset), limit=100_000
-                )
+                for r in self._credits(accounts.settlement(part.counterparty, leg.asset))
                 if (r.reference or "").startswith(f"{CHAINS[leg.asset]}:{tx}:")
+                and r.recorded_at >= part.planned_at
+                and r.credit_account == accounts.settlement(part.counterparty, leg.asset)
             )
             if credited < leg.amount:
                 missing.append(f"{leg.asset}: {credited} of {leg.amount} credited from {tx}")
@@ -257,6 +259,17 @@ class SettlementActivities:
                 ],
             )
         return LegsSeen(confirmed=not missing, missing=missing)
+
+    def _credits(self, account_id: str) -> list[TransferRecord]:
+        """Every entry of a settlement account, page by page (oldest first)."""
+        out: list[TransferRecord] = []
+        after = 0
+        while True:
+            page = self._ledger.history(account_id, after_seq=after, limit=1000)
+            out.extend(page)
+            if len(page) < 1000:
+                return out
+            after = page[-1].seq
 
     @activity.defn(name="settlement.send_crypto")
     def send_crypto(self, req: SettlementInput, part: CounterpartyPlan, leg: SettlementLeg) -> str:
@@ -294,7 +307,7 @@ class SettlementActivities:
     @activity.defn(name="settlement.book_crypto")
     def book_crypto(
         self, req: SettlementInput, part: CounterpartyPlan, leg: SettlementLeg, status: ChainStatus
-    ) -> None:
+    ) -> bool:
         """The delivery left the platform's holdings (and paid a network fee). A reverted
         transaction moved nothing but its fee: the leg stays owed (reconciliation shows
         it as a break)."""
@@ -322,15 +335,42 @@ class SettlementActivities:
                     reference=status.tx_hash,
                 )
             )
-        self._ledger.submit(commands)
-        self._ops.advance(
-            op_id, "completed", state="completed", tx_hash=status.tx_hash, fee=status.fee
-        )
+        if commands:
+            self._ledger.submit(commands)
+        state = "completed" if status.state == "final" else "failed"
+        self._ops.advance(op_id, state, state=state, tx_hash=status.tx_hash, fee=status.fee)
+        if state == "failed":
+            step = f"leg_failed:{part.counterparty}:{leg.asset}"
+            alert = Envelope(
+                id=step_event_id(req.settlement_id, step),
+                source=SOURCE,
+                type=FAILED_ALERT,
+                subject=req.settlement_id,
+                data=SettlementFailed(
+                    settlement_id=req.settlement_id,
+                    counterparty=part.counterparty,
+                    missing=[f"the platform's {leg.asset} leg reverted: {status.tx_hash}"],
+                    trades=part.trades,
+                ).model_dump(mode="json"),
+            )
+            self._ops.advance(req.settlement_id, step, [(ALERTS.name, alert)])
+        return state == "completed"
 
     @activity.defn(name="settlement.pay_fiat")
     def pay_fiat(self, req: SettlementInput, part: CounterpartyPlan, leg: SettlementLeg) -> str:
+        """The platform's fiat leg, once: a payment already on the statement under the
+        settlement's end-to-end id is not made again; a refused one is tried again under
+        a new key (the bank remembers a refusal under its key)."""
+        paid = [
+            e
+            for e in self._bank.statement(req.platform_iban, end_to_end_id=part.end_to_end_id)
+            if e.indicator == "DBIT"
+        ]
+        if paid:
+            return f"entry-{paid[0].entry_id}"
+        attempt = activity.info().attempt if activity.in_activity() else 1
         payment = self._bank.transfer(
-            f"{leg_operation(req.settlement_id, part.counterparty, leg.asset)}",
+            f"{leg_operation(req.settlement_id, part.counterparty, leg.asset)}:{attempt}",
             req.platform_iban,
             leg.to,
             leg.amount,

@@ -52,9 +52,17 @@ class SettlementWorkflow:
             await self._reconcile(req, plan, "nothing_to_settle")
             return SettlementResult(settlement_id=req.settlement_id, state="nothing_to_settle")
         self._stage = "delivering"
-        outcomes = await asyncio.gather(*(self._dvp(req, part) for part in plan.parts))
-        settled = [p.counterparty for p, ok in zip(plan.parts, outcomes, strict=True) if ok]
-        compensated = [p.counterparty for p, ok in zip(plan.parts, outcomes, strict=True) if not ok]
+        outcomes = await asyncio.gather(
+            *(self._dvp(req, part) for part in plan.parts), return_exceptions=True
+        )
+        settled, compensated = [], []
+        for part, outcome in zip(plan.parts, outcomes, strict=True):
+            if outcome is True:
+                settled.append(part.counterparty)
+            else:  # compensated, a failed platform leg, or an error: operators look
+                if isinstance(outcome, BaseException):
+                    workflow.logger.error("settlement of %s failed: %s", part.counterparty, outcome)
+                compensated.append(part.counterparty)
         state = "settled" if not compensated else "compensated" if not settled else "partly_settled"
         breaks = await self._reconcile(req, plan, state)
         self._stage = state
@@ -108,8 +116,8 @@ class SettlementWorkflow:
                     start_to_close_timeout=_TIMEOUT,
                     retry_policy=_RETRY,
                 )
-            else:
-                await self._deliver_crypto(req, part, leg)
+            elif not await self._deliver_crypto(req, part, leg):
+                return False  # reverted: alerted; the leg stays owed (a reconciliation break)
         await workflow.execute_activity_method(
             A.settled, args=[req, part], start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
         )
@@ -117,7 +125,7 @@ class SettlementWorkflow:
 
     async def _deliver_crypto(
         self, req: SettlementInput, part: CounterpartyPlan, leg: SettlementLeg
-    ) -> None:
+    ) -> bool:
         await workflow.execute_activity_method(
             A.send_crypto,
             args=[req, part, leg],
@@ -134,12 +142,13 @@ class SettlementWorkflow:
             if status.state in ("final", "reverted"):
                 break
             await workflow.sleep(timedelta(seconds=req.poll_seconds))
-        await workflow.execute_activity_method(
+        booked: bool = await workflow.execute_activity_method(
             A.book_crypto,
             args=[req, part, leg, status],
             start_to_close_timeout=_TIMEOUT,
             retry_policy=_RETRY,
         )
+        return booked
 
     async def _compensate(
         self, req: SettlementInput, part: CounterpartyPlan, missing: list[str]

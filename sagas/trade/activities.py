@@ -42,7 +42,7 @@ from sagas.trade import (
     suffix,
 )
 from sagas.trade.events import PAYMENT_ALERT, TradePaymentDelayed, TradeStep, event_type
-from sagas.trade.pricing import BPS, settle, within_rounding
+from sagas.trade.pricing import BPS, Settlement, settle, within_rounding
 
 SOURCE = "/custody/trade"
 log = logging.getLogger("custody.trade")
@@ -327,6 +327,17 @@ class TradeActivities:
         settlement. Sell: the reservation is posted to the provider's account. The trade
         is stored for settlement with its fiat legs."""
         s = settle(req.side, fill.quantity, fill.price, req.decimals, req.fee_bps)
+        quoted = priced.quote
+        if quoted is not None and (fill.quantity, fill.notional) != (
+            quoted.quantity,
+            quoted.notional,
+        ):
+            # The provider filled other than it quoted: the client is charged (or paid)
+            # exactly what they accepted; the platform's fee absorbs the difference.
+            log.error("%s: fill %s differs from quote %s", req.operation_id, fill, priced.quote)
+            client = priced.client_fiat
+            fee_taken = client - fill.notional if req.side == "buy" else fill.notional - client
+            s = Settlement(req.side, fill.quantity, fill.notional, fee_taken, client)
         if req.side == "buy":
             self._open_settlement(fill.counterparty, req.asset)
             self._ledger.submit(
@@ -396,9 +407,22 @@ class TradeActivities:
     def pay(self, req: TradeInput, trade: TradeRecord, hold_id: str | None) -> Paid:
         """Buy: capture the client's payment from the hold (partially: the rest of the hold
         goes back); if the hold lapsed, collect it by transfer. Sell: pay the proceeds
-        from the platform's account. Same keys on every retry: paid once."""
+        from the platform's account. Paid once: the capture's key never changes; a
+        transfer the bank refused (its refusal is remembered under its key) is tried
+        again under a new key, but only after the client's statement shows no payment
+        with this trade's end-to-end id."""
         e2e = end_to_end_id(req.operation_id)
         info = f"{req.operation_id} {req.side} {trade.quantity} {req.asset} trade {trade.trade_id}"
+        indicator = "DBIT" if req.side == "buy" else "CRDT"
+        booked = [
+            e
+            for e in self._bank.statement(req.client_iban, end_to_end_id=e2e)
+            if e.indicator == indicator
+        ]
+        if booked:  # paid by an earlier attempt whose answer was lost
+            self._pause("capture")
+            return Paid(payment_id=f"entry-{booked[0].entry_id}", amount=booked[0].amount)
+        attempt = activity.info().attempt if activity.in_activity() else 1
         if req.side == "buy":
             assert hold_id is not None
             try:
@@ -411,10 +435,13 @@ class TradeActivities:
                     info,
                 )
             except HoldNotActive:
-                if self._bank.get_hold(hold_id).status == "captured":
+                hold = self._bank.get_hold(hold_id)
+                if hold.status == "captured":
                     raise  # captured under another key: never by this saga; look, don't pay
+                if hold.status == "active":  # the amount exceeds it: give it back first
+                    self._bank.release(f"{req.operation_id}:release-hold", hold_id)
                 payment = self._bank.transfer(
-                    f"{req.operation_id}:collect",
+                    f"{req.operation_id}:collect:{attempt}",
                     req.client_iban,
                     req.platform_iban,
                     trade.client_fiat,
@@ -424,7 +451,7 @@ class TradeActivities:
                 )
         else:
             payment = self._bank.credit(
-                f"{req.operation_id}:credit",
+                f"{req.operation_id}:credit:{attempt}",
                 req.client_iban,
                 trade.client_fiat,
                 req.currency,
@@ -453,8 +480,13 @@ class TradeActivities:
         self._ops.advance(
             req.operation_id,
             "payment_delayed",
-            [(ALERTS.name, alert), event(req, "payment_delayed", detail=error[:500])],
-            detail={"error": error[:500]},
+            # The client sees that the payment is late, not the bank's words (they may name
+            # the platform's account); the alert on the operators' topic has them.
+            [
+                (ALERTS.name, alert),
+                event(req, "payment_delayed", detail="the bank payment is delayed"),
+            ],
+            detail={"error_code": _code_of(error)},
             state="payment_delayed",
         )
 
@@ -513,3 +545,11 @@ class TradeActivities:
             state=ended.state,
             error_code=ended.error_code,
         )
+
+
+def _code_of(error: str) -> str:
+    """The platform's error code at the start of an error's text, if any."""
+    for word in error.replace(":", " ").split():
+        if word.startswith("CUS-"):
+            return word
+    return "unknown"

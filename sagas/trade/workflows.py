@@ -16,7 +16,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from sagas.errors import InvalidState, QuoteExpired
+    from sagas.errors import InvalidState, QuoteExpired, QuoteInvalid
     from sagas.trade import (
         MAX_ROUNDS,
         WORKFLOW,
@@ -52,6 +52,7 @@ _PAY_PATIENT = RetryPolicy(
     non_retryable_error_types=["IdempotencyConflict"],
 )
 _TIMEOUT = timedelta(seconds=20)  # above an adapter's timeout times its attempts
+_QUOTE_WITHIN = timedelta(minutes=2)
 
 
 @workflow.defn(name=WORKFLOW)
@@ -75,16 +76,20 @@ class TradeWorkflow:
 
     @workflow.update
     async def accept(self, acceptance: Acceptance) -> TradeView:
+        # The API shows `quoted` as soon as the quote is recorded, a moment before this
+        # workflow has taken the activity's result: wait for it.
+        await workflow.wait_condition(lambda: self._stage != "requested")
         self._check_acceptance()
         self._acceptance = acceptance
         return self.view()
 
     @accept.validator
     def _validate_acceptance(self, acceptance: Acceptance) -> None:
-        self._check_acceptance()
+        self._check_acceptance(early=True)
 
-    def _check_acceptance(self) -> None:
-        if self._stage != "quoted" or self._acceptance is not None:
+    def _check_acceptance(self, early: bool = False) -> None:
+        waiting = self._stage == "quoted" or (early and self._stage == "requested")
+        if not waiting or self._acceptance is not None:
             raise ApplicationError(
                 f"{InvalidState.code}: not awaiting acceptance (stage {self._stage})",
                 type="InvalidState",
@@ -100,9 +105,19 @@ class TradeWorkflow:
     @workflow.run
     async def run(self, req: TradeInput) -> TradeResult:
         for round_ in range(1, MAX_ROUNDS + 1):
-            priced: Priced = await workflow.execute_activity_method(
-                A.quote, args=[req, round_], start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
-            )
+            try:
+                priced: Priced = await workflow.execute_activity_method(
+                    A.quote,
+                    args=[req, round_],
+                    start_to_close_timeout=_TIMEOUT,
+                    schedule_to_close_timeout=_QUOTE_WITHIN,
+                    retry_policy=_RETRY,
+                )
+            except ActivityError:
+                # No provider answered for minutes: never trade long after the request.
+                return await self._end(
+                    req, "rejected", QuoteInvalid.code, "no provider quoted in time", None, round_
+                )
             if priced.quote is None:
                 self._stage = "rejected"
                 return TradeResult(

@@ -23,7 +23,11 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
 from temporalio.service import RPCError
 
 from adapters.operations.store import SqlIdempotencyStore
@@ -32,6 +36,7 @@ from sagas.errors import (
     ApprovalRefused,
     BodyTooLarge,
     CustodyError,
+    DependencyUnavailable,
     IdempotencyConflict,
     InvalidAmount,
     InvalidState,
@@ -418,6 +423,11 @@ def create_app(
                 if kind == "ApprovalRefused":
                     raise ApprovalRefused(message.split(": ", 1)[-1]) from None
                 raise InvalidState(message) from None
+            except WorkflowUpdateRPCTimeoutOrCancelledError:
+                raise DependencyUnavailable(
+                    "the approval was sent but not confirmed in time: GET the withdrawal to "
+                    "see whether it counted"
+                ) from None
             except RPCError as exc:
                 raise InvalidState(f"the saga does not take approvals now: {exc}") from None
             return 200, view

@@ -10,12 +10,19 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
-from temporalio.client import WorkflowUpdateFailedError
+from temporalio.client import WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError
 
 from sagas import accounts
 from sagas.banking import bic_valid, iban_valid
-from sagas.errors import IbanInvalid, InvalidState, NotFound, QuoteExpired, UnknownAccount
+from sagas.errors import (
+    DependencyUnavailable,
+    IbanInvalid,
+    InvalidState,
+    NotFound,
+    QuoteExpired,
+    UnknownAccount,
+)
 from sagas.ledger import EUR
 from sagas.money import format_units
 from sagas.operations import OperationRecord, Step
@@ -261,6 +268,11 @@ def trading_routes(platform: Platform, state: dict[str, Any], remembered: Rememb
                 if getattr(cause, "type", None) == "QuoteExpired":
                     raise QuoteExpired(message.split(": ", 1)[-1]) from None
                 raise InvalidState(message) from None
+            except WorkflowUpdateRPCTimeoutOrCancelledError:
+                raise DependencyUnavailable(
+                    "the acceptance was sent but not confirmed in time: GET the trade to see "
+                    "whether it was taken"
+                ) from None
             except RPCError as exc:
                 raise InvalidState(f"the trade does not take acceptance now: {exc}") from None
             op = await asyncio.to_thread(own_trade, who, operation_id)

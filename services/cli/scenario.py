@@ -4,14 +4,17 @@ its REST API as a bank would, on the local stack's chains.
 A client is onboarded, gets deposit addresses, receives BTC, ETH and the test token
 (credited only once final), withdraws some of each (one above its approval threshold,
 released by two operators after the requester's own approval is refused); then the
-client's balances, the platform's accounts, the chains, the events and the audit
-chain are compared and printed.
+client's balances, the platform's accounts and the chains are compared. The client
+then buys BTC and ETH with EUR from its bank account and sells some back, and the
+trades are settled with the liquidity providers (delivery versus payment) and
+reconciled. Last, the events and the audit chain are printed and verified.
 """
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import time
 import uuid
 from collections import Counter
 from datetime import UTC, datetime
@@ -25,6 +28,8 @@ from eth_account import Account
 
 from adapters.chains.bitcoin.networks import select_network
 from adapters.sqldb import SqlDatabase
+from sagas.banking import make_iban
+from sagas.money import format_units
 from services.runner import Running
 from services.settings import PlatformSettings
 
@@ -230,6 +235,8 @@ def _scenario(run: Running) -> None:
         f"{run.eth.token_balance(token, eth_out)} CTUSD units at {eth_out}"
     )
 
+    _trading(run, client_id, client)
+
     _step("Events: the client's stream (server-sent events over the API)")
     counts: Counter[str] = Counter()
     with client.stream(
@@ -265,3 +272,98 @@ def _scenario(run: Running) -> None:
     )
     if verified.returncode != 0:
         raise SystemExit("the audit chain did not verify")
+
+
+def _until(http: httpx.Client, path: str, done: tuple[str, ...], timeout: float = 300) -> Any:
+    deadline = datetime.now(UTC).timestamp() + timeout
+    while datetime.now(UTC).timestamp() < deadline:
+        found = http.get(path).json()
+        if found.get("state") in done:
+            return found
+        time.sleep(0.5)
+    raise SystemExit(f"{path} did not reach {done} in {timeout:.0f} s")
+
+
+def _trading(run: Running, client_id: str, client: httpx.Client) -> None:
+    s = run.settings
+    ops = run.http("ops-trading", "operator")
+    _step("Trading: the client buys BTC and ETH with EUR from its bank account, sells some back")
+    iban = make_iban("DE", f"5001051777{uuid.uuid4().int % 10**8:08d}")
+    # What the bank does on its side: the client's account, with 5,000.00 EUR on it.
+    httpx.put(
+        f"{s.bank_url}/v1/accounts/{iban}",
+        json={"bic": "SIMUDEFFXXX", "name": f"Client {client_id}", "currency": "EUR"},
+        timeout=10,
+    ).raise_for_status()
+    httpx.post(
+        f"{s.bank_url}/v1/accounts/{iban}/cash-in",
+        json={"amount": 500_000, "end_to_end_id": f"salary-{client_id}"[:35]},
+        headers={"Idempotency-Key": f"demo-cash-{iban}"},
+        timeout=10,
+    ).raise_for_status()
+    reply = ops.put(
+        f"/v1/clients/{client_id}/bank-account", json={"iban": iban, "bic": "SIMUDEFFXXX"}
+    )
+    print(f"bank account {iban} registered: {reply.json()['available']} EUR available")
+    ended = ("completed", "rejected", "expired")
+
+    def show(t: dict[str, Any]) -> None:
+        steps = " -> ".join(x["step"] for x in t["timeline"])
+        print(
+            f"{t['side']:4} {t['quantity']} {t['asset']} from {t['counterparty']} at "
+            f"{t['price']} EUR: provider {t['provider_amount']} + fee {t['fee']} -> client "
+            f"{t['client_amount']} EUR  [{t['state']}]\n       {steps}"
+        )
+
+    btc = _post(
+        client,
+        f"/v1/clients/{client_id}/trades",
+        {"side": "buy", "asset": "BTC", "spend": "250.00", "auto_accept": True},
+    ).json()
+    btc = _until(client, f"/v1/trades/{btc['operation_id']}", ended)
+    show(btc)
+    eth = _post(
+        client,
+        f"/v1/clients/{client_id}/trades",
+        {"side": "buy", "asset": "ETH", "quantity": "0.05"},
+    ).json()
+    print(
+        f"quote for 0.05 ETH: {eth['client_amount']} EUR, valid until {eth['quote_expires_at']}; "
+        "the client accepts"
+    )
+    _post(client, f"/v1/trades/{eth['operation_id']}/accept", {}).raise_for_status()
+    show(_until(client, f"/v1/trades/{eth['operation_id']}", ended))
+    half = format_units(int(btc["quantity_minor"]) // 2, 8)
+    sale = _post(
+        client,
+        f"/v1/clients/{client_id}/trades",
+        {"side": "sell", "asset": "BTC", "quantity": half, "auto_accept": True},
+    ).json()
+    show(_until(client, f"/v1/trades/{sale['operation_id']}", ended))
+    account = client.get(f"/v1/clients/{client_id}/bank-account").json()
+    print(f"bank account now: {account['booked']} EUR booked, {account['held']} held")
+
+    _step("Settlement: net per counterparty and asset, delivery versus payment, reconciliation")
+    key = f"demo-{uuid.uuid4().hex[:8]}"
+    reply = ops.post("/v1/settlements", json={}, headers={"Idempotency-Key": key})
+    reply.raise_for_status()
+    done = _until(
+        ops,
+        f"/v1/settlements/st:{key}",
+        ("settled", "partly_settled", "compensated", "nothing_to_settle"),
+    )
+    for part in done["instructions"]:
+        legs = ", ".join(
+            f"{leg['asset']} {leg['amount_minor']} paid by the {leg['payer']}"
+            for leg in part["legs"]
+        )
+        print(f"{part['counterparty']}: {part['trades']} trade(s) -> {legs}")
+    print(
+        f"settlement {done['settlement_id']}: {done['state']}; "
+        f"reconciliation breaks: {done['breaks']}"
+    )
+    for p in ops.get("/v1/liquidity/positions").json():
+        if p["unsettled_trades"] or p["ledger_minor"] != "0":
+            print(f"  open: {p}")
+    if done["state"] != "settled" or done["breaks"]:
+        raise SystemExit("the settlement did not settle cleanly")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -17,6 +16,7 @@ from temporalio.client import (
     ScheduleOverlapPolicy,
     SchedulePolicy,
     ScheduleSpec,
+    ScheduleUpdate,
 )
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
@@ -207,6 +207,11 @@ async def ensure_settlement_schedule(client: Client, platform: Platform) -> str 
         ),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
     )
-    with contextlib.suppress(ScheduleAlreadyRunningError):
+    try:
         await client.create_schedule(s.settlement_schedule_id, schedule)
+    except ScheduleAlreadyRunningError:
+        # It exists: bring it to this configuration (counterparties, timeouts, period).
+        await client.get_schedule_handle(s.settlement_schedule_id).update(
+            lambda _old: ScheduleUpdate(schedule=schedule)
+        )
     return s.settlement_schedule_id

@@ -8,7 +8,7 @@ import hashlib
 import json
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
@@ -62,6 +62,15 @@ class Step(BaseModel):
     step: str = Field(examples=["reserved"])
     at: datetime
     detail: dict[str, JsonValue] = Field(default_factory=dict)
+
+
+def recorded_step(timeline: list[Step], step: str) -> dict[str, Any] | None:
+    """The detail of a step in an operation's timeline, if it was recorded: what an
+    activity retried after its step was recorded returns instead of acting again."""
+    for entry in timeline:
+        if entry.step == step:
+            return dict(entry.detail)
+    return None
 
 
 _NAMESPACE = uuid.UUID("5b0f7a53-7d0c-4c8e-9a43-0d6a4f3c2e11")

@@ -17,7 +17,7 @@ from sagas.errors import CustodyError
 from sagas.events import Envelope
 from sagas.ledger import Account, AccountKind, Transfer, TransferRecord
 from sagas.liquidity import SettlementLeg
-from sagas.operations import OperationRecord, request_hash, step_event_id
+from sagas.operations import OperationRecord, recorded_step, request_hash, step_event_id
 from sagas.ports import CoreBanking, Ledger, Liquidity, OperationStore, Payouts, TradeStore
 from sagas.settlement import Break, CounterpartyPlan, LegsSeen, Plan, SettlementInput
 from sagas.settlement.events import (
@@ -89,10 +89,7 @@ class SettlementActivities:
         self._address = settlement_address
 
     def _recorded(self, operation_id: str, step: str) -> dict[str, Any] | None:
-        for recorded in self._ops.timeline(operation_id):
-            if recorded.step == step:
-                return dict(recorded.detail)
-        return None
+        return recorded_step(self._ops.timeline(operation_id), step)
 
     def _open(self, counterparty: str, asset: str) -> None:
         self._ledger.open_account(

@@ -27,7 +27,7 @@ from sagas.errors import (
 from sagas.events import Envelope
 from sagas.ledger import Account, AccountKind, PostPending, Transfer, VoidPending
 from sagas.liquidity import Fill, Quote, pair
-from sagas.operations import step_event_id
+from sagas.operations import recorded_step, step_event_id
 from sagas.ports import CoreBanking, Ledger, Liquidity, OperationStore, TradeStore
 from sagas.topics import ALERTS, EVENTS
 from sagas.trade import (
@@ -109,10 +109,7 @@ class TradeActivities:
         self._pause = pause
 
     def _recorded(self, operation_id: str, step: str) -> dict[str, Any] | None:
-        for recorded in self._ops.timeline(operation_id):
-            if recorded.step == step:
-                return dict(recorded.detail)
-        return None
+        return recorded_step(self._ops.timeline(operation_id), step)
 
     # --- quote ------------------------------------------------------------------------
     @activity.defn(name="trade.quote")

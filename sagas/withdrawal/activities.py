@@ -18,7 +18,7 @@ from sagas import accounts
 from sagas.errors import ChainRejected, CustodyError, KeyAccessDenied
 from sagas.events import Envelope
 from sagas.ledger import PostPending, Transfer, VoidPending
-from sagas.operations import step_event_id
+from sagas.operations import recorded_step, step_event_id
 from sagas.policy import VELOCITY_WINDOW, WithdrawalRequest, evaluate
 from sagas.ports import Ledger, OperationStore, Payouts, PolicyStore
 from sagas.topics import ALERTS, EVENTS
@@ -119,10 +119,7 @@ class WithdrawalActivities:
         return ReserveOutcome(reserved=True)
 
     def _recorded(self, operation_id: str, step: str) -> dict[str, Any] | None:
-        for recorded in self._ops.timeline(operation_id):
-            if recorded.step == step:
-                return dict(recorded.detail)
-        return None
+        return recorded_step(self._ops.timeline(operation_id), step)
 
     @activity.defn(name="withdrawal.decide")
     def decide(self, req: WithdrawalInput) -> PolicyOutcome:

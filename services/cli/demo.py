@@ -254,6 +254,7 @@ def run_demo() -> int:
 
     run_scenario(settings)
     print("\ndemo finished: the six services answered through the platform's adapters; the")
-    print("client's deposits and withdrawals went through the sagas, and the chains, the books,")
+    print("client's deposits, withdrawals and trades went through the sagas, the trades settled")
+    print("with the providers, and the chains, the books,")
     print("the events and the audit chain agree.")
     return 0

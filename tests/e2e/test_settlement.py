@@ -15,6 +15,7 @@ from typing import Any
 
 from adapters.sqldb import SqlDatabase
 from adapters.temporal import connect
+from sagas.money import parse_units
 from sagas.settlement.activities import end_to_end_id
 from tests.e2e.harness import Running, post, wait_for
 from tests.e2e.trading import banked_client, trade, until_ended
@@ -94,7 +95,7 @@ def test_100_trades_with_3_counterparties_net_and_settle_dvp(run: Running) -> No
     for t in done:
         sign = 1 if t["side"] == "buy" else -1
         net[t["counterparty"]][t["asset"]] += sign * int(t["quantity_minor"])
-        net[t["counterparty"]]["EUR"] -= sign * int(t["provider_amount"].replace(".", ""))
+        net[t["counterparty"]]["EUR"] -= sign * parse_units(t["provider_amount"], 2)
     assert {cp: dict(v) for cp, v in net.items()}.keys() == PLAN.keys()
     before = positions(ops)
     assert sum(p["unsettled_trades"] for p in before.values()) == 100

@@ -281,14 +281,6 @@ class TradeActivities:
                 raise  # unknown fate: the retry asks first
             return Executed(error_code=exc.code, detail=exc.detail)
         self._pause("execute")
-        if (fill.quantity, fill.notional, fill.side) != (
-            priced.quote.quantity,
-            priced.quote.notional,
-            req.side,
-        ):
-            # The provider filled something other than its quote: book what it says it
-            # did (it is the trade), alert nobody silently: the event carries both.
-            log.warning("%s filled %s, quoted %s", req.operation_id, fill, priced.quote)
         self._ops.advance(
             req.operation_id,
             "executed",

@@ -13,9 +13,9 @@ in cents, so each side of a trade rounds in a stated direction:
   `client_fiat == notional ± fee` exactly and the asset quantity booked to the
   client is exactly the quantity the provider delivers: no unit is created or lost.
 
-For a buy by notional (the client names what they spend, fee included) the
-quantity is the largest the budget covers; the cents it leaves over are never
-captured (the hold is captured partially, the rest released).
+For a buy by notional (the client names what they spend, fee included) the saga asks
+the provider for the largest notional whose total with the fee fits the budget
+(`budget * BPS // (BPS + fee_bps)`); the cents it leaves over are never held.
 """
 
 from __future__ import annotations
@@ -43,23 +43,6 @@ def lp_notional(side: Side, quantity: int, price: int, decimals: int) -> int:
 def fee(notional: int, fee_bps: int) -> int:
     """The platform's fee in cents: fee_bps of the notional, rounded up."""
     return _ceil_div(notional * fee_bps, BPS)
-
-
-def quantity_for_budget(budget: int, price: int, decimals: int, fee_bps: int) -> int:
-    """The largest quantity whose provider notional plus fee fits in `budget` cents."""
-    if budget <= 0 or price <= 0:
-        return 0
-    scale: int = 10**decimals
-    quantity: int = budget * BPS * scale // ((BPS + fee_bps) * price)
-    # The provider's and the fee's round-ups may push the total over the budget by a few
-    # cents; step down until it fits (a handful of steps at most: each cent is many units).
-    while quantity > 0:
-        notional = lp_notional("buy", quantity, price, decimals)
-        if notional + fee(notional, fee_bps) <= budget:
-            return quantity
-        over = notional + fee(notional, fee_bps) - budget
-        quantity -= max(1, over * scale // price)
-    return 0
 
 
 def quantity_for_proceeds(notional: int, price: int, decimals: int) -> int:

@@ -31,6 +31,7 @@ from services.api.auth import Principal
 from services.api.deps import Key, Who
 from services.app.settlements import start_settlement
 from services.app.trades import TRADABLE, TradeBody, Trades
+from services.app.withdrawals import moved_on
 from services.platform import ASSETS, Platform
 
 Remember = Callable[
@@ -323,12 +324,7 @@ def trading_routes(platform: Platform, state: dict[str, Any], remembered: Rememb
         sid = await start_settlement(
             platform, state["temporal"], key, who.sub, body.leg_timeout_seconds
         )
-        deadline = asyncio.get_running_loop().time() + 10
-        while asyncio.get_running_loop().time() < deadline:
-            op = await asyncio.to_thread(platform.operations.get, sid)
-            if op is not None and op.state != "requested":
-                break
-            await asyncio.sleep(0.1)
+        await moved_on(platform.operations, sid, wait=10, every=0.1)
         try:
             return await asyncio.to_thread(settlement_view, sid)
         except NotFound:  # started, not planned yet: ask again in a moment

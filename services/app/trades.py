@@ -34,7 +34,7 @@ from sagas.operations import OperationRecord, request_hash
 from sagas.trade import TradeInput
 from sagas.trade.activities import event
 from sagas.trade.workflows import TradeWorkflow
-from services.app.withdrawals import KEY_PATTERN, parse_amount
+from services.app.withdrawals import KEY_PATTERN, moved_on, parse_amount
 from services.platform import ASSETS, Platform
 
 TRADABLE = ("BTC", "ETH")  # what the providers quote against the platform's currency
@@ -176,13 +176,9 @@ class Trades:
 
     async def settled(self, op_id: str, wait: float = 5.0) -> OperationRecord:
         """The trade once it is quoted (or refused), or as it is after `wait` seconds."""
-        deadline = asyncio.get_running_loop().time() + wait
-        while True:
-            op = await asyncio.to_thread(self._p.operations.get, op_id)
-            assert op is not None
-            if op.state != "requested" or asyncio.get_running_loop().time() > deadline:
-                return op
-            await asyncio.sleep(0.05)
+        op = await moved_on(self._p.operations, op_id, wait)
+        assert op is not None
+        return op
 
     def handle(self, op_id: str) -> WorkflowHandle[TradeWorkflow, object]:
         return self._temporal.get_workflow_handle_for(TradeWorkflow.run, op_id)

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from sagas import accounts
 from sagas.ledger import BTC, ETH, EUR, Account, AccountKind, Transfer
-from sagas.trade.pricing import BPS, fee, quantity_for_budget, settle
+from sagas.trade.pricing import BPS, fee, settle
 from tests.fakes import InMemoryLedger
 from tests.fakes_trading import FakeBank, FakeLiquidity
 from tests.simulators import new_iban
@@ -47,16 +47,6 @@ def test_a_budget_buys_the_largest_notional_whose_total_fits(budget: int, fee_bp
     notional = budget * BPS // (BPS + fee_bps)  # what the saga asks the provider for
     assert notional + fee(notional, fee_bps) <= budget
     assert notional + 1 + fee(notional + 1, fee_bps) > budget
-
-
-@given(st.integers(min_value=1, max_value=10**11), prices, decimals, fees)
-def test_quantity_for_a_budget_never_costs_more(
-    budget: int, price: int, places: int, fee_bps: int
-) -> None:
-    quantity = quantity_for_budget(budget, price, places, fee_bps)
-    if quantity:
-        s = settle("buy", quantity, price, places, fee_bps)
-        assert s.client_fiat <= budget
 
 
 trades = st.lists(

@@ -11,15 +11,15 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-_IBAN = re.compile(r"^[A-Z]{2}[0-9]{2}[A-Z0-9]{11,30}$")
-_BIC = re.compile(r"^[A-Z]{6}[A-Z0-9]{2}([A-Z0-9]{3})?$")
+_IBAN = re.compile(r"[A-Z]{2}[0-9]{2}[A-Z0-9]{11,30}")
+_BIC = re.compile(r"[A-Z]{6}[A-Z0-9]{2}([A-Z0-9]{3})?")
 
 HoldStatus = Literal["active", "captured", "released", "expired"]
 
 
 def iban_valid(iban: str) -> bool:
     """ISO 13616: shape and the mod-97 check digits."""
-    if not _IBAN.match(iban) or not 2 <= int(iban[2:4]) <= 98:
+    if not _IBAN.fullmatch(iban) or not 2 <= int(iban[2:4]) <= 98:
         return False
     rearranged = iban[4:] + iban[:4]
     digits = "".join(str(int(ch, 36)) for ch in rearranged)
@@ -34,7 +34,7 @@ def make_iban(country: str, bban: str) -> str:
 
 
 def bic_valid(bic: str) -> bool:
-    return bool(_BIC.match(bic))
+    return bool(_BIC.fullmatch(bic))
 
 
 class BankHold(BaseModel):

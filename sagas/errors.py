@@ -208,6 +208,30 @@ class IbanInvalid(CustodyError):
     title = "IBAN or BIC invalid"
 
 
+class DestinationRefused(CustodyError):
+    """The destination would burn or loop the money: the zero address, a precompile, the
+    token contract itself, or one of the platform's own addresses (a transfer between
+    clients is not a chain payment)."""
+
+    code = "CUS-3011"
+    title = "destination refused"
+
+
+class AmountBelowMinimum(CustodyError):
+    """The amount is under the asset's minimum withdrawal (never below the chain's dust
+    limit), so the network fee would eat it or the chain would refuse it."""
+
+    code = "CUS-3012"
+    title = "amount below the minimum withdrawal"
+
+
+class FeeAboveCap(CustodyError):
+    """A fee bump would offer more than the signer's fee cap; nothing was replaced."""
+
+    code = "CUS-3013"
+    title = "fee above the signer's cap"
+
+
 class BankInsufficientFunds(CustodyError):
     """The client's bank account has not enough available (ISO reason AM04)."""
 
@@ -234,6 +258,13 @@ class BankRefused(CustodyError):
 
     code = "CUS-5004"
     title = "refused by the bank"
+
+
+class PaymentUnknown(CustodyError):
+    """The bank has no payment under this idempotency key: it was never made."""
+
+    code = "CUS-5005"
+    title = "payment unknown to the bank"
 
 
 class QuoteExpired(CustodyError):
@@ -272,6 +303,14 @@ class SettlementMismatch(CustodyError):
     title = "settlement does not match the provider's records"
 
 
+class FillMismatch(CustodyError):
+    """The provider's fill differs from the accepted quote (quantity, notional, price or
+    counterparty) beyond the configured tolerance; it is alerted, never booked."""
+
+    code = "CUS-5106"
+    title = "fill does not match the quote"
+
+
 class DependencyUnavailable(CustodyError):
     """A service the platform depends on did not answer; retrying may succeed."""
 
@@ -306,6 +345,14 @@ class NonceAlreadyUsed(ChainRejected):
 
     code = "CUS-4222"
     title = "nonce already used"
+
+
+class CannotPay(CustodyError):
+    """The platform cannot build this payment (not enough spendable coins, an output the
+    chain will not take): a terminal failure, the reservation is voided and alerted."""
+
+    code = "CUS-4223"
+    title = "payment cannot be built"
 
 
 class NotOnThisNetwork(CustodyError):
@@ -343,19 +390,25 @@ CATALOGUE: tuple[type[CustodyError], ...] = (
     Unauthenticated,
     Forbidden,
     IbanInvalid,
+    DestinationRefused,
+    AmountBelowMinimum,
+    FeeAboveCap,
     BankInsufficientFunds,
     BankAccountUnknown,
     HoldNotActive,
     BankRefused,
+    PaymentUnknown,
     QuoteExpired,
     TradeRejected,
     QuoteInvalid,
     OrderUnknown,
     SettlementMismatch,
+    FillMismatch,
     DependencyUnavailable,
     KeyAccessDenied,
     CiphertextInvalid,
     ChainRejected,
     NonceAlreadyUsed,
+    CannotPay,
     NotOnThisNetwork,
 )

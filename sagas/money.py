@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-_DECIMAL = re.compile(r"^(0|[1-9][0-9]*)(\.[0-9]+)?$")
+# fullmatch, not match with "$": "$" also matches before a trailing newline ("1\n").
+_DECIMAL = re.compile(r"(0|[1-9][0-9]*)(\.[0-9]+)?")
 
 
 def format_units(amount: int, decimals: int) -> str:
@@ -20,7 +21,7 @@ def format_units(amount: int, decimals: int) -> str:
 
 def parse_units(text: str, decimals: int) -> int:
     """'1.2345' with 6 decimals -> 1234500. More decimals than the asset has is an error."""
-    if not _DECIMAL.match(text):
+    if not _DECIMAL.fullmatch(text):
         raise ValueError(f"not a plain non-negative decimal: {text!r}")
     whole, _, frac = text.partition(".")
     if len(frac) > decimals:

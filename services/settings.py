@@ -52,6 +52,14 @@ class PlatformSettings(BaseSettings):
     router_start: str = "earliest"
     btc_fee_rate: int = 2  # sat/vB
     signer_max_fee_per_gas: int = 1_000 * 10**9  # wei: the signer refuses more (1000 gwei)
+    # Fee griefing: the platform pays every network fee, so a withdrawal must be worth
+    # more than its fee (minor units; never below the chain's dust limit), and no
+    # transfer may burn more gas than its kind needs.
+    min_withdrawal_btc: int = 10_000  # sat (dust is 294 for P2WPKH, 330 for P2TR)
+    min_withdrawal_eth: int = 10**15  # wei (0.001 ETH)
+    min_withdrawal_ctusd: int = 1_000_000  # 1 CTUSD
+    eth_gas_limit_eth: int = 21_000  # a plain ETH transfer
+    eth_gas_limit_token: int = 100_000  # an ERC-20 transfer(address,uint256)
     screening_deny_file: Path = _REPO_ROOT / ".stack/screening-deny.txt"
     api_token_secret_file: Path = _REPO_ROOT / ".stack/api-token-secret"
     # Fiat and liquidity: the bank's API and the platform's own account there, the
@@ -63,6 +71,9 @@ class PlatformSettings(BaseSettings):
     lp_counterparties: str = "lp-alpha,lp-beta,lp-gamma"
     trade_currency: str = "EUR"
     trade_fee_bps: int = 50  # the platform's fee on each trade's notional (0.5 %)
+    # A fill may differ from the accepted quote's notional by at most this (else alerted,
+    # never booked); quantity, side and counterparty must match exactly.
+    trade_fill_tolerance_bps: int = 10
     trade_accept_seconds: int = 30  # a client must accept a quote within its life and this
     trade_hold_ttl_seconds: int = 24 * 3600  # fiat holds outlive any saga step by far
     # Settlement: every so often on a Temporal schedule (0: only on demand), how long
@@ -79,6 +90,10 @@ class PlatformSettings(BaseSettings):
     @classmethod
     def load(cls) -> PlatformSettings:
         return cls(_env_file=stack_env_file())  # type: ignore[call-arg]
+
+    def min_withdrawal(self, asset: str) -> int:
+        """The smallest withdrawal of `asset` in minor units (0: no minimum configured)."""
+        return int(getattr(self, f"min_withdrawal_{asset.lower()}", 0))
 
     def counterparties(self) -> list[str]:
         return [name.strip() for name in self.lp_counterparties.split(",") if name.strip()]

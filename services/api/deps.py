@@ -25,7 +25,7 @@ def idempotency_key(
         ),
     ] = None,
 ) -> str:
-    if idempotency_key is None or not KEY_PATTERN.match(idempotency_key):
+    if idempotency_key is None or not KEY_PATTERN.fullmatch(idempotency_key):
         raise IdempotencyKeyMissing("send an Idempotency-Key header")
     return idempotency_key
 

@@ -31,7 +31,7 @@ def settlement_input(
 
 
 def settlement_id(key: str) -> str:
-    if not KEY_PATTERN.match(key):
+    if not KEY_PATTERN.fullmatch(key):
         raise IdempotencyKeyMissing(f"{key!r}")
     return f"st:{key}"
 

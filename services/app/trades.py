@@ -62,7 +62,7 @@ class TradeBody(BaseModel):
 
 
 def operation_id(client_id: str, key: str) -> str:
-    if not KEY_PATTERN.match(key):
+    if not KEY_PATTERN.fullmatch(key):
         raise IdempotencyKeyMissing(f"{key!r}")
     return f"tr:{client_id}:{key}"
 

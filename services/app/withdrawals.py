@@ -37,7 +37,7 @@ from sagas.withdrawal.workflows import WithdrawalWorkflow
 from services.app.addresses import check_bitcoin, check_ethereum
 from services.platform import ASSETS, Platform
 
-KEY_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+KEY_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")  # used with fullmatch: "$" passes "k\n"
 
 
 class WithdrawalBody(BaseModel):
@@ -80,7 +80,7 @@ async def moved_on(
 
 
 def operation_id(client_id: str, key: str) -> str:
-    if not KEY_PATTERN.match(key):
+    if not KEY_PATTERN.fullmatch(key):
         raise IdempotencyKeyMissing(f"{key!r}")
     return f"wd:{client_id}:{key}"
 

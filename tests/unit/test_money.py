@@ -35,7 +35,25 @@ def test_more_decimals_than_the_asset_has_is_refused(text: str) -> None:
         parse_units(text, 2)
 
 
-@pytest.mark.parametrize("text", ["", "-1", "1e5", "01", "1.", ".5", " 1", "1,5", "NaN"])
+@pytest.mark.parametrize(
+    "text", ["", "-1", "1e5", "01", "1.", ".5", " 1", "1,5", "NaN", "1\n", "0.5\n", "1\n2"]
+)
 def test_anything_but_a_plain_decimal_is_refused(text: str) -> None:
     with pytest.raises(ValueError):
         parse_units(text, 8)
+
+
+@pytest.mark.parametrize("text", ["key\n", "k" * 64 + "\n"])
+def test_an_idempotency_key_with_a_trailing_newline_is_refused(text: str) -> None:
+    from sagas.errors import IdempotencyKeyMissing
+    from services.app.withdrawals import operation_id
+
+    with pytest.raises(IdempotencyKeyMissing):
+        operation_id("c-1", text)
+
+
+def test_an_iban_or_bic_with_a_trailing_newline_is_refused() -> None:
+    from sagas.banking import bic_valid, iban_valid
+
+    assert iban_valid("DE89370400440532013000") and not iban_valid("DE89370400440532013000\n")
+    assert bic_valid("DEUTDEFF") and not bic_valid("DEUTDEFF\n")

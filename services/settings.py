@@ -52,6 +52,9 @@ class PlatformSettings(BaseSettings):
     router_start: str = "earliest"
     btc_fee_rate: int = 2  # sat/vB
     signer_max_fee_per_gas: int = 1_000 * 10**9  # wei: the signer refuses more (1000 gwei)
+    # Fault injection for tests only: the signer waits this long before each signature
+    # (a slow HSM or OpenBao). Slows, never skips a check.
+    signer_delay_seconds: float = 0.0
     # Fee griefing: the platform pays every network fee, so a withdrawal must be worth
     # more than its fee (minor units; never below the chain's dust limit), and no
     # transfer may burn more gas than its kind needs.

@@ -12,7 +12,7 @@ from adapters.chains.bitcoin.sender import BitcoinSender
 from adapters.chains.ethereum.broadcaster import EvmBroadcaster
 from adapters.chains.ethereum.node import Web3EthereumNode
 from adapters.sqldb import SqlDatabase
-from sagas.errors import ChainRejected
+from sagas.errors import ChainRejected, CustodyError
 from sagas.ports import EvmKeySigner
 from sagas.withdrawal import ChainStatus
 
@@ -87,16 +87,13 @@ class ChainPayouts:
                 txid, _fee = self._btc[0].pay(
                     operation_id, self._wallet, [(destination, amount)], self._fee_rate
                 )
-            except ChainRejected:
-                with self._db.tx() as conn:  # recorded (its coins taken): it stands
-                    row = conn.one(
-                        "select txid from btc_transactions where operation_id = ? "
-                        "order by attempt desc limit 1",
-                        (operation_id,),
-                    )
-                if row is None:
+            except CustodyError as exc:
+                # A refusal (node, signer, no coins) after an attempt was recorded, its
+                # coins taken: that payment stands. Only with none is nothing sent.
+                recorded = None if exc.transient else self._recorded_btc(operation_id)
+                if recorded is None:
                     raise
-                return str(row[0])
+                return recorded
             return txid
         assert self._evm is not None
         try:
@@ -105,10 +102,14 @@ class ChainPayouts:
             raise ChainRejected(str(exc)) from exc
         try:
             return self._evm[0].send(operation_id, self._signer(operation_id), call).tx_hash
-        except ChainRejected:
-            # Refused after it was signed and recorded (its nonce is taken): the payment
-            # exists and may still be sent, so it is not "nothing left the platform". The
-            # saga waits for it, rebroadcasts, alerts and lets operators decide.
+        except CustodyError as exc:
+            # Refused (by the node or the signer) while an attempt of this operation is
+            # recorded: that payment exists and may still be sent, so this is not "nothing
+            # left the platform". The saga waits for it, rebroadcasts, alerts and lets
+            # operators decide. (A retry beside a slow first attempt was refused by the
+            # signer for the nonce; voiding then paid the destination for free.)
+            if exc.transient:
+                raise
             recorded = self._live_evm(operation_id)
             if recorded is None:
                 raise
@@ -116,6 +117,15 @@ class ChainPayouts:
                 "withdrawal %s refused at broadcast; recorded as %s", operation_id, recorded
             )
             return recorded
+
+    def _recorded_btc(self, operation_id: str) -> str | None:
+        with self._db.tx() as conn:
+            row = conn.one(
+                "select txid from btc_transactions where operation_id = ? "
+                "order by attempt desc limit 1",
+                (operation_id,),
+            )
+        return None if row is None else str(row[0])
 
     def _live_evm(self, operation_id: str) -> str | None:
         with self._db.tx() as conn:

@@ -8,6 +8,7 @@ import asyncio
 import concurrent.futures
 import logging
 import signal
+import time
 
 from temporalio.worker import Worker
 
@@ -39,10 +40,32 @@ def build_signer(settings: PlatformSettings, db_url: str | None = None) -> Signe
     )
 
 
+class _Slow:
+    """The signer behind a delay (CUSTODY_SIGNER_DELAY_SECONDS, tests only)."""
+
+    def __init__(self, signer: Signer, delay: float) -> None:
+        self._signer, self._delay = signer, delay
+
+    def sign_evm_transaction(
+        self, operation: str, wallet_id: str, index: int, tx: dict[str, object]
+    ) -> bytes:
+        time.sleep(self._delay)
+        return self._signer.sign_evm_transaction(operation, wallet_id, index, tx)
+
+    def sign_btc_digests(
+        self, operation: str, wallet_id: str, requests: list[tuple[int, int, bytes]]
+    ) -> list[tuple[bytes, bytes]]:
+        time.sleep(self._delay)
+        return self._signer.sign_btc_digests(operation, wallet_id, requests)
+
+
 async def serve(db_url: str | None = None) -> None:
     settings = PlatformSettings.load()
     signer = build_signer(settings, db_url)
     activities = SigningActivities(signer, signer)
+    if settings.signer_delay_seconds > 0:
+        slow = _Slow(signer, settings.signer_delay_seconds)
+        activities = SigningActivities(slow, slow)
     client = await connect(settings.temporal_address, settings.temporal_namespace)
     with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
         worker = Worker(

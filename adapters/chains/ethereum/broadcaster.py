@@ -80,6 +80,11 @@ class EvmBroadcaster:
         call: dict[str, Any],
         bump_percent: int = 100,
     ) -> SentTx:
+        # The operation is locked before anything is read: an attempt that outlived its
+        # timeout may still be signing this operation beside its retry. Under the lock
+        # the retry sees that attempt's record (and re-sends it) instead of taking the
+        # next nonce. SQLite's BEGIN IMMEDIATE already serialises writers.
+        self._lock_operation(conn, operation_id)
         live = self._live(conn, operation_id)
         if live is not None and bump_percent == 100:
             return live  # already recorded: the caller (re)broadcasts it
@@ -118,6 +123,11 @@ class EvmBroadcaster:
             ),
         )
         return SentTx(operation_id, attempt, nonce, tx_hash)
+
+    @staticmethod
+    def _lock_operation(conn: Conn, operation_id: str) -> None:
+        if not conn.sqlite:  # held to the end of the transaction; re-entrant
+            conn.run("select pg_advisory_xact_lock(hashtextextended(?, 4242))", (operation_id,))
 
     def _allocate(self, conn: Conn, sender: str) -> int:
         if conn.sqlite:

@@ -8,7 +8,7 @@ import logging
 from typing import Any, Literal
 
 from adapters.chains.bitcoin.node import BtcdNode
-from adapters.chains.bitcoin.sender import BitcoinSender
+from adapters.chains.bitcoin.sender import BitcoinSender, FeeBumpImpossible
 from adapters.chains.ethereum.broadcaster import EvmBroadcaster
 from adapters.chains.ethereum.node import Web3EthereumNode
 from adapters.sqldb import SqlDatabase
@@ -50,9 +50,12 @@ class ChainPayouts:
         btc: tuple[BitcoinSender, BtcdNode] | None,
         btc_confirmations: int,
         btc_fee_rate: int = 2,
+        gas_limits: tuple[int, int] | None = None,
     ) -> None:
         """`evm`: (broadcaster, node, signer, hot wallet index, hot wallet address);
-        `tokens`: asset code -> ERC-20 contract address."""
+        `tokens`: asset code -> ERC-20 contract address; `gas_limits`: the most gas an
+        ETH transfer and a token transfer may use (None: unbounded, tests only)."""
+        self._gas_limits = gas_limits
         self._db = SqlDatabase(db_url)
         self._wallet = wallet_id
         self._evm = evm
@@ -74,6 +77,11 @@ class ChainPayouts:
         if asset == "ETH":
             return node.eth_transfer(destination, amount)
         return node.token_transfer(self._tokens[asset], destination, amount)
+
+    def _gas_limit(self, asset: str) -> int | None:
+        if self._gas_limits is None:
+            return None
+        return self._gas_limits[0] if asset == "ETH" else self._gas_limits[1]
 
     def _signer(self, operation_id: str) -> _OperationSigner:
         assert self._evm is not None
@@ -101,7 +109,8 @@ class ChainPayouts:
         except ValueError as exc:
             raise ChainRejected(str(exc)) from exc
         try:
-            return self._evm[0].send(operation_id, self._signer(operation_id), call).tx_hash
+            signer = self._signer(operation_id)
+            return self._evm[0].send(operation_id, signer, call, self._gas_limit(asset)).tx_hash
         except CustodyError as exc:
             # Refused (by the node or the signer) while an attempt of this operation is
             # recorded: that payment exists and may still be sent, so this is not "nothing
@@ -235,7 +244,12 @@ class ChainPayouts:
                 )
             size = len(bytes.fromhex(row[1]))  # an upper bound of the vsize
             rate = max(self._fee_rate + 1, -(-int(row[0]) * percent // (100 * size)))
-            return self._btc[0].bump(operation_id, self._wallet, rate)[0]
+            try:
+                return self._btc[0].bump(operation_id, self._wallet, rate)[0]
+            except FeeBumpImpossible as exc:  # a refused decision, not a retry for ever
+                raise ChainRejected(str(exc)) from exc
         assert self._evm is not None
         call = self._call(asset, destination, amount)
-        return self._evm[0].bump(operation_id, self._signer(operation_id), call, percent).tx_hash
+        signer = self._signer(operation_id)
+        limit = self._gas_limit(asset)
+        return self._evm[0].bump(operation_id, signer, call, percent, limit).tx_hash

@@ -16,6 +16,14 @@ _CLOSED = ("rejected", "expired", "completed", "failed")
 HOT_WALLET_ACCOUNT = "treasury:ETH"  # sagas.accounts.treasury("ETH"): see decision 0006
 
 
+def _int(value: object) -> int:
+    """A transaction field as an integer; anything unreadable is a refusal, not a crash."""
+    try:
+        return int(str(value))
+    except ValueError:
+        raise KeyAccessDenied(f"unreadable transaction field {value!r}") from None
+
+
 class SigningGuard:
     def __init__(
         self,
@@ -24,9 +32,12 @@ class SigningGuard:
         tokens: dict[str, str],
         chain_id: int,
         max_fee_per_gas: int,
+        gas_limits: tuple[int, int] | None = None,
     ) -> None:
         """`tokens`: asset code -> ERC-20 contract address; `max_fee_per_gas` (wei): the
-        most a signed transaction may offer (a fee bump included)."""
+        most a signed transaction may offer (a fee bump included); `gas_limits`: the most
+        gas an ETH and a token transfer may use."""
+        self._gas_limits = gas_limits
         self._ops = operations
         self._db = SqlDatabase(db_url)
         self._tokens = {k: Web3.to_checksum_address(v) for k, v in tokens.items() if v}
@@ -72,15 +83,23 @@ class SigningGuard:
         # recorded only with its nonce (a fee bump replaces it; it never pays twice).
         if self._hot_wallet() != (wallet_id, index):
             raise KeyAccessDenied(f"withdrawal {op.id}: not the hot wallet's key")
-        if int(str(tx.get("chainId", -1))) != self._chain_id:
+        if _int(tx.get("chainId", -1)) != self._chain_id:
             raise KeyAccessDenied(f"withdrawal {op.id}: chain id {tx.get('chainId')}")
-        if int(str(tx.get("maxFeePerGas", 0))) > self._max_fee:
+        # EIP-1559 only: a legacy or access-list transaction's gasPrice is not capped here.
+        if _int(tx.get("type", -1)) != 2 or "gasPrice" in tx:
+            raise KeyAccessDenied(f"withdrawal {op.id}: only EIP-1559 (type 2) transactions")
+        max_fee = _int(tx.get("maxFeePerGas", 0))
+        if max_fee > self._max_fee or _int(tx.get("maxPriorityFeePerGas", 0)) > max_fee:
             raise KeyAccessDenied(f"withdrawal {op.id}: fee above {self._max_fee} wei/gas")
+        if self._gas_limits is not None:
+            limit = self._gas_limits[0] if op.asset == "ETH" else self._gas_limits[1]
+            if not 0 < _int(tx.get("gas", 0)) <= limit:
+                raise KeyAccessDenied(f"withdrawal {op.id}: gas above {limit}")
         recorded = self._recorded_nonce(op.id)
-        if recorded is not None and int(str(tx.get("nonce", -1))) != recorded:
+        if recorded is not None and _int(tx.get("nonce", -1)) != recorded:
             raise KeyAccessDenied(f"withdrawal {op.id} is recorded with nonce {recorded}")
         to = Web3.to_checksum_address(str(tx.get("to")))
-        value = int(str(tx.get("value", 0)))
+        value = _int(tx.get("value", 0))
         data = str(tx.get("data") or "").removeprefix("0x").lower()
         destination = Web3.to_checksum_address(op.destination or "")
         if op.asset == "ETH":

@@ -15,7 +15,7 @@ from typing import Any
 from temporalio import activity
 
 from sagas import accounts
-from sagas.errors import ChainRejected, CustodyError, KeyAccessDenied
+from sagas.errors import CannotPay, ChainRejected, CustodyError, KeyAccessDenied
 from sagas.events import Envelope
 from sagas.ledger import PostPending, Transfer, VoidPending
 from sagas.operations import recorded_step, step_event_id
@@ -33,7 +33,14 @@ from sagas.withdrawal import (
     SendOutcome,
     WithdrawalInput,
 )
-from sagas.withdrawal.events import STUCK_ALERT, WithdrawalStep, WithdrawalStuck, event_type
+from sagas.withdrawal.events import (
+    FAILED_ALERT,
+    STUCK_ALERT,
+    WithdrawalFailed,
+    WithdrawalStep,
+    WithdrawalStuck,
+    event_type,
+)
 
 SOURCE = "/custody/withdrawal"
 log = logging.getLogger("custody.withdrawal")
@@ -196,8 +203,10 @@ class WithdrawalActivities:
         """Build, sign (signer queue), record, broadcast: once per operation id."""
         try:
             tx_hash = self._payouts.send(req.operation_id, req.asset, req.destination, req.amount)
-        except (ChainRejected, KeyAccessDenied) as exc:
-            # Nothing left the platform: the saga voids the reservation.
+        except (ChainRejected, KeyAccessDenied, CannotPay) as exc:
+            # Nothing left the platform (the payouts checked that no attempt is recorded):
+            # the saga voids the reservation, and the failure is alerted. A payment that
+            # cannot be built (no coins, a gas cap) is not retried for ever.
             log.warning("withdrawal %s not sent: %s", req.operation_id, exc)
             return SendOutcome(error_code=exc.code, detail=exc.detail)
         self._pause("broadcast")
@@ -251,9 +260,10 @@ class WithdrawalActivities:
                 tx_hash = self._payouts.bump(
                     req.operation_id, req.asset, req.destination, req.amount, decision.fee_percent
                 )
-            except ChainRejected as exc:
-                # The chain kept the original: say so, and wait for the next decision
-                # rather than retrying a refused replacement for ever.
+            except (ChainRejected, KeyAccessDenied, CannotPay) as exc:
+                # The chain kept the original, or the signer refused the replacement (a
+                # fee above its cap): say so, and wait for the next decision rather than
+                # failing the saga with the payment out and the reservation held.
                 self._ops.advance(
                     req.operation_id,
                     f"{step}:refused",
@@ -324,10 +334,34 @@ class WithdrawalActivities:
         op = self._ops.get(ended.operation_id)
         assert op is not None
         self._ledger.submit([VoidPending(id=f"{op.id}:void", pending_id=reserve_id(op.id))])
+        events = [
+            event(_input_of(op), ended.state, error_code=ended.error_code, detail=ended.detail)
+        ]
+        if ended.state == "failed":  # the desk hears of a payment that could not be made
+            alert = WithdrawalFailed(
+                operation_id=op.id,
+                client_id=op.client_id or "",
+                asset=op.asset,
+                amount=str(op.amount),
+                error_code=ended.error_code or CannotPay.code,
+                detail=ended.detail,
+            )
+            events.append(
+                (
+                    ALERTS.name,
+                    Envelope(
+                        id=step_event_id(op.id, "failed_alert"),
+                        source=SOURCE,
+                        type=FAILED_ALERT,
+                        subject=op.id,
+                        data=alert.model_dump(mode="json"),
+                    ),
+                )
+            )
         self._ops.advance(
             op.id,
             ended.state,
-            [event(_input_of(op), ended.state, error_code=ended.error_code, detail=ended.detail)],
+            events,
             detail={"error_code": ended.error_code, "detail": ended.detail},
             state=ended.state,
             error_code=ended.error_code,

@@ -25,6 +25,7 @@ STEPS = (
     "expired",
 )
 STUCK_ALERT = "custody.alert.withdrawal_stuck.v1"
+FAILED_ALERT = "custody.alert.withdrawal_failed.v1"
 
 
 def event_type(step: str) -> str:
@@ -70,8 +71,24 @@ class WithdrawalStuck(BaseModel):
     action: str = Field(description="what an operator can do")
 
 
+class WithdrawalFailed(BaseModel):
+    """Alert: the payment could not be made (no coins to pay it, a destination that needs
+    more gas than the cap, a refusal by the chain or the signer) and nothing was sent;
+    the reservation was voided and the client's balance is whole again."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    operation_id: str
+    client_id: str
+    asset: str
+    amount: str = Field(description="minor units")
+    error_code: str
+    detail: str
+
+
 PAYLOADS: dict[str, type[BaseModel]] = {
     **{event_type(step): WithdrawalStep for step in STEPS if step != "stuck_alert"},
     event_type("stuck_alert"): WithdrawalStep,
     STUCK_ALERT: WithdrawalStuck,
+    FAILED_ALERT: WithdrawalFailed,
 }

@@ -62,6 +62,7 @@ from services.api.problems import (
     validation_error,
 )
 from services.api.trading import trading_routes
+from services.app.decisions import check_bump
 from services.app.trades import Trades
 from services.app.withdrawals import WithdrawalBody, Withdrawals, parse_amount
 from services.platform import ASSETS, Platform
@@ -440,7 +441,10 @@ def create_app(
     ) -> OperatorDecision:
         """An operator's decision on a withdrawal stuck past its deadline."""
         who.must_be("operator")
-        await asyncio.to_thread(own_withdrawal, who, operation_id)
+        op = await asyncio.to_thread(own_withdrawal, who, operation_id)
+        if body.action == "bump":
+            cap = platform.settings.signer_max_fee_per_gas
+            await asyncio.to_thread(check_bump, platform.db_url, op, body.fee_percent, cap)
         decision = OperatorDecision(
             operator=who.sub, action=body.action, fee_percent=body.fee_percent
         )

@@ -34,6 +34,7 @@ def build_signer(settings: PlatformSettings, db_url: str | None = None) -> Signe
         {"CTUSD": settings.eth_token_address},
         settings.eth_chain_id,
         settings.signer_max_fee_per_gas,
+        (settings.eth_gas_limit_eth, settings.eth_gas_limit_token),
     )
     return Signer(
         unwrapper, SqlKeyStore(url, migrate=False), BipDeriver(settings.btc_network), guard

@@ -93,6 +93,7 @@ def saga_activities(
         ),
         s.btc_confirmations,
         s.btc_fee_rate,
+        (s.eth_gas_limit_eth, s.eth_gas_limit_token),
     )
     withdrawals = WithdrawalActivities(
         platform.ledger, platform.operations, platform.policies, payouts, pause

@@ -129,6 +129,15 @@ def test_the_signer_process_signs_a_withdrawal_that_confirms(
         {**tx, "to": Account.create().address},
         {**tx, "chainId": 1},
         {**tx, "maxFeePerGas": 10**13},
+        # A legacy transaction's gasPrice is not the capped max fee: refused outright.
+        {
+            **{k: v for k, v in tx.items() if k not in ("maxFeePerGas", "maxPriorityFeePerGas")},
+            "type": 0,
+            "gasPrice": 10**15,
+        },
+        {**tx, "gasPrice": 10**15},
+        {**tx, "maxPriorityFeePerGas": int(tx["maxFeePerGas"]) + 1},
+        {**tx, "gas": s.eth_gas_limit_eth + 1},  # more gas than an ETH transfer may burn
     ):
         with pytest.raises(WorkflowFailureError):
             asyncio.run(_sign(s, request(operation, other)))

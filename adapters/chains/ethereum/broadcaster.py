@@ -65,12 +65,20 @@ class EvmBroadcaster:
         return f"EvmBroadcaster(chain_id={self._chain_id})"
 
     # --- sending -----------------------------------------------------------------
-    def send(self, operation_id: str, signer: TransactionSigner, call: dict[str, Any]) -> SentTx:
-        """Send `call` from the signer's address, once per operation id."""
+    def send(
+        self,
+        operation_id: str,
+        signer: TransactionSigner,
+        call: dict[str, Any],
+        gas_limit: int | None = None,
+    ) -> SentTx:
+        """Send `call` from the signer's address, once per operation id (CannotPay if it
+        needs more than `gas_limit` gas)."""
         sent = self._db.write(
-            lambda c: self._record(c, operation_id, signer, call), retry_on=(_Conflict,)
+            lambda c: self._record(c, operation_id, signer, call, gas_limit=gas_limit),
+            retry_on=(_Conflict,),
         )
-        return self._broadcast(sent, signer, call)
+        return self._broadcast(sent, signer, call, gas_limit)
 
     def _record(
         self,
@@ -79,6 +87,7 @@ class EvmBroadcaster:
         signer: TransactionSigner,
         call: dict[str, Any],
         bump_percent: int = 100,
+        gas_limit: int | None = None,
     ) -> SentTx:
         # The operation is locked before anything is read: an attempt that outlived its
         # timeout may still be signing this operation beside its retry. Under the lock
@@ -102,7 +111,9 @@ class EvmBroadcaster:
             )
         # A replacement must outbid the transaction it replaces, not just today's market.
         floor = (0, 0) if live is None else self._fees_of(conn, live.tx_hash)
-        tx = self._node.prepare(sender, call, nonce, fee_bump_percent=bump_percent, min_fees=floor)
+        tx = self._node.prepare(
+            sender, call, nonce, fee_bump_percent=bump_percent, min_fees=floor, gas_limit=gas_limit
+        )
         raw = signer.sign_transaction(tx)
         tx_hash = "0x" + bytes(Web3.keccak(raw)).hex()
         conn.run(
@@ -180,7 +191,11 @@ class EvmBroadcaster:
         return bytes.fromhex(row[0])
 
     def _broadcast(
-        self, sent: SentTx, signer: TransactionSigner | None, call: dict[str, Any] | None
+        self,
+        sent: SentTx,
+        signer: TransactionSigner | None,
+        call: dict[str, Any] | None,
+        gas_limit: int | None = None,
     ) -> SentTx:
         try:
             self._node.broadcast(self._raw(sent))
@@ -194,7 +209,7 @@ class EvmBroadcaster:
                     return self._mark(mined, "mined")
             if signer is None or call is None:
                 raise
-            return self._resync(sent, signer, call)
+            return self._resync(sent, signer, call, gas_limit)
         return self._mark(sent, "broadcast")
 
     @staticmethod
@@ -220,7 +235,13 @@ class EvmBroadcaster:
             )
         return SentTx(row[0], int(row[1]), int(row[2]), tx_hash)
 
-    def _resync(self, sent: SentTx, signer: TransactionSigner, call: dict[str, Any]) -> SentTx:
+    def _resync(
+        self,
+        sent: SentTx,
+        signer: TransactionSigner,
+        call: dict[str, Any],
+        gas_limit: int | None = None,
+    ) -> SentTx:
         """Someone else used our nonce: drop that attempt, take the node's view, re-sign."""
         sender = Web3.to_checksum_address(signer.address)
 
@@ -238,7 +259,7 @@ class EvmBroadcaster:
                     self._node.pending_nonce(sender),
                 ),
             )
-            return self._record(conn, sent.operation_id, signer, call)
+            return self._record(conn, sent.operation_id, signer, call, gas_limit=gas_limit)
 
         again = self._db.write(work, retry_on=(_Conflict,))
         self._node.broadcast(self._raw(again))
@@ -256,7 +277,12 @@ class EvmBroadcaster:
         return sent
 
     def bump(
-        self, operation_id: str, signer: TransactionSigner, call: dict[str, Any], percent: int = 130
+        self,
+        operation_id: str,
+        signer: TransactionSigner,
+        call: dict[str, Any],
+        percent: int = 130,
+        gas_limit: int | None = None,
     ) -> SentTx:
         """Replace the operation's pending transaction: same nonce, fees x percent/100."""
         if percent <= 110:
@@ -267,7 +293,8 @@ class EvmBroadcaster:
         with self._db.tx() as conn:
             replaced = self._live(conn, operation_id)
         sent = self._db.write(
-            lambda c: self._record(c, operation_id, signer, call, percent), retry_on=(_Conflict,)
+            lambda c: self._record(c, operation_id, signer, call, percent, gas_limit),
+            retry_on=(_Conflict,),
         )
         try:
             return self._broadcast(sent, None, None)

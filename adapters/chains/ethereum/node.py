@@ -10,7 +10,7 @@ from web3 import Web3
 from web3.exceptions import TimeExhausted, TransactionNotFound, Web3RPCError
 
 from adapters.chains.ethereum.erc20 import ERC20_ABI
-from sagas.errors import ChainRejected, DependencyUnavailable, NonceAlreadyUsed
+from sagas.errors import CannotPay, ChainRejected, DependencyUnavailable, NonceAlreadyUsed
 from sagas.ports import TransactionSigner, TxReceipt
 
 
@@ -79,9 +79,12 @@ class Web3EthereumNode:
         nonce: int,
         fee_bump_percent: int = 100,
         min_fees: tuple[int, int] = (0, 0),
+        gas_limit: int | None = None,
     ) -> dict[str, Any]:
         """A complete EIP-1559 transaction, unsigned: fees are the market's, or `min_fees`
-        (max fee, tip) if higher, times `fee_bump_percent`/100."""
+        (max fee, tip) if higher, times `fee_bump_percent`/100. CannotPay if it needs more
+        gas than `gas_limit` (the platform pays the fee: a destination whose code burns
+        gas must not burn the hot wallet's)."""
         market = self._fees()
         fees = {
             "maxFeePerGas": max(market["maxFeePerGas"], min_fees[0]),
@@ -100,6 +103,8 @@ class Web3EthereumNode:
             tx["gas"] = int(self._w3.eth.estimate_gas(cast(Any, tx)))
         except Web3RPCError as exc:
             raise ChainRejected(str(exc.message or exc)) from exc
+        if gas_limit is not None and tx["gas"] > gas_limit:
+            raise CannotPay(f"the transfer needs {tx['gas']} gas; the limit is {gas_limit}")
         del tx["from"]
         return tx
 

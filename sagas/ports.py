@@ -477,6 +477,13 @@ class CoreBanking(Protocol):
     ) -> BankPayment:
         """Pay a client from the platform's own account at the bank."""
 
+    def payment(self, key: str) -> BankPayment:
+        """What became of the payment instruction (transfer, credit, capture) sent under
+        `key`, without sending anything: the payment if it was made; the bank's refusal,
+        raised as its error (BankInsufficientFunds, BankAccountUnknown, BankRefused: the
+        bank remembers it, so that key will never pay); PaymentUnknown (permanent) if the
+        bank never took an instruction under that key, so sending it is safe."""
+
     def get_hold(self, hold_id: str) -> BankHold:
         """A hold as the bank has it now (expired holds say so)."""
 

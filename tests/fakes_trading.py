@@ -24,6 +24,7 @@ from sagas.errors import (
     IdempotencyConflict,
     NotFound,
     OrderUnknown,
+    PaymentUnknown,
     QuoteExpired,
     QuoteInvalid,
     SettlementMismatch,
@@ -52,6 +53,7 @@ class FakeBank:
         self.holds: dict[str, dict[str, Any]] = {}
         self.entries: list[tuple[str, StatementEntry]] = []
         self._answers: dict[str, tuple[str, Any]] = {}
+        self._operations: dict[str, str] = {}  # key -> what was asked under it
 
     # test set-up
     def open(self, iban: str, currency: str = "EUR", amount: int = 0) -> None:
@@ -74,9 +76,22 @@ class FakeBank:
                 result = work()
             except CustodyError as exc:
                 self._answers[key] = (digest, exc)
+                self._operations[key] = str(request["op"])
                 raise
             self._answers[key] = (digest, result)
+            self._operations[key] = str(request["op"])
             return result
+
+    def payment(self, key: str) -> BankPayment:
+        with self._lock:
+            operation = self._operations.get(key, "")
+            if key not in self._answers or not operation.startswith(("payment", "capture ")):
+                raise PaymentUnknown(f"no payment instruction under {key}")
+            first = self._answers[key][1]
+            if isinstance(first, CustodyError):
+                raise first
+            assert isinstance(first, BankPayment)
+            return first
 
     def _account(self, iban: str) -> tuple[str, int]:
         if not iban_valid(iban):

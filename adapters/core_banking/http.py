@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from adapters.http_client import JsonHttp
 from sagas.banking import BankBalance, BankHold, BankPayment, StatementEntry, iban_valid
@@ -16,6 +17,7 @@ from sagas.errors import (
     IbanInvalid,
     IdempotencyConflict,
     NotFound,
+    PaymentUnknown,
 )
 
 # The bank's reason codes -> the platform's stable errors.
@@ -27,6 +29,7 @@ _REFUSALS: dict[str, type[CustodyError]] = {
     "AMOUNT_EXCEEDS_HOLD": HoldNotActive,
     "HOLD_NOT_FOUND": NotFound,
     "IDEMPOTENCY_CONFLICT": IdempotencyConflict,
+    "PAYMENT_UNKNOWN": PaymentUnknown,
 }
 
 
@@ -162,6 +165,12 @@ class HttpCoreBanking:
         return self.transfer(
             key, self.platform_iban, creditor_iban, amount, currency, end_to_end_id, remittance_info
         )
+
+    def payment(self, key: str) -> BankPayment:
+        answer = self._get(f"/v1/payments/by-key/{quote(key, safe='')}")
+        if answer.get("status") == "RJCT":  # refused under this key, remembered for ever
+            raise refusal(422, {"code": answer.get("reason"), "detail": answer.get("detail")})
+        return BankPayment.model_validate(answer)
 
     def get_hold(self, hold_id: str) -> BankHold:
         return BankHold.model_validate(self._get(f"/v1/holds/{hold_id}"))

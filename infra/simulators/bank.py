@@ -6,8 +6,13 @@ Run: python -m infra.simulators.bank --port 18300 --db <dir>/bank.sqlite3
 Fields follow ISO 20022 where it has a name for them (end-to-end id, debtor/creditor
 IBAN and BIC, unstructured remittance information, CRDT/DBIT) and refusals carry ISO
 reason codes where one exists (AM04 insufficient funds, AC01 unknown account, AM03
-currency). Every POST is idempotent by its Idempotency-Key. POST /admin/faults injects
-latency, 503s and timeouts (the operation is done but the answer comes late).
+currency). Every POST is idempotent by its Idempotency-Key, and GET
+/v1/payments/by-key/{key} tells what became of a payment instruction (a payment, a
+capture, a cash-in) under its key without doing it (a pacs.002-like status: ACSC with
+the payment, RJCT with the remembered refusal's reason, 404 PAYMENT_UNKNOWN if the bank
+never took one). POST /admin/faults injects latency, 503s, timeouts (the operation is
+done but the answer comes late), lost answers and statements that lag behind the books
+(`statement_lag_seconds`: entries younger than that are not shown yet).
 """
 
 from __future__ import annotations
@@ -101,6 +106,10 @@ class PaymentBody(BaseModel):
     currency: str = Field(pattern=r"^[A-Z]{3}$")
     end_to_end_id: str = Field(min_length=1, max_length=35)
     remittance_info: str = Field(default="", max_length=140)
+
+
+# The idempotent operations that pay (the query by key answers for these only).
+PAYING = ("payment", "capture ", "cash-in ")
 
 
 def _now() -> datetime:
@@ -271,13 +280,22 @@ def build(path: Path) -> FastAPI:
         iban: str, after: int = 0, limit: int = 500, end_to_end_id: str | None = None
     ) -> dict[str, Any]:
         bank.faults.before("statement")
+        # A statement that lags behind the books (a batch job at a real bank).
+        lag = timedelta(seconds=bank.faults.switches.statement_lag_seconds)
         with bank.db.tx() as conn:
             bank.account(conn, iban)
             rows = conn.execute(
                 "select id, booked_at, amount, currency, indicator, end_to_end_id, "
                 "counterparty_iban, remittance_info from entries where iban = ? and id > ? "
-                "and (? is null or end_to_end_id = ?) order by id limit ?",
-                (iban, after, end_to_end_id, end_to_end_id, min(limit, 5000)),
+                "and (? is null or end_to_end_id = ?) and booked_at <= ? order by id limit ?",
+                (
+                    iban,
+                    after,
+                    end_to_end_id,
+                    end_to_end_id,
+                    (_now() - lag).isoformat(),
+                    min(limit, 5000),
+                ),
             ).fetchall()
         keys = (
             "entry_id",
@@ -403,6 +421,24 @@ def build(path: Path) -> FastAPI:
         result = bank.db.idempotent(key, "payment", body.model_dump(), work)
         bank.faults.after("payment")
         return answer(*result)
+
+    @app.get("/v1/payments/by-key/{key:path}")
+    def payment_by_key(key: str) -> dict[str, Any]:
+        """What became of the payment instruction taken under `key` (done once, refused
+        once: the bank remembers both), without doing anything."""
+        bank.faults.before("payment_query")
+        found = bank.db.first_answer(key)
+        if found is None or not found[0].startswith(PAYING):
+            raise Refused(404, "PAYMENT_UNKNOWN", f"no payment instruction under {key}")
+        _operation, status, body = found
+        if status == 200:
+            return {**body, "key": key, "status": "ACSC"}
+        return {
+            "key": key,
+            "status": "RJCT",
+            "reason": body.get("code"),
+            "detail": body.get("detail", ""),
+        }
 
     return app
 

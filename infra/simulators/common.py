@@ -42,6 +42,15 @@ class FaultSwitches(BaseModel):
     timeout_seconds: float = Field(default=12.0, ge=0, le=120)
     lose_next: int = Field(default=0, ge=0, description="do it, then answer 502 (response lost)")
     reject_next: int = Field(default=0, ge=0, description="refuse it (the simulator's reject)")
+    statement_lag_seconds: float = Field(
+        default=0, ge=0, le=3600, description="bank: statements hide entries younger than this"
+    )
+    fill_skew_bps: int = Field(
+        default=0,
+        ge=-5000,
+        le=5000,
+        description="liquidity: fill orders this many bps off their quote's notional and price",
+    )
     operations: list[str] = Field(default_factory=list, description="empty: every operation")
 
 
@@ -64,6 +73,10 @@ class Faults:
                 return False
             self.switches = s.model_copy(update={name: left - 1})
             return True
+
+    def applies(self, operation: str) -> bool:
+        s = self.switches
+        return not s.operations or operation in s.operations
 
     def before(self, operation: str) -> None:
         """Latency, injected 503s and rejects: before anything is done."""
@@ -92,8 +105,11 @@ class Database:
         self._conn.executescript(schema)
         self._conn.execute(
             "create table if not exists idempotency (key text primary key, request_hash text "
-            "not null, status integer not null, body text not null)"
+            "not null, status integer not null, body text not null, operation text)"
         )
+        columns = {row[1] for row in self._conn.execute("pragma table_info(idempotency)")}
+        if "operation" not in columns:  # a database from before the column
+            self._conn.execute("alter table idempotency add column operation text")
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
@@ -134,10 +150,22 @@ class Database:
                 status, answer = exc.status, exc.body()
             conn.execute("release work")
             conn.execute(
-                "insert into idempotency (key, request_hash, status, body) values (?, ?, ?, ?)",
-                (key, digest, status, json.dumps(answer)),
+                "insert into idempotency (key, request_hash, status, body, operation) "
+                "values (?, ?, ?, ?, ?)",
+                (key, digest, status, json.dumps(answer), operation),
             )
             return status, answer
+
+    def first_answer(self, key: str) -> tuple[str, int, dict[str, Any]] | None:
+        """What was answered under a key, without doing anything: (operation, status,
+        body), or None if no request was ever taken under it."""
+        with self.tx() as conn:
+            row = conn.execute(
+                "select operation, status, body from idempotency where key = ?", (key,)
+            ).fetchone()
+        if row is None:
+            return None
+        return str(row[0] or ""), int(row[1]), json.loads(row[2])
 
 
 def install_handlers(app: FastAPI) -> None:

@@ -7,8 +7,9 @@ Run: python -m infra.simulators.liquidity --port 18310 --db <dir>/liquidity.sqli
 
 Sides are the platform's: `buy` means the platform buys the asset from the provider.
 The provider rounds its notional in its own favour (sagas/trade/pricing.py).
-POST /admin/faults injects latency, rejects, 503s, timeouts and "executed but the
-response was lost" (502 after the fill is committed).
+POST /admin/faults injects latency, rejects, 503s, timeouts, "executed but the
+response was lost" (502 after the fill is committed) and fills other than quoted
+(`fill_skew_bps`: the fill's price and notional that many basis points off its quote).
 """
 
 from __future__ import annotations
@@ -433,6 +434,11 @@ def build(path: Path, chains: Chains | None = None) -> FastAPI:
             raise Refused(404, "UNKNOWN_QUOTE", f"no quote {body.quote_id}")
         if row[5] <= _now().isoformat():
             return answer(422, record(cp, body, "rejected", "QUOTE_EXPIRED"))
+        skew = lp.faults.switches.fill_skew_bps if lp.faults.applies("execute") else 0
+        if skew:  # a provider that fills other than it quoted (the platform must notice)
+            price, notional = int(row[2]), int(row[4])
+            skewed = (price + price * skew // 10_000, row[3], notional + notional * skew // 10_000)
+            row = (row[0], row[1], *skewed, row[5], row[6])
         filled = record(cp, body, "filled", None, row)
         lp.faults.after("execute")
         return answer(200 if filled["status"] == "filled" else 422, filled)

@@ -3,7 +3,8 @@
 An observation is one output (Bitcoin), one ETH value transfer or one ERC-20
 Transfer log, to an address the platform gave a client, in one particular block.
 Its id includes the block hash: if a reorg drops the block and the transaction
-lands again in another, that is a new observation, and the old one is reorged.
+lands again in another, that is a new observation, and the old one is reorged; the
+deposit both report is the same one (its position is within the transaction).
 Event ids derive from observation ids, so watching a block twice (after a crash)
 emits nothing new.
 """
@@ -40,7 +41,9 @@ class RawDeposit:
     """What a chain reader found in a block, before we know whose it is."""
 
     tx_hash: str
-    position: str  # "tx<index>" for ETH value, "log<index>" for ERC-20, "vout<n>" for BTC
+    # Within the transaction, so the same deposit re-mined elsewhere keeps it: "value" for
+    # ETH, "log<i>" for the i-th log of the receipt (ERC-20), "vout<n>" for BTC.
+    position: str
     address: str
     asset: str
     amount: int

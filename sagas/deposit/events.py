@@ -20,7 +20,11 @@ class DepositStep(BaseModel):
     client_id: str | None = Field(description="None for the platform's own (treasury) address")
     chain: str
     tx_hash: str
-    position: str = Field(description="vout<n>, tx<index> (ETH value) or log<index> (ERC-20)")
+    position: str = Field(
+        description="within the transaction: vout<n> (BTC), value (ETH the transaction "
+        "carries) or log<i> (ERC-20: the i-th log of its receipt); unchanged if a reorg "
+        "moves the transaction to another block or index"
+    )
     address: str
     asset: str
     amount: str = Field(description="minor units")

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import hashlib
 
-from bitcoin import base58, segwit_addr
+from bitcoin import base58
 from web3 import Web3
 
+from adapters.chains.bitcoin.script import decode_segwit, payable_witness
 from sagas.errors import AddressInvalid, AddressWrongNetwork
 
 # (bech32 HRP, base58 P2PKH version, base58 P2SH version) per network.
@@ -39,7 +40,7 @@ def _bitcoin_network(address: str) -> set[str] | None:
         found = {
             name
             for name, (net_hrp, _, _) in BTC_NETWORKS.items()
-            if net_hrp == hrp and segwit_addr.decode(hrp, address)[0] is not None
+            if net_hrp == hrp and _payable_segwit(address, hrp)
         }
         if found:
             return found
@@ -51,6 +52,13 @@ def _bitcoin_network(address: str) -> set[str] | None:
         return None
     found = {name for name, (_, p2pkh, p2sh) in BTC_NETWORKS.items() if raw[0] in (p2pkh, p2sh)}
     return found or None
+
+
+def _payable_segwit(address: str, hrp: str) -> bool:
+    # BIP350: bech32 for version 0, bech32m above; only the versions and program lengths
+    # a consensus rule protects (P2WPKH, P2WSH, P2TR): others are anyone-can-spend.
+    decoded = decode_segwit(address, hrp)
+    return decoded is not None and payable_witness(*decoded)
 
 
 def check_bitcoin(address: str, network: str) -> str:

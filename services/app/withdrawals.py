@@ -2,7 +2,9 @@
 
 Everything that can be checked before anything is written is checked here: the
 asset, the amount (a decimal string, no more decimals than the asset has), the
-destination for the asset's network, and the balance. Then the operation is
+destination for the asset's network, that it neither burns the money nor is one of
+the platform's own addresses, the minimum withdrawal (services/app/destinations.py),
+and the balance. Then the operation is
 recorded under its idempotency key and the saga started with that id, so a repeated
 request returns the same saga and a different body under the same key is refused.
 """
@@ -35,6 +37,7 @@ from sagas.withdrawal import WithdrawalInput
 from sagas.withdrawal.activities import event
 from sagas.withdrawal.workflows import WithdrawalWorkflow
 from services.app.addresses import check_bitcoin, check_ethereum
+from services.app.destinations import refuse_amount, refuse_destination
 from services.platform import ASSETS, Platform
 
 KEY_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")  # used with fullmatch: "$" passes "k\n"
@@ -104,6 +107,11 @@ class Withdrawals:
             destination = check_ethereum(body.destination)
         else:
             destination = check_bitcoin(body.destination, self._p.settings.btc_network)
+        s = self._p.settings
+        tokens = self._p.tokens.values()
+        refuse_destination(self._p.keys.lookup, tokens, client_id, chain, destination)
+        minimum = s.min_withdrawal(asset.code)
+        refuse_amount(asset, amount, minimum, chain, destination, s.btc_network)
         balance = self._p.ledger.balance(accounts.client(client_id, asset.code))
         if balance.available < amount:
             raise InsufficientFunds(f"available {balance.available}, asked {amount} minor units")

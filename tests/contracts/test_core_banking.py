@@ -4,7 +4,7 @@ hold, capture (partially), release, pay and report the same way, idempotently.""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -15,11 +15,12 @@ from sagas.errors import (
     HoldNotActive,
     IbanInvalid,
     IdempotencyConflict,
+    PaymentUnknown,
 )
 from sagas.ports import CoreBanking
 from services.settings import PlatformSettings
 from tests.fakes_trading import FakeBank
-from tests.simulators import cash_in, new_iban, open_bank_account
+from tests.simulators import cash_in, new_iban, open_bank_account, own_simulator
 
 Open = Callable[[int], str]  # opens a fresh EUR account with a balance, returns its IBAN
 
@@ -130,6 +131,35 @@ class CoreBankingContract:
         assert bank.balance(client).booked == 700
         assert bank.balance(platform_iban).booked == before - 700
 
+    def test_a_payment_is_found_by_its_key_without_paying_again(
+        self, bank: CoreBanking, open_account: Open
+    ) -> None:
+        client, other = open_account(10_000), open_account(0)
+        with pytest.raises(PaymentUnknown):
+            bank.payment(key())  # never sent: sending it now cannot pay twice
+        k = key()
+        paid = bank.transfer(k, client, other, 1_200, "EUR", "e2e-12", "proceeds")
+        found = bank.payment(k)
+        assert (found.payment_id, found.amount, found.end_to_end_id) == (
+            paid.payment_id,
+            1_200,
+            "e2e-12",
+        )
+        assert (found.debtor_iban, found.creditor_iban) == (client, other)
+        assert bank.balance(other).booked == 1_200  # asking moved nothing
+        hold = bank.hold(k2 := key(), client, 500, "EUR", 600, "e2e-13")
+        captured = bank.capture(k3 := key(), hold.hold_id, 400, other, "e2e-13")
+        assert bank.payment(k3).payment_id == captured.payment_id
+        with pytest.raises(PaymentUnknown):
+            bank.payment(k2)  # a hold is not a payment
+        # A refusal is remembered under its key: the query says so, it never pays there.
+        k = key()
+        with pytest.raises(BankInsufficientFunds):
+            bank.transfer(k, other, client, 1_000_000, "EUR", "e2e-14")
+        with pytest.raises(BankInsufficientFunds):
+            bank.payment(k)
+        assert bank.balance(other).booked == 1_600
+
 
 class TestFakeBank(CoreBankingContract):
     @pytest.fixture
@@ -156,26 +186,34 @@ class TestFakeBank(CoreBankingContract):
         return make
 
 
+@pytest.fixture(scope="module")
+def bank_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The bank simulator of this checkout (the stack's may be an older one)."""
+    with own_simulator("infra.simulators.bank", tmp_path_factory.mktemp("bank")) as url:
+        yield url
+
+
 class TestHttpBank(CoreBankingContract):
-    """Against the stack's bank simulator, on fresh accounts of its own."""
+    """Against the bank simulator, on fresh accounts of its own."""
 
     @pytest.fixture
-    def bank(self, stack_settings: PlatformSettings) -> CoreBanking:
-        return HttpCoreBanking(stack_settings.bank_url, stack_settings.bank_platform_iban)
+    def bank(self, stack_settings: PlatformSettings, bank_url: str) -> CoreBanking:
+        return HttpCoreBanking(bank_url, stack_settings.bank_platform_iban)
 
     @pytest.fixture
-    def platform_iban(self, stack_settings: PlatformSettings, open_account: Open) -> str:
+    def platform_iban(self, stack_settings: PlatformSettings, bank_url: str) -> str:
         iban = stack_settings.bank_platform_iban
-        cash_in(stack_settings.bank_url, iban, 10_000)
+        open_bank_account(bank_url, iban, "Custody platform client money")
+        cash_in(bank_url, iban, 10_000)
         return iban
 
     @pytest.fixture
-    def open_account(self, stack_settings: PlatformSettings) -> Open:
+    def open_account(self, bank_url: str) -> Open:
         def make(amount: int) -> str:
             iban = new_iban()
-            open_bank_account(stack_settings.bank_url, iban)
+            open_bank_account(bank_url, iban)
             if amount:
-                cash_in(stack_settings.bank_url, iban, amount)
+                cash_in(bank_url, iban, amount)
             return iban
 
         return make

@@ -22,6 +22,7 @@ from sagas.keys.wallets import create_wallet, deposit_address
 from services.chainwatch.watcher import ChainWatcher
 from services.settings import PlatformSettings
 from services.signer.signer import Signer
+from tests.integration.deposits import credited
 
 BTC = 100_000_000
 DEPTH = 6
@@ -76,6 +77,7 @@ def test_deposit_then_payment_with_change(
     btc.mine(1)
     watcher.run_until_caught_up()
     assert watcher.observations()[0].state == "final"
+    credited(fresh_postgres_url, funding, seen.position, BTC // 2)
 
     signer = Signer(
         OpenBaoKeyWrapper(s.openbao_addr, *s.approle("custody-signer"), s.openbao_kek),

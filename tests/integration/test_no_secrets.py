@@ -31,6 +31,7 @@ from sagas.keys.wallets import create_wallet, deposit_address
 from services.chainwatch.watcher import ChainWatcher
 from services.settings import PlatformSettings
 from services.signer.signer import CustodyEvmSigner, Signer
+from tests.integration.deposits import credited
 
 # A BIP39 reference test vector: public, never a real wallet.
 KNOWN_MNEMONIC = "legal winner thank year wave sausage worth useful legal winner thank yellow"
@@ -124,11 +125,14 @@ def test_no_seed_or_private_key_anywhere(
     btc_addr = deposit_address(store, deriver, wallet.wallet_id, "bitcoin", "k:BTC", "k", "BTC")
     faucet_key = json.loads((s.btc_rpc_credentials.parent / "faucet.json").read_text())
     faucet = BtcFaucet(btc, s.btc_network, faucet_key["wif"], faucet_key["address"])
-    faucet.fund(btc_addr.address, 20_000_000)
+    funding = faucet.fund(btc_addr.address, 20_000_000)
     btc.mine(6)
-    ChainWatcher(
+    btc_watcher = ChainWatcher(
         url, BitcoinChainReader(btc, s.btc_network), store, confirmations=6, start_height=btc_start
-    ).run_until_caught_up()
+    )
+    btc_watcher.run_until_caught_up()
+    (deposit,) = btc_watcher.observations()
+    credited(url, funding, deposit.position, 20_000_000)  # what the deposit saga would do
     BitcoinSender(url, btc, signer, store, deriver).pay(
         "scan-btc", wallet.wallet_id, [(faucet.address, 5_000_000)], fee_rate=3
     )

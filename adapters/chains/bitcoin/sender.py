@@ -1,14 +1,20 @@
 """Paying out Bitcoin from the platform's own UTXO set.
 
 The UTXO set is the watcher's final deposit observations plus our own change
-outputs, less what our transactions spent. A payment selects coins, adds change
-to a fresh internal address (BIP84 change chain), signals RBF, has the signer
-sign every input with one unwrap, and records the signed transaction, the spent
-inputs and the new change output in one database transaction, before
-broadcasting. Broadcasting the recorded transaction again is harmless, so a
-repeated operation id, or a restart after a crash, just sends it again.
-`bump()` replaces a payment stuck in the mempool: same inputs and outputs, a
-higher fee taken from the change.
+outputs, less what our transactions spent: everything the platform holds on chain.
+Only part of it is spendable: our change, and deposits the deposit saga credited.
+A quarantined deposit (its source on the deny list, or no account for it) and one
+not yet screened stay in the set, held, and are never selected.
+
+A payment selects spendable coins, adds change to a fresh internal address (BIP84
+change chain), signals RBF, has the signer sign every input with one unwrap, and
+records the signed transaction, the spent inputs and the new change output in one
+database transaction, before broadcasting. Broadcasting the recorded transaction
+again is harmless, so a repeated operation id, or a restart after a crash, just
+sends it again. `bump()` replaces a payment stuck in the mempool: same inputs and
+outputs, a higher fee taken from the change. What cannot be paid (not enough
+spendable coins, an address we do not pay, an output below dust) raises CannotPay
+before anything is recorded.
 """
 
 from __future__ import annotations
@@ -20,11 +26,13 @@ from datetime import UTC, datetime
 from adapters.chains.bitcoin.networks import select_network
 from adapters.chains.bitcoin.node import BtcdNode
 from adapters.chains.bitcoin.tx import (
+    CHANGE_VB,
     DUST,
     Plan,
     Utxo,
     digest,
     finish,
+    output_vbytes,
     select,
     txid,
     unsigned,
@@ -34,6 +42,15 @@ from adapters.ledger.migrate import upgrade
 from adapters.sqldb import Conn, SqlDatabase
 from sagas.errors import ChainRejected, TransferIdConflict
 from sagas.ports import BitcoinSigner, KeyDerivation, KeyStore
+
+# A coin may be spent if it is our change or its deposit was credited (the deposit saga's
+# operation id is `deposit:bitcoin:<txid>:vout<n>`, sagas.deposit.workflow_id): never a
+# quarantined one, nor one whose screening has not cleared it yet.
+_SPENDABLE = (
+    "(a.change = 1 or exists (select 1 from operations d where d.id = "
+    "'deposit:bitcoin:' || u.txid || ':vout' || cast(u.vout as text) "
+    "and d.state = 'credited'))"
+)
 
 
 class FeeBumpImpossible(Exception):
@@ -75,12 +92,15 @@ class BitcoinSender:
 
         self._db.write(work)
 
-    def unspent(self, wallet_id: str) -> list[Utxo]:
+    def unspent(self, wallet_id: str, spendable: bool = False) -> list[Utxo]:
+        """The wallet's unspent coins (held: quarantined ones included), or only those
+        a payment may select."""
+        only = f" and {_SPENDABLE}" if spendable else ""
         with self._db.tx() as conn:
             rows = conn.all(
                 "select u.txid, u.vout, u.address, u.amount from btc_utxos u "
                 "join deposit_addresses a on a.address = u.address "
-                "where a.wallet_id = ? and u.spent_by is null order by u.txid, u.vout",
+                f"where a.wallet_id = ? and u.spent_by is null{only} order by u.txid, u.vout",
                 (wallet_id,),
             )
         return [Utxo(r[0], int(r[1]), r[2], int(r[3])) for r in rows]
@@ -93,6 +113,8 @@ class BitcoinSender:
         operation id: a repeat sends the recorded transaction again."""
         self.sync()
         recorded = self._recorded_outputs(operation_id)
+        if recorded is None:
+            output_vbytes(outputs)  # CannotPay for an address we do not pay, before anything
         if recorded is not None and recorded != [(a, int(v)) for a, v in outputs]:
             raise TransferIdConflict(f"{operation_id} was paid to other outputs")
         if recorded is None:
@@ -200,7 +222,8 @@ class BitcoinSender:
     ) -> dict[tuple[str, int], tuple[Utxo, int, int]]:
         # Lock the coins: two payments never select the same one.
         lock = "" if conn.sqlite else " for update of u"
-        condition = "u.spent_by is null" if spent_by is None else "u.spent_by = ?"
+        # New coins only from the spendable ones; a fee bump re-signs the coins it took.
+        condition = f"u.spent_by is null and {_SPENDABLE}" if spent_by is None else "u.spent_by = ?"
         params = (wallet_id,) if spent_by is None else (wallet_id, spent_by)
         rows = conn.all(
             "select u.txid, u.vout, u.address, u.amount, a.change, a.address_index "
@@ -249,7 +272,7 @@ class BitcoinSender:
             raise FeeBumpImpossible(f"{operation_id}: no unspent change to pay a higher fee")
         total_in = sum(c[0].amount for c in coins.values())
         target = sum(v for _, v in outputs)
-        size = vsize(len(coins), len(outputs) + 1)
+        size = vsize(len(coins), output_vbytes(outputs) + CHANGE_VB)
         new_fee = math.ceil(size * fee_rate)
         # BIP125: more absolute fee than the original, by at least the incremental relay
         # fee (1 sat/vB) for the replacement's own size.

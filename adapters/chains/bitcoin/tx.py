@@ -1,5 +1,6 @@
 """Building and signing P2WPKH transactions with python-bitcoinlib (BIP143 sighash),
-signatures from coincurve (libsecp256k1: low-S, as relay policy requires).
+signatures from coincurve (libsecp256k1: low-S, as relay policy requires). Our coins
+are P2WPKH; payments go to P2WPKH, P2WSH, P2TR, P2PKH or P2SH (`script.py`).
 
 Pure functions: coin selection, size and fee estimation, the unsigned transaction,
 the BIP143 digests to sign, and assembling witnesses. Keys never pass through
@@ -33,11 +34,14 @@ from bitcoin.core.script import (
     CScriptWitness,
     SignatureHash,
 )
-from bitcoin.wallet import CBitcoinAddress
+
+from adapters.chains.bitcoin.script import output_script
+from sagas.errors import CannotPay
 
 RBF_SEQUENCE = 0xFFFFFFFD  # BIP125: replaceable, and no relative lock time
 DUST = 294  # sat: below this a P2WPKH output costs more to spend than it holds
-_OVERHEAD_VB, _INPUT_VB, _OUTPUT_VB = 11, 68, 31  # P2WPKH sizes in virtual bytes
+_OVERHEAD_VB, _INPUT_VB = 11, 68  # P2WPKH inputs, in virtual bytes
+CHANGE_VB = 31  # our change output: P2WPKH
 
 
 @dataclass(frozen=True)
@@ -56,12 +60,17 @@ class Plan:
     fee: int
 
 
-class InsufficientCoins(Exception):
-    pass
+class InsufficientCoins(CannotPay):
+    """Not enough spendable coins for the outputs and the fee."""
 
 
-def vsize(n_inputs: int, n_outputs: int) -> int:
-    return _OVERHEAD_VB + _INPUT_VB * n_inputs + _OUTPUT_VB * n_outputs
+def output_vbytes(outputs: Sequence[tuple[str, int]]) -> int:
+    """The outputs' size: amount (8), script length (1) and the script, per output."""
+    return sum(9 + len(output_script(address)) for address, _ in outputs)
+
+
+def vsize(n_inputs: int, outputs_vb: int) -> int:
+    return _OVERHEAD_VB + _INPUT_VB * n_inputs + outputs_vb
 
 
 def select(utxos: Sequence[Utxo], outputs: Sequence[tuple[str, int]], fee_rate: int) -> Plan:
@@ -69,18 +78,19 @@ def select(utxos: Sequence[Utxo], outputs: Sequence[tuple[str, int]], fee_rate: 
     goes back, change below dust goes to the fee."""
     target = sum(amount for _, amount in outputs)
     if target <= 0 or any(amount < DUST for _, amount in outputs):
-        raise ValueError("every output must be at least the dust limit")
+        raise CannotPay("every output must be at least the dust limit")
+    outputs_vb = output_vbytes(outputs)  # raises CannotPay for an address we do not pay
     chosen: list[Utxo] = []
     total = 0
     for utxo in sorted(utxos, key=lambda u: (-u.amount, u.txid, u.vout)):
         chosen.append(utxo)
         total += utxo.amount
-        fee_with_change = math.ceil(vsize(len(chosen), len(outputs) + 1) * fee_rate)
+        fee_with_change = math.ceil(vsize(len(chosen), outputs_vb + CHANGE_VB) * fee_rate)
         if total >= target + fee_with_change + DUST:
             return Plan(
                 tuple(chosen), tuple(outputs), total - target - fee_with_change, fee_with_change
             )
-        fee_without = math.ceil(vsize(len(chosen), len(outputs)) * fee_rate)
+        fee_without = math.ceil(vsize(len(chosen), outputs_vb) * fee_rate)
         if total >= target + fee_without:
             return Plan(tuple(chosen), tuple(outputs), 0, total - target)
     raise InsufficientCoins(f"need {target} sat plus fees, have {total}")
@@ -91,12 +101,11 @@ def unsigned(plan: Plan, change_address: str | None) -> CMutableTransaction:
         CMutableTxIn(COutPoint(lx(u.txid), u.vout), nSequence=RBF_SEQUENCE) for u in plan.inputs
     ]
     txouts = [
-        CMutableTxOut(amount, CBitcoinAddress(address).to_scriptPubKey())
-        for address, amount in plan.outputs
+        CMutableTxOut(amount, CScript(output_script(address))) for address, amount in plan.outputs
     ]
     if plan.change:
         assert change_address is not None
-        txouts.append(CMutableTxOut(plan.change, CBitcoinAddress(change_address).to_scriptPubKey()))
+        txouts.append(CMutableTxOut(plan.change, CScript(output_script(change_address))))
     return CMutableTransaction(txins, txouts, nVersion=2)
 
 

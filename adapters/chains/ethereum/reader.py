@@ -1,4 +1,11 @@
-"""ChainReader for Ethereum: ETH value transfers and ERC-20 Transfer logs to our addresses."""
+"""ChainReader for Ethereum: ETH value transfers and ERC-20 Transfer logs to our addresses.
+
+A deposit's position names it within its transaction, never within its block: a
+transaction that a reorg drops and a later block includes again, at another index,
+is the same deposit ("value" for the ETH it carries; "log<i>" for the i-th log of its
+receipt, which the same transaction emits again at the same place). The deposit
+saga's id is built from it, so a re-included deposit is credited once.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +18,7 @@ from adapters.chains.ethereum.node import Web3EthereumNode
 from sagas.chainwatch import BlockScan, RawDeposit
 
 TRANSFER_TOPIC = "0x" + bytes(Web3.keccak(text="Transfer(address,address,uint256)")).hex()
+VALUE = "value"  # the position of the ETH a transaction itself carries
 
 
 class EthereumChainReader:
@@ -37,34 +45,36 @@ class EthereumChainReader:
                 found.append(
                     RawDeposit(
                         "0x" + bytes(tx["hash"]).hex(),
-                        f"tx{int(tx['transactionIndex'])}",
+                        VALUE,
                         Web3.to_checksum_address(to),
                         "ETH",
                         value,
                     )
                 )
         if self._tokens:
-            # By block hash, not number: the logs are those of exactly this block.
-            logs = self._w3.eth.get_logs(
-                cast(
-                    Any,
-                    {
-                        "blockHash": block_hash,
-                        "address": list(self._tokens),
-                        "topics": [TRANSFER_TOPIC],
-                    },
-                )
-            )
+            # By block hash, not number: the logs are those of exactly this block. All of
+            # them, as a log's place in its receipt is its block index less the first of
+            # its transaction's (a transaction's logs are consecutive in the block).
+            logs = self._w3.eth.get_logs(cast(Any, {"blockHash": block_hash}))
+            first: dict[str, int] = {}
             for log in logs:
-                if len(log["topics"]) != 3:
+                tx_hash, index = "0x" + bytes(log["transactionHash"]).hex(), int(log["logIndex"])
+                first[tx_hash] = min(index, first.get(tx_hash, index))
+            for log in logs:
+                if (
+                    Web3.to_checksum_address(log["address"]) not in self._tokens
+                    or len(log["topics"]) != 3
+                    or "0x" + bytes(log["topics"][0]).hex() != TRANSFER_TOPIC
+                ):
                     continue
                 to = Web3.to_checksum_address(bytes(log["topics"][2])[-20:])
                 amount = int.from_bytes(bytes(log["data"]), "big")
                 if amount > 0 and is_ours(to):
+                    tx_hash = "0x" + bytes(log["transactionHash"]).hex()
                     found.append(
                         RawDeposit(
-                            "0x" + bytes(log["transactionHash"]).hex(),
-                            f"log{int(log['logIndex'])}",
+                            tx_hash,
+                            f"log{int(log['logIndex']) - first[tx_hash]}",
                             to,
                             self._tokens[Web3.to_checksum_address(log["address"])],
                             amount,

@@ -1,0 +1,54 @@
+"""Bitcoin addresses to output scripts, for the outputs the platform will pay.
+
+python-bitcoinlib (0.12) knows bech32 (BIP173) only, so it refuses taproot
+addresses and would take a bech32 string of any witness version; segwit
+addresses are decoded here with bip-utils, which checks the checksum variant per
+BIP350 (bech32 for version 0, bech32m for 1 and above). Payable: version 0 with a
+20- or 32-byte program (P2WPKH, P2WSH) and version 1 with 32 bytes (P2TR).
+Versions 2 to 16, and version 1 of other lengths, are valid strings that no
+consensus rule protects yet (anyone can spend them): never paid.
+"""
+
+from __future__ import annotations
+
+import bitcoin
+from bip_utils import Bech32ChecksumError, SegwitBech32Decoder
+from bitcoin.base58 import Base58Error
+from bitcoin.wallet import CBase58BitcoinAddress, CBitcoinAddressError
+
+from sagas.errors import CannotPay
+
+_OP_1 = 0x51
+
+
+def decode_segwit(address: str, hrp: str) -> tuple[int, bytes] | None:
+    """(witness version, program) of a BIP173/BIP350 address with this HRP, or None."""
+    try:
+        version, program = SegwitBech32Decoder.Decode(hrp, address)
+    except (Bech32ChecksumError, ValueError, IndexError):
+        return None
+    return int(version), bytes(program)
+
+
+def payable_witness(version: int, program: bytes) -> bool:
+    return (version == 0 and len(program) in (20, 32)) or (version == 1 and len(program) == 32)
+
+
+def witness_script(version: int, program: bytes) -> bytes:
+    """OP_0 or OP_1..OP_16, then the program pushed (2 to 40 bytes: a single-byte push)."""
+    return bytes([0 if version == 0 else _OP_1 + version - 1, len(program)]) + program
+
+
+def output_script(address: str) -> bytes:
+    """The scriptPubKey paying `address` on the selected network (bitcoin.params).
+    Raises CannotPay for anything the platform will not pay (CUS-4223, permanent)."""
+    hrp = str(bitcoin.params.BECH32_HRP)
+    if address.lower().startswith(hrp + "1"):
+        decoded = decode_segwit(address, hrp)
+        if decoded is None or not payable_witness(*decoded):
+            raise CannotPay(f"{address}: not a payable segwit address on this network")
+        return witness_script(*decoded)
+    try:
+        return bytes(CBase58BitcoinAddress(address).to_scriptPubKey())
+    except (Base58Error, CBitcoinAddressError, ValueError) as exc:
+        raise CannotPay(f"{address}: not an address of this network") from exc

@@ -246,6 +246,12 @@ class BitcoinSender:
         fee_rate: int,
         change_address: str,
     ) -> None:
+        # Locked, then re-checked: a retry beside an attempt that outlived its timeout
+        # waits for it and sends what it recorded, never signing a second payment.
+        if not conn.sqlite:
+            conn.run("select pg_advisory_xact_lock(hashtextextended(?, 4243))", (operation_id,))
+        if conn.one("select 1 from btc_transactions where operation_id = ?", (operation_id,)):
+            return
         coins = self._coins(conn, wallet_id, None)
         plan = select([c[0] for c in coins.values()], outputs, fee_rate)
         self._sign_and_record(conn, operation_id, 0, wallet_id, xpub, plan, coins, change_address)

@@ -12,9 +12,10 @@ consensus rule protects yet (anyone can spend them): never paid.
 from __future__ import annotations
 
 import bitcoin
-from bip_utils import Bech32ChecksumError, SegwitBech32Decoder
+from bip_utils import Bech32ChecksumError, SegwitBech32Decoder, SegwitBech32Encoder
 from bitcoin.base58 import Base58Error
-from bitcoin.wallet import CBase58BitcoinAddress, CBitcoinAddressError
+from bitcoin.core.script import CScript
+from bitcoin.wallet import CBase58BitcoinAddress, CBitcoinAddress, CBitcoinAddressError
 
 from sagas.errors import CannotPay
 
@@ -52,3 +53,18 @@ def output_script(address: str) -> bytes:
         return bytes(CBase58BitcoinAddress(address).to_scriptPubKey())
     except (Base58Error, CBitcoinAddressError, ValueError) as exc:
         raise CannotPay(f"{address}: not an address of this network") from exc
+
+
+_WITNESS_VERSIONS = {0: 0} | {_OP_1 + v - 1: v for v in range(1, 17)}  # opcode -> version
+
+
+def address_of_script(script: bytes) -> str | None:
+    """The address an output script pays on the selected network (taproot included,
+    in bech32m), or None for a script no address stands for."""
+    version = _WITNESS_VERSIONS.get(script[0]) if len(script) >= 4 else None
+    if version is not None and 2 <= script[1] <= 40 and len(script) == script[1] + 2:
+        return str(SegwitBech32Encoder.Encode(str(bitcoin.params.BECH32_HRP), version, script[2:]))
+    try:
+        return str(CBitcoinAddress.from_scriptPubKey(CScript(script)))
+    except (CBitcoinAddressError, ValueError, IndexError):
+        return None

@@ -23,6 +23,7 @@ from tests.e2e.harness import Running, post, wait_for
 from tests.reorgs import anvil_reorg
 
 STEPS = ["reserve", "sign", "broadcast", "post"]
+BTC = 10**8
 
 
 @pytest.mark.parametrize("step", STEPS)
@@ -204,3 +205,47 @@ def test_a_credited_deposit_re_included_by_a_deep_reorg_is_credited_once(run: Ru
     assert [e["type"] for e in alerts if e["subject"] == where] == [
         "custody.alert.final_deposit_reorged.v1"
     ]
+
+
+def test_quarantined_bitcoin_is_never_an_input_of_a_withdrawal(run: Running) -> None:
+    """Issue 11, point 6: a BTC deposit from a deny-listed source is quarantined and its
+    coin held: a withdrawal that could pick it (it is the largest coin) spends the
+    client's own coin instead, on chain."""
+    other_id, ops, other = new_client(run, "tainted")
+    client_id, _ops, client = new_client(run, "clean")
+    tainted_to = address(other, other_id, "BTC")
+    run.deny_file.write_text(f"{run.btc_faucet.address}  # test: the faucet is denied\n")
+    try:
+        tainted_tx = run.btc_faucet.fund(tainted_to, 3 * BTC)
+
+        def quarantined() -> bool:
+            deposits = other.get(f"/v1/clients/{other_id}/deposits").json()
+            return [d["state"] for d in deposits] == ["quarantined"]
+
+        wait_for("the tainted deposit quarantined", quarantined)
+    finally:
+        run.deny_file.write_text("")
+    run.btc_faucet.fund(address(client, client_id, "BTC"), BTC // 2)
+    credited(run, client, client_id, {"BTC": BTC // 2})
+    with SqlDatabase(run.db_url).tx() as conn:
+        (position,) = conn.one(
+            "select position from chain_observations where tx_hash = ? and state = 'final'",
+            (tainted_tx,),
+        )
+    tainted = (tainted_tx, int(position.removeprefix("vout")))
+
+    from tests.e2e.test_custody_flow import external_btc_address
+
+    body = {"asset": "BTC", "amount": "0.1", "destination": external_btc_address("simnet")}
+    op_id = post(client, f"/v1/clients/{client_id}/withdrawals", body).json()["operation_id"]
+    done = until_state(client, op_id, "completed", "failed", timeout=180)
+    assert done["state"] == "completed", done
+    raw = run.btc._rpc("getrawtransaction", done["tx_hash"], 1)
+    inputs = {(vin["txid"], int(vin["vout"])) for vin in raw["vin"]}
+    assert tainted not in inputs  # on chain: the quarantined coin was not spent
+    assert run.btc.tx_out(*tainted) is not None
+    assert balances(client, client_id)["BTC"] == BTC // 2 - BTC // 10
+    treasury = {
+        a["account_id"]: int(a["total_minor"]) for a in ops.get("/v1/treasury").json()["accounts"]
+    }
+    assert treasury["quarantine:BTC"] == 3 * BTC

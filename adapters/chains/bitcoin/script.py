@@ -20,6 +20,7 @@ from bitcoin.wallet import CBase58BitcoinAddress, CBitcoinAddress, CBitcoinAddre
 from sagas.errors import CannotPay
 
 _OP_1 = 0x51
+DUST_RELAY_FEE = 3  # sat/vB: relay policy's dust fee rate (Bitcoin Core and btcd)
 
 
 def decode_segwit(address: str, hrp: str) -> tuple[int, bytes] | None:
@@ -68,3 +69,12 @@ def address_of_script(script: bytes) -> str | None:
         return str(CBitcoinAddress.from_scriptPubKey(CScript(script)))
     except (CBitcoinAddressError, ValueError, IndexError):
         return None
+
+
+def dust_limit(script: bytes) -> int:
+    """The smallest amount relay policy takes for an output paying `script`: what
+    spending it costs at the dust relay fee, counting the input that will spend it (67
+    vB for a witness program, 148 otherwise). 294 sat for P2WPKH, 330 for P2WSH and
+    P2TR, 540 for P2SH, 546 for P2PKH."""
+    witness = _WITNESS_VERSIONS.get(script[0]) is not None and len(script) == script[1] + 2
+    return (8 + 1 + len(script) + (67 if witness else 148)) * DUST_RELAY_FEE

@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from bitcoin.core import CTransaction
-from bitcoin.wallet import CBitcoinAddress
 from web3 import Web3
 
 from adapters.chains.bitcoin.networks import select_network
 from adapters.chains.bitcoin.node import BtcdNode
+from adapters.chains.bitcoin.script import address_of_script
 from adapters.chains.ethereum.node import Web3EthereumNode
 from adapters.chains.ethereum.reader import TRANSFER_TOPIC
 
@@ -69,11 +69,9 @@ class DenyListScreening:
             prev = CTransaction.deserialize(
                 bytes.fromhex(self._btc._rpc("getrawtransaction", prev_id, 0))
             )
-            script = prev.vout[vin.prevout.n].scriptPubKey
-            try:
-                out.add(str(CBitcoinAddress.from_scriptPubKey(script)))
-            except Exception:
-                out.add("script:" + bytes(script).hex())
+            script = bytes(prev.vout[vin.prevout.n].scriptPubKey)
+            # Taproot sources too (python-bitcoinlib names witness v0 scripts only).
+            out.add(address_of_script(script) or "script:" + script.hex())
         return sorted(out)
 
     def check(self, chain: str, addresses: Sequence[str]) -> str | None:

@@ -18,6 +18,7 @@ from sagas.events import Envelope
 from sagas.ledger import Account, AccountKind, Transfer, TransferRecord
 from sagas.liquidity import SettlementLeg
 from sagas.operations import OperationRecord, recorded_step, request_hash, step_event_id
+from sagas.payments import pay_once
 from sagas.ports import CoreBanking, Ledger, Liquidity, OperationStore, Payouts, TradeStore
 from sagas.settlement import Break, CounterpartyPlan, LegsSeen, Plan, SettlementInput
 from sagas.settlement.events import (
@@ -355,9 +356,11 @@ class SettlementActivities:
 
     @activity.defn(name="settlement.pay_fiat")
     def pay_fiat(self, req: SettlementInput, part: CounterpartyPlan, leg: SettlementLeg) -> str:
-        """The platform's fiat leg, once: a payment already on the statement under the
-        settlement's end-to-end id is not made again; a refused one is tried again under
-        a new key (the bank remembers a refusal under its key)."""
+        """The platform's fiat leg, once: under one key, `<settlement>:<counterparty>:
+        <asset>:1`, asked about before it is sent; a new key only after the bank stated
+        that it refused the previous one (sagas/payments.py)."""
+        # A second witness only (statements may lag): it also sees a payment made under
+        # the per-attempt keys of earlier versions of this activity.
         paid = [
             e
             for e in self._bank.statement(req.platform_iban, end_to_end_id=part.end_to_end_id)
@@ -365,15 +368,22 @@ class SettlementActivities:
         ]
         if paid:
             return f"entry-{paid[0].entry_id}"
-        attempt = activity.info().attempt if activity.in_activity() else 1
-        payment = self._bank.transfer(
-            f"{leg_operation(req.settlement_id, part.counterparty, leg.asset)}:{attempt}",
-            req.platform_iban,
-            leg.to,
-            leg.amount,
-            leg.asset,
-            part.end_to_end_id,
-            f"settlement {req.settlement_id} {part.counterparty}",
+        op_id = leg_operation(req.settlement_id, part.counterparty, leg.asset)
+        payment = pay_once(
+            self._bank,
+            self._ops,
+            req.settlement_id,
+            f"{part.counterparty}:{leg.asset}",
+            op_id,
+            lambda key: self._bank.transfer(
+                key,
+                req.platform_iban,
+                leg.to,
+                leg.amount,
+                leg.asset,
+                part.end_to_end_id,
+                f"settlement {req.settlement_id} {part.counterparty}",
+            ),
         )
         return payment.payment_id
 

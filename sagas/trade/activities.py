@@ -20,6 +20,7 @@ from sagas import accounts
 from sagas.errors import (
     CustodyError,
     DependencyUnavailable,
+    FillMismatch,
     HoldNotActive,
     OrderUnknown,
     QuoteInvalid,
@@ -28,6 +29,7 @@ from sagas.events import Envelope
 from sagas.ledger import Account, AccountKind, PostPending, Transfer, VoidPending
 from sagas.liquidity import Fill, Quote, pair
 from sagas.operations import recorded_step, step_event_id
+from sagas.payments import pay_once
 from sagas.ports import CoreBanking, Ledger, Liquidity, OperationStore, TradeStore
 from sagas.topics import ALERTS, EVENTS
 from sagas.trade import (
@@ -41,7 +43,15 @@ from sagas.trade import (
     TradeRecord,
     suffix,
 )
-from sagas.trade.events import PAYMENT_ALERT, TradePaymentDelayed, TradeStep, event_type
+from sagas.trade.events import (
+    FILL_ALERT,
+    PAYMENT_ALERT,
+    TradeFillMismatch,
+    TradePaymentDelayed,
+    TradeStep,
+    event_type,
+)
+from sagas.trade.fills import fill_differences
 from sagas.trade.pricing import BPS, Settlement, settle, within_rounding
 
 SOURCE = "/custody/trade"
@@ -100,7 +110,9 @@ class TradeActivities:
         bank: CoreBanking,
         providers: Mapping[str, Liquidity],
         pause: Callable[[str], None] = lambda _step: None,
+        fill_tolerance_bps: int = 10,
     ) -> None:
+        self._fill_tolerance_bps = fill_tolerance_bps
         self._ledger = ledger
         self._ops = operations
         self._trades = trades
@@ -281,6 +293,15 @@ class TradeActivities:
                 raise  # unknown fate: the retry asks first
             return Executed(error_code=exc.code, detail=exc.detail)
         self._pause("execute")
+        if self._fill_mismatch(req, priced, fill):
+            # Executed at the provider, but not the trade the client accepted: nothing is
+            # booked, the hold is released (the saga ends rejected), operators resolve
+            # the provider's trade with it (docs/trading.md).
+            return Executed(
+                error_code=FillMismatch.code,
+                detail="the provider's fill did not match the accepted quote; nothing was "
+                "booked or charged",
+            )
         self._ops.advance(
             req.operation_id,
             "executed",
@@ -300,6 +321,55 @@ class TradeActivities:
         )
         return Executed(fill=fill)
 
+    def _fill_mismatch(self, req: TradeInput, priced: Priced, fill: Fill) -> bool:
+        """Whether the fill differs from the accepted quote; if so it is recorded with the
+        alert for operators (once), never booked."""
+        quote = priced.quote
+        assert quote is not None
+        order_id = req.operation_id + suffix(priced.round)
+        differences = fill_differences(
+            quote, fill, order_id, priced.client_fiat, self._fill_tolerance_bps
+        )
+        if not differences:
+            return False
+        log.error(
+            "%s: fill %s differs from quote %s: %s", req.operation_id, fill, quote, differences
+        )
+        alert = Envelope(
+            id=step_event_id(req.operation_id, "fill_mismatch"),
+            source=SOURCE,
+            type=FILL_ALERT,
+            subject=req.operation_id,
+            data=TradeFillMismatch(
+                operation_id=req.operation_id,
+                client_id=req.client_id,
+                counterparty=quote.counterparty,
+                client_order_id=order_id,
+                trade_id=fill.trade_id,
+                side=req.side,
+                asset=req.asset,
+                quoted_quantity=str(quote.quantity),
+                filled_quantity=str(fill.quantity),
+                quoted_notional=str(quote.notional),
+                filled_notional=str(fill.notional),
+                differences=differences,
+                action="nothing was booked or charged to the client: have the provider "
+                "cancel its trade, or take it onto the platform's own books",
+            ).model_dump(mode="json"),
+        )
+        self._ops.advance(
+            req.operation_id,
+            "fill_mismatch",
+            [(ALERTS.name, alert)],
+            detail={
+                "error_code": FillMismatch.code,
+                "trade_id": fill.trade_id,
+                "fill": fill.model_dump(mode="json"),
+                "differences": differences,
+            },
+        )
+        return True
+
     # --- the ledger ---------------------------------------------------------------------
     def _open_settlement(self, counterparty: str, asset: str) -> None:
         self._ledger.open_account(
@@ -317,13 +387,16 @@ class TradeActivities:
         is stored for settlement with its fiat legs."""
         s = settle(req.side, fill.quantity, fill.price, req.decimals, req.fee_bps)
         quoted = priced.quote
+        if quoted is not None and self._fill_mismatch(req, priced, fill):
+            # Only a fill executed before `execute` checked fills gets here: never booked;
+            # the saga waits at `executed` (alerted) for an operator.
+            raise FillMismatch(f"{fill.trade_id} does not match quote {quoted.quote_id}")
         if quoted is not None and (fill.quantity, fill.notional) != (
             quoted.quantity,
             quoted.notional,
         ):
-            # The provider filled other than it quoted: the client is charged (or paid)
-            # exactly what they accepted; the platform's fee absorbs the difference.
-            log.error("%s: fill %s differs from quote %s", req.operation_id, fill, priced.quote)
+            # Within the tolerance: the client is charged (or paid) exactly what they
+            # accepted; the platform's fee absorbs the difference (never below zero).
             client = priced.client_fiat
             fee_taken = client - fill.notional if req.side == "buy" else fill.notional - client
             s = Settlement(req.side, fill.quantity, fill.notional, fee_taken, client)
@@ -396,13 +469,14 @@ class TradeActivities:
     def pay(self, req: TradeInput, trade: TradeRecord, hold_id: str | None) -> Paid:
         """Buy: capture the client's payment from the hold (partially: the rest of the hold
         goes back); if the hold lapsed, collect it by transfer. Sell: pay the proceeds
-        from the platform's account. Paid once: the capture's key never changes; a
-        transfer the bank refused (its refusal is remembered under its key) is tried
-        again under a new key, but only after the client's statement shows no payment
-        with this trade's end-to-end id."""
+        from the platform's account. Paid once: the capture's key never changes, and a
+        transfer's key changes only after the bank stated that it refused the previous
+        one; before sending, the bank is asked about the key (sagas/payments.py)."""
         e2e = end_to_end_id(req.operation_id)
         info = f"{req.operation_id} {req.side} {trade.quantity} {req.asset} trade {trade.trade_id}"
         indicator = "DBIT" if req.side == "buy" else "CRDT"
+        # A second witness only (statements may lag): it also sees a payment made under
+        # the per-attempt keys of earlier versions of this activity.
         booked = [
             e
             for e in self._bank.statement(req.client_iban, end_to_end_id=e2e)
@@ -411,7 +485,6 @@ class TradeActivities:
         if booked:  # paid by an earlier attempt whose answer was lost
             self._pause("capture")
             return Paid(payment_id=f"entry-{booked[0].entry_id}", amount=booked[0].amount)
-        attempt = activity.info().attempt if activity.in_activity() else 1
         if req.side == "buy":
             assert hold_id is not None
             try:
@@ -429,23 +502,32 @@ class TradeActivities:
                     raise  # captured under another key: never by this saga; look, don't pay
                 if hold.status == "active":  # the amount exceeds it: give it back first
                     self._bank.release(f"{req.operation_id}:release-hold", hold_id)
-                payment = self._bank.transfer(
-                    f"{req.operation_id}:collect:{attempt}",
-                    req.client_iban,
-                    req.platform_iban,
-                    trade.client_fiat,
-                    req.currency,
-                    e2e,
-                    info,
+                payment = pay_once(
+                    self._bank,
+                    self._ops,
+                    req.operation_id,
+                    "collect",
+                    f"{req.operation_id}:collect",
+                    lambda key: self._bank.transfer(
+                        key,
+                        req.client_iban,
+                        req.platform_iban,
+                        trade.client_fiat,
+                        req.currency,
+                        e2e,
+                        info,
+                    ),
                 )
         else:
-            payment = self._bank.credit(
-                f"{req.operation_id}:credit:{attempt}",
-                req.client_iban,
-                trade.client_fiat,
-                req.currency,
-                e2e,
-                info,
+            payment = pay_once(
+                self._bank,
+                self._ops,
+                req.operation_id,
+                "credit",
+                f"{req.operation_id}:credit",
+                lambda key: self._bank.credit(
+                    key, req.client_iban, trade.client_fiat, req.currency, e2e, info
+                ),
             )
         self._pause("capture")
         return Paid(payment_id=payment.payment_id, amount=payment.amount)

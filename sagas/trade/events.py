@@ -21,6 +21,7 @@ STEPS = (
     "expired",
 )
 PAYMENT_ALERT = "custody.alert.trade_payment_delayed.v1"
+FILL_ALERT = "custody.alert.trade_fill_mismatch.v1"
 
 
 def event_type(step: str) -> str:
@@ -68,7 +69,30 @@ class TradePaymentDelayed(BaseModel):
     action: str
 
 
+class TradeFillMismatch(BaseModel):
+    """Alert: a provider filled an order other than the accepted quote (beyond the
+    tolerance). Nothing was booked or charged to the client; the provider's trade
+    stands at the provider until an operator resolves it with them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    operation_id: str
+    client_id: str
+    counterparty: str = Field(description="the provider the order went to")
+    client_order_id: str
+    trade_id: str = Field(description="the provider's trade id")
+    side: str
+    asset: str
+    quoted_quantity: str = Field(description="asset minor units")
+    filled_quantity: str
+    quoted_notional: str = Field(description="cents")
+    filled_notional: str
+    differences: list[str]
+    action: str
+
+
 PAYLOADS: dict[str, type[BaseModel]] = {
     **{event_type(step): TradeStep for step in STEPS},
     PAYMENT_ALERT: TradePaymentDelayed,
+    FILL_ALERT: TradeFillMismatch,
 }

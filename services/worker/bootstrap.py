@@ -113,6 +113,7 @@ def saga_activities(
         platform.bank,
         platform.providers,
         pause,
+        fill_tolerance_bps=s.trade_fill_tolerance_bps,
     )
     settlements = SettlementActivities(
         platform.ledger,

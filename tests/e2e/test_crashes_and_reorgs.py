@@ -5,18 +5,25 @@ Plus a deposit from a screened source is quarantined, not credited."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 from pathlib import Path
 
 import pytest
 from eth_account import Account
+from temporalio.client import WorkflowExecutionStatus
 from web3 import Web3
 
+from adapters.chains.ethereum.signer import InMemorySigner
 from adapters.sqldb import SqlDatabase
+from adapters.temporal import connect
 from tests.e2e.conftest import ETH, address, balances, credited, new_client, until_state
 from tests.e2e.harness import Running, post, wait_for
+from tests.reorgs import anvil_reorg
 
 STEPS = ["reserve", "sign", "broadcast", "post"]
+BTC = 10**8
 
 
 @pytest.mark.parametrize("step", STEPS)
@@ -128,3 +135,117 @@ def test_a_deposit_from_a_denied_source_is_quarantined(run: Running) -> None:
         a["account_id"]: int(a["total_minor"]) for a in ops.get("/v1/treasury").json()["accounts"]
     }
     assert accounts["quarantine:ETH"] >= ETH // 10
+
+
+def test_a_credited_deposit_re_included_by_a_deep_reorg_is_credited_once(run: Running) -> None:
+    """Issue 11, point 3: the same signed transaction, final and credited, dropped by a
+    reorg deeper than the confirmations and mined again behind another one (another
+    transactionIndex), is the same deposit: its saga runs again and credits nothing."""
+    client_id, _ops, client = new_client(run, "redeposit")
+    where = address(client, client_id, "ETH")
+    payer, other = InMemorySigner.generate(), InMemorySigner.generate()
+    run.faucet.fund_eth(payer.address, ETH)
+    run.faucet.fund_eth(other.address, ETH)
+    margin = 4  # the reorg reaches below the deposit: blocks others mine meanwhile
+    for _ in range(margin + 1):  # and the funding stays below it
+        run.eth.web3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+    deposit = payer.sign_transaction(
+        run.eth.prepare(payer.address, run.eth.eth_transfer(where, ETH // 2), 0)
+    )
+    tx_hash = run.eth.broadcast(deposit)
+    block = run.eth.wait_receipt(tx_hash, 30).block_number
+    first = run.eth.web3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
+    credited(run, client, client_id, {"ETH": ETH // 2})
+
+    bystander = other.sign_transaction(
+        run.eth.prepare(other.address, run.eth.eth_transfer(Account.create().address, 10**15), 0)
+    )
+    run.miner.pause()
+    try:
+        reorged_at = time.time()
+        depth = run.eth.block_number() - block + 1 + margin
+        token = [run.settings.eth_token_address]
+        anvil_reorg(run.eth.web3, depth, [(bystander, 0), (deposit, 0)], keep=token)
+    finally:
+        run.miner.start()
+    again = run.eth.web3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
+    assert again["blockHash"] != first["blockHash"] and int(again["transactionIndex"]) == 1
+
+    async def settled() -> bool:
+        """The re-included observation final, and every deposit saga of this transaction
+        finished, one of them started after the reorg."""
+        with SqlDatabase(run.db_url).tx() as conn:
+            rows = conn.all(
+                "select block_hash, state from chain_observations where tx_hash = ?", (tx_hash,)
+            )
+        states = [s for _h, s in rows]
+        if states.count("final") != 1 or "reorged" not in states:
+            return False
+        temporal = await connect(run.settings.temporal_address, run.settings.temporal_namespace)
+        runs = []
+        for d in client.get(f"/v1/clients/{client_id}/deposits").json():
+            runs.append(await temporal.get_workflow_handle(d["operation_id"]).describe())
+        return all(r.status == WorkflowExecutionStatus.COMPLETED for r in runs) and any(
+            r.start_time.timestamp() > reorged_at for r in runs
+        )
+
+    wait_for("the re-included deposit's saga", lambda: asyncio.run(settled()), timeout=120)
+    assert balances(client, client_id)["ETH"] == ETH // 2  # once
+    deposits = client.get(f"/v1/clients/{client_id}/deposits").json()
+    assert [(d["operation_id"], d["state"]) for d in deposits] == [
+        (f"deposit:ethereum:{tx_hash}:value", "credited")
+    ]
+    with SqlDatabase(run.db_url).tx() as conn:
+        alerts = [
+            json.loads(r[0])
+            for r in conn.all(
+                "select payload from ledger_outbox where topic = 'custody.alerts.v1'", ()
+            )
+        ]
+    assert [e["type"] for e in alerts if e["subject"] == where] == [
+        "custody.alert.final_deposit_reorged.v1"
+    ]
+
+
+def test_quarantined_bitcoin_is_never_an_input_of_a_withdrawal(run: Running) -> None:
+    """Issue 11, point 6: a BTC deposit from a deny-listed source is quarantined and its
+    coin held: a withdrawal that could pick it (it is the largest coin) spends the
+    client's own coin instead, on chain."""
+    other_id, ops, other = new_client(run, "tainted")
+    client_id, _ops, client = new_client(run, "clean")
+    tainted_to = address(other, other_id, "BTC")
+    run.deny_file.write_text(f"{run.btc_faucet.address}  # test: the faucet is denied\n")
+    try:
+        tainted_tx = run.btc_faucet.fund(tainted_to, 3 * BTC)
+
+        def quarantined() -> bool:
+            deposits = other.get(f"/v1/clients/{other_id}/deposits").json()
+            return [d["state"] for d in deposits] == ["quarantined"]
+
+        wait_for("the tainted deposit quarantined", quarantined)
+    finally:
+        run.deny_file.write_text("")
+    run.btc_faucet.fund(address(client, client_id, "BTC"), BTC // 2)
+    credited(run, client, client_id, {"BTC": BTC // 2})
+    with SqlDatabase(run.db_url).tx() as conn:
+        (position,) = conn.one(
+            "select position from chain_observations where tx_hash = ? and state = 'final'",
+            (tainted_tx,),
+        )
+    tainted = (tainted_tx, int(position.removeprefix("vout")))
+
+    from tests.e2e.test_custody_flow import external_btc_address
+
+    body = {"asset": "BTC", "amount": "0.1", "destination": external_btc_address("simnet")}
+    op_id = post(client, f"/v1/clients/{client_id}/withdrawals", body).json()["operation_id"]
+    done = until_state(client, op_id, "completed", "failed", timeout=180)
+    assert done["state"] == "completed", done
+    raw = run.btc._rpc("getrawtransaction", done["tx_hash"], 1)
+    inputs = {(vin["txid"], int(vin["vout"])) for vin in raw["vin"]}
+    assert tainted not in inputs  # on chain: the quarantined coin was not spent
+    assert run.btc.tx_out(*tainted) is not None
+    assert balances(client, client_id)["BTC"] == BTC // 2 - BTC // 10
+    treasury = {
+        a["account_id"]: int(a["total_minor"]) for a in ops.get("/v1/treasury").json()["accounts"]
+    }
+    assert treasury["quarantine:BTC"] == 3 * BTC

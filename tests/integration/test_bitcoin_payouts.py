@@ -164,6 +164,11 @@ def test_a_payment_to_a_taproot_address_confirms_with_its_output_script(world: W
     world.watcher.run_until_caught_up()  # the block reads fine; the payment is ours
     assert [(o.operation_id, o.tx_hash) for o in world.watcher.outgoing()] == [("wd-p2tr", txid)]
 
+    # At the P2TR dust limit (330 sat) the node relays it; one sat less is CannotPay.
+    at_limit, _ = world.sender.pay("wd-p2tr-330", world.wallet, [(taproot, 330)], 2)
+    world.btc.mine(1)
+    assert world.btc.tx_out(at_limit, 0)["scriptPubKey"]["hex"] == "5120" + key.hex()
+
     # Outputs the sender cannot build: CannotPay (terminal), and nothing recorded.
     for bad in (
         SegwitBech32Encoder.Encode("sb", 2, key),  # witness v2: anyone can spend
@@ -174,5 +179,5 @@ def test_a_payment_to_a_taproot_address_confirms_with_its_output_script(world: W
             world.sender.pay(f"wd-bad-{bad[-6:]}", world.wallet, [(bad, BTC // 10)], 2)
         assert world.recorded(f"wd-bad-{bad[-6:]}") == 0
     with pytest.raises(CannotPay):  # below dust
-        world.sender.pay("wd-dust", world.wallet, [(taproot, 100)], 2)
+        world.sender.pay("wd-dust", world.wallet, [(taproot, 329)], 2)
     assert world.recorded("wd-dust") == 0

@@ -29,9 +29,13 @@ from sagas.deposit.activities import DepositActivities
 from services.chainwatch.watcher import ChainWatcher
 from services.platform import Platform
 from services.settings import PlatformSettings
+from tests.reorgs import anvil_reorg
 
 ETH = 10**18
 DEPTH = 3
+# Others mine on the shared anvil: a reorg reaches this many blocks below the one it
+# must drop, so a block mined between reading the head and reorganising cannot save it.
+MARGIN = 4
 
 
 class World:
@@ -63,31 +67,34 @@ class World:
         assert "error" not in answer, answer
         return answer["result"]
 
-    def payer(self, tokens: int = 0) -> InMemorySigner:
-        key = InMemorySigner.generate()
-        self.faucet.fund_eth(key.address, ETH)
-        if tokens:
-            self.faucet.mint_token(self.token, key.address, tokens)
-        return key
+    def payers(self, tokens: int = 0) -> tuple[InMemorySigner, InMemorySigner]:
+        """Two funded keys, their funding buried below any reorg of this test."""
+        keys = InMemorySigner.generate(), InMemorySigner.generate()
+        for key in keys:
+            self.faucet.fund_eth(key.address, ETH)
+            if tokens:
+                self.faucet.mint_token(self.token, key.address, tokens)
+        self.mine(MARGIN + 1)
+        return keys
 
     def signed(self, key: InMemorySigner, call: dict[str, Any]) -> bytes:
         """Signed, not sent: the same bytes can be sent, dropped by a reorg, and re-sent."""
         return key.sign_transaction(self.node.prepare(key.address, call, 0))
 
-    def send(self, raw: bytes) -> tuple[int, int]:
-        """Mined (anvil automines); its (block number, transaction index)."""
+    def send(self, raw: bytes) -> tuple[int, str, int]:
+        """Mined (anvil automines); its (block number, block hash, transaction index)."""
         receipt = self.node.wait_receipt(self.node.broadcast(raw), 30)
         return self.where(receipt.tx_hash)
 
-    def where(self, tx_hash: str) -> tuple[int, int]:
+    def where(self, tx_hash: str) -> tuple[int, str, int]:
         r = self.node.web3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
-        return int(r["blockNumber"]), int(r["transactionIndex"])
+        return int(r["blockNumber"]), "0x" + bytes(r["blockHash"]).hex(), int(r["transactionIndex"])
 
-    def reorg_back_to(self, height: int, *raws: bytes) -> None:
-        """Replace every block from `height` up (as many as there are: others may have
-        mined meanwhile); the new first block holds `raws`, in that order."""
-        depth = self.node.block_number() - height + 1
-        self.rpc("anvil_reorg", [depth, [["0x" + raw.hex(), 0] for raw in raws]])
+    def reorg_below(self, height: int, *raws: bytes) -> None:
+        """Replace every block from a little below `height` up (as many as there are:
+        others may have mined meanwhile); the new first block holds `raws`, in order."""
+        depth = self.node.block_number() - height + 1 + MARGIN
+        anvil_reorg(self.node.web3, depth, [(raw, 0) for raw in raws], keep=[self.token])
 
     def mine(self, n: int) -> None:
         for _ in range(n):
@@ -144,9 +151,9 @@ def world(stack_settings: PlatformSettings, fresh_postgres_url: str) -> World:
 
 
 def test_eth_deposit_re_included_after_a_deep_reorg_is_credited_once(world: World) -> None:
-    payer, other = world.payer(), world.payer()
+    payer, other = world.payers()
     deposit = world.signed(payer, world.node.eth_transfer(world.address, ETH // 2))
-    block, index = world.send(deposit)
+    block, first_hash, index = world.send(deposit)
     assert index == 0
     world.mine(DEPTH)
     world.watcher.run_until_caught_up()
@@ -156,9 +163,10 @@ def test_eth_deposit_re_included_after_a_deep_reorg_is_credited_once(world: Worl
     # Deeper than the confirmation depth: the credited deposit is gone, then back,
     # behind another transaction of the same block.
     bystander = world.signed(other, world.node.eth_transfer(Account.create().address, 10**15))
-    world.reorg_back_to(block, bystander, deposit)
+    world.reorg_below(block, bystander, deposit)
     tx_hash = "0x" + bytes(world.node.web3.keccak(deposit)).hex()
-    assert world.where(tx_hash) == (block, 1)
+    _, again, index = world.where(tx_hash)
+    assert again != first_hash and index == 1
     world.mine(DEPTH)
     world.watcher.run_until_caught_up()
     world.run_sagas()
@@ -173,9 +181,9 @@ def test_eth_deposit_re_included_after_a_deep_reorg_is_credited_once(world: Worl
 
 
 def test_token_deposit_re_included_behind_other_logs_is_credited_once(world: World) -> None:
-    payer, other = world.payer(tokens=5_000_000), world.payer(tokens=1_000_000)
+    payer, other = world.payers(tokens=5_000_000)
     deposit = world.signed(payer, world.node.token_transfer(world.token, world.address, 4_000_000))
-    block, _ = world.send(deposit)
+    block, _, _ = world.send(deposit)
     world.mine(DEPTH)
     world.watcher.run_until_caught_up()
     world.run_sagas()
@@ -184,7 +192,7 @@ def test_token_deposit_re_included_behind_other_logs_is_credited_once(world: Wor
     bystander = world.signed(
         other, world.node.token_transfer(world.token, Account.create().address, 1_000)
     )
-    world.reorg_back_to(block, bystander, deposit)
+    world.reorg_below(block, bystander, deposit)
     tx_hash = "0x" + bytes(world.node.web3.keccak(deposit)).hex()
     receipt = world.node.web3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
     assert int(receipt["logs"][0]["logIndex"]) == 1  # the bystander's Transfer log is 0
@@ -200,13 +208,13 @@ def test_token_deposit_re_included_behind_other_logs_is_credited_once(world: Wor
 def test_eth_deposit_reorged_before_finality_and_re_included_is_one_deposit(
     world: World,
 ) -> None:
-    payer, other = world.payer(), world.payer()
+    payer, other = world.payers()
     deposit = world.signed(payer, world.node.eth_transfer(world.address, ETH // 4))
-    block, _ = world.send(deposit)
+    block, _, _ = world.send(deposit)
     world.watcher.run_until_caught_up()
     world.run_sagas()  # seen: waiting for finality (unless others mined blocks meanwhile)
 
-    world.reorg_back_to(
+    world.reorg_below(
         block,
         world.signed(other, world.node.eth_transfer(Account.create().address, 10**15)),
         deposit,

@@ -1,7 +1,7 @@
 """Bitcoin destinations against the BIP350 test vectors: P2WPKH, P2WSH and P2TR are
 accepted and paid with the right output script; bech32 where bech32m is due (and the
 reverse), witness versions 2-16 and wrong program lengths are refused (CUS-3002 at the
-API, CUS-4223 in the sender)."""
+API, CUS-4223 in the sender). Screening names a taproot source by its address."""
 
 from __future__ import annotations
 
@@ -11,9 +11,12 @@ import bitcoin
 import pytest
 from bip_utils import SegwitBech32Encoder
 from bitcoin import segwit_addr
+from bitcoin.core import CMutableTransaction, CMutableTxIn, CMutableTxOut, COutPoint, b2lx
+from bitcoin.core.script import CScript
 
 from adapters.chains.bitcoin.networks import select_network
-from adapters.chains.bitcoin.script import output_script
+from adapters.chains.bitcoin.script import address_of_script, output_script
+from adapters.operations.screening import DenyListScreening
 from sagas.errors import AddressInvalid, AddressWrongNetwork, CannotPay
 from services.app.addresses import check_bitcoin
 
@@ -121,3 +124,40 @@ def test_a_simnet_taproot_address_and_its_wrong_encodings(network: None) -> None
             check_bitcoin(bad, "simnet")
         with pytest.raises(CannotPay):
             output_script(bad)
+
+
+@pytest.mark.parametrize(("net", "address", "script"), PAYABLE)
+def test_an_output_script_names_its_address_back(
+    net: str, address: str, script: str, network: None
+) -> None:
+    select_network(net)
+    assert address_of_script(bytes.fromhex(script)) == address.lower()
+
+
+class _Node:
+    """Just enough of btcd for screening: raw transactions by id."""
+
+    def __init__(self, *txs: CMutableTransaction) -> None:
+        self._raw = {b2lx(tx.GetTxid()): tx.serialize().hex() for tx in txs}
+
+    def _rpc(self, method: str, txid: str, verbose: int) -> str:
+        assert (method, verbose) == ("getrawtransaction", 0)
+        return self._raw[txid]
+
+
+def test_a_deposit_from_a_denied_taproot_address_is_caught(network: None) -> None:
+    select_network("simnet")
+    taproot = SegwitBech32Encoder.Encode("sb", 1, KEY)
+    funding = CMutableTransaction(
+        [CMutableTxIn(COutPoint(b"\x11" * 32, 0))],
+        [CMutableTxOut(50_000, CScript(output_script(taproot)))],
+    )
+    deposit = CMutableTransaction(
+        [CMutableTxIn(COutPoint(funding.GetTxid(), 0))],
+        [CMutableTxOut(40_000, CScript(bytes([0, 20]) + KEY[:20]))],
+    )
+    node = _Node(funding, deposit)
+    screening = DenyListScreening(None, node, deny=[taproot], btc_network="simnet")  # type: ignore[arg-type]
+    sources = screening.sources("bitcoin", b2lx(deposit.GetTxid()))
+    assert sources == [taproot]
+    assert screening.check("bitcoin", sources) == f"source {taproot} is on the deny list"

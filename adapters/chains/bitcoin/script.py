@@ -12,13 +12,15 @@ consensus rule protects yet (anyone can spend them): never paid.
 from __future__ import annotations
 
 import bitcoin
-from bip_utils import Bech32ChecksumError, SegwitBech32Decoder
+from bip_utils import Bech32ChecksumError, SegwitBech32Decoder, SegwitBech32Encoder
 from bitcoin.base58 import Base58Error
-from bitcoin.wallet import CBase58BitcoinAddress, CBitcoinAddressError
+from bitcoin.core.script import CScript
+from bitcoin.wallet import CBase58BitcoinAddress, CBitcoinAddress, CBitcoinAddressError
 
 from sagas.errors import CannotPay
 
 _OP_1 = 0x51
+DUST_RELAY_FEE = 3  # sat/vB: relay policy's dust fee rate (Bitcoin Core and btcd)
 
 
 def decode_segwit(address: str, hrp: str) -> tuple[int, bytes] | None:
@@ -52,3 +54,27 @@ def output_script(address: str) -> bytes:
         return bytes(CBase58BitcoinAddress(address).to_scriptPubKey())
     except (Base58Error, CBitcoinAddressError, ValueError) as exc:
         raise CannotPay(f"{address}: not an address of this network") from exc
+
+
+_WITNESS_VERSIONS = {0: 0} | {_OP_1 + v - 1: v for v in range(1, 17)}  # opcode -> version
+
+
+def address_of_script(script: bytes) -> str | None:
+    """The address an output script pays on the selected network (taproot included,
+    in bech32m), or None for a script no address stands for."""
+    version = _WITNESS_VERSIONS.get(script[0]) if len(script) >= 4 else None
+    if version is not None and 2 <= script[1] <= 40 and len(script) == script[1] + 2:
+        return str(SegwitBech32Encoder.Encode(str(bitcoin.params.BECH32_HRP), version, script[2:]))
+    try:
+        return str(CBitcoinAddress.from_scriptPubKey(CScript(script)))
+    except (CBitcoinAddressError, ValueError, IndexError):
+        return None
+
+
+def dust_limit(script: bytes) -> int:
+    """The smallest amount relay policy takes for an output paying `script`: what
+    spending it costs at the dust relay fee, counting the input that will spend it (67
+    vB for a witness program, 148 otherwise). 294 sat for P2WPKH, 330 for P2WSH and
+    P2TR, 540 for P2SH, 546 for P2PKH."""
+    witness = _WITNESS_VERSIONS.get(script[0]) is not None and len(script) == script[1] + 2
+    return (8 + 1 + len(script) + (67 if witness else 148)) * DUST_RELAY_FEE

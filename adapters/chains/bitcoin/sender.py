@@ -30,6 +30,7 @@ from adapters.chains.bitcoin.tx import (
     DUST,
     Plan,
     Utxo,
+    check_outputs,
     digest,
     finish,
     output_vbytes,
@@ -114,7 +115,7 @@ class BitcoinSender:
         self.sync()
         recorded = self._recorded_outputs(operation_id)
         if recorded is None:
-            output_vbytes(outputs)  # CannotPay for an address we do not pay, before anything
+            check_outputs(outputs)  # CannotPay before anything is taken or recorded
         if recorded is not None and recorded != [(a, int(v)) for a, v in outputs]:
             raise TransferIdConflict(f"{operation_id} was paid to other outputs")
         if recorded is None:

@@ -35,11 +35,11 @@ from bitcoin.core.script import (
     SignatureHash,
 )
 
-from adapters.chains.bitcoin.script import output_script
+from adapters.chains.bitcoin.script import dust_limit, output_script
 from sagas.errors import CannotPay
 
 RBF_SEQUENCE = 0xFFFFFFFD  # BIP125: replaceable, and no relative lock time
-DUST = 294  # sat: below this a P2WPKH output costs more to spend than it holds
+DUST = 294  # sat: below this our P2WPKH change costs more to spend than it holds
 _OVERHEAD_VB, _INPUT_VB = 11, 68  # P2WPKH inputs, in virtual bytes
 CHANGE_VB = 31  # our change output: P2WPKH
 
@@ -69,6 +69,19 @@ def output_vbytes(outputs: Sequence[tuple[str, int]]) -> int:
     return sum(9 + len(output_script(address)) for address, _ in outputs)
 
 
+def check_outputs(outputs: Sequence[tuple[str, int]]) -> int:
+    """CannotPay unless the chain will take every output (an address we pay, at least
+    its dust limit: the node would refuse the transaction after we recorded it); their
+    size in vB."""
+    if not outputs:
+        raise CannotPay("a payment needs at least one output")
+    for address, amount in outputs:
+        limit = dust_limit(output_script(address))
+        if amount < limit:
+            raise CannotPay(f"{amount} sat to {address} is below its dust limit ({limit} sat)")
+    return output_vbytes(outputs)
+
+
 def vsize(n_inputs: int, outputs_vb: int) -> int:
     return _OVERHEAD_VB + _INPUT_VB * n_inputs + outputs_vb
 
@@ -77,9 +90,7 @@ def select(utxos: Sequence[Utxo], outputs: Sequence[tuple[str, int]], fee_rate: 
     """Largest coins first until the outputs and the fee are covered; change above dust
     goes back, change below dust goes to the fee."""
     target = sum(amount for _, amount in outputs)
-    if target <= 0 or any(amount < DUST for _, amount in outputs):
-        raise CannotPay("every output must be at least the dust limit")
-    outputs_vb = output_vbytes(outputs)  # raises CannotPay for an address we do not pay
+    outputs_vb = check_outputs(outputs)
     chosen: list[Utxo] = []
     total = 0
     for utxo in sorted(utxos, key=lambda u: (-u.amount, u.txid, u.vout)):

@@ -80,7 +80,12 @@ class SettlementActivities:
         providers: Mapping[str, Liquidity],
         payouts: Payouts,
         settlement_address: Callable[[str, str], str],
+        check_destination: Callable[[str, str], None] = lambda _asset, _to: None,
     ) -> None:
+        """`check_destination(asset, address)` raises a CustodyError for a destination
+        the platform must not pay (the checks a client's withdrawal gets: format,
+        burn addresses, the platform's own addresses)."""
+        self._check_destination = check_destination
         self._ledger = ledger
         self._ops = operations
         self._trades = trades
@@ -270,10 +275,21 @@ class SettlementActivities:
             after = page[-1].seq
 
     @activity.defn(name="settlement.send_crypto")
-    def send_crypto(self, req: SettlementInput, part: CounterpartyPlan, leg: SettlementLeg) -> str:
+    def send_crypto(
+        self, req: SettlementInput, part: CounterpartyPlan, leg: SettlementLeg
+    ) -> str | None:
         """The platform's crypto leg: recorded as an approved operation the signer checks,
-        then sent like a withdrawal (once per operation id)."""
+        then sent like a withdrawal (once per operation id). None if it cannot be sent (a
+        destination the platform must not pay, a payment that cannot be built, a refusal
+        with nothing recorded): alerted, the leg stays owed, never retried for ever."""
         op_id = leg_operation(req.settlement_id, part.counterparty, leg.asset)
+        try:
+            self._check_destination(leg.asset, leg.to)
+        except CustodyError as exc:
+            if exc.transient:
+                raise
+            self._leg_not_sent(req, part, leg, exc)
+            return None
         now = datetime.now(UTC)
         self._ops.create(
             OperationRecord(
@@ -292,7 +308,38 @@ class SettlementActivities:
                 updated_at=now,
             )
         )
-        return self._payouts.send(op_id, leg.asset, leg.to, leg.amount)
+        try:
+            return self._payouts.send(op_id, leg.asset, leg.to, leg.amount)
+        except CustodyError as exc:
+            if exc.transient:
+                raise
+            # Non-transient and nothing recorded (the payouts checked): nothing was sent.
+            self._leg_not_sent(req, part, leg, exc)
+            return None
+
+    def _leg_not_sent(
+        self, req: SettlementInput, part: CounterpartyPlan, leg: SettlementLeg, exc: CustodyError
+    ) -> None:
+        step = f"leg_failed:{part.counterparty}:{leg.asset}"
+        alert = Envelope(
+            id=step_event_id(req.settlement_id, step),
+            source=SOURCE,
+            type=FAILED_ALERT,
+            subject=req.settlement_id,
+            data=SettlementFailed(
+                settlement_id=req.settlement_id,
+                counterparty=part.counterparty,
+                missing=[f"the platform's {leg.asset} leg was not sent: {exc.code} {exc.detail}"],
+                trades=part.trades,
+            ).model_dump(mode="json"),
+        )
+        log.warning("settlement %s: %s leg not sent: %s", req.settlement_id, leg.asset, exc)
+        self._ops.advance(
+            req.settlement_id,
+            step,
+            [(ALERTS.name, alert)],
+            detail={"error_code": exc.code, "detail": exc.detail},
+        )
 
     @activity.defn(name="settlement.crypto_status")
     def crypto_status(

@@ -126,12 +126,14 @@ class SettlementWorkflow:
     async def _deliver_crypto(
         self, req: SettlementInput, part: CounterpartyPlan, leg: SettlementLeg
     ) -> bool:
-        await workflow.execute_activity_method(
+        sent: str | None = await workflow.execute_activity_method(
             A.send_crypto,
             args=[req, part, leg],
             start_to_close_timeout=_TIMEOUT,
             retry_policy=_RETRY,
         )
+        if sent is None:
+            return False  # not sent (refused destination, cannot pay): alerted, stays owed
         while True:
             status: ChainStatus = await workflow.execute_activity_method(
                 A.crypto_status,

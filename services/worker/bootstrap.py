@@ -20,6 +20,7 @@ from temporalio.client import (
 )
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+from web3 import Web3
 
 from adapters.chains.bitcoin.sender import BitcoinSender
 from adapters.chains.ethereum.broadcaster import EvmBroadcaster
@@ -39,8 +40,10 @@ from sagas.trade.activities import TradeActivities
 from sagas.trade.workflows import TradeWorkflow
 from sagas.withdrawal.activities import WithdrawalActivities
 from sagas.withdrawal.workflows import WithdrawalWorkflow
+from services.app.addresses import check_bitcoin, check_ethereum
+from services.app.destinations import refuse_destination
 from services.app.settlements import settlement_input
-from services.platform import Platform
+from services.platform import ASSETS, Platform
 
 SAGA_WORKFLOWS = [
     WithdrawalWorkflow,
@@ -55,6 +58,26 @@ SAGA_WORKFLOWS = [
 SANDBOX = SandboxedWorkflowRunner(
     restrictions=SandboxRestrictions.default.with_passthrough_modules("sagas")
 )
+
+
+def settlement_destination_check(platform: Platform) -> Callable[[str, str], None]:
+    """What a provider's settlement instruction must pass before the platform pays it:
+    the checks a client's withdrawal destination gets (a valid address of this network,
+    not a burn address, not one of the platform's own). A provider's Ethereum address
+    may come without its EIP-55 checksum: machines do not make typos."""
+
+    def check(asset: str, to: str) -> None:
+        chain = ASSETS[asset][1]
+        if chain == "ethereum":
+            destination = check_ethereum(
+                Web3.to_checksum_address(to) if Web3.is_address(to) else to
+            )
+        else:
+            destination = check_bitcoin(to, platform.settings.btc_network)
+        tokens = platform.tokens.values()
+        refuse_destination(platform.keys.lookup, tokens, "", chain, destination)
+
+    return check
 
 
 def saga_activities(
@@ -123,6 +146,7 @@ def saga_activities(
         platform.providers,
         payouts,
         platform.settlement_address,
+        settlement_destination_check(platform),
     )
     return [
         settlements.plan,

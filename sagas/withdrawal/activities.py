@@ -253,9 +253,16 @@ class WithdrawalActivities:
     def act_on_decision(self, req: WithdrawalInput, decision: OperatorDecision) -> None:
         info = activity.info()
         step = f"operator_decision:{decision.operator}:{info.workflow_run_id}:{info.activity_id}"
+        # A retry of a decision already acted on (or refused) does nothing again: a bump
+        # retried after its replacement was sent would bump the bump.
+        done = (self._recorded(req.operation_id, s) for s in (step, f"{step}:refused"))
+        if any(d is not None for d in done):
+            return
         if decision.action == "rebroadcast":
             self._payouts.rebroadcast(req.operation_id)
-        elif decision.action == "bump":
+        elif (
+            decision.action == "bump" and self._recorded(req.operation_id, f"{step}:bumped") is None
+        ):
             try:
                 tx_hash = self._payouts.bump(
                     req.operation_id, req.asset, req.destination, req.amount, decision.fee_percent
@@ -343,7 +350,7 @@ class WithdrawalActivities:
                 client_id=op.client_id or "",
                 asset=op.asset,
                 amount=str(op.amount),
-                error_code=ended.error_code or CannotPay.code,
+                error_code=ended.error_code,
                 detail=ended.detail,
             )
             events.append(

@@ -82,7 +82,7 @@ class WithdrawalFailed(BaseModel):
     client_id: str
     asset: str
     amount: str = Field(description="minor units")
-    error_code: str
+    error_code: str | None = None
     detail: str
 
 

@@ -442,14 +442,16 @@ def create_app(
         """An operator's decision on a withdrawal stuck past its deadline."""
         who.must_be("operator")
         op = await asyncio.to_thread(own_withdrawal, who, operation_id)
-        if body.action == "bump":
-            cap = platform.settings.signer_max_fee_per_gas
-            await asyncio.to_thread(check_bump, platform.db_url, op, body.fee_percent, cap)
         decision = OperatorDecision(
             operator=who.sub, action=body.action, fee_percent=body.fee_percent
         )
 
         async def compute() -> tuple[int, BaseModel]:
+            # Checked on the first request only: a replay answers as the first time did,
+            # not against the fees a bump it made has raised since.
+            if body.action == "bump":
+                cap = platform.settings.signer_max_fee_per_gas
+                await asyncio.to_thread(check_bump, platform.db_url, op, body.fee_percent, cap)
             try:
                 await (
                     state["withdrawals"].handle(operation_id).signal("operator_decision", decision)

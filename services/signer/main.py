@@ -65,6 +65,8 @@ async def serve(db_url: str | None = None) -> None:
     signer = build_signer(settings, db_url)
     activities = SigningActivities(signer, signer)
     if settings.signer_delay_seconds > 0:
+        if settings.eth_chain_id != 31337:  # fault injection: the dev chain only
+            raise SystemExit("CUSTODY_SIGNER_DELAY_SECONDS is for tests on the dev chain")
         slow = _Slow(signer, settings.signer_delay_seconds)
         activities = SigningActivities(slow, slow)
     client = await connect(settings.temporal_address, settings.temporal_namespace)

@@ -41,7 +41,7 @@ from adapters.chains.bitcoin.tx import (
 )
 from adapters.ledger.migrate import upgrade
 from adapters.sqldb import Conn, SqlDatabase
-from sagas.errors import ChainRejected, TransferIdConflict
+from sagas.errors import ChainRejected, DependencyUnavailable, TransferIdConflict
 from sagas.ports import BitcoinSigner, KeyDerivation, KeyStore
 
 # A coin may be spent if it is our change or its deposit was credited (the deposit saga's
@@ -249,8 +249,12 @@ class BitcoinSender:
     ) -> None:
         # Locked, then re-checked: a retry beside an attempt that outlived its timeout
         # waits for it and sends what it recorded, never signing a second payment.
-        if not conn.sqlite:
-            conn.run("select pg_advisory_xact_lock(hashtextextended(?, 4243))", (operation_id,))
+        if not conn.sqlite:  # refused at once rather than a pooled connection held
+            locked = conn.one(
+                "select pg_try_advisory_xact_lock(hashtextextended(?, 4243))", (operation_id,)
+            )
+            if not locked[0]:
+                raise DependencyUnavailable(f"{operation_id}: another attempt is paying it now")
         if conn.one("select 1 from btc_transactions where operation_id = ?", (operation_id,)):
             return
         coins = self._coins(conn, wallet_id, None)

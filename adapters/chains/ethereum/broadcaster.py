@@ -25,7 +25,7 @@ from web3 import Web3
 from adapters.chains.ethereum.node import Web3EthereumNode
 from adapters.ledger.migrate import upgrade
 from adapters.sqldb import Conn, SqlDatabase
-from sagas.errors import ChainRejected, NonceAlreadyUsed
+from sagas.errors import ChainRejected, DependencyUnavailable, NonceAlreadyUsed
 from sagas.ports import TransactionSigner, TxReceipt
 
 _LIVE = ("signed", "broadcast", "mined")
@@ -137,8 +137,16 @@ class EvmBroadcaster:
 
     @staticmethod
     def _lock_operation(conn: Conn, operation_id: str) -> None:
-        if not conn.sqlite:  # held to the end of the transaction; re-entrant
-            conn.run("select pg_advisory_xact_lock(hashtextextended(?, 4242))", (operation_id,))
+        """Held to the end of the transaction (re-entrant). Taken or refused at once: a
+        retry beside a live attempt fails fast (transient, Temporal tries again) instead
+        of holding a pooled connection while the attempt signs."""
+        if conn.sqlite:
+            return
+        row = conn.one(
+            "select pg_try_advisory_xact_lock(hashtextextended(?, 4242))", (operation_id,)
+        )
+        if not row[0]:
+            raise DependencyUnavailable(f"{operation_id}: another attempt is sending it now")
 
     def _allocate(self, conn: Conn, sender: str) -> int:
         if conn.sqlite:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
@@ -27,6 +29,7 @@ from temporalio.client import (
     Client,
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
+    WorkflowUpdateStage,
 )
 from temporalio.service import RPCError
 
@@ -52,6 +55,7 @@ from sagas.topics import EVENTS
 from sagas.withdrawal import Approval, ApprovalView, OperatorDecision
 from services.api.auth import Principal, load_secret
 from services.api.deps import Key, Who
+from services.api.openapi import LOCATION, Integer, install, poll_at, started
 from services.api.problems import (
     Problem,
     custody_error,
@@ -68,6 +72,8 @@ from services.app.withdrawals import WithdrawalBody, Withdrawals, parse_amount
 from services.platform import ASSETS, Platform
 
 MAX_BODY = 64 * 1024
+APPROVAL_WAIT = 0.5  # seconds from its start an approval POST waits for it to be recorded
+API_THREADS = int(os.environ.get("CUSTODY_DB_POOL_SIZE", "24"))  # sqldb's pool size
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": Problem, "content": {"application/problem+json": {}}}
     for code in (400, 401, 403, 404, 409, 413, 422, 503)
@@ -76,7 +82,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 # --- response models -----------------------------------------------------------------
 class ClientBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     client_id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$", examples=["acme-treasury"])
     name: str = Field(min_length=1, max_length=200, examples=["ACME Treasury Ltd"])
@@ -100,7 +106,7 @@ class ClientView(BaseModel):
 
 
 class AddressBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     asset: str = Field(min_length=1, max_length=12, examples=["BTC"])
 
@@ -129,24 +135,30 @@ class WithdrawalView(BaseModel):
     timeline: list[Step] = Field(default_factory=list)
 
 
+class ApprovalTaken(BaseModel):
+    operation_id: str = Field(examples=["wd:acme-treasury:inv-2026-0042"])
+    operator: str = Field(examples=["ops-alice"])
+    state: Literal["taken"] = "taken"
+
+
 class DecisionBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     action: Literal["rebroadcast", "bump", "keep_waiting"]
-    fee_percent: int = Field(default=130, gt=110, le=1000)
+    fee_percent: Integer = Field(default=130, gt=110, le=1000)
 
 
 class PolicyBody(BaseModel):
     """A client's rules for one asset; amounts are decimal strings in the asset's unit."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     per_transaction_limit: str | None = Field(default=None, examples=["10"])
     daily_velocity_limit: str | None = Field(default=None, examples=["25"])
     allow_list_required: bool = False
     allowed_destinations: list[str] = Field(default_factory=list, max_length=1000)
     approval_threshold: str | None = Field(default=None, examples=["1"])
-    approval_quorum: int = Field(default=2, ge=1, le=10)
+    approval_quorum: Integer = Field(default=2, ge=1, le=10)
     screening_required: bool = True
 
 
@@ -227,6 +239,11 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # asyncio.to_thread's default pool has cpu_count + 4 threads (6 on two cores):
+        # under 40 concurrent POSTs their database calls queued there for a second.
+        # As many threads as the process has database connections.
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(ThreadPoolExecutor(API_THREADS, thread_name_prefix="api"))
         client = await temporal()
         state["temporal"] = client
         state["withdrawals"] = Withdrawals(platform, client)
@@ -243,6 +260,7 @@ def create_app(
         responses=ERRORS,
     )
     app.state.token_secret = secret
+    install(app, platform.settings.counterparties)
     app.add_middleware(BodyLimit)
     app.add_exception_handler(CustodyError, custody_error)
     app.add_exception_handler(RequestValidationError, validation_error)
@@ -329,13 +347,27 @@ def create_app(
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.post("/v1/clients", status_code=201, tags=["clients"])
+    @app.post(
+        "/v1/clients",
+        status_code=201,
+        tags=["clients"],
+        responses={
+            201: {"model": ClientView, "description": "opened", "headers": LOCATION},
+            200: {
+                "model": ClientView,
+                "description": "a replay (the client exists with this name): the same client",
+                "headers": LOCATION,
+            },
+        },
+    )
     def create_client(body: ClientBody, who: Who, _key: Key, response: Response) -> ClientView:
-        """Open a client and its accounts in every asset (operators)."""
+        """Open a client and its accounts in every asset (operators). 201 when opened; 200
+        when the client exists with the same name (409 CUS-3005 with another)."""
         who.must_be("operator")
         _name, created = platform.operations.create_client(body.client_id, body.name, who.sub)
         platform.open_client_accounts(body.client_id)
         response.status_code = 201 if created else 200
+        response.headers["Location"] = f"/v1/clients/{body.client_id}"
         return ClientView(
             client_id=body.client_id, name=body.name, balances=balances(body.client_id)
         )
@@ -380,17 +412,18 @@ def create_app(
         "/v1/clients/{client_id}/withdrawals",
         status_code=202,
         tags=["withdrawals"],
-        responses={200: {"model": WithdrawalView, "description": "a retry: the same saga"}},
+        responses=started(WithdrawalView, "the withdrawal"),
     )
     async def create_withdrawal(
         client_id: str, body: WithdrawalBody, who: Who, key: Key, response: Response
     ) -> WithdrawalView:
-        """Start a withdrawal saga; the Idempotency-Key names it. 202 with the state once
-        the amount is reserved (or refused); a retry returns the same saga (200)."""
+        """Start a withdrawal saga; the Idempotency-Key names it. 202 at once with its
+        state so far (`requested`; then `reserved` or `rejected`, ...): poll Location.
+        A replay returns the same saga as it is now (200)."""
         who.may_see(client_id)
         who.must_be("client", "operator")
         op, created = await state["withdrawals"].create(client_id, key, body, who.sub)
-        response.status_code = 202 if created else 200
+        poll_at(response, f"/v1/withdrawals/{op.id}", created)
         return await asyncio.to_thread(withdrawal_view, op)
 
     @app.get("/v1/clients/{client_id}/withdrawals", tags=["withdrawals"])
@@ -404,19 +437,44 @@ def create_app(
         """The withdrawal with its timeline of steps."""
         return withdrawal_view(own_withdrawal(who, operation_id))
 
-    @app.post("/v1/withdrawals/{operation_id}/approvals", tags=["approvals"])
+    @app.post(
+        "/v1/withdrawals/{operation_id}/approvals",
+        tags=["approvals"],
+        responses={
+            200: {"model": ApprovalView, "description": "recorded: the tally", "headers": LOCATION},
+            202: {
+                "model": ApprovalTaken,
+                "description": "taken by the saga (validated), not recorded within "
+                f"{APPROVAL_WAIT} s of the request: poll Location (the timeline shows "
+                "approval:<operator>)",
+                "headers": LOCATION,
+            },
+        },
+    )
     async def approve(operation_id: str, request: Request, who: Who, key: Key) -> ApprovalView:
         """Approve as the calling operator. The requester's own approval, or a second one
-        by the same operator, is refused (CUS-2002)."""
+        by the same operator, is refused (CUS-2002). 200 with the tally once the saga has
+        recorded it; if that takes more than a moment, 202 (the approval was taken) and
+        Location to poll."""
         who.must_be("operator")
         await asyncio.to_thread(own_withdrawal, who, operation_id)
 
         async def compute() -> tuple[int, BaseModel]:
             handle = state["withdrawals"].handle(operation_id)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + APPROVAL_WAIT
             try:
-                view = await handle.execute_update(
-                    "approve", Approval(operator=who.sub), result_type=ApprovalView
+                taken = await handle.start_update(
+                    "approve",
+                    Approval(operator=who.sub),
+                    wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+                    result_type=ApprovalView,
                 )
+                try:  # the saga records the approval before answering: not for long
+                    left = max(deadline - loop.time(), 0.01)
+                    view = await asyncio.wait_for(taken.result(), left)
+                except TimeoutError:
+                    return 202, ApprovalTaken(operation_id=operation_id, operator=who.sub)
             except WorkflowUpdateFailedError as exc:
                 cause = exc.cause
                 kind = getattr(cause, "type", None)
@@ -433,7 +491,9 @@ def create_app(
                 raise InvalidState(f"the saga does not take approvals now: {exc}") from None
             return 200, view
 
-        return await remembered(who, request, key, Approval(operator=who.sub), compute)  # type: ignore[return-value]
+        answer = await remembered(who, request, key, Approval(operator=who.sub), compute)
+        answer.headers["Location"] = f"/v1/withdrawals/{operation_id}"
+        return answer  # type: ignore[return-value]
 
     @app.post("/v1/withdrawals/{operation_id}/decisions", status_code=202, tags=["approvals"])
     async def decide(

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from typing import Any
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from sagas import errors as e
 
@@ -46,7 +49,10 @@ class Problem(BaseModel):
 
 
 def problem(
-    err: e.CustodyError, instance: str | None = None, status: int | None = None
+    err: e.CustodyError,
+    instance: str | None = None,
+    status: int | None = None,
+    headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     code = status or STATUS.get(type(err), 422)
     body = {
@@ -57,8 +63,8 @@ def problem(
         "code": err.code,
         **({"instance": instance} if instance else {}),
     }
-    headers = {"WWW-Authenticate": "Bearer"} if code == 401 else None
-    return JSONResponse(body, status_code=code, media_type=PROBLEM, headers=headers)
+    headers = {**(headers or {}), **({"WWW-Authenticate": "Bearer"} if code == 401 else {})}
+    return JSONResponse(body, status_code=code, media_type=PROBLEM, headers=headers or None)
 
 
 async def custody_error(request: Request, exc: Exception) -> JSONResponse:
@@ -69,6 +75,8 @@ async def custody_error(request: Request, exc: Exception) -> JSONResponse:
 async def validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errs = exc.errors()
+    if any(_is_key_header(err.get("loc", ())) for err in errs):
+        return problem(e.IdempotencyKeyMissing("send an Idempotency-Key header"), request.url.path)
     first = errs[0] if errs else {"loc": (), "msg": "invalid request"}
     where = ".".join(str(p) for p in first.get("loc", ()))
     if first.get("type") == "json_invalid":
@@ -78,12 +86,28 @@ async def validation_error(request: Request, exc: Exception) -> JSONResponse:
     return problem(e.RequestInvalid(f"{where}: {first.get('msg')}"), request.url.path)
 
 
+def _is_key_header(loc: Sequence[Any]) -> bool:
+    return len(loc) == 2 and loc[0] == "header" and str(loc[1]).lower() == "idempotency-key"
+
+
 async def http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code == 404:
         return problem(e.NotFound(request.url.path), request.url.path)
     err = e.RequestInvalid(str(exc.detail))
-    return problem(err, request.url.path, exc.status_code)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:  # RFC 9110: every method the path takes, not one route's
+        headers["Allow"] = ", ".join(_allowed(request))
+    return problem(err, request.url.path, exc.status_code, headers)
+
+
+def _allowed(request: Request) -> list[str]:
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _child = route.matches(request.scope)
+        if match != Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
 
 
 async def database_error(request: Request, exc: Exception) -> JSONResponse:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from temporalio.client import WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError
 
@@ -29,9 +29,9 @@ from sagas.operations import OperationRecord, Step
 from sagas.trade import Acceptance, TradeView
 from services.api.auth import Principal
 from services.api.deps import Key, Who
+from services.api.openapi import integral, poll_at, started
 from services.app.settlements import start_settlement
 from services.app.trades import TRADABLE, TradeBody, Trades
-from services.app.withdrawals import moved_on
 from services.platform import ASSETS, Platform
 
 Remember = Callable[
@@ -41,7 +41,7 @@ Remember = Callable[
 
 
 class BankAccountBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     iban: str = Field(min_length=15, max_length=34, examples=["DE89370400440532013000"])
     bic: str = Field(min_length=8, max_length=11, examples=["SIMUDEFFXXX"])
@@ -58,7 +58,7 @@ class BankAccountView(BaseModel):
 
 
 class AcceptBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class TradeOut(BaseModel):
@@ -101,13 +101,14 @@ class InstructionView(BaseModel):
     legs: list[LegView]
 
 
-class SettlementBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+_INT = BeforeValidator(integral)  # again: the bounds' Field must sit inside it
 
-    leg_timeout_seconds: int | None = Field(
+
+class SettlementBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    leg_timeout_seconds: Annotated[int, Field(ge=5, le=7 * 86400), _INT] | None = Field(
         default=None,
-        ge=5,
-        le=7 * 86400,
         description="how long the counterparties have to deliver (default: the platform's)",
     )
 
@@ -226,17 +227,18 @@ def trading_routes(platform: Platform, state: dict[str, Any], remembered: Rememb
         "/v1/clients/{client_id}/trades",
         status_code=202,
         tags=["trading"],
-        responses={200: {"model": TradeOut, "description": "a retry: the same saga"}},
+        responses=started(TradeOut, "the trade"),
     )
     async def create_trade(
         client_id: str, body: TradeBody, who: Who, key: Key, response: Response
     ) -> TradeOut:
-        """Start a trade saga; the Idempotency-Key names it. 202 once it is quoted (or
-        refused): accept the quote before `quote_expires_at`, unless auto_accept."""
+        """Start a trade saga; the Idempotency-Key names it. 202 at once with its state so
+        far (`requested`); poll Location until it is `quoted` (or refused), then accept
+        the quote before `quote_expires_at`, unless auto_accept. A replay is 200."""
         who.may_see(client_id)
         who.must_be("client", "operator")
         op, created = await state["trades"].create(client_id, key, body, who.sub)
-        response.status_code = 202 if created else 200
+        poll_at(response, f"/v1/trades/{op.id}", created)
         return await asyncio.to_thread(trade_view, op)
 
     @router.get("/v1/clients/{client_id}/trades", tags=["trading"])
@@ -316,32 +318,53 @@ def trading_routes(platform: Platform, state: dict[str, Any], remembered: Rememb
             timeline=steps,
         )
 
-    @router.post("/v1/settlements", status_code=202, tags=["settlement"])
-    async def create_settlement(body: SettlementBody, who: Who, key: Key) -> SettlementView:
+    @router.post(
+        "/v1/settlements",
+        status_code=202,
+        tags=["settlement"],
+        responses=started(SettlementView, "the settlement"),
+    )
+    async def create_settlement(
+        body: SettlementBody, who: Who, key: Key, response: Response
+    ) -> SettlementView:
         """Settle now (operators): every unsettled trade, netted per counterparty and
-        asset, delivery versus payment. The Idempotency-Key names the settlement."""
+        asset, delivery versus payment. The Idempotency-Key names the settlement. 202 at
+        once with its state so far (`requested` until the saga has planned it); poll
+        Location. A replay is 200."""
         who.must_be("operator")
-        sid = await start_settlement(
+        sid, created = await start_settlement(
             platform, state["temporal"], key, who.sub, body.leg_timeout_seconds
         )
-        await moved_on(platform.operations, sid, wait=10, every=0.1)
+        poll_at(response, f"/v1/settlements/{sid}", created)
+        return await current_settlement(sid)
+
+    async def current_settlement(sid: str) -> SettlementView:
+        """The settlement as recorded, or `requested` while its saga has not planned it
+        yet (it records the settlement then): polling never sees a 404 in between."""
         try:
             return await asyncio.to_thread(settlement_view, sid)
-        except NotFound:  # started, not planned yet: ask again in a moment
-            return SettlementView(
-                settlement_id=sid,
-                state="requested",
-                requested_by=who.sub,
-                instructions=[],
-                timeline=[],
-            )
+        except NotFound:
+            if not sid.startswith("st:"):
+                raise
+        try:
+            described = await state["temporal"].get_workflow_handle(sid).describe()
+            requested_by = await described.memo_value("requested_by", "")
+        except RPCError:
+            raise NotFound(f"settlement {sid}") from None
+        return SettlementView(
+            settlement_id=sid,
+            state="requested",
+            requested_by=str(requested_by),
+            instructions=[],
+            timeline=[],
+        )
 
     @router.get("/v1/settlements/{settlement_id}", tags=["settlement"])
-    def get_settlement(settlement_id: str, who: Who) -> SettlementView:
+    async def get_settlement(settlement_id: str, who: Who) -> SettlementView:
         """A settlement: its instructions per counterparty and asset, its timeline and
-        its reconciliation breaks (an empty list: clean)."""
+        its reconciliation breaks (an empty list: clean); `requested` until planned."""
         who.must_be("operator", "auditor")
-        return settlement_view(settlement_id)
+        return await current_settlement(settlement_id)
 
     @router.get("/v1/liquidity/positions", tags=["settlement"])
     def positions(who: Who) -> list[PositionView]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-
 from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -42,18 +40,22 @@ async def start_settlement(
     key: str,
     requested_by: str,
     leg_timeout_seconds: int | None = None,
-) -> str:
-    """Start the settlement named by the key (a repeat finds the one started)."""
+) -> tuple[str, bool]:
+    """Start the settlement named by the key: (its id, whether this call started it; a
+    repeat finds the one started). Does not wait for the saga's first step."""
     sid = settlement_id(key)
     req = settlement_input(platform, requested_by, sid)
     if leg_timeout_seconds is not None:
         req = req.model_copy(update={"leg_timeout_seconds": leg_timeout_seconds})
-    with contextlib.suppress(WorkflowAlreadyStartedError):
+    try:
         await temporal.start_workflow(
             SettlementWorkflow.run,
             req,
             id=sid,
             task_queue=platform.settings.saga_task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            memo={"requested_by": requested_by},  # the API shows it before the plan
         )
-    return sid
+    except WorkflowAlreadyStartedError:
+        return sid, False
+    return sid, True

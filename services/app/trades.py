@@ -14,7 +14,7 @@ import contextlib
 from datetime import UTC, datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -34,7 +34,7 @@ from sagas.operations import OperationRecord, request_hash
 from sagas.trade import TradeInput
 from sagas.trade.activities import event
 from sagas.trade.workflows import TradeWorkflow
-from services.app.withdrawals import KEY_PATTERN, moved_on, parse_amount
+from services.app.withdrawals import KEY_PATTERN, parse_amount
 from services.platform import ASSETS, Platform
 
 TRADABLE = ("BTC", "ETH")  # what the providers quote against the platform's currency
@@ -44,7 +44,7 @@ class TradeBody(BaseModel):
     """A buy or a sale. Amounts are decimal strings (never JSON numbers): `quantity` in
     the asset's unit, or for a buy `spend` in the currency, the platform's fee included."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     side: Literal["buy", "sell"]
     asset: str = Field(min_length=1, max_length=12, examples=["BTC"])
@@ -59,6 +59,14 @@ class TradeBody(BaseModel):
         examples=["lp-alpha"],
         description="ask this liquidity provider only (default: the best quote of all)",
     )
+
+    @field_validator("quantity", "spend", "counterparty", mode="before")
+    @classmethod
+    def _absent_not_null(cls, value: object) -> object:
+        # Leave a field out rather than send null: the document says a string.
+        if value is None:
+            raise ValueError("leave the field out instead of sending null")
+        return value
 
 
 def operation_id(client_id: str, key: str) -> str:
@@ -159,7 +167,7 @@ class Trades:
             quantity=None if quantity is None else str(quantity),
             budget=None if budget is None else str(budget),
         )
-        _stored, created = await asyncio.to_thread(
+        stored, created = await asyncio.to_thread(
             self._p.operations.create, record, [requested], requested[1].data
         )
         # Started on every call until it moved: after a crash between recording and
@@ -172,13 +180,11 @@ class Trades:
                 task_queue=s.saga_task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             )
-        return await self.settled(op_id), created
-
-    async def settled(self, op_id: str, wait: float = 5.0) -> OperationRecord:
-        """The trade once it is quoted (or refused), or as it is after `wait` seconds."""
-        op = await moved_on(self._p.operations, op_id, wait)
-        assert op is not None
-        return op
+        # No waiting for the quote: the caller gets the state so far and polls.
+        if created:
+            return stored, True
+        current = await asyncio.to_thread(self._p.operations.get, op_id)
+        return current or stored, False
 
     def handle(self, op_id: str) -> WorkflowHandle[TradeWorkflow, object]:
         return self._temporal.get_workflow_handle_for(TradeWorkflow.run, op_id)

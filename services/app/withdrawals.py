@@ -32,7 +32,6 @@ from sagas.errors import (
 )
 from sagas.money import parse_units
 from sagas.operations import OperationRecord, request_hash
-from sagas.ports import OperationStore
 from sagas.withdrawal import WithdrawalInput
 from sagas.withdrawal.activities import event
 from sagas.withdrawal.workflows import WithdrawalWorkflow
@@ -66,20 +65,6 @@ def parse_amount(text: str, code: str, decimals: int, what: str = "the amount") 
         if "more than" in str(exc):
             raise TooManyDecimals(f"{what} {text}: {code} has {decimals}") from None
         raise InvalidAmount(f"{what} {text!r} is not a positive decimal amount") from None
-
-
-async def moved_on(
-    operations: OperationStore, op_id: str, wait: float, every: float = 0.05
-) -> OperationRecord | None:
-    """The operation once its saga took its first step (state no longer `requested`), or
-    as it is after `wait` seconds (None if it is not recorded yet)."""
-    deadline = asyncio.get_running_loop().time() + wait
-    while True:
-        op = await asyncio.to_thread(operations.get, op_id)
-        moved = op is not None and op.state != "requested"
-        if moved or asyncio.get_running_loop().time() > deadline:
-            return op
-        await asyncio.sleep(every)
 
 
 def operation_id(client_id: str, key: str) -> str:
@@ -123,7 +108,7 @@ class Withdrawals:
         """The withdrawal for (client, key): recorded and its saga started, or the one
         there is. IdempotencyConflict if the key was used with another body."""
         op_id = operation_id(client_id, key)
-        existing = self._p.operations.get(op_id)
+        existing = await asyncio.to_thread(self._p.operations.get, op_id)
         digest = request_hash(
             {
                 "client": client_id,
@@ -185,14 +170,15 @@ class Withdrawals:
                 task_queue=s.saga_task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             )
-        return await self.settled(op_id), created
+        # No waiting for the saga's first step: the caller gets the state so far and polls
+        # (a retry: as far as its saga got).
+        if created:
+            return stored, True
+        return await asyncio.to_thread(self.current, stored), False
 
-    async def settled(self, op_id: str, wait: float = 5.0) -> OperationRecord:
-        """The operation once its saga has reserved (or refused) it, or as it is after
-        `wait` seconds."""
-        op = await moved_on(self._p.operations, op_id, wait)
-        assert op is not None
-        return op
+    def current(self, stored: OperationRecord) -> OperationRecord:
+        """The operation as it is now."""
+        return self._p.operations.get(stored.id) or stored
 
     def handle(self, op_id: str) -> WorkflowHandle[WithdrawalWorkflow, object]:
         return self._temporal.get_workflow_handle_for(WithdrawalWorkflow.run, op_id)

@@ -322,11 +322,15 @@ def _trading(run: Running, client_id: str, client: httpx.Client) -> None:
     ).json()
     btc = _until(client, f"/v1/trades/{btc['operation_id']}", ended)
     show(btc)
-    eth = _post(
+    started = _post(
         client,
         f"/v1/clients/{client_id}/trades",
         {"side": "buy", "asset": "ETH", "quantity": "0.05"},
-    ).json()
+    )
+    # The POST answers at once (202, `requested`); the quote is polled at Location.
+    eth = _until(client, started.headers["Location"], ("quoted", *ended))
+    if eth["state"] != "quoted":
+        raise SystemExit(f"no quote for 0.05 ETH: {eth['state']} {eth['error_code']}")
     print(
         f"quote for 0.05 ETH: {eth['client_amount']} EUR, valid until {eth['quote_expires_at']}; "
         "the client accepts"

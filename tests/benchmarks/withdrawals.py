@@ -380,7 +380,7 @@ def main() -> None:
     print(f"{'':<46}{'per second':>12}{'p50 s':>10}{'p99 s':>10}{'n':>7}")
     rate = f"{platform.ok / platform.elapsed:.2f}" if platform.elapsed > 0 else "-"
     print(f"platform ({platform.ok}/{n} completed in {platform.elapsed:.1f} s)")
-    print(_row("POST answered (202, after reserve)", platform, "POST answered", ""))
+    print(_row("POST answered (202, state so far)", platform, "POST answered", ""))
     print(_row("POST -> broadcast", platform, "POST->broadcast", ""))
     print(_row("POST -> completed (withdrawals completed/s)", platform, "POST->completed", rate))
     base_rate = f"{baseline.ok / baseline.elapsed:.2f}"

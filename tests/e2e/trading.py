@@ -26,9 +26,18 @@ def banked_client(run: Running, euros_cents: int, prefix: str = "t") -> tuple[st
 
 
 def trade(http: Any, client_id: str, body: dict[str, Any], key: str | None = None) -> Any:
+    """Start a trade (the POST answers at once, `requested`) and poll its Location until
+    the saga has quoted it, or refused it."""
     reply = post(http, f"/v1/clients/{client_id}/trades", body, key)
     assert reply.status_code in (200, 202), reply.text
-    return reply.json()
+    location = reply.headers["Location"]
+    assert location == f"/v1/trades/{reply.json()['operation_id']}", location
+
+    def moved() -> Any:
+        found = http.get(location).json()
+        return found if found["state"] != "requested" else None
+
+    return wait_for(f"{location} to be quoted", moved, timeout=120, every=0.2)
 
 
 def get_trade(http: Any, operation_id: str) -> dict[str, Any]:

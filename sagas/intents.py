@@ -115,13 +115,16 @@ def _utc_seconds(value: object) -> object:
 
 def rfc3339(moment: datetime) -> str:
     """`2026-12-01T08:00:00Z`: the one text form of a timestamp that is signed."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # Not strftime: glibc writes the year 999 as "999", which would not read back.
+    d = moment.astimezone(UTC)
+    return f"{d.year:04d}-{d.month:02d}-{d.day:02d}T{d.hour:02d}:{d.minute:02d}:{d.second:02d}Z"
 
 
 MinorUnits = Annotated[
     int,
     BeforeValidator(_minor_units),
-    Field(ge=0),
+    # No chain holds more than a uint256; the bound also keeps hostile input small.
+    Field(ge=0, le=2**256 - 1),
     PlainSerializer(str, return_type=str, when_used="json"),
 ]
 UtcSeconds = Annotated[
@@ -187,6 +190,11 @@ class Intent(BaseModel):
                 raise ValueError(f"a {self.kind} carries the record it installs as payload")
             if self.amount or self.fee_cap:
                 raise ValueError(f"a {self.kind} moves no value: amount and fee_cap are 0")
+        try:
+            self.canonical()
+        except (rfc8785.CanonicalizationError, UnicodeEncodeError) as exc:
+            # E.g. a lone surrogate in a string: an intent that cannot be hashed is none.
+            raise ValueError(f"not canonicalizable: {exc}") from exc
         return self
 
     def canonical(self) -> bytes:

@@ -32,7 +32,15 @@ from cryptography.hazmat.primitives.serialization import (
 )
 from pydantic import ValidationError
 
-from sagas.intents import Approval, Intent, key_id, raw_public_key, sign_intent, verify_approval
+from sagas.intents import (
+    Approval,
+    Intent,
+    key_id,
+    raw_public_key,
+    rfc3339,
+    sign_intent,
+    verify_approval,
+)
 
 PASSPHRASE_ENV = "CUSTODY_OPERATOR_PASSPHRASE"
 MIN_PASSPHRASE = 12
@@ -137,7 +145,7 @@ def _summary(intent: Intent) -> str:
         f"destination: {intent.destination}",
         f"fee cap:     {intent.fee_cap} (minor units)",
         f"policy:      version {intent.policy_version}",
-        f"expires:     {intent.expires_at.strftime('%Y-%m-%dT%H:%M:%SZ')}",
+        f"expires:     {rfc3339(intent.expires_at)}",
         f"intent hash: {intent.hash()}",
     ]
     if intent.payload is not None:

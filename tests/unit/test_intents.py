@@ -162,7 +162,9 @@ def test_amounts_are_decimal_strings_and_survive_beyond_json_doubles() -> None:
     assert Intent.from_json(intent.canonical()).amount == big
 
 
-@pytest.mark.parametrize("bad", [1.0, True, -1, "-1", "01", "1.5", " 1", "1e3", ""])
+@pytest.mark.parametrize(
+    "bad", [1.0, True, -1, "-1", "01", "1.5", " 1", "1e3", "", 2**256, "9" * 5000]
+)
 def test_an_amount_is_a_non_negative_integer_never_a_float(bad: object) -> None:
     with pytest.raises(ValidationError):
         _intent(amount=bad)
@@ -199,6 +201,17 @@ def test_only_one_text_form_of_a_timestamp_is_read(text: str) -> None:
     doc["expires_at"] = text
     with pytest.raises(ValidationError):
         Intent.from_json(json.dumps(doc))
+
+
+def test_timestamps_of_any_year_read_back() -> None:
+    early = _intent(expires_at=datetime(999, 1, 2, 3, 4, 5, tzinfo=UTC))
+    assert b'"expires_at":"0999-01-02T03:04:05Z"' in early.canonical()
+    assert Intent.from_json(early.canonical()) == early
+
+
+def test_a_string_that_is_not_unicode_text_is_refused() -> None:
+    with pytest.raises(ValidationError, match="canonicalizable"):
+        _intent(destination="bc1q\ud800")
 
 
 def test_unknown_fields_and_versions_are_refused() -> None:
@@ -273,13 +286,13 @@ _intents = st.builds(
     operation_id=_text,
     client_id=_text,
     asset=_text,
-    amount=st.integers(0, 2**256),
+    amount=st.integers(0, 2**256 - 1),
     destination=_text,
     fee_cap=st.integers(0, 2**64),
     policy_version=st.integers(0, 2**31),
-    expires_at=st.datetimes(
-        min_value=datetime(2000, 1, 1), max_value=datetime(2999, 1, 1), timezones=st.just(UTC)
-    ).map(lambda d: d.replace(microsecond=0)),
+    expires_at=st.datetimes(min_value=datetime(1, 1, 2), timezones=st.just(UTC)).map(
+        lambda d: d.replace(microsecond=0)
+    ),
     payload=st.none() | _payload,
 )
 

@@ -256,6 +256,11 @@ class RegisteredKey:
     owner: str
     public_key: bytes
 
+    def __post_init__(self) -> None:
+        # A registry entry cannot name one key and hold another.
+        if key_id(self.public_key) != self.key_id:
+            raise ValueError("the key id is not the id of this public key")
+
     @classmethod
     def of(cls, owner: str, key: Ed25519PublicKey | Ed25519PrivateKey | bytes) -> RegisteredKey:
         raw = raw_public_key(key)

@@ -338,12 +338,25 @@ def test_key_ids_are_sha256_of_the_raw_public_key_truncated() -> None:
     assert len(key_id(ALICE)) == 32 and key_id(ALICE) != key_id(BOB)
 
 
+def test_a_registered_key_holds_the_key_its_id_names() -> None:
+    alice = RegisteredKey.of("alice", ALICE)
+    with pytest.raises(ValueError, match="not the id"):
+        RegisteredKey(key_id(BOB), "alice", alice.public_key)
+    with pytest.raises(ValueError, match="32 bytes"):
+        RegisteredKey(alice.key_id, "alice", alice.public_key[:31])
+
+
 def test_a_fixed_approval_is_a_fixed_signature() -> None:
     # Ed25519 is deterministic: the same key over the same intent gives the same bytes.
     approval = sign_intent(_intent(), ALICE)
     assert approval.intent_hash == GOLDEN_HASH
-    assert approval.key_id == key_id(ALICE)
+    assert approval.key_id == key_id(ALICE) == "34750f98bd59fcfc946da45aaabe933b"
+    assert approval.signature == (
+        "DMSD7imgLvJjEiG09MElaoHMtdshZzLHzXn94H6-GF-VMbD803lzddbGs_l9apXqlqasyki6ywgCnoNOxZeKBg"
+    )
     assert len(b64url_decode(approval.signature)) == 64
+    # Over the 32 bytes of the hash, not its hex text.
+    ALICE.public_key().verify(b64url_decode(approval.signature), bytes.fromhex(GOLDEN_HASH))
     assert approval == sign_intent(_intent(), ALICE)
 
 

@@ -73,7 +73,8 @@ GOVERNANCE_KINDS: frozenset[str] = frozenset(
     }
 )
 
-_MINOR_UNITS = re.compile(r"0|[1-9][0-9]*")
+# At most 78 digits, as many as 2**256 - 1 has: long strings are refused before int().
+_MINOR_UNITS = re.compile(r"0|[1-9][0-9]{0,77}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _KEY_ID = re.compile(r"[0-9a-f]{32}")
 _TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")

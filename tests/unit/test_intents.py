@@ -174,6 +174,7 @@ def test_an_amount_is_a_non_negative_integer_never_a_float(bad: object) -> None:
 
 def test_an_amount_given_as_a_decimal_string_is_the_same_intent() -> None:
     assert _intent(amount="150000000") == _intent()
+    assert _intent(amount=str(2**256 - 1)).amount == 2**256 - 1
 
 
 @pytest.mark.parametrize(

@@ -135,14 +135,20 @@ def _read_intent(source: str) -> Intent:
         raise CommandRefused(f"not an intent: {exc.error_count()} problem(s): {exc}") from None
 
 
+def _shown(text: str | None) -> str:
+    # JSON with ASCII escapes: a terminal escape sequence or a look-alike letter in an
+    # intent cannot hide from the operator what is really being signed.
+    return json.dumps(text)
+
+
 def _summary(intent: Intent) -> str:
     lines = [
         f"kind:        {intent.kind}",
-        f"operation:   {intent.operation_id}",
-        f"client:      {intent.client_id or '(platform)'}",
-        f"asset:       {intent.asset}",
+        f"operation:   {_shown(intent.operation_id)}",
+        f"client:      {_shown(intent.client_id) if intent.client_id else '(platform)'}",
+        f"asset:       {_shown(intent.asset)}",
         f"amount:      {intent.amount} (minor units)",
-        f"destination: {intent.destination}",
+        f"destination: {_shown(intent.destination)}",
         f"fee cap:     {intent.fee_cap} (minor units)",
         f"policy:      version {intent.policy_version}",
         f"expires:     {rfc3339(intent.expires_at)}",

@@ -229,3 +229,16 @@ def test_sign_refuses_an_expired_intent_and_a_malformed_one(
     malformed.write_text(json.dumps({**doc, "amount": 1.5}))
     code, out, err = _run(capsys, "sign", "--key", str(key_file), "--intent", str(malformed))
     assert code == 4 and "not an intent" in err and out == ""
+
+
+def test_sign_shows_what_is_signed_with_nothing_hidden(
+    key_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A terminal escape that would erase the line, and a Cyrillic look-alike of "a" (U+0430).
+    sneaky = "0x" + "ab" * 20 + "\x1b[2K\r0x" + "cd" * 19 + "\u0430b"
+    intent_file = tmp_path / "intent.json"
+    intent_file.write_bytes(_intent(destination=sneaky).canonical())
+    code, _, err = _run(capsys, "sign", "--key", str(key_file), "--intent", str(intent_file))
+    assert code == 0
+    assert "\x1b" not in err and "\u0430" not in err
+    assert "\\u001b[2K\\r" in err and "\\u0430b" in err

@@ -305,3 +305,21 @@ class FakePolicyStore:
     def version(self, client_id: str, asset: str, version: int) -> StoredPolicy | None:
         versions = self._versions.get((client_id, asset), [])
         return versions[version - 1] if 0 < version <= len(versions) else None
+
+
+class FakeNonceStore:
+    """sagas.intents.NonceStore in memory; forgets an entry only after its keep_until."""
+
+    def __init__(self, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self._seen: dict[tuple[str, str], datetime] = {}
+        self._clock = clock
+        self._lock = threading.Lock()
+
+    def claim(self, key_id: str, nonce: str, keep_until: datetime) -> bool:
+        with self._lock:
+            now = self._clock()
+            self._seen = {k: until for k, until in self._seen.items() if until >= now}
+            if (key_id, nonce) in self._seen:
+                return False
+            self._seen[(key_id, nonce)] = keep_until
+            return True

@@ -1,5 +1,6 @@
 """The `custody` command: `custody stack install|up|down|status|logs`, `custody demo`,
-`custody audit verify|show|public-keys`, `custody api token`."""
+`custody audit verify|show|public-keys`, `custody api token`,
+`custody operator keygen|pubkey|sign|verify`."""
 
 from __future__ import annotations
 
@@ -79,8 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     token.set_defaults(func=_token_cmd)
 
     from services.cli import audit
+    from services.cli import operator as operator_cli
 
     audit.add_parser(sub)
+    operator_cli.add_parser(sub)
     return parser
 
 

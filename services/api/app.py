@@ -9,6 +9,7 @@ asset's unit, never JSON numbers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import uuid
@@ -470,11 +471,16 @@ def create_app(
                     wait_for_stage=WorkflowUpdateStage.ACCEPTED,
                     result_type=ApprovalView,
                 )
-                try:  # the saga records the approval before answering: not for long
-                    left = max(deadline - loop.time(), 0.01)
-                    view = await asyncio.wait_for(taken.result(), left)
-                except TimeoutError:
+                # The saga records the approval before answering: not for long. (Not
+                # wait_for: a cancelled result() raises Temporal's RPC error, not TimeoutError.)
+                polling = asyncio.ensure_future(taken.result())
+                done, _ = await asyncio.wait({polling}, timeout=max(deadline - loop.time(), 0))
+                if not done:
+                    polling.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await polling
                     return 202, ApprovalTaken(operation_id=operation_id, operator=who.sub)
+                view = polling.result()
             except WorkflowUpdateFailedError as exc:
                 cause = exc.cause
                 kind = getattr(cause, "type", None)

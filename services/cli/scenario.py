@@ -186,14 +186,13 @@ def _scenario(run: Running) -> None:
     for ops in (ops1, ops1, ops2):
         reply = _post(ops, f"/v1/withdrawals/{big}/approvals", {})
         body = reply.json()
-        print(
-            f"operator approval -> {reply.status_code} "
-            + (
-                f"approvers {body['approvers']}"
-                if reply.status_code == 200
-                else f"{body['code']} {body['detail']}"
-            )
-        )
+        if reply.status_code == 200:
+            said = f"approvers {body['approvers']}"
+        elif reply.status_code == 202:  # taken, recorded a moment later: see the timeline
+            said = f"taken from {body['operator']}"
+        else:
+            said = f"{body['code']} {body['detail']}"
+        print(f"operator approval -> {reply.status_code} {said}")
 
     def finished() -> bool:
         return all(

@@ -57,6 +57,11 @@ def event(sid: str, step: str, **data: Any) -> tuple[str, Envelope]:
     )
 
 
+def _not_sent(leg: SettlementLeg, exc: CustodyError) -> tuple[str, dict[str, Any]]:
+    why = f"the platform's {leg.asset} leg was not sent: {exc.code} {exc.detail}"
+    return why, {"error_code": exc.code, "detail": exc.detail}
+
+
 def legs_view(legs: list[SettlementLeg]) -> list[SettlementLegView]:
     return [
         SettlementLegView(
@@ -288,7 +293,7 @@ class SettlementActivities:
         except CustodyError as exc:
             if exc.transient:
                 raise
-            self._leg_not_sent(req, part, leg, exc)
+            self._leg_failed(req, part, leg, *_not_sent(leg, exc))
             return None
         now = datetime.now(UTC)
         self._ops.create(
@@ -314,12 +319,19 @@ class SettlementActivities:
             if exc.transient:
                 raise
             # Non-transient and nothing recorded (the payouts checked): nothing was sent.
-            self._leg_not_sent(req, part, leg, exc)
+            self._leg_failed(req, part, leg, *_not_sent(leg, exc))
             return None
 
-    def _leg_not_sent(
-        self, req: SettlementInput, part: CounterpartyPlan, leg: SettlementLeg, exc: CustodyError
+    def _leg_failed(
+        self,
+        req: SettlementInput,
+        part: CounterpartyPlan,
+        leg: SettlementLeg,
+        missing: str,
+        detail: dict[str, Any] | None = None,
     ) -> None:
+        """The platform's leg did not pay (reverted, or never sent): alerted once; the leg
+        stays owed and the counterparty unsettled, for operators to resolve."""
         step = f"leg_failed:{part.counterparty}:{leg.asset}"
         alert = Envelope(
             id=step_event_id(req.settlement_id, step),
@@ -329,17 +341,12 @@ class SettlementActivities:
             data=SettlementFailed(
                 settlement_id=req.settlement_id,
                 counterparty=part.counterparty,
-                missing=[f"the platform's {leg.asset} leg was not sent: {exc.code} {exc.detail}"],
+                missing=[missing],
                 trades=part.trades,
             ).model_dump(mode="json"),
         )
-        log.warning("settlement %s: %s leg not sent: %s", req.settlement_id, leg.asset, exc)
-        self._ops.advance(
-            req.settlement_id,
-            step,
-            [(ALERTS.name, alert)],
-            detail={"error_code": exc.code, "detail": exc.detail},
-        )
+        log.warning("settlement %s: %s", req.settlement_id, missing)
+        self._ops.advance(req.settlement_id, step, [(ALERTS.name, alert)], detail=detail)
 
     @activity.defn(name="settlement.crypto_status")
     def crypto_status(
@@ -385,20 +392,9 @@ class SettlementActivities:
         state = "completed" if status.state == "final" else "failed"
         self._ops.advance(op_id, state, state=state, tx_hash=status.tx_hash, fee=status.fee)
         if state == "failed":
-            step = f"leg_failed:{part.counterparty}:{leg.asset}"
-            alert = Envelope(
-                id=step_event_id(req.settlement_id, step),
-                source=SOURCE,
-                type=FAILED_ALERT,
-                subject=req.settlement_id,
-                data=SettlementFailed(
-                    settlement_id=req.settlement_id,
-                    counterparty=part.counterparty,
-                    missing=[f"the platform's {leg.asset} leg reverted: {status.tx_hash}"],
-                    trades=part.trades,
-                ).model_dump(mode="json"),
+            self._leg_failed(
+                req, part, leg, f"the platform's {leg.asset} leg reverted: {status.tx_hash}"
             )
-            self._ops.advance(req.settlement_id, step, [(ALERTS.name, alert)])
         return state == "completed"
 
     @activity.defn(name="settlement.pay_fiat")

@@ -7,10 +7,35 @@ from typing import Any
 
 import httpx
 
+from adapters.kafka.bus import KafkaEventBus
+from sagas.events import Envelope
+from sagas.topics import ALERTS
 from services.runner import BTC_DEPTH, ETH_DEPTH, Miner, Running, free_port, wait_for
 
-__all__ = ["BTC_DEPTH", "ETH_DEPTH", "Miner", "Running", "free_port", "post", "wait_for"]
+__all__ = [
+    "BTC_DEPTH",
+    "ETH_DEPTH",
+    "Miner",
+    "Running",
+    "alerts_about",
+    "free_port",
+    "post",
+    "wait_for",
+]
 
 
 def post(client: httpx.Client, path: str, body: Any, key: str | None = None) -> httpx.Response:
     return client.post(path, json=body, headers={"Idempotency-Key": key or uuid.uuid4().hex})
+
+
+def alerts_about(run: Running, subject: str, kind: str, timeout: float = 60) -> list[Envelope]:
+    """The alerts of type `kind` about `subject` on the alerts topic (read from its start
+    by a new consumer group each time), once there is at least one."""
+    bus = KafkaEventBus(run.settings.kafka_bootstrap)
+
+    def found() -> list[Envelope]:
+        group = f"test-alerts-{uuid.uuid4().hex[:8]}"
+        every = bus.read(ALERTS.name, group, 1_000_000, timeout=20)
+        return [e for e in every if e.subject == subject and e.type == kind]
+
+    return list(wait_for(f"a {kind} alert about {subject}", found, timeout=timeout))

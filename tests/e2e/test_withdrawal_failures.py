@@ -12,15 +12,12 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from typing import Any
 
 from eth_account import Account
 
-from adapters.kafka.bus import KafkaEventBus
 from adapters.sqldb import SqlDatabase
 from adapters.temporal import connect
-from sagas.topics import ALERTS
 from sagas.withdrawal import OperatorDecision
 from tests.e2e.conftest import (
     ETH,
@@ -32,7 +29,7 @@ from tests.e2e.conftest import (
     until_state,
     withdrawal,
 )
-from tests.e2e.harness import Running, post, wait_for
+from tests.e2e.harness import Running, alerts_about, post, wait_for
 
 CAP = 5 * 10**9  # wei/gas: the signer's fee cap in this module (the market is ~1 gwei)
 PLATFORM = {"signer_max_fee_per_gas": str(CAP), "stuck_after_seconds": "600"}
@@ -58,12 +55,6 @@ def live_attempt(run: Running, op_id: str) -> tuple[int, int] | None:
             (op_id,),
         )
     return None if row is None else (int(row[0]), int(row[1]))
-
-
-def alerts_for(run: Running, op_id: str) -> list[str]:
-    bus = KafkaEventBus(run.settings.kafka_bootstrap)
-    found = bus.read(ALERTS.name, f"test-{uuid.uuid4().hex[:8]}", 1_000_000, timeout=20)
-    return [e.type for e in found if e.subject == op_id]
 
 
 async def signal_decision(run: Running, op_id: str, decision: OperatorDecision) -> None:
@@ -138,9 +129,8 @@ def test_eth_to_a_contract_that_burns_more_gas_than_the_limit_fails_and_is_voide
             conn.one("select count(*) from evm_transactions where operation_id = ?", (op_id,))[0]
             == 0
         )
-    assert "custody.alert.withdrawal_failed.v1" in wait_for(
-        "the failure alert", lambda: alerts_for(run, op_id), timeout=60
-    )
+    (alert,) = alerts_about(run, op_id, "custody.alert.withdrawal_failed.v1")
+    assert alert.data["error_code"] == "CUS-4223"
 
 
 def test_a_btc_withdrawal_the_coins_cannot_pay_fails_instead_of_retrying_for_ever(
@@ -155,9 +145,8 @@ def test_a_btc_withdrawal_the_coins_cannot_pay_fails_instead_of_retrying_for_eve
     done = until_state(client, op_id, "failed", "completed", timeout=90)
     assert (done["state"], done["error_code"]) == ("failed", "CUS-4223"), done
     assert available(client, client_id)["BTC"] == BTC
-    assert "custody.alert.withdrawal_failed.v1" in wait_for(
-        "the failure alert", lambda: alerts_for(run, op_id), timeout=60
-    )
+    (alert,) = alerts_about(run, op_id, "custody.alert.withdrawal_failed.v1")
+    assert alert.data["error_code"] == "CUS-4223"
 
 
 def external_btc(run: Running) -> str:

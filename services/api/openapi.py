@@ -10,6 +10,7 @@ account) is refused with 422 and a domain code; docs/api.md lists them.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -101,6 +102,25 @@ def install(app: FastAPI, counterparties: Callable[[], list[str]]) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+def whole(
+    base: dict[str, Any],
+    title: str,
+    props: dict[str, Any],
+    required: list[str] | None = None,
+    drop: str | None = None,
+) -> dict[str, Any]:
+    """A oneOf branch that repeats the base's properties and required names (generated
+    clients make one complete type per branch); `drop` is a field the branch forbids."""
+    properties = {k: copy.deepcopy(v) for k, v in base["properties"].items() if k != drop}
+    return {
+        "title": title,
+        "type": "object",
+        "additionalProperties": False,
+        "required": [*base.get("required", []), *(required or [])],
+        "properties": properties | props,
+    }
+
+
 def _write_rules(doc: dict[str, Any], counterparties: list[str]) -> None:
     schemas = doc["components"]["schemas"]
     assets = list(ASSETS)
@@ -109,13 +129,15 @@ def _write_rules(doc: dict[str, Any], counterparties: list[str]) -> None:
     wd["properties"]["asset"]["enum"] = assets
     wd["properties"]["amount"] |= {"pattern": decimal(18)["allOf"][0]["pattern"]}
     wd["oneOf"] = [
-        {
-            "properties": {
-                "asset": {"const": code},
+        whole(
+            wd,
+            f"Withdrawal{code}",
+            {
+                "asset": {"type": "string", "const": code},
                 "amount": decimal(asset.decimals),
                 "destination": ETH_ADDRESS if chain == "ethereum" else BTC_ADDRESS,
-            }
-        }
+            },
+        )
         for code, (asset, chain) in ASSETS.items()
     ]
 
@@ -130,21 +152,25 @@ def _write_rules(doc: dict[str, Any], counterparties: list[str]) -> None:
     props["counterparty"].pop("maxLength", None)
     tr["oneOf"] = [
         *(
-            {
-                "required": ["quantity"],
-                "not": {"required": ["spend"]},
-                "properties": {
-                    "asset": {"const": code},
+            whole(
+                tr,
+                f"Trade{code}Quantity",
+                {
+                    "asset": {"type": "string", "const": code},
                     "quantity": decimal(ASSETS[code][0].decimals),
                 },
-            }
+                required=["quantity"],
+                drop="spend",
+            )
             for code in TRADABLE
         ),
-        {
-            "required": ["spend"],
-            "not": {"required": ["quantity"]},
-            "properties": {"side": {"const": "buy"}, "spend": decimal(EUR.decimals)},
-        },
+        whole(
+            tr,
+            "BuySpend",
+            {"side": {"type": "string", "const": "buy"}, "spend": decimal(EUR.decimals)},
+            required=["spend"],
+            drop="quantity",
+        ),
     ]
     tr["description"] = (
         tr.get("description", "") + "\n\nExactly one of `quantity` (in the asset's unit, "

@@ -19,6 +19,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx
 from eth_account import Account
 
 from tests.e2e.conftest import ETH, address, credited, new_client
@@ -143,6 +144,34 @@ def schemathesis(run: Running, token: str, toml: Path, workdir: Path) -> str:
     assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-2000:]
     assert "❌" not in result.stdout, result.stdout[-8000:]
     return result.stdout
+
+
+def test_the_document_requires_the_key_and_one_amount_per_trade(run: Running) -> None:
+    """What a generated client (openapi-python-client) needs to stop its user forgetting
+    the key or sending both amounts: checked on the live document."""
+    doc = httpx.get(f"{run.base_url}/openapi.json", timeout=10).json()
+    posts = [(p, ops["post"]) for p, ops in doc["paths"].items() if "post" in ops]
+    assert len(posts) == 8, [p for p, _ in posts]
+    for path, op in posts:
+        (key,) = [x for x in op["parameters"] if x["name"] == "Idempotency-Key"]
+        assert key["in"] == "header" and key["required"] is True, path
+        assert key["schema"]["type"] == "string" and "anyOf" not in key["schema"], path
+        assert key["schema"]["pattern"] == "^[A-Za-z0-9._-]{1,64}$", path
+        assert op["security"] == [{"HTTPBearer": []}], path
+    trade = doc["components"]["schemas"]["TradeBody"]
+    branches = {b["title"]: b for b in trade["oneOf"]}
+    assert set(branches) == {"TradeBTCQuantity", "TradeETHQuantity", "BuySpend"}
+    for title, b in branches.items():
+        amount = "spend" if title == "BuySpend" else "quantity"
+        other = "quantity" if title == "BuySpend" else "spend"
+        assert amount in b["required"] and other not in b["properties"], title
+        assert b["additionalProperties"] is False, title
+    replay = doc["paths"]["/v1/clients"]["post"]["responses"]
+    assert {"200", "201"} <= set(replay), replay
+    for path in ("/v1/clients/{client_id}/withdrawals", "/v1/clients/{client_id}/trades"):
+        answers = doc["paths"][path]["post"]["responses"]
+        assert answers["202"]["headers"]["Location"]["required"] is True, path
+        assert "200" in answers, path
 
 
 def test_schemathesis_all_checks_pass_as_operator_and_as_client(

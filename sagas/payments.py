@@ -53,11 +53,14 @@ def pay_once(
     bank states is recorded (the next call tries the next key) and raised."""
     key = current_key(ops, operation_id, leg, base_key)
     try:
-        try:
-            return bank.payment(key)  # made by an attempt whose answer was lost
-        except PaymentUnknown:
-            return send(key)
+        return bank.payment(key)  # made by an attempt whose answer was lost
+    except PaymentUnknown:
+        pass
     except REMEMBERED_REFUSALS as exc:
+        # Only the bank's own answer about this key moves the leg to a new key: a
+        # refusal raised by a send, or by a query that failed, may hide a payment that
+        # was made (an answer lost, a gateway's 4xx), and a new key would pay it again.
         n = int(key.rsplit(":", 1)[1])
         ops.advance(operation_id, refused_step(leg, n), detail={"key": key, "error_code": exc.code})
         raise
+    return send(key)  # refused? The next attempt asks, and records it if the bank says so

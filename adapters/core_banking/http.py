@@ -19,6 +19,7 @@ from sagas.errors import (
     NotFound,
     PaymentUnknown,
 )
+from sagas.payments import REMEMBERED_REFUSALS
 
 # The bank's reason codes -> the platform's stable errors.
 _REFUSALS: dict[str, type[CustodyError]] = {
@@ -167,9 +168,25 @@ class HttpCoreBanking:
         )
 
     def payment(self, key: str) -> BankPayment:
-        answer = self._get(f"/v1/payments/by-key/{quote(key, safe='')}")
+        """Only three answers are the bank's word about the key: the payment (ACSC), its
+        remembered refusal (RJCT, raised as one of REMEMBERED_REFUSALS) and 404
+        PAYMENT_UNKNOWN. Anything else (a 4xx of a gateway, 429, 401, a reject switch)
+        says nothing about the key: transient, asked again, never a refusal."""
+        try:
+            answer = self._get(f"/v1/payments/by-key/{quote(key, safe='')}")
+        except PaymentUnknown:
+            raise
+        except CustodyError as exc:
+            if exc.transient:
+                raise
+            raise DependencyUnavailable(f"the bank's answer about {key}: {exc}") from exc
         if answer.get("status") == "RJCT":  # refused under this key, remembered for ever
-            raise refusal(422, {"code": answer.get("reason"), "detail": answer.get("detail")})
+            stated = refusal(422, {"code": answer.get("reason"), "detail": answer.get("detail")})
+            if not isinstance(stated, REMEMBERED_REFUSALS):
+                stated = BankRefused(stated.detail)
+            raise stated
+        if answer.get("status") != "ACSC":
+            raise DependencyUnavailable(f"the bank's answer about {key}: {answer.get('status')}")
         return BankPayment.model_validate(answer)
 
     def get_hold(self, hold_id: str) -> BankHold:

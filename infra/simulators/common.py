@@ -51,6 +51,9 @@ class FaultSwitches(BaseModel):
         le=5000,
         description="liquidity: fill orders this many bps off their quote's notional and price",
     )
+    fill_skew_price_only: bool = Field(
+        default=False, description="liquidity: skew only the fill's price, not its notional"
+    )
     operations: list[str] = Field(default_factory=list, description="empty: every operation")
 
 

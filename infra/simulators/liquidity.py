@@ -437,7 +437,9 @@ def build(path: Path, chains: Chains | None = None) -> FastAPI:
         skew = lp.faults.switches.fill_skew_bps if lp.faults.applies("execute") else 0
         if skew:  # a provider that fills other than it quoted (the platform must notice)
             price, notional = int(row[2]), int(row[4])
-            skewed = (price + price * skew // 10_000, row[3], notional + notional * skew // 10_000)
+            if not lp.faults.switches.fill_skew_price_only:
+                notional += notional * skew // 10_000
+            skewed = (price + price * skew // 10_000, row[3], notional)
             row = (row[0], row[1], *skewed, row[5], row[6])
         filled = record(cp, body, "filled", None, row)
         lp.faults.after("execute")

@@ -34,6 +34,7 @@ from sagas.topics import ALERTS, EVENTS
 from sagas.withdrawal import ChainStatus
 
 SOURCE = "/custody/settlement"
+_ALERT_AFTER_ATTEMPTS = 4  # a platform fiat leg still unpaid after this many tries
 CHAINS = {"BTC": "bitcoin", "ETH": "ethereum"}
 log = logging.getLogger("custody.settlement")
 
@@ -329,10 +330,11 @@ class SettlementActivities:
         leg: SettlementLeg,
         missing: str,
         detail: dict[str, Any] | None = None,
+        kind: str = "leg_failed",
     ) -> None:
-        """The platform's leg did not pay (reverted, or never sent): alerted once; the leg
-        stays owed and the counterparty unsettled, for operators to resolve."""
-        step = f"leg_failed:{part.counterparty}:{leg.asset}"
+        """The platform's leg did not pay (reverted, never sent: `leg_failed`; not paid
+        yet: `leg_delayed`): alerted once; the leg stays owed, for operators."""
+        step = f"{kind}:{part.counterparty}:{leg.asset}"
         alert = Envelope(
             id=step_event_id(req.settlement_id, step),
             source=SOURCE,
@@ -412,22 +414,37 @@ class SettlementActivities:
         if paid:
             return f"entry-{paid[0].entry_id}"
         op_id = leg_operation(req.settlement_id, part.counterparty, leg.asset)
-        payment = pay_once(
-            self._bank,
-            self._ops,
-            req.settlement_id,
-            f"{part.counterparty}:{leg.asset}",
-            op_id,
-            lambda key: self._bank.transfer(
-                key,
-                req.platform_iban,
-                leg.to,
-                leg.amount,
-                leg.asset,
-                part.end_to_end_id,
-                f"settlement {req.settlement_id} {part.counterparty}",
-            ),
-        )
+        try:
+            payment = pay_once(
+                self._bank,
+                self._ops,
+                req.settlement_id,
+                f"{part.counterparty}:{leg.asset}",
+                op_id,
+                lambda key: self._bank.transfer(
+                    key,
+                    req.platform_iban,
+                    leg.to,
+                    leg.amount,
+                    leg.asset,
+                    part.end_to_end_id,
+                    f"settlement {req.settlement_id} {part.counterparty}",
+                ),
+            )
+        except CustodyError as exc:
+            # The provider has delivered; the platform owes this leg. It is tried again
+            # (patiently: the cause may be fixed, e.g. the account funded), and after a
+            # few tries the desk is told, once, rather than nobody hearing of it.
+            if activity.info().attempt >= _ALERT_AFTER_ATTEMPTS:
+                self._leg_failed(
+                    req,
+                    part,
+                    leg,
+                    f"the platform's {leg.asset} leg is not paid yet: {exc.code} {exc.detail}",
+                    {"error_code": exc.code, "detail": exc.detail},
+                    kind="leg_delayed",
+                )
+            raise
         return payment.payment_id
 
     @activity.defn(name="settlement.settled")

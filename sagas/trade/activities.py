@@ -385,21 +385,18 @@ class TradeActivities:
         """Buy: the client is owed the asset, the provider owes it to the platform until
         settlement. Sell: the reservation is posted to the provider's account. The trade
         is stored for settlement with its fiat legs."""
-        s = settle(req.side, fill.quantity, fill.price, req.decimals, req.fee_bps)
         quoted = priced.quote
-        if quoted is not None and self._fill_mismatch(req, priced, fill):
+        assert quoted is not None  # a trade reaches execution only on an accepted quote
+        if self._fill_mismatch(req, priced, fill):
             # Only a fill executed before `execute` checked fills gets here: never booked;
             # the saga waits at `executed` (alerted) for an operator.
             raise FillMismatch(f"{fill.trade_id} does not match quote {quoted.quote_id}")
-        if quoted is not None and (fill.quantity, fill.notional) != (
-            quoted.quantity,
-            quoted.notional,
-        ):
-            # Within the tolerance: the client is charged (or paid) exactly what they
-            # accepted; the platform's fee absorbs the difference (never below zero).
-            client = priced.client_fiat
-            fee_taken = client - fill.notional if req.side == "buy" else fill.notional - client
-            s = Settlement(req.side, fill.quantity, fill.notional, fee_taken, client)
+        # The client is charged (or paid) exactly what they accepted, never a price the
+        # provider's reply names; the platform's fee absorbs what the tolerance lets
+        # through (never below zero: the fill check refuses that).
+        client = priced.client_fiat
+        fee_taken = client - fill.notional if req.side == "buy" else fill.notional - client
+        s = Settlement(req.side, fill.quantity, fill.notional, fee_taken, client)
         if req.side == "buy":
             self._open_settlement(fill.counterparty, req.asset)
             self._ledger.submit(

@@ -2,8 +2,8 @@
 
 The provider's reply is its own word: the platform books only a fill that is the
 accepted quote, on the order it sent. Counterparty, quote, pair (so the asset), side,
-quantity and client order id must match exactly; the notional may differ by at most
-`tolerance_bps` basis points of the quoted one (a provider's rounding or a price
+quantity and client order id must match exactly; the notional and the price may each
+differ by at most `tolerance_bps` basis points of the quoted ones (a provider's rounding or a price
 improvement), and never so far that the platform's fee would go negative (the client
 pays or gets exactly what they accepted; the fee absorbs what the tolerance lets
 through).
@@ -26,11 +26,10 @@ def fill_differences(
     ]
     if fill.client_order_id != client_order_id:
         out.append(f"client order id {fill.client_order_id!r}, sent {client_order_id!r}")
-    if abs(fill.notional - quote.notional) * BPS > tolerance_bps * quote.notional:
-        out.append(
-            f"notional {fill.notional}, quoted {quote.notional} "
-            f"(more than {tolerance_bps} bps apart)"
-        )
+    for name in ("notional", "price"):
+        got, quoted = getattr(fill, name), getattr(quote, name)
+        if abs(got - quoted) * BPS > tolerance_bps * quoted:
+            out.append(f"{name} {got}, quoted {quoted} (more than {tolerance_bps} bps apart)")
     fee = client_fiat - fill.notional if quote.side == "buy" else fill.notional - client_fiat
     if fee < 0:
         out.append(f"the platform's fee would be {fee}")

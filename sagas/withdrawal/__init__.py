@@ -97,6 +97,9 @@ class OperatorDecision(BaseModel):
     operator: str = Field(min_length=1)
     action: Literal["rebroadcast", "bump", "keep_waiting"]
     fee_percent: int = Field(default=130, gt=110, le=1000, description="bump only")
+    decision_id: str | None = Field(
+        default=None, max_length=200, description="one decision per id (the request's key)"
+    )
 
 
 class Ended(BaseModel):

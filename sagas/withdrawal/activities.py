@@ -282,7 +282,7 @@ class WithdrawalActivities:
         self._ops.advance(
             req.operation_id,
             step,
-            [event(req, step, **decision.model_dump(mode="json"))],
+            [event(req, step, **decision.model_dump(mode="json", exclude={"decision_id"}))],
             detail=decision.model_dump(mode="json"),
         )
 

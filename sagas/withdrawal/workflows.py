@@ -54,6 +54,7 @@ class WithdrawalWorkflow:
         self._recording = 0  # approvals accepted whose step is not recorded yet
         self._nudged = False
         self._decisions: list[OperatorDecision] = []
+        self._decision_ids: set[str] = set()
 
     @workflow.query
     def stage(self) -> str:
@@ -65,7 +66,13 @@ class WithdrawalWorkflow:
 
     @workflow.signal
     def operator_decision(self, decision: OperatorDecision) -> None:
-        self._decisions.append(decision)  # each is acted on, in the order they came
+        # Each is acted on, in the order they came; one per id (two requests under one
+        # Idempotency-Key at once are one decision: never a bump of the bump).
+        if decision.decision_id is not None:
+            if decision.decision_id in self._decision_ids:
+                return
+            self._decision_ids.add(decision.decision_id)
+        self._decisions.append(decision)
 
     def _check_approval(self, approval: Approval) -> ApprovalTally:
         if self._tally is None or self._tally.complete:

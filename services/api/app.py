@@ -468,6 +468,9 @@ def create_app(
                 taken = await handle.start_update(
                     "approve",
                     Approval(operator=who.sub),
+                    # One update per caller and key: a retry (after a lost answer, or
+                    # beside the first) gets the first one's outcome, not CUS-2002.
+                    id=f"approve:{who.sub}:{key}",
                     wait_for_stage=WorkflowUpdateStage.ACCEPTED,
                     result_type=ApprovalView,
                 )
@@ -509,7 +512,10 @@ def create_app(
         who.must_be("operator")
         op = await asyncio.to_thread(own_withdrawal, who, operation_id)
         decision = OperatorDecision(
-            operator=who.sub, action=body.action, fee_percent=body.fee_percent
+            operator=who.sub,
+            action=body.action,
+            fee_percent=body.fee_percent,
+            decision_id=f"{who.sub}:{key}",
         )
 
         async def compute() -> tuple[int, BaseModel]:

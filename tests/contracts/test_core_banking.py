@@ -12,6 +12,7 @@ from adapters.core_banking.http import HttpCoreBanking
 from sagas.errors import (
     BankAccountUnknown,
     BankInsufficientFunds,
+    DependencyUnavailable,
     HoldNotActive,
     IbanInvalid,
     IdempotencyConflict,
@@ -20,7 +21,7 @@ from sagas.errors import (
 from sagas.ports import CoreBanking
 from services.settings import PlatformSettings
 from tests.fakes_trading import FakeBank
-from tests.simulators import cash_in, new_iban, open_bank_account, own_simulator
+from tests.simulators import cash_in, new_iban, open_bank_account, own_simulator, set_faults
 
 Open = Callable[[int], str]  # opens a fresh EUR account with a balance, returns its IBAN
 
@@ -217,3 +218,20 @@ class TestHttpBank(CoreBankingContract):
             return iban
 
         return make
+
+
+def test_a_query_the_bank_refuses_is_no_refusal_of_the_key(
+    stack_settings: PlatformSettings, bank_url: str
+) -> None:
+    """A 4xx with a code on the query itself (here the simulator's reject switch; in life a
+    gateway, a 429, a 401) says nothing about the payment: transient, never the
+    remembered refusal that would move a leg to a new key and pay it twice."""
+    bank = HttpCoreBanking(bank_url, stack_settings.bank_platform_iban)
+    set_faults(bank_url, reject_next=1, operations=["payment_query"])
+    try:
+        with pytest.raises(DependencyUnavailable):
+            bank.payment(f"k-{uuid.uuid4().hex}")
+    finally:
+        set_faults(bank_url)
+    with pytest.raises(PaymentUnknown):  # and then the bank's own word
+        bank.payment(f"k-{uuid.uuid4().hex}")

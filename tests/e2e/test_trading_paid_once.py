@@ -103,12 +103,18 @@ def test_a_settlement_fiat_leg_whose_answer_is_lost_is_paid_once(run: Running) -
     assert entries(provider, e2e) == [("CRDT", int(eur["amount_minor"]))]
 
 
-def test_a_fill_other_than_the_quote_is_refused_alerted_and_never_booked(run: Running) -> None:
+@pytest.mark.parametrize("price_only", [False, True], ids=["price-and-notional", "price-only"])
+def test_a_fill_other_than_the_quote_is_refused_alerted_and_never_booked(
+    run: Running, price_only: bool
+) -> None:
     client_id, ops, client, iban = banked_client(run, 1_000 * EUR, "fm")
     alerts = KafkaEventBus(run.settings.kafka_bootstrap)
     group = f"test-fill-{uuid.uuid4().hex[:8]}"
     alerts.read(ALERTS.name, group, 100_000, 30)  # from here on: this test's alerts
-    set_faults(LP, fill_skew_bps=100, operations=["execute"])  # 1 %: ten times the tolerance
+    # 1 %: ten times the tolerance; price only: the quoted quantity and notional with
+    # another price, which the platform once booked and charged the client for.
+    skew = 1000 if price_only else 100
+    set_faults(LP, fill_skew_bps=skew, fill_skew_price_only=price_only, operations=["execute"])
     t = until_ended(client, trade(client, client_id, BUY)["operation_id"])
 
     assert (t["state"], t["error_code"]) == ("rejected", "CUS-5106"), t
@@ -117,7 +123,7 @@ def test_a_fill_other_than_the_quote_is_refused_alerted_and_never_booked(run: Ru
     # Executed at the provider, other than quoted.
     order = lp_order(LP, t["counterparty"], t["operation_id"])
     assert order is not None and order["status"] == "filled"
-    assert order["notional"] != parse_units(t["provider_amount"], 2)
+    assert price_only or order["notional"] != parse_units(t["provider_amount"], 2)
     # Nothing booked to the client or the provider's account; nothing captured.
     assert balances(client, client_id)["BTC"] == 0
     account = bank_account(BANK, iban)

@@ -65,6 +65,10 @@ def test_the_quoted_fill_is_booked() -> None:
         ({"client_order_id": "tr:c:2"}, "client order id"),
         ({"notional": 6_019}, "notional"),  # 11.6 bps above
         ({"notional": 6_005}, "notional"),  # 11.6 bps below
+        # The quoted quantity and notional with ten times the price: once booked, and
+        # the client charged at it.
+        ({"price": QUOTE.price * 10}, "price"),
+        ({"price": QUOTE.price * 1012 // 1000}, "price"),  # 12 bps above
     ],
 )
 def test_a_fill_other_than_the_quote_is_refused(changes: dict[str, Any], word: str) -> None:
@@ -131,9 +135,12 @@ def test_after_a_refusal_the_next_key_and_only_one_pays() -> None:
         keys.append(key)
         return bank.credit(key, client, 700, "EUR", "e2e", "proceeds")
 
-    for _ in range(2):  # the platform's account is short: refused, remembered, recorded
+    # The platform's account is short. A send's refusal moves nothing on; the next try
+    # asks the bank about the key, which states the refusal: recorded, then a new key.
+    for tries in range(4):
         with pytest.raises(BankInsufficientFunds):
             pay_once(bank, ops, "tr:c:1", "credit", "tr:c:1:credit", credit)  # type: ignore[arg-type]
+        assert len(ops.steps) == (tries + 1) // 2
     assert [s.step for s in ops.steps] == ["payment_refused:credit:1", "payment_refused:credit:2"]
     bank.open(bank.platform_iban, amount=1_000)  # an operator funds it
     paid = pay_once(bank, ops, "tr:c:1", "credit", "tr:c:1:credit", credit)  # type: ignore[arg-type]
@@ -142,3 +149,36 @@ def test_after_a_refusal_the_next_key_and_only_one_pays() -> None:
     )
     assert keys == ["tr:c:1:credit:1", "tr:c:1:credit:2", "tr:c:1:credit:3"]
     assert bank.balance(client).booked == 700
+
+
+class _QueryFails:
+    """A bank whose answer about a key is not its word on it (a gateway's 4xx, a 429):
+    the adapter raises that as transient."""
+
+    def __init__(self, bank: FakeBank) -> None:
+        self._bank = bank
+
+    def payment(self, key: str) -> Any:
+        raise DependencyUnavailable("bank answered 429")
+
+
+def test_a_failed_query_never_moves_the_leg_to_a_new_key() -> None:
+    bank, ops = FakeBank(new_iban()), Timeline()
+    client = new_iban()
+    bank.open(bank.platform_iban, amount=10_000)
+    bank.open(client)
+    sent: list[str] = []
+
+    def lose(key: str) -> Any:  # paid, answer lost
+        sent.append(key)
+        bank.credit(key, client, 700, "EUR", "e2e", "proceeds")
+        raise DependencyUnavailable("answer lost")
+
+    with pytest.raises(DependencyUnavailable):
+        pay_once(bank, ops, "tr:c:1", "credit", "tr:c:1:credit", lose)  # type: ignore[arg-type]
+    for _ in range(3):  # the query fails: nothing recorded, nothing sent again
+        with pytest.raises(DependencyUnavailable):
+            pay_once(_QueryFails(bank), ops, "tr:c:1", "credit", "tr:c:1:credit", lose)  # type: ignore[arg-type]
+    assert ops.steps == [] and sent == ["tr:c:1:credit:1"]
+    paid = pay_once(bank, ops, "tr:c:1", "credit", "tr:c:1:credit", lose)  # type: ignore[arg-type]
+    assert paid.amount == 700 and bank.balance(client).booked == 700  # once

@@ -261,9 +261,17 @@ def trading_routes(platform: Platform, state: dict[str, Any], remembered: Rememb
 
         async def compute() -> tuple[int, BaseModel]:
             trades: Trades = state["trades"]
+            if (await asyncio.to_thread(own_trade, who, operation_id)).state == "requested":
+                # No quote yet: answered at once, not after the saga's wait for one.
+                raise InvalidState("the trade has no quote yet: poll it until it is quoted")
             try:
                 await trades.handle(operation_id).execute_update(
-                    "accept", Acceptance(accepted_by=who.sub), result_type=TradeView
+                    "accept",
+                    Acceptance(accepted_by=who.sub),
+                    # One update per caller and key: a retry after a lost answer gets the
+                    # first one's outcome, not "not awaiting acceptance".
+                    id=f"accept:{who.sub}:{key}",
+                    result_type=TradeView,
                 )
             except WorkflowUpdateFailedError as exc:
                 cause = exc.cause

@@ -23,6 +23,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from sagas import accounts
 from sagas.errors import (
+    IdempotencyConflict,
     IdempotencyKeyMissing,
     InsufficientFunds,
     InvalidAmount,
@@ -117,7 +118,11 @@ class Withdrawals:
                 "destination": body.destination,
             }
         )
-        if existing is None or existing.request_hash != digest:
+        if existing is not None and existing.request_hash != digest:
+            # Another body under a used key: 409, before any check of the body could
+            # answer 422 for a request that is not the one the key names.
+            raise IdempotencyConflict(f"{key} was used for another withdrawal")
+        if existing is None:
             asset, amount, destination = await asyncio.to_thread(self.validate, client_id, body)
         else:  # a retry: answer as the first time, whatever the balance is now
             asset, amount, destination = existing.asset, existing.amount, existing.destination or ""

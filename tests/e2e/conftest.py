@@ -9,6 +9,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from adapters.keys.hd import BipDeriver
 from services.settings import PlatformSettings, stack_env_file
 from tests.e2e.harness import Running, post, wait_for
 
@@ -114,3 +115,9 @@ def credited(run: Running, http: Any, client_id: str, expected: dict[str, int]) 
         lambda: all(balances(http, client_id)[a] == v for a, v in expected.items()),
         timeout=120,
     )
+
+
+def external_btc_address(network: str) -> str:
+    deriver = BipDeriver(network)
+    seed = deriver.seed(deriver.new_mnemonic())
+    return deriver.address(deriver.account_xpub(seed, "bitcoin"), "bitcoin", 0, 0)

@@ -20,6 +20,7 @@ __all__ = [
     "alerts_about",
     "free_port",
     "post",
+    "rpc",
     "wait_for",
 ]
 
@@ -39,3 +40,7 @@ def alerts_about(run: Running, subject: str, kind: str, timeout: float = 60) -> 
         return [e for e in every if e.subject == subject and e.type == kind]
 
     return list(wait_for(f"a {kind} alert about {subject}", found, timeout=timeout))
+
+
+def rpc(run: Running, method: str, params: list[Any]) -> Any:
+    return run.eth.web3.provider.make_request(method, params)  # type: ignore[arg-type]

@@ -69,7 +69,7 @@ def test_a_bitcoin_withdrawal_survives_a_worker_killed_after_broadcast(
     marker = tmp_path / "paused"
     run.kill("worker")
     run.start_worker(pause_at=f"broadcast:{marker}")
-    from tests.e2e.test_custody_flow import external_btc_address
+    from tests.e2e.conftest import external_btc_address
 
     body = {"asset": "BTC", "amount": "0.2", "destination": external_btc_address("simnet")}
     op_id = post(client, f"/v1/clients/{client_id}/withdrawals", body).json()["operation_id"]
@@ -234,7 +234,7 @@ def test_quarantined_bitcoin_is_never_an_input_of_a_withdrawal(run: Running) -> 
         )
     tainted = (tainted_tx, int(position.removeprefix("vout")))
 
-    from tests.e2e.test_custody_flow import external_btc_address
+    from tests.e2e.conftest import external_btc_address
 
     body = {"asset": "BTC", "amount": "0.1", "destination": external_btc_address("simnet")}
     op_id = post(client, f"/v1/clients/{client_id}/withdrawals", body).json()["operation_id"]

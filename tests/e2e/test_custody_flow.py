@@ -17,7 +17,6 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from adapters.keys.hd import BipDeriver
 from adapters.sqldb import SqlDatabase
 from adapters.temporal import connect
 from sagas.deposit.workflows import DepositWorkflow
@@ -29,18 +28,13 @@ from tests.e2e.conftest import (
     address,
     balances,
     credited,
+    external_btc_address,
     new_client,
     until_state,
 )
 from tests.e2e.harness import Running, post, wait_for
 
 BTC = 10**8
-
-
-def external_btc_address(network: str) -> str:
-    deriver = BipDeriver(network)
-    seed = deriver.seed(deriver.new_mnemonic())
-    return deriver.address(deriver.account_xpub(seed, "bitcoin"), "bitcoin", 0, 0)
 
 
 def sse(http: Any, client_id: str) -> list[dict[str, Any]]:

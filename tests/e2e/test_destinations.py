@@ -21,9 +21,16 @@ from adapters.sqldb import SqlDatabase
 from sagas.events import Envelope
 from sagas.topics import COMMANDS
 from services.platform import Platform
-from tests.e2e.conftest import ETH, USD, address, balances, new_client, until_state
+from tests.e2e.conftest import (
+    ETH,
+    USD,
+    address,
+    balances,
+    external_btc_address,
+    new_client,
+    until_state,
+)
 from tests.e2e.harness import Running, post, wait_for
-from tests.e2e.test_custody_flow import external_btc_address
 
 BTC = 10**8
 # Configured below BTC's dust limit on purpose: the dust limit must still hold.

@@ -13,13 +13,9 @@ from web3 import Web3
 
 from adapters.sqldb import SqlDatabase
 from tests.e2e.conftest import ETH, address, balances, credited, new_client, until_state
-from tests.e2e.harness import Running, post, wait_for
+from tests.e2e.harness import Running, post, rpc, wait_for
 
 PLATFORM = {"stuck_after_seconds": "20"}
-
-
-def rpc(run: Running, method: str, params: list[Any]) -> Any:
-    return run.eth.web3.provider.make_request(method, params)  # type: ignore[arg-type]
 
 
 def steps(client: Any, op_id: str) -> list[str]:

@@ -25,21 +25,18 @@ from tests.e2e.conftest import (
     available,
     balances,
     credited,
+    external_btc_address,
     new_client,
     until_state,
     withdrawal,
 )
-from tests.e2e.harness import Running, alerts_about, post, wait_for
+from tests.e2e.harness import Running, alerts_about, post, rpc, wait_for
 
 CAP = 5 * 10**9  # wei/gas: the signer's fee cap in this module (the market is ~1 gwei)
 PLATFORM = {"signer_max_fee_per_gas": str(CAP), "stuck_after_seconds": "600"}
 BTC = 10**8
 # A contract whose receive stores two words: about 65,000 gas, more than the ETH limit.
 GAS_BURNER_INIT = "0x6a6001600055600160015500600052600b6015f3"
-
-
-def rpc(run: Running, method: str, params: list[Any]) -> Any:
-    return run.eth.web3.provider.make_request(method, params)  # type: ignore[arg-type]
 
 
 def steps(client: Any, op_id: str) -> list[str]:
@@ -140,18 +137,14 @@ def test_a_btc_withdrawal_the_coins_cannot_pay_fails_instead_of_retrying_for_eve
     run.btc_faucet.fund(address(client, client_id, "BTC"), BTC)  # the module's only coins
     credited(run, client, client_id, {"BTC": BTC})
     # The whole pool: the outputs and the fee cannot both come out of 1 BTC.
-    body = {"asset": "BTC", "amount": "1", "destination": external_btc(run)}
+    body = {
+        "asset": "BTC",
+        "amount": "1",
+        "destination": external_btc_address(run.settings.btc_network),
+    }
     op_id = post(client, f"/v1/clients/{client_id}/withdrawals", body).json()["operation_id"]
     done = until_state(client, op_id, "failed", "completed", timeout=90)
     assert (done["state"], done["error_code"]) == ("failed", "CUS-4223"), done
     assert available(client, client_id)["BTC"] == BTC
     (alert,) = alerts_about(run, op_id, "custody.alert.withdrawal_failed.v1")
     assert alert.data["error_code"] == "CUS-4223"
-
-
-def external_btc(run: Running) -> str:
-    from adapters.keys.hd import BipDeriver
-
-    deriver = BipDeriver(run.settings.btc_network)
-    seed = deriver.seed(deriver.new_mnemonic())
-    return deriver.address(deriver.account_xpub(seed, "bitcoin"), "bitcoin", 0, 0)

@@ -16,6 +16,16 @@ from infra.settings import INFRA_DIR, KAFKA_VERSION
 KAFKA_INFRA = INFRA_DIR / "kafka"
 
 
+def new_cluster_id() -> str:
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding, never starting
+    with '-' (the storage tool's argument parser would read it as an option; one id in
+    64 did, and the first start failed). Kafka's own Uuid.randomUuid() skips those too."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 class Kafka(Service):
     name = "kafka"
 
@@ -86,7 +96,7 @@ class Kafka(Service):
         if (data / "meta.properties").exists():
             return
         say("format KRaft storage (first start)")
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = new_cluster_id()
         proc.run(
             self._java(
                 "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.config_file)

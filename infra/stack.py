@@ -63,9 +63,16 @@ class Stack:
             raise SystemExit(f"not installed: {', '.join(missing)} (run: custody stack install)")
         self.s.stack_dir.mkdir(parents=True, exist_ok=True)
         started: list[Service] = []
+        by_name = {svc.name: svc for svc in self.services}
         for svc in selected:
             if svc.pid() is not None:
                 continue
+            for need in svc.needs:  # e.g. anvil loading its state before liquidity reads it
+                dep = by_name[need]
+                if dep.pid() is not None and not proc.wait_until(
+                    dep.alive_and_ready, self.s.start_timeout
+                ):
+                    raise RuntimeError(f"{need} (needed by {svc.name}) did not become ready")
             svc.prepare(self._say_for(svc))
             self.say(f"  {svc.name:<9} starting on {svc.url()}")
             svc.start()

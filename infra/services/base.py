@@ -17,6 +17,8 @@ Say = Callable[[str], None]
 class Service(abc.ABC):
     name: str
     stop_signal: int = signal.SIGTERM
+    # Services that must be ready before this one starts (it connects to them at start).
+    needs: tuple[str, ...] = ()
 
     def __init__(self, settings: StackSettings) -> None:
         self.s = settings

@@ -82,6 +82,7 @@ class LiquiditySim(_Simulator):
     name = "liquidity"
     module = "infra.simulators.liquidity"
     eth_account = 9  # anvil's unlocked dev account the providers deliver ETH from
+    needs = ("anvil", "btcd", "bank")  # it reads the chains and the bank as it starts
 
     def ports(self) -> dict[str, int]:
         return {"http": self.s.liquidity_port}

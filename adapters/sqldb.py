@@ -102,6 +102,22 @@ class _Pool:
             self._slots.release()
             raise
 
+    def warm(self, count: int) -> int:
+        """Open up to `count` idle connections now, so a burst of requests right after
+        start does not pay for every connect at once; the number opened."""
+        opened = []
+        for _ in range(count):
+            if not self._slots.acquire(blocking=False):
+                break
+            try:
+                opened.append(psycopg.connect(self._dsn, connect_timeout=5))
+            except Exception:
+                self._slots.release()
+                break
+        for conn in opened:
+            self.put(conn)
+        return len(opened)
+
     def put(self, conn: Any, broken: bool = False) -> None:
         if (
             broken
@@ -141,6 +157,10 @@ class SqlDatabase:
         self._target = url.removeprefix("sqlite:///") if self.sqlite else url
         self._on_integrity = on_integrity
         self._local = threading.local()
+
+    def warm(self, count: int) -> int:
+        """PostgreSQL: open up to `count` pooled connections ahead of use (0 on SQLite)."""
+        return 0 if self.sqlite else _pool(self._target).warm(count)
 
     @property
     def kind(self) -> str:

@@ -117,6 +117,23 @@ class ApprovalExpired(CustodyError):
     title = "approval expired"
 
 
+class DestinationScreened(CustodyError):
+    """The withdrawal's destination was a screening hit and compliance rejected it; the
+    reservation was voided."""
+
+    code = "CUS-2011"
+    title = "destination refused by screening"
+
+
+class ApprovalInvalid(CustodyError):
+    """The approval is not a valid signature over this operation's intent by a registered
+    operator key (the detail says which: other_intent, unregistered_key, bad_signature),
+    or it was handed in by someone other than the key's operator."""
+
+    code = "CUS-2010"
+    title = "approval signature invalid"
+
+
 class ScreeningHit(CustodyError):
     """The source of a deposit is on the screening deny list; the funds are quarantined."""
 
@@ -377,6 +394,8 @@ CATALOGUE: tuple[type[CustodyError], ...] = (
     PolicyDenied,
     ApprovalRefused,
     ApprovalExpired,
+    ApprovalInvalid,
+    DestinationScreened,
     ScreeningHit,
     RequestInvalid,
     AddressInvalid,

@@ -18,6 +18,7 @@ OperationKind = Literal["withdrawal", "deposit", "trade", "settlement"]
 WITHDRAWAL_STATES = (
     "requested",
     "reserved",
+    "held",  # the destination was a screening hit: compliance releases or rejects it
     "awaiting_approval",
     "approved",
     "broadcast",

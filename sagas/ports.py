@@ -16,6 +16,7 @@ from sagas.banking import BankBalance, BankHold, BankPayment, StatementEntry
 from sagas.chainwatch import BlockScan
 from sagas.deposit import DepositState
 from sagas.events import Envelope
+from sagas.intents import Approval, Intent
 from sagas.keys import AddressAssignment, Chain, WalletRecord
 from sagas.ledger import Account, Asset, Balance, Command, TransferRecord
 from sagas.liquidity import (
@@ -369,6 +370,26 @@ class OperationStore(Protocol):
     def create_client(self, client_id: str, name: str, created_by: str) -> tuple[str, bool]: ...
 
     def client(self, client_id: str) -> str | None: ...
+
+
+@runtime_checkable
+class IntentStore(Protocol):
+    """Intents and the approvals over them, as they were handed in. Untrusted storage:
+    whoever reads an approval to act on it verifies its signature first."""
+
+    def put_intent(self, intent: Intent, required: int) -> bool:
+        """Store an operation's intent (one per operation and kind) and how many approvals
+        the policy asked for; False if it was stored before (the same intent).
+        IdempotencyConflict if the operation has another intent of this kind."""
+
+    def intent(self, operation_id: str, kind: str = "withdrawal") -> tuple[Intent, int] | None:
+        """The operation's intent of this kind and the approvals it needs."""
+
+    def add_approval(self, approval: Approval, operator: str) -> bool:
+        """Keep a (verified) approval once per intent and key; False if kept before."""
+
+    def approvals(self, intent_hash: str) -> list[Approval]:
+        """Every approval kept for the intent (in no particular order)."""
 
 
 @runtime_checkable

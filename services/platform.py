@@ -16,10 +16,12 @@ from adapters.keys.store import SqlKeyStore
 from adapters.ledger.migrate import upgrade
 from adapters.ledger.sql import SqlLedger
 from adapters.liquidity.http import HttpLiquidity
+from adapters.operations.intents import SqlIntentStore
 from adapters.operations.store import SqlOperationStore
 from adapters.operations.trades import SqlTradeStore
 from adapters.policy.store import SqlPolicyStore
 from sagas import accounts
+from sagas.governance import Governance, StaticGovernance
 from sagas.keys import AddressAssignment, Chain
 from sagas.keys.wallets import create_wallet, deposit_address
 from sagas.ledger import BTC, CTUSD, ETH, Account, AccountKind, Asset
@@ -58,6 +60,25 @@ class Platform:
     @cached_property
     def policies(self) -> SqlPolicyStore:
         return SqlPolicyStore(self.db_url, migrate=False)
+
+    @cached_property
+    def intents(self) -> SqlIntentStore:
+        return SqlIntentStore(self.db_url, migrate=False)
+
+    @cached_property
+    def governance(self) -> Governance:
+        # Replaced by the verified governance chain (issue 12); until then nobody is
+        # registered, so no approval counts.
+        return StaticGovernance()
+
+    def fee_cap(self, asset: str) -> int:
+        """The most a withdrawal of `asset` may pay the network, in the fee asset's minor
+        unit: what its intent says and the signer enforces."""
+        s = self.settings
+        if ASSETS[asset][1] == "bitcoin":
+            return s.btc_max_fee
+        gas = s.eth_gas_limit_eth if asset == "ETH" else s.eth_gas_limit_token
+        return gas * s.signer_max_fee_per_gas
 
     @cached_property
     def trades(self) -> SqlTradeStore:

@@ -19,6 +19,7 @@ from sagas.errors import (
     AccountConflict,
     AssetMismatch,
     CiphertextInvalid,
+    IdempotencyConflict,
     InsufficientFunds,
     KeyAccessDenied,
     PendingNotFound,
@@ -27,6 +28,7 @@ from sagas.errors import (
     UnknownAsset,
 )
 from sagas.events import Envelope
+from sagas.intents import Approval, Intent
 from sagas.ledger import (
     Account,
     Asset,
@@ -323,3 +325,36 @@ class FakeNonceStore:
                 return False
             self._seen[(key_id, nonce)] = keep_until
             return True
+
+
+class FakeIntentStore:
+    """sagas.ports.IntentStore in memory."""
+
+    def __init__(self) -> None:
+        self._intents: dict[tuple[str, str], tuple[Intent, int]] = {}
+        self._approvals: dict[str, dict[str, Approval]] = {}
+        self._lock = threading.Lock()
+
+    def put_intent(self, intent: Intent, required: int) -> bool:
+        with self._lock:
+            stored = self._intents.get((intent.operation_id, intent.kind))
+            if stored is not None:
+                if stored[0].hash() != intent.hash():
+                    raise IdempotencyConflict(f"{intent.operation_id} has another intent")
+                return False
+            self._intents[(intent.operation_id, intent.kind)] = (intent, required)
+            return True
+
+    def intent(self, operation_id: str, kind: str = "withdrawal") -> tuple[Intent, int] | None:
+        return self._intents.get((operation_id, kind))
+
+    def add_approval(self, approval: Approval, operator: str) -> bool:
+        with self._lock:
+            kept = self._approvals.setdefault(approval.intent_hash, {})
+            if approval.key_id in kept:
+                return False
+            kept[approval.key_id] = approval
+            return True
+
+    def approvals(self, intent_hash: str) -> list[Approval]:
+        return list(self._approvals.get(intent_hash, {}).values())

@@ -52,6 +52,13 @@ class PolicyOutcome(BaseModel):
     detail: str
     policy_version: int
     approvals_required: int = 0
+    screening_required: bool = False
+
+
+class ScreenOutcome(BaseModel):
+    """The destination screened on the way out: None, or why it was a hit."""
+
+    hit: str | None = None
 
 
 class Approval(BaseModel):
@@ -95,7 +102,9 @@ class OperatorDecision(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     operator: str = Field(min_length=1)
-    action: Literal["rebroadcast", "bump", "keep_waiting"]
+    action: Literal["rebroadcast", "bump", "keep_waiting", "release", "reject"] = Field(
+        description="release/reject: a withdrawal held by screening (compliance review)"
+    )
     fee_percent: int = Field(default=130, gt=110, le=1000, description="bump only")
     decision_id: str | None = Field(
         default=None, max_length=200, description="one decision per id (the request's key)"

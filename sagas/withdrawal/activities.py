@@ -17,30 +17,37 @@ from temporalio import activity
 from sagas import accounts
 from sagas.errors import CannotPay, ChainRejected, CustodyError, KeyAccessDenied
 from sagas.events import Envelope
+from sagas.governance import Governance
+from sagas.intents import count_approvals
 from sagas.ledger import PostPending, Transfer, VoidPending
 from sagas.operations import recorded_step, step_event_id
 from sagas.policy import VELOCITY_WINDOW, WithdrawalRequest, evaluate
-from sagas.ports import Ledger, OperationStore, Payouts, PolicyStore
+from sagas.ports import IntentStore, Ledger, OperationStore, Payouts, PolicyStore, Screening
 from sagas.topics import ALERTS, EVENTS
 from sagas.withdrawal import (
     Approval,
+    ApprovalView,
     ChainStatus,
     Completion,
     Ended,
     OperatorDecision,
     PolicyOutcome,
     ReserveOutcome,
+    ScreenOutcome,
     SendOutcome,
     WithdrawalInput,
 )
 from sagas.withdrawal.events import (
     FAILED_ALERT,
+    SCREENED_ALERT,
     STUCK_ALERT,
     WithdrawalFailed,
+    WithdrawalScreened,
     WithdrawalStep,
     WithdrawalStuck,
     event_type,
 )
+from sagas.withdrawal.intent import requester, withdrawal_intent
 
 SOURCE = "/custody/withdrawal"
 log = logging.getLogger("custody.withdrawal")
@@ -76,8 +83,18 @@ class WithdrawalActivities:
         operations: OperationStore,
         policies: PolicyStore,
         payouts: Payouts,
+        intents: IntentStore,
+        governance: Governance,
+        fee_cap: Callable[[str], int],
+        screening: Screening,
         pause: Callable[[str], None] = lambda _step: None,
     ) -> None:
+        """`fee_cap`: asset -> the most its network fee may be, in the fee asset's minor
+        unit (what the intent states and the signer enforces)."""
+        self._intents = intents
+        self._screening = screening
+        self._governance = governance
+        self._fee_cap = fee_cap
         self._ledger = ledger
         self._ops = operations
         self._policies = policies
@@ -169,6 +186,7 @@ class WithdrawalActivities:
                 detail=decision.detail,
                 policy_version=decision.policy_version,
                 approvals_required=decision.approvals_required,
+                screening_required=decision.screening_required,
             )
         detail = outcome.model_dump(mode="json")
         state = "awaiting_approval" if outcome.outcome == "needs_approval" else None
@@ -181,8 +199,75 @@ class WithdrawalActivities:
         )
         return outcome
 
+    @activity.defn(name="withdrawal.screen")
+    def screen(self, req: WithdrawalInput) -> ScreenOutcome:
+        """Screen the destination (the policy's screening_required): a hit holds the
+        withdrawal for compliance review, with an alert. Once recorded it stands."""
+        held = self._recorded(req.operation_id, "held")
+        if held is not None:
+            return ScreenOutcome(hit=str(held.get("detail", "screening hit")))
+        if self._recorded(req.operation_id, "screened") is not None:
+            return ScreenOutcome()
+        hit = self._screening.check(req.chain, [req.destination])
+        if hit is None:
+            self._ops.advance(req.operation_id, "screened", [event(req, "screened")])
+            return ScreenOutcome()
+        alert = Envelope(
+            id=step_event_id(req.operation_id, "screened_alert"),
+            source=SOURCE,
+            type=SCREENED_ALERT,
+            subject=req.operation_id,
+            data=WithdrawalScreened(
+                operation_id=req.operation_id,
+                client_id=req.client_id,
+                asset=req.asset,
+                amount=str(req.amount),
+                destination=req.destination,
+                detail=hit,
+            ).model_dump(mode="json"),
+        )
+        self._ops.advance(
+            req.operation_id,
+            "held",
+            [event(req, "held", detail=hit), (ALERTS.name, alert)],
+            detail={"detail": hit},
+            state="held",
+        )
+        return ScreenOutcome(hit=hit)
+
+    @activity.defn(name="withdrawal.compliance")
+    def compliance(self, req: WithdrawalInput, decision: OperatorDecision) -> bool:
+        """Record compliance's decision on a held withdrawal: True if released."""
+        released = decision.action == "release"
+        step = "released" if released else "compliance_rejected"
+        self._ops.advance(
+            req.operation_id,
+            step,
+            [event(req, step, operator=decision.operator)],
+            detail={"operator": decision.operator},
+            state="reserved" if released else None,
+        )
+        return released
+
+    @activity.defn(name="withdrawal.record_intent")
+    def record_intent(self, req: WithdrawalInput, decision: PolicyOutcome) -> str:
+        """The withdrawal's intent (what operators sign, what the signer pays), stored once
+        with the approvals the policy asks for; its hash."""
+        stored = self._intents.intent(req.operation_id)
+        if stored is not None:
+            return stored[0].hash()
+        intent = withdrawal_intent(req, decision.policy_version, self._fee_cap(req.asset))
+        self._intents.put_intent(intent, decision.approvals_required)
+        digest = intent.hash()
+        detail = {"intent_hash": digest, "approvals_required": decision.approvals_required}
+        self._ops.advance(
+            req.operation_id, "intent", [event(req, "intent", **detail)], detail=detail
+        )
+        return digest
+
     @activity.defn(name="withdrawal.record_approval")
     def record_approval(self, req: WithdrawalInput, approval: Approval, count: int) -> None:
+        """Sagas started before signed approvals only (an approval by name)."""
         step = f"approval:{approval.operator}"
         self._ops.advance(
             req.operation_id,
@@ -190,6 +275,33 @@ class WithdrawalActivities:
             [event(req, step, operator=approval.operator, approvals=count)],
             detail={"operator": approval.operator, "approvals": count},
         )
+
+    @activity.defn(name="withdrawal.count_approvals")
+    def count_approvals(self, req: WithdrawalInput) -> ApprovalView:
+        """Count the signed approvals handed in: valid signatures over this intent by
+        distinct registered operators other than the requester (the signer counts them
+        again). Each newly counted operator is a step and an event."""
+        stored = self._intents.intent(req.operation_id)
+        if stored is None:
+            return ApprovalView(required=1, approvers=[], complete=False)
+        intent, required = stored
+        quorum = count_approvals(
+            intent,
+            self._intents.approvals(intent.hash()),
+            self._governance.operators(),
+            requester(intent),
+            datetime.now(UTC),
+        )
+        approvers = sorted(quorum.operators)
+        for n, operator in enumerate(approvers, 1):
+            step = f"approval:{operator}"
+            self._ops.advance(
+                req.operation_id,
+                step,
+                [event(req, step, operator=operator, approvals=n)],
+                detail={"operator": operator, "approvals": n},
+            )
+        return ApprovalView(required=required, approvers=approvers, complete=quorum.met(required))
 
     @activity.defn(name="withdrawal.mark_approved")
     def mark_approved(self, req: WithdrawalInput) -> None:

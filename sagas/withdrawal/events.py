@@ -15,6 +15,11 @@ STEPS = (
     "reserved",
     "rejected",
     "policy_decided",
+    "screened",
+    "held",
+    "released",
+    "compliance_rejected",
+    "intent",
     "approval",
     "approved",
     "broadcast",
@@ -26,6 +31,7 @@ STEPS = (
 )
 STUCK_ALERT = "custody.alert.withdrawal_stuck.v1"
 FAILED_ALERT = "custody.alert.withdrawal_failed.v1"
+SCREENED_ALERT = "custody.alert.withdrawal_screened.v1"
 
 
 def event_type(step: str) -> str:
@@ -51,6 +57,7 @@ class WithdrawalStep(BaseModel):
     approvals_required: int | None = None
     operator: str | None = Field(default=None, description="approval, operator_decision")
     approvals: int | None = Field(default=None, description="approval: how many so far")
+    intent_hash: str | None = Field(default=None, description="intent: what approvals sign")
     action: str | None = Field(default=None, description="operator_decision")
     fee_percent: int | None = None
     tx_hash: str | None = Field(default=None, description="broadcast, completed, failed")
@@ -86,9 +93,24 @@ class WithdrawalFailed(BaseModel):
     detail: str
 
 
+class WithdrawalScreened(BaseModel):
+    """Alert: the destination of a withdrawal was a screening hit; it is held (the
+    reservation kept) until compliance releases or rejects it (POST .../decisions)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    operation_id: str
+    client_id: str
+    asset: str
+    amount: str = Field(description="minor units")
+    destination: str
+    detail: str
+
+
 PAYLOADS: dict[str, type[BaseModel]] = {
     **{event_type(step): WithdrawalStep for step in STEPS if step != "stuck_alert"},
     event_type("stuck_alert"): WithdrawalStep,
     STUCK_ALERT: WithdrawalStuck,
     FAILED_ALERT: WithdrawalFailed,
+    SCREENED_ALERT: WithdrawalScreened,
 }

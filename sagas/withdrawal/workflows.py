@@ -1,8 +1,10 @@
 """The withdrawal saga as a Temporal workflow: deterministic, every effect in an activity.
 
-Approvals arrive as a Temporal update (a signal with an answer): the validator refuses
-the requester and repeat approvers (CUS-2002) before anything is recorded. The chain
-watcher's events arrive as `chain_event` signals; a polling activity is the fallback.
+Approvals are operators' signatures over the withdrawal's intent, handed in through the
+API (which checks them and stores them); its `approvals_changed` signal only makes the
+saga count again, verifying every signature (the signer verifies them once more, so a
+forged signal or row moves nothing). The chain watcher's events arrive as `chain_event`
+signals; a polling activity is the fallback.
 """
 
 from __future__ import annotations
@@ -16,7 +18,13 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from sagas.errors import ApprovalExpired, ApprovalRefused, InvalidState, PolicyDenied
+    from sagas.errors import (
+        ApprovalExpired,
+        ApprovalRefused,
+        DestinationScreened,
+        InvalidState,
+        PolicyDenied,
+    )
     from sagas.policy import ApprovalTally
     from sagas.withdrawal import (
         WORKFLOW,
@@ -30,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         OperatorDecision,
         PolicyOutcome,
         ReserveOutcome,
+        ScreenOutcome,
         SendOutcome,
         WithdrawalInput,
         WithdrawalResult,
@@ -50,10 +59,14 @@ _TIMEOUT = timedelta(seconds=10)
 class WithdrawalWorkflow:
     def __init__(self) -> None:
         self._stage = "requested"
-        self._tally: ApprovalTally | None = None
-        self._recording = 0  # approvals accepted whose step is not recorded yet
+        self._tally: ApprovalView | None = None
+        self._approvals_nudged = False
+        self._signed = False  # approvals are signatures (every saga started since)
+        self._legacy: ApprovalTally | None = None
+        self._recording = 0
         self._nudged = False
         self._decisions: list[OperatorDecision] = []
+        self._compliance: list[OperatorDecision] = []
         self._decision_ids: set[str] = set()
 
     @workflow.query
@@ -72,24 +85,39 @@ class WithdrawalWorkflow:
             if decision.decision_id in self._decision_ids:
                 return
             self._decision_ids.add(decision.decision_id)
-        self._decisions.append(decision)
+        if decision.action in ("release", "reject"):
+            self._compliance.append(decision)  # a held withdrawal's review
+        else:
+            self._decisions.append(decision)
 
+    @workflow.signal
+    def approvals_changed(self) -> None:
+        """From the API: a signed approval was handed in; count again (the signal carries
+        nothing to trust: the count verifies the signatures)."""
+        self._approvals_nudged = True
+
+    @workflow.query
+    def tally(self) -> ApprovalView | None:
+        return self._tally
+
+    # --- before signed approvals (histories recorded without the "signed-approvals"
+    # marker replay through these; a saga started since refuses the update) ---
     def _check_approval(self, approval: Approval) -> ApprovalTally:
-        if self._tally is None or self._tally.complete:
+        if self._signed or self._legacy is None or self._legacy.complete:
             raise ApplicationError(
                 f"{InvalidState.code}: not awaiting approval (stage {self._stage})",
                 type="InvalidState",
                 non_retryable=True,
             )
         try:
-            return self._tally.approve(approval.operator)
+            return self._legacy.approve(approval.operator)
         except ApprovalRefused as exc:
             raise ApplicationError(str(exc), type="ApprovalRefused", non_retryable=True) from None
 
     @workflow.update
     async def approve(self, approval: Approval) -> ApprovalView:
-        self._tally = self._check_approval(approval)  # again: another update may have won
-        tally = self._tally
+        self._legacy = self._check_approval(approval)  # again: another update may have won
+        tally = self._legacy
         self._recording += 1
         try:
             await workflow.execute_activity_method(
@@ -128,27 +156,39 @@ class WithdrawalWorkflow:
         )
         if decision.outcome == "deny":
             return await self._end(req, "rejected", PolicyDenied.code, decision.detail)
-        if decision.outcome == "needs_approval":
-            self._stage = "awaiting_approval"
-            self._tally = ApprovalTally(
-                required=decision.approvals_required, requester=req.requested_by
+        self._signed = workflow.patched("signed-approvals")
+        if self._signed:
+            await workflow.execute_activity_method(
+                A.record_intent,
+                args=[req, decision],
+                start_to_close_timeout=_TIMEOUT,
+                retry_policy=_RETRY,
             )
-            try:
-                await workflow.wait_condition(
-                    lambda: self._tally is not None and self._tally.complete,
-                    timeout=timedelta(seconds=req.approval_ttl_seconds),
+        if self._signed and decision.screening_required:
+            screened: ScreenOutcome = await workflow.execute_activity_method(
+                A.screen, req, start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
+            )
+            if screened.hit is not None:
+                self._stage = "held"
+                await workflow.wait_condition(lambda: bool(self._compliance))
+                released = await workflow.execute_activity_method(
+                    A.compliance,
+                    args=[req, self._compliance.pop(0)],
+                    start_to_close_timeout=_TIMEOUT,
+                    retry_policy=_RETRY,
                 )
-            except TimeoutError:
-                tally = self._tally
-                # An approval accepted in the same workflow task as the deadline counts:
-                # the operator was told it did.
-                if not tally.complete:
-                    detail = f"{len(tally.approvers)} of {tally.required} approvals in time"
-                    self._tally = None
-                    return await self._end(req, "expired", ApprovalExpired.code, detail)
-            if workflow.patched("approvals-recorded-before-approved"):
-                # The approval that completed the quorum is recorded before `approved`.
-                await workflow.wait_condition(lambda: self._recording == 0)
+                if not released:
+                    return await self._end(req, "rejected", DestinationScreened.code, screened.hit)
+                self._stage = "reserved"
+        if decision.outcome == "needs_approval" and self._signed:
+            self._stage = "awaiting_approval"
+            ended = await self._await_approvals(req, decision)
+            if ended is not None:
+                return ended
+        elif decision.outcome == "needs_approval":
+            ended = await self._await_legacy_approvals(req, decision)
+            if ended is not None:
+                return ended
         await workflow.execute_activity_method(
             A.mark_approved, req, start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
         )
@@ -179,6 +219,53 @@ class WithdrawalWorkflow:
             fee=status.fee,
             fee_asset=status.fee_asset,
         )
+
+    async def _await_approvals(
+        self, req: WithdrawalInput, decision: PolicyOutcome
+    ) -> WithdrawalResult | None:
+        """Count the signed approvals each time one is handed in, until the quorum or the
+        deadline (then the saga ends expired: the result)."""
+        self._tally = ApprovalView(
+            required=decision.approvals_required, approvers=[], complete=False
+        )
+        deadline = req.requested_at + timedelta(seconds=req.approval_ttl_seconds)
+        while True:
+            self._approvals_nudged = False
+            self._tally = await workflow.execute_activity_method(
+                A.count_approvals, req, start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
+            )
+            if self._tally.complete:
+                return None
+            left = (deadline - workflow.now()).total_seconds()
+            if left <= 0:
+                detail = f"{len(self._tally.approvers)} of {self._tally.required} approvals in time"
+                return await self._end(req, "expired", ApprovalExpired.code, detail)
+            with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
+                await workflow.wait_condition(
+                    lambda: self._approvals_nudged, timeout=timedelta(seconds=left)
+                )
+
+    async def _await_legacy_approvals(
+        self, req: WithdrawalInput, decision: PolicyOutcome
+    ) -> WithdrawalResult | None:
+        self._stage = "awaiting_approval"
+        self._legacy = ApprovalTally(
+            required=decision.approvals_required, requester=req.requested_by
+        )
+        try:
+            await workflow.wait_condition(
+                lambda: self._legacy is not None and self._legacy.complete,
+                timeout=timedelta(seconds=req.approval_ttl_seconds),
+            )
+        except TimeoutError:
+            tally = self._legacy
+            if not tally.complete:
+                detail = f"{len(tally.approvers)} of {tally.required} approvals in time"
+                self._legacy = None
+                return await self._end(req, "expired", ApprovalExpired.code, detail)
+        if workflow.patched("approvals-recorded-before-approved"):
+            await workflow.wait_condition(lambda: self._recording == 0)
+        return None
 
     async def _end(
         self, req: WithdrawalInput, state: str, code: str | None, detail: str

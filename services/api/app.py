@@ -16,6 +16,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import psycopg
@@ -28,19 +29,19 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import (
     Client,
-    WorkflowUpdateFailedError,
-    WorkflowUpdateRPCTimeoutOrCancelledError,
-    WorkflowUpdateStage,
 )
 from temporalio.service import RPCError
 
 from adapters.operations.store import SqlIdempotencyStore
+from adapters.sqldb import SqlDatabase
 from sagas import accounts
 from sagas.errors import (
+    ApprovalExpired,
+    ApprovalInvalid,
     ApprovalRefused,
     BodyTooLarge,
     CustodyError,
-    DependencyUnavailable,
+    Forbidden,
     IdempotencyConflict,
     InvalidAmount,
     InvalidState,
@@ -48,12 +49,15 @@ from sagas.errors import (
     UnknownAsset,
 )
 from sagas.events import Envelope
+from sagas.intents import Approval as SignedApproval
+from sagas.intents import Refusal, count_approvals
 from sagas.ledger import Balance
 from sagas.money import format_units
 from sagas.operations import OperationRecord, Step, request_hash
 from sagas.policy import PolicyRules, StoredPolicy
 from sagas.topics import EVENTS
-from sagas.withdrawal import Approval, ApprovalView, OperatorDecision
+from sagas.withdrawal import ApprovalView, OperatorDecision
+from sagas.withdrawal.intent import requester
 from services.api.auth import Principal, load_secret
 from services.api.deps import Key, Who
 from services.api.openapi import LOCATION, Integer, install, poll_at, started
@@ -73,7 +77,6 @@ from services.app.withdrawals import WithdrawalBody, Withdrawals, parse_amount
 from services.platform import ASSETS, Platform
 
 MAX_BODY = 64 * 1024
-APPROVAL_WAIT = 0.5  # seconds from its start an approval POST waits for it to be recorded
 API_THREADS = int(os.environ.get("CUSTODY_DB_POOL_SIZE", "24"))  # sqldb's pool size
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": Problem, "content": {"application/problem+json": {}}}
@@ -136,16 +139,31 @@ class WithdrawalView(BaseModel):
     timeline: list[Step] = Field(default_factory=list)
 
 
-class ApprovalTaken(BaseModel):
-    operation_id: str = Field(examples=["wd:acme-treasury:inv-2026-0042"])
-    operator: str = Field(examples=["ops-alice"])
-    state: Literal["taken"] = "taken"
+class ApprovalBody(BaseModel):
+    """An operator's approval: an Ed25519 signature over the intent hash (base64url)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    version: Literal["custody.approval.v1"] = "custody.approval.v1"
+    intent_hash: str = Field(pattern=r"^[0-9a-f]{64}$")
+    key_id: str = Field(pattern=r"^[0-9a-f]{32}$")
+    signature: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")
+
+
+class IntentView(BaseModel):
+    intent: dict[str, Any] = Field(description="the intent, as RFC 8785 canonical JSON reads")
+    intent_hash: str = Field(description="SHA-256 over custody.intent.v1\\n + canonical JSON")
+    approvals_required: int
+    approvals: list[dict[str, Any]] = Field(description="handed in so far (not all may count)")
 
 
 class DecisionBody(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    action: Literal["rebroadcast", "bump", "keep_waiting"]
+    action: Literal["rebroadcast", "bump", "keep_waiting", "release", "reject"] = Field(
+        description="rebroadcast, bump, keep_waiting: a withdrawal stuck past its deadline; "
+        "release, reject: one held by screening (compliance review)"
+    )
     fee_percent: Integer = Field(default=130, gt=110, le=1000)
 
 
@@ -245,6 +263,8 @@ def create_app(
         # As many threads as the process has database connections.
         loop = asyncio.get_running_loop()
         loop.set_default_executor(ThreadPoolExecutor(API_THREADS, thread_name_prefix="api"))
+        # The first burst of POSTs would otherwise open every connection at once.
+        await asyncio.to_thread(SqlDatabase(platform.db_url).warm, API_THREADS // 2)
         client = await temporal()
         state["temporal"] = client
         state["withdrawals"] = Withdrawals(platform, client)
@@ -438,69 +458,81 @@ def create_app(
         """The withdrawal with its timeline of steps."""
         return withdrawal_view(own_withdrawal(who, operation_id))
 
+    @app.get("/v1/withdrawals/{operation_id}/intent", tags=["approvals"])
+    def get_intent(operation_id: str, who: Who) -> IntentView:
+        """What an approval signs: the withdrawal's intent (RFC 8785 canonical JSON) and its
+        hash, with the approvals handed in so far. 409 before the policy decided."""
+        own_withdrawal(who, operation_id)
+        stored = platform.intents.intent(operation_id)
+        if stored is None:
+            raise InvalidState(f"{operation_id} has no intent yet: poll the withdrawal")
+        intent, required = stored
+        return IntentView(
+            intent=json.loads(intent.canonical()),
+            intent_hash=intent.hash(),
+            approvals_required=required,
+            approvals=[a.model_dump() for a in platform.intents.approvals(intent.hash())],
+        )
+
     @app.post(
         "/v1/withdrawals/{operation_id}/approvals",
         tags=["approvals"],
         responses={
-            200: {"model": ApprovalView, "description": "recorded: the tally", "headers": LOCATION},
-            202: {
-                "model": ApprovalTaken,
-                "description": "taken by the saga (validated), not recorded within "
-                f"{APPROVAL_WAIT} s of the request: poll Location (the timeline shows "
-                "approval:<operator>)",
-                "headers": LOCATION,
-            },
+            200: {"model": ApprovalView, "description": "counted: the tally", "headers": LOCATION},
         },
     )
-    async def approve(operation_id: str, request: Request, who: Who, key: Key) -> ApprovalView:
-        """Approve as the calling operator. The requester's own approval, or a second one
-        by the same operator, is refused (CUS-2002). 200 with the tally once the saga has
-        recorded it; if that takes more than a moment, 202 (the approval was taken) and
-        Location to poll."""
+    async def approve(
+        operation_id: str, body: ApprovalBody, request: Request, who: Who, key: Key
+    ) -> ApprovalView:
+        """Hand in an approval: the calling operator's Ed25519 signature over the
+        withdrawal's intent hash (`custody operator sign`). It counts only if it is valid,
+        by a key registered to this operator in governance, and the operator is not the
+        requester and has not approved already (CUS-2010, CUS-3102, CUS-2002). The signer
+        verifies every approval again before it signs. 200 with the tally."""
         who.must_be("operator")
-        await asyncio.to_thread(own_withdrawal, who, operation_id)
+        op = await asyncio.to_thread(own_withdrawal, who, operation_id)
+        approval = SignedApproval(**body.model_dump())
+
+        def take() -> ApprovalView:
+            stored = platform.intents.intent(operation_id)
+            if stored is None or op.state != "awaiting_approval":
+                raise InvalidState(f"{operation_id} is not awaiting approval ({op.state})")
+            intent, required = stored
+            now = datetime.now(UTC)
+            operators = platform.governance.operators()
+            asker = requester(intent)
+            mine = count_approvals(intent, [approval], operators, asker, now)
+            if mine.refused:
+                reason = mine.refused[0].reason
+                if reason is Refusal.REQUESTER:
+                    raise ApprovalRefused(f"{who.sub} requested this withdrawal")
+                if reason is Refusal.EXPIRED:
+                    raise ApprovalExpired(f"the intent of {operation_id} expired")
+                raise ApprovalInvalid(f"{reason.value}")
+            if mine.counted[0].operator != who.sub:
+                raise Forbidden("an approval is handed in by the operator whose key signed it")
+            before = platform.intents.approvals(intent.hash())
+            counted = count_approvals(intent, before, operators, asker, now)
+            if approval not in before and who.sub in counted.operators:
+                raise ApprovalRefused(f"{who.sub} has approved already")
+            if counted.met(required) and approval not in before:
+                raise InvalidState(f"{operation_id} is approved already")
+            platform.intents.add_approval(approval, who.sub)
+            tally = count_approvals(intent, [*before, approval], operators, asker, now)
+            approvers = sorted(tally.operators)
+            return ApprovalView(
+                required=required, approvers=approvers, complete=tally.met(required)
+            )
 
         async def compute() -> tuple[int, BaseModel]:
-            handle = state["withdrawals"].handle(operation_id)
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + APPROVAL_WAIT
-            try:
-                taken = await handle.start_update(
-                    "approve",
-                    Approval(operator=who.sub),
-                    # One update per caller and key: a retry (after a lost answer, or
-                    # beside the first) gets the first one's outcome, not CUS-2002.
-                    id=f"approve:{who.sub}:{key}",
-                    wait_for_stage=WorkflowUpdateStage.ACCEPTED,
-                    result_type=ApprovalView,
-                )
-                # The saga records the approval before answering: not for long. (Not
-                # wait_for: a cancelled result() raises Temporal's RPC error, not TimeoutError.)
-                polling = asyncio.ensure_future(taken.result())
-                done, _ = await asyncio.wait({polling}, timeout=max(deadline - loop.time(), 0))
-                if not done:
-                    polling.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await polling
-                    return 202, ApprovalTaken(operation_id=operation_id, operator=who.sub)
-                view = polling.result()
-            except WorkflowUpdateFailedError as exc:
-                cause = exc.cause
-                kind = getattr(cause, "type", None)
-                message = str(getattr(cause, "message", cause))
-                if kind == "ApprovalRefused":
-                    raise ApprovalRefused(message.split(": ", 1)[-1]) from None
-                raise InvalidState(message) from None
-            except WorkflowUpdateRPCTimeoutOrCancelledError:
-                raise DependencyUnavailable(
-                    "the approval was sent but not confirmed in time: GET the withdrawal to "
-                    "see whether it counted"
-                ) from None
-            except RPCError as exc:
-                raise InvalidState(f"the saga does not take approvals now: {exc}") from None
+            view = await asyncio.to_thread(take)
+            # The saga counts again (it verifies every signature itself); if it ended
+            # meanwhile there is nothing to tell.
+            with contextlib.suppress(RPCError):
+                await state["withdrawals"].handle(operation_id).signal("approvals_changed")
             return 200, view
 
-        answer = await remembered(who, request, key, Approval(operator=who.sub), compute)
+        answer = await remembered(who, request, key, body, compute)
         answer.headers["Location"] = f"/v1/withdrawals/{operation_id}"
         return answer  # type: ignore[return-value]
 
@@ -508,9 +540,11 @@ def create_app(
     async def decide(
         operation_id: str, body: DecisionBody, request: Request, who: Who, key: Key
     ) -> OperatorDecision:
-        """An operator's decision on a withdrawal stuck past its deadline."""
+        """An operator's decision on a withdrawal stuck past its deadline, or compliance's
+        on one held because its destination was a screening hit."""
         who.must_be("operator")
         op = await asyncio.to_thread(own_withdrawal, who, operation_id)
+
         decision = OperatorDecision(
             operator=who.sub,
             action=body.action,
@@ -520,7 +554,11 @@ def create_app(
 
         async def compute() -> tuple[int, BaseModel]:
             # Checked on the first request only: a replay answers as the first time did,
-            # not against the fees a bump it made has raised since.
+            # not against the fees a bump it made has raised since (nor the state now).
+            review = body.action in ("release", "reject")
+            if review != (op.state == "held"):
+                what = "held by screening" if review else "stuck (it is held by screening)"
+                raise InvalidState(f"{operation_id} is not {what}: {op.state}")
             if body.action == "bump":
                 cap = platform.settings.signer_max_fee_per_gas
                 await asyncio.to_thread(check_bump, platform.db_url, op, body.fee_percent, cap)

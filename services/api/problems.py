@@ -30,6 +30,7 @@ STATUS: dict[type[e.CustodyError], int] = {
     e.UnknownAccount: 404,
     e.IdempotencyConflict: 409,
     e.ApprovalRefused: 409,
+    e.ApprovalExpired: 409,
     e.InvalidState: 409,
     e.AccountConflict: 409,
     e.TransferIdConflict: 409,

@@ -118,16 +118,22 @@ def saga_activities(
         s.btc_fee_rate,
         (s.eth_gas_limit_eth, s.eth_gas_limit_token),
     )
-    withdrawals = WithdrawalActivities(
-        platform.ledger, platform.operations, platform.policies, payouts, pause
+    screening = DenyListScreening(
+        platform.eth, platform.btc, deny_file=s.screening_deny_file, btc_network=s.btc_network
     )
-    deposits = DepositActivities(
+    withdrawals = WithdrawalActivities(
         platform.ledger,
         platform.operations,
-        SqlDepositObservations(platform.db_url),
-        DenyListScreening(
-            platform.eth, platform.btc, deny_file=s.screening_deny_file, btc_network=s.btc_network
-        ),
+        platform.policies,
+        payouts,
+        platform.intents,
+        platform.governance,
+        platform.fee_cap,
+        screening,
+        pause,
+    )
+    deposits = DepositActivities(
+        platform.ledger, platform.operations, SqlDepositObservations(platform.db_url), screening
     )
     trades = TradeActivities(
         platform.ledger,
@@ -172,6 +178,10 @@ def saga_activities(
         withdrawals.reserve,
         withdrawals.decide,
         withdrawals.record_approval,
+        withdrawals.screen,
+        withdrawals.compliance,
+        withdrawals.record_intent,
+        withdrawals.count_approvals,
         withdrawals.mark_approved,
         withdrawals.send,
         withdrawals.chain_status,

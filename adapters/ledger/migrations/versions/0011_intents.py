@@ -1,0 +1,44 @@
+"""Intents and the operators' signed approvals of them, as they were handed in.
+
+Untrusted storage: the signer verifies every approval's signature against the
+governance chain before it counts one, so a row written here by anyone else is
+worth nothing without the operator's key.
+
+Revision ID: 0011
+Revises: 0010
+"""
+
+from __future__ import annotations
+
+from alembic import op
+
+revision = "0011"
+down_revision = "0010"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    stamp = "text" if op.get_context().dialect.name == "sqlite" else "timestamptz"
+    op.execute(f"""create table intents (
+    intent_hash text primary key,
+    operation_id text not null,
+    kind text not null,
+    intent text not null,
+    required integer not null,
+    created_at {stamp} not null,
+    unique (operation_id, kind)
+)""")
+    op.execute(f"""create table intent_approvals (
+    intent_hash text not null references intents (intent_hash),
+    key_id text not null,
+    operator text not null,
+    approval text not null,
+    at {stamp} not null,
+    primary key (intent_hash, key_id)
+)""")
+
+
+def downgrade() -> None:
+    op.execute("drop table intent_approvals")
+    op.execute("drop table intents")

@@ -1,0 +1,102 @@
+"""What the signer may pay for an operation, decided from signatures alone.
+
+The signer reads an operation's intent and the approvals handed in from tables any
+process could have written; none of that is trusted. It trusts the governance view
+(verified from the genesis quorum), the signatures, and its own record of what it
+signed. `authorise` is pure: the signer gathers the inputs and calls it before every
+signature; the chain-specific checks then hold the transaction to the result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sagas.errors import KeyAccessDenied
+from sagas.governance import Governance
+from sagas.intents import Approval, Intent, count_approvals
+from sagas.withdrawal.intent import requester
+
+
+@dataclass(frozen=True)
+class Authorisation:
+    """One payment the signer may sign for, and why."""
+
+    operation_id: str
+    kind: str
+    client_id: str | None
+    asset: str
+    amount: int
+    destination: str
+    fee_cap: int
+    intent_hash: str
+    approvers: tuple[str, ...]
+    policy_version: int
+
+
+def authorise(
+    operation_id: str,
+    intent: Intent | None,
+    approvals: Iterable[Approval],
+    governance: Governance,
+    now: datetime,
+    signed_in_window: int = 0,
+    first_signed_at: datetime | None = None,
+) -> Authorisation:
+    """The payment `intent` authorises for `operation_id`, or KeyAccessDenied.
+
+    Deny by default: no intent, another operation's intent, no policy for the client and
+    asset, a per-transaction, velocity or allow-list rule broken, or fewer valid
+    approvals than the policy's quorum (distinct registered operators other than the
+    requester, over exactly this intent, before it expired). `signed_in_window`: what
+    the signer's own record shows it signed for the client and asset in the velocity
+    window (other operations). `first_signed_at`: when the signer first signed for this
+    operation, if it did (a fee bump re-signs the same payment after the intent's
+    expiry: its approvals are counted as of that first signature)."""
+    if intent is None:
+        raise KeyAccessDenied(f"{operation_id}: no intent on record")
+    if intent.operation_id != operation_id:
+        raise KeyAccessDenied(f"{operation_id}: the intent is for {intent.operation_id}")
+    if intent.kind != "withdrawal" or intent.client_id is None:
+        raise KeyAccessDenied(f"{operation_id}: a {intent.kind} intent is not signed here")
+    policy = governance.policy(intent.client_id, intent.asset)
+    if policy is None:
+        raise KeyAccessDenied(f"{operation_id}: {intent.client_id} has no {intent.asset} policy")
+    rules = policy.rules
+    if rules.per_transaction_limit is not None and intent.amount > rules.per_transaction_limit:
+        raise KeyAccessDenied(f"{operation_id}: above the per-transaction limit")
+    if (
+        rules.daily_velocity_limit is not None
+        and signed_in_window + intent.amount > rules.daily_velocity_limit
+    ):
+        raise KeyAccessDenied(f"{operation_id}: above the daily velocity limit")
+    if rules.allow_list_required and intent.destination not in rules.allowed_destinations:
+        raise KeyAccessDenied(f"{operation_id}: the destination is not on the allow-list")
+    threshold = rules.approval_threshold
+    required = rules.approval_quorum if threshold is not None and intent.amount > threshold else 0
+    quorum = count_approvals(
+        intent,
+        approvals,
+        governance.operators(),
+        requester(intent),
+        first_signed_at or now,
+    )
+    if not quorum.met(required):
+        raise KeyAccessDenied(
+            f"{operation_id}: {len(quorum.counted)} valid approval(s), the policy needs {required}"
+        )
+    if first_signed_at is None and intent.expires_at <= now:
+        raise KeyAccessDenied(f"{operation_id}: the intent expired")
+    return Authorisation(
+        operation_id=operation_id,
+        kind=intent.kind,
+        client_id=intent.client_id,
+        asset=intent.asset,
+        amount=intent.amount,
+        destination=intent.destination,
+        fee_cap=intent.fee_cap,
+        intent_hash=intent.hash(),
+        approvers=tuple(sorted(quorum.operators)),
+        policy_version=policy.version,
+    )

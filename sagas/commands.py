@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from sagas.intents import SignedRequest
+
 CREATE_WITHDRAWAL = "custody.command.withdrawal.create.v1"
 ACCEPTED = "custody.command.accepted.v1"
 REJECTED = "custody.command.rejected.v1"
@@ -23,6 +25,12 @@ class CreateWithdrawalCommand(BaseModel):
     asset: str = Field(examples=["ETH"])
     amount: str = Field(description="a decimal string in the asset's unit", examples=["0.25"])
     destination: str
+    request: SignedRequest | None = Field(
+        default=None,
+        description="the client's signed request (required): the signature over "
+        "POST /v1/clients/{client_id}/withdrawals and the body {asset, amount, destination} "
+        "exactly as signed; the router checks it as the API does, the signer again",
+    )
 
 
 class CommandAnswer(BaseModel):

@@ -211,6 +211,15 @@ class Forbidden(CustodyError):
     title = "forbidden"
 
 
+class RequestSignatureInvalid(CustodyError):
+    """The request is not signed by a registered key of its client, the signature does
+    not cover exactly this method, path and body, its timestamp is too far from now, or
+    its nonce was used before (the detail says which)."""
+
+    code = "CUS-3103"
+    title = "request signature invalid"
+
+
 class InvalidState(CustodyError):
     """The operation is not in a state that allows this (e.g. approving a finished one)."""
 
@@ -408,6 +417,7 @@ CATALOGUE: tuple[type[CustodyError], ...] = (
     InvalidState,
     Unauthenticated,
     Forbidden,
+    RequestSignatureInvalid,
     IbanInvalid,
     DestinationRefused,
     AmountBelowMinimum,

@@ -478,6 +478,46 @@ class RequestCheck:
         return self.refusal is None
 
 
+class SignedRequest(BaseModel):
+    """A client's signed request as it was received, passed through to the signer: the
+    exact bytes of the body and the signature over method, target and body."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    method: str = Field(pattern=_METHOD.pattern)
+    target: str = Field(pattern=_TARGET.pattern, max_length=2048)
+    body: str = Field(max_length=90_000, description="base64url of the body's bytes")
+    signature: RequestSignature
+
+    def body_bytes(self) -> bytes:
+        return b64url_decode(self.body)
+
+
+def check_request_signature(
+    method: str,
+    target: str,
+    body: bytes,
+    signature: RequestSignature,
+    registry: Mapping[str, RegisteredKey],
+) -> RequestCheck:
+    """The signature alone: by a registered key, over exactly this method, target and
+    body. No clock and no nonce: what the signer checks long after the request came
+    (the API checked freshness and the nonce when it came; the signer's record holds
+    each nonce to one operation)."""
+    registered = registry.get(signature.key_id)
+    if registered is None or registered.key_id != signature.key_id:
+        return RequestCheck(None, Refusal.UNREGISTERED_KEY)
+    try:
+        message = request_message(
+            method, target, body, signature.timestamp, signature.nonce, signature.key_id
+        )
+    except ValueError:
+        return RequestCheck(None, Refusal.BAD_SIGNATURE)
+    if not _verify(registered.public_key, signature.signature, message):
+        return RequestCheck(None, Refusal.BAD_SIGNATURE)
+    return RequestCheck(registered.owner, None)
+
+
 def verify_request(
     method: str,
     target: str,
@@ -492,19 +532,11 @@ def verify_request(
     exactly this method, target and body, a timestamp within `max_skew` of `now`, and a
     nonce never seen before. The nonce is claimed only once all else holds, so forged
     requests cannot use up a client's nonces."""
-    registered = registry.get(signature.key_id)
-    if registered is None or registered.key_id != signature.key_id:
-        return RequestCheck(None, Refusal.UNREGISTERED_KEY)
-    try:
-        message = request_message(
-            method, target, body, signature.timestamp, signature.nonce, signature.key_id
-        )
-    except ValueError:
-        return RequestCheck(None, Refusal.BAD_SIGNATURE)
-    if not _verify(registered.public_key, signature.signature, message):
-        return RequestCheck(None, Refusal.BAD_SIGNATURE)
+    checked = check_request_signature(method, target, body, signature, registry)
+    if not checked.ok:
+        return checked
     if abs(signature.timestamp - _aware(now)) > max_skew:
         return RequestCheck(None, Refusal.CLOCK_SKEW)
     if not nonces.claim(signature.key_id, signature.nonce, signature.timestamp + max_skew):
         return RequestCheck(None, Refusal.REPLAYED_NONCE)
-    return RequestCheck(registered.owner, None)
+    return checked

@@ -17,6 +17,7 @@ from adapters.ledger.migrate import upgrade
 from adapters.ledger.sql import SqlLedger
 from adapters.liquidity.http import HttpLiquidity
 from adapters.operations.intents import SqlIntentStore
+from adapters.operations.nonces import SqlNonceStore
 from adapters.operations.store import SqlOperationStore
 from adapters.operations.trades import SqlTradeStore
 from adapters.policy.store import SqlPolicyStore
@@ -64,6 +65,10 @@ class Platform:
     @cached_property
     def intents(self) -> SqlIntentStore:
         return SqlIntentStore(self.db_url, migrate=False)
+
+    @cached_property
+    def nonces(self) -> SqlNonceStore:
+        return SqlNonceStore(self.db_url)
 
     @cached_property
     def governance(self) -> Governance:

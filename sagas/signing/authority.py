@@ -9,14 +9,45 @@ signature; the chain-specific checks then hold the transaction to the result.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
 from sagas.errors import KeyAccessDenied
 from sagas.governance import Governance
-from sagas.intents import Approval, Intent, count_approvals
-from sagas.withdrawal.intent import requester
+from sagas.intents import Approval, Intent, check_request_signature, count_approvals
+from sagas.money import parse_units
+from sagas.withdrawal.intent import requester, signed_request
+
+
+def _check_client_request(
+    operation_id: str, intent: Intent, governance: Governance, decimals: Mapping[str, int]
+) -> None:
+    """The client's own signature over its request, and the request is this intent."""
+    request = signed_request(intent)
+    if request is None:
+        raise KeyAccessDenied(f"{operation_id}: no request signed by the client")
+    checked = check_request_signature(
+        request.method,
+        request.target,
+        request.body_bytes(),
+        request.signature,
+        governance.client_keys(),
+    )
+    if not checked.ok or checked.client_id != intent.client_id:
+        raise KeyAccessDenied(f"{operation_id}: the client's request signature does not hold")
+    if (request.method, request.target) != ("POST", f"/v1/clients/{intent.client_id}/withdrawals"):
+        raise KeyAccessDenied(f"{operation_id}: the client signed another request")
+    try:
+        body = json.loads(request.body_bytes())
+        asset = body["asset"]
+        amount = parse_units(body["amount"], decimals[asset])
+        destination = body["destination"]
+    except (ValueError, KeyError, TypeError):
+        raise KeyAccessDenied(f"{operation_id}: the signed body is not a withdrawal") from None
+    if (asset, amount, destination) != (intent.asset, intent.amount, intent.destination):
+        raise KeyAccessDenied(f"{operation_id}: the intent is not what the client signed")
 
 
 @dataclass(frozen=True)
@@ -41,12 +72,15 @@ def authorise(
     approvals: Iterable[Approval],
     governance: Governance,
     now: datetime,
+    decimals: Mapping[str, int],
     signed_in_window: int = 0,
     first_signed_at: datetime | None = None,
 ) -> Authorisation:
     """The payment `intent` authorises for `operation_id`, or KeyAccessDenied.
 
-    Deny by default: no intent, another operation's intent, no policy for the client and
+    Deny by default: no intent, another operation's intent, no request signed by a key
+    governance registered to the client for exactly this asset, amount and destination
+    (`decimals`: each asset's, to read the signed amount), no policy for the client and
     asset, a per-transaction, velocity or allow-list rule broken, or fewer valid
     approvals than the policy's quorum (distinct registered operators other than the
     requester, over exactly this intent, before it expired). `signed_in_window`: what
@@ -60,6 +94,7 @@ def authorise(
         raise KeyAccessDenied(f"{operation_id}: the intent is for {intent.operation_id}")
     if intent.kind != "withdrawal" or intent.client_id is None:
         raise KeyAccessDenied(f"{operation_id}: a {intent.kind} intent is not signed here")
+    _check_client_request(operation_id, intent, governance, decimals)
     policy = governance.policy(intent.client_id, intent.asset)
     if policy is None:
         raise KeyAccessDenied(f"{operation_id}: {intent.client_id} has no {intent.asset} policy")

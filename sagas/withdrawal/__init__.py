@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
+from sagas.intents import SignedRequest
 from sagas.keys import Chain
 
 # The task queue the platform's sagas and their activities run on (services/worker).
@@ -38,6 +39,9 @@ class WithdrawalInput(BaseModel):
     approval_ttl_seconds: int = Field(default=24 * 3600, ge=1)
     poll_seconds: int = Field(default=15, ge=1, description="chain polling fallback period")
     stuck_after_seconds: int = Field(default=3600, ge=1, description="then alert an operator")
+    request: SignedRequest | None = Field(
+        default=None, description="the client's signed request, passed through to the signer"
+    )
 
 
 class ReserveOutcome(BaseModel):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sagas.intents import Intent
+from sagas.intents import Intent, SignedRequest
 from sagas.withdrawal import WithdrawalInput
 
 # Time to sign after the approval window closes (the last approval may come at its end).
@@ -32,8 +32,23 @@ def withdrawal_intent(req: WithdrawalInput, policy_version: int, fee_cap: int) -
         fee_cap=fee_cap,
         policy_version=policy_version,
         expires_at=expires.replace(microsecond=0),
-        payload={"requested_by": req.requested_by, "chain": req.chain},
+        payload={
+            "requested_by": req.requested_by,
+            "chain": req.chain,
+            **({"request": req.request.model_dump(mode="json")} if req.request else {}),
+        },
     )
+
+
+def signed_request(intent: Intent) -> SignedRequest | None:
+    """The client's signed request the intent carries (None: there is none)."""
+    value = (intent.payload or {}).get("request")
+    if not isinstance(value, dict):
+        return None
+    try:
+        return SignedRequest.model_validate(value, strict=False)
+    except ValueError:
+        return None
 
 
 def requester(intent: Intent) -> str | None:

@@ -59,7 +59,7 @@ from sagas.topics import EVENTS
 from sagas.withdrawal import ApprovalView, OperatorDecision
 from sagas.withdrawal.intent import requester
 from services.api.auth import Principal, load_secret
-from services.api.deps import Key, Who
+from services.api.deps import Key, Signed, Who
 from services.api.openapi import LOCATION, Integer, install, poll_at, started
 from services.api.problems import (
     Problem,
@@ -436,14 +436,21 @@ def create_app(
         responses=started(WithdrawalView, "the withdrawal"),
     )
     async def create_withdrawal(
-        client_id: str, body: WithdrawalBody, who: Who, key: Key, response: Response
+        client_id: str,
+        body: WithdrawalBody,
+        who: Who,
+        key: Key,
+        response: Response,
+        signed: Signed,
     ) -> WithdrawalView:
-        """Start a withdrawal saga; the Idempotency-Key names it. 202 at once with its
-        state so far (`requested`; then `reserved` or `rejected`, ...): poll Location.
-        A replay returns the same saga as it is now (200)."""
+        """Start a withdrawal saga; the Idempotency-Key names it. The request is signed by
+        a key governance registered to the client (`Custody-*` headers, docs/security.md;
+        401 CUS-3103 otherwise): the signer checks that signature again before it pays.
+        202 at once with its state so far (`requested`; then `reserved` or `rejected`,
+        ...): poll Location. A replay returns the same saga as it is now (200)."""
         who.may_see(client_id)
         who.must_be("client", "operator")
-        op, created = await state["withdrawals"].create(client_id, key, body, who.sub)
+        op, created = await state["withdrawals"].create(client_id, key, body, who.sub, signed)
         poll_at(response, f"/v1/withdrawals/{op.id}", created)
         return await asyncio.to_thread(withdrawal_view, op)
 

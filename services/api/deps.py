@@ -6,8 +6,10 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import ValidationError
 
-from sagas.errors import IdempotencyKeyMissing
+from sagas.errors import IdempotencyKeyMissing, RequestSignatureInvalid
+from sagas.intents import RequestSignature, SignedRequest, b64url
 from services.api.auth import Principal, verify
 from services.app.withdrawals import KEY_PATTERN
 
@@ -44,5 +46,51 @@ def idempotency_key(
     return idempotency_key
 
 
+def _header(name: str, pattern: str, text: str) -> object:
+    return Header(default=None, alias=name, pattern=pattern, max_length=128, description=text)
+
+
+async def signed_request(
+    request: Request,
+    key_id: Annotated[
+        str | None, _header("Custody-Key-Id", r"^[0-9a-f]{32}$", "the client key's id")
+    ] = None,
+    timestamp: Annotated[
+        str | None,
+        _header("Custody-Timestamp", r"^[0-9T:Z-]{20}$", "RFC 3339 UTC, whole seconds"),
+    ] = None,
+    nonce: Annotated[
+        str | None, _header("Custody-Nonce", r"^[A-Za-z0-9_-]{16,128}$", "used once")
+    ] = None,
+    signature: Annotated[
+        str | None,
+        _header("Custody-Signature", r"^[A-Za-z0-9_-]{1,128}$", "Ed25519, base64url"),
+    ] = None,
+) -> SignedRequest | None:
+    """The client's request signature (docs/security.md), with the exact bytes received;
+    None if the request carries none (where one is needed, that is refused)."""
+    given = (key_id, timestamp, nonce, signature)
+    if all(v is None for v in given):
+        return None
+    if any(v is None for v in given):
+        raise RequestSignatureInvalid("send all four Custody-* signature headers")
+    raw_path = request.scope.get("raw_path") or request.url.path.encode()
+    query = request.scope.get("query_string") or b""
+    target = raw_path.decode("latin-1") + (("?" + query.decode("latin-1")) if query else "")
+    try:
+        return SignedRequest(
+            method=request.method,
+            target=target,
+            body=b64url(await request.body()),
+            signature=RequestSignature.model_validate(
+                {"key_id": key_id, "timestamp": timestamp, "nonce": nonce, "signature": signature},
+                strict=False,
+            ),
+        )
+    except (ValidationError, ValueError):
+        raise RequestSignatureInvalid("malformed Custody-* signature headers") from None
+
+
+Signed = Annotated[SignedRequest | None, Depends(signed_request)]
 Who = Annotated[Principal, Depends(principal)]
 Key = Annotated[str, Depends(idempotency_key)]

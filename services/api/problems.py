@@ -25,6 +25,7 @@ STATUS: dict[type[e.CustodyError], int] = {
     e.BodyTooLarge: 413,
     e.Unauthenticated: 401,
     e.Forbidden: 403,
+    e.RequestSignatureInvalid: 401,
     e.KeyAccessDenied: 403,
     e.NotFound: 404,
     e.UnknownAccount: 404,

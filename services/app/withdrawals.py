@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio.client import Client, WorkflowHandle
@@ -28,11 +28,13 @@ from sagas.errors import (
     InsufficientFunds,
     InvalidAmount,
     NotFound,
+    RequestSignatureInvalid,
     TooManyDecimals,
     UnknownAsset,
 )
+from sagas.intents import Refusal, SignedRequest, check_request_signature
 from sagas.money import parse_units
-from sagas.operations import OperationRecord, request_hash
+from sagas.operations import OperationRecord, recorded_step, request_hash
 from sagas.withdrawal import WithdrawalInput
 from sagas.withdrawal.activities import event
 from sagas.withdrawal.workflows import WithdrawalWorkflow
@@ -40,6 +42,7 @@ from services.app.addresses import check_bitcoin, check_ethereum
 from services.app.destinations import refuse_amount, refuse_destination
 from services.platform import ASSETS, Platform
 
+MAX_SKEW = timedelta(minutes=5)  # a signed request's timestamp, either side of now
 KEY_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")  # used with fullmatch: "$" passes "k\n"
 
 
@@ -103,11 +106,51 @@ class Withdrawals:
             raise InsufficientFunds(f"available {balance.available}, asked {amount} minor units")
         return asset.code, amount, destination
 
+    def check_signed(self, client_id: str, body: WithdrawalBody, request: SignedRequest) -> None:
+        """The client's request signature: by a key governance registered to this client,
+        over exactly this path and body, fresh (RequestSignatureInvalid otherwise). The
+        nonce is claimed later, once the request is valid, so a refused request can be
+        sent again as it was."""
+        checked = check_request_signature(
+            request.method,
+            request.target,
+            request.body_bytes(),
+            request.signature,
+            self._p.governance.client_keys(),
+        )
+        if not checked.ok:
+            assert checked.refusal is not None
+            raise RequestSignatureInvalid(checked.refusal.value)
+        if checked.client_id != client_id:
+            raise RequestSignatureInvalid("signed by a key of another client")
+        if (request.method, request.target) != ("POST", f"/v1/clients/{client_id}/withdrawals"):
+            raise RequestSignatureInvalid("the signature is for another request")
+        if abs(request.signature.timestamp - datetime.now(UTC)) > MAX_SKEW:
+            raise RequestSignatureInvalid(Refusal.CLOCK_SKEW.value)
+        try:
+            signed = WithdrawalBody.model_validate_json(request.body_bytes())
+        except ValueError:
+            raise RequestSignatureInvalid("the signed body is not a withdrawal") from None
+        if signed != body:
+            raise RequestSignatureInvalid("the body is not the one signed")
+
+    def claim(self, request: SignedRequest) -> None:
+        sig = request.signature
+        if not self._p.nonces.claim(sig.key_id, sig.nonce, sig.timestamp + MAX_SKEW):
+            raise RequestSignatureInvalid(Refusal.REPLAYED_NONCE.value)
+
     async def create(
-        self, client_id: str, key: str, body: WithdrawalBody, requested_by: str
+        self,
+        client_id: str,
+        key: str,
+        body: WithdrawalBody,
+        requested_by: str,
+        request: SignedRequest | None,
     ) -> tuple[OperationRecord, bool]:
         """The withdrawal for (client, key): recorded and its saga started, or the one
-        there is. IdempotencyConflict if the key was used with another body."""
+        there is. IdempotencyConflict if the key was used with another body. A new
+        withdrawal needs its client's signed request (RequestSignatureInvalid); a retry
+        of a recorded one is answered as it is."""
         op_id = operation_id(client_id, key)
         existing = await asyncio.to_thread(self._p.operations.get, op_id)
         digest = request_hash(
@@ -123,7 +166,17 @@ class Withdrawals:
             # answer 422 for a request that is not the one the key names.
             raise IdempotencyConflict(f"{key} was used for another withdrawal")
         if existing is None:
+            if request is None:
+                raise RequestSignatureInvalid("a withdrawal is signed by its client's key")
+            await asyncio.to_thread(self.check_signed, client_id, body, request)
             asset, amount, destination = await asyncio.to_thread(self.validate, client_id, body)
+            try:
+                await asyncio.to_thread(self.claim, request)
+            except RequestSignatureInvalid:
+                # The same request twice at once: the one that claimed it records it.
+                existing = await asyncio.to_thread(self._p.operations.get, op_id)
+                if existing is None or existing.request_hash != digest:
+                    raise
         else:  # a retry: answer as the first time, whatever the balance is now
             asset, amount, destination = existing.asset, existing.amount, existing.destination or ""
         chain = ASSETS[asset][1]
@@ -152,9 +205,16 @@ class Withdrawals:
             created_at=now,
             updated_at=now,
         )
+        # The signed request is kept with the first step: a retry after a crash between
+        # recording and starting the saga starts it with the same request.
         stored, created = await asyncio.to_thread(
-            self._p.operations.create, record, [event(req, "requested", requested_by=requested_by)]
+            self._p.operations.create,
+            record,
+            [event(req, "requested", requested_by=requested_by)],
+            {"request": request.model_dump(mode="json")} if request is not None else None,
         )
+        if not created:
+            request = await asyncio.to_thread(self.recorded_request, op_id)
         s = self._p.settings
         start = req.model_copy(
             update={
@@ -163,6 +223,7 @@ class Withdrawals:
                 "approval_ttl_seconds": s.approval_ttl_seconds,
                 "poll_seconds": s.chain_poll_seconds,
                 "stuck_after_seconds": s.stuck_after_seconds,
+                "request": request,
             }
         )
         # Started on every call: after a crash between recording and starting, the retry
@@ -180,6 +241,11 @@ class Withdrawals:
         if created:
             return stored, True
         return await asyncio.to_thread(self.current, stored), False
+
+    def recorded_request(self, op_id: str) -> SignedRequest | None:
+        detail = recorded_step(self._p.operations.timeline(op_id), "requested") or {}
+        value = detail.get("request")
+        return None if value is None else SignedRequest.model_validate(value, strict=False)
 
     def current(self, stored: OperationRecord) -> OperationRecord:
         """The operation as it is now."""

@@ -215,6 +215,7 @@ class EventRouter:
                 body.idempotency_key,
                 WithdrawalBody(asset=body.asset, amount=body.amount, destination=body.destination),
                 body.requested_by,
+                body.request,
             )
         except ValidationError as exc:
             first = exc.errors()[0]

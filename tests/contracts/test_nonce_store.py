@@ -1,13 +1,16 @@
-"""NonceStore contract (sagas.intents): one suite; the fake today, the signer's store next."""
+"""NonceStore contract (sagas.intents): one suite for the fake, SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
+from adapters.ledger.migrate import upgrade
+from adapters.operations.nonces import SqlNonceStore
 from sagas.intents import NonceStore
 from tests.fakes import FakeNonceStore
 
@@ -56,3 +59,19 @@ class TestFakeNonceStore(NonceStoreContract):
     @pytest.fixture
     def store(self) -> NonceStore:
         return FakeNonceStore()
+
+
+class TestSqliteNonceStore(NonceStoreContract):
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> NonceStore:
+        url = f"sqlite:///{tmp_path / 'nonces.sqlite3'}"
+        upgrade(url)
+        return SqlNonceStore(url)
+
+
+@pytest.mark.stack
+class TestPostgresNonceStore(NonceStoreContract):
+    @pytest.fixture
+    def store(self, fresh_postgres_url: str) -> NonceStore:
+        upgrade(fresh_postgres_url)
+        return SqlNonceStore(fresh_postgres_url)

@@ -4,14 +4,24 @@ over exactly this intent, before it expired; limits evaluated by the signer itse
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sagas.errors import KeyAccessDenied
 from sagas.governance import StaticGovernance
-from sagas.intents import Intent, RegisteredKey, sign_intent
+from sagas.intents import (
+    Intent,
+    RegisteredKey,
+    SignedRequest,
+    b64url,
+    sign_intent,
+    sign_request,
+)
+from sagas.money import format_units
 from sagas.policy import PolicyRules, StoredPolicy
 from sagas.signing.authority import authorise
 
@@ -20,7 +30,26 @@ OP = "wd:acme:k1"
 KEYS = {name: Ed25519PrivateKey.generate() for name in ("alice", "bob", "carol", "mallory")}
 
 
-def intent(amount: int = 500, op: str = OP, destination: str = "0xdest") -> Intent:
+CLIENT_KEY = Ed25519PrivateKey.generate()
+DECIMALS = {"ETH": 18}
+
+
+def signed(amount: int, destination: str, key: Ed25519PrivateKey = CLIENT_KEY) -> dict[str, Any]:
+    """The client's signed request for the withdrawal (amount in wei, as 18 decimals)."""
+    text = format_units(amount, 18)
+    body = json.dumps({"asset": "ETH", "amount": text, "destination": destination}).encode()
+    target = "/v1/clients/acme/withdrawals"
+    signature = sign_request(key, "POST", target, body, NOW, "n" * 16)
+    request = SignedRequest(method="POST", target=target, body=b64url(body), signature=signature)
+    return request.model_dump(mode="json")
+
+
+def intent(
+    amount: int = 500,
+    op: str = OP,
+    destination: str = "0xdest",
+    request: dict[str, Any] | None = None,
+) -> Intent:
     return Intent(
         kind="withdrawal",
         operation_id=op,
@@ -31,7 +60,10 @@ def intent(amount: int = 500, op: str = OP, destination: str = "0xdest") -> Inte
         fee_cap=10**15,
         policy_version=1,
         expires_at=NOW + timedelta(hours=1),
-        payload={"requested_by": "carol"},
+        payload={
+            "requested_by": "carol",
+            "request": request if request is not None else signed(amount, destination),
+        },
     )
 
 
@@ -43,8 +75,11 @@ def governance(**rules: object) -> StaticGovernance:
         created_at=NOW,
     )
     registered = [RegisteredKey.of(n, KEYS[n]) for n in ("alice", "bob", "carol")]
+    client = RegisteredKey.of("acme", CLIENT_KEY)
     return StaticGovernance(
-        operator_keys={k.key_id: k for k in registered}, policies={("acme", "ETH"): policy}
+        operator_keys={k.key_id: k for k in registered},
+        client_key_map={client.key_id: client},
+        policies={("acme", "ETH"): policy},
     )
 
 
@@ -54,13 +89,13 @@ QUORUM = {"approval_threshold": 100, "approval_quorum": 2}
 def test_two_registered_operators_authorise_the_intent_as_it_is() -> None:
     it = intent()
     approvals = [sign_intent(it, KEYS["alice"]), sign_intent(it, KEYS["bob"])]
-    got = authorise(OP, it, approvals, governance(**QUORUM), NOW)
+    got = authorise(OP, it, approvals, governance(**QUORUM), NOW, DECIMALS)
     assert (got.amount, got.destination, got.approvers) == (500, "0xdest", ("alice", "bob"))
     assert got.intent_hash == it.hash() and got.policy_version == 3
 
 
 def test_below_the_threshold_no_approval_is_needed() -> None:
-    assert authorise(OP, intent(50), [], governance(**QUORUM), NOW).approvers == ()
+    assert authorise(OP, intent(50), [], governance(**QUORUM), NOW, DECIMALS).approvers == ()
 
 
 @pytest.mark.parametrize(
@@ -92,7 +127,7 @@ def test_refused(case: str) -> None:
     elif case == "same_operator_twice":
         approvals = [alice, alice]
     with pytest.raises(KeyAccessDenied):
-        authorise(op, given, approvals, gov, now)
+        authorise(op, given, approvals, gov, now, DECIMALS)
 
 
 def test_an_approval_of_another_intent_does_not_authorise_this_one() -> None:
@@ -100,7 +135,9 @@ def test_an_approval_of_another_intent_does_not_authorise_this_one() -> None:
     approved = intent()
     approvals = [sign_intent(approved, KEYS["alice"]), sign_intent(approved, KEYS["bob"])]
     with pytest.raises(KeyAccessDenied, match="0 valid"):
-        authorise(OP, intent(destination="0xelsewhere"), approvals, governance(**QUORUM), NOW)
+        authorise(
+            OP, intent(destination="0xelsewhere"), approvals, governance(**QUORUM), NOW, DECIMALS
+        )
 
 
 @pytest.mark.parametrize(
@@ -115,7 +152,9 @@ def test_the_signer_evaluates_the_limits_itself(
     rules: dict[str, object], amount: int, window: int
 ) -> None:
     with pytest.raises(KeyAccessDenied):
-        authorise(OP, intent(amount), [], governance(**rules), NOW, signed_in_window=window)
+        authorise(
+            OP, intent(amount), [], governance(**rules), NOW, DECIMALS, signed_in_window=window
+        )
 
 
 def test_a_re_signature_after_expiry_counts_the_approvals_as_of_the_first() -> None:
@@ -124,6 +163,29 @@ def test_a_re_signature_after_expiry_counts_the_approvals_as_of_the_first() -> N
     later = NOW + timedelta(days=2)
     gov = governance(**QUORUM)
     with pytest.raises(KeyAccessDenied):
-        authorise(OP, it, approvals, gov, later)
-    got = authorise(OP, it, approvals, gov, later, first_signed_at=NOW + timedelta(minutes=5))
+        authorise(OP, it, approvals, gov, later, DECIMALS)
+    first = NOW + timedelta(minutes=5)
+    got = authorise(OP, it, approvals, gov, later, DECIMALS, first_signed_at=first)
     assert got.approvers == ("alice", "bob")
+
+
+@pytest.mark.parametrize(
+    "case", ["none", "other_client_key", "other_amount", "other_destination", "tampered_body"]
+)
+def test_the_client_signed_exactly_this_withdrawal(case: str) -> None:
+    """Below the approval threshold the client's signature is all that authorises a
+    payment: an intent a database writer made up, or changed, is refused."""
+    request = signed(50, "0xdest")
+    if case == "none":
+        it = intent(50, request={})
+    elif case == "other_client_key":
+        it = intent(50, request=signed(50, "0xdest", Ed25519PrivateKey.generate()))
+    elif case == "other_amount":
+        it = intent(50, request=signed(49, "0xdest"))
+    elif case == "other_destination":
+        it = intent(50, request=signed(50, "0xelsewhere"))
+    else:
+        body = json.dumps({"asset": "ETH", "amount": "0.0000000000000005", "destination": "0xdest"})
+        it = intent(50, request={**request, "body": b64url(body.encode())})
+    with pytest.raises(KeyAccessDenied):
+        authorise(OP, it, [], governance(**QUORUM), NOW, DECIMALS)

@@ -1,4 +1,5 @@
-"""Intents and the operators' signed approvals of them, as they were handed in.
+"""Intents and the operators' signed approvals of them, as they were handed in, and the
+nonces of accepted client requests.
 
 Untrusted storage: the signer verifies every approval's signature against the
 governance chain before it counts one, so a row written here by anyone else is
@@ -38,7 +39,16 @@ def upgrade() -> None:
     primary key (intent_hash, key_id)
 )""")
 
+    # Client request nonces the API has accepted: a signed request counts once.
+    op.execute(f"""create table request_nonces (
+    key_id text not null,
+    nonce text not null,
+    keep_until {stamp} not null,
+    primary key (key_id, nonce)
+)""")
+
 
 def downgrade() -> None:
+    op.execute("drop table request_nonces")
     op.execute("drop table intent_approvals")
     op.execute("drop table intents")

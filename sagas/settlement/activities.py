@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from temporalio import activity
@@ -15,11 +15,20 @@ from temporalio import activity
 from sagas import accounts
 from sagas.errors import CustodyError
 from sagas.events import Envelope
+from sagas.intents import Intent
 from sagas.ledger import Account, AccountKind, Transfer, TransferRecord
 from sagas.liquidity import SettlementLeg
 from sagas.operations import OperationRecord, recorded_step, request_hash, step_event_id
 from sagas.payments import pay_once
-from sagas.ports import CoreBanking, Ledger, Liquidity, OperationStore, Payouts, TradeStore
+from sagas.ports import (
+    CoreBanking,
+    IntentStore,
+    Ledger,
+    Liquidity,
+    OperationStore,
+    Payouts,
+    TradeStore,
+)
 from sagas.settlement import Break, CounterpartyPlan, LegsSeen, Plan, SettlementInput
 from sagas.settlement.events import (
     BREAK_ALERT,
@@ -42,6 +51,9 @@ log = logging.getLogger("custody.settlement")
 def end_to_end_id(settlement_id: str, counterparty: str) -> str:
     digest = hashlib.sha256(f"{settlement_id}/{counterparty}".encode()).hexdigest()
     return "STL" + digest[:32]
+
+
+LEG_INTENT_TTL = timedelta(hours=24)  # from the leg's record: time enough to sign it
 
 
 def leg_operation(settlement_id: str, counterparty: str, asset: str) -> str:
@@ -87,11 +99,15 @@ class SettlementActivities:
         payouts: Payouts,
         settlement_address: Callable[[str, str], str],
         check_destination: Callable[[str, str], None] = lambda _asset, _to: None,
+        intents: IntentStore | None = None,
+        fee_cap: Callable[[str], int] = lambda _asset: 0,
     ) -> None:
         """`check_destination(asset, address)` raises a CustodyError for a destination
         the platform must not pay (the checks a client's withdrawal gets: format,
         burn addresses, the platform's own addresses)."""
         self._check_destination = check_destination
+        self._intents = intents
+        self._fee_cap = fee_cap
         self._ledger = ledger
         self._ops = operations
         self._trades = trades
@@ -297,7 +313,7 @@ class SettlementActivities:
             self._leg_failed(req, part, leg, *_not_sent(leg, exc))
             return None
         now = datetime.now(UTC)
-        self._ops.create(
+        stored, _ = self._ops.create(
             OperationRecord(
                 id=op_id,
                 kind="settlement",
@@ -314,6 +330,24 @@ class SettlementActivities:
                 updated_at=now,
             )
         )
+        if self._intents is not None:
+            # What the signer holds the leg to: governance's settlement policy for the
+            # asset (the counterparties' addresses it may pay), not this record.
+            self._intents.put_intent(
+                Intent(
+                    kind="settlement_leg",
+                    operation_id=op_id,
+                    client_id=None,
+                    asset=leg.asset,
+                    amount=leg.amount,
+                    destination=leg.to,
+                    fee_cap=self._fee_cap(leg.asset),
+                    policy_version=0,
+                    expires_at=(stored.created_at + LEG_INTENT_TTL).replace(microsecond=0),
+                    payload={"counterparty": part.counterparty, "chain": CHAINS[leg.asset]},
+                ),
+                0,
+            )
         try:
             return self._payouts.send(op_id, leg.asset, leg.to, leg.amount)
         except CustodyError as exc:

@@ -50,6 +50,11 @@ def _check_client_request(
         raise KeyAccessDenied(f"{operation_id}: the intent is not what the client signed")
 
 
+# The governance policy the platform's settlement legs are held to (an allow-list of the
+# counterparties' settlement addresses, limits, a quorum above a threshold).
+SETTLEMENT_POLICY = "settlement"
+
+
 @dataclass(frozen=True)
 class Authorisation:
     """One payment the signer may sign for, and why."""
@@ -92,12 +97,18 @@ def authorise(
         raise KeyAccessDenied(f"{operation_id}: no intent on record")
     if intent.operation_id != operation_id:
         raise KeyAccessDenied(f"{operation_id}: the intent is for {intent.operation_id}")
-    if intent.kind != "withdrawal" or intent.client_id is None:
+    if intent.kind == "withdrawal" and intent.client_id is not None:
+        _check_client_request(operation_id, intent, governance, decimals)
+        holder = intent.client_id
+    elif intent.kind == "settlement_leg" and intent.client_id is None:
+        # The platform's own leg: no client signs it; governance's settlement policy for
+        # the asset names the counterparties' addresses it may pay (allow-list) and limits.
+        holder = SETTLEMENT_POLICY
+    else:
         raise KeyAccessDenied(f"{operation_id}: a {intent.kind} intent is not signed here")
-    _check_client_request(operation_id, intent, governance, decimals)
-    policy = governance.policy(intent.client_id, intent.asset)
+    policy = governance.policy(holder, intent.asset)
     if policy is None:
-        raise KeyAccessDenied(f"{operation_id}: {intent.client_id} has no {intent.asset} policy")
+        raise KeyAccessDenied(f"{operation_id}: {holder} has no {intent.asset} policy")
     rules = policy.rules
     if rules.per_transaction_limit is not None and intent.amount > rules.per_transaction_limit:
         raise KeyAccessDenied(f"{operation_id}: above the per-transaction limit")

@@ -153,6 +153,8 @@ def saga_activities(
         payouts,
         platform.settlement_address,
         settlement_destination_check(platform),
+        platform.intents,
+        platform.fee_cap,
     )
     return [
         settlements.plan,

@@ -124,6 +124,49 @@ class ScreeningHit(CustodyError):
     title = "source refused by screening"
 
 
+class ApprovalSignatureInvalid(CustodyError):
+    """A governance approval that is not a valid signature by a registered operator key."""
+
+    code = "CUS-2005"
+    title = "approval signature invalid"
+
+
+class ApprovalByProposer(CustodyError):
+    """The proposer of a governance change approving it: four eyes are two people."""
+
+    code = "CUS-2006"
+    title = "approval by the proposer"
+
+
+class ApprovalOfOtherIntent(CustodyError):
+    """An approval whose intent hash is not this proposal's (replayed from another)."""
+
+    code = "CUS-2007"
+    title = "approval of another intent"
+
+
+class ProposalExpired(CustodyError):
+    """The governance proposal expired before its quorum: propose it again."""
+
+    code = "CUS-2008"
+    title = "proposal expired"
+
+
+class ProposalStale(CustodyError):
+    """Another governance change was applied after this proposal was made: its link to
+    the previous record no longer holds, so it can never apply. Propose it again."""
+
+    code = "CUS-2009"
+    title = "proposal stale"
+
+
+class GovernanceUnverified(CustodyError):
+    """No genesis with the pinned hash, or none pinned: governance cannot be verified."""
+
+    code = "CUS-2010"
+    title = "governance not verifiable"
+
+
 class RequestInvalid(CustodyError):
     """The request body or parameters do not match the API schema."""
 
@@ -378,6 +421,12 @@ CATALOGUE: tuple[type[CustodyError], ...] = (
     ApprovalRefused,
     ApprovalExpired,
     ScreeningHit,
+    ApprovalSignatureInvalid,
+    ApprovalByProposer,
+    ApprovalOfOtherIntent,
+    ProposalExpired,
+    ProposalStale,
+    GovernanceUnverified,
     RequestInvalid,
     AddressInvalid,
     AddressWrongNetwork,

@@ -147,6 +147,27 @@ class GovernanceRecord(BaseModel):
         return self.intent.hash()
 
 
+ProposalState = Literal["pending", "applied", "refused"]
+
+
+class Proposal(BaseModel):
+    """A governance change waiting for (or done with) its quorum."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str = Field(examples=["gp-3f2a9c1b0d4e5f60"])
+    kind: str = Field(examples=["policy_change"])
+    state: ProposalState
+    intent: Intent = Field(description="what the operators sign (its hash)")
+    intent_hash: str
+    proposed_by: str
+    approvals: tuple[Approval, ...] = ()
+    reason: str | None = Field(default=None, description="refused: why")
+    seq: int | None = Field(default=None, description="applied: the record's position")
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
 def change_intent(
     kind: str,
     *,
@@ -308,6 +329,14 @@ class VerifiedGovernance:
     def next_policy_version(self, client_id: str, asset: str) -> int:
         current = self.policy(client_id, asset)
         return 1 if current is None else current.version + 1
+
+    def installs(self, intent: Intent, at: datetime) -> VerifiedGovernance:
+        """The state `intent`'s record would make, quorum aside: RecordRefused if the
+        record itself could not follow this state (checked before anyone signs)."""
+        record = GovernanceRecord.model_construct(
+            seq=self.seq + 1, intent=intent, approvals=(), applied_at=at
+        )
+        return _installed(self, record)
 
     def check(self, record: GovernanceRecord, now: datetime) -> Quorum:
         """The quorum of `record` if it follows from this state; RecordRefused if not."""

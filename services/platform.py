@@ -18,7 +18,7 @@ from adapters.ledger.sql import SqlLedger
 from adapters.liquidity.http import HttpLiquidity
 from adapters.operations.store import SqlOperationStore
 from adapters.operations.trades import SqlTradeStore
-from adapters.policy.store import SqlPolicyStore
+from adapters.governance.store import GovernedPolicies, SqlGovernanceStore
 from sagas import accounts
 from sagas.keys import AddressAssignment, Chain
 from sagas.keys.wallets import create_wallet, deposit_address
@@ -56,8 +56,16 @@ class Platform:
         return SqlOperationStore(self.db_url, migrate=False)
 
     @cached_property
-    def policies(self) -> SqlPolicyStore:
-        return SqlPolicyStore(self.db_url, migrate=False)
+    def governance(self) -> SqlGovernanceStore:
+        """Governance verified from the pinned genesis (decision 0014)."""
+        return SqlGovernanceStore(
+            self.db_url, self.settings.governance_genesis_hash, migrate=False
+        )
+
+    @cached_property
+    def policies(self) -> GovernedPolicies:
+        # From the verified governance chain, never from the policy_versions table.
+        return GovernedPolicies(self.governance)
 
     @cached_property
     def trades(self) -> SqlTradeStore:

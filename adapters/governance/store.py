@@ -45,6 +45,7 @@ from sagas.governance import (
 )
 from sagas.governance_events import SOURCE, SUBJECT, event_type
 from sagas.intents import Approval, Intent, Refusal, count_approvals
+from sagas.policy import PolicyRules, StoredPolicy
 from sagas.topics import EVENTS
 
 DEFAULT_TTL = timedelta(hours=24)
@@ -401,3 +402,24 @@ class SqlGovernanceStore:
         with self._db.tx() as conn:
             rows = conn.all("select body from governance_records order by seq")
         return [GovernanceRecord.model_validate_json(r[0]) for r in rows]
+
+
+class GovernedPolicies:
+    """The PolicyStore the sagas read: each client's active policy as the verified
+    governance chain says. A row written into policy_versions counts for nothing."""
+
+    def __init__(self, store: SqlGovernanceStore) -> None:
+        self._store = store
+
+    def put(self, rules: PolicyRules, created_by: str) -> StoredPolicy:
+        """Refused: a policy changes only by a proposal a quorum approved."""
+        raise InvalidState("a policy changes only by a governance proposal (policy_change)")
+
+    def current(self, client_id: str, asset: str) -> StoredPolicy | None:
+        """The active policy; GovernanceUnverified (permanent) without a pinned genesis."""
+        return self._store.state().policy(client_id, asset)
+
+    def version(self, client_id: str, asset: str, version: int) -> StoredPolicy | None:
+        """The given version if it is the active one (older ones: None, for now)."""
+        current = self.current(client_id, asset)
+        return current if current is not None and current.version == version else None

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 import psycopg
@@ -48,6 +49,7 @@ from sagas.errors import (
     UnknownAsset,
 )
 from sagas.events import Envelope
+from sagas.governance import Proposal, policy_record
 from sagas.ledger import Balance
 from sagas.money import format_units
 from sagas.operations import OperationRecord, Step, request_hash
@@ -56,6 +58,7 @@ from sagas.topics import EVENTS
 from sagas.withdrawal import Approval, ApprovalView, OperatorDecision
 from services.api.auth import Principal, load_secret
 from services.api.deps import Key, Who
+from services.api.governance import PROPOSED, governance_routes, proposed
 from services.api.openapi import LOCATION, Integer, install, poll_at, started
 from services.api.problems import (
     Problem,
@@ -342,6 +345,7 @@ def create_app(
         return op
 
     app.include_router(trading_routes(platform, state, remembered))
+    app.include_router(governance_routes(platform, remembered, known_client))
 
     # --- routes ----------------------------------------------------------------------
     @app.get("/healthz", tags=["ops"])
@@ -567,10 +571,19 @@ def create_app(
             raise NotFound(f"no policy for {client_id} in {asset}")
         return policy_view(stored)
 
-    @app.put("/v1/clients/{client_id}/policies/{asset}", tags=["policies"])
-    def put_policy(client_id: str, asset: str, body: PolicyBody, who: Who) -> PolicyView:
-        """Set the client's rules for an asset (operators): a new version, unless the
-        rules are the current ones."""
+    @app.put(
+        "/v1/clients/{client_id}/policies/{asset}",
+        tags=["policies"],
+        status_code=202,
+        responses={
+            **PROPOSED,
+            200: {"model": PolicyView, "description": "unchanged: these are the current rules"},
+        },
+    )
+    def put_policy(client_id: str, asset: str, body: PolicyBody, who: Who) -> Proposal:
+        """Propose the client's rules for an asset (operators): 202 with a governance
+        proposal (policy_change) that takes effect, as the next version, once a quorum of
+        operators has approved it; 200 with the policy if the rules are the current ones."""
         who.must_be("operator")
         known_client(client_id)
         if asset not in ASSETS:
@@ -598,8 +611,16 @@ def create_app(
         )
         current = platform.policies.current(client_id, asset)
         if current is not None and current.rules == rules:
-            return policy_view(current)
-        return policy_view(platform.policies.put(rules, who.sub))
+            return JSONResponse(policy_view(current).model_dump(mode="json"))  # type: ignore[return-value]
+        proposal = platform.governance.propose(
+            "policy_change",
+            policy_record(rules),
+            who.sub,
+            client_id,
+            asset,
+            timedelta(seconds=platform.settings.governance_proposal_ttl_seconds),
+        )
+        return proposed(proposal)  # type: ignore[return-value]
 
     @app.get("/v1/treasury", tags=["ops"])
     def treasury(who: Who) -> TreasuryView:

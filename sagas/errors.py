@@ -167,6 +167,14 @@ class GovernanceUnverified(CustodyError):
     title = "governance not verifiable"
 
 
+class GovernanceRecordRefused(CustodyError):
+    """A proposed governance record that cannot follow the current state: a malformed
+    record for its kind, an operator who is not one, a quorum no operators could meet."""
+
+    code = "CUS-2011"
+    title = "governance record refused"
+
+
 class RequestInvalid(CustodyError):
     """The request body or parameters do not match the API schema."""
 
@@ -427,6 +435,7 @@ CATALOGUE: tuple[type[CustodyError], ...] = (
     ProposalExpired,
     ProposalStale,
     GovernanceUnverified,
+    GovernanceRecordRefused,
     RequestInvalid,
     AddressInvalid,
     AddressWrongNetwork,

@@ -11,6 +11,7 @@ from adapters.chains.bitcoin.networks import select_network
 from adapters.chains.bitcoin.node import BtcdNode
 from adapters.chains.ethereum.node import Web3EthereumNode
 from adapters.core_banking.http import HttpCoreBanking
+from adapters.governance.store import GovernedPolicies, SqlGovernanceStore
 from adapters.keys.hd import BipDeriver
 from adapters.keys.store import SqlKeyStore
 from adapters.ledger.migrate import upgrade
@@ -18,7 +19,6 @@ from adapters.ledger.sql import SqlLedger
 from adapters.liquidity.http import HttpLiquidity
 from adapters.operations.store import SqlOperationStore
 from adapters.operations.trades import SqlTradeStore
-from adapters.governance.store import GovernedPolicies, SqlGovernanceStore
 from sagas import accounts
 from sagas.keys import AddressAssignment, Chain
 from sagas.keys.wallets import create_wallet, deposit_address
@@ -58,9 +58,7 @@ class Platform:
     @cached_property
     def governance(self) -> SqlGovernanceStore:
         """Governance verified from the pinned genesis (decision 0014)."""
-        return SqlGovernanceStore(
-            self.db_url, self.settings.governance_genesis_hash, migrate=False
-        )
+        return SqlGovernanceStore(self.db_url, self.settings.governance_genesis_hash, migrate=False)
 
     @cached_property
     def policies(self) -> GovernedPolicies:

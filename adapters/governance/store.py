@@ -26,12 +26,12 @@ from sagas.errors import (
     ApprovalOfOtherIntent,
     ApprovalRefused,
     ApprovalSignatureInvalid,
+    GovernanceRecordRefused,
     GovernanceUnverified,
     InvalidState,
     NotFound,
     ProposalExpired,
     ProposalStale,
-    RequestInvalid,
 )
 from sagas.events import Envelope
 from sagas.governance import (
@@ -190,7 +190,7 @@ class SqlGovernanceStore:
                 )
                 state.installs(intent, now)
             except (RecordRefused, ValueError) as exc:
-                raise RequestInvalid(f"this {kind} cannot apply: {exc}") from None
+                raise GovernanceRecordRefused(f"this {kind} cannot apply: {exc}") from None
             conn.run(
                 "insert into governance_proposals (id, kind, intent, intent_hash, proposed_by, "
                 "state, created_at, updated_at) values (?, ?, ?, ?, ?, 'pending', ?, ?)",

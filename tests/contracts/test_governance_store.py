@@ -17,11 +17,11 @@ from sagas.errors import (
     ApprovalByProposer,
     ApprovalOfOtherIntent,
     ApprovalSignatureInvalid,
+    GovernanceRecordRefused,
     GovernanceUnverified,
     InvalidState,
     ProposalExpired,
     ProposalStale,
-    RequestInvalid,
 )
 from sagas.governance import Genesis, GovernanceRecord, OperatorEntry, policy_record
 from sagas.intents import raw_public_key, sign_intent
@@ -132,9 +132,9 @@ class GovernanceStoreContract:
     def test_a_record_that_cannot_apply_is_refused_when_proposed(
         self, store: SqlGovernanceStore
     ) -> None:
-        with pytest.raises(RequestInvalid):
+        with pytest.raises(GovernanceRecordRefused):
             store.propose("operator_key_change", {"action": "remove", "name": "zed"}, "ops")
-        with pytest.raises(RequestInvalid):
+        with pytest.raises(GovernanceRecordRefused):
             store.propose("bank_account_change", {"iban": "nope", "bic": "x"}, "ops", "acme")
 
     def test_rows_written_straight_into_the_tables_count_for_nothing(

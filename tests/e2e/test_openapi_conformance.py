@@ -38,13 +38,11 @@ def seeded(run: Running) -> dict[str, str]:
     where = address(client, client_id, "ETH")
     run.faucet.fund_eth(where, ETH)
     credited(run, client, client_id, {"ETH": ETH})
-    policy = ops.put(f"/v1/clients/{client_id}/policies/ETH", json={"approval_threshold": "0"})
-    assert policy.status_code == 200, policy.text
+    run.govern(ops.put(f"/v1/clients/{client_id}/policies/ETH", json={"approval_threshold": "0"}))
     iban = new_iban()
     open_bank_account(run.settings.bank_url, iban, f"Client {client_id}")
     cash_in(run.settings.bank_url, iban, 100_000)
-    reply = ops.put(f"/v1/clients/{client_id}/bank-account", json={"iban": iban, "bic": BIC})
-    assert reply.status_code == 200, reply.text
+    run.govern(ops.put(f"/v1/clients/{client_id}/bank-account", json={"iban": iban, "bic": BIC}))
 
     def moved(path: str) -> Any:
         found = ops.get(path).json()
@@ -94,7 +92,7 @@ parameters = {{ "path.settlement_id" = {q(ids["settlement"])} }}
 # Refusals on the merits (balance, checksums, minimums, the bank): 422, codes checked
 # by the hook `refused_only_on_the_merits`.
 [[operations]]
-include-path-regex = "/(withdrawals|trades|bank-account)$"
+include-path-regex = "/(withdrawals|trades|bank-account|proposals|approvals)$"
 include-method-regex = "^(POST|PUT)$"
 checks.positive_data_acceptance.expected-statuses = {q([*DEFAULT_POSITIVE, "422"])}
 

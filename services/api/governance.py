@@ -12,45 +12,113 @@ import asyncio
 import json
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field
 
-from sagas.errors import NotFound, UnknownAsset
+from sagas.errors import NotFound
 from sagas.governance import Proposal, VerifiedGovernance
 from sagas.intents import Approval
 from services.api.deps import Key, Who
-from services.api.openapi import LOCATION
+from services.api.openapi import LOCATION, Integer
 from services.api.trading import Remember
-from services.platform import ASSETS, Platform
+from services.platform import Platform
 
-Kind = Literal[
-    "policy_change",
-    "bank_account_change",
-    "allow_list_change",
-    "client_key_change",
-    "operator_key_change",
-]
-CLIENT_KINDS = {"policy_change", "bank_account_change", "allow_list_change", "client_key_change"}
-ASSET_KINDS = {"policy_change", "allow_list_change"}
+_POSITIVE = r"^[1-9][0-9]{0,77}$"
+_NATURAL = r"^(0|[1-9][0-9]{0,77})$"
+_HEX_KEY = r"^[0-9a-f]{64}$"
+_PRINTABLE = r"^[\x21-\x7e]{1,128}$"
+_OPERATOR = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+_CLIENT = r"^[a-z0-9][a-z0-9-]{0,39}$"
+Asset = Literal["BTC", "ETH", "CTUSD"]
 
 
-class ProposalBody(BaseModel):
-    """A governance change to propose: its kind, whose it is, and the record it installs
-    (docs/security.md, section Governance, lists each kind's record)."""
-
+class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    kind: Kind
-    client_id: str | None = Field(
-        default=None, pattern=r"^[a-z0-9][a-z0-9-]{0,39}$", examples=["acme-treasury"]
+
+class PolicyRecord(_Strict):
+    """A policy as a governance record: amounts in minor units, as decimal strings."""
+
+    per_transaction_limit: str | None = Field(default=None, pattern=_POSITIVE)
+    daily_velocity_limit: str | None = Field(default=None, pattern=_POSITIVE)
+    allow_list_required: bool = False
+    allowed_destinations: list[Annotated[str, Field(pattern=_PRINTABLE)]] = Field(
+        default_factory=list, max_length=1000
     )
-    asset: str | None = Field(default=None, min_length=1, max_length=12, examples=["ETH"])
-    record: dict[str, JsonValue] = Field(
-        examples=[{"action": "add", "name": "dave", "public_key": "ab" * 32}]
-    )
+    approval_threshold: str | None = Field(default=None, pattern=_NATURAL)
+    approval_quorum: Integer = Field(default=2, ge=1, le=10)
+    screening_required: bool = True
+
+
+class AllowListRecord(_Strict):
+    action: Literal["add", "remove"]
+    destination: str = Field(pattern=_PRINTABLE)
+
+
+class BankAccountRecord(_Strict):
+    iban: str = Field(pattern=r"^[A-Z]{2}[0-9]{2}[A-Z0-9]{11,30}$")
+    bic: str = Field(pattern=r"^[A-Z0-9]{8}([A-Z0-9]{3})?$")
+
+
+class KeyRecord(_Strict):
+    action: Literal["add", "remove"]
+    public_key: str = Field(pattern=_HEX_KEY, description="raw Ed25519 public key, hex")
+
+
+class AddOperator(_Strict):
+    action: Literal["add"]
+    name: str = Field(pattern=_OPERATOR)
+    public_key: str = Field(pattern=_HEX_KEY)
+
+
+class RemoveOperator(_Strict):
+    action: Literal["remove"]
+    name: str = Field(pattern=_OPERATOR)
+
+
+class SetQuorum(_Strict):
+    action: Literal["set_quorum"]
+    quorum: Integer = Field(ge=2, le=10)
+
+
+class PolicyChange(_Strict):
+    kind: Literal["policy_change"]
+    client_id: str = Field(pattern=_CLIENT)
+    asset: Asset
+    record: PolicyRecord
+
+
+class AllowListChange(_Strict):
+    kind: Literal["allow_list_change"]
+    client_id: str = Field(pattern=_CLIENT)
+    asset: Asset
+    record: AllowListRecord
+
+
+class BankAccountChange(_Strict):
+    kind: Literal["bank_account_change"]
+    client_id: str = Field(pattern=_CLIENT)
+    record: BankAccountRecord
+
+
+class ClientKeyChange(_Strict):
+    kind: Literal["client_key_change"]
+    client_id: str = Field(pattern=_CLIENT)
+    record: KeyRecord
+
+
+class OperatorKeyChange(_Strict):
+    kind: Literal["operator_key_change"]
+    record: Annotated[AddOperator | RemoveOperator | SetQuorum, Field(discriminator="action")]
+
+
+ProposalBody = Annotated[
+    PolicyChange | AllowListChange | BankAccountChange | ClientKeyChange | OperatorKeyChange,
+    Field(discriminator="kind"),
+]
 
 
 class OperatorView(BaseModel):
@@ -148,19 +216,17 @@ def governance_routes(
     router = APIRouter(tags=["governance"])
     ttl = platform.settings.governance_proposal_ttl_seconds
 
-    def propose(body: ProposalBody, who: str) -> Proposal:
-        if body.kind in CLIENT_KINDS:
-            if body.client_id is None:
-                raise NotFound(f"a {body.kind} names its client")
-            known_client(body.client_id)
-        if body.kind in ASSET_KINDS and (body.asset is None or body.asset not in ASSETS):
-            raise UnknownAsset(str(body.asset))
+    def propose(body: BaseModel, who: str) -> Proposal:
+        fields = body.model_dump(mode="json")
+        client_id = fields.get("client_id")
+        if client_id is not None:
+            known_client(client_id)
         return platform.governance.propose(
-            body.kind,
-            body.record,
+            fields["kind"],
+            fields["record"],
             who,
-            body.client_id if body.kind in CLIENT_KINDS else None,
-            (body.asset or "") if body.kind in ASSET_KINDS else "",
+            client_id,
+            fields.get("asset") or "",
             timedelta(seconds=ttl),
         )
 

@@ -217,10 +217,15 @@ def test_one_operator_cannot_add_an_operator_key(run: Running) -> None:
         gov = run.http("auditor", "auditor").get("/v1/governance").json()
         assert gov["failure"] is not None
         assert sorted(o["name"] for o in gov["operators"]) == ["alice", "bob", "carol"]
-        # A quorum change by one operator is refused the same way.
+        # Lowering the quorum below two is refused outright; one the operators could not
+        # reach (it would lock governance) is refused as a record that cannot apply.
         unforge(run, seq)
-        lower = {"kind": "operator_key_change", "record": {"action": "set_quorum", "quorum": 1}}
-        code(post(ops, "/v1/governance/proposals", lower), 422, "CUS-2011")
+        for quorum, expected in ((1, "CUS-3001"), (4, "CUS-2011")):
+            change = {
+                "kind": "operator_key_change",
+                "record": {"action": "set_quorum", "quorum": quorum},
+            }
+            code(post(ops, "/v1/governance/proposals", change), 422, expected)
     finally:
         unforge(run, seq)
     # The genuine two-operator path still works afterwards, and mallory's key is refused.

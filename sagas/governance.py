@@ -348,7 +348,8 @@ class VerifiedGovernance:
         payload = intent.payload or {}
         if set(payload) != {"seq", "prev", "proposed_by", "record"}:
             raise RecordRefused("the payload is not seq, prev, proposed_by and record")
-        if record.seq != self.seq + 1 or payload["seq"] != record.seq:
+        seq = payload["seq"]
+        if isinstance(seq, bool) or record.seq != self.seq + 1 or seq != record.seq:
             raise RecordRefused(f"out of order: expected record {self.seq + 1}")
         if payload["prev"] != self.head:
             raise RecordRefused("its prev is not the hash of the record before it")

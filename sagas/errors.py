@@ -121,17 +121,8 @@ class DestinationScreened(CustodyError):
     """The withdrawal's destination was a screening hit and compliance rejected it; the
     reservation was voided."""
 
-    code = "CUS-2011"
+    code = "CUS-2012"
     title = "destination refused by screening"
-
-
-class ApprovalInvalid(CustodyError):
-    """The approval is not a valid signature over this operation's intent by a registered
-    operator key (the detail says which: other_intent, unregistered_key, bad_signature),
-    or it was handed in by someone other than the key's operator."""
-
-    code = "CUS-2010"
-    title = "approval signature invalid"
 
 
 class ScreeningHit(CustodyError):
@@ -139,6 +130,58 @@ class ScreeningHit(CustodyError):
 
     code = "CUS-2004"
     title = "source refused by screening"
+
+
+class ApprovalSignatureInvalid(CustodyError):
+    """An approval (of a governance change or a withdrawal) that is not a valid signature
+    by a registered operator key, or handed in by someone other than the key's operator."""
+
+    code = "CUS-2005"
+    title = "approval signature invalid"
+
+
+class ApprovalByProposer(CustodyError):
+    """The proposer of a governance change approving it: four eyes are two people."""
+
+    code = "CUS-2006"
+    title = "approval by the proposer"
+
+
+class ApprovalOfOtherIntent(CustodyError):
+    """An approval whose intent hash is not this proposal's (replayed from another)."""
+
+    code = "CUS-2007"
+    title = "approval of another intent"
+
+
+class ProposalExpired(CustodyError):
+    """The governance proposal expired before its quorum: propose it again."""
+
+    code = "CUS-2008"
+    title = "proposal expired"
+
+
+class ProposalStale(CustodyError):
+    """Another governance change was applied after this proposal was made: its link to
+    the previous record no longer holds, so it can never apply. Propose it again."""
+
+    code = "CUS-2009"
+    title = "proposal stale"
+
+
+class GovernanceUnverified(CustodyError):
+    """No genesis with the pinned hash, or none pinned: governance cannot be verified."""
+
+    code = "CUS-2010"
+    title = "governance not verifiable"
+
+
+class GovernanceRecordRefused(CustodyError):
+    """A proposed governance record that cannot follow the current state: a malformed
+    record for its kind, an operator who is not one, a quorum no operators could meet."""
+
+    code = "CUS-2011"
+    title = "governance record refused"
 
 
 class RequestInvalid(CustodyError):
@@ -403,9 +446,15 @@ CATALOGUE: tuple[type[CustodyError], ...] = (
     PolicyDenied,
     ApprovalRefused,
     ApprovalExpired,
-    ApprovalInvalid,
     DestinationScreened,
     ScreeningHit,
+    ApprovalSignatureInvalid,
+    ApprovalByProposer,
+    ApprovalOfOtherIntent,
+    ProposalExpired,
+    ProposalStale,
+    GovernanceUnverified,
+    GovernanceRecordRefused,
     RequestInvalid,
     AddressInvalid,
     AddressWrongNetwork,

@@ -11,6 +11,7 @@ from adapters.chains.bitcoin.networks import select_network
 from adapters.chains.bitcoin.node import BtcdNode
 from adapters.chains.ethereum.node import Web3EthereumNode
 from adapters.core_banking.http import HttpCoreBanking
+from adapters.governance.store import GovernedPolicies, LiveGovernance, SqlGovernanceStore
 from adapters.keys.hd import BipDeriver
 from adapters.keys.store import SqlKeyStore
 from adapters.ledger.migrate import upgrade
@@ -20,9 +21,8 @@ from adapters.operations.intents import SqlIntentStore
 from adapters.operations.nonces import SqlNonceStore
 from adapters.operations.store import SqlOperationStore
 from adapters.operations.trades import SqlTradeStore
-from adapters.policy.store import SqlPolicyStore
 from sagas import accounts
-from sagas.governance import Governance, StaticGovernance
+from sagas.governance import Governance
 from sagas.keys import AddressAssignment, Chain
 from sagas.keys.wallets import create_wallet, deposit_address
 from sagas.ledger import BTC, CTUSD, ETH, Account, AccountKind, Asset
@@ -59,8 +59,14 @@ class Platform:
         return SqlOperationStore(self.db_url, migrate=False)
 
     @cached_property
-    def policies(self) -> SqlPolicyStore:
-        return SqlPolicyStore(self.db_url, migrate=False)
+    def governance(self) -> SqlGovernanceStore:
+        """Governance verified from the pinned genesis (decision 0014)."""
+        return SqlGovernanceStore(self.db_url, self.settings.governance_genesis_hash, migrate=False)
+
+    @cached_property
+    def policies(self) -> GovernedPolicies:
+        # From the verified governance chain, never from the policy_versions table.
+        return GovernedPolicies(self.governance)
 
     @cached_property
     def intents(self) -> SqlIntentStore:
@@ -71,10 +77,9 @@ class Platform:
         return SqlNonceStore(self.db_url)
 
     @cached_property
-    def governance(self) -> Governance:
-        # Replaced by the verified governance chain (issue 12); until then nobody is
-        # registered, so no approval counts.
-        return StaticGovernance()
+    def verified(self) -> Governance:
+        """The governance state as verified from the genesis, read afresh at each use."""
+        return LiveGovernance(self.governance)
 
     def fee_cap(self, asset: str) -> int:
         """The most a withdrawal of `asset` may pay the network, in the fee asset's minor

@@ -4,12 +4,19 @@ One database, its own Temporal task queues and router consumer group, and these
 processes: signer, worker, event router, outbox relay, both chain watchers and the
 API. On a test network a miner thread makes blocks on anvil and btcd while it runs
 (there are no other miners there). Each process logs to <workdir>/<name>.log.
+
+Before the processes start, the governance ceremony runs as at an install: operator
+key files for alice, bob and carol under <workdir>/operators (0600, encrypted with
+CUSTODY_OPERATOR_PASSPHRASE, or a random passphrase held only in memory), then
+`custody governance init` with their public keys and quorum 2, whose hash every
+process gets as CUSTODY_GOVERNANCE_GENESIS_HASH.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -22,16 +29,21 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from adapters.chains.bitcoin.faucet import BtcFaucet
 from adapters.chains.bitcoin.node import BtcdNode
 from adapters.chains.ethereum.faucet import DevChainFaucet
 from adapters.chains.ethereum.node import Web3EthereumNode
+from sagas.intents import raw_public_key
 from services.api.auth import Role, issue, load_secret
+from services.cli import operator as operator_cli
 from services.settings import PlatformSettings
 
 ETH_DEPTH = 3
 BTC_DEPTH = 2
+OPERATORS = ("alice", "bob", "carol")
+GOVERNANCE_QUORUM = 2
 
 
 def free_port() -> int:
@@ -111,6 +123,52 @@ class Running:
         self.btc_faucet = BtcFaucet(self.btc, settings.btc_network, key["wif"], key["address"])
         self.miner = Miner(self.eth, self.btc)
         self.secret = load_secret(settings.api_token_secret_file)
+        self.operator_keys = self._operator_keys(workdir / "operators")
+
+    # --- the governance ceremony ---------------------------------------------------
+    def _operator_keys(self, where: Path) -> dict[str, Path]:
+        where.mkdir(mode=0o700, exist_ok=True)
+        given = os.environ.get(operator_cli.PASSPHRASE_ENV)
+        self._passphrase = (given or secrets.token_urlsafe(24)).encode()
+        keys = {}
+        for name in OPERATORS:
+            path = where / f"{name}.pem"
+            if not path.exists():
+                operator_cli.generate(path, self._passphrase)
+            keys[name] = path
+        return keys
+
+    def operator_key(self, name: str) -> Ed25519PrivateKey:
+        return operator_cli.load(self.operator_keys[name], self._passphrase)
+
+    def init_governance(self) -> str:
+        """`custody governance init` with the operators' public keys: the genesis hash."""
+        args = [sys.executable, "-m", "services.cli.main", "governance", "init"]
+        for name in OPERATORS:
+            public = raw_public_key(self.operator_key(name)).hex()
+            args += ["--operator", f"{name}={public}"]
+        args += ["--quorum", str(GOVERNANCE_QUORUM), "--db-url", self.db_url]
+        done = subprocess.run(args, env=self.env, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"custody governance init failed: {done.stderr.strip()}")
+        digest = done.stdout.strip().splitlines()[-1]
+        self.env["CUSTODY_GOVERNANCE_GENESIS_HASH"] = digest
+        return digest
+
+    def govern(self, reply: httpx.Response, *approvers: str) -> dict[str, Any]:
+        """Approve the proposal a 202 `reply` carries with the operators' own keys (alice
+        and bob unless named), as `custody operator approve` does: the applied proposal."""
+        assert reply.status_code == 202, reply.text
+        proposal_id = str(reply.json()["id"])
+        after: dict[str, Any] = {}
+        for name in approvers or ("alice", "bob"):
+            with self.http(name, "operator") as http:
+                intent, _ = operator_cli.fetch_intent(http, proposal_id)
+                after = operator_cli.approve_proposal(
+                    http, proposal_id, self.operator_key(name), intent
+                )
+        assert after.get("state") == "applied", after
+        return after
 
     # --- processes -----------------------------------------------------------------
     def start(self, name: str, args: list[str], ready: str, timeout: float = 90) -> None:
@@ -143,6 +201,8 @@ class Running:
         proc.wait(30)
 
     def up(self) -> Running:
+        if "CUSTODY_GOVERNANCE_GENESIS_HASH" not in self.env:
+            self.init_governance()
         self.start("signer", ["services.signer.main"], "signer ready")
         self.start_worker()
         self.start("router", ["services.router.main"], "router ready")

@@ -66,6 +66,11 @@ class PlatformSettings(BaseSettings):
     eth_gas_limit_token: int = 100_000  # an ERC-20 transfer(address,uint256)
     screening_deny_file: Path = _REPO_ROOT / ".stack/screening-deny.txt"
     api_token_secret_file: Path = _REPO_ROOT / ".stack/api-token-secret"
+    # Governance (decision 0014): the hash of the genesis written by `custody governance
+    # init`, pinned here so that no database writer can swap the genesis; and how long a
+    # governance proposal waits for its quorum.
+    governance_genesis_hash: str = ""
+    governance_proposal_ttl_seconds: int = 24 * 3600
     # Fiat and liquidity: the bank's API and the platform's own account there, the
     # providers' API and which counterparties to ask for quotes.
     bank_url: str = "http://127.0.0.1:18300"

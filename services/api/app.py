@@ -16,7 +16,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import psycopg
@@ -37,8 +37,9 @@ from adapters.sqldb import SqlDatabase
 from sagas import accounts
 from sagas.errors import (
     ApprovalExpired,
-    ApprovalInvalid,
+    ApprovalOfOtherIntent,
     ApprovalRefused,
+    ApprovalSignatureInvalid,
     BodyTooLarge,
     CustodyError,
     Forbidden,
@@ -49,6 +50,7 @@ from sagas.errors import (
     UnknownAsset,
 )
 from sagas.events import Envelope
+from sagas.governance import Proposal, policy_record
 from sagas.intents import Approval as SignedApproval
 from sagas.intents import Refusal, count_approvals
 from sagas.ledger import Balance
@@ -60,6 +62,7 @@ from sagas.withdrawal import ApprovalView, OperatorDecision
 from sagas.withdrawal.intent import requester
 from services.api.auth import Principal, load_secret
 from services.api.deps import Key, Signed, Who
+from services.api.governance import PROPOSED, governance_routes, proposed
 from services.api.openapi import LOCATION, Integer, install, poll_at, started
 from services.api.problems import (
     Problem,
@@ -362,6 +365,7 @@ def create_app(
         return op
 
     app.include_router(trading_routes(platform, state, remembered))
+    app.include_router(governance_routes(platform, remembered, known_client))
 
     # --- routes ----------------------------------------------------------------------
     @app.get("/healthz", tags=["ops"])
@@ -506,7 +510,7 @@ def create_app(
                 raise InvalidState(f"{operation_id} is not awaiting approval ({op.state})")
             intent, required = stored
             now = datetime.now(UTC)
-            operators = platform.governance.operators()
+            operators = platform.verified.operators()
             asker = requester(intent)
             mine = count_approvals(intent, [approval], operators, asker, now)
             if mine.refused:
@@ -515,7 +519,9 @@ def create_app(
                     raise ApprovalRefused(f"{who.sub} requested this withdrawal")
                 if reason is Refusal.EXPIRED:
                     raise ApprovalExpired(f"the intent of {operation_id} expired")
-                raise ApprovalInvalid(f"{reason.value}")
+                if reason is Refusal.OTHER_INTENT:
+                    raise ApprovalOfOtherIntent(f"not the intent of {operation_id}")
+                raise ApprovalSignatureInvalid(f"{reason.value}")
             if mine.counted[0].operator != who.sub:
                 raise Forbidden("an approval is handed in by the operator whose key signed it")
             before = platform.intents.approvals(intent.hash())
@@ -612,10 +618,19 @@ def create_app(
             raise NotFound(f"no policy for {client_id} in {asset}")
         return policy_view(stored)
 
-    @app.put("/v1/clients/{client_id}/policies/{asset}", tags=["policies"])
-    def put_policy(client_id: str, asset: str, body: PolicyBody, who: Who) -> PolicyView:
-        """Set the client's rules for an asset (operators): a new version, unless the
-        rules are the current ones."""
+    @app.put(
+        "/v1/clients/{client_id}/policies/{asset}",
+        tags=["policies"],
+        status_code=202,
+        responses={
+            **PROPOSED,
+            200: {"model": PolicyView, "description": "unchanged: these are the current rules"},
+        },
+    )
+    def put_policy(client_id: str, asset: str, body: PolicyBody, who: Who) -> Proposal:
+        """Propose the client's rules for an asset (operators): 202 with a governance
+        proposal (policy_change) that takes effect, as the next version, once a quorum of
+        operators has approved it; 200 with the policy if the rules are the current ones."""
         who.must_be("operator")
         known_client(client_id)
         if asset not in ASSETS:
@@ -643,8 +658,16 @@ def create_app(
         )
         current = platform.policies.current(client_id, asset)
         if current is not None and current.rules == rules:
-            return policy_view(current)
-        return policy_view(platform.policies.put(rules, who.sub))
+            return JSONResponse(policy_view(current).model_dump(mode="json"))  # type: ignore[return-value]
+        proposal = platform.governance.propose(
+            "policy_change",
+            policy_record(rules),
+            who.sub,
+            client_id,
+            asset,
+            timedelta(seconds=platform.settings.governance_proposal_ttl_seconds),
+        )
+        return proposed(proposal)  # type: ignore[return-value]
 
     @app.get("/v1/treasury", tags=["ops"])
     def treasury(who: Who) -> TreasuryView:

@@ -36,6 +36,10 @@ STATUS: dict[type[e.CustodyError], int] = {
     e.AccountConflict: 409,
     e.TransferIdConflict: 409,
     e.DependencyUnavailable: 503,
+    e.ApprovalByProposer: 409,
+    e.ProposalExpired: 409,
+    e.ProposalStale: 409,
+    e.GovernanceUnverified: 503,
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request, Response
@@ -23,13 +24,14 @@ from sagas.errors import (
     QuoteExpired,
     UnknownAccount,
 )
+from sagas.governance import Proposal
 from sagas.ledger import EUR
 from sagas.money import format_units
 from sagas.operations import OperationRecord, Step
 from sagas.trade import Acceptance, TradeView
 from services.api.auth import Principal
 from services.api.deps import Key, Who
-from services.api.openapi import integral, poll_at, started
+from services.api.openapi import LOCATION, integral, poll_at, started
 from services.app.settlements import start_settlement
 from services.app.trades import TRADABLE, TradeBody, Trades
 from services.platform import ASSETS, Platform
@@ -199,10 +201,24 @@ def trading_routes(platform: Platform, state: dict[str, Any], remembered: Rememb
             available_minor=str(bal.available),
         )
 
-    @router.put("/v1/clients/{client_id}/bank-account", tags=["trading"])
-    def put_bank_account(client_id: str, body: BankAccountBody, who: Who) -> BankAccountView:
-        """Register the client's account at the bank (operators): trades hold and pay
-        there. The bank must know the account."""
+    @router.put(
+        "/v1/clients/{client_id}/bank-account",
+        tags=["trading"],
+        status_code=202,
+        responses={
+            202: {
+                "model": Proposal,
+                "description": "proposed (bank_account_change): trades use the account once "
+                "a quorum of operators has approved it; poll Location",
+                "headers": LOCATION,
+            },
+            200: {"model": BankAccountView, "description": "unchanged: the current account"},
+        },
+    )
+    def put_bank_account(client_id: str, body: BankAccountBody, who: Who) -> Proposal:
+        """Propose the client's account at the bank (operators): trades hold and pay
+        there once a quorum of operators has approved the governance proposal. The bank
+        must know the account. 200 if it is the current one."""
         who.must_be("operator")
         known_client(client_id)
         if not iban_valid(body.iban):
@@ -210,18 +226,32 @@ def trading_routes(platform: Platform, state: dict[str, Any], remembered: Rememb
         if not bic_valid(body.bic):
             raise IbanInvalid(f"BIC {body.bic}")
         view = bank_view(body.iban, body.bic)  # BankAccountUnknown if the bank has none
-        platform.trades.set_bank_account(client_id, body.iban, body.bic)
-        return view
+        current = platform.governance.state().bank_account(client_id)
+        if current is not None and (current.iban, current.bic) == (body.iban, body.bic):
+            return JSONResponse(view.model_dump(mode="json"))  # type: ignore[return-value]
+        proposal = platform.governance.propose(
+            "bank_account_change",
+            {"iban": body.iban, "bic": body.bic},
+            who.sub,
+            client_id,
+            ttl=timedelta(seconds=platform.settings.governance_proposal_ttl_seconds),
+        )
+        return JSONResponse(  # type: ignore[return-value]
+            proposal.model_dump(mode="json"),
+            status_code=202,
+            headers={"Location": f"/v1/governance/proposals/{proposal.id}"},
+        )
 
     @router.get("/v1/clients/{client_id}/bank-account", tags=["trading"])
     def get_bank_account(client_id: str, who: Who) -> BankAccountView:
-        """The client's bank account with its balance as the bank reports it now."""
+        """The client's bank account (as governance approved it) with its balance as the
+        bank reports it now."""
         who.may_see(client_id)
         known_client(client_id)
-        found = platform.trades.bank_account(client_id)
+        found = platform.governance.state().bank_account(client_id)
         if found is None:
             raise NotFound(f"client {client_id} has no bank account registered")
-        return bank_view(*found)
+        return bank_view(found.iban, found.bic)
 
     @router.post(
         "/v1/clients/{client_id}/trades",

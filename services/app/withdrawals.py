@@ -116,7 +116,7 @@ class Withdrawals:
             request.target,
             request.body_bytes(),
             request.signature,
-            self._p.governance.client_keys(),
+            self._p.verified.client_keys(),
         )
         if not checked.ok:
             assert checked.refusal is not None

@@ -1,6 +1,6 @@
 """The `custody` command: `custody stack install|up|down|status|logs`, `custody demo`,
 `custody audit verify|show|public-keys`, `custody api token`,
-`custody operator keygen|pubkey|sign|verify`."""
+`custody operator keygen|pubkey|sign|verify|propose|approve`, `custody governance init|show`."""
 
 from __future__ import annotations
 
@@ -79,11 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--hours", type=float, default=12.0, help="validity")
     token.set_defaults(func=_token_cmd)
 
-    from services.cli import audit
+    from services.cli import audit, governance
     from services.cli import operator as operator_cli
 
     audit.add_parser(sub)
     operator_cli.add_parser(sub)
+    governance.add_parser(sub)
     return parser
 
 

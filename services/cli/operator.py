@@ -1,9 +1,11 @@
-"""`custody operator keygen|pubkey|sign|verify`: an operator's own Ed25519 key.
+"""`custody operator keygen|pubkey|sign|verify|propose|approve`: an operator's own
+Ed25519 key, and governance proposals approved with it over the API.
 
 The key file stays with the operator (PKCS#8 PEM, encrypted with a passphrase, mode
 0600); the platform only ever sees the public key and the approvals made with it. The
-passphrase comes from CUSTODY_OPERATOR_PASSPHRASE or a prompt. Nothing here prints or
-logs the passphrase or the private key.
+passphrase comes from CUSTODY_OPERATOR_PASSPHRASE or a prompt; the API's address and
+bearer token from --api / CUSTODY_API_URL and CUSTODY_API_TOKEN. Nothing here prints or
+logs the passphrase, the token or the private key.
 """
 
 from __future__ import annotations
@@ -16,10 +18,13 @@ import os
 import stat
 import sys
 import tempfile
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
@@ -33,6 +38,7 @@ from cryptography.hazmat.primitives.serialization import (
 from pydantic import ValidationError
 
 from sagas.intents import (
+    GOVERNANCE_KINDS,
     Approval,
     Intent,
     key_id,
@@ -43,6 +49,8 @@ from sagas.intents import (
 )
 
 PASSPHRASE_ENV = "CUSTODY_OPERATOR_PASSPHRASE"
+TOKEN_ENV = "CUSTODY_API_TOKEN"
+API_ENV = "CUSTODY_API_URL"
 MIN_PASSPHRASE = 12
 
 
@@ -207,6 +215,89 @@ def verify_cmd(args: argparse.Namespace) -> int:
     return 1
 
 
+def _api(args: argparse.Namespace) -> httpx.Client:
+    base = args.api or os.environ.get(API_ENV)
+    token = os.environ.get(TOKEN_ENV)
+    if not base or not token:
+        raise CommandRefused(f"give --api (or {API_ENV}) and a bearer token in {TOKEN_ENV}")
+    return httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+
+
+def _answer(reply: httpx.Response) -> dict[str, Any]:
+    try:
+        body: dict[str, Any] = reply.json()
+    except ValueError:
+        body = {}
+    if reply.status_code >= 400:
+        code = body.get("code", reply.status_code)
+        raise CommandRefused(f"{code} {body.get('title', '')}: {body.get('detail', reply.text)}")
+    return body
+
+
+def fetch_intent(http: httpx.Client, proposal_id: str) -> tuple[Intent, dict[str, Any]]:
+    """The proposal's intent, refused unless it hashes to the hash the API names."""
+    proposal = _answer(http.get(f"/v1/governance/proposals/{proposal_id}"))
+    try:
+        intent = Intent.model_validate(proposal["intent"], strict=False)
+    except (KeyError, ValidationError) as exc:
+        raise CommandRefused(f"the API sent no intent for {proposal_id}: {exc}") from None
+    if intent.hash() != proposal.get("intent_hash"):
+        raise CommandRefused("the API's intent hash is not the hash of the intent it sent")
+    if intent.kind not in GOVERNANCE_KINDS:
+        raise CommandRefused(f"{intent.kind} is not a governance change")
+    return intent, proposal
+
+
+def approve_proposal(
+    http: httpx.Client, proposal_id: str, key: Ed25519PrivateKey, intent: Intent
+) -> dict[str, Any]:
+    """Sign the intent with `key` and post the approval; the proposal as it is now."""
+    if intent.expires_at <= datetime.now(UTC):
+        raise CommandRefused(f"the proposal expired at {rfc3339(intent.expires_at)}")
+    approval = sign_intent(intent, key)
+    reply = http.post(
+        f"/v1/governance/proposals/{proposal_id}/approvals",
+        content=approval.model_dump_json(),
+        headers={
+            "Content-Type": "application/json",
+            "Idempotency-Key": f"approve-{approval.key_id}-{approval.intent_hash[:16]}",
+        },
+    )
+    return _answer(reply)
+
+
+def approve_cmd(args: argparse.Namespace) -> int:
+    with _api(args) as http:
+        intent, proposal = fetch_intent(http, args.proposal)
+        print(f"proposed by: {_shown(str(proposal.get('proposed_by')))}", file=sys.stderr)
+        print(_summary(intent), file=sys.stderr)
+        key = load(Path(args.key), read_passphrase(new=False))
+        after = approve_proposal(http, args.proposal, key, intent)
+    print(json.dumps({k: after.get(k) for k in ("id", "state", "seq", "reason")}))
+    print(f"approvals: {len(after.get('approvals', []))}", file=sys.stderr)
+    return 0
+
+
+def propose_cmd(args: argparse.Namespace) -> int:
+    try:
+        record = json.loads(
+            Path(args.record[1:]).read_text() if args.record.startswith("@") else args.record
+        )
+    except (OSError, ValueError) as exc:
+        raise CommandRefused(f"--record is JSON (or @file): {exc}") from None
+    body = {"kind": args.kind, "client_id": args.client, "asset": args.asset, "record": record}
+    with _api(args) as http:
+        proposal = _answer(
+            http.post(
+                "/v1/governance/proposals",
+                json={k: v for k, v in body.items() if v is not None},
+                headers={"Idempotency-Key": args.idempotency_key or uuid.uuid4().hex},
+            )
+        )
+    print(json.dumps({"id": proposal["id"], "intent_hash": proposal["intent_hash"]}))
+    return 0
+
+
 Command = Callable[[argparse.Namespace], int]
 
 
@@ -239,3 +330,24 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     verify.add_argument("--intent", required=True, help="the intent JSON file, or -")
     verify.add_argument("--approval", required=True)
     verify.add_argument("--pubkey", required=True, help="the raw Ed25519 public key, hex")
+    propose = command("propose", propose_cmd, "propose a governance change over the API")
+    propose.add_argument(
+        "--kind",
+        required=True,
+        choices=[
+            "policy_change",
+            "bank_account_change",
+            "allow_list_change",
+            "client_key_change",
+            "operator_key_change",
+        ],
+    )
+    propose.add_argument("--client", help="the client id (all kinds but operator_key_change)")
+    propose.add_argument("--asset", help="policy_change, allow_list_change")
+    propose.add_argument("--record", required=True, help="the record as JSON, or @file")
+    propose.add_argument("--idempotency-key")
+    propose.add_argument("--api", help=f"the API's base URL (default: {API_ENV})")
+    approve = command("approve", approve_cmd, "show a proposal, sign it, post the approval")
+    approve.add_argument("--key", required=True)
+    approve.add_argument("--proposal", required=True, help="the proposal id")
+    approve.add_argument("--api", help=f"the API's base URL (default: {API_ENV})")

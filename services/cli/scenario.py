@@ -148,7 +148,17 @@ def _scenario(run: Running) -> None:
         f"/v1/clients/{client_id}/policies/ETH",
         json={"approval_threshold": "1", "approval_quorum": 2},
     )
-    print(f"PUT policy -> version {reply.json()['version']}: {reply.json()['rules']}")
+    proposal = reply.json()
+    print(
+        f"PUT policy -> {reply.status_code}: governance proposal {proposal['id']}, intent hash "
+        f"{proposal['intent_hash'][:16]}... (not in force until two operators sign it)"
+    )
+    applied = run.govern(reply, "alice", "bob")
+    policy = ops1.get(f"/v1/clients/{client_id}/policies/ETH").json()
+    print(
+        f"alice and bob signed with their own keys -> record {applied['seq']} of the "
+        f"governance chain: policy version {policy['version']}: {policy['rules']}"
+    )
 
     _step("Withdrawals to external addresses")
     eth_out = Account.create().address
@@ -303,7 +313,12 @@ def _trading(run: Running, client_id: str, client: httpx.Client) -> None:
     reply = ops.put(
         f"/v1/clients/{client_id}/bank-account", json={"iban": iban, "bic": "SIMUDEFFXXX"}
     )
-    print(f"bank account {iban} registered: {reply.json()['available']} EUR available")
+    run.govern(reply, "bob", "carol")
+    account = ops.get(f"/v1/clients/{client_id}/bank-account").json()
+    print(
+        f"bank account {iban} proposed, approved by bob and carol: "
+        f"{account['available']} EUR available"
+    )
     ended = ("completed", "rejected", "expired")
 
     def show(t: dict[str, Any]) -> None:

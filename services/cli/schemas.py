@@ -10,6 +10,7 @@ from sagas.chainwatch import PAYLOADS as CHAIN_PAYLOADS
 from sagas.commands import PAYLOADS as COMMAND_PAYLOADS
 from sagas.deposit.events import PAYLOADS as DEPOSIT_PAYLOADS
 from sagas.events import Envelope
+from sagas.governance_events import PAYLOADS as GOVERNANCE_PAYLOADS
 from sagas.ledger.events import PAYLOADS as LEDGER_PAYLOADS
 from sagas.settlement.events import PAYLOADS as SETTLEMENT_PAYLOADS
 from sagas.trade.events import PAYLOADS as TRADE_PAYLOADS
@@ -23,6 +24,7 @@ PAYLOADS = {
     **COMMAND_PAYLOADS,
     **TRADE_PAYLOADS,
     **SETTLEMENT_PAYLOADS,
+    **GOVERNANCE_PAYLOADS,
 }
 
 DOCS_EVENTS = Path(__file__).resolve().parents[2] / "docs" / "events"

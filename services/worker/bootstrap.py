@@ -127,7 +127,7 @@ def saga_activities(
         platform.policies,
         payouts,
         platform.intents,
-        platform.governance,
+        platform.verified,
         platform.fee_cap,
         screening,
         pause,

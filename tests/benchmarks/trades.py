@@ -69,10 +69,9 @@ def main() -> None:
             iban = new_iban()
             open_bank_account(settings.bank_url, iban, client_id)
             cash_in(settings.bank_url, iban, 10**9)
-            reply = ops.put(
-                f"/v1/clients/{client_id}/bank-account", json={"iban": iban, "bic": BIC}
+            run.govern(
+                ops.put(f"/v1/clients/{client_id}/bank-account", json={"iban": iban, "bic": BIC})
             )
-            assert reply.status_code == 200, reply.text
             clients.append((client_id, run.http(f"u-{client_id}", "client", client_id)))
         body = {"side": "buy", "asset": "BTC", "quantity": "0.001", "auto_accept": True}
 

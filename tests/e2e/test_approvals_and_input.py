@@ -50,8 +50,11 @@ def funded_client(run: Running, prefix: str, eth: int = ETH, usd: int = 0) -> tu
 def test_a_withdrawal_above_the_threshold_needs_two_distinct_operators(run: Running) -> None:
     client_id, ops, client = funded_client(run, "appr")
     policy = {"approval_threshold": "0.1", "approval_quorum": 2}
+    # A governance proposal: in force once two operators have signed it with their keys.
     reply = ops.put(f"/v1/clients/{client_id}/policies/ETH", json=policy)
-    assert reply.status_code == 200 and reply.json()["version"] == 1, reply.text
+    assert reply.json()["intent"]["policy_version"] == 1, reply.text
+    run.govern(reply)
+    assert ops.get(f"/v1/clients/{client_id}/policies/ETH").json()["version"] == 1
     destination = Account.create().address
 
     body = {"asset": "ETH", "amount": "0.2", "destination": destination}
@@ -90,7 +93,9 @@ def test_a_withdrawal_above_the_threshold_needs_two_distinct_operators(run: Runn
 
 def test_the_requester_cannot_approve_and_an_expired_withdrawal_is_voided(run: Running) -> None:
     client_id, ops, client = funded_client(run, "expiry")
-    ops.put(f"/v1/clients/{client_id}/policies/ETH", json={"approval_threshold": "0.01"})
+    run.govern(
+        ops.put(f"/v1/clients/{client_id}/policies/ETH", json={"approval_threshold": "0.01"})
+    )
     requester = run.http("ops-carol", "operator")  # an operator acting for the client
     body = {"asset": "ETH", "amount": "0.3", "destination": Account.create().address}
     reply = post(requester, f"/v1/clients/{client_id}/withdrawals", body)

@@ -38,13 +38,11 @@ def seeded(run: Running) -> dict[str, str]:
     where = address(client, client_id, "ETH")
     run.faucet.fund_eth(where, ETH)
     credited(run, client, client_id, {"ETH": ETH})
-    policy = ops.put(f"/v1/clients/{client_id}/policies/ETH", json={"approval_threshold": "0"})
-    assert policy.status_code == 200, policy.text
+    run.govern(ops.put(f"/v1/clients/{client_id}/policies/ETH", json={"approval_threshold": "0"}))
     iban = new_iban()
     open_bank_account(run.settings.bank_url, iban, f"Client {client_id}")
     cash_in(run.settings.bank_url, iban, 100_000)
-    reply = ops.put(f"/v1/clients/{client_id}/bank-account", json={"iban": iban, "bic": BIC})
-    assert reply.status_code == 200, reply.text
+    run.govern(ops.put(f"/v1/clients/{client_id}/bank-account", json={"iban": iban, "bic": BIC}))
 
     def moved(path: str) -> Any:
         found = ops.get(path).json()
@@ -94,7 +92,7 @@ parameters = {{ "path.settlement_id" = {q(ids["settlement"])} }}
 # Refusals on the merits (balance, checksums, minimums, the bank): 422, codes checked
 # by the hook `refused_only_on_the_merits`.
 [[operations]]
-include-path-regex = "/(withdrawals|trades|bank-account)$"
+include-path-regex = "/(withdrawals|trades|bank-account|proposals|approvals)$"
 include-method-regex = "^(POST|PUT)$"
 checks.positive_data_acceptance.expected-statuses = {q([*DEFAULT_POSITIVE, "422"])}
 
@@ -151,7 +149,7 @@ def test_the_document_requires_the_key_and_one_amount_per_trade(run: Running) ->
     the key or sending both amounts: checked on the live document."""
     doc = httpx.get(f"{run.base_url}/openapi.json", timeout=10).json()
     posts = [(p, ops["post"]) for p, ops in doc["paths"].items() if "post" in ops]
-    assert len(posts) == 8, [p for p, _ in posts]
+    assert len(posts) == 10, [p for p, _ in posts]  # 8 + the two governance POSTs
     for path, op in posts:
         (key,) = [x for x in op["parameters"] if x["name"] == "Idempotency-Key"]
         assert key["in"] == "header" and key["required"] is True, path

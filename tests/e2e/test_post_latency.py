@@ -50,8 +50,7 @@ def test_every_post_answers_within_a_second_at_p99_under_load(run: Running) -> N
     run.faucet.fund_eth(address(client, client_id, "ETH"), ETH)
     credited(run, client, client_id, {"ETH": ETH})
     # Every withdrawal waits for two operators: the approvals are POSTs to time too.
-    reply = ops.put(f"/v1/clients/{client_id}/policies/ETH", json={"approval_threshold": "0"})
-    assert reply.status_code == 200, reply.text
+    run.govern(ops.put(f"/v1/clients/{client_id}/policies/ETH", json={"approval_threshold": "0"}))
     alice, bob = run.http("ops-lat-alice", "operator"), run.http("ops-lat-bob", "operator")
     t = Timed()
     wd = f"/v1/clients/{client_id}/withdrawals"

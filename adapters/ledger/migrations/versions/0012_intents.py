@@ -5,16 +5,16 @@ Untrusted storage: the signer verifies every approval's signature against the
 governance chain before it counts one, so a row written here by anyone else is
 worth nothing without the operator's key.
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0012
+Revises: 0011
 """
 
 from __future__ import annotations
 
 from alembic import op
 
-revision = "0011"
-down_revision = "0010"
+revision = "0012"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 

@@ -39,6 +39,20 @@ from sagas.intents import (
 )
 from sagas.policy import PolicyRules, StoredPolicy
 
+# Policy holders that are not clients (reserved: no client may take these ids).
+# DEFAULT_POLICY: the rules for a client and asset without rules of their own;
+# SETTLEMENT_POLICY: what the platform's own settlement legs are held to (the
+# counterparties' settlement addresses as an allow-list, limits, a quorum).
+DEFAULT_POLICY = "default"
+SETTLEMENT_POLICY = "settlement"
+RESERVED_HOLDERS = frozenset({DEFAULT_POLICY, SETTLEMENT_POLICY})
+
+
+def effective_policy(governance: Governance, client_id: str, asset: str) -> StoredPolicy | None:
+    """The client's own policy for the asset, else governance's default for the asset,
+    else None: no policy, so nothing is paid (deny by default)."""
+    return governance.policy(client_id, asset) or governance.policy(DEFAULT_POLICY, asset)
+
 
 class Governance(Protocol):
     """The verified governance state, as of its latest record."""

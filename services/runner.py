@@ -35,9 +35,14 @@ from adapters.chains.bitcoin.faucet import BtcFaucet
 from adapters.chains.bitcoin.node import BtcdNode
 from adapters.chains.ethereum.faucet import DevChainFaucet
 from adapters.chains.ethereum.node import Web3EthereumNode
-from sagas.intents import raw_public_key
+from adapters.governance.store import SqlGovernanceStore
+from sagas.errors import ProposalStale
+from sagas.governance import DEFAULT_POLICY, SETTLEMENT_POLICY, policy_record
+from sagas.intents import Intent, raw_public_key, sign_intent
+from sagas.policy import PolicyRules
 from services.api.auth import Role, issue, load_secret
 from services.cli import operator as operator_cli
+from services.cli.request_signing import ClientRequestSigner
 from services.settings import PlatformSettings
 
 ETH_DEPTH = 3
@@ -124,6 +129,8 @@ class Running:
         self.miner = Miner(self.eth, self.btc)
         self.secret = load_secret(settings.api_token_secret_file)
         self.operator_keys = self._operator_keys(workdir / "operators")
+        self._governing = threading.RLock()
+        self._client_keys: dict[str, Ed25519PrivateKey] = {}
 
     # --- the governance ceremony ---------------------------------------------------
     def _operator_keys(self, where: Path) -> dict[str, Path]:
@@ -154,6 +161,84 @@ class Running:
         digest = done.stdout.strip().splitlines()[-1]
         self.env["CUSTODY_GOVERNANCE_GENESIS_HASH"] = digest
         return digest
+
+    def _store(self) -> SqlGovernanceStore:
+        return SqlGovernanceStore(self.db_url, self.env["CUSTODY_GOVERNANCE_GENESIS_HASH"])
+
+    def govern_direct(
+        self, kind: str, record: dict[str, Any], client_id: str | None, asset: str = ""
+    ) -> None:
+        """Propose a change as alice and approve it as bob and carol, with their own keys,
+        straight through the governance store (what the API's proposal routes do)."""
+        with self._governing:
+            store = self._store()
+            for _attempt in range(5):
+                proposal = store.propose(kind, record, "alice", client_id, asset)
+                try:
+                    for name in ("bob", "carol"):
+                        after = store.approve(
+                            proposal.id, sign_intent(proposal.intent, self.operator_key(name))
+                        )
+                except ProposalStale:  # another change went first: propose it again
+                    continue
+                assert after.state == "applied", after
+                return
+            raise RuntimeError(f"{kind} for {client_id} stayed stale")
+
+    def default_policies(self) -> None:
+        """Governance's default rules (no limits, no approvals: tests that need them set a
+        client's own policy) and the settlement rules (the providers' addresses only)."""
+        for asset in ("BTC", "ETH", "CTUSD"):
+            rules = PolicyRules(client_id=DEFAULT_POLICY, asset=asset)
+            self.govern_direct("policy_change", policy_record(rules), DEFAULT_POLICY, asset)
+        addresses: dict[str, set[str]] = {"BTC": set(), "ETH": set()}
+        for name in self.settings.counterparties():
+            ssi = httpx.get(
+                f"{self.settings.lp_url}/v1/lp/{name}/settlement-instructions", timeout=10
+            ).json()
+            for asset, address in ssi["addresses"].items():
+                addresses.setdefault(asset, set()).add(address)
+        addresses["CTUSD"] = addresses["ETH"]
+        for asset, allowed in addresses.items():
+            rules = PolicyRules(
+                client_id=SETTLEMENT_POLICY,
+                asset=asset,
+                allow_list_required=True,
+                allowed_destinations=frozenset(allowed),
+            )
+            self.govern_direct("policy_change", policy_record(rules), SETTLEMENT_POLICY, asset)
+
+    def client_key(self, client_id: str) -> Ed25519PrivateKey:
+        """The client system's request-signing key, registered in governance on first use
+        (a client_key_change approved by two operators)."""
+        with self._governing:
+            key = self._client_keys.get(client_id)
+            if key is None:
+                key = Ed25519PrivateKey.generate()
+                public = raw_public_key(key).hex()
+                record = {"action": "add", "public_key": public}
+                self.govern_direct("client_key_change", record, client_id)
+                self._client_keys[client_id] = key
+            return key
+
+    def approve(self, operation_id: str, operator: str, key: str | None = None) -> httpx.Response:
+        """Approve a withdrawal as `operator` with the operator's own key: the intent is
+        fetched, checked against its hash, signed and handed in (custody operator approve)."""
+        with self.http(operator, "operator") as http:
+            shown = http.get(f"/v1/withdrawals/{operation_id}/intent")
+            assert shown.status_code == 200, shown.text
+            body = shown.json()
+            intent = Intent.model_validate(body["intent"], strict=False)
+            assert intent.hash() == body["intent_hash"]
+            approval = sign_intent(intent, self.operator_key(operator))
+            return http.post(
+                f"/v1/withdrawals/{operation_id}/approvals",
+                content=approval.model_dump_json(),
+                headers={
+                    "Content-Type": "application/json",
+                    "Idempotency-Key": key or uuid.uuid4().hex,
+                },
+            )
 
     def govern(self, reply: httpx.Response, *approvers: str) -> dict[str, Any]:
         """Approve the proposal a 202 `reply` carries with the operators' own keys (alice
@@ -203,6 +288,7 @@ class Running:
     def up(self) -> Running:
         if "CUSTODY_GOVERNANCE_GENESIS_HASH" not in self.env:
             self.init_governance()
+            self.default_policies()
         self.start("signer", ["services.signer.main"], "signer ready")
         self.start_worker()
         self.start("router", ["services.router.main"], "router ready")
@@ -239,10 +325,15 @@ class Running:
         return issue(self.secret, sub, role, client_id)
 
     def http(self, sub: str, role: Role, client_id: str | None = None) -> httpx.Client:
+        """As `sub`; a client's system also signs its requests with its registered key."""
+        signer = None
+        if role == "client" and client_id is not None:
+            signer = ClientRequestSigner(self.client_key(client_id))
         return httpx.Client(
             base_url=self.base_url,
             headers={"Authorization": f"Bearer {self.token(sub, role, client_id)}"},
             timeout=30,
+            auth=signer,
         )
 
 

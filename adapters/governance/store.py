@@ -42,6 +42,7 @@ from sagas.governance import (
     ReplayFailure,
     VerifiedGovernance,
     change_intent,
+    effective_policy,
 )
 from sagas.governance_events import SOURCE, SUBJECT, event_type
 from sagas.intents import Approval, Intent, Refusal, RegisteredKey, count_approvals
@@ -416,8 +417,9 @@ class GovernedPolicies:
         raise InvalidState("a policy changes only by a governance proposal (policy_change)")
 
     def current(self, client_id: str, asset: str) -> StoredPolicy | None:
-        """The active policy; GovernanceUnverified (permanent) without a pinned genesis."""
-        return self._store.state().policy(client_id, asset)
+        """The active policy (the client's own, else governance's default for the asset);
+        GovernanceUnverified (permanent) without a pinned genesis."""
+        return effective_policy(self._store.state(), client_id, asset)
 
     def version(self, client_id: str, asset: str, version: int) -> StoredPolicy | None:
         """The given version if it is the active one (older ones: None, for now)."""

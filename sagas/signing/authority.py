@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sagas.errors import KeyAccessDenied
-from sagas.governance import Governance
+from sagas.governance import SETTLEMENT_POLICY, Governance, effective_policy
 from sagas.intents import Approval, Intent, check_request_signature, count_approvals
 from sagas.money import parse_units
 from sagas.withdrawal.intent import requester, signed_request
@@ -48,11 +48,6 @@ def _check_client_request(
         raise KeyAccessDenied(f"{operation_id}: the signed body is not a withdrawal") from None
     if (asset, amount, destination) != (intent.asset, intent.amount, intent.destination):
         raise KeyAccessDenied(f"{operation_id}: the intent is not what the client signed")
-
-
-# The governance policy the platform's settlement legs are held to (an allow-list of the
-# counterparties' settlement addresses, limits, a quorum above a threshold).
-SETTLEMENT_POLICY = "settlement"
 
 
 @dataclass(frozen=True)
@@ -106,7 +101,10 @@ def authorise(
         holder = SETTLEMENT_POLICY
     else:
         raise KeyAccessDenied(f"{operation_id}: a {intent.kind} intent is not signed here")
-    policy = governance.policy(holder, intent.asset)
+    if holder == SETTLEMENT_POLICY:
+        policy = governance.policy(holder, intent.asset)
+    else:
+        policy = effective_policy(governance, holder, intent.asset)
     if policy is None:
         raise KeyAccessDenied(f"{operation_id}: {holder} has no {intent.asset} policy")
     rules = policy.rules

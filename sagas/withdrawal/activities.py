@@ -153,11 +153,11 @@ class WithdrawalActivities:
         if recorded is not None:
             return PolicyOutcome.model_validate(recorded)
         policy = self._policies.current(req.client_id, req.asset)
-        if policy is None:
+        if policy is None:  # deny by default (the signer would refuse it too)
             outcome = PolicyOutcome(
-                outcome="allow",
+                outcome="deny",
                 rule="no_policy",
-                detail="the client has no policy for this asset",
+                detail="no policy for this client and asset, and no default for the asset",
                 policy_version=0,
             )
         else:

@@ -50,7 +50,7 @@ from sagas.errors import (
     UnknownAsset,
 )
 from sagas.events import Envelope
-from sagas.governance import Proposal, policy_record
+from sagas.governance import RESERVED_HOLDERS, Proposal, policy_record
 from sagas.intents import Approval as SignedApproval
 from sagas.intents import Refusal, count_approvals
 from sagas.ledger import Balance
@@ -337,6 +337,10 @@ def create_app(
             raise NotFound(f"client {client_id}")
         return name
 
+    def policy_holder(client_id: str) -> str:
+        """A client, or one of governance's reserved holders (default, settlement)."""
+        return client_id if client_id in RESERVED_HOLDERS else known_client(client_id)
+
     def withdrawal_view(op: OperationRecord, timeline: bool = True) -> WithdrawalView:
         decimals = ASSETS[op.asset][0].decimals
         return WithdrawalView(
@@ -365,7 +369,7 @@ def create_app(
         return op
 
     app.include_router(trading_routes(platform, state, remembered))
-    app.include_router(governance_routes(platform, remembered, known_client))
+    app.include_router(governance_routes(platform, remembered, policy_holder))
 
     # --- routes ----------------------------------------------------------------------
     @app.get("/healthz", tags=["ops"])
@@ -389,6 +393,8 @@ def create_app(
         """Open a client and its accounts in every asset (operators). 201 when opened; 200
         when the client exists with the same name (409 CUS-3005 with another)."""
         who.must_be("operator")
+        if body.client_id in RESERVED_HOLDERS:
+            raise IdempotencyConflict(f"{body.client_id} is reserved for governance's policies")
         _name, created = platform.operations.create_client(body.client_id, body.name, who.sub)
         platform.open_client_accounts(body.client_id)
         response.status_code = 201 if created else 200
@@ -612,7 +618,7 @@ def create_app(
     @app.get("/v1/clients/{client_id}/policies/{asset}", tags=["policies"])
     def get_policy(client_id: str, asset: str, who: Who) -> PolicyView:
         who.may_see(client_id)
-        known_client(client_id)
+        policy_holder(client_id)
         stored = platform.policies.current(client_id, asset) if asset in ASSETS else None
         if stored is None:
             raise NotFound(f"no policy for {client_id} in {asset}")
@@ -632,7 +638,7 @@ def create_app(
         proposal (policy_change) that takes effect, as the next version, once a quorum of
         operators has approved it; 200 with the policy if the rules are the current ones."""
         who.must_be("operator")
-        known_client(client_id)
+        policy_holder(client_id)  # a client, or governance's default or settlement rules
         if asset not in ASSETS:
             raise UnknownAsset(asset)
         decimals = ASSETS[asset][0].decimals

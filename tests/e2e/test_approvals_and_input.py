@@ -12,6 +12,8 @@ import httpx
 from eth_account import Account
 
 from adapters.sqldb import SqlDatabase
+from sagas.intents import Intent, sign_intent
+from services.cli.request_signing import ClientRequestSigner
 from tests.e2e.conftest import (
     ETH,
     USD,
@@ -66,29 +68,29 @@ def test_a_withdrawal_above_the_threshold_needs_two_distinct_operators(run: Runn
     assert available(client, client_id)["ETH"] == ETH - ETH // 5  # reserved meanwhile
 
     # A client may not approve at all; an operator once; the same operator never twice.
-    problem(post(client, f"/v1/withdrawals/{op_id}/approvals", {}), 403, "CUS-3102")
-    alice, bob = run.http("ops-alice", "operator"), run.http("ops-bob", "operator")
-    first = post(alice, f"/v1/withdrawals/{op_id}/approvals", {}, key="a1")
+    shown = client.get(f"/v1/withdrawals/{op_id}/intent").json()
+    intent = Intent.model_validate(shown["intent"], strict=False)
+    by_alice = sign_intent(intent, run.operator_key("alice")).model_dump()
+    problem(post(client, f"/v1/withdrawals/{op_id}/approvals", by_alice), 403, "CUS-3102")
+    first = run.approve(op_id, "alice", key="a1")
     assert first.headers["Location"] == f"/v1/withdrawals/{op_id}"
-    # 200 with the tally once the saga recorded it; 202 if that took it over 0.5 s.
-    assert (first.status_code, first.json()) in (
-        (200, {"required": 2, "approvers": ["ops-alice"], "complete": False}),
-        (202, {"operation_id": op_id, "operator": "ops-alice", "state": "taken"}),
+    assert (first.status_code, first.json()) == (
+        200,
+        {"required": 2, "approvers": ["alice"], "complete": False},
     ), first.text
-    again = post(alice, f"/v1/withdrawals/{op_id}/approvals", {}, key="a1")
+    again = run.approve(op_id, "alice", key="a1")
     assert again.json() == first.json()  # the same key: the first answer, nothing new
-    problem(post(alice, f"/v1/withdrawals/{op_id}/approvals", {}, key="a2"), 409, "CUS-2002")
+    problem(run.approve(op_id, "alice", key="a2"), 409, "CUS-2002")
     assert withdrawal(client, op_id)["state"] == "awaiting_approval"
-    second = post(bob, f"/v1/withdrawals/{op_id}/approvals", {})
-    assert second.status_code in (200, 202), second.text
-    assert second.status_code == 202 or second.json()["complete"] is True, second.text
+    second = run.approve(op_id, "bob")
+    assert second.status_code == 200 and second.json()["complete"] is True, second.text
 
     done = until_state(client, op_id, "completed", "failed")
     assert done["state"] == "completed"
     assert run.eth.balance(destination) == ETH // 5
     steps = [s["step"] for s in done["timeline"]]
-    assert "approval:ops-alice" in steps and "approval:ops-bob" in steps
-    assert steps.index("approval:ops-bob") < steps.index("approved") < steps.index("broadcast")
+    assert "approval:alice" in steps and "approval:bob" in steps
+    assert steps.index("approval:bob") < steps.index("approved") < steps.index("broadcast")
 
 
 def test_the_requester_cannot_approve_and_an_expired_withdrawal_is_voided(run: Running) -> None:
@@ -96,12 +98,17 @@ def test_the_requester_cannot_approve_and_an_expired_withdrawal_is_voided(run: R
     run.govern(
         ops.put(f"/v1/clients/{client_id}/policies/ETH", json={"approval_threshold": "0.01"})
     )
-    requester = run.http("ops-carol", "operator")  # an operator acting for the client
+    # An operator (carol) hands in the client's signed request: she requested it.
+    requester = httpx.Client(
+        base_url=run.base_url,
+        headers={"Authorization": f"Bearer {run.token('carol', 'operator')}"},
+        auth=ClientRequestSigner(run.client_key(client_id)),
+    )
     body = {"asset": "ETH", "amount": "0.3", "destination": Account.create().address}
     reply = post(requester, f"/v1/clients/{client_id}/withdrawals", body)
     op_id = reply.json()["operation_id"]
     until_state(client, op_id, "awaiting_approval")
-    refused = problem(post(requester, f"/v1/withdrawals/{op_id}/approvals", {}), 409, "CUS-2002")
+    refused = problem(run.approve(op_id, "carol"), 409, "CUS-2002")
     assert "requested" in refused["detail"]
     assert available(client, client_id)["ETH"] == ETH - 3 * ETH // 10
 
@@ -109,11 +116,7 @@ def test_the_requester_cannot_approve_and_an_expired_withdrawal_is_voided(run: R
     assert expired["error_code"] == "CUS-2003"
     assert balances(client, client_id)["ETH"] == ETH
     assert available(client, client_id)["ETH"] == ETH  # the reservation is released
-    problem(
-        post(run.http("ops-dave", "operator"), f"/v1/withdrawals/{op_id}/approvals", {}),
-        409,
-        "CUS-3009",
-    )
+    problem(run.approve(op_id, "alice"), 409, "CUS-3009")
 
 
 def test_bad_input_gets_a_problem_with_a_code_and_nothing_is_written(run: Running) -> None:

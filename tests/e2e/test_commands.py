@@ -14,6 +14,7 @@ from eth_account import Account
 from adapters.kafka.bus import KafkaEventBus
 from sagas.events import Envelope
 from sagas.topics import COMMANDS
+from services.cli.request_signing import signed
 from tests.e2e.conftest import ETH, address, credited, new_client, until_state
 from tests.e2e.harness import Running, wait_for
 
@@ -43,13 +44,20 @@ def test_a_withdrawal_command_on_kafka_starts_the_same_saga_with_the_same_rules(
     subject = f"client:{client_id}:commands"
 
     def command(key: str, amount: str, **extra: Any) -> Envelope:
+        body = {"asset": "ETH", "amount": amount, "destination": destination}
+        # The bank's system signs the withdrawal as it would sign the REST request.
+        request = signed(
+            run.client_key(client_id),
+            "POST",
+            f"/v1/clients/{client_id}/withdrawals",
+            json.dumps(body).encode(),
+        )
         data = {
             "client_id": client_id,
             "idempotency_key": key,
             "requested_by": "bank-core-system",
-            "asset": "ETH",
-            "amount": amount,
-            "destination": destination,
+            **body,
+            "request": request.model_dump(mode="json"),
             **extra,
         }
         return Envelope(

@@ -168,6 +168,9 @@ class WithdrawalActivities:
                     req.client_id, req.asset, req.requested_at - VELOCITY_WINDOW, req.operation_id
                 )
             ]
+            if policy.rules.client_id != req.client_id:  # governance's default rules
+                rules = policy.rules.model_copy(update={"client_id": req.client_id})
+                policy = policy.model_copy(update={"rules": rules})
             decision = evaluate(
                 policy,
                 WithdrawalRequest(

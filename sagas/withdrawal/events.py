@@ -55,6 +55,9 @@ class WithdrawalStep(BaseModel):
     rule: str | None = Field(default=None, description="policy_decided: the rule that decided")
     policy_version: int | None = Field(default=None, description="policy_decided; 0 = none")
     approvals_required: int | None = None
+    screening_required: bool | None = Field(
+        default=None, description="policy_decided: the destination is screened"
+    )
     operator: str | None = Field(default=None, description="approval, operator_decision")
     approvals: int | None = Field(default=None, description="approval: how many so far")
     intent_hash: str | None = Field(default=None, description="intent: what approvals sign")

@@ -47,7 +47,7 @@ def idempotency_key(
 
 
 def _header(name: str, pattern: str, text: str) -> object:
-    return Header(default=None, alias=name, pattern=pattern, max_length=128, description=text)
+    return Header(alias=name, pattern=pattern, max_length=128, description=text)
 
 
 async def signed_request(

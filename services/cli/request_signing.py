@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from sagas.intents import SignedRequest, b64url, sign_request
+from sagas.intents import RequestSignature, SignedRequest, b64url, sign_request
 
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -24,8 +24,7 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
-def headers_for(signature: SignedRequest) -> dict[str, str]:
-    sig = signature.signature
+def headers_for(sig: RequestSignature) -> dict[str, str]:
     return {
         "Custody-Key-Id": sig.key_id,
         "Custody-Timestamp": sig.model_dump(mode="json")["timestamp"],
@@ -56,9 +55,8 @@ class ClientRequestSigner(httpx.Auth):
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         if request.method in MUTATING:
             target = request.url.raw_path.decode("ascii")
-            request.headers.update(
-                headers_for(
-                    signed(self._key, request.method, target, request.content, self._clock())
-                )
-            )
+            when = self._clock().replace(microsecond=0)
+            nonce = secrets.token_urlsafe(18)
+            sig = sign_request(self._key, request.method, target, request.content, when, nonce)
+            request.headers.update(headers_for(sig))
         yield request

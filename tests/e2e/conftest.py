@@ -102,11 +102,17 @@ def withdrawal(http: Any, operation_id: str) -> dict[str, Any]:
 
 
 def until_state(http: Any, operation_id: str, *states: str, timeout: float = 120) -> Any:
+    seen: list[dict[str, Any]] = []
+
     def reached() -> Any:
         found = withdrawal(http, operation_id)
+        seen[:] = [found]
         return found if found["state"] in states else None
 
-    return wait_for(f"{operation_id} to reach {states}", reached, timeout=timeout)
+    try:
+        return wait_for(f"{operation_id} to reach {states}", reached, timeout=timeout)
+    except AssertionError as exc:  # say where it was instead
+        raise AssertionError(f"{exc}; it is {seen[-1] if seen else None}") from None
 
 
 def credited(run: Running, http: Any, client_id: str, expected: dict[str, int]) -> None:

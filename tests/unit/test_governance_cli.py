@@ -36,7 +36,8 @@ def test_init_writes_the_genesis_once_and_prints_its_hash(
     state = SqlGovernanceStore(url, digest).state()
     assert state.operator_names() == {"alice", "bob"} and state.quorum() == 2
     # Another genesis in the same database, or one without four eyes, is refused.
-    assert main([*args, "--quorum", "2", "--db-url", url]) == 4
+    more = [*args, "--operator", f"carol={pub()}"]
+    assert main([*more, "--quorum", "2", "--db-url", url]) == 4
     assert "another governance genesis" in capsys.readouterr().err
     assert main([*args, "--quorum", "1", "--db-url", f"sqlite:///{tmp_path / 'h'}"]) == 4
     assert main(["governance", "init", "--operator", "alice=zz", "--quorum", "2"]) == 4

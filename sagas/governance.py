@@ -304,6 +304,10 @@ class VerifiedGovernance:
     bank_accounts: Mapping[str, BankAccount]
     governance_quorum: int
     failure: ReplayFailure | None = None
+    # Every version each policy had, oldest first (what past decisions were taken under).
+    policy_history: Mapping[tuple[str, str], tuple[StoredPolicy, ...]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
 
     @classmethod
     def of_genesis(cls, genesis: Genesis) -> VerifiedGovernance:
@@ -339,6 +343,11 @@ class VerifiedGovernance:
 
     def operator_names(self) -> frozenset[str]:
         return frozenset(k.owner for k in self.operator_keys.values())
+
+    def policy_version(self, client_id: str, asset: str, version: int) -> StoredPolicy | None:
+        """A given version of the policy, current or past."""
+        found = [p for p in self.policy_history.get((client_id, asset), ()) if p.version == version]
+        return found[0] if found else None
 
     def next_policy_version(self, client_id: str, asset: str) -> int:
         current = self.policy(client_id, asset)
@@ -494,8 +503,12 @@ def _with_policy(
     state: VerifiedGovernance, rules: PolicyRules, version: int, by: str, at: datetime
 ) -> VerifiedGovernance:
     stored = StoredPolicy(rules=rules, version=version, created_by=by, created_at=at)
-    policies = {**state.policies, (rules.client_id, rules.asset): stored}
-    return replace(state, policies=MappingProxyType(policies))
+    where = (rules.client_id, rules.asset)
+    policies = {**state.policies, where: stored}
+    history = {**state.policy_history, where: (*state.policy_history.get(where, ()), stored)}
+    return replace(
+        state, policies=MappingProxyType(policies), policy_history=MappingProxyType(history)
+    )
 
 
 def _operator_change(state: VerifiedGovernance, body: Mapping[str, Any]) -> VerifiedGovernance:

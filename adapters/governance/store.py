@@ -422,9 +422,8 @@ class GovernedPolicies:
         return effective_policy(self._store.state(), client_id, asset)
 
     def version(self, client_id: str, asset: str, version: int) -> StoredPolicy | None:
-        """The given version if it is the active one (older ones: None, for now)."""
-        current = self.current(client_id, asset)
-        return current if current is not None and current.version == version else None
+        """A given version, current or past, as the chain has it."""
+        return self._store.state().policy_version(client_id, asset, version)
 
 
 class LiveGovernance:

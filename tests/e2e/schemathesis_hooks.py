@@ -25,8 +25,7 @@ ON_THE_MERITS = {
     "CUS-3012",  # amount below the minimum withdrawal (a setting per asset)
     "CUS-5002",  # bank account unknown (the bank says so)
     # Governance: a signature only a key can make, over this proposal's intent; a record
-    # whose validity depends on the governance state (its shape per kind is documented in
-    # docs/security.md, not yet in the schema).
+    # whose validity depends on the governance state (its shape per kind is in the schema).
     "CUS-2005",  # approval signature invalid
     "CUS-2007",  # approval of another intent
     "CUS-2011",  # governance record refused

@@ -135,6 +135,9 @@ def test_a_quorum_of_other_operators_installs_records_in_order() -> None:
     assert stored is not None and stored.version == 3 and stored.created_by == "ops-desk"
     assert stored.rules.per_transaction_limit == 50
     assert stored.rules.allowed_destinations == {"0xabc"}
+    first = state.policy_version("acme", "ETH", 1)
+    assert first is not None and first.rules.per_transaction_limit == 100
+    assert state.policy_version("acme", "ETH", 4) is None
     account = state.bank_account("acme")
     assert account is not None and account.iban == "DE89370400440532013000"
     assert state.client_keys()[key_id(client_key)].owner == "acme"

@@ -174,18 +174,20 @@ class SigningGuard:
         operation: str,
         wallet_id: str,
         index: int,
+        address: str,
         tx: dict[str, object],
         sign: Callable[[], bytes],
     ) -> bytes:
         """`sign()` if `tx` is the authorised payment and its nonce agrees with the record;
-        the signature recorded before it is returned."""
+        the signature recorded before it is returned. `address`: the key's, which the
+        signer derived (the record names the sending account by it)."""
         auth = self.authorised(operation, "ethereum")
         op = auth.operation_id
         # Only from the hot wallet, on this chain, at a bounded fee.
         if self._hot_wallet() != (wallet_id, index):
             raise KeyAccessDenied(f"withdrawal {op}: not the hot wallet's key")
         nonce = self._check_evm_fields(auth, tx)
-        account = f"{wallet_id}/{index}"
+        account = Web3.to_checksum_address(address)
         with self._db.tx(write=True) as conn:
             signer_record.lock(conn, op)
             for prior in signer_record.signatures(conn, op):
@@ -194,7 +196,9 @@ class SigningGuard:
                     raise KeyAccessDenied(
                         f"withdrawal {op} was signed with nonce {prior.nonce}, not {nonce}"
                     )
-            owner = signer_record.claim(conn, f"evm:{self._chain_id}:{account}:{nonce}", op)
+            owner = signer_record.claim(
+                conn, signer_record.evm_claim(self._chain_id, account, nonce), op
+            )
             if owner != op:
                 raise KeyAccessDenied(f"withdrawal {op}: nonce {nonce} was signed for {owner}")
             raw = sign()
@@ -267,7 +271,7 @@ class SigningGuard:
                             f"withdrawal {op}: a replacement must pay more than {p.fee} sat"
                         )
             for txin, vout in inputs:
-                owner = signer_record.claim(conn, f"btc:{txin}:{vout}", op)
+                owner = signer_record.claim(conn, signer_record.btc_claim(txin, vout), op)
                 if owner != op:
                     raise KeyAccessDenied(
                         f"withdrawal {op}: input {txin}:{vout} was signed for {owner}"

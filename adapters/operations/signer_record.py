@@ -28,6 +28,36 @@ class RecordedSignature:
     nonce: int | None = None
 
 
+def evm_claim(chain_id: int, account: str, nonce: int) -> str:
+    """What a signature at `nonce` from `account` (checksum address) claims."""
+    return f"evm:{chain_id}:{account}:{nonce}"
+
+
+def btc_claim(txid: str, vout: int) -> str:
+    """What a signature spending the outpoint claims."""
+    return f"btc:{txid}:{vout}"
+
+
+def signed_nonce(conn: Conn, operation_id: str, chain_id: int, account: str) -> int | None:
+    """The nonce the signer signed the operation's payment from `account` with, if any.
+    Read by the broadcaster: an operation keeps its nonce even when the worker lost the
+    signer's answer."""
+    row = conn.one(
+        "select claim from signer_claims where operation_id = ? and claim like ?",
+        (operation_id, f"evm:{chain_id}:{account}:%"),
+    )
+    return None if row is None else int(str(row[0]).rsplit(":", 1)[1])
+
+
+def claimed_by_other(conn: Conn, claim_: str, operation_id: str) -> bool:
+    """Whether another operation's signature holds `claim_` (a nonce, an outpoint)."""
+    row = conn.one(
+        "select 1 from signer_claims where claim = ? and operation_id <> ?",
+        (claim_, operation_id),
+    )
+    return row is not None
+
+
 def lock(conn: Conn, operation_id: str) -> None:
     """Serialise the signatures of one operation to the end of the transaction (SQLite's
     write transaction already serialises everything)."""

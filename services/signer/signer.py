@@ -43,6 +43,7 @@ class SigningCheck(Protocol):
         operation: str,
         wallet_id: str,
         index: int,
+        address: str,
         tx: dict[str, object],
         sign: Callable[[], bytes],
     ) -> bytes: ...
@@ -112,11 +113,11 @@ class Signer:
                 del key
             return bytes(signed.raw_transaction)
 
-        raw = (
-            sign()
-            if self._guard is None
-            else self._guard.sign_evm(operation, wallet_id, index, tx, sign)
-        )
+        if self._guard is None:
+            raw = sign()
+        else:
+            address = self.evm_address(wallet_id, index)
+            raw = self._guard.sign_evm(operation, wallet_id, index, address, tx, sign)
         log.info("signed operation %s: wallet %s ethereum 0/%d", operation, wallet_id, index)
         return raw
 

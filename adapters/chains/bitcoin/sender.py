@@ -219,13 +219,21 @@ class BitcoinSender:
 
     # --- building --------------------------------------------------------------------
     def _coins(
-        self, conn: Conn, wallet_id: str, spent_by: str | None
+        self, conn: Conn, wallet_id: str, spent_by: str | None, operation_id: str = ""
     ) -> dict[tuple[str, int], tuple[Utxo, int, int]]:
         # Lock the coins: two payments never select the same one.
         lock = "" if conn.sqlite else " for update of u"
-        # New coins only from the spendable ones; a fee bump re-signs the coins it took.
-        condition = f"u.spent_by is null and {_SPENDABLE}" if spent_by is None else "u.spent_by = ?"
-        params = (wallet_id,) if spent_by is None else (wallet_id, spent_by)
+        # New coins only from the spendable ones, and never one the signer's record holds
+        # for another operation (signed, its answer lost before this was recorded): the
+        # signer would refuse it. A fee bump re-signs the coins it took.
+        condition = (
+            f"u.spent_by is null and {_SPENDABLE} and not exists (select 1 from "
+            "signer_claims c where c.claim = 'btc:' || u.txid || ':' || cast(u.vout as text) "
+            "and c.operation_id <> ?)"
+            if spent_by is None
+            else "u.spent_by = ?"
+        )
+        params = (wallet_id, operation_id) if spent_by is None else (wallet_id, spent_by)
         rows = conn.all(
             "select u.txid, u.vout, u.address, u.amount, a.change, a.address_index "
             "from btc_utxos u join deposit_addresses a on a.address = u.address "
@@ -257,7 +265,7 @@ class BitcoinSender:
                 raise DependencyUnavailable(f"{operation_id}: another attempt is paying it now")
         if conn.one("select 1 from btc_transactions where operation_id = ?", (operation_id,)):
             return
-        coins = self._coins(conn, wallet_id, None)
+        coins = self._coins(conn, wallet_id, None, operation_id)
         plan = select([c[0] for c in coins.values()], outputs, fee_rate)
         self._sign_and_record(conn, operation_id, 0, wallet_id, xpub, plan, coins, change_address)
 

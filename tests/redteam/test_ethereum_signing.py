@@ -1,7 +1,9 @@
 """Attack 1b: a worker-side Temporal client asks the real signer to sign Ethereum
 transactions an approved withdrawal does not authorise: a legacy or type-1
-transaction, a blob or access-list field, a raised `gas`, another `to`/`value`/
-`data`, a second nonce for the operation, its nonce for another operation. Each is
+transaction, a blob field or an unknown one, a raised `gas`, another `to`/`value`/
+`data` (a token transfer to another holder or for more), a second nonce for the
+operation, its nonce for another operation. (On the code before the signer kept its
+own record, the last two were signed.) Each is
 refused (KeyAccessDenied, CUS-4031), nothing is recorded, and no value moves."""
 
 from __future__ import annotations
@@ -77,6 +79,28 @@ def test_the_signer_signs_only_the_authorised_eip1559_payment_at_one_nonce(
     with pytest.raises(KeyAccessDenied):
         sign(other, other_tx)
     assert signatures(url, operation) == 2 and signatures(url, other) == 0
+
+    # A token withdrawal: the transfer call to another holder, or for more, is refused.
+    token_op = f"wd-{uuid.uuid4().hex[:8]}"
+    approve(url, token_op, "CTUSD", "ethereum", 5_000_000, receiver)
+    token = s.eth_token_address
+    for to, amount in ((thief, 5_000_000), (receiver, 5_000_001)):
+        call = node.token_transfer(token, to, amount)
+        token_tx = {**tx, **call, "nonce": nonce + 5, "gas": 60_000}
+        with pytest.raises(KeyAccessDenied):
+            sign(token_op, token_tx)
+    assert signatures(url, token_op) == 0
+    # (The authorised call itself is signed: the refusals above were for the call.)
+    sign(
+        token_op,
+        {
+            **tx,
+            **node.token_transfer(token, receiver, 5_000_000),
+            "nonce": nonce + 5,
+            "gas": 60_000,
+        },
+    )
+    assert signatures(url, token_op) == 1
 
     # No value moved: nothing refused was signed, and nothing signed was sent.
     assert node.balance(thief) == 0 and node.balance(receiver) == 0

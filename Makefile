@@ -9,7 +9,7 @@ PYTEST := $(BIN)/pytest
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test venv install up down status logs test-unit test-contracts \
-        test-integration test-e2e test-lifecycle lint typecheck fmt clean-stack
+        test-integration test-e2e test-redteam test-lifecycle lint typecheck fmt clean-stack
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,7 +37,8 @@ demo: up
 	$(CUSTODY) demo
 
 # Every tier; the lifecycle tier stops and restarts services, so it runs last.
-test: lint typecheck test-unit up test-contracts test-integration test-e2e test-lifecycle
+test: lint typecheck test-unit up test-contracts test-integration test-e2e test-redteam \
+      test-lifecycle
 
 test-unit: $(STAMP)
 	$(PYTEST) tests/unit
@@ -51,6 +52,10 @@ test-integration: $(STAMP)
 # The platform's processes on the real stack, driven over HTTP and Kafka.
 test-e2e: $(STAMP)
 	$(PYTEST) tests/e2e
+
+# Attacks on the real signer, as a compromised worker would make them (issue 12).
+test-redteam: $(STAMP)
+	$(PYTEST) tests/redteam
 
 test-lifecycle: $(STAMP)
 	$(PYTEST) tests/integration -m lifecycle

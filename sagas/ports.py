@@ -29,6 +29,7 @@ from sagas.liquidity import (
 )
 from sagas.operations import OperationRecord, Step
 from sagas.policy import PolicyRules, StoredPolicy
+from sagas.signing import UnsignedBtcTransaction
 from sagas.trade import TradeRecord
 from sagas.withdrawal import ChainStatus
 
@@ -300,11 +301,12 @@ class ChainReader(Protocol):
 
 @runtime_checkable
 class BitcoinSigner(Protocol):
-    def sign_btc_digests(
-        self, operation: str, wallet_id: str, requests: list[tuple[int, int, bytes]]
-    ) -> list[tuple[bytes, bytes]]:
-        """(DER signature, compressed pubkey) per (change, index, BIP143 digest), all under
-        one operation id. KeyAccessDenied if this process may not sign."""
+    def sign_btc_transaction(
+        self, operation: str, wallet_id: str, tx: UnsignedBtcTransaction
+    ) -> bytes:
+        """The transaction signed (every input, witnesses attached, serialized); the
+        signer computes every sighash itself. KeyAccessDenied (permanent) if it may not
+        sign this transaction for this operation."""
 
 
 @runtime_checkable

@@ -1,25 +1,56 @@
-"""What the signer checks before it signs: that the operation is a withdrawal the saga
-recorded as approved, and (Ethereum) that the transaction pays exactly its destination
-and amount. Anything else on the signer's queue is refused (KeyAccessDenied)."""
+"""What the signer checks before it signs, and the record it keeps of what it signed.
+
+Every check reads one typed value, `Authorised` (the payment an operation authorises:
+kind, client, chain, asset, amount, destination, fee cap), from one method,
+`SigningGuard.authorised`. Today that reads the operation the saga recorded as
+approved; replacing its source (a verified signed intent) changes that method only.
+
+The signer rebuilds what it signs (see services/signer/signer.py for the Bitcoin keys
+and sighashes): here the transaction must pay exactly the authorised payment, at no
+more than the fee cap, and agree with the signer's own record (signer_record.py):
+- Bitcoin: the outputs are the payment plus at most one change output to the wallet's
+  internal chain; no input was signed for another operation; a second signature of
+  the operation only replaces the first (same payments, the same inputs or more, a
+  higher fee) or is the same transaction again.
+- Ethereum: an EIP-1559 transaction with exactly the known fields, from the hot
+  wallet's key, on the platform's chain, within the gas bound of its transfer kind;
+  the first signature of an operation takes a nonce never signed for another
+  operation, every later one (a fee bump) the same nonce.
+Anything else is refused with KeyAccessDenied, which the signing workflow does not
+retry; nothing refused is ever signed or recorded.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Literal
+
 from web3 import Web3
 
+from adapters.chains.bitcoin.script import output_script
+from adapters.operations import signer_record
+from adapters.operations.signer_record import RecordedSignature
 from adapters.operations.store import SqlOperationStore
 from adapters.sqldb import SqlDatabase
-from sagas.errors import KeyAccessDenied
-from sagas.operations import OperationRecord
+from sagas.errors import CannotPay, KeyAccessDenied
+from sagas.signing import Authorised, UnsignedBtcTransaction
 
 _TRANSFER_SELECTOR = "a9059cbb"  # transfer(address,uint256)
 _CLOSED = ("rejected", "expired", "completed", "failed")
 HOT_WALLET_ACCOUNT = "treasury:ETH"  # sagas.accounts.treasury("ETH"): see decision 0006
+# The fields of an EIP-1559 transaction the platform builds; an access list only empty.
+_EVM_REQUIRED = frozenset(
+    {"type", "chainId", "nonce", "to", "value", "gas", "maxFeePerGas", "maxPriorityFeePerGas"}
+)
+_EVM_OPTIONAL = frozenset({"data", "accessList"})
 
 
 def _int(value: object) -> int:
     """A transaction field as an integer; anything unreadable is a refusal, not a crash."""
+    if isinstance(value, bool):
+        raise KeyAccessDenied(f"unreadable transaction field {value!r}")
     try:
-        return int(str(value))
+        return int(value, 0) if isinstance(value, str) else int(str(value))
     except ValueError:
         raise KeyAccessDenied(f"unreadable transaction field {value!r}") from None
 
@@ -32,22 +63,27 @@ class SigningGuard:
         tokens: dict[str, str],
         chain_id: int,
         max_fee_per_gas: int,
-        gas_limits: tuple[int, int] | None = None,
+        gas_limits: tuple[int, int],
+        max_btc_fee: int,
     ) -> None:
         """`tokens`: asset code -> ERC-20 contract address; `max_fee_per_gas` (wei): the
         most a signed transaction may offer (a fee bump included); `gas_limits`: the most
-        gas an ETH and a token transfer may use."""
+        gas an ETH and a token transfer may use; `max_btc_fee` (sat): the most fee a
+        Bitcoin payment may pay."""
         self._gas_limits = gas_limits
         self._ops = operations
         self._db = SqlDatabase(db_url)
         self._tokens = {k: Web3.to_checksum_address(v) for k, v in tokens.items() if v}
         self._chain_id = chain_id
         self._max_fee = max_fee_per_gas
+        self._max_btc_fee = max_btc_fee
 
     def __repr__(self) -> str:
         return "SigningGuard()"
 
-    def _approved(self, operation: str, chain: str) -> OperationRecord:
+    # --- what is authorised: the one place it is read --------------------------------
+    def authorised(self, operation: str, chain: Literal["bitcoin", "ethereum"]) -> Authorised:
+        """The payment `operation` authorises on `chain`; KeyAccessDenied if none."""
         op = self._ops.get(operation.split("#", 1)[0])
         # Withdrawals, and the platform's own legs of a settlement (recorded approved by
         # the settlement saga once the counterparty's legs were confirmed).
@@ -57,7 +93,25 @@ class SigningGuard:
             raise KeyAccessDenied(f"withdrawal {op.id} is not approved for signing ({op.state})")
         if op.chain != chain:
             raise KeyAccessDenied(f"withdrawal {op.id} is on {op.chain}, not {chain}")
-        return op
+        if not op.destination or op.amount <= 0:
+            raise KeyAccessDenied(f"withdrawal {op.id} names no payment")
+        if chain == "bitcoin":
+            fee_cap = self._max_btc_fee
+        else:
+            fee_cap = self._max_fee * self._gas_limit(op.asset)
+        return Authorised(
+            operation_id=op.id,
+            kind=op.kind,
+            client_id=op.client_id,
+            chain=chain,
+            asset=op.asset,
+            amount=op.amount,
+            destination=op.destination,
+            fee_cap=fee_cap,
+        )
+
+    def _gas_limit(self, asset: str) -> int:
+        return self._gas_limits[0] if asset == "ETH" else self._gas_limits[1]
 
     def _hot_wallet(self) -> tuple[str, int] | None:
         with self._db.tx() as conn:
@@ -68,52 +122,171 @@ class SigningGuard:
             )
         return None if row is None else (str(row[0]), int(row[1]))
 
-    def _recorded_nonce(self, operation: str) -> int | None:
-        with self._db.tx() as conn:
-            row = conn.one(
-                "select nonce from evm_transactions where operation_id = ? and state in "
-                "('signed', 'broadcast', 'mined', 'replaced') order by attempt desc limit 1",
-                (operation,),
+    # --- Ethereum -----------------------------------------------------------------------
+    def _check_evm_fields(self, auth: Authorised, tx: dict[str, object]) -> int:
+        """KeyAccessDenied unless `tx` is exactly the authorised payment; its nonce."""
+        op = auth.operation_id
+        keys = set(tx)
+        if not _EVM_REQUIRED <= keys <= _EVM_REQUIRED | _EVM_OPTIONAL:
+            unknown = sorted(keys - _EVM_REQUIRED - _EVM_OPTIONAL)
+            missing = sorted(_EVM_REQUIRED - keys)
+            raise KeyAccessDenied(
+                f"withdrawal {op}: not an EIP-1559 transaction the platform builds "
+                f"(unknown {unknown}, missing {missing})"
             )
-        return None if row is None else int(row[0])
-
-    def check_evm(self, operation: str, wallet_id: str, index: int, tx: dict[str, object]) -> None:
-        op = self._approved(operation, "ethereum")
-        # Only from the hot wallet, on this chain, at a bounded fee, and once an attempt is
-        # recorded only with its nonce (a fee bump replaces it; it never pays twice).
-        if self._hot_wallet() != (wallet_id, index):
-            raise KeyAccessDenied(f"withdrawal {op.id}: not the hot wallet's key")
-        if _int(tx.get("chainId", -1)) != self._chain_id:
-            raise KeyAccessDenied(f"withdrawal {op.id}: chain id {tx.get('chainId')}")
+        if tx.get("accessList") not in (None, [], ()):
+            raise KeyAccessDenied(f"withdrawal {op}: an access list")
         # EIP-1559 only: a legacy or access-list transaction's gasPrice is not capped here.
-        if _int(tx.get("type", -1)) != 2 or "gasPrice" in tx:
-            raise KeyAccessDenied(f"withdrawal {op.id}: only EIP-1559 (type 2) transactions")
-        max_fee = _int(tx.get("maxFeePerGas", 0))
-        if max_fee > self._max_fee or _int(tx.get("maxPriorityFeePerGas", 0)) > max_fee:
-            raise KeyAccessDenied(f"withdrawal {op.id}: fee above {self._max_fee} wei/gas")
-        if self._gas_limits is not None:
-            limit = self._gas_limits[0] if op.asset == "ETH" else self._gas_limits[1]
-            if not 0 < _int(tx.get("gas", 0)) <= limit:
-                raise KeyAccessDenied(f"withdrawal {op.id}: gas above {limit}")
-        recorded = self._recorded_nonce(op.id)
-        if recorded is not None and _int(tx.get("nonce", -1)) != recorded:
-            raise KeyAccessDenied(f"withdrawal {op.id} is recorded with nonce {recorded}")
-        to = Web3.to_checksum_address(str(tx.get("to")))
-        value = _int(tx.get("value", 0))
+        if _int(tx["type"]) != 2:
+            raise KeyAccessDenied(f"withdrawal {op}: only EIP-1559 (type 2) transactions")
+        if _int(tx["chainId"]) != self._chain_id:
+            raise KeyAccessDenied(f"withdrawal {op}: chain id {tx['chainId']}")
+        gas, max_fee = _int(tx["gas"]), _int(tx["maxFeePerGas"])
+        limit = self._gas_limit(auth.asset)
+        if not 0 < gas <= limit:
+            raise KeyAccessDenied(f"withdrawal {op}: gas {gas} outside 1..{limit}")
+        if max_fee > self._max_fee or not 0 <= _int(tx["maxPriorityFeePerGas"]) <= max_fee:
+            raise KeyAccessDenied(f"withdrawal {op}: fee above {self._max_fee} wei/gas")
+        if gas * max_fee > auth.fee_cap:
+            raise KeyAccessDenied(f"withdrawal {op}: fee above the cap {auth.fee_cap} wei")
+        to = Web3.to_checksum_address(str(tx["to"]))
+        value = _int(tx["value"])
         data = str(tx.get("data") or "").removeprefix("0x").lower()
-        destination = Web3.to_checksum_address(op.destination or "")
-        if op.asset == "ETH":
-            ok = to == destination and value == op.amount and data == ""
+        destination = Web3.to_checksum_address(auth.destination)
+        if auth.asset == "ETH":
+            ok = to == destination and value == auth.amount and data == ""
         else:
             expected = (
                 _TRANSFER_SELECTOR
                 + bytes.fromhex(destination[2:]).rjust(32, b"\0").hex()
-                + op.amount.to_bytes(32, "big").hex()
+                + auth.amount.to_bytes(32, "big").hex()
             )
-            ok = to == self._tokens.get(op.asset) and value == 0 and data == expected
+            ok = to == self._tokens.get(auth.asset) and value == 0 and data == expected
         if not ok:
-            raise KeyAccessDenied(f"transaction does not match withdrawal {op.id}")
+            raise KeyAccessDenied(f"transaction does not match withdrawal {op}")
+        nonce = _int(tx["nonce"])
+        if nonce < 0:
+            raise KeyAccessDenied(f"withdrawal {op}: nonce {nonce}")
+        return nonce
 
-    def check_btc(self, operation: str) -> None:
-        # The digests do not show the outputs; the signer checks the operation only.
-        self._approved(operation, "bitcoin")
+    def sign_evm(
+        self,
+        operation: str,
+        wallet_id: str,
+        index: int,
+        address: str,
+        tx: dict[str, object],
+        sign: Callable[[], bytes],
+    ) -> bytes:
+        """`sign()` if `tx` is the authorised payment and its nonce agrees with the record;
+        the signature recorded before it is returned. `address`: the key's, which the
+        signer derived (the record names the sending account by it)."""
+        auth = self.authorised(operation, "ethereum")
+        op = auth.operation_id
+        # Only from the hot wallet, on this chain, at a bounded fee.
+        if self._hot_wallet() != (wallet_id, index):
+            raise KeyAccessDenied(f"withdrawal {op}: not the hot wallet's key")
+        nonce = self._check_evm_fields(auth, tx)
+        account = Web3.to_checksum_address(address)
+        with self._db.tx(write=True) as conn:
+            signer_record.lock(conn, op)
+            for prior in signer_record.signatures(conn, op):
+                # A fee bump keeps the nonce: one operation never pays twice.
+                if (prior.account, prior.nonce) != (account, nonce):
+                    raise KeyAccessDenied(
+                        f"withdrawal {op} was signed with nonce {prior.nonce}, not {nonce}"
+                    )
+            owner = signer_record.claim(
+                conn, signer_record.evm_claim(self._chain_id, account, nonce), op
+            )
+            if owner != op:
+                raise KeyAccessDenied(f"withdrawal {op}: nonce {nonce} was signed for {owner}")
+            raw = sign()
+            signer_record.insert(
+                conn,
+                RecordedSignature(
+                    operation_id=op,
+                    chain="ethereum",
+                    wallet_id=wallet_id,
+                    tx_hash="0x" + bytes(Web3.keccak(raw)).hex(),
+                    inputs=(),
+                    payments=((auth.destination, auth.amount),),
+                    fee=_int(tx["gas"]) * _int(tx["maxFeePerGas"]),
+                    account=account,
+                    nonce=nonce,
+                ),
+            )
+        return raw
+
+    # --- Bitcoin ------------------------------------------------------------------------
+    def sign_btc(
+        self,
+        operation: str,
+        wallet_id: str,
+        tx: UnsignedBtcTransaction,
+        change_outputs: frozenset[int],
+        txid: str,
+        sign: Callable[[], bytes],
+    ) -> bytes:
+        """`sign()` if `tx` pays exactly the authorised payment plus change (the outputs in
+        `change_outputs`, which the signer derived from the wallet's internal chain), at
+        no more than the fee cap, from inputs no other operation's signature spent, as
+        the operation's first signature or a replacement of it."""
+        auth = self.authorised(operation, "bitcoin")
+        op = auth.operation_id
+        try:
+            destination = output_script(auth.destination)
+        except CannotPay as exc:
+            raise KeyAccessDenied(f"withdrawal {op}: {exc}") from exc
+        if len(change_outputs) > 1:
+            raise KeyAccessDenied(f"withdrawal {op}: more than one change output")
+        payments = [
+            (bytes.fromhex(o.script_pubkey_hex), o.value)
+            for n, o in enumerate(tx.outputs)
+            if n not in change_outputs
+        ]
+        if payments != [(destination, auth.amount)]:
+            raise KeyAccessDenied(f"transaction does not pay exactly withdrawal {op}")
+        fee = tx.fee
+        if not 0 <= fee <= auth.fee_cap:
+            raise KeyAccessDenied(f"withdrawal {op}: fee {fee} sat outside 0..{auth.fee_cap}")
+        inputs = tuple((i.txid, i.vout) for i in tx.inputs)
+        if len(set(inputs)) != len(inputs):
+            raise KeyAccessDenied(f"withdrawal {op}: an input spent twice")
+        recorded_payments = ((auth.destination, auth.amount),)
+        with self._db.tx(write=True) as conn:
+            signer_record.lock(conn, op)
+            prior = signer_record.signatures(conn, op)
+            if txid not in {p.tx_hash for p in prior}:  # the same transaction again is fine
+                for p in prior:
+                    # A replacement (BIP125): same payments, every input the signed one
+                    # spent (so at most one of them can confirm), more fee.
+                    if p.payments != recorded_payments or not set(inputs) >= set(p.inputs):
+                        raise KeyAccessDenied(
+                            f"withdrawal {op} has a live signature ({p.tx_hash}); this is "
+                            "not a replacement of it"
+                        )
+                    if fee <= p.fee:
+                        raise KeyAccessDenied(
+                            f"withdrawal {op}: a replacement must pay more than {p.fee} sat"
+                        )
+            for txin, vout in inputs:
+                owner = signer_record.claim(conn, signer_record.btc_claim(txin, vout), op)
+                if owner != op:
+                    raise KeyAccessDenied(
+                        f"withdrawal {op}: input {txin}:{vout} was signed for {owner}"
+                    )
+            raw = sign()
+            signer_record.insert(
+                conn,
+                RecordedSignature(
+                    operation_id=op,
+                    chain="bitcoin",
+                    wallet_id=wallet_id,
+                    tx_hash=txid,
+                    inputs=inputs,
+                    payments=recorded_payments,
+                    fee=fee,
+                ),
+            )
+        return raw

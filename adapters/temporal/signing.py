@@ -19,11 +19,10 @@ from temporalio.client import Client, WorkflowFailureError
 from sagas.errors import DependencyUnavailable, KeyAccessDenied
 from sagas.signing import TASK_QUEUE as SIGNER_QUEUE
 from sagas.signing import (
-    DigestToSign,
     SignBtcRequest,
-    SignBtcResult,
     SignedTransaction,
     SignEvmRequest,
+    UnsignedBtcTransaction,
 )
 
 T = TypeVar("T")
@@ -43,7 +42,7 @@ class TemporalSigningClient:
         self._after_sign = after_sign  # fault-injection point for crash tests
         self._client = client
         self._loop = loop
-        self._queue = task_queue  # where SignEvmTransaction / SignBtcDigests run
+        self._queue = task_queue  # where SignEvmTransaction / SignBtcTransaction run
         self._timeout = timeout
 
     def __repr__(self) -> str:
@@ -91,15 +90,12 @@ class TemporalSigningClient:
         self._after_sign("sign")
         return bytes.fromhex(signed.raw_hex)
 
-    def sign_btc_digests(
-        self, operation: str, wallet_id: str, requests: list[tuple[int, int, bytes]]
-    ) -> list[tuple[bytes, bytes]]:
+    def sign_btc_transaction(
+        self, operation: str, wallet_id: str, tx: UnsignedBtcTransaction
+    ) -> bytes:
         request = SignBtcRequest(
-            operation_id=operation,
-            signer_queue=self._signer_queue,
-            wallet_id=wallet_id,
-            digests=[DigestToSign(change=c, index=i, digest_hex=d.hex()) for c, i, d in requests],
+            operation_id=operation, signer_queue=self._signer_queue, wallet_id=wallet_id, tx=tx
         )
-        result = self._run("SignBtcDigests", request, SignBtcResult, operation)
+        signed = self._run("SignBtcTransaction", request, SignedTransaction, operation)
         self._after_sign("sign")
-        return [(bytes.fromhex(s.der_hex), bytes.fromhex(s.pubkey_hex)) for s in result.signatures]
+        return bytes.fromhex(signed.raw_hex)

@@ -3,11 +3,17 @@
 The signer process (services/signer) is the one worker polling TASK_QUEUE, and the
 only process whose OpenBao role may unwrap seeds. Sagas reach it by running the
 activities below on that queue; nothing else ever holds key material.
+
+The signer is asked to sign a whole transaction, never a digest: it rebuilds what it
+signs (the Bitcoin sighashes from the unsigned transaction and the outputs it spends,
+the exact EIP-1559 fields) and checks it against the authorised payment.
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 TASK_QUEUE = "custody-signer"
 
@@ -24,23 +30,66 @@ class SignedTransaction(BaseModel):
     raw_hex: str
 
 
-class DigestToSign(BaseModel):
-    change: int = Field(ge=0, le=1)
-    index: int = Field(ge=0)
-    digest_hex: str = Field(pattern=r"^[0-9a-f]{64}$")
+_HEX = r"^([0-9a-f]{2})+$"
+
+
+class BtcInput(BaseModel):
+    """An input with the output it spends (BIP174's witness UTXO) and the wallet key the
+    caller claims for it: the signer derives that key and refuses unless its script is
+    the prevout's. The prevout's value is committed to by the BIP143 sighash, so a false
+    value only yields a signature the chain refuses."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    txid: str = Field(pattern=r"^[0-9a-f]{64}$")
+    vout: int = Field(ge=0, le=0xFFFFFFFF)
+    sequence: int = Field(ge=0, le=0xFFFFFFFF)
+    value: int = Field(gt=0, le=21 * 10**14, description="sat, the prevout's value")
+    script_pubkey_hex: str = Field(pattern=_HEX, description="the prevout's scriptPubKey")
+    change: int = Field(ge=0, le=1, description="the claimed derivation: chain")
+    index: int = Field(ge=0, lt=2**31, description="the claimed derivation: index")
+
+
+class BtcOutput(BaseModel):
+    """An output; `change_index` claims it pays the wallet's own internal chain
+    (m/84'/c'/0'/1/change_index), which the signer checks by deriving it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    script_pubkey_hex: str = Field(pattern=_HEX)
+    value: int = Field(ge=0, le=21 * 10**14, description="sat")
+    change_index: int | None = Field(default=None, ge=0, lt=2**31)
+
+
+class UnsignedBtcTransaction(BaseModel):
+    """A PSBT-equivalent: the unsigned transaction and, per input, what it spends."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    version: int = Field(ge=1, le=2)
+    locktime: int = Field(ge=0, le=0xFFFFFFFF)
+    inputs: list[BtcInput] = Field(min_length=1)
+    outputs: list[BtcOutput] = Field(min_length=1)
+
+    @property
+    def fee(self) -> int:
+        return sum(i.value for i in self.inputs) - sum(o.value for o in self.outputs)
 
 
 class SignBtcRequest(BaseModel):
     operation_id: str = Field(min_length=1)
     signer_queue: str = Field(default=TASK_QUEUE, description="the signer's task queue")
     wallet_id: str
-    digests: list[DigestToSign]
+    tx: UnsignedBtcTransaction
 
 
-class Signature(BaseModel):
-    der_hex: str
-    pubkey_hex: str
+class Authorised(BaseModel):
+    """The one payment an operation authorises the signer to make: every check of what
+    the signer signs reads this, and only this."""
 
-
-class SignBtcResult(BaseModel):
-    signatures: list[Signature]
+    model_config = ConfigDict(frozen=True)
+    operation_id: str
+    kind: Literal["withdrawal", "settlement"]
+    client_id: str | None
+    chain: Literal["bitcoin", "ethereum"]
+    asset: str
+    amount: int = Field(gt=0)
+    destination: str
+    fee_cap: int = Field(gt=0, description="the most fee, in the chain's minor unit")

@@ -1,17 +1,11 @@
-"""The signer's activities: thin, each signs exactly what it is given, with one unwrap."""
+"""The signer's activities: thin, each hands the signer the whole transaction."""
 
 from __future__ import annotations
 
 from temporalio import activity
 
 from sagas.ports import BitcoinSigner, EvmKeySigner
-from sagas.signing import (
-    Signature,
-    SignBtcRequest,
-    SignBtcResult,
-    SignedTransaction,
-    SignEvmRequest,
-)
+from sagas.signing import SignBtcRequest, SignedTransaction, SignEvmRequest
 
 
 class SigningActivities:
@@ -26,15 +20,7 @@ class SigningActivities:
         )
         return SignedTransaction(raw_hex=raw.hex())
 
-    @activity.defn(name="signer.sign_btc")
-    def sign_btc(self, request: SignBtcRequest) -> SignBtcResult:
-        signatures = self._btc.sign_btc_digests(
-            request.operation_id,
-            request.wallet_id,
-            [(d.change, d.index, bytes.fromhex(d.digest_hex)) for d in request.digests],
-        )
-        return SignBtcResult(
-            signatures=[
-                Signature(der_hex=sig.hex(), pubkey_hex=pub.hex()) for sig, pub in signatures
-            ]
-        )
+    @activity.defn(name="signer.sign_btc_transaction")
+    def sign_btc(self, request: SignBtcRequest) -> SignedTransaction:
+        raw = self._btc.sign_btc_transaction(request.operation_id, request.wallet_id, request.tx)
+        return SignedTransaction(raw_hex=raw.hex())

@@ -9,12 +9,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from sagas.signing import (
-        SignBtcRequest,
-        SignBtcResult,
-        SignedTransaction,
-        SignEvmRequest,
-    )
+    from sagas.signing import SignBtcRequest, SignedTransaction, SignEvmRequest
     from sagas.signing.activities import SigningActivities
 
 
@@ -36,10 +31,10 @@ class SignEvmWorkflow:
         )
 
 
-@workflow.defn(name="SignBtcDigests")
+@workflow.defn(name="SignBtcTransaction")
 class SignBtcWorkflow:
     @workflow.run
-    async def run(self, request: SignBtcRequest) -> SignBtcResult:
+    async def run(self, request: SignBtcRequest) -> SignedTransaction:
         return await workflow.execute_activity_method(
             SigningActivities.sign_btc,
             request,

@@ -18,6 +18,7 @@ from adapters.keys.store import SqlKeyStore
 from adapters.operations.guard import SigningGuard
 from adapters.operations.store import SqlOperationStore
 from adapters.temporal import connect
+from sagas.signing import UnsignedBtcTransaction
 from sagas.signing.activities import SigningActivities
 from services.settings import PlatformSettings
 from services.signer.signer import Signer
@@ -35,6 +36,7 @@ def build_signer(settings: PlatformSettings, db_url: str | None = None) -> Signe
         settings.eth_chain_id,
         settings.signer_max_fee_per_gas,
         (settings.eth_gas_limit_eth, settings.eth_gas_limit_token),
+        settings.signer_max_btc_fee,
     )
     return Signer(
         unwrapper, SqlKeyStore(url, migrate=False), BipDeriver(settings.btc_network), guard
@@ -53,11 +55,11 @@ class _Slow:
         time.sleep(self._delay)
         return self._signer.sign_evm_transaction(operation, wallet_id, index, tx)
 
-    def sign_btc_digests(
-        self, operation: str, wallet_id: str, requests: list[tuple[int, int, bytes]]
-    ) -> list[tuple[bytes, bytes]]:
+    def sign_btc_transaction(
+        self, operation: str, wallet_id: str, tx: UnsignedBtcTransaction
+    ) -> bytes:
         time.sleep(self._delay)
-        return self._signer.sign_btc_digests(operation, wallet_id, requests)
+        return self._signer.sign_btc_transaction(operation, wallet_id, tx)
 
 
 async def serve(db_url: str | None = None) -> None:

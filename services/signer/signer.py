@@ -3,26 +3,60 @@
 For each signature it unwraps the wallet's seed (the operation id recorded in
 OpenBao's audit log), derives the one key it needs, signs, and drops both. It
 logs operation ids, wallets and paths, never key material.
+
+It signs transactions, never digests: for Bitcoin it derives the key each input
+claims and refuses unless that key's P2WPKH script is the prevout's (the platform
+holds only P2WPKH coins), checks a claimed change output the same way, and computes
+every BIP143 sighash itself. The guard (adapters/operations/guard.py) then checks
+the transaction against the authorised payment and the signer's own record.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, Protocol, cast
 
 import coincurve
 from eth_account import Account
 
+from adapters.chains.bitcoin.networks import select_network
+from adapters.chains.bitcoin.tx import (
+    finish,
+    from_request,
+    p2wpkh_script,
+    sighash_p2wpkh,
+    unsigned_txid,
+)
+from sagas.errors import KeyAccessDenied
 from sagas.keys import Chain
 from sagas.ports import KeyDerivation, KeyStore, KeyWrapper
+from sagas.signing import UnsignedBtcTransaction
 
 
 class SigningCheck(Protocol):
-    def check_evm(
-        self, operation: str, wallet_id: str, index: int, tx: dict[str, object]
-    ) -> None: ...
+    """Checks what is to be signed; calls `sign()` only if it may be, and records the
+    signature before returning it. KeyAccessDenied otherwise."""
 
-    def check_btc(self, operation: str) -> None: ...
+    def sign_evm(
+        self,
+        operation: str,
+        wallet_id: str,
+        index: int,
+        address: str,
+        tx: dict[str, object],
+        sign: Callable[[], bytes],
+    ) -> bytes: ...
+
+    def sign_btc(
+        self,
+        operation: str,
+        wallet_id: str,
+        tx: UnsignedBtcTransaction,
+        change_outputs: frozenset[int],
+        txid: str,
+        sign: Callable[[], bytes],
+    ) -> bytes: ...
 
 
 log = logging.getLogger("custody.signer")
@@ -36,8 +70,10 @@ class Signer:
         deriver: KeyDerivation,
         guard: SigningCheck | None = None,
     ) -> None:
-        """`guard` refuses (KeyAccessDenied) what is not an approved withdrawal; the
-        signer process always has one, tests of the signing paths alone may not."""
+        """`guard` refuses (KeyAccessDenied) what is not an authorised payment and keeps
+        the record of what was signed; the signer process always has one, tests of the
+        signing paths alone may not (the Bitcoin key and script checks hold without)."""
+        select_network(deriver.btc_network)  # python-bitcoinlib reads scripts per network
         self._guard = guard
         self._unwrapper = unwrapper
         self._store = store
@@ -68,44 +104,88 @@ class Signer:
         self, operation: str, wallet_id: str, index: int, tx: dict[str, object]
     ) -> bytes:
         """The raw signed transaction for the key at m/44'/60'/0'/0/index."""
-        if self._guard is not None:
-            self._guard.check_evm(operation, wallet_id, index, tx)
-        key = self._private_key(operation, wallet_id, "ethereum", 0, index)
-        try:
-            signed = Account.sign_transaction(cast(Any, tx), key)
-        finally:
-            del key
-        log.info("signed operation %s: wallet %s ethereum 0/%d", operation, wallet_id, index)
-        return bytes(signed.raw_transaction)
 
-    def sign_btc_digests(
-        self, operation: str, wallet_id: str, requests: list[tuple[int, int, bytes]]
-    ) -> list[tuple[bytes, bytes]]:
-        """(DER signature, compressed pubkey) for each (change, index, BIP143 digest), with
-        one unwrap of the seed for the whole transaction."""
-        if self._guard is not None:
-            self._guard.check_btc(operation)
+        def sign() -> bytes:
+            key = self._private_key(operation, wallet_id, "ethereum", 0, index)
+            try:
+                signed = Account.sign_transaction(cast(Any, tx), key)
+            finally:
+                del key
+            return bytes(signed.raw_transaction)
+
+        if self._guard is None:
+            raw = sign()
+        else:
+            address = self.evm_address(wallet_id, index)
+            raw = self._guard.sign_evm(operation, wallet_id, index, address, tx, sign)
+        log.info("signed operation %s: wallet %s ethereum 0/%d", operation, wallet_id, index)
+        return raw
+
+    def sign_btc_transaction(
+        self, operation: str, wallet_id: str, tx: UnsignedBtcTransaction
+    ) -> bytes:
+        """The transaction with every input signed (SIGHASH_ALL, BIP143), serialized; one
+        unwrap of the seed for the whole transaction."""
         wallet = self._store.wallet(wallet_id)
         if wallet is None:
             raise KeyError(f"no wallet {wallet_id}")
-        seed = self._unwrapper.unwrap(wallet.wrapped_seed, operation=operation)
-        try:
-            out = []
-            for change, index, digest in requests:
-                key = coincurve.PrivateKey(
-                    self._deriver.private_key(seed, "bitcoin", change, index)
+        xpub = wallet.xpubs["bitcoin"]
+        # Public derivation first: a wrong claim is refused before any seed is unwrapped.
+        pubkeys = []
+        for n, txin in enumerate(tx.inputs):
+            pub = self._deriver.public_key(xpub, "bitcoin", txin.change, txin.index)
+            if p2wpkh_script(pub) != bytes.fromhex(txin.script_pubkey_hex):
+                raise KeyAccessDenied(
+                    f"{operation}: input {n} does not spend wallet {wallet_id}'s key "
+                    f"{txin.change}/{txin.index}"
                 )
-                out.append((key.sign(digest, hasher=None), key.public_key.format(compressed=True)))
-                del key
-        finally:
-            del seed
+            pubkeys.append(pub)
+        change_outputs = set()
+        for n, out in enumerate(tx.outputs):
+            if out.change_index is None:
+                continue
+            pub = self._deriver.public_key(xpub, "bitcoin", 1, out.change_index)
+            if p2wpkh_script(pub) != bytes.fromhex(out.script_pubkey_hex):
+                raise KeyAccessDenied(f"{operation}: output {n} is not the wallet's change")
+            change_outputs.add(n)
+        unsigned = from_request(tx)
+
+        def sign() -> bytes:
+            seed = self._unwrapper.unwrap(wallet.wrapped_seed, operation=operation)
+            try:
+                witnesses = []
+                for n, txin in enumerate(tx.inputs):
+                    key = coincurve.PrivateKey(
+                        self._deriver.private_key(seed, "bitcoin", txin.change, txin.index)
+                    )
+                    pub = key.public_key.format(compressed=True)
+                    if pub != pubkeys[n]:  # the xpub and the seed disagree: sign nothing
+                        raise KeyAccessDenied(f"{operation}: wallet {wallet_id} key mismatch")
+                    digest = sighash_p2wpkh(unsigned, n, txin.value, pub)
+                    witnesses.append((key.sign(digest, hasher=None), pub))
+                    del key
+            finally:
+                del seed
+            return finish(unsigned, witnesses)
+
+        if self._guard is None:
+            raw = sign()
+        else:
+            raw = self._guard.sign_btc(
+                operation,
+                wallet_id,
+                tx,
+                frozenset(change_outputs),
+                unsigned_txid(unsigned),
+                sign,
+            )
         log.info(
             "signed operation %s: wallet %s bitcoin, %d input(s)",
             operation,
             wallet_id,
-            len(requests),
+            len(tx.inputs),
         )
-        return out
+        return raw
 
 
 class CustodyEvmSigner:

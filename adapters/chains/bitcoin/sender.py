@@ -7,7 +7,9 @@ A quarantined deposit (its source on the deny list, or no account for it) and on
 not yet screened stay in the set, held, and are never selected.
 
 A payment selects spendable coins, adds change to a fresh internal address (BIP84
-change chain), signals RBF, has the signer sign every input with one unwrap, and
+change chain), signals RBF, hands the signer the unsigned transaction with the
+outputs it spends and the key of each (the signer computes the sighashes, checks the
+payment and signs every input with one unwrap), and
 records the signed transaction, the spent inputs and the new change output in one
 database transaction, before broadcasting. Broadcasting the recorded transaction
 again is harmless, so a repeated operation id, or a restart after a crash, just
@@ -31,12 +33,10 @@ from adapters.chains.bitcoin.tx import (
     Plan,
     Utxo,
     check_outputs,
-    digest,
-    finish,
     output_vbytes,
     select,
+    to_request,
     txid,
-    unsigned,
     vsize,
 )
 from adapters.ledger.migrate import upgrade
@@ -219,13 +219,21 @@ class BitcoinSender:
 
     # --- building --------------------------------------------------------------------
     def _coins(
-        self, conn: Conn, wallet_id: str, spent_by: str | None
+        self, conn: Conn, wallet_id: str, spent_by: str | None, operation_id: str = ""
     ) -> dict[tuple[str, int], tuple[Utxo, int, int]]:
         # Lock the coins: two payments never select the same one.
         lock = "" if conn.sqlite else " for update of u"
-        # New coins only from the spendable ones; a fee bump re-signs the coins it took.
-        condition = f"u.spent_by is null and {_SPENDABLE}" if spent_by is None else "u.spent_by = ?"
-        params = (wallet_id,) if spent_by is None else (wallet_id, spent_by)
+        # New coins only from the spendable ones, and never one the signer's record holds
+        # for another operation (signed, its answer lost before this was recorded): the
+        # signer would refuse it. A fee bump re-signs the coins it took.
+        condition = (
+            f"u.spent_by is null and {_SPENDABLE} and not exists (select 1 from "
+            "signer_claims c where c.claim = 'btc:' || u.txid || ':' || cast(u.vout as text) "
+            "and c.operation_id <> ?)"
+            if spent_by is None
+            else "u.spent_by = ?"
+        )
+        params = (wallet_id, operation_id) if spent_by is None else (wallet_id, spent_by)
         rows = conn.all(
             "select u.txid, u.vout, u.address, u.amount, a.change, a.address_index "
             "from btc_utxos u join deposit_addresses a on a.address = u.address "
@@ -257,7 +265,7 @@ class BitcoinSender:
                 raise DependencyUnavailable(f"{operation_id}: another attempt is paying it now")
         if conn.one("select 1 from btc_transactions where operation_id = ?", (operation_id,)):
             return
-        coins = self._coins(conn, wallet_id, None)
+        coins = self._coins(conn, wallet_id, None, operation_id)
         plan = select([c[0] for c in coins.values()], outputs, fee_rate)
         self._sign_and_record(conn, operation_id, 0, wallet_id, xpub, plan, coins, change_address)
 
@@ -318,15 +326,19 @@ class BitcoinSender:
         coins: dict[tuple[str, int], tuple[Utxo, int, int]],
         change_address: str,
     ) -> None:
-        tx = unsigned(plan, change_address)
-        requests = []
-        for i, utxo in enumerate(plan.inputs):
-            _, change, index = coins[(utxo.txid, utxo.vout)]
-            pub = self._deriver.public_key(xpub, "bitcoin", change, index)
-            requests.append((change, index, digest(tx, i, utxo, pub)))
-        raw = finish(
-            tx, self._signer.sign_btc_digests(f"{operation_id}#{attempt}", wallet_id, requests)
-        )
+        keys = [coins[(u.txid, u.vout)][1:] for u in plan.inputs]
+        change_index = None
+        if plan.change:
+            row = conn.one(
+                "select address_index from deposit_addresses where address = ? and "
+                "wallet_id = ? and change = 1",
+                (change_address, wallet_id),
+            )
+            if row is None:
+                raise KeyError(f"{change_address} is not {wallet_id}'s change address")
+            change_index = int(row[0])
+        request = to_request(plan, change_address, change_index, keys)
+        raw = self._signer.sign_btc_transaction(f"{operation_id}#{attempt}", wallet_id, request)
         new_txid = txid(raw)
         conn.run(
             "insert into btc_transactions (operation_id, attempt, txid, raw_tx, outputs, "

@@ -2,9 +2,10 @@
 signatures from coincurve (libsecp256k1: low-S, as relay policy requires). Our coins
 are P2WPKH; payments go to P2WPKH, P2WSH, P2TR, P2PKH or P2SH (`script.py`).
 
-Pure functions: coin selection, size and fee estimation, the unsigned transaction,
-the BIP143 digests to sign, and assembling witnesses. Keys never pass through
-here: callers sign the digests (the signer service, or a test faucet)."""
+Pure functions: coin selection, size and fee estimation, the unsigned transaction and
+its typed request for the signer (`to_request`, `from_request`), the BIP143 digests,
+and assembling witnesses. Keys never pass through here: the signer computes the
+digests from the request and signs them (a test faucet signs its own)."""
 
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ from bitcoin.core.script import (
 
 from adapters.chains.bitcoin.script import dust_limit, output_script
 from sagas.errors import CannotPay
+from sagas.signing import BtcInput, BtcOutput, UnsignedBtcTransaction
 
 RBF_SEQUENCE = 0xFFFFFFFD  # BIP125: replaceable, and no relative lock time
 DUST = 294  # sat: below this our P2WPKH change costs more to spend than it holds
@@ -120,7 +122,68 @@ def unsigned(plan: Plan, change_address: str | None) -> CMutableTransaction:
     return CMutableTransaction(txins, txouts, nVersion=2)
 
 
-def digest(tx: CMutableTransaction, index: int, utxo: Utxo, pubkey: bytes) -> bytes:
+def p2wpkh_script(pubkey: bytes) -> bytes:
+    """The scriptPubKey of the P2WPKH output a compressed public key spends."""
+    return b"\x00\x14" + bytes(Hash160(pubkey))
+
+
+def to_request(
+    plan: Plan,
+    change_address: str | None,
+    change_index: int | None,
+    keys: Sequence[tuple[int, int]],
+) -> UnsignedBtcTransaction:
+    """The unsigned transaction for the signer: each input with the output it spends and
+    the (change, index) of its key (`keys`, in input order), the change output named by
+    its index on the internal chain."""
+    outputs = [
+        BtcOutput(script_pubkey_hex=output_script(address).hex(), value=amount)
+        for address, amount in plan.outputs
+    ]
+    if plan.change:
+        assert change_address is not None and change_index is not None
+        outputs.append(
+            BtcOutput(
+                script_pubkey_hex=output_script(change_address).hex(),
+                value=plan.change,
+                change_index=change_index,
+            )
+        )
+    return UnsignedBtcTransaction(
+        version=2,
+        locktime=0,
+        inputs=[
+            BtcInput(
+                txid=u.txid,
+                vout=u.vout,
+                sequence=RBF_SEQUENCE,
+                value=u.amount,
+                script_pubkey_hex=output_script(u.address).hex(),
+                change=change,
+                index=index,
+            )
+            for u, (change, index) in zip(plan.inputs, keys, strict=True)
+        ],
+        outputs=outputs,
+    )
+
+
+def from_request(request: UnsignedBtcTransaction) -> CMutableTransaction:
+    """The transaction the request describes, exactly (no witnesses yet)."""
+    txins = [
+        CMutableTxIn(COutPoint(lx(i.txid), i.vout), nSequence=i.sequence) for i in request.inputs
+    ]
+    txouts = [
+        CMutableTxOut(o.value, CScript(bytes.fromhex(o.script_pubkey_hex))) for o in request.outputs
+    ]
+    return CMutableTransaction(txins, txouts, nLockTime=request.locktime, nVersion=request.version)
+
+
+def unsigned_txid(tx: CMutableTransaction) -> str:
+    return str(b2lx(tx.GetTxid()))
+
+
+def sighash_p2wpkh(tx: CMutableTransaction, index: int, amount: int, pubkey: bytes) -> bytes:
     """The BIP143 digest input `index` signs (P2WPKH: the P2PKH script code)."""
     script_code = CScript([OP_DUP, OP_HASH160, Hash160(pubkey), OP_EQUALVERIFY, OP_CHECKSIG])
     return bytes(
@@ -129,10 +192,15 @@ def digest(tx: CMutableTransaction, index: int, utxo: Utxo, pubkey: bytes) -> by
             tx,
             index,
             SIGHASH_ALL,
-            amount=utxo.amount,
+            amount=amount,
             sigversion=SIGVERSION_WITNESS_V0,
         )
     )
+
+
+def digest(tx: CMutableTransaction, index: int, utxo: Utxo, pubkey: bytes) -> bytes:
+    """The BIP143 digest input `index` signs, for a coin (the test faucet signs its own)."""
+    return sighash_p2wpkh(tx, index, utxo.amount, pubkey)
 
 
 def finish(tx: CMutableTransaction, signatures: Sequence[tuple[bytes, bytes]]) -> bytes:

@@ -24,6 +24,7 @@ from web3 import Web3
 
 from adapters.chains.ethereum.node import Web3EthereumNode
 from adapters.ledger.migrate import upgrade
+from adapters.operations import signer_record
 from adapters.sqldb import Conn, SqlDatabase
 from sagas.errors import ChainRejected, DependencyUnavailable, NonceAlreadyUsed
 from sagas.ports import TransactionSigner, TxReceipt
@@ -99,7 +100,11 @@ class EvmBroadcaster:
             return live  # already recorded: the caller (re)broadcasts it
         sender = Web3.to_checksum_address(signer.address)
         if live is None:
-            nonce = self._allocate(conn, sender)
+            # The signer pins an operation to the nonce it first signed it with (its own
+            # record), even if that signature's answer was lost and nothing was recorded
+            # here: take that one again, or else the next nonce no other operation holds.
+            signed = signer_record.signed_nonce(conn, operation_id, self._chain_id, sender)
+            nonce = self._allocate(conn, sender, operation_id) if signed is None else signed
             attempt = self._next_attempt(conn, operation_id)
         else:  # replacement: same nonce, the old attempt marked replaced first. The next
             # attempt number, not live + 1: a refused replacement keeps its (dropped) row.
@@ -148,7 +153,25 @@ class EvmBroadcaster:
         if not row[0]:
             raise DependencyUnavailable(f"{operation_id}: another attempt is sending it now")
 
-    def _allocate(self, conn: Conn, sender: str) -> int:
+    def _allocate(self, conn: Conn, sender: str, operation_id: str) -> int:
+        nonce = self._take_nonce(conn, sender)
+        # A nonce the signer signed for another operation whose record here was lost
+        # (the worker gave up waiting for the signer's answer) stays that operation's:
+        # skip it (its retry sends it and fills the gap).
+        skipped = False
+        while signer_record.claimed_by_other(
+            conn, signer_record.evm_claim(self._chain_id, sender, nonce), operation_id
+        ):
+            nonce, skipped = nonce + 1, True
+        if skipped:
+            conn.run(
+                "update evm_nonces set next_nonce = ? where chain_id = ? and sender = ? "
+                "and next_nonce <= ?",
+                (nonce + 1, self._chain_id, sender, nonce),
+            )
+        return nonce
+
+    def _take_nonce(self, conn: Conn, sender: str) -> int:
         if conn.sqlite:
             row = conn.one(
                 "select next_nonce from evm_nonces where chain_id = ? and sender = ?",

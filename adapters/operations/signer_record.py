@@ -1,0 +1,118 @@
+"""The signer's own record of every signature it produced (migration 0011).
+
+Insert only: nothing here updates or deletes a row, and in production only the
+signer's database role may insert (no role may update or delete). The signer checks
+what it is asked to sign against this record, never against the tables the
+payment adapters write (`btc_transactions`, `evm_transactions`, `btc_utxos`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from adapters.sqldb import Conn
+
+
+@dataclass(frozen=True)
+class RecordedSignature:
+    operation_id: str
+    chain: str
+    wallet_id: str
+    tx_hash: str  # Bitcoin: the txid; Ethereum: the transaction hash
+    inputs: tuple[tuple[str, int], ...]  # Bitcoin: the outpoints spent
+    payments: tuple[tuple[str, int], ...]  # (destination, amount)
+    fee: int  # Bitcoin: inputs minus outputs; Ethereum: the most it may pay (gas x max fee)
+    account: str | None = None  # Ethereum: the sending key, wallet/index
+    nonce: int | None = None
+
+
+def evm_claim(chain_id: int, account: str, nonce: int) -> str:
+    """What a signature at `nonce` from `account` (checksum address) claims."""
+    return f"evm:{chain_id}:{account}:{nonce}"
+
+
+def btc_claim(txid: str, vout: int) -> str:
+    """What a signature spending the outpoint claims."""
+    return f"btc:{txid}:{vout}"
+
+
+def signed_nonce(conn: Conn, operation_id: str, chain_id: int, account: str) -> int | None:
+    """The nonce the signer signed the operation's payment from `account` with, if any.
+    Read by the broadcaster: an operation keeps its nonce even when the worker lost the
+    signer's answer."""
+    row = conn.one(
+        "select claim from signer_claims where operation_id = ? and claim like ?",
+        (operation_id, f"evm:{chain_id}:{account}:%"),
+    )
+    return None if row is None else int(str(row[0]).rsplit(":", 1)[1])
+
+
+def claimed_by_other(conn: Conn, claim_: str, operation_id: str) -> bool:
+    """Whether another operation's signature holds `claim_` (a nonce, an outpoint)."""
+    row = conn.one(
+        "select 1 from signer_claims where claim = ? and operation_id <> ?",
+        (claim_, operation_id),
+    )
+    return row is not None
+
+
+def lock(conn: Conn, operation_id: str) -> None:
+    """Serialise the signatures of one operation to the end of the transaction (SQLite's
+    write transaction already serialises everything)."""
+    if not conn.sqlite:
+        conn.one("select pg_advisory_xact_lock(hashtextextended(?, 4244))", (operation_id,))
+
+
+def signatures(conn: Conn, operation_id: str) -> list[RecordedSignature]:
+    """Every signature recorded for the operation, oldest first."""
+    rows = conn.all(
+        "select operation_id, chain, wallet_id, tx_hash, inputs, payments, fee, account, "
+        "nonce from signer_signatures where operation_id = ? order by id",
+        (operation_id,),
+    )
+    return [
+        RecordedSignature(
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            tuple((str(t), int(v)) for t, v in json.loads(r[4])),
+            tuple((str(d), int(a)) for d, a in json.loads(r[5])),
+            int(r[6]),
+            r[7],
+            None if r[8] is None else int(r[8]),
+        )
+        for r in rows
+    ]
+
+
+def claim(conn: Conn, what: str, operation_id: str) -> str:
+    """Claim `what` (an outpoint, an account's nonce) for the operation if nobody has;
+    the operation that holds it. Atomic between concurrent signers (primary key)."""
+    conn.run(
+        "insert into signer_claims (claim, operation_id, created_at) values (?, ?, ?) "
+        "on conflict do nothing",
+        (what, operation_id, conn.time(datetime.now(UTC))),
+    )
+    return str(conn.one("select operation_id from signer_claims where claim = ?", (what,))[0])
+
+
+def insert(conn: Conn, sig: RecordedSignature) -> None:
+    conn.run(
+        "insert into signer_signatures (operation_id, chain, wallet_id, account, nonce, "
+        "tx_hash, inputs, payments, fee, created_at) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            sig.operation_id,
+            sig.chain,
+            sig.wallet_id,
+            sig.account,
+            sig.nonce,
+            sig.tx_hash,
+            json.dumps([list(i) for i in sig.inputs]),
+            json.dumps([[d, str(a)] for d, a in sig.payments]),
+            str(sig.fee),
+            conn.time(datetime.now(UTC)),
+        ),
+    )

@@ -1,0 +1,124 @@
+"""The red-team tier: attacks on the real stack (the signer as its own process, with
+OpenBao, btcd and anvil), each asserting the refusal and that no value moved.
+
+The attacker is a worker-side Temporal client: the worker's OpenBao role (it cannot
+unwrap a seed) and Temporal access (it can start the signing workflows and so put
+any request on the signer's task queue). It asks the signer for what a compromised
+worker would want signed."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from adapters.keys.store import SqlKeyStore
+from adapters.operations.store import SqlOperationStore
+from adapters.sqldb import SqlDatabase
+from adapters.temporal import connect
+from adapters.temporal.signing import TemporalSigningClient
+from sagas.operations import OperationRecord
+from sagas.signing.workflows import SignBtcWorkflow, SignEvmWorkflow
+from services.settings import PlatformSettings
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/redteam/" in str(item.path):
+            item.add_marker(pytest.mark.stack)
+
+
+@pytest.fixture
+def signer_queue(fresh_postgres_url: str) -> Iterator[str]:
+    """The real signer process on its own task queue and a fresh database."""
+    SqlKeyStore(fresh_postgres_url)  # schema in place before the signer opens it
+    queue = f"redteam-signer-{uuid.uuid4().hex[:8]}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "services.signer.main", "--db-url", fresh_postgres_url],
+        env={**os.environ, "CUSTODY_SIGNER_TASK_QUEUE": queue},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if "signer ready" in line:
+            break
+    else:
+        pytest.fail(f"signer exited: {proc.wait()}")
+    # Keep reading its output so the pipe never fills.
+    threading.Thread(target=lambda: [None for _ in proc.stdout or ()], daemon=True).start()
+    yield queue
+    proc.terminate()
+    proc.wait(30)
+
+
+@pytest.fixture
+def attacker(
+    stack_settings: PlatformSettings, signer_queue: str
+) -> Iterator[TemporalSigningClient]:
+    """The worker's signing client (what the broadcaster and the Bitcoin sender use),
+    with the signing workflows served on a queue of the attacker's own."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    queue = f"redteam-wf-{uuid.uuid4().hex[:8]}"
+
+    async def start() -> tuple[Client, Worker, asyncio.Task[None]]:
+        client = await connect(stack_settings.temporal_address, stack_settings.temporal_namespace)
+        worker = Worker(client, task_queue=queue, workflows=[SignEvmWorkflow, SignBtcWorkflow])
+        return client, worker, loop.create_task(worker.run())
+
+    client, worker, running = asyncio.run_coroutine_threadsafe(start(), loop).result(60)
+    yield TemporalSigningClient(
+        client,
+        loop,
+        queue,
+        timeout=60,
+        signer_queue=signer_queue,
+    )
+    asyncio.run_coroutine_threadsafe(worker.shutdown(), loop).result(60)
+    assert running.done()
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(10)
+
+
+def approve(
+    url: str, operation: str, asset: str, chain: str, amount: int, destination: str
+) -> None:
+    """A withdrawal the saga recorded as approved: what the signer will pay, and all."""
+    ops = SqlOperationStore(url, migrate=False)
+    now = datetime.now(UTC)
+    ops.create(
+        OperationRecord(
+            id=operation,
+            kind="withdrawal",
+            client_id="c1",
+            asset=asset,
+            chain=chain,
+            amount=amount,
+            destination=destination,
+            request_hash="h",
+            requested_by="u1",
+            state="reserved",
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    ops.advance(operation, "approved", state="approved", approved=True)
+
+
+def signatures(url: str, operation: str | None = None) -> int:
+    """Rows in the signer's own record (for one operation, or all)."""
+    where, params = ("where operation_id = ?", (operation,)) if operation else ("", ())
+    with SqlDatabase(url).tx() as conn:
+        return int(conn.one(f"select count(*) from signer_signatures {where}", params)[0])

@@ -90,7 +90,7 @@ class Running:
             "CUSTODY_LEDGER_URL": db_url,
             "CUSTODY_SAGA_TASK_QUEUE": f"sagas-{tag}",
             "CUSTODY_SIGNER_TASK_QUEUE": f"signer-{tag}",
-            "CUSTODY_ROUTER_GROUP": f"router-{tag}",
+            "CUSTODY_ROUTER_GROUP": f"custody-router-{tag}",
             "CUSTODY_ROUTER_START": "latest",
             "CUSTODY_ETH_CONFIRMATIONS": str(ETH_DEPTH),
             "CUSTODY_BTC_CONFIRMATIONS": str(BTC_DEPTH),

@@ -27,7 +27,7 @@ def build_writer(
 ) -> AuditWriter:
     keys = OpenBaoAuditKeys(settings.openbao_addr, *settings.approle("custody-audit"))
     appender = KafkaAuditAppender(
-        settings.kafka_bootstrap,
+        settings.kafka_client("audit"),
         events_topic,
         audit_topic,
         transactional_id=transactional_id,
@@ -43,7 +43,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = PlatformSettings.load()
     KafkaEventBus(
-        settings.kafka_bootstrap, replication_factor=settings.kafka_replication_factor
+        settings.kafka_client("audit"), replication_factor=settings.kafka_replication_factor
     ).ensure_topics(ALL)
     writer = build_writer(settings)
     writer.start()

@@ -28,7 +28,7 @@ def _public_keys(args: argparse.Namespace, settings: PlatformSettings) -> dict[i
 def verify_cmd(args: argparse.Namespace) -> int:
     settings = PlatformSettings.load()
     records = read_audit(
-        settings.kafka_bootstrap, args.topic, start=args.from_offset, end=args.to_offset
+        settings.kafka_client("auditor"), args.topic, start=args.from_offset, end=args.to_offset
     )
     start = (0, GENESIS) if args.from_offset == 0 else None
     report = verify(records, ed25519_checker(_public_keys(args, settings)), start=start)
@@ -47,7 +47,7 @@ def show_cmd(args: argparse.Namespace) -> int:
         keys = OpenBaoAuditKeys(settings.openbao_addr, *settings.approle(args.role))
         unwrapped: dict[str, bytes] = {}
         for offset, record in read_audit(
-            settings.kafka_bootstrap, args.topic, start=args.from_offset, end=args.to_offset
+            settings.kafka_client("auditor"), args.topic, start=args.from_offset, end=args.to_offset
         ):
             if record is None:
                 print(json.dumps({"offset": offset, "error": "unreadable record"}))

@@ -1,0 +1,173 @@
+"""Kafka authenticates every client (SASL/SCRAM) and authorizes it by ACL: only the
+bank's principal may write the commands topic (issue 12, point 7 and attack 1e)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient
+
+from adapters.kafka.bus import KafkaEventBus
+from sagas.errors import DependencyUnavailable
+from sagas.events import Envelope
+from sagas.ports import TopicSpec
+from sagas.topics import AUDIT, COMMANDS, EVENTS
+from services.settings import PlatformSettings, stack_env_file
+
+
+def _command(marker: str) -> Envelope:
+    return Envelope(
+        source="/tests/acl",
+        type="custody.command.withdrawal.create.v1",
+        subject=f"client:acl-{marker}:commands",
+        data={"marker": marker},
+    )
+
+
+def _produce(config: dict[str, str], topic: str, value: bytes) -> list[int]:
+    """Produce one record; the error codes seen (delivery report and client errors, such
+    as a failed login); [] if the record was acknowledged."""
+    codes: list[int] = []
+    producer = Producer(
+        {
+            **config,
+            "acks": "all",
+            "message.timeout.ms": 8_000,
+            "log_level": 0,
+            "error_cb": lambda err: codes.append(err.code()),
+        }
+    )
+    delivered: list[bool] = []
+
+    def on_delivery(err: KafkaError | None, _msg: object) -> None:
+        delivered.append(err is None)
+        if err is not None:
+            codes.append(err.code())
+
+    producer.produce(topic, value=value, on_delivery=on_delivery)
+    producer.flush(15)
+    assert delivered, "no delivery report"
+    return codes
+
+
+def _on_topic(settings: PlatformSettings, topic: str, marker: str) -> list[bytes]:
+    """Every record of `topic` (read as the admin) whose value contains `marker`."""
+    admin_config = settings.kafka_client("admin")
+    meta = AdminClient(admin_config).list_topics(topic, timeout=10)
+    consumer = Consumer(
+        {
+            **admin_config,
+            "group.id": f"test-acl-{uuid.uuid4().hex[:8]}",
+            "enable.partition.eof": True,
+            "enable.auto.commit": False,
+        }
+    )
+    partitions = list(meta.topics[topic].partitions)
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+    found, at_end = [], set()
+    try:
+        while len(at_end) < len(partitions):
+            msg = consumer.poll(10)
+            assert msg is not None, f"no answer reading {topic}"
+            if msg.error() is not None:
+                assert msg.error().code() == KafkaError._PARTITION_EOF, msg.error()
+                at_end.add(msg.partition())
+                continue
+            if marker.encode() in (msg.value() or b""):
+                found.append(msg.value() or b"")
+    finally:
+        consumer.close()
+    return found
+
+
+@pytest.mark.parametrize("principal", ["api", "worker", "router", "relay", "projector"])
+def test_only_the_bank_may_write_commands_others_are_refused_and_nothing_lands(
+    stack_settings: PlatformSettings, principal: str
+) -> None:
+    marker = uuid.uuid4().hex
+    bus = KafkaEventBus(stack_settings.kafka_client(principal), delivery_timeout_s=10)
+    with pytest.raises(DependencyUnavailable, match=r"(?i)authorization.failed"):
+        bus.publish(COMMANDS.name, _command(marker))
+    codes = _produce(stack_settings.kafka_client(principal), COMMANDS.name, marker.encode())
+    assert KafkaError.TOPIC_AUTHORIZATION_FAILED in codes
+    assert _on_topic(stack_settings, COMMANDS.name, marker) == []
+
+
+def test_the_bank_writes_a_command(stack_settings: PlatformSettings) -> None:
+    marker = uuid.uuid4().hex
+    KafkaEventBus(stack_settings.kafka_client("bank")).publish(COMMANDS.name, _command(marker))
+    assert len(_on_topic(stack_settings, COMMANDS.name, marker)) == 1
+
+
+def test_the_bank_may_not_forge_events_nor_read_the_audit_chain(
+    stack_settings: PlatformSettings,
+) -> None:
+    marker = uuid.uuid4().hex
+    bank = stack_settings.kafka_client("bank")
+    codes = _produce(bank, EVENTS.name, marker.encode())
+    assert KafkaError.TOPIC_AUTHORIZATION_FAILED in codes
+    assert _on_topic(stack_settings, EVENTS.name, marker) == []
+    with pytest.raises(DependencyUnavailable, match=r"(?i)authorization.failed"):
+        KafkaEventBus(bank).read(AUDIT.name, f"bank-{marker[:8]}", 1, timeout=10)
+
+
+def test_only_relay_and_router_write_events(stack_settings: PlatformSettings) -> None:
+    marker = uuid.uuid4().hex
+    for principal in ("relay", "router"):
+        assert _produce(stack_settings.kafka_client(principal), EVENTS.name, marker.encode()) == []
+    for principal in ("api", "audit", "projector", "worker"):
+        codes = _produce(stack_settings.kafka_client(principal), EVENTS.name, marker.encode())
+        assert KafkaError.TOPIC_AUTHORIZATION_FAILED in codes
+    assert len(_on_topic(stack_settings, EVENTS.name, marker)) == 2
+
+
+def test_a_process_may_not_create_topics(stack_settings: PlatformSettings) -> None:
+    bus = KafkaEventBus(stack_settings.kafka_client("relay"))
+    with pytest.raises(DependencyUnavailable, match="AUTHORIZATION_FAILED"):
+        bus.ensure_topics([TopicSpec(f"test.acl.{uuid.uuid4().hex[:8]}", 1, {})])
+
+
+def test_an_unauthenticated_client_is_refused(stack_settings: PlatformSettings) -> None:
+    marker = uuid.uuid4().hex
+    plain = {"bootstrap.servers": stack_settings.kafka_bootstrap}
+    codes = _produce(plain, COMMANDS.name, marker.encode())
+    assert codes  # the broker closes a connection that does not speak SASL
+    with pytest.raises(KafkaException):
+        AdminClient({**plain, "log_level": 0}).list_topics(timeout=5)
+    assert _on_topic(stack_settings, COMMANDS.name, marker) == []
+
+
+def test_a_wrong_password_is_refused(stack_settings: PlatformSettings) -> None:
+    marker = uuid.uuid4().hex
+    forged = {**stack_settings.kafka_client("bank"), "sasl.password": "not-the-password"}
+    codes = _produce(forged, COMMANDS.name, marker.encode())
+    assert KafkaError._AUTHENTICATION in codes or KafkaError.SASL_AUTHENTICATION_FAILED in codes
+    with pytest.raises(KafkaException):
+        AdminClient({**forged, "log_level": 0}).list_topics(timeout=5)
+    assert _on_topic(stack_settings, COMMANDS.name, marker) == []
+
+
+def test_an_unknown_user_is_refused(stack_settings: PlatformSettings) -> None:
+    bank = stack_settings.kafka_client("bank")
+    stranger = {**bank, "sasl.username": "mallory"}
+    codes = _produce(stranger, COMMANDS.name, b"x")
+    assert KafkaError._AUTHENTICATION in codes or KafkaError.SASL_AUTHENTICATION_FAILED in codes
+
+
+def test_stack_publishes_paths_not_passwords(stack_settings: PlatformSettings) -> None:
+    stack = stack_env_file().parent
+    for principal in ("admin", "bank", "router"):
+        creds = stack_settings.kafka_credentials(principal)
+        assert creds is not None and creds.stat().st_mode & 0o077 == 0  # owner only
+        password = stack_settings.kafka_client(principal)["sasl.password"]
+        assert password not in stack_env_file().read_text()
+        assert password not in (stack / "logs" / "kafka.log").read_text(errors="replace")

@@ -3,7 +3,11 @@ bank's principal may write the commands topic (issue 12, point 7 and attack 1e).
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 import uuid
+from pathlib import Path
 
 import pytest
 from confluent_kafka import (
@@ -17,11 +21,14 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient
 
 from adapters.kafka.bus import KafkaEventBus
+from adapters.ledger.sql import SqlLedger
 from sagas.errors import DependencyUnavailable
 from sagas.events import Envelope
 from sagas.ports import TopicSpec
 from sagas.topics import AUDIT, COMMANDS, EVENTS
+from services.projector.projector import publish_balances, replay
 from services.settings import PlatformSettings, stack_env_file
+from tests.helpers import funded_book
 
 
 def _command(marker: str) -> Envelope:
@@ -171,3 +178,67 @@ def test_stack_publishes_paths_not_passwords(stack_settings: PlatformSettings) -
         password = stack_settings.kafka_client(principal)["sasl.password"]
         assert password not in stack_env_file().read_text()
         assert password not in (stack / "logs" / "kafka.log").read_text(errors="replace")
+
+
+def test_the_processes_work_under_their_own_principals(
+    stack_settings: PlatformSettings, tmp_path: Path
+) -> None:
+    """The relay process publishes the outbox as `relay`; the projector rebuilds balances
+    as `projector` and publishes them; the router's consumer reads commands and events."""
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
+    ledger = SqlLedger(url)
+    book = funded_book(ledger, "acl", 10**9)
+    relay = subprocess.run(
+        [sys.executable, "-m", "services.relay.main", "--ledger-url", url, "--until-empty"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert relay.returncode == 0, relay.stdout + relay.stderr
+    assert ledger.unpublished(100) == []
+
+    projector = KafkaEventBus(stack_settings.kafka_client("projector"))
+    projection = replay(projector)
+    assert projection.balance(book.a) == ledger.balance(book.a)
+    assert publish_balances(projector, projection) > 0
+
+    router = Consumer(
+        {
+            **stack_settings.kafka_client("router"),
+            "group.id": f"custody-router-{uuid.uuid4().hex[:8]}",
+            "auto.offset.reset": "earliest",
+        }
+    )
+    router.subscribe([COMMANDS.name, EVENTS.name])
+    try:
+        msg = None
+        deadline = time.monotonic() + 30
+        while msg is None and time.monotonic() < deadline:
+            msg = router.poll(1)
+        assert msg is not None and msg.error() is None, msg and msg.error()
+    finally:
+        router.close()
+
+
+def test_a_consumer_outside_its_groups_or_topics_is_refused(
+    stack_settings: PlatformSettings,
+) -> None:
+    # The API may read events, but under its own group prefix only; never commands.
+    for topic, group in ((EVENTS.name, "custody-router"), (COMMANDS.name, "custody-sse-x")):
+        consumer = Consumer(
+            {
+                **stack_settings.kafka_client("api"),
+                "group.id": group,
+                "auto.offset.reset": "earliest",
+            }
+        )
+        consumer.subscribe([topic])
+        try:
+            with pytest.raises(KafkaException, match=r"(?i)authorization"):
+                deadline = time.monotonic() + 20
+                while time.monotonic() < deadline:
+                    msg = consumer.poll(1)
+                    if msg is not None and msg.error() is not None:
+                        raise KafkaException(msg.error())
+        finally:
+            consumer.close()

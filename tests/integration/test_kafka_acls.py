@@ -20,6 +20,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient
 
+from adapters.kafka.access import AUDIT_TRANSACTIONAL_ID
 from adapters.kafka.bus import KafkaEventBus
 from adapters.ledger.sql import SqlLedger
 from sagas.errors import DependencyUnavailable
@@ -242,3 +243,21 @@ def test_a_consumer_outside_its_groups_or_topics_is_refused(
                         raise KafkaException(msg.error())
         finally:
             consumer.close()
+
+
+@pytest.mark.parametrize("principal", ["relay", "router", "api"])
+def test_no_other_principal_may_take_the_audit_writers_transactional_id(
+    stack_settings: PlatformSettings, principal: str
+) -> None:
+    """Else a stolen credential could fence the audit writer (stop the chain) or write
+    the audit topic as it. Refused before any epoch is bumped: the writer runs on."""
+    producer = Producer(
+        {
+            **stack_settings.kafka_client(principal),
+            "transactional.id": AUDIT_TRANSACTIONAL_ID,
+            "log_level": 0,
+        }
+    )
+    with pytest.raises(KafkaException) as refused:
+        producer.init_transactions(15)
+    assert refused.value.args[0].code() == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED

@@ -196,6 +196,8 @@ class Kafka(Service):
         return f"{self.s.host}:{self.s.kafka_port}"
 
     def healthy(self) -> bool:
+        if not self.admin_file.exists():  # never formatted with SASL: nothing to sign in as
+            return False
         admin = AdminClient({**self.client_config(ADMIN), "log_level": 0})
         md = admin.list_topics(timeout=2)
         return len(md.brokers) >= 1

@@ -29,7 +29,9 @@ SECRET_AMOUNT = "987654321987654321987"
 
 
 def _custody(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([CUSTODY, *args], capture_output=True, text=True, timeout=120)
+    # These tests chain onto topics of their own, which only the admin may read.
+    kafka = ["--kafka-principal", "admin"] if "--topic" in args else []
+    return subprocess.run([CUSTODY, *args, *kafka], capture_output=True, text=True, timeout=120)
 
 
 @pytest.fixture

@@ -10,6 +10,11 @@ key files for alice, bob and carol under <workdir>/operators (0600, encrypted wi
 CUSTODY_OPERATOR_PASSPHRASE, or a random passphrase held only in memory), then
 `custody governance init` with their public keys and quorum 2, whose hash every
 process gets as CUSTODY_GOVERNANCE_GENESIS_HASH.
+
+Each process signs in to Kafka as its own principal (KAFKA_PRINCIPALS): its
+CUSTODY_KAFKA_CREDENTIALS_DIR is a directory of its own holding that principal's
+credentials file only (a link to the stack's), as a deployment would deliver it, so a
+process that asks for any other principal fails at start instead of passing quietly.
 """
 
 from __future__ import annotations
@@ -49,6 +54,17 @@ ETH_DEPTH = 3
 BTC_DEPTH = 2
 OPERATORS = ("alice", "bob", "carol")
 GOVERNANCE_QUORUM = 2
+
+# Process name -> its Kafka principal (adapters/kafka/access.py); None: no Kafka at all.
+KAFKA_PRINCIPALS: dict[str, str | None] = {
+    "signer": None,
+    "worker": "worker",
+    "router": "router",
+    "relay": "relay",
+    "watch-ethereum": "chainwatch",
+    "watch-bitcoin": "chainwatch",
+    "api": "api",
+}
 
 
 def free_port() -> int:
@@ -107,7 +123,7 @@ class Running:
             "CUSTODY_LEDGER_URL": db_url,
             "CUSTODY_SAGA_TASK_QUEUE": f"sagas-{tag}",
             "CUSTODY_SIGNER_TASK_QUEUE": f"signer-{tag}",
-            "CUSTODY_ROUTER_GROUP": f"router-{tag}",
+            "CUSTODY_ROUTER_GROUP": f"custody-router-{tag}",
             "CUSTODY_ROUTER_START": "latest",
             "CUSTODY_ETH_CONFIRMATIONS": str(ETH_DEPTH),
             "CUSTODY_BTC_CONFIRMATIONS": str(BTC_DEPTH),
@@ -260,7 +276,10 @@ class Running:
         log = self.workdir / f"{name}.log"
         handle = log.open("ab")
         proc = subprocess.Popen(
-            [sys.executable, "-m", *args], env=self.env, stdout=handle, stderr=subprocess.STDOUT
+            [sys.executable, "-m", *args],
+            env={**self.env, **self._kafka_env(name)},
+            stdout=handle,
+            stderr=subprocess.STDOUT,
         )
         self.procs[name] = proc
         deadline = time.monotonic() + timeout
@@ -270,6 +289,19 @@ class Running:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{name} not ready in {timeout} s:\n{self.tail(name)}")
             time.sleep(0.1)
+
+    def _kafka_env(self, name: str) -> dict[str, str]:
+        if self.settings.kafka_credentials_dir is None:
+            return {}  # Kafka without SASL
+        own = self.workdir / "kafka-credentials" / name
+        own.mkdir(mode=0o700, parents=True, exist_ok=True)
+        principal = KAFKA_PRINCIPALS.get(name)
+        if principal is not None:
+            link = own / f"{principal}.json"
+            source = self.settings.kafka_credentials(principal)
+            if source is not None and not link.exists():
+                link.symlink_to(source)
+        return {"CUSTODY_KAFKA_CREDENTIALS_DIR": str(own)}
 
     def tail(self, name: str, lines: int = 40) -> str:
         log = self.workdir / f"{name}.log"

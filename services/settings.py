@@ -26,6 +26,16 @@ class PlatformSettings(BaseSettings):
 
     kafka_bootstrap: str = "127.0.0.1:19092"
     kafka_replication_factor: int = 1  # 3 in production
+    # Kafka authentication. Without a credentials dir every client is plaintext and
+    # unauthenticated (a dev broker without SASL). With one, each process signs in as its
+    # own SCRAM principal from <dir>/<principal>.json (0600: {"username", "password"});
+    # the admin's file is apart, for the platform's admin code only (topics, ACLs).
+    # Production: SASL_SSL with kafka_ssl_ca_file (docs/security.md "Kafka").
+    kafka_security_protocol: str = "SASL_PLAINTEXT"
+    kafka_sasl_mechanism: str = "SCRAM-SHA-256"
+    kafka_credentials_dir: Path | None = None
+    kafka_admin_credentials: Path | None = None
+    kafka_ssl_ca_file: Path | None = None
     temporal_address: str = "127.0.0.1:17233"
     temporal_namespace: str = "default"
     openbao_addr: str = "http://127.0.0.1:18200"
@@ -107,6 +117,41 @@ class PlatformSettings(BaseSettings):
 
     def counterparties(self) -> list[str]:
         return [name.strip() for name in self.lp_counterparties.split(",") if name.strip()]
+
+    def kafka_credentials(self, principal: str) -> Path | None:
+        """The credentials file of a Kafka principal, or None where Kafka has no SASL."""
+        if principal == "admin":
+            if self.kafka_admin_credentials is None and self.kafka_credentials_dir is not None:
+                raise RuntimeError("CUSTODY_KAFKA_ADMIN_CREDENTIALS is not set")
+            return self.kafka_admin_credentials
+        if self.kafka_credentials_dir is None:
+            return None
+        return self.kafka_credentials_dir / f"{principal}.json"
+
+    def kafka_client(self, principal: str) -> dict[str, str]:
+        """confluent-kafka settings for a client acting as `principal` (api, router,
+        relay, audit, projector, bank, auditor, admin...): the bootstrap servers, plus
+        its SASL/SCRAM login where the stack has credentials. Holds a password: pass it
+        to a client, never to a log."""
+        config = {"bootstrap.servers": self.kafka_bootstrap}
+        path = self.kafka_credentials(principal)
+        if path is None:
+            return config
+        try:
+            creds = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise RuntimeError(f"no Kafka credentials for {principal!r} ({path})") from None
+        config.update(
+            {
+                "security.protocol": self.kafka_security_protocol,
+                "sasl.mechanism": self.kafka_sasl_mechanism,
+                "sasl.username": creds["username"],
+                "sasl.password": creds["password"],
+            }
+        )
+        if self.kafka_ssl_ca_file is not None:
+            config["ssl.ca.location"] = str(self.kafka_ssl_ca_file)
+        return config
 
     def approle(self, role: str) -> tuple[str, str]:
         """(role_id, secret_id) of an OpenBao AppRole, read from its credential file."""

@@ -23,6 +23,7 @@ from confluent_kafka import (
 )
 from pydantic import ValidationError
 
+from adapters.kafka import Connection, client_config
 from sagas.audit import GENESIS, AuditRecord
 from sagas.errors import DependencyUnavailable
 from sagas.events import Envelope
@@ -53,19 +54,25 @@ class WriterFenced(Exception):
 
 
 def read_audit(
-    bootstrap: str, topic: str, start: int = 0, end: int | None = None, timeout: float = 30.0
+    connection: Connection,
+    topic: str,
+    start: int = 0,
+    end: int | None = None,
+    timeout: float = 30.0,
 ) -> list[tuple[int, AuditRecord | None]]:
     """Committed records of the (single-partition) audit topic from offset `start` through
     `end`, in order; a record that does not parse is returned as None."""
     consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": "custody-audit-reader",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-            "isolation.level": "read_committed",
-            "logger": _LOG,
-        }
+        client_config(
+            connection,
+            **{
+                "group.id": "custody-audit-reader",
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+                "isolation.level": "read_committed",
+                "logger": _LOG,
+            },
+        )
     )
     out: list[tuple[int, AuditRecord | None]] = []
     try:
@@ -94,33 +101,37 @@ def read_audit(
 class KafkaAuditAppender:
     def __init__(
         self,
-        bootstrap: str,
+        connection: Connection,
         events_topic: str,
         audit_topic: str,
         transactional_id: str = "custody-audit-writer",
         group: str = "custody-audit",
     ) -> None:
-        self._bootstrap = bootstrap
+        self._connection = connection
         self._events_topic = events_topic
         self._audit_topic = audit_topic
         self._producer = Producer(
-            {
-                "bootstrap.servers": bootstrap,
-                "transactional.id": transactional_id,
-                "enable.idempotence": True,
-                "acks": "all",
-                "logger": _LOG,
-            }
+            client_config(
+                connection,
+                **{
+                    "transactional.id": transactional_id,
+                    "enable.idempotence": True,
+                    "acks": "all",
+                    "logger": _LOG,
+                },
+            )
         )
         self._consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": group,
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-                "isolation.level": "read_committed",
-                "logger": _LOG,
-            }
+            client_config(
+                connection,
+                **{
+                    "group.id": group,
+                    "enable.auto.commit": False,
+                    "auto.offset.reset": "earliest",
+                    "isolation.level": "read_committed",
+                    "logger": _LOG,
+                },
+            )
         )
 
     def start(self) -> tuple[int, str, set[str]]:
@@ -130,7 +141,7 @@ class KafkaAuditAppender:
             self._producer.init_transactions(30)
         except KafkaException as exc:
             raise DependencyUnavailable(f"kafka: init transactions: {exc}") from exc
-        existing = read_audit(self._bootstrap, self._audit_topic)
+        existing = read_audit(self._connection, self._audit_topic)
         if existing and existing[-1][1] is None:
             # Resuming from an earlier record would reuse sequence numbers: a fork.
             raise RuntimeError(

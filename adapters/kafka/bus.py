@@ -17,6 +17,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 from pydantic import ValidationError
 
+from adapters.kafka import Connection, client_config
 from sagas.errors import DependencyUnavailable
 from sagas.events import Envelope
 from sagas.ports import TopicSpec
@@ -28,7 +29,7 @@ _LOG = logging.getLogger("custody.kafka")
 class KafkaEventBus:
     def __init__(
         self,
-        bootstrap_servers: str,
+        connection: Connection,
         client_id: str = "custody",
         delivery_timeout_s: float = 30.0,
         replication_factor: int = 1,
@@ -36,29 +37,44 @@ class KafkaEventBus:
         # 1 on the single-broker dev stack; production: 3 (with min.insync.replicas=2 on
         # the brokers), or acks=all means one copy and a lost disk loses published events.
         self._replication = replication_factor
-        self._bootstrap = bootstrap_servers
+        self._connection = connection
         self._client_id = client_id
         self._timeout = delivery_timeout_s
         self._producer: Producer | None = None
+        self._fatal: KafkaError | None = None
 
     def _get_producer(self) -> Producer:
         if self._producer is None:
             self._producer = Producer(
-                {
-                    "bootstrap.servers": self._bootstrap,
-                    "client.id": self._client_id,
-                    # Exactly-once per partition from the producer's side: retries never duplicate.
-                    "enable.idempotence": True,
-                    "acks": "all",
-                    "delivery.timeout.ms": int(self._timeout * 1000),
-                    "linger.ms": 5,
-                    "logger": _LOG,
-                }
+                client_config(
+                    self._connection,
+                    **{
+                        "client.id": self._client_id,
+                        # Exactly-once per partition from the producer's side: retries never
+                        # duplicate.
+                        "enable.idempotence": True,
+                        "acks": "all",
+                        "delivery.timeout.ms": int(self._timeout * 1000),
+                        "linger.ms": 5,
+                        "logger": _LOG,
+                        "error_cb": self._on_error,
+                    },
+                )
             )
         return self._producer
 
+    def _on_error(self, err: KafkaError) -> None:
+        # A fatal error (e.g. this principal may not write at all: no idempotent producer
+        # id) ends the producer; publish reports it. Others are retried by librdkafka.
+        if err.fatal():
+            self._fatal = err
+        else:
+            _LOG.warning("kafka: %s", err.str())
+
     def ensure_topics(self, specs: Sequence[TopicSpec]) -> None:
-        admin = AdminClient({"bootstrap.servers": self._bootstrap, "client.id": self._client_id})
+        admin = AdminClient(
+            client_config(self._connection, **{"client.id": self._client_id, "logger": _LOG})
+        )
         try:
             existing = set(admin.list_topics(timeout=10).topics)
         except KafkaException as exc:
@@ -106,23 +122,43 @@ class KafkaEventBus:
                     break
                 except BufferError:
                     producer.poll(0.5)  # local queue full: let deliveries drain, then retry
-        remaining = producer.flush(self._timeout)
+        try:
+            remaining = producer.flush(self._timeout)
+        except (KafkaException, SystemError) as exc:
+            # confluent-kafka raises a fatal error (a principal that may write no topic is
+            # refused an idempotent producer id: CLUSTER_AUTHORIZATION_FAILED) from flush,
+            # and a delivery callback that runs after it then fails as a SystemError.
+            cause = exc if isinstance(exc, KafkaException) else exc.__cause__
+            self._producer = None
+            if not isinstance(cause, KafkaException):
+                raise
+            error: KafkaError = cause.args[0]
+            raise DependencyUnavailable(f"kafka: publish: {error.name()}: {error.str()}") from exc
+        if self._fatal is not None:
+            fatal, self._fatal, self._producer = self._fatal, None, None  # a new one next time
+            raise DependencyUnavailable(f"kafka: publish: {fatal.name()}: {fatal.str()}")
         if remaining or errors:
-            detail = errors[0].str() if errors else f"{remaining} message(s) not acknowledged"
+            detail = (
+                f"{errors[0].name()}: {errors[0].str()}"
+                if errors
+                else f"{remaining} message(s) not acknowledged"
+            )
             raise DependencyUnavailable(f"kafka: publish: {detail}")
 
     def read(self, topic: str, group: str, max_events: int, timeout: float) -> list[Envelope]:
         consumer = Consumer(
-            {
-                "bootstrap.servers": self._bootstrap,
-                "group.id": group,
-                "client.id": self._client_id,
-                "auto.offset.reset": "earliest",
-                "enable.auto.commit": False,
-                "enable.partition.eof": True,
-                "isolation.level": "read_committed",
-                "logger": _LOG,
-            }
+            client_config(
+                self._connection,
+                **{
+                    "group.id": group,
+                    "client.id": self._client_id,
+                    "auto.offset.reset": "earliest",
+                    "enable.auto.commit": False,
+                    "enable.partition.eof": True,
+                    "isolation.level": "read_committed",
+                    "logger": _LOG,
+                },
+            )
         )
         assigned: set[int] = set()
         at_end: set[int] = set()

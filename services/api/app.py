@@ -751,7 +751,7 @@ async def _stream(
 ) -> AsyncIterator[bytes]:
     consumer = Consumer(
         {
-            "bootstrap.servers": platform.settings.kafka_bootstrap,
+            **platform.settings.kafka_client("api"),
             "group.id": f"custody-sse-{uuid.uuid4().hex}",
             "enable.auto.commit": False,
             "isolation.level": "read_committed",

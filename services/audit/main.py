@@ -10,6 +10,7 @@ import logging
 import signal
 import threading
 
+from adapters.kafka import Connection
 from adapters.kafka.audit_log import KafkaAuditAppender
 from adapters.kafka.bus import KafkaEventBus
 from adapters.keys.openbao import OpenBaoAuditKeys
@@ -24,10 +25,13 @@ def build_writer(
     audit_topic: str = AUDIT.name,
     transactional_id: str = "custody-audit-writer",
     group: str = "custody-audit",
+    kafka: Connection | None = None,
 ) -> AuditWriter:
+    """The audit writer, on Kafka as the `audit` principal unless `kafka` says otherwise
+    (tests on their own topics and transactional ids: the admin)."""
     keys = OpenBaoAuditKeys(settings.openbao_addr, *settings.approle("custody-audit"))
     appender = KafkaAuditAppender(
-        settings.kafka_bootstrap,
+        kafka if kafka is not None else settings.kafka_client("audit"),
         events_topic,
         audit_topic,
         transactional_id=transactional_id,
@@ -43,7 +47,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = PlatformSettings.load()
     KafkaEventBus(
-        settings.kafka_bootstrap, replication_factor=settings.kafka_replication_factor
+        settings.kafka_client("audit"), replication_factor=settings.kafka_replication_factor
     ).ensure_topics(ALL)
     writer = build_writer(settings)
     writer.start()

@@ -28,7 +28,10 @@ def _public_keys(args: argparse.Namespace, settings: PlatformSettings) -> dict[i
 def verify_cmd(args: argparse.Namespace) -> int:
     settings = PlatformSettings.load()
     records = read_audit(
-        settings.kafka_bootstrap, args.topic, start=args.from_offset, end=args.to_offset
+        settings.kafka_client(args.kafka_principal),
+        args.topic,
+        start=args.from_offset,
+        end=args.to_offset,
     )
     start = (0, GENESIS) if args.from_offset == 0 else None
     report = verify(records, ed25519_checker(_public_keys(args, settings)), start=start)
@@ -47,7 +50,10 @@ def show_cmd(args: argparse.Namespace) -> int:
         keys = OpenBaoAuditKeys(settings.openbao_addr, *settings.approle(args.role))
         unwrapped: dict[str, bytes] = {}
         for offset, record in read_audit(
-            settings.kafka_bootstrap, args.topic, start=args.from_offset, end=args.to_offset
+            settings.kafka_client(args.kafka_principal),
+            args.topic,
+            start=args.from_offset,
+            end=args.to_offset,
         ):
             if record is None:
                 print(json.dumps({"offset": offset, "error": "unreadable record"}))
@@ -92,6 +98,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         p.add_argument("--topic", default=AUDIT.name)
         p.add_argument("--from", dest="from_offset", type=int, default=0)
         p.add_argument("--to", dest="to_offset", type=int, default=None)
+        p.add_argument(
+            "--kafka-principal",
+            default="auditor",
+            help="who to read Kafka as (default auditor, who may read only the audit topic; "
+            "admin for a copy on a topic of one's own)",
+        )
         if name == "verify":
             p.add_argument("--public-keys", help="JSON file from `custody audit public-keys`")
         else:

@@ -45,7 +45,7 @@ def _step(title: str) -> None:
 
 def _kafka(s: PlatformSettings) -> None:
     _step("Kafka: publish an event and read it back")
-    bus = KafkaEventBus(s.kafka_bootstrap, client_id="custody-demo")
+    bus = KafkaEventBus(s.kafka_client("admin"), client_id="custody-demo")
     bus.ensure_topics([TopicSpec(SMOKE_TOPIC, partitions=3, config={"retention.ms": "-1"})])
     event = Envelope(
         source="/custody/demo",
@@ -214,7 +214,7 @@ def _books(s: PlatformSettings) -> None:
     )
 
     _step("Events: outbox -> relay -> Kafka -> projection")
-    bus = KafkaEventBus(s.kafka_bootstrap, client_id="custody-demo")
+    bus = KafkaEventBus(s.kafka_client("admin"), client_id="custody-demo")
     bus.ensure_topics(topics.ALL)
     print(f"relayed {Relay(ledger, bus).drain()} events to {topics.EVENTS.name}")
     projection = replay(bus)
@@ -230,7 +230,8 @@ def _books(s: PlatformSettings) -> None:
     print(f"appended {writer.drain()} records to {topics.AUDIT.name}")
     keys = OpenBaoAuditKeys(s.openbao_addr, *s.approle("custody-auditor"))
     report = verify(
-        read_audit(s.kafka_bootstrap, topics.AUDIT.name), ed25519_checker(keys.public_keys())
+        read_audit(s.kafka_client("auditor"), topics.AUDIT.name),
+        ed25519_checker(keys.public_keys()),
     )
     print(
         f"custody audit verify: {'OK' if report.ok else 'BAD'}, {report.count} records, "

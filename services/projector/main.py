@@ -24,7 +24,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = PlatformSettings.load()
     bus = KafkaEventBus(
-        settings.kafka_bootstrap,
+        settings.kafka_client("projector"),
         client_id="custody-projector",
         replication_factor=settings.kafka_replication_factor,
     )

@@ -33,7 +33,7 @@ def main() -> None:
     settings = PlatformSettings.load()
     ledger = SqlLedger(args.ledger_url or settings.ledger_url)
     bus = KafkaEventBus(
-        settings.kafka_bootstrap,
+        settings.kafka_client("relay"),
         client_id="custody-relay",
         replication_factor=settings.kafka_replication_factor,
     )

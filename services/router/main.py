@@ -20,15 +20,16 @@ async def run(db_url: str | None) -> None:
     platform = Platform.load(db_url)
     s = platform.settings
     client = await connect(s.temporal_address, s.temporal_namespace)
+    kafka = s.kafka_client("router")
     bus = KafkaEventBus(
-        s.kafka_bootstrap, client_id="custody-router", replication_factor=s.kafka_replication_factor
+        kafka, client_id="custody-router", replication_factor=s.kafka_replication_factor
     )
     bus.ensure_topics(ALL)
     router = EventRouter(
         client,
         Withdrawals(platform, client),
         bus,
-        s.kafka_bootstrap,
+        kafka,
         group=s.router_group,
         start=s.router_start,
         deposit_poll_seconds=s.chain_poll_seconds,

@@ -28,6 +28,7 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.service import RPCError
 
+from adapters.kafka import Connection, client_config
 from sagas.chainwatch import (
     DEPOSIT_FINAL,
     DEPOSIT_REORGED,
@@ -63,7 +64,7 @@ class EventRouter:
         temporal: Client,
         withdrawals: Withdrawals,
         bus: EventBus,
-        bootstrap: str,
+        kafka: Connection,
         group: str = "custody-router",
         start: str = "earliest",
         deposit_poll_seconds: int = 15,
@@ -76,13 +77,15 @@ class EventRouter:
         self._withdrawals = withdrawals
         self._bus = bus
         self._poll = deposit_poll_seconds
-        self._config = {
-            "bootstrap.servers": bootstrap,
-            "group.id": group,
-            "auto.offset.reset": start,
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-        }
+        self._config = client_config(
+            kafka,
+            **{
+                "group.id": group,
+                "auto.offset.reset": start,
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+            },
+        )
         self._consumer = self._subscribe()
 
     def _subscribe(self) -> Consumer:

@@ -52,7 +52,7 @@ def bench_relay(settings: PlatformSettings, n: int) -> None:
                     for j in range(min(100, n - i))
                 ]
             )
-        bus = KafkaEventBus(settings.kafka_bootstrap, client_id="bench-relay")
+        bus = KafkaEventBus(settings.kafka_client("admin"), client_id="bench-relay")
         bus.ensure_topics(ALL)
         began = time.perf_counter()
         relayed = Relay(ledger, bus, batch_size=1000).drain()
@@ -117,7 +117,7 @@ def bench_audit(settings: PlatformSettings, n: int) -> None:
 
     tag = uuid.uuid4().hex[:8]
     topics = (f"bench.events.{tag}", f"bench.audit.{tag}")
-    bus = KafkaEventBus(settings.kafka_bootstrap, client_id="bench-audit")
+    bus = KafkaEventBus(settings.kafka_client("admin"), client_id="bench-audit")
     bus.ensure_topics([TopicSpec(topics[0], 6, {}), TopicSpec(topics[1], 1, {})])
     bus.publish_all([(topics[0], e) for e in events])
     writer = build_writer(
@@ -126,13 +126,14 @@ def bench_audit(settings: PlatformSettings, n: int) -> None:
         audit_topic=topics[1],
         transactional_id=f"bench-{tag}",
         group=f"bench-{tag}",
+        kafka=settings.kafka_client("admin"),
     )
     writer.start()
     began = time.perf_counter()
     written = writer.drain()
     writer_s = time.perf_counter() - began
     began = time.perf_counter()
-    on_topic = read_audit(settings.kafka_bootstrap, topics[1])
+    on_topic = read_audit(settings.kafka_client("admin"), topics[1])
     report = verify(on_topic, checker)
     read_verify_s = time.perf_counter() - began
     assert report.ok and report.count == n == written

@@ -72,6 +72,6 @@ class TestFakeEventBus(EventBusContract):
 class TestKafkaEventBus(EventBusContract):
     @pytest.fixture
     def bus(self, stack_settings: PlatformSettings) -> Iterator[EventBus]:
-        bus = KafkaEventBus(stack_settings.kafka_bootstrap, client_id="contract-tests")
+        bus = KafkaEventBus(stack_settings.kafka_client("admin"), client_id="contract-tests")
         yield bus
         bus.close()

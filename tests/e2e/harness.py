@@ -32,7 +32,7 @@ def post(client: httpx.Client, path: str, body: Any, key: str | None = None) -> 
 def alerts_about(run: Running, subject: str, kind: str, timeout: float = 60) -> list[Envelope]:
     """The alerts of type `kind` about `subject` on the alerts topic (read from its start
     by a new consumer group each time), once there is at least one."""
-    bus = KafkaEventBus(run.settings.kafka_bootstrap)
+    bus = KafkaEventBus(run.settings.kafka_client("admin"))
 
     def found() -> list[Envelope]:
         group = f"test-alerts-{uuid.uuid4().hex[:8]}"

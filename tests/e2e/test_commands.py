@@ -39,7 +39,7 @@ def test_a_withdrawal_command_on_kafka_starts_the_same_saga_with_the_same_rules(
     client_id, _ops, client = new_client(run, "cmd")
     run.faucet.fund_eth(address(client, client_id, "ETH"), ETH)
     credited(run, client, client_id, {"ETH": ETH})
-    bus = KafkaEventBus(run.settings.kafka_bootstrap, client_id="bank-core")
+    bus = KafkaEventBus(run.settings.kafka_client("bank"), client_id="bank-core")
     destination = Account.create().address
     subject = f"client:{client_id}:commands"
 
@@ -73,7 +73,7 @@ def test_a_withdrawal_command_on_kafka_starts_the_same_saga_with_the_same_rules(
     for c in (first, repeat, other_body, bad_amount, unknown_field):
         bus.publish(COMMANDS.name, c)
     # Not a CloudEvent at all: answered as invalid, never stuck on.
-    raw = Producer({"bootstrap.servers": run.settings.kafka_bootstrap})
+    raw = Producer(run.settings.kafka_client("bank"))
     raw.produce(COMMANDS.name, key=subject.encode(), value=b"{not json")
     raw.flush(10)
 

@@ -225,7 +225,7 @@ def _client_unknown(data: dict[str, Any]) -> bool:
 def test_kafka_commands_are_refused_with_the_same_codes(run: Running) -> None:
     client_id, _ops, client, before = funded(run, "dest-cmd")
     hot = run.http("ops-cmd", "operator").get("/v1/treasury").json()["ethereum_hot_wallet"]
-    bus = KafkaEventBus(run.settings.kafka_bootstrap, client_id="bank-core")
+    bus = KafkaEventBus(run.settings.kafka_client("bank"), client_id="bank-core")
     subject = f"client:{client_id}:commands"
 
     def command(key: str, asset: str, amount: str, destination: str) -> Envelope:

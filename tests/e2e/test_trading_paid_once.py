@@ -108,7 +108,7 @@ def test_a_fill_other_than_the_quote_is_refused_alerted_and_never_booked(
     run: Running, price_only: bool
 ) -> None:
     client_id, ops, client, iban = banked_client(run, 1_000 * EUR, "fm")
-    alerts = KafkaEventBus(run.settings.kafka_bootstrap)
+    alerts = KafkaEventBus(run.settings.kafka_client("admin"))
     group = f"test-fill-{uuid.uuid4().hex[:8]}"
     alerts.read(ALERTS.name, group, 100_000, 30)  # from here on: this test's alerts
     # 1 %: ten times the tolerance; price only: the quoted quantity and notional with

@@ -29,14 +29,16 @@ SECRET_AMOUNT = "987654321987654321987"
 
 
 def _custody(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([CUSTODY, *args], capture_output=True, text=True, timeout=120)
+    # These tests chain onto topics of their own, which only the admin may read.
+    kafka = ["--kafka-principal", "admin"] if "--topic" in args else []
+    return subprocess.run([CUSTODY, *args, *kafka], capture_output=True, text=True, timeout=120)
 
 
 @pytest.fixture
 def topics(stack_settings: PlatformSettings) -> tuple[str, str]:
     tag = uuid.uuid4().hex[:8]
     events, audit = f"test.audit-events.{tag}", f"test.audit.{tag}"
-    KafkaEventBus(stack_settings.kafka_bootstrap).ensure_topics(
+    KafkaEventBus(stack_settings.kafka_client("admin")).ensure_topics(
         [TopicSpec(events, partitions=3, config={}), TopicSpec(audit, partitions=1, config={})]
     )
     return events, audit
@@ -52,7 +54,7 @@ def _publish(settings: PlatformSettings, topic: str, n: int) -> list[Envelope]:
         )
         for i in range(n)
     ]
-    KafkaEventBus(settings.kafka_bootstrap).publish_all([(topic, e) for e in events])
+    KafkaEventBus(settings.kafka_client("admin")).publish_all([(topic, e) for e in events])
     return events
 
 
@@ -65,13 +67,14 @@ def _writer(
         audit_topic=topics[1],
         transactional_id=txid,
         group=group or f"audit-{txid}",
+        kafka=settings.kafka_client("admin"),  # its own topics and transactional ids
     )
 
 
 def _raw(settings: PlatformSettings, topic: str) -> list[bytes]:
     consumer = Consumer(
         {
-            "bootstrap.servers": settings.kafka_bootstrap,
+            **settings.kafka_client("admin"),
             "group.id": "raw",
             "enable.partition.eof": True,
             "auto.offset.reset": "earliest",
@@ -91,8 +94,8 @@ def _raw(settings: PlatformSettings, topic: str) -> list[bytes]:
 
 def _copy_to(settings: PlatformSettings, records: list[bytes]) -> str:
     topic = f"test.audit-copy.{uuid.uuid4().hex[:8]}"
-    KafkaEventBus(settings.kafka_bootstrap).ensure_topics([TopicSpec(topic, 1, {})])
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap})
+    KafkaEventBus(settings.kafka_client("admin")).ensure_topics([TopicSpec(topic, 1, {})])
+    producer = Producer(settings.kafka_client("admin"))
     for value in records:
         producer.produce(topic, value=value)
     producer.flush(10)
@@ -106,10 +109,12 @@ def test_each_event_is_chained_once_and_verifies(
     writer = _writer(stack_settings, topics, f"tx-{uuid.uuid4().hex[:8]}")
     writer.start()
     assert writer.drain() == 25
-    KafkaEventBus(stack_settings.kafka_bootstrap).publish(topics[0], sent[3])  # a relay repeat
+    KafkaEventBus(stack_settings.kafka_client("admin")).publish(
+        topics[0], sent[3]
+    )  # a relay repeat
     assert writer.drain() == 0
 
-    records = [r for _, r in read_audit(stack_settings.kafka_bootstrap, topics[1])]
+    records = [r for _, r in read_audit(stack_settings.kafka_client("admin"), topics[1])]
     assert sorted(r.event_id for r in records if r) == sorted(e.id for e in sent)
     out = _custody("audit", "verify", "--topic", topics[1])
     assert out.returncode == 0, out.stdout + out.stderr
@@ -142,14 +147,14 @@ def chained_values() -> list[bytes]:
     settings = PlatformSettings.load()
     tag = uuid.uuid4().hex[:8]
     topics = (f"test.audit-events.{tag}", f"test.audit.{tag}")
-    KafkaEventBus(settings.kafka_bootstrap).ensure_topics(
+    KafkaEventBus(settings.kafka_client("admin")).ensure_topics(
         [TopicSpec(topics[0], partitions=3, config={}), TopicSpec(topics[1], 1, {})]
     )
     _publish(settings, topics[0], 10)
     writer = _writer(settings, topics, f"tx-{tag}")
     writer.start()
     assert writer.drain() == 10
-    return [r.to_json() for _, r in read_audit(settings.kafka_bootstrap, topics[1]) if r]
+    return [r.to_json() for _, r in read_audit(settings.kafka_client("admin"), topics[1]) if r]
 
 
 @pytest.mark.parametrize(
@@ -191,13 +196,13 @@ def test_a_record_appended_without_the_chain_key_is_named(
     writer = _writer(stack_settings, topics, f"tx-{uuid.uuid4().hex[:8]}")
     writer.start()
     writer.drain()
-    last = [r for _, r in read_audit(stack_settings.kafka_bootstrap, topics[1]) if r][-1]
+    last = [r for _, r in read_audit(stack_settings.kafka_client("admin"), topics[1]) if r][-1]
     # The intruder can write to the topic and compute SHA-256, but holds no chain key.
     intruder_event = Envelope(source="/x", type="custody.fake.v1", subject="a")
     (forged,) = chain_batch(last.seq + 1, last.hash, [intruder_event], FakeAuditKeys())
     assert forged.hash == record_hash(forged.hashed_fields())  # links perfectly by hash
     offsets: list[int] = []
-    producer = Producer({"bootstrap.servers": stack_settings.kafka_bootstrap})
+    producer = Producer(stack_settings.kafka_client("admin"))
     producer.produce(
         topics[1],
         key=b"custody-audit",
@@ -227,7 +232,7 @@ def test_a_second_writer_fences_the_first(
         for _ in range(10):
             first.run_once(timeout=2)
     assert second.drain() == 3
-    records = [r for _, r in read_audit(stack_settings.kafka_bootstrap, topics[1]) if r]
+    records = [r for _, r in read_audit(stack_settings.kafka_client("admin"), topics[1]) if r]
     assert [r.seq for r in records] == list(range(7))
     assert _custody("audit", "verify", "--topic", topics[1]).returncode == 0
 
@@ -253,7 +258,7 @@ def test_a_failed_batch_is_read_again_and_junk_is_chained_not_fatal(
     stack_settings: PlatformSettings, topics: tuple[str, str]
 ) -> None:
     sent = _publish(stack_settings, topics[0], 5)
-    producer = Producer({"bootstrap.servers": stack_settings.kafka_bootstrap})
+    producer = Producer(stack_settings.kafka_client("admin"))
     producer.produce(topics[0], key=b"x", value=b"{not an event")
     producer.flush(10)
     writer = _writer(stack_settings, topics, f"tx-{uuid.uuid4().hex[:8]}")
@@ -264,7 +269,7 @@ def test_a_failed_batch_is_read_again_and_junk_is_chained_not_fatal(
         writer.run_once(timeout=10)
     assert flaky.failed
     assert writer.drain() == 6  # nothing skipped: 5 events and the unreadable record
-    records = [r for _, r in read_audit(stack_settings.kafka_bootstrap, topics[1]) if r]
+    records = [r for _, r in read_audit(stack_settings.kafka_client("admin"), topics[1]) if r]
     types = sorted(r.event_type for r in records)
     assert types == ["custody.audit.unreadable.v1"] + ["custody.test.payment.v1"] * 5
     assert {r.event_id for r in records} >= {e.id for e in sent}

@@ -181,7 +181,7 @@ def test_a_watcher_killed_mid_block_reports_each_deposit_exactly_once_on_kafka(
         ("CTUSD", "final"),
         ("ETH", "final"),
     ]
-    bus = KafkaEventBus(stack_settings.kafka_bootstrap)
+    bus = KafkaEventBus(stack_settings.kafka_client("admin"))
     ours: list[Envelope] = []
     group = f"it-watch-{uuid.uuid4().hex}"
     while batch := bus.read("custody.events.v1", group, max_events=10_000, timeout=10):

@@ -13,10 +13,11 @@ from services.settings import PlatformSettings
 
 
 def test_topic_is_created_with_its_partitions_and_config(stack_settings: PlatformSettings) -> None:
-    bus = KafkaEventBus(stack_settings.kafka_bootstrap)
+    # Topics are the platform admin's to create (no process principal may).
+    bus = KafkaEventBus(stack_settings.kafka_client("admin"))
     name = f"test.compacted.{uuid.uuid4().hex[:8]}"
     bus.ensure_topics([TopicSpec(name, partitions=6, config={"cleanup.policy": "compact"})])
-    admin = AdminClient({"bootstrap.servers": stack_settings.kafka_bootstrap})
+    admin = AdminClient(stack_settings.kafka_client("admin"))
     topic = admin.list_topics(timeout=10).topics[name]
     assert len(topic.partitions) == 6
     resource = ConfigResource(ResourceType.TOPIC, name)
@@ -27,7 +28,7 @@ def test_topic_is_created_with_its_partitions_and_config(stack_settings: Platfor
 def test_event_published_is_read_back_with_key_and_payload(
     stack_settings: PlatformSettings,
 ) -> None:
-    bus = KafkaEventBus(stack_settings.kafka_bootstrap)
+    bus = KafkaEventBus(stack_settings.kafka_client("admin"))
     topic = f"test.events.{uuid.uuid4().hex[:8]}"
     bus.ensure_topics([TopicSpec(topic, partitions=3, config={})])
     sent = [

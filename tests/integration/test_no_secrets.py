@@ -69,10 +69,10 @@ def _all_rows(url: str) -> str:
         )
 
 
-def _topic_bytes(bootstrap: str, topic: str) -> bytes:
+def _topic_bytes(kafka: dict[str, str], topic: str) -> bytes:
     consumer = Consumer(
         {
-            "bootstrap.servers": bootstrap,
+            **kafka,
             "group.id": f"scan-{uuid.uuid4()}",
             "enable.partition.eof": True,
         }
@@ -153,13 +153,17 @@ def test_no_seed_or_private_key_anywhere(
             p.read_text(errors="replace")
             for p in (Path(s.openbao_approle_dir).parents[1] / "logs").glob("*.log")
         ),
-        "events topic": _topic_bytes(s.kafka_bootstrap, "custody.events.v1").decode(
+        "events topic": _topic_bytes(s.kafka_client("admin"), "custody.events.v1").decode(
             errors="replace"
         ),
     }
     out = capfd.readouterr()
     haystacks["test output"] = out.out + out.err
     assert "k:BTC" in haystacks["database"] and eth_addr.address in haystacks["events topic"]
-    for name, secret in _secrets(deriver).items():
+    secrets = _secrets(deriver)
+    for principal in ("admin", "relay", "router", "bank"):  # Kafka's SCRAM passwords
+        if s.kafka_credentials(principal) is not None:
+            secrets[f"kafka password of {principal}"] = s.kafka_client(principal)["sasl.password"]
+    for name, secret in secrets.items():
         for where, text in haystacks.items():
             assert secret.lower() not in text.lower(), f"{name} found in {where}"

@@ -69,7 +69,7 @@ def test_relay_killed_between_publish_and_mark_loses_nothing(
     assert restarted.returncode == 0, out
     assert ledger.unpublished(10_000) == []
 
-    bus = KafkaEventBus(stack_settings.kafka_bootstrap)
+    bus = KafkaEventBus(stack_settings.kafka_client("admin"))
     projection = replay(bus)
     on_topic = projection.seen
     assert before_crash <= on_topic  # every event at least once
@@ -85,7 +85,7 @@ def test_replay_from_offset_zero_equals_the_ledger(
     accounts = _book(ledger, 8, "replay")
     relay = _relay(fresh_postgres_url, "--until-empty")
     assert relay.wait(120) == 0
-    bus = KafkaEventBus(stack_settings.kafka_bootstrap)
+    bus = KafkaEventBus(stack_settings.kafka_client("admin"))
     projection = replay(bus)
     assert projection.breaks == []
     for account in accounts:

@@ -5,16 +5,16 @@ Written only by the signer, insert only: never updated, never deleted. In produc
 the signer gets its own database role, the only one with INSERT on these tables and
 no role with UPDATE or DELETE (a later step of issue 12 adds the roles).
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0013
+Revises: 0012
 """
 
 from __future__ import annotations
 
 from alembic import op
 
-revision = "0011"
-down_revision = "0010"
+revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 

@@ -2,7 +2,9 @@
 
 One database, its own Temporal task queues and router consumer group, and these
 processes: signer, worker, event router, outbox relay, both chain watchers and the
-API. On a test network a miner thread makes blocks on anvil and btcd while it runs
+API. The runner migrates the database as its owner; on PostgreSQL each process then
+connects as its own role (adapters/ledger/grants.py) when the stack has made them.
+On a test network a miner thread makes blocks on anvil and btcd while it runs
 (there are no other miners there). Each process logs to <workdir>/<name>.log.
 """
 
@@ -27,6 +29,7 @@ from adapters.chains.bitcoin.faucet import BtcFaucet
 from adapters.chains.bitcoin.node import BtcdNode
 from adapters.chains.ethereum.faucet import DevChainFaucet
 from adapters.chains.ethereum.node import Web3EthereumNode
+from adapters.ledger.migrate import upgrade
 from services.api.auth import Role, issue, load_secret
 from services.settings import PlatformSettings
 
@@ -84,10 +87,13 @@ class Running:
         self.deny_file = workdir / "deny.txt"
         self.deny_file.write_text("")
         self.port = free_port()
+        # Each process's own database role, where the stack has one (PostgreSQL).
+        self.role_urls = settings.role_urls(db_url)
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.env = {
             **os.environ,
             "CUSTODY_LEDGER_URL": db_url,
+            **self.role_urls,
             "CUSTODY_SAGA_TASK_QUEUE": f"sagas-{tag}",
             "CUSTODY_SIGNER_TASK_QUEUE": f"signer-{tag}",
             "CUSTODY_ROUTER_GROUP": f"router-{tag}",
@@ -143,6 +149,7 @@ class Running:
         proc.wait(30)
 
     def up(self) -> Running:
+        upgrade(self.db_url)  # as the owner: the process roles may not change the schema
         self.start("signer", ["services.signer.main"], "signer ready")
         self.start_worker()
         self.start("router", ["services.router.main"], "router ready")

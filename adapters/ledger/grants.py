@@ -92,9 +92,18 @@ TABLES: Mapping[str, Mapping[str, str]] = {
         "worker": "select",
     },
     "evm_nonces": {"worker": "select, insert, update"},
-    "evm_transactions": {"worker": "select, insert, update", "api": "select", "signer": "select"},
+    # The watcher matches mined transactions to operations by hash, no more.
+    "evm_transactions": {
+        "worker": "select, insert, update",
+        "api": "select",
+        "signer": "select",
+        "chainwatch": "select(operation_id, tx_hash)",
+    },
     "btc_utxos": {"worker": "select, insert, update, delete"},
-    "btc_transactions": {"worker": "select, insert, update, delete"},
+    "btc_transactions": {
+        "worker": "select, insert, update, delete",
+        "chainwatch": "select(operation_id, txid)",
+    },
     # --- the signer's own append-only record of what it signed: nobody else writes it,
     # nobody (the signer included) changes or deletes a row.
     "signer_record": {"signer": "select, insert"},

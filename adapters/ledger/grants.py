@@ -81,6 +81,9 @@ TABLES: Mapping[str, Mapping[str, str]] = {
     "trades": {"api": "select", "worker": "select, insert, update(settlement_id)"},
     "intents": {"api": "select", "worker": "select, insert", "signer": "select"},
     "intent_approvals": {"api": "select, insert", "worker": "select", "signer": "select"},
+    # Client request nonces (on main, not yet on this branch): whoever starts a
+    # withdrawal claims one; expired ones are deleted on the way.
+    "request_nonces": {"api": "select, insert, delete", "router": "select, insert, delete"},
     # --- chains: the watcher records what it sees; the worker broadcasts and spends.
     "chain_blocks": {"chainwatch": "select, insert, delete"},
     "chain_observations": {

@@ -107,9 +107,30 @@ TABLES: Mapping[str, Mapping[str, str]] = {
         "worker": "select, insert, update, delete",
         "chainwatch": "select(operation_id, txid)",
     },
-    # --- the signer's own append-only record of what it signed: nobody else writes it,
-    # nobody (the signer included) changes or deletes a row.
-    "signer_record": {"signer": "select, insert"},
+    # --- the signer's own append-only record of what it signed and what each signature
+    # claimed (outpoints, nonces): nobody else reads or writes it, nobody (the signer
+    # included) changes or deletes a row. Tables of branch h-signer (skipped until then).
+    "signer_signatures": {"signer": "select, insert"},
+    "signer_claims": {"signer": "select, insert"},
+    # --- governance (branch h-gov; skipped until then): untrusted storage, the signer
+    # verifies the records' quorum signatures itself. The API takes proposals and
+    # approvals and appends the records they make; the others read the verified state.
+    "governance_genesis": {
+        "api": "select",
+        "worker": "select",
+        "signer": "select",
+        "router": "select",
+    },
+    "governance_records": {
+        "api": "select, insert",
+        "worker": "select",
+        "signer": "select",
+        "router": "select",
+    },
+    "governance_proposals": {
+        "api": "select, insert, update(state, reason, record_seq, updated_at)"
+    },
+    "governance_approvals": {"api": "select, insert"},
 }
 
 

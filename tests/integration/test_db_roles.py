@@ -33,13 +33,24 @@ from services.platform import Platform
 from services.settings import PlatformSettings
 from tests.fakes import FakeKeyWrapper
 
-# Until the signer's record lands from its own branch: the same shape the grants name.
-SIGNER_RECORD = """create table signer_record (
-    seq bigint generated always as identity primary key,
+# Until the signer's record lands from its branch (h-signer): a stand-in of its shape.
+SIGNER_RECORD = """create table if not exists signer_signatures (
+    id bigint generated always as identity primary key,
     operation_id text not null,
-    signature text not null,
-    at timestamptz not null default now()
+    chain text not null,
+    wallet_id text not null,
+    account text,
+    nonce bigint,
+    tx_hash text not null,
+    inputs text not null,
+    payments text not null,
+    fee text not null,
+    created_at timestamptz not null
 )"""
+FORGE = (
+    "insert into signer_signatures (operation_id, chain, wallet_id, tx_hash, inputs, "
+    "payments, fee, created_at) values ('x', 'bitcoin', 'w', 'h', '[]', '[]', '0', now())"
+)
 
 
 @dataclass(frozen=True)
@@ -82,14 +93,16 @@ MUST_NOT = [
     ("api", "delete from operations", "erase history"),
     ("api", "update ledger_accounts set credits_posted = 10", "mint a balance"),
     ("api", "insert into ledger_transfers (id) values ('t')", "book a transfer"),
-    ("api", "insert into signer_record (operation_id, signature) values ('x', 'y')", "forge"),
+    ("api", FORGE, "forge"),
     ("api", "select * from ledger_outbox", "read unpublished events"),
+    ("api", "select * from signer_signatures", "read the signer's record"),
+    ("worker", "select * from signer_signatures", "read the signer's record"),
     ("api", "update clients set name = 'x'", "rename a client"),
     ("api", "update key_wallets set wrapped_seed = 'fake:v1:x'", "swap a seed"),
     ("api", "update intent_approvals set operator = 'x'", "rewrite an approval"),
     ("api", "update policy_versions set rules = '{}'", "rewrite a policy version"),
     ("api", "delete from evm_transactions", "forget a broadcast"),
-    ("worker", "insert into signer_record (operation_id, signature) values ('x', 'y')", "forge"),
+    ("worker", FORGE, "forge"),
     ("worker", "update key_wallets set wrapped_seed = 'fake:v1:x'", "swap a seed"),
     ("worker", "delete from ledger_transfers", "erase the ledger"),
     ("worker", "delete from operations", "erase history"),
@@ -97,7 +110,7 @@ MUST_NOT = [
     ("worker", "delete from policy_versions", "drop a policy"),
     ("router", "update operations set approved = true", "approve"),
     ("router", "insert into ledger_transfers (id) values ('t')", "book a transfer"),
-    ("router", "insert into signer_record (operation_id, signature) values ('x', 'y')", "forge"),
+    ("router", FORGE, "forge"),
     ("relay", "insert into ledger_transfers (id) values ('t')", "book a transfer"),
     ("relay", "update ledger_accounts set credits_posted = 10", "mint a balance"),
     ("relay", "insert into ledger_outbox (topic) values ('x')", "forge an event"),
@@ -106,8 +119,8 @@ MUST_NOT = [
     ("relay", "select * from key_wallets", "read wrapped seeds"),
     ("signer", "update operations set approved = true", "approve its own work"),
     ("signer", "insert into operations (id) values ('x')", "invent an operation"),
-    ("signer", "update signer_record set signature = 'x'", "rewrite its record"),
-    ("signer", "delete from signer_record", "erase its record"),
+    ("signer", "update signer_signatures set tx_hash = 'x'", "rewrite its record"),
+    ("signer", "delete from signer_signatures", "erase its record"),
     ("signer", "update key_wallets set xpubs = 'x'", "swap a wallet"),
     ("chainwatch", "update operations set approved = true", "approve"),
     ("chainwatch", "insert into ledger_transfers (id) values ('t')", "book a transfer"),
@@ -196,11 +209,8 @@ def test_each_process_does_its_work_as_its_own_role(db: Db) -> None:
         assert conn.execute(
             "select approved from operations where id = %s", (record.id,)
         ).fetchone() == (True,)
-        conn.execute(
-            "insert into signer_record (operation_id, signature) values (%s, %s)",
-            (record.id, "sig"),
-        )
-        rows = conn.execute("select operation_id from signer_record").fetchall()
+        conn.execute(FORGE.replace("'x'", "%s"), (record.id,))
+        rows = conn.execute("select operation_id from signer_signatures").fetchall()
     assert rows == [(record.id,)]
     # The chain watcher records a block and looks addresses up.
     with psycopg.connect(db.urls["chainwatch"]) as conn:

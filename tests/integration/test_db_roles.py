@@ -30,7 +30,7 @@ from sagas.keys.wallets import create_wallet
 from sagas.ledger import Transfer
 from sagas.operations import OperationRecord
 from services.platform import Platform
-from services.settings import PlatformSettings
+from services.settings import PlatformSettings, stack_env_file
 from tests.fakes import FakeKeyWrapper
 
 # Until the signer's record lands from its branch (h-signer): a stand-in of its shape.
@@ -225,3 +225,31 @@ def test_each_process_does_its_work_as_its_own_role(db: Db) -> None:
     assert event.id in {item.event.id for item in pending}
     relay.mark_published([item.position for item in pending])
     assert relay.unpublished(100) == []
+
+
+def test_no_role_password_is_in_a_log_the_env_file_or_the_catalogue(db: Db) -> None:
+    """The server holds SCRAM verifiers only; no stack log or stack.env holds a password.
+    (Failures name the file, never the password.)"""
+    passwords = {
+        p: (db.settings.postgres_roles_dir / f"{role(p)}.pgpass").read_text().strip()
+        for p in PROCESSES
+    }
+    passwords = {p: line.rsplit(":", 1)[1] for p, line in passwords.items()}
+    assert all(len(pw) >= 40 for pw in passwords.values())
+    stack = stack_env_file().parent
+    texts = {path: path.read_bytes() for path in [*stack.glob("logs/*.log"), stack_env_file()]}
+    leaks = [
+        (str(path), p)
+        for path, text in texts.items()
+        for p, pw in passwords.items()
+        if pw.encode() in text
+    ]
+    assert leaks == []
+    with psycopg.connect(db.owner) as conn:
+        stored = dict(
+            conn.execute(
+                "select rolname, rolpassword from pg_authid where rolname like 'custody\\_%'"
+            ).fetchall()
+        )
+    assert all(stored[role(p)].startswith("SCRAM-SHA-256$4096:") for p in PROCESSES)
+    assert [p for p, pw in passwords.items() if pw in stored[role(p)]] == []

@@ -43,9 +43,11 @@ class Platform:
     db_url: str
 
     @classmethod
-    def load(cls, db_url: str | None = None) -> Platform:
+    def load(cls, db_url: str | None = None, process: str | None = None) -> Platform:
+        """The platform on `db_url`, else as `process` (its own database role when one
+        is configured, services/settings.py), else on ledger_url."""
         settings = PlatformSettings.load()
-        url = db_url or settings.ledger_url
+        url = db_url or (settings.db_url(process) if process else settings.ledger_url)
         upgrade(url)
         select_network(settings.btc_network)
         return cls(settings, url)

@@ -2,7 +2,9 @@
 
 One database, its own Temporal task queues and router consumer group, and these
 processes: signer, worker, event router, outbox relay, both chain watchers and the
-API. On a test network a miner thread makes blocks on anvil and btcd while it runs
+API. The runner migrates the database as its owner; on PostgreSQL each process then
+connects as its own role (adapters/ledger/grants.py) when the stack has made them.
+On a test network a miner thread makes blocks on anvil and btcd while it runs
 (there are no other miners there). Each process logs to <workdir>/<name>.log.
 
 Before the processes start, the governance ceremony runs as at an install: operator
@@ -41,6 +43,7 @@ from adapters.chains.bitcoin.node import BtcdNode
 from adapters.chains.ethereum.faucet import DevChainFaucet
 from adapters.chains.ethereum.node import Web3EthereumNode
 from adapters.governance.store import SqlGovernanceStore
+from adapters.ledger.migrate import upgrade
 from sagas.errors import ProposalStale
 from sagas.governance import DEFAULT_POLICY, SETTLEMENT_POLICY, policy_record
 from sagas.intents import Intent, raw_public_key, sign_intent
@@ -117,10 +120,13 @@ class Running:
         self.deny_file = workdir / "deny.txt"
         self.deny_file.write_text("")
         self.port = free_port()
+        # Each process's own database role, where the stack has one (PostgreSQL).
+        self.role_urls = settings.role_urls(db_url)
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.env = {
             **os.environ,
             "CUSTODY_LEDGER_URL": db_url,
+            **self.role_urls,
             "CUSTODY_SAGA_TASK_QUEUE": f"sagas-{tag}",
             "CUSTODY_SIGNER_TASK_QUEUE": f"signer-{tag}",
             "CUSTODY_ROUTER_GROUP": f"custody-router-{tag}",
@@ -318,6 +324,7 @@ class Running:
         proc.wait(30)
 
     def up(self) -> Running:
+        upgrade(self.db_url)  # as the owner: the process roles may not change the schema
         if "CUSTODY_GOVERNANCE_GENESIS_HASH" not in self.env:
             self.init_governance()
             self.default_policies()

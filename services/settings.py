@@ -13,6 +13,8 @@ from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from adapters.ledger.grants import PROCESSES, role, role_url
+
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -53,6 +55,18 @@ class PlatformSettings(BaseSettings):
     eth_confirmations: int = 12
     postgres_url: str = "postgresql://custody@127.0.0.1:15432/custody"
     ledger_url: str = "sqlite:///" + str(_REPO_ROOT / ".stack/custody.sqlite3")
+    # PostgreSQL: each process may connect as its own role (adapters/ledger/grants.py),
+    # CUSTODY_LEDGER_URL_API and so on; unset, a process uses ledger_url (the owner's,
+    # which also runs the migrations). The stack keeps the roles' pgpass files here.
+    ledger_url_api: str = ""
+    ledger_url_worker: str = ""
+    ledger_url_signer: str = ""
+    ledger_url_router: str = ""
+    ledger_url_relay: str = ""
+    ledger_url_chainwatch: str = ""
+    ledger_url_audit: str = ""
+    ledger_url_projector: str = ""
+    postgres_roles_dir: Path = _REPO_ROOT / ".stack/postgres/roles"
     platform_wallet: str = "platform"
     # Temporal task queues: the sagas' (worker) and the signer's (signer process only).
     saga_task_queue: str = "custody-sagas"
@@ -110,6 +124,27 @@ class PlatformSettings(BaseSettings):
     @classmethod
     def load(cls) -> PlatformSettings:
         return cls(_env_file=stack_env_file())  # type: ignore[call-arg]
+
+    def db_url(self, process: str) -> str:
+        """The database URL process `process` (api, worker, ...) connects with: its own
+        role's if set, else ledger_url."""
+        if process not in PROCESSES:
+            raise ValueError(f"unknown process {process!r}")
+        return str(getattr(self, f"ledger_url_{process}")) or self.ledger_url
+
+    def role_urls(self, owner_url: str) -> dict[str, str]:
+        """CUSTODY_LEDGER_URL_<PROCESS> for every process whose role has a pgpass file in
+        postgres_roles_dir, for the database of `owner_url` (PostgreSQL only; the
+        passwords stay in the files)."""
+        if not owner_url.startswith(("postgresql://", "postgres://")):
+            return {}
+        out = {}
+        for process in PROCESSES:
+            passfile = self.postgres_roles_dir / f"{role(process)}.pgpass"
+            if passfile.exists():
+                url = role_url(owner_url, process, str(passfile))
+                out[f"CUSTODY_LEDGER_URL_{process.upper()}"] = url
+        return out
 
     def min_withdrawal(self, asset: str) -> int:
         """The smallest withdrawal of `asset` in minor units (0: no minimum configured)."""

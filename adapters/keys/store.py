@@ -21,6 +21,9 @@ class _RaceLost(Exception):
     pass
 
 
+_ADDRESS_LOCK = 0x6B657973  # "keys": the two-key lock space, apart from the migrations' lock
+
+
 def _integrity(exc: Exception) -> Exception:
     return _RaceLost(str(exc))
 
@@ -101,10 +104,15 @@ class SqlKeyStore:
                 ):
                     raise AccountConflict(f"{account_id} has an address for another asset")
                 return existing
-            # Serialise allocation per wallet: lock its row (PostgreSQL), or hold the
-            # write lock already (SQLite).
-            lock = "" if conn.sqlite else " for update"
-            conn.one(f"select 1 from key_wallets where wallet_id = ?{lock}", (wallet_id,))
+            # Serialise allocation per wallet: a transaction lock named after it
+            # (PostgreSQL), or the write lock already held (SQLite). Not a row lock:
+            # `for update` would need UPDATE on key_wallets, which no process that hands
+            # out addresses should hold (adapters/ledger/grants.py).
+            if not conn.sqlite:
+                conn.one(
+                    "select pg_advisory_xact_lock(cast(? as integer), hashtext(?))",
+                    (_ADDRESS_LOCK, wallet_id),
+                )
             row = conn.one(
                 "select max(address_index) from deposit_addresses where wallet_id = ? "
                 "and chain = ? and change = ?",

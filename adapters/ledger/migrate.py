@@ -1,15 +1,25 @@
-"""Bring a ledger database to the newest schema with Alembic (idempotent)."""
+"""Bring a ledger database to the newest schema with Alembic (idempotent).
+
+On PostgreSQL the owner runs the migrations and then re-grants the process roles
+(adapters/ledger/grants.py), so a new table is never left reachable by the wrong
+process or by none. A process role finds the schema current and does nothing: it may
+read the version table, never change the schema."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
+
+from adapters.ledger.grants import apply_grants
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _MIGRATION_LOCK = 0x637573746F6479  # "custody"
+VERSION_TABLE = "ledger_schema_version"
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -21,19 +31,36 @@ def sqlalchemy_url(url: str) -> str:
     raise ValueError(f"unsupported ledger URL scheme: {url.split(':', 1)[0]}")
 
 
-def upgrade(url: str, revision: str = "head") -> None:
+def _config(url: str) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     # ConfigParser interpolates "%": escape it, or URL-encoded passwords break.
     config.set_main_option("sqlalchemy.url", sqlalchemy_url(url).replace("%", "%%"))
+    return config
+
+
+def _current(conn: psycopg.Connection[Any]) -> str | None:
+    exists = conn.execute("select to_regclass(%s)", (VERSION_TABLE,)).fetchone()
+    if exists is None or exists[0] is None:
+        return None
+    row = conn.execute(f"select version_num from {VERSION_TABLE}").fetchone()
+    return None if row is None else str(row[0])
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    config = _config(url)
     if url.startswith("sqlite:///"):
         command.upgrade(config, revision)  # SQLite serialises DDL with its write lock
         return
+    target = ScriptDirectory.from_config(config).get_current_head() if revision == "head" else None
     # Several services may start against a fresh database at once: one migrates, the
     # others wait on this lock and then find nothing to do.
     with psycopg.connect(url, autocommit=True) as conn:
+        if target is not None and _current(conn) == target:
+            return  # current: nothing to migrate, nothing new to grant
         conn.execute("select pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
         try:
             command.upgrade(config, revision)
+            apply_grants(conn)
         finally:
             conn.execute("select pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -11,9 +14,11 @@ from functools import cached_property
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
+from adapters.ledger.grants import apply_grants, roles
 from infra import proc
-from infra.services.base import Say, Service
+from infra.services.base import Say, Service, write_private
 from infra.settings import POSTGRES_MAJOR
 
 PG_BIN = Path(f"/usr/lib/postgresql/{POSTGRES_MAJOR}/bin")
@@ -35,6 +40,43 @@ def _as_postgres() -> list[str]:
 
 
 MAX_CONNECTIONS = 600
+HBA_BEGIN = "# BEGIN custody process roles (infra/services/postgres.py; do not edit)"
+HBA_END = "# END custody process roles"
+
+
+def scram_verifier(password: str, iterations: int = 4096) -> str:
+    """The SCRAM-SHA-256 verifier PostgreSQL stores for `password` (RFC 5802/7677), made
+    here so the password itself never reaches the server, its statement log included."""
+    salt = os.urandom(16)
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+    server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
+    stored = hashlib.sha256(client_key).digest()
+    salt64, stored64, server64 = (base64.b64encode(b).decode() for b in (salt, stored, server_key))
+    return f"SCRAM-SHA-256${iterations}:{salt64}${stored64}:{server64}"
+
+
+def hba_block(names: list[str]) -> str:
+    """pg_hba.conf lines, ahead of the stack's trust lines, that make the process roles
+    prove their passwords (first match wins)."""
+    users = ",".join(names)
+    return "\n".join(
+        [
+            HBA_BEGIN,
+            f"local   all   {users}   scram-sha-256",
+            f"host    all   {users}   127.0.0.1/32   scram-sha-256",
+            f"host    all   {users}   ::1/128   scram-sha-256",
+            HBA_END,
+        ]
+    )
+
+
+def with_hba_block(text: str, block: str) -> str:
+    """`text` (a pg_hba.conf) with the managed block first, replacing an older one."""
+    lines = text.splitlines()
+    if HBA_BEGIN in lines and HBA_END in lines:
+        lines = lines[: lines.index(HBA_BEGIN)] + lines[lines.index(HBA_END) + 1 :]
+    return block + "\n" + "\n".join(lines).lstrip("\n") + "\n"
 
 
 class Postgres(Service):
@@ -148,10 +190,70 @@ class Postgres(Service):
         with psycopg.connect(self.dsn("postgres"), connect_timeout=2) as conn:
             return conn.execute("select 1").fetchone() == (1,)
 
+    @property
+    def roles_dir(self) -> Path:
+        """One pgpass file per process role (0600), named <role>.pgpass."""
+        return self.dir / "roles"
+
     def bootstrap(self, say: Say) -> dict[str, str]:
         with psycopg.connect(self.dsn("postgres"), autocommit=True) as conn:
             exists = conn.execute("select 1 from pg_database where datname = %s", (DB_NAME,))
             if exists.fetchone() is None:
                 say(f"create database {DB_NAME}")
                 conn.execute(f'create database "{DB_NAME}"')
-        return {"CUSTODY_POSTGRES_URL": self.dsn()}
+        self.bootstrap_roles(say)
+        return {
+            "CUSTODY_POSTGRES_URL": self.dsn(),
+            "CUSTODY_POSTGRES_ROLES_DIR": str(self.roles_dir),
+        }
+
+    def bootstrap_roles(self, say: Say) -> None:
+        """One login role per platform process, each with a random password kept only in
+        its 0600 pgpass file; password authentication for them; their grants on the
+        platform database (idempotent: existing passwords are kept)."""
+        self.roles_dir.mkdir(parents=True, exist_ok=True)
+        self.roles_dir.chmod(0o700)
+        names = roles()
+        with psycopg.connect(self.dsn("postgres"), autocommit=True) as conn:
+            present = {
+                r[0]
+                for r in conn.execute(
+                    "select rolname from pg_roles where rolname = any(%s)", (names,)
+                )
+            }
+            for name in names:
+                if name not in present:
+                    say(f"create role {name}")
+                    conn.execute(
+                        sql.SQL(
+                            "create role {} login nosuperuser nocreatedb nocreaterole noinherit"
+                        ).format(sql.Identifier(name))
+                    )
+                password = self._password(name)
+                conn.execute(
+                    sql.SQL("alter role {} password {}").format(
+                        sql.Identifier(name), sql.Literal(scram_verifier(password))
+                    )
+                )
+            hba = self.data_dir / "pg_hba.conf"
+            current = hba.read_text()
+            wanted = with_hba_block(current, hba_block(names))
+            if wanted != current:
+                say("password authentication for the process roles (pg_hba.conf, reload)")
+                with hba.open("w") as f:  # in place: the file stays the postgres user's
+                    f.write(wanted)
+                conn.execute("select pg_reload_conf()")
+        with psycopg.connect(self.dsn(), autocommit=True) as conn:
+            granted = apply_grants(conn)
+        say(f"grants for {len(granted)} process roles on {DB_NAME}")
+
+    def _password(self, name: str) -> str:
+        """The role's password from its pgpass file, made (and written 0600) if missing."""
+        path = self.roles_dir / f"{name}.pgpass"
+        if path.exists():
+            path.chmod(0o600)
+            return path.read_text().strip().rsplit(":", 1)[1]
+        password = secrets.token_urlsafe(32)  # no ':' or '\\': no pgpass escaping needed
+        # Any host entry would do for libpq; name the stack's, and any database.
+        write_private(path, f"{self.s.host}:{self.s.postgres_port}:*:{name}:{password}\n")
+        return password

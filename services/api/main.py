@@ -14,12 +14,12 @@ from services.platform import Platform
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--db-url", help="default: CUSTODY_LEDGER_URL")
+    parser.add_argument("--db-url", help="default: CUSTODY_LEDGER_URL_API, else CUSTODY_LEDGER_URL")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=18080)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    platform = Platform.load(args.db_url)
+    platform = Platform.load(args.db_url, "api")
     s = platform.settings
     app = create_app(platform, lambda: connect(s.temporal_address, s.temporal_namespace))
     print(f"api ready on http://{args.host}:{args.port}", flush=True)

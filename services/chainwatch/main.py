@@ -48,7 +48,9 @@ def follow(watcher: _Steps, stop: threading.Event, idle: float = 1.0) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--chain", choices=["ethereum", "bitcoin"], default="ethereum")
-    parser.add_argument("--db-url", help="default: CUSTODY_LEDGER_URL")
+    parser.add_argument(
+        "--db-url", help="default: CUSTODY_LEDGER_URL_CHAINWATCH, else CUSTODY_LEDGER_URL"
+    )
     parser.add_argument("--start-height", type=int, help="first block, if no position is stored")
     parser.add_argument(
         "--confirmations",
@@ -61,7 +63,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per RPC call is noise
     settings = PlatformSettings.load()
-    url = args.db_url or settings.ledger_url
+    url = args.db_url or settings.db_url("chainwatch")
 
     def pause(_height: int) -> None:
         if args.pause_in_block is not None:

@@ -23,7 +23,9 @@ from services.settings import PlatformSettings
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--ledger-url", help="default: CUSTODY_LEDGER_URL")
+    parser.add_argument(
+        "--ledger-url", help="default: CUSTODY_LEDGER_URL_RELAY, else CUSTODY_LEDGER_URL"
+    )
     parser.add_argument("--until-empty", action="store_true")
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--pause-after-publish", type=Path, help=argparse.SUPPRESS)
@@ -31,7 +33,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
     settings = PlatformSettings.load()
-    ledger = SqlLedger(args.ledger_url or settings.ledger_url)
+    ledger = SqlLedger(args.ledger_url or settings.db_url("relay"))
     bus = KafkaEventBus(
         settings.kafka_client("relay"),
         client_id="custody-relay",

@@ -17,7 +17,7 @@ from services.router.router import EventRouter
 
 
 async def run(db_url: str | None) -> None:
-    platform = Platform.load(db_url)
+    platform = Platform.load(db_url, "router")
     s = platform.settings
     client = await connect(s.temporal_address, s.temporal_namespace)
     kafka = s.kafka_client("router")
@@ -56,7 +56,9 @@ async def run(db_url: str | None) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--db-url", help="default: CUSTODY_LEDGER_URL")
+    parser.add_argument(
+        "--db-url", help="default: CUSTODY_LEDGER_URL_ROUTER, else CUSTODY_LEDGER_URL"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)

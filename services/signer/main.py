@@ -25,7 +25,7 @@ from services.signer.signer import Signer
 
 
 def build_signer(settings: PlatformSettings, db_url: str | None = None) -> Signer:
-    url = db_url or settings.ledger_url
+    url = db_url or settings.db_url("signer")
     unwrapper = OpenBaoKeyWrapper(
         settings.openbao_addr, *settings.approle("custody-signer"), settings.openbao_kek
     )
@@ -95,7 +95,9 @@ def main() -> None:
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--db-url", help="default: CUSTODY_LEDGER_URL")
+    parser.add_argument(
+        "--db-url", help="default: CUSTODY_LEDGER_URL_SIGNER, else CUSTODY_LEDGER_URL"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     asyncio.run(serve(args.db_url))

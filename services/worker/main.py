@@ -23,7 +23,7 @@ from services.worker.bootstrap import build_workers, ensure_settlement_schedule
 
 
 async def run(db_url: str | None, pause_at: str | None) -> None:
-    platform = Platform.load(db_url)
+    platform = Platform.load(db_url, "worker")
     platform.open_books()
     platform.create_wallet()
     hot = platform.hot_wallet()
@@ -58,7 +58,9 @@ async def run(db_url: str | None, pause_at: str | None) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--db-url", help="default: CUSTODY_LEDGER_URL")
+    parser.add_argument(
+        "--db-url", help="default: CUSTODY_LEDGER_URL_WORKER, else CUSTODY_LEDGER_URL"
+    )
     parser.add_argument("--pause-at", help=argparse.SUPPRESS)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")

@@ -88,7 +88,7 @@ class Platform:
         unit: what its intent says and the signer enforces."""
         s = self.settings
         if ASSETS[asset][1] == "bitcoin":
-            return s.btc_max_fee
+            return s.signer_max_btc_fee
         gas = s.eth_gas_limit_eth if asset == "ETH" else s.eth_gas_limit_token
         return gas * s.signer_max_fee_per_gas
 

@@ -75,7 +75,6 @@ class PlatformSettings(BaseSettings):
     router_group: str = "custody-router"
     router_start: str = "earliest"
     btc_fee_rate: int = 2  # sat/vB
-    btc_max_fee: int = 100_000  # sat: the most one withdrawal's network fee may be (its intent)
     signer_max_fee_per_gas: int = 1_000 * 10**9  # wei: the signer refuses more (1000 gwei)
     signer_max_btc_fee: int = 100_000  # sat: the most fee the signer lets one payment pay
     # Fault injection for tests only: the signer waits this long before each signature

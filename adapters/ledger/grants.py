@@ -81,8 +81,8 @@ TABLES: Mapping[str, Mapping[str, str]] = {
     "trades": {"api": "select", "worker": "select, insert, update(settlement_id)"},
     "intents": {"api": "select", "worker": "select, insert", "signer": "select"},
     "intent_approvals": {"api": "select, insert", "worker": "select", "signer": "select"},
-    # Client request nonces (on main, not yet on this branch): whoever starts a
-    # withdrawal claims one; expired ones are deleted on the way.
+    # Client request nonces: whoever starts a withdrawal claims one; expired ones are
+    # deleted on the way.
     "request_nonces": {"api": "select, insert, delete", "router": "select, insert, delete"},
     # --- chains: the watcher records what it sees; the worker broadcasts and spends.
     "chain_blocks": {"chainwatch": "select, insert, delete"},
@@ -108,11 +108,12 @@ TABLES: Mapping[str, Mapping[str, str]] = {
         "chainwatch": "select(operation_id, txid)",
     },
     # --- the signer's own append-only record of what it signed and what each signature
-    # claimed (outpoints, nonces): nobody else reads or writes it, nobody (the signer
-    # included) changes or deletes a row. Tables of branch h-signer (skipped until then).
+    # claimed (outpoints, nonces): only the signer writes it, nobody (the signer
+    # included) changes or deletes a row. The worker's payment adapters read the claims
+    # (a retry re-takes the nonce the signer pinned; no coin another operation holds).
     "signer_signatures": {"signer": "select, insert"},
-    "signer_claims": {"signer": "select, insert"},
-    # --- governance (branch h-gov; skipped until then): untrusted storage, the signer
+    "signer_claims": {"signer": "select, insert", "worker": "select"},
+    # --- governance: untrusted storage, the signer
     # verifies the records' quorum signatures itself. The API takes proposals and
     # approvals and appends the records they make; the others read the verified state.
     "governance_genesis": {

@@ -22,7 +22,8 @@ retry; nothing refused is ever signed or recorded.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Literal
 
 from web3 import Web3
@@ -31,9 +32,13 @@ from adapters.chains.bitcoin.script import output_script
 from adapters.operations import signer_record
 from adapters.operations.signer_record import RecordedSignature
 from adapters.operations.store import SqlOperationStore
-from adapters.sqldb import SqlDatabase
+from adapters.sqldb import Conn, SqlDatabase
 from sagas.errors import CannotPay, KeyAccessDenied
+from sagas.governance import Governance
+from sagas.policy import VELOCITY_WINDOW
+from sagas.ports import IntentStore
 from sagas.signing import Authorised, UnsignedBtcTransaction
+from sagas.signing.authority import authorise
 
 _TRANSFER_SELECTOR = "a9059cbb"  # transfer(address,uint256)
 _CLOSED = ("rejected", "expired", "completed", "failed")
@@ -65,6 +70,9 @@ class SigningGuard:
         max_fee_per_gas: int,
         gas_limits: tuple[int, int],
         max_btc_fee: int,
+        intents: IntentStore,
+        governance: Governance,
+        decimals: Mapping[str, int],
     ) -> None:
         """`tokens`: asset code -> ERC-20 contract address; `max_fee_per_gas` (wei): the
         most a signed transaction may offer (a fee bump included); `gas_limits`: the most
@@ -77,38 +85,76 @@ class SigningGuard:
         self._chain_id = chain_id
         self._max_fee = max_fee_per_gas
         self._max_btc_fee = max_btc_fee
+        self._intents = intents
+        self._governance = governance
+        self._decimals = decimals
 
     def __repr__(self) -> str:
         return "SigningGuard()"
 
     # --- what is authorised: the one place it is read --------------------------------
     def authorised(self, operation: str, chain: Literal["bitcoin", "ethereum"]) -> Authorised:
-        """The payment `operation` authorises on `chain`; KeyAccessDenied if none."""
-        op = self._ops.get(operation.split("#", 1)[0])
-        # Withdrawals, and the platform's own legs of a settlement (recorded approved by
-        # the settlement saga once the counterparty's legs were confirmed).
-        if op is None or op.kind not in ("withdrawal", "settlement"):
-            raise KeyAccessDenied(f"no withdrawal {operation} on record")
-        if not op.approved or op.state in _CLOSED:
-            raise KeyAccessDenied(f"withdrawal {op.id} is not approved for signing ({op.state})")
-        if op.chain != chain:
-            raise KeyAccessDenied(f"withdrawal {op.id} is on {op.chain}, not {chain}")
-        if not op.destination or op.amount <= 0:
-            raise KeyAccessDenied(f"withdrawal {op.id} names no payment")
-        if chain == "bitcoin":
-            fee_cap = self._max_btc_fee
-        else:
-            fee_cap = self._max_fee * self._gas_limit(op.asset)
-        return Authorised(
-            operation_id=op.id,
-            kind=op.kind,
-            client_id=op.client_id,
-            chain=chain,
-            asset=op.asset,
-            amount=op.amount,
-            destination=op.destination,
-            fee_cap=fee_cap,
+        """The payment `operation` authorises on `chain`, from signatures alone: its intent,
+        the client's signed request, the approvals and governance's policy, verified by
+        sagas.signing.authority (the operation's row is only read to refuse a closed
+        one); KeyAccessDenied if none."""
+        op_id = operation.split("#", 1)[0]
+        record = self._ops.get(op_id)
+        if record is not None and record.state in _CLOSED:
+            raise KeyAccessDenied(f"{op_id} is {record.state}")
+        stored = self._intents.intent(op_id, "withdrawal") or self._intents.intent(
+            op_id, "settlement_leg"
         )
+        intent = None if stored is None else stored[0]
+        approvals = [] if intent is None else self._intents.approvals(intent.hash())
+        now = datetime.now(UTC)
+        window = 0
+        with self._db.tx() as conn:
+            first = signer_record.first_signed_at(conn, op_id)
+            if intent is not None and intent.client_id is not None:
+                since = now - VELOCITY_WINDOW
+                window = signer_record.signed_since(
+                    conn, intent.client_id, intent.asset, since, op_id
+                )
+        granted = authorise(
+            op_id, intent, approvals, self._governance, now, self._decimals, window, first
+        )
+        asset_chain = (intent.payload or {}).get("chain") if intent else None
+        if asset_chain != chain:
+            raise KeyAccessDenied(f"{op_id} is on {asset_chain}, not {chain}")
+        if granted.amount <= 0:
+            raise KeyAccessDenied(f"{op_id} names no payment")
+        if chain == "bitcoin":
+            ceiling = self._max_btc_fee
+        else:
+            ceiling = self._max_fee * self._gas_limit(granted.asset)
+        return Authorised(
+            operation_id=op_id,
+            kind="withdrawal" if granted.kind == "withdrawal" else "settlement",
+            client_id=granted.client_id,
+            chain=chain,
+            asset=granted.asset,
+            amount=granted.amount,
+            destination=granted.destination,
+            # The intent's cap, never above the signer's own configuration.
+            fee_cap=min(granted.fee_cap, ceiling),
+            intent_hash=granted.intent_hash,
+            velocity_limit=granted.velocity_limit,
+        )
+
+    def _velocity(self, conn: Conn, auth: Authorised) -> None:
+        """Under the client's lock: what the signer signed in the window (other operations)
+        plus this one stays within the policy's limit (two concurrent first signatures
+        each within it cannot together exceed it)."""
+        if auth.client_id is None or auth.velocity_limit is None:
+            return
+        signer_record.lock_velocity(conn, auth.client_id, auth.asset)
+        since = datetime.now(UTC) - VELOCITY_WINDOW
+        used = signer_record.signed_since(
+            conn, auth.client_id, auth.asset, since, auth.operation_id
+        )
+        if used + auth.amount > auth.velocity_limit:
+            raise KeyAccessDenied(f"{auth.operation_id}: above the daily velocity limit")
 
     def _gas_limit(self, asset: str) -> int:
         return self._gas_limits[0] if asset == "ETH" else self._gas_limits[1]
@@ -190,6 +236,7 @@ class SigningGuard:
         account = Web3.to_checksum_address(address)
         with self._db.tx(write=True) as conn:
             signer_record.lock(conn, op)
+            self._velocity(conn, auth)
             for prior in signer_record.signatures(conn, op):
                 # A fee bump keeps the nonce: one operation never pays twice.
                 if (prior.account, prior.nonce) != (account, nonce):
@@ -214,6 +261,9 @@ class SigningGuard:
                     fee=_int(tx["gas"]) * _int(tx["maxFeePerGas"]),
                     account=account,
                     nonce=nonce,
+                    client_id=auth.client_id,
+                    asset=auth.asset,
+                    intent_hash=auth.intent_hash,
                 ),
             )
         return raw
@@ -256,6 +306,7 @@ class SigningGuard:
         recorded_payments = ((auth.destination, auth.amount),)
         with self._db.tx(write=True) as conn:
             signer_record.lock(conn, op)
+            self._velocity(conn, auth)
             prior = signer_record.signatures(conn, op)
             if txid not in {p.tx_hash for p in prior}:  # the same transaction again is fine
                 for p in prior:
@@ -287,6 +338,9 @@ class SigningGuard:
                     inputs=inputs,
                     payments=recorded_payments,
                     fee=fee,
+                    client_id=auth.client_id,
+                    asset=auth.asset,
+                    intent_hash=auth.intent_hash,
                 ),
             )
         return raw

@@ -26,6 +26,9 @@ class RecordedSignature:
     fee: int  # Bitcoin: inputs minus outputs; Ethereum: the most it may pay (gas x max fee)
     account: str | None = None  # Ethereum: the sending key, wallet/index
     nonce: int | None = None
+    client_id: str | None = None  # None: the platform's own (a settlement leg)
+    asset: str = ""
+    intent_hash: str = ""
 
 
 def evm_claim(chain_id: int, account: str, nonce: int) -> str:
@@ -101,10 +104,14 @@ def claim(conn: Conn, what: str, operation_id: str) -> str:
 
 def insert(conn: Conn, sig: RecordedSignature) -> None:
     conn.run(
-        "insert into signer_signatures (operation_id, chain, wallet_id, account, nonce, "
-        "tx_hash, inputs, payments, fee, created_at) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "insert into signer_signatures (operation_id, client_id, asset, intent_hash, chain, "
+        "wallet_id, account, nonce, tx_hash, inputs, payments, fee, created_at) "
+        "values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             sig.operation_id,
+            sig.client_id,
+            sig.asset,
+            sig.intent_hash,
             sig.chain,
             sig.wallet_id,
             sig.account,
@@ -116,3 +123,31 @@ def insert(conn: Conn, sig: RecordedSignature) -> None:
             conn.time(datetime.now(UTC)),
         ),
     )
+
+
+def first_signed_at(conn: Conn, operation_id: str) -> datetime | None:
+    """When the signer first signed for the operation (None: never)."""
+    row = conn.one(
+        "select min(created_at) from signer_signatures where operation_id = ?", (operation_id,)
+    )
+    return None if row is None else Conn.read_time(row[0])
+
+
+def lock_velocity(conn: Conn, client_id: str, asset: str) -> None:
+    """Serialise the signatures of one client and asset (the velocity window's sum)."""
+    if not conn.sqlite:
+        conn.one(
+            "select pg_advisory_xact_lock(hashtextextended(?, 4245))", (f"{client_id}/{asset}",)
+        )
+
+
+def signed_since(conn: Conn, client_id: str, asset: str, since: datetime, exclude: str) -> int:
+    """What the signer signed for the client and asset since `since`, other operations
+    than `exclude`: each operation's payments once (a fee bump re-signs the same ones)."""
+    rows = conn.all(
+        "select operation_id, payments from signer_signatures where client_id = ? and "
+        "asset = ? and created_at > ? and operation_id <> ?",
+        (client_id, asset, conn.time(since), exclude),
+    )
+    per_operation = {op: sum(int(a) for _d, a in json.loads(p)) for op, p in rows}
+    return sum(per_operation.values())

@@ -93,3 +93,7 @@ class Authorised(BaseModel):
     amount: int = Field(gt=0)
     destination: str
     fee_cap: int = Field(gt=0, description="the most fee, in the chain's minor unit")
+    intent_hash: str = Field(description="the intent that authorises it")
+    velocity_limit: int | None = Field(
+        default=None, description="the policy's 24 h limit, checked again under a lock"
+    )

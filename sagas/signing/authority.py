@@ -64,6 +64,7 @@ class Authorisation:
     intent_hash: str
     approvers: tuple[str, ...]
     policy_version: int
+    velocity_limit: int | None = None
 
 
 def authorise(
@@ -143,4 +144,5 @@ def authorise(
         intent_hash=intent.hash(),
         approvers=tuple(sorted(quorum.operators)),
         policy_version=policy.version,
+        velocity_limit=rules.daily_velocity_limit if intent.client_id is not None else None,
     )

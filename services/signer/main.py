@@ -12,14 +12,17 @@ import time
 
 from temporalio.worker import Worker
 
+from adapters.governance.store import LiveGovernance, SqlGovernanceStore
 from adapters.keys.hd import BipDeriver
 from adapters.keys.openbao import OpenBaoKeyWrapper
 from adapters.keys.store import SqlKeyStore
 from adapters.operations.guard import SigningGuard
+from adapters.operations.intents import SqlIntentStore
 from adapters.operations.store import SqlOperationStore
 from adapters.temporal import connect
 from sagas.signing import UnsignedBtcTransaction
 from sagas.signing.activities import SigningActivities
+from services.platform import ASSETS
 from services.settings import PlatformSettings
 from services.signer.signer import Signer
 
@@ -37,6 +40,9 @@ def build_signer(settings: PlatformSettings, db_url: str | None = None) -> Signe
         settings.signer_max_fee_per_gas,
         (settings.eth_gas_limit_eth, settings.eth_gas_limit_token),
         settings.signer_max_btc_fee,
+        SqlIntentStore(url, migrate=False),
+        LiveGovernance(SqlGovernanceStore(url, settings.governance_genesis_hash, migrate=False)),
+        {code: asset.decimals for code, (asset, _chain) in ASSETS.items()},
     )
     return Signer(
         unwrapper, SqlKeyStore(url, migrate=False), BipDeriver(settings.btc_network), guard

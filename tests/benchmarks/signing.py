@@ -11,7 +11,6 @@ import argparse
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -19,15 +18,18 @@ import coincurve
 from eth_account import Account
 
 from adapters.chains.bitcoin.tx import Plan, Utxo, to_request
+from adapters.governance.store import LiveGovernance
 from adapters.keys.hd import BipDeriver
 from adapters.keys.openbao import OpenBaoKeyWrapper
 from adapters.keys.store import SqlKeyStore
 from adapters.operations.guard import HOT_WALLET_ACCOUNT, SigningGuard
+from adapters.operations.intents import SqlIntentStore
 from adapters.operations.store import SqlOperationStore
 from sagas.keys.wallets import create_wallet, deposit_address
-from sagas.operations import OperationRecord
+from services.platform import ASSETS
 from services.settings import PlatformSettings
 from services.signer.signer import Signer
+from tests.governed import Governed
 
 RECEIVER = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
 TX: dict[str, object] = {
@@ -47,28 +49,6 @@ def _rate(n: int, fn: Any) -> float:
     for i in range(n):
         fn(i)
     return n / (time.perf_counter() - began)
-
-
-def _approve(ops: SqlOperationStore, op: str, asset: str, amount: int, to: str) -> None:
-    now = datetime.now(UTC)
-    chain = "bitcoin" if asset == "BTC" else "ethereum"
-    ops.create(
-        OperationRecord(
-            id=op,
-            kind="withdrawal",
-            client_id="bench",
-            asset=asset,
-            chain=chain,
-            amount=amount,
-            destination=to,
-            request_hash="h",
-            requested_by="bench",
-            state="reserved",
-            created_at=now,
-            updated_at=now,
-        )
-    )
-    ops.advance(op, "approved", state="approved", approved=True)
 
 
 def main() -> None:
@@ -100,6 +80,10 @@ def main() -> None:
             lambda i: deriver.address(wallet.xpubs["bitcoin"], "bitcoin", 1, i),
             change=1,
         )
+        # Governance as at an install; each payment is a withdrawal its client signed,
+        # under governance's default policy: the signer verifies all of it every time.
+        gov = Governed(url)
+        gov.defaults()
         guard = SigningGuard(
             ops,
             url,
@@ -108,6 +92,9 @@ def main() -> None:
             s.signer_max_fee_per_gas,
             (s.eth_gas_limit_eth, s.eth_gas_limit_token),
             s.signer_max_btc_fee,
+            SqlIntentStore(url, migrate=False),
+            LiveGovernance(gov.store),
+            {code: asset.decimals for code, (asset, _chain) in ASSETS.items()},
         )
         signer = Signer(
             OpenBaoKeyWrapper(s.openbao_addr, *s.approle("custody-signer"), s.openbao_kek),
@@ -116,8 +103,8 @@ def main() -> None:
             guard,
         )
         for i in range(args.n):
-            _approve(ops, f"bench-eth-{i}", "ETH", 10**15, RECEIVER)
-            _approve(ops, f"bench-btc-{i}", "BTC", SAT // 2, payee)
+            gov.withdrawal(f"bench-eth-{i}", "bench", "ETH", 10**15, RECEIVER, 10**18)
+            gov.withdrawal(f"bench-btc-{i}", "bench", "BTC", SAT // 2, payee, 10**6)
         key = Account.create().key
 
         through_signer = _rate(

@@ -15,20 +15,19 @@ import sys
 import threading
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
 
 import pytest
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from adapters.keys.store import SqlKeyStore
-from adapters.operations.store import SqlOperationStore
 from adapters.sqldb import SqlDatabase
 from adapters.temporal import connect
 from adapters.temporal.signing import TemporalSigningClient
-from sagas.operations import OperationRecord
 from sagas.signing.workflows import SignBtcWorkflow, SignEvmWorkflow
+from services.platform import ASSETS
 from services.settings import PlatformSettings
+from tests.governed import Governed
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -37,14 +36,33 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.stack)
 
 
+_GOVERNED: dict[str, Governed] = {}
+
+
 @pytest.fixture
-def signer_queue(fresh_postgres_url: str) -> Iterator[str]:
-    """The real signer process on its own task queue and a fresh database."""
-    SqlKeyStore(fresh_postgres_url)  # schema in place before the signer opens it
+def governed(fresh_postgres_url: str) -> Governed:
+    """Governance on the fresh database: a genesis of three operators, the default
+    policies, and client c1's request key."""
+    SqlKeyStore(fresh_postgres_url)  # schema in place before anything opens it
+    gov = Governed(fresh_postgres_url)
+    gov.defaults()
+    gov.client_key("c1")
+    _GOVERNED[fresh_postgres_url] = gov
+    return gov
+
+
+@pytest.fixture
+def signer_queue(fresh_postgres_url: str, governed: Governed) -> Iterator[str]:
+    """The real signer process on its own task queue and a fresh database, trusting
+    the genesis of `governed`."""
     queue = f"redteam-signer-{uuid.uuid4().hex[:8]}"
     proc = subprocess.Popen(
         [sys.executable, "-m", "services.signer.main", "--db-url", fresh_postgres_url],
-        env={**os.environ, "CUSTODY_SIGNER_TASK_QUEUE": queue},
+        env={
+            **os.environ,
+            "CUSTODY_SIGNER_TASK_QUEUE": queue,
+            "CUSTODY_GOVERNANCE_GENESIS_HASH": governed.genesis_hash,
+        },
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -95,26 +113,11 @@ def attacker(
 def approve(
     url: str, operation: str, asset: str, chain: str, amount: int, destination: str
 ) -> None:
-    """A withdrawal the saga recorded as approved: what the signer will pay, and all."""
-    ops = SqlOperationStore(url, migrate=False)
-    now = datetime.now(UTC)
-    ops.create(
-        OperationRecord(
-            id=operation,
-            kind="withdrawal",
-            client_id="c1",
-            asset=asset,
-            chain=chain,
-            amount=amount,
-            destination=destination,
-            request_hash="h",
-            requested_by="u1",
-            state="reserved",
-            created_at=now,
-            updated_at=now,
-        )
-    )
-    ops.advance(operation, "approved", state="approved", approved=True)
+    """A withdrawal its client signed and governance's default policy allows (below any
+    approval threshold): what the signer will pay, and all."""
+    assert ASSETS[asset][1] == chain
+    fee_cap = 10**18 if chain == "ethereum" else 10**6  # the signer's own ceiling binds
+    _GOVERNED[url].withdrawal(operation, "c1", asset, amount, destination, fee_cap)
 
 
 def signatures(url: str, operation: str | None = None) -> int:

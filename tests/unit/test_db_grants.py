@@ -28,7 +28,8 @@ def test_every_grant_names_a_known_process_and_a_valid_privilege() -> None:
 def test_only_the_worker_moves_an_operation_on_and_only_the_signer_touches_its_record() -> None:
     assert [p for p, g in TABLES["operations"].items() if "update" in g] == ["worker"]
     assert TABLES["signer_signatures"] == {"signer": "select, insert"}
-    assert TABLES["signer_claims"] == {"signer": "select, insert"}
+    # The worker's payment adapters read the claims (never write them).
+    assert TABLES["signer_claims"] == {"signer": "select, insert", "worker": "select"}
     assert not any(_writes(g) for p, g in grants_for("relay").items() if p != "ledger_outbox")
     assert grants_for("audit") == {} and grants_for("projector") == {}
 

@@ -32,6 +32,9 @@ def upgrade() -> None:
     op.execute(f"""create table signer_signatures (
     id {ident},
     operation_id text not null,
+    client_id text,
+    asset text not null,
+    intent_hash text not null,
     chain text not null check (chain in ('bitcoin', 'ethereum')),
     wallet_id text not null,
     account text,
@@ -43,6 +46,10 @@ def upgrade() -> None:
     created_at {stamp} not null
 )""")
     op.execute("create index signer_signatures_operation on signer_signatures (operation_id)")
+    # The velocity window: what was signed for a client and asset since a moment.
+    op.execute(
+        "create index signer_signatures_client on signer_signatures (client_id, asset, created_at)"
+    )
     # The first signature to spend an outpoint or use a nonce claims it for its operation;
     # the primary key makes the claim atomic between concurrent signers.
     op.execute(f"""create table signer_claims (

@@ -1,0 +1,146 @@
+"""A database with governance in place, for tests below the e2e tier: a genesis of three
+operators (alice, bob, carol; quorum 2), changes proposed by alice and approved by bob
+and carol with their own keys, client keys, and withdrawal intents a client signed
+(what the API and the saga record before the signer is asked)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from adapters.governance.store import SqlGovernanceStore
+from adapters.operations.intents import SqlIntentStore
+from adapters.operations.store import SqlOperationStore
+from sagas.governance import (
+    DEFAULT_POLICY,
+    SETTLEMENT_POLICY,
+    Genesis,
+    OperatorEntry,
+    policy_record,
+)
+from sagas.intents import Intent, raw_public_key, sign_intent
+from sagas.money import format_units
+from sagas.operations import OperationRecord
+from sagas.policy import PolicyRules
+from services.cli.request_signing import signed
+from services.platform import ASSETS
+
+OPERATORS = ("alice", "bob", "carol")
+
+
+class Governed:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.operator_keys = {n: Ed25519PrivateKey.generate() for n in OPERATORS}
+        genesis = Genesis(
+            operators=tuple(
+                OperatorEntry(name=n, public_key=raw_public_key(k).hex())
+                for n, k in self.operator_keys.items()
+            ),
+            quorum=2,
+            created_at=datetime.now(UTC).replace(microsecond=0),
+        )
+        self.genesis_hash = genesis.hash()
+        self.store = SqlGovernanceStore(url, self.genesis_hash)
+        self.store.install_genesis(genesis)
+        self.client_keys: dict[str, Ed25519PrivateKey] = {}
+        self.intents = SqlIntentStore(url, migrate=False)
+        self.operations = SqlOperationStore(url, migrate=False)
+
+    def change(
+        self, kind: str, record: dict[str, Any], client_id: str | None, asset: str = ""
+    ) -> None:
+        """Proposed by alice, approved by bob and carol: applied."""
+        proposal = self.store.propose(kind, record, "alice", client_id, asset)
+        for name in ("bob", "carol"):
+            after = self.store.approve(
+                proposal.id, sign_intent(proposal.intent, self.operator_keys[name])
+            )
+        assert after.state == "applied", after
+
+    def policy(self, holder: str, asset: str, **rules: Any) -> None:
+        rules_ = PolicyRules(client_id=holder, asset=asset, **rules)
+        self.change("policy_change", policy_record(rules_), holder, asset)
+
+    def defaults(self) -> None:
+        """Governance's default rules for every asset (no limits, no approvals)."""
+        for asset in ASSETS:
+            self.policy(DEFAULT_POLICY, asset)
+
+    def settlement(self, asset: str, *addresses: str) -> None:
+        self.policy(
+            SETTLEMENT_POLICY,
+            asset,
+            allow_list_required=True,
+            allowed_destinations=frozenset(addresses),
+        )
+
+    def client_key(self, client_id: str) -> Ed25519PrivateKey:
+        key = self.client_keys.get(client_id)
+        if key is None:
+            key = Ed25519PrivateKey.generate()
+            record = {"action": "add", "public_key": raw_public_key(key).hex()}
+            self.change("client_key_change", record, client_id)
+            self.client_keys[client_id] = key
+        return key
+
+    def withdrawal(
+        self,
+        operation: str,
+        client_id: str,
+        asset: str,
+        amount: int,
+        destination: str,
+        fee_cap: int,
+        requested_by: str = "u1",
+        ttl: timedelta = timedelta(hours=1),
+    ) -> Intent:
+        """A withdrawal its client signed, recorded as the API and the saga record it
+        (the operation, its intent with the signed request); its intent."""
+        chain = ASSETS[asset][1]
+        text = format_units(amount, ASSETS[asset][0].decimals)
+        body = json.dumps({"asset": asset, "amount": text, "destination": destination})
+        request = signed(
+            self.client_key(client_id),
+            "POST",
+            f"/v1/clients/{client_id}/withdrawals",
+            body.encode(),
+        )
+        now = datetime.now(UTC)
+        self.operations.create(
+            OperationRecord(
+                id=operation,
+                kind="withdrawal",
+                client_id=client_id,
+                asset=asset,
+                chain=chain,
+                amount=amount,
+                destination=destination,
+                request_hash="h",
+                requested_by=requested_by,
+                state="reserved",
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        intent = Intent(
+            kind="withdrawal",
+            operation_id=operation,
+            client_id=client_id,
+            asset=asset,
+            amount=amount,
+            destination=destination,
+            fee_cap=fee_cap,
+            policy_version=0,
+            expires_at=(now + ttl).replace(microsecond=0),
+            payload={
+                "requested_by": requested_by,
+                "chain": chain,
+                "request": request.model_dump(mode="json"),
+            },
+        )
+        self.intents.put_intent(intent, 0)
+        return intent

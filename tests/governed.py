@@ -29,6 +29,7 @@ from services.cli.request_signing import signed
 from services.platform import ASSETS
 
 OPERATORS = ("alice", "bob", "carol")
+_BY_URL: dict[str, Governed] = {}
 
 
 class Governed:
@@ -49,6 +50,7 @@ class Governed:
         self.client_keys: dict[str, Ed25519PrivateKey] = {}
         self.intents = SqlIntentStore(url, migrate=False)
         self.operations = SqlOperationStore(url, migrate=False)
+        _BY_URL[url] = self
 
     def change(
         self, kind: str, record: dict[str, Any], client_id: str | None, asset: str = ""
@@ -144,3 +146,13 @@ class Governed:
         )
         self.intents.put_intent(intent, 0)
         return intent
+
+
+def approve(
+    url: str, operation: str, asset: str, chain: str, amount: int, destination: str
+) -> None:
+    """A withdrawal client c1 signed, which governance's default policy allows (below any
+    approval threshold), on the governed database at `url`: what the signer will pay."""
+    assert ASSETS[asset][1] == chain
+    fee_cap = 10**18 if chain == "ethereum" else 10**9  # the signer's own ceiling binds
+    _BY_URL[url].withdrawal(operation, "c1", asset, amount, destination, fee_cap)

@@ -33,23 +33,10 @@ from services.platform import Platform
 from services.settings import PlatformSettings, stack_env_file
 from tests.fakes import FakeKeyWrapper
 
-# Until the signer's record lands from its branch (h-signer): a stand-in of its shape.
-SIGNER_RECORD = """create table if not exists signer_signatures (
-    id bigint generated always as identity primary key,
-    operation_id text not null,
-    chain text not null,
-    wallet_id text not null,
-    account text,
-    nonce bigint,
-    tx_hash text not null,
-    inputs text not null,
-    payments text not null,
-    fee text not null,
-    created_at timestamptz not null
-)"""
 FORGE = (
-    "insert into signer_signatures (operation_id, chain, wallet_id, tx_hash, inputs, "
-    "payments, fee, created_at) values ('x', 'bitcoin', 'w', 'h', '[]', '[]', '0', now())"
+    "insert into signer_signatures (operation_id, asset, intent_hash, chain, wallet_id, "
+    "tx_hash, inputs, payments, fee, created_at) "
+    "values ('x', 'BTC', 'i', 'bitcoin', 'w', 'h', '[]', '[]', '0', now())"
 )
 
 
@@ -74,7 +61,6 @@ def db(stack_settings: PlatformSettings) -> Iterator[Db]:
     try:
         upgrade(owner)
         with psycopg.connect(owner, autocommit=True) as conn:
-            conn.execute(SIGNER_RECORD)
             assert sorted(apply_grants(conn)) == sorted(role(p) for p in PROCESSES)
         by_env = stack_settings.role_urls(owner)
         urls = {p: by_env[f"CUSTODY_LEDGER_URL_{p.upper()}"] for p in PROCESSES}

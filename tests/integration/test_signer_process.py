@@ -1,11 +1,13 @@
 """The signer as its own process: this test process holds only the worker's role; the
 signer subprocess (the only holder of the signer's role) signs over its Temporal task
-queue, only a withdrawal recorded as approved and only a transaction that pays exactly
-its destination and amount, and the transaction confirms on anvil."""
+queue, only a withdrawal its client signed under governance's policy (never one a row
+merely says is approved) and only a transaction that pays exactly its destination and
+amount, and the transaction confirms on anvil."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import uuid
@@ -29,13 +31,22 @@ from sagas.operations import OperationRecord
 from sagas.signing import SignedTransaction, SignEvmRequest
 from sagas.signing.workflows import SignEvmWorkflow
 from services.settings import PlatformSettings
+from tests.governed import Governed
 
 
 @pytest.fixture
-def signer_process(fresh_postgres_url: str) -> Iterator[subprocess.Popen[str]]:
-    SqlKeyStore(fresh_postgres_url)  # schema in place before the signer opens it
+def governed(fresh_postgres_url: str) -> Governed:
+    SqlKeyStore(fresh_postgres_url)  # schema in place before anything opens it
+    gov = Governed(fresh_postgres_url)
+    gov.defaults()
+    return gov
+
+
+@pytest.fixture
+def signer_process(fresh_postgres_url: str, governed: Governed) -> Iterator[subprocess.Popen[str]]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "services.signer.main", "--db-url", fresh_postgres_url],
+        env={**os.environ, "CUSTODY_GOVERNANCE_GENESIS_HASH": governed.genesis_hash},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -88,6 +99,7 @@ def test_the_signer_process_signs_a_withdrawal_that_confirms(
     stack_settings: PlatformSettings,
     fresh_postgres_url: str,
     signer_process: subprocess.Popen[str],
+    governed: Governed,
 ) -> None:
     s = stack_settings
     store = SqlKeyStore(fresh_postgres_url)
@@ -112,15 +124,17 @@ def test_the_signer_process_signs_a_withdrawal_that_confirms(
     # Not on record: refused.
     with pytest.raises(WorkflowFailureError) as refused:
         asyncio.run(_sign(s, request(operation, tx)))
-    assert "KeyAccessDenied" in repr(refused.value.cause) or "no withdrawal" in str(
-        refused.value.cause.cause
-    )
-    # On record but not approved yet: refused.
+    assert "KeyAccessDenied" in str(refused.value.cause.cause), refused.value.cause.cause
+    # On record, even marked approved in the database, but no client ever signed it.
     ops = SqlOperationStore(fresh_postgres_url)
     record_withdrawal(ops, operation, receiver, 12345)
-    with pytest.raises(WorkflowFailureError):
-        asyncio.run(_sign(s, request(operation, tx)))
     ops.advance(operation, "approved", state="approved", approved=True)
+    with pytest.raises(WorkflowFailureError) as refused:
+        asyncio.run(_sign(s, request(operation, tx)))
+    assert "no intent" in str(refused.value.cause.cause)
+    # The client's own signed request under governance's default policy: authorised.
+    operation = f"op-{uuid.uuid4().hex[:8]}"
+    governed.withdrawal(operation, "c1", "ETH", 12345, receiver, 10**18)
     # Approved, but the transaction pays someone else, or another amount: refused.
     # Approved, but another amount, destination, chain, an outrageous fee, or a key
     # other than the hot wallet's: refused.

@@ -18,7 +18,8 @@ from sagas.signing import UnsignedBtcTransaction
 from services.platform import Platform
 from services.settings import PlatformSettings
 from services.signer.main import build_signer
-from tests.redteam.conftest import approve, signatures
+from tests.governed import Governed, approve
+from tests.redteam.conftest import signatures
 
 SAT = 1_000_000
 
@@ -58,6 +59,8 @@ def test_one_coin_and_one_nonce_are_signed_for_one_operation_only(
     hot = p.hot_wallet()
     destination = coin_address.address  # any address: here the client's own
     receiver = Account.create().address
+    gov = Governed(url)
+    gov.defaults()
     ops = [f"wd-{uuid.uuid4().hex[:8]}" for _ in range(8)]
     for op in ops:
         approve(url, op, "BTC", "bitcoin", SAT // 2, destination)
@@ -70,7 +73,8 @@ def test_one_coin_and_one_nonce_are_signed_for_one_operation_only(
         plan = Plan((coin,), ((destination, SAT // 2),), 0, SAT - SAT // 2)
         return to_request(plan, None, None, [(0, coin_address.index)])
 
-    signer = build_signer(s.model_copy(update={"signer_max_btc_fee": SAT}), url)
+    trusting = {"signer_max_btc_fee": SAT, "governance_genesis_hash": gov.genesis_hash}
+    signer = build_signer(s.model_copy(update=trusting), url)
     # Eight operations, one coin.
     won, refused = _race(
         8, lambda i: signer.sign_btc_transaction(ops[i], s.platform_wallet, btc_request(0))

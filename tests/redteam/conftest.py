@@ -25,18 +25,14 @@ from adapters.sqldb import SqlDatabase
 from adapters.temporal import connect
 from adapters.temporal.signing import TemporalSigningClient
 from sagas.signing.workflows import SignBtcWorkflow, SignEvmWorkflow
-from services.platform import ASSETS
 from services.settings import PlatformSettings
-from tests.governed import Governed
+from tests.governed import Governed, approve
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/redteam/" in str(item.path):
             item.add_marker(pytest.mark.stack)
-
-
-_GOVERNED: dict[str, Governed] = {}
 
 
 @pytest.fixture
@@ -47,7 +43,6 @@ def governed(fresh_postgres_url: str) -> Governed:
     gov = Governed(fresh_postgres_url)
     gov.defaults()
     gov.client_key("c1")
-    _GOVERNED[fresh_postgres_url] = gov
     return gov
 
 
@@ -110,14 +105,7 @@ def attacker(
     thread.join(10)
 
 
-def approve(
-    url: str, operation: str, asset: str, chain: str, amount: int, destination: str
-) -> None:
-    """A withdrawal its client signed and governance's default policy allows (below any
-    approval threshold): what the signer will pay, and all."""
-    assert ASSETS[asset][1] == chain
-    fee_cap = 10**18 if chain == "ethereum" else 10**6  # the signer's own ceiling binds
-    _GOVERNED[url].withdrawal(operation, "c1", asset, amount, destination, fee_cap)
+__all__ = ["approve", "signatures"]
 
 
 def signatures(url: str, operation: str | None = None) -> int:

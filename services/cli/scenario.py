@@ -3,7 +3,7 @@ its REST API as a bank would, on the local stack's chains.
 
 A client is onboarded, gets deposit addresses, receives BTC, ETH and the test token
 (credited only once final), withdraws some of each (one above its approval threshold,
-released by two operators after the requester's own approval is refused); then the
+released by two operators signing its intent with their own keys); then the
 client's balances, the platform's accounts and the chains are compared. The client
 then buys BTC and ETH with EUR from its bank account and sells some back, and the
 trades are settled with the liquidity providers (delivery versus payment) and
@@ -24,11 +24,13 @@ from typing import Any
 import httpx
 import psycopg
 from bitcoin.wallet import CBitcoinSecret, P2WPKHBitcoinAddress
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from eth_account import Account
 
 from adapters.chains.bitcoin.networks import select_network
 from adapters.sqldb import SqlDatabase
 from sagas.banking import make_iban
+from sagas.intents import Intent, sign_intent
 from sagas.money import format_units
 from services.runner import Running
 from services.settings import PlatformSettings
@@ -84,7 +86,7 @@ def run_scenario(settings: PlatformSettings) -> None:
 def _scenario(run: Running) -> None:
     s = run.settings
     token = s.eth_token_address
-    ops1, ops2 = run.http("ops-anna", "operator"), run.http("ops-ben", "operator")
+    ops1 = run.http("ops-anna", "operator")
     client_id = f"demo-{uuid.uuid4().hex[:6]}"
 
     _step("Onboarding: an operator opens the client and its accounts")
@@ -188,21 +190,31 @@ def _scenario(run: Running) -> None:
         lambda: client.get(f"/v1/withdrawals/{big}").json()["state"] == "awaiting_approval",
     )
     print(f"{big}: awaiting_approval (rule approval_threshold)")
-    mine = _post(client, f"/v1/withdrawals/{big}/approvals", {})
+    shown = client.get(f"/v1/withdrawals/{big}/intent").json()
+    intent = Intent.model_validate(shown["intent"], strict=False)
     print(
-        f"the client approving it itself -> {mine.status_code} {mine.json()['code']}"
+        f"its intent (what operators sign): {intent.amount} wei to {intent.destination}, "
+        f"hash {shown['intent_hash'][:16]}..., {shown['approvals_required']} approvals needed"
+    )
+    by_alice = sign_intent(intent, run.operator_key("alice")).model_dump()
+    mine = _post(client, f"/v1/withdrawals/{big}/approvals", by_alice)
+    print(
+        f"the client handing in an approval -> {mine.status_code} {mine.json()['code']}"
         f" {mine.json()['title']}"
     )
-    for ops in (ops1, ops1, ops2):
-        reply = _post(ops, f"/v1/withdrawals/{big}/approvals", {})
+    forged = sign_intent(intent, Ed25519PrivateKey.generate()).model_dump()
+    with run.http("alice", "operator") as alice:
+        bad = _post(alice, f"/v1/withdrawals/{big}/approvals", forged)
+    print(f"an approval by a key governance never registered -> {bad.status_code} "
+          f"{bad.json()['code']} {bad.json()['title']}")  # fmt: skip
+    for name in ("alice", "alice", "bob"):
+        reply = run.approve(big, name)
         body = reply.json()
         if reply.status_code == 200:
-            said = f"approvers {body['approvers']}"
-        elif reply.status_code == 202:  # taken, recorded a moment later: see the timeline
-            said = f"taken from {body['operator']}"
+            said = f"approvers {body['approvers']}, complete: {body['complete']}"
         else:
             said = f"{body['code']} {body['detail']}"
-        print(f"operator approval -> {reply.status_code} {said}")
+        print(f"{name} signs the intent with her own key -> {reply.status_code} {said}")
 
     def finished() -> bool:
         return all(

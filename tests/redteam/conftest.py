@@ -36,12 +36,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture
-def governed(fresh_postgres_url: str) -> Governed:
+def governed(request: pytest.FixtureRequest, fresh_postgres_url: str) -> Governed:
     """Governance on the fresh database: a genesis of three operators, the default
-    policies, and client c1's request key."""
+    policies (not for a test marked no_default_policy), and client c1's request key."""
     SqlKeyStore(fresh_postgres_url)  # schema in place before anything opens it
     gov = Governed(fresh_postgres_url)
-    gov.defaults()
+    if request.node.get_closest_marker("no_default_policy") is None:
+        gov.defaults()
     gov.client_key("c1")
     return gov
 

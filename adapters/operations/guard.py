@@ -140,7 +140,20 @@ class SigningGuard:
             fee_cap=min(granted.fee_cap, ceiling),
             intent_hash=granted.intent_hash,
             velocity_limit=granted.velocity_limit,
+            request_claim=granted.request_claim,
         )
+
+    def _claim_request(self, conn: Conn, auth: Authorised) -> None:
+        """One client request, one payment: the first signature claims the signed request
+        for its operation in the signer's record; an intent of another operation that
+        carries the same signed request (copied by a database writer) is refused."""
+        if auth.request_claim is None:
+            return
+        owner = signer_record.claim(conn, auth.request_claim, auth.operation_id)
+        if owner != auth.operation_id:
+            raise KeyAccessDenied(
+                f"{auth.operation_id}: the client's request was signed for {owner}"
+            )
 
     def _velocity(self, conn: Conn, auth: Authorised) -> None:
         """Under the client's lock: what the signer signed in the window (other operations)
@@ -236,6 +249,7 @@ class SigningGuard:
         account = Web3.to_checksum_address(address)
         with self._db.tx(write=True) as conn:
             signer_record.lock(conn, op)
+            self._claim_request(conn, auth)
             self._velocity(conn, auth)
             for prior in signer_record.signatures(conn, op):
                 # A fee bump keeps the nonce: one operation never pays twice.
@@ -306,6 +320,7 @@ class SigningGuard:
         recorded_payments = ((auth.destination, auth.amount),)
         with self._db.tx(write=True) as conn:
             signer_record.lock(conn, op)
+            self._claim_request(conn, auth)
             self._velocity(conn, auth)
             prior = signer_record.signatures(conn, op)
             if txid not in {p.tx_hash for p in prior}:  # the same transaction again is fine

@@ -97,3 +97,6 @@ class Authorised(BaseModel):
     velocity_limit: int | None = Field(
         default=None, description="the policy's 24 h limit, checked again under a lock"
     )
+    request_claim: str | None = Field(
+        default=None, description="the client's signed request: it pays one operation only"
+    )

@@ -23,7 +23,7 @@ from sagas.withdrawal.intent import requester, signed_request
 
 def _check_client_request(
     operation_id: str, intent: Intent, governance: Governance, decimals: Mapping[str, int]
-) -> None:
+) -> str:
     """The client's own signature over its request, and the request is this intent."""
     request = signed_request(intent)
     if request is None:
@@ -48,6 +48,7 @@ def _check_client_request(
         raise KeyAccessDenied(f"{operation_id}: the signed body is not a withdrawal") from None
     if (asset, amount, destination) != (intent.asset, intent.amount, intent.destination):
         raise KeyAccessDenied(f"{operation_id}: the intent is not what the client signed")
+    return f"request:{request.signature.key_id}:{request.signature.nonce}"
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,9 @@ class Authorisation:
     approvers: tuple[str, ...]
     policy_version: int
     velocity_limit: int | None = None
+    # The client's signed request this payment answers, as the signer's record claims it
+    # (one signed request pays one operation); None for the platform's own legs.
+    request_claim: str | None = None
 
 
 def authorise(
@@ -93,8 +97,9 @@ def authorise(
         raise KeyAccessDenied(f"{operation_id}: no intent on record")
     if intent.operation_id != operation_id:
         raise KeyAccessDenied(f"{operation_id}: the intent is for {intent.operation_id}")
+    claim: str | None = None
     if intent.kind == "withdrawal" and intent.client_id is not None:
-        _check_client_request(operation_id, intent, governance, decimals)
+        claim = _check_client_request(operation_id, intent, governance, decimals)
         holder = intent.client_id
     elif intent.kind == "settlement_leg" and intent.client_id is None:
         # The platform's own leg: no client signs it; governance's settlement policy for
@@ -145,4 +150,5 @@ def authorise(
         approvers=tuple(sorted(quorum.operators)),
         policy_version=policy.version,
         velocity_limit=rules.daily_velocity_limit if intent.client_id is not None else None,
+        request_claim=claim,
     )

@@ -1,5 +1,5 @@
 """`custody operator keygen|pubkey|sign|verify|propose|approve`: an operator's own
-Ed25519 key, and governance proposals approved with it over the API.
+Ed25519 key, and governance proposals and withdrawals approved with it over the API.
 
 The key file stays with the operator (PKCS#8 PEM, encrypted with a passphrase, mode
 0600); the platform only ever sees the public key and the approvals made with it. The
@@ -266,7 +266,48 @@ def approve_proposal(
     return _answer(reply)
 
 
+def fetch_withdrawal_intent(http: httpx.Client, operation_id: str) -> Intent:
+    """A withdrawal's intent, refused unless it hashes to the hash the API names and is
+    for this operation."""
+    shown = _answer(http.get(f"/v1/withdrawals/{operation_id}/intent"))
+    try:
+        intent = Intent.model_validate(shown["intent"], strict=False)
+    except (KeyError, ValidationError) as exc:
+        raise CommandRefused(f"the API sent no intent for {operation_id}: {exc}") from None
+    if intent.hash() != shown.get("intent_hash"):
+        raise CommandRefused("the API's intent hash is not the hash of the intent it sent")
+    if intent.kind != "withdrawal" or intent.operation_id != operation_id:
+        raise CommandRefused(f"not the intent of withdrawal {operation_id}")
+    return intent
+
+
+def approve_withdrawal(
+    http: httpx.Client, operation_id: str, key: Ed25519PrivateKey, intent: Intent
+) -> dict[str, Any]:
+    """Sign a withdrawal's intent with `key` and hand the approval in: the tally."""
+    if intent.expires_at <= datetime.now(UTC):
+        raise CommandRefused(f"the intent expired at {rfc3339(intent.expires_at)}")
+    approval = sign_intent(intent, key)
+    reply = http.post(
+        f"/v1/withdrawals/{operation_id}/approvals",
+        content=approval.model_dump_json(),
+        headers={
+            "Content-Type": "application/json",
+            "Idempotency-Key": f"approve-{approval.key_id}-{approval.intent_hash[:16]}",
+        },
+    )
+    return _answer(reply)
+
+
 def approve_cmd(args: argparse.Namespace) -> int:
+    if args.withdrawal:
+        with _api(args) as http:
+            intent = fetch_withdrawal_intent(http, args.withdrawal)
+            print(_summary(intent), file=sys.stderr)
+            key = load(Path(args.key), read_passphrase(new=False))
+            tally = approve_withdrawal(http, args.withdrawal, key, intent)
+        print(json.dumps(tally))
+        return 0
     with _api(args) as http:
         intent, proposal = fetch_intent(http, args.proposal)
         print(f"proposed by: {_shown(str(proposal.get('proposed_by')))}", file=sys.stderr)
@@ -347,7 +388,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     propose.add_argument("--record", required=True, help="the record as JSON, or @file")
     propose.add_argument("--idempotency-key")
     propose.add_argument("--api", help=f"the API's base URL (default: {API_ENV})")
-    approve = command("approve", approve_cmd, "show a proposal, sign it, post the approval")
+    approve = command(
+        "approve", approve_cmd, "show a proposal or a withdrawal's intent, sign it, hand it in"
+    )
     approve.add_argument("--key", required=True)
-    approve.add_argument("--proposal", required=True, help="the proposal id")
+    what = approve.add_mutually_exclusive_group(required=True)
+    what.add_argument("--proposal", help="a governance proposal's id")
+    what.add_argument("--withdrawal", help="a withdrawal's operation id")
     approve.add_argument("--api", help=f"the API's base URL (default: {API_ENV})")

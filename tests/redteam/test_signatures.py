@@ -172,3 +172,23 @@ def test_a_client_without_a_policy_is_refused(payer: Payer) -> None:
     op = f"wd-{uuid.uuid4().hex[:8]}"
     payer.gov.withdrawal(op, "c1", "ETH", 2000, to, CAP)
     payer.refused(op, to, 2000, "has no ETH policy")
+
+
+def test_one_signed_request_pays_one_operation(payer: Payer) -> None:
+    """A database writer copies a paid withdrawal's intent, with its client's genuine
+    signed request, under another operation id: the signer's record holds the request
+    to the first operation."""
+    gov, to = payer.gov, Account.create().address
+    first = f"wd-{uuid.uuid4().hex[:8]}"
+    intent = gov.withdrawal(first, "c1", "ETH", 2500, to, CAP)
+    payer.pay_once_signed(first, to, 2500)
+    copy = f"wd-{uuid.uuid4().hex[:8]}"
+    gov.withdrawal(copy, "c1", "ETH", 1, Account.create().address, CAP)  # the row, any intent
+    with SqlDatabase(payer.url).tx(write=True) as conn:
+        conn.run("delete from intents where operation_id = ?", (copy,))
+    gov.intents.put_intent(intent.model_copy(update={"operation_id": copy}), 0)
+    with pytest.raises(KeyAccessDenied) as denied:
+        payer.sign(copy, to, 2500)
+    assert f"signed for {first}" in str(denied.value), denied.value
+    assert signatures(payer.url, copy) == 0
+    assert payer.node.balance(to) == 2500  # paid once

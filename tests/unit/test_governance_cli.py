@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from adapters.governance.store import SqlGovernanceStore
 from sagas.governance import change_intent, policy_record
-from sagas.intents import Approval, raw_public_key, verify_approval
+from sagas.intents import Approval, Intent, raw_public_key, verify_approval
 from sagas.policy import PolicyRules
 from services.cli import operator
 from services.cli.main import main
@@ -113,3 +113,61 @@ def test_approve_refuses_an_intent_that_does_not_hash_to_the_named_hash(
     posted = api(monkeypatch, found)
     assert main(["operator", "approve", "--key", str(keyfile), "--proposal", "gp-1"]) == 4
     assert posted == [] and "intent hash" in capsys.readouterr().err
+
+
+def withdrawal_intent_view(op: str = "wd:acme:k1") -> dict[str, Any]:
+    intent = Intent(
+        kind="withdrawal",
+        operation_id=op,
+        client_id="acme",
+        asset="ETH",
+        amount=25 * 10**16,
+        destination="0x52908400098527886E0F7030069857D2E4169EE7",
+        fee_cap=10**15,
+        policy_version=1,
+        expires_at=(datetime.now(UTC) + timedelta(hours=1)).replace(microsecond=0),
+        payload={"requested_by": "acme-user"},
+    )
+    return {
+        "intent": intent.model_dump(mode="json"),
+        "intent_hash": intent.hash(),
+        "approvals_required": 2,
+    }
+
+
+def test_approve_signs_a_withdrawals_intent_and_hands_it_in(
+    keyfile: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shown = withdrawal_intent_view()
+    posted: list[Approval] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            assert request.url.path == "/v1/withdrawals/wd:acme:k1/intent"
+            return httpx.Response(200, json=shown)
+        assert request.url.path == "/v1/withdrawals/wd:acme:k1/approvals"
+        posted.append(Approval.model_validate_json(request.content))
+        return httpx.Response(200, json={"required": 2, "approvers": ["bob"], "complete": False})
+
+    monkeypatch.setattr(
+        operator,
+        "_api",
+        lambda _args: httpx.Client(transport=httpx.MockTransport(handle), base_url="http://api"),
+    )
+    argv = ["operator", "approve", "--key", str(keyfile), "--withdrawal", "wd:acme:k1"]
+    assert main(argv) == 0
+    (approval,) = posted
+    intent = Intent.model_validate(shown["intent"], strict=False)
+    key = operator.load(keyfile, PASSPHRASE.encode())
+    assert verify_approval(intent, approval, key.public_key())
+    out, err = capsys.readouterr()
+    assert json.loads(out)["approvers"] == ["bob"]
+    assert "0x52908400098527886E0F7030069857D2E4169EE7" in err  # shown before it is signed
+    # The intent of another operation, or one whose hash is not the named one: refused.
+    for bad in (
+        withdrawal_intent_view("wd:acme:other"),
+        {**shown, "intent": {**shown["intent"], "amount": "1"}},
+    ):
+        shown = bad
+        assert main(argv) == 4
+    assert len(posted) == 1

@@ -437,6 +437,16 @@ class LiveGovernance:
     def __repr__(self) -> str:
         return "LiveGovernance()"
 
+    def head(self) -> tuple[int, str]:
+        """(seq, hash) of the latest record verified (0 and the genesis hash: none)."""
+        state = self._store.state()
+        return state.seq, state.head
+
+    def record_hash(self, seq: int) -> str | None:
+        """The hash of the record at `seq` as stored now (None: there is none)."""
+        records = self._store.records()
+        return records[seq - 1].hash() if 0 < seq <= len(records) else None
+
     def operators(self) -> Mapping[str, RegisteredKey]:
         return self._store.state().operators()
 

@@ -113,6 +113,7 @@ TABLES: Mapping[str, Mapping[str, str]] = {
     # (a retry re-takes the nonce the signer pinned; no coin another operation holds).
     "signer_signatures": {"signer": "select, insert"},
     "signer_claims": {"signer": "select, insert", "worker": "select"},
+    "signer_governance_heads": {"signer": "select, insert"},
     # --- governance: untrusted storage, the signer
     # verifies the records' quorum signatures itself. The API takes proposals and
     # approvals and appends the records they make; the others read the verified state.

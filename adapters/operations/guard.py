@@ -34,7 +34,7 @@ from adapters.operations.signer_record import RecordedSignature
 from adapters.operations.store import SqlOperationStore
 from adapters.sqldb import Conn, SqlDatabase
 from sagas.errors import CannotPay, KeyAccessDenied
-from sagas.governance import Governance
+from sagas.governance import SETTLEMENT_POLICY, Governance
 from sagas.policy import VELOCITY_WINDOW
 from sagas.ports import IntentStore
 from sagas.signing import Authorised, UnsignedBtcTransaction
@@ -73,6 +73,8 @@ class SigningGuard:
         intents: IntentStore,
         governance: Governance,
         decimals: Mapping[str, int],
+        screened: Callable[[str], bool] = lambda _destination: False,
+        chains: Mapping[str, str] | None = None,
     ) -> None:
         """`tokens`: asset code -> ERC-20 contract address; `max_fee_per_gas` (wei): the
         most a signed transaction may offer (a fee bump included); `gas_limits`: the most
@@ -88,6 +90,8 @@ class SigningGuard:
         self._intents = intents
         self._governance = governance
         self._decimals = decimals
+        self._screened = screened  # the signer's own screening of a destination
+        self._chains = chains
 
     def __repr__(self) -> str:
         return "SigningGuard()"
@@ -110,16 +114,39 @@ class SigningGuard:
         now = datetime.now(UTC)
         window = 0
         with self._db.tx() as conn:
-            first = signer_record.first_signed_at(conn, op_id)
-            if intent is not None and intent.client_id is not None:
+            first = None
+            if intent is not None:
+                first = signer_record.first_signed_at(conn, op_id, intent.hash())
+            if intent is not None:
                 since = now - VELOCITY_WINDOW
-                window = signer_record.signed_since(
-                    conn, intent.client_id, intent.asset, since, op_id
+                holder = intent.client_id or SETTLEMENT_POLICY
+                window = signer_record.signed_since(conn, holder, intent.asset, since, op_id)
+        heads = getattr(self._governance, "head", None)
+        if heads is not None:  # the verified chain: never one shorter than seen before
+            seq, head = heads()
+            with self._db.tx(write=True) as conn:
+                signer_record.check_governance_head(
+                    conn,
+                    seq,
+                    head,
+                    self._governance.record_hash,  # type: ignore[attr-defined]
                 )
         granted = authorise(
-            op_id, intent, approvals, self._governance, now, self._decimals, window, first
+            op_id,
+            intent,
+            approvals,
+            self._governance,
+            now,
+            self._decimals,
+            window,
+            first,
+            screened=self._screened,
         )
-        asset_chain = (intent.payload or {}).get("chain") if intent else None
+        asset_chain: object = None
+        if self._chains is not None:  # the signer's own asset table, not the intent's word
+            asset_chain = self._chains.get(granted.asset)
+        elif intent is not None:
+            asset_chain = (intent.payload or {}).get("chain")
         if asset_chain != chain:
             raise KeyAccessDenied(f"{op_id} is on {asset_chain}, not {chain}")
         if granted.amount <= 0:
@@ -140,6 +167,7 @@ class SigningGuard:
             fee_cap=min(granted.fee_cap, ceiling),
             intent_hash=granted.intent_hash,
             velocity_limit=granted.velocity_limit,
+            holder=granted.holder,
             request_claim=granted.request_claim,
         )
 
@@ -159,13 +187,11 @@ class SigningGuard:
         """Under the client's lock: what the signer signed in the window (other operations)
         plus this one stays within the policy's limit (two concurrent first signatures
         each within it cannot together exceed it)."""
-        if auth.client_id is None or auth.velocity_limit is None:
+        if auth.velocity_limit is None:
             return
-        signer_record.lock_velocity(conn, auth.client_id, auth.asset)
+        signer_record.lock_velocity(conn, auth.holder, auth.asset)
         since = datetime.now(UTC) - VELOCITY_WINDOW
-        used = signer_record.signed_since(
-            conn, auth.client_id, auth.asset, since, auth.operation_id
-        )
+        used = signer_record.signed_since(conn, auth.holder, auth.asset, since, auth.operation_id)
         if used + auth.amount > auth.velocity_limit:
             raise KeyAccessDenied(f"{auth.operation_id}: above the daily velocity limit")
 
@@ -252,6 +278,10 @@ class SigningGuard:
             self._claim_request(conn, auth)
             self._velocity(conn, auth)
             for prior in signer_record.signatures(conn, op):
+                # Pinned to its first intent: a later intent written for the operation
+                # (another destination or amount) is not re-signed over the first.
+                if prior.intent_hash != auth.intent_hash:
+                    raise KeyAccessDenied(f"withdrawal {op} was signed for another intent")
                 # A fee bump keeps the nonce: one operation never pays twice.
                 if (prior.account, prior.nonce) != (account, nonce):
                     raise KeyAccessDenied(
@@ -275,7 +305,7 @@ class SigningGuard:
                     fee=_int(tx["gas"]) * _int(tx["maxFeePerGas"]),
                     account=account,
                     nonce=nonce,
-                    client_id=auth.client_id,
+                    client_id=auth.holder,  # whose velocity window it counts in
                     asset=auth.asset,
                     intent_hash=auth.intent_hash,
                 ),
@@ -323,6 +353,19 @@ class SigningGuard:
             self._claim_request(conn, auth)
             self._velocity(conn, auth)
             prior = signer_record.signatures(conn, op)
+            claimed = {(i.txid, i.vout): i.value for i in tx.inputs}
+            for p in prior:
+                if p.intent_hash != auth.intent_hash:
+                    raise KeyAccessDenied(f"withdrawal {op} was signed for another intent")
+                # BIP143 commits each input's signature to its own value only: an input
+                # claimed at another value than before could pair two signatures into a
+                # transaction whose real fee no check saw. Values are pinned at first use.
+                for outpoint, value in zip(p.inputs, p.input_values, strict=False):
+                    if outpoint in claimed and claimed[outpoint] != value:
+                        raise KeyAccessDenied(
+                            f"withdrawal {op}: input {outpoint[0]}:{outpoint[1]} was signed "
+                            f"at {value} sat, not {claimed[outpoint]}"
+                        )
             if txid not in {p.tx_hash for p in prior}:  # the same transaction again is fine
                 for p in prior:
                     # A replacement (BIP125): same payments, every input the signed one
@@ -353,7 +396,8 @@ class SigningGuard:
                     inputs=inputs,
                     payments=recorded_payments,
                     fee=fee,
-                    client_id=auth.client_id,
+                    input_values=tuple(i.value for i in tx.inputs),
+                    client_id=auth.holder,  # whose velocity window it counts in
                     asset=auth.asset,
                     intent_hash=auth.intent_hash,
                 ),

@@ -9,10 +9,12 @@ payment adapters write (`btc_transactions`, `evm_transactions`, `btc_utxos`).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from adapters.sqldb import Conn
+from sagas.errors import KeyAccessDenied
 
 
 @dataclass(frozen=True)
@@ -26,9 +28,10 @@ class RecordedSignature:
     fee: int  # Bitcoin: inputs minus outputs; Ethereum: the most it may pay (gas x max fee)
     account: str | None = None  # Ethereum: the sending key, wallet/index
     nonce: int | None = None
-    client_id: str | None = None  # None: the platform's own (a settlement leg)
+    client_id: str | None = None  # the policy holder: a client, or `settlement`
     asset: str = ""
     intent_hash: str = ""
+    input_values: tuple[int, ...] = ()  # Bitcoin: the value claimed for each input
 
 
 def evm_claim(chain_id: int, account: str, nonce: int) -> str:
@@ -72,7 +75,8 @@ def signatures(conn: Conn, operation_id: str) -> list[RecordedSignature]:
     """Every signature recorded for the operation, oldest first."""
     rows = conn.all(
         "select operation_id, chain, wallet_id, tx_hash, inputs, payments, fee, account, "
-        "nonce from signer_signatures where operation_id = ? order by id",
+        "nonce, client_id, asset, intent_hash from signer_signatures where operation_id = ? "
+        "order by id",
         (operation_id,),
     )
     return [
@@ -81,11 +85,15 @@ def signatures(conn: Conn, operation_id: str) -> list[RecordedSignature]:
             r[1],
             r[2],
             r[3],
-            tuple((str(t), int(v)) for t, v in json.loads(r[4])),
+            tuple((str(i[0]), int(i[1])) for i in json.loads(r[4])),
             tuple((str(d), int(a)) for d, a in json.loads(r[5])),
             int(r[6]),
             r[7],
             None if r[8] is None else int(r[8]),
+            r[9],
+            r[10],
+            r[11],
+            tuple(int(i[2]) for i in json.loads(r[4]) if len(i) > 2),
         )
         for r in rows
     ]
@@ -117,7 +125,9 @@ def insert(conn: Conn, sig: RecordedSignature) -> None:
             sig.account,
             sig.nonce,
             sig.tx_hash,
-            json.dumps([list(i) for i in sig.inputs]),
+            json.dumps(
+                [[t, v, *sig.input_values[n : n + 1]] for n, (t, v) in enumerate(sig.inputs)]
+            ),
             json.dumps([[d, str(a)] for d, a in sig.payments]),
             str(sig.fee),
             conn.time(datetime.now(UTC)),
@@ -125,10 +135,11 @@ def insert(conn: Conn, sig: RecordedSignature) -> None:
     )
 
 
-def first_signed_at(conn: Conn, operation_id: str) -> datetime | None:
-    """When the signer first signed for the operation (None: never)."""
+def first_signed_at(conn: Conn, operation_id: str, intent_hash: str) -> datetime | None:
+    """When the signer first signed this intent of the operation (None: never)."""
     row = conn.one(
-        "select min(created_at) from signer_signatures where operation_id = ?", (operation_id,)
+        "select min(created_at) from signer_signatures where operation_id = ? and intent_hash = ?",
+        (operation_id, intent_hash),
     )
     return None if row is None else Conn.read_time(row[0])
 
@@ -151,3 +162,27 @@ def signed_since(conn: Conn, client_id: str, asset: str, since: datetime, exclud
     )
     per_operation = {op: sum(int(a) for _d, a in json.loads(p)) for op, p in rows}
     return sum(per_operation.values())
+
+
+def check_governance_head(
+    conn: Conn, seq: int, head: str, record_hash: Callable[[int], str | None]
+) -> None:
+    """KeyAccessDenied unless governance at (seq, head) extends every head the signer
+    verified before (a database writer deleting the newest records would bring back
+    revoked keys, removed operators and older policies); then remember this head."""
+    row = conn.one("select seq, head from signer_governance_heads order by seq desc limit 1")
+    if row is not None:
+        known_seq, known_head = int(row[0]), str(row[1])
+        if seq < known_seq:
+            raise KeyAccessDenied(
+                f"governance is at record {seq}; the signer verified {known_seq}: a rollback"
+            )
+        if (head if seq == known_seq else record_hash(known_seq)) != known_head:
+            raise KeyAccessDenied(f"governance record {known_seq} is not the one verified")
+        if seq == known_seq:
+            return
+    conn.run(
+        "insert into signer_governance_heads (seq, head, created_at) values (?, ?, ?) "
+        "on conflict do nothing",
+        (seq, head, conn.time(datetime.now(UTC))),
+    )

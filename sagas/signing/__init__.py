@@ -97,6 +97,7 @@ class Authorised(BaseModel):
     velocity_limit: int | None = Field(
         default=None, description="the policy's 24 h limit, checked again under a lock"
     )
+    holder: str = Field(default="", description="whose policy: the client or `settlement`")
     request_claim: str | None = Field(
         default=None, description="the client's signed request: it pays one operation only"
     )

@@ -10,9 +10,9 @@ signature; the chain-specific checks then hold the transaction to the result.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sagas.errors import KeyAccessDenied
 from sagas.governance import SETTLEMENT_POLICY, Governance, effective_policy
@@ -51,6 +51,11 @@ def _check_client_request(
     return f"request:{request.signature.key_id}:{request.signature.nonce}"
 
 
+# The longest approval window (24 h) plus the signing grace, with room: a client request
+# older than this at its first signature is not paid.
+MAX_REQUEST_AGE = timedelta(hours=26)
+
+
 @dataclass(frozen=True)
 class Authorisation:
     """One payment the signer may sign for, and why."""
@@ -66,6 +71,7 @@ class Authorisation:
     approvers: tuple[str, ...]
     policy_version: int
     velocity_limit: int | None = None
+    holder: str = ""  # whose policy and velocity window: the client, or `settlement`
     # The client's signed request this payment answers, as the signer's record claims it
     # (one signed request pays one operation); None for the platform's own legs.
     request_claim: str | None = None
@@ -80,6 +86,8 @@ def authorise(
     decimals: Mapping[str, int],
     signed_in_window: int = 0,
     first_signed_at: datetime | None = None,
+    max_request_age: timedelta = MAX_REQUEST_AGE,
+    screened: Callable[[str], bool] = lambda _destination: False,
 ) -> Authorisation:
     """The payment `intent` authorises for `operation_id`, or KeyAccessDenied.
 
@@ -100,6 +108,13 @@ def authorise(
     claim: str | None = None
     if intent.kind == "withdrawal" and intent.client_id is not None:
         claim = _check_client_request(operation_id, intent, governance, decimals)
+        request = signed_request(intent)
+        assert request is not None
+        # A request the signer never paid does not stay payable for ever (one refused,
+        # voided or rejected long ago): a first signature comes within max_request_age
+        # of the client's own signed timestamp.
+        if first_signed_at is None and now - request.signature.timestamp > max_request_age:
+            raise KeyAccessDenied(f"{operation_id}: the client's request is too old to pay")
         holder = intent.client_id
     elif intent.kind == "settlement_leg" and intent.client_id is None:
         # The platform's own leg: no client signs it; governance's settlement policy for
@@ -125,6 +140,10 @@ def authorise(
         raise KeyAccessDenied(f"{operation_id}: the destination is not on the allow-list")
     threshold = rules.approval_threshold
     required = rules.approval_quorum if threshold is not None and intent.amount > threshold else 0
+    if rules.screening_required and screened(intent.destination):
+        # A screening hit compliance released: paid only with a quorum's signatures (an
+        # unsigned release, or a worker that skipped the screening, pays nothing).
+        required = max(required, rules.approval_quorum)
     quorum = count_approvals(
         intent,
         approvals,
@@ -149,6 +168,7 @@ def authorise(
         intent_hash=intent.hash(),
         approvers=tuple(sorted(quorum.operators)),
         policy_version=policy.version,
-        velocity_limit=rules.daily_velocity_limit if intent.client_id is not None else None,
+        velocity_limit=rules.daily_velocity_limit,
+        holder=holder,
         request_claim=claim,
     )

@@ -57,6 +57,7 @@ class PolicyOutcome(BaseModel):
     policy_version: int
     approvals_required: int = 0
     screening_required: bool = False
+    approval_quorum: int = Field(default=2, description="the policy's quorum")
 
 
 class ScreenOutcome(BaseModel):

@@ -190,6 +190,7 @@ class WithdrawalActivities:
                 policy_version=decision.policy_version,
                 approvals_required=decision.approvals_required,
                 screening_required=decision.screening_required,
+                approval_quorum=policy.rules.approval_quorum,
             )
         detail = outcome.model_dump(mode="json")
         state = "awaiting_approval" if outcome.outcome == "needs_approval" else None
@@ -248,7 +249,8 @@ class WithdrawalActivities:
             step,
             [event(req, step, operator=decision.operator)],
             detail={"operator": decision.operator},
-            state="reserved" if released else None,
+            # A released hit is paid only with a quorum's signatures over its intent.
+            state="awaiting_approval" if released else None,
         )
         return released
 

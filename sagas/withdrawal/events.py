@@ -58,6 +58,7 @@ class WithdrawalStep(BaseModel):
     screening_required: bool | None = Field(
         default=None, description="policy_decided: the destination is screened"
     )
+    approval_quorum: int | None = Field(default=None, description="policy_decided")
     operator: str | None = Field(default=None, description="approval, operator_decision")
     approvals: int | None = Field(default=None, description="approval: how many so far")
     intent_hash: str | None = Field(default=None, description="intent: what approvals sign")

@@ -157,13 +157,6 @@ class WithdrawalWorkflow:
         if decision.outcome == "deny":
             return await self._end(req, "rejected", PolicyDenied.code, decision.detail)
         self._signed = workflow.patched("signed-approvals")
-        if self._signed:
-            await workflow.execute_activity_method(
-                A.record_intent,
-                args=[req, decision],
-                start_to_close_timeout=_TIMEOUT,
-                retry_policy=_RETRY,
-            )
         if self._signed and decision.screening_required:
             screened: ScreenOutcome = await workflow.execute_activity_method(
                 A.screen, req, start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
@@ -179,7 +172,24 @@ class WithdrawalWorkflow:
                 )
                 if not released:
                     return await self._end(req, "rejected", DestinationScreened.code, screened.hit)
+                # Released, a screening hit is still paid only with a quorum's signatures
+                # over its intent (the signer screens the destination itself too).
+                decision = decision.model_copy(
+                    update={
+                        "outcome": "needs_approval",
+                        "approvals_required": max(
+                            decision.approvals_required, decision.approval_quorum
+                        ),
+                    }
+                )
                 self._stage = "reserved"
+        if self._signed:
+            await workflow.execute_activity_method(
+                A.record_intent,
+                args=[req, decision],
+                start_to_close_timeout=_TIMEOUT,
+                retry_policy=_RETRY,
+            )
         if decision.outcome == "needs_approval" and self._signed:
             self._stage = "awaiting_approval"
             ended = await self._await_approvals(req, decision)

@@ -9,6 +9,7 @@ import concurrent.futures
 import logging
 import signal
 import time
+from collections.abc import Callable
 
 from temporalio.worker import Worker
 
@@ -18,6 +19,7 @@ from adapters.keys.openbao import OpenBaoKeyWrapper
 from adapters.keys.store import SqlKeyStore
 from adapters.operations.guard import SigningGuard
 from adapters.operations.intents import SqlIntentStore
+from adapters.operations.screening import DenyListScreening
 from adapters.operations.store import SqlOperationStore
 from adapters.temporal import connect
 from sagas.signing import UnsignedBtcTransaction
@@ -25,6 +27,12 @@ from sagas.signing.activities import SigningActivities
 from services.platform import ASSETS
 from services.settings import PlatformSettings
 from services.signer.signer import Signer
+
+
+def _screening(settings: PlatformSettings) -> Callable[[str], bool]:
+    """The signer screens a destination itself (the deny list the sagas use)."""
+    deny = DenyListScreening(None, None, deny_file=settings.screening_deny_file)
+    return lambda destination: deny.check("any", [destination]) is not None
 
 
 def build_signer(settings: PlatformSettings, db_url: str | None = None) -> Signer:
@@ -43,6 +51,8 @@ def build_signer(settings: PlatformSettings, db_url: str | None = None) -> Signe
         SqlIntentStore(url, migrate=False),
         LiveGovernance(SqlGovernanceStore(url, settings.governance_genesis_hash, migrate=False)),
         {code: asset.decimals for code, (asset, _chain) in ASSETS.items()},
+        _screening(settings),
+        {code: chain for code, (_asset, chain) in ASSETS.items()},
     )
     return Signer(
         unwrapper, SqlKeyStore(url, migrate=False), BipDeriver(settings.btc_network), guard

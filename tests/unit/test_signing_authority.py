@@ -189,3 +189,14 @@ def test_the_client_signed_exactly_this_withdrawal(case: str) -> None:
         it = intent(50, request={**request, "body": b64url(body.encode())})
     with pytest.raises(KeyAccessDenied):
         authorise(OP, it, [], governance(**QUORUM), NOW, DECIMALS)
+
+
+def test_a_client_request_the_signer_never_paid_does_not_stay_payable() -> None:
+    """A refused or voided request, re-wrapped in a new intent a day later: refused."""
+    it = intent(50)
+    later = NOW + timedelta(hours=27)
+    fresh = it.model_copy(update={"expires_at": later + timedelta(hours=1)})
+    with pytest.raises(KeyAccessDenied, match="too old"):
+        authorise(OP, fresh, [], governance(**QUORUM), later, DECIMALS)
+    # Its own fee bump long after the first signature is still signed (the same intent).
+    assert authorise(OP, fresh, [], governance(**QUORUM), later, DECIMALS, first_signed_at=NOW)

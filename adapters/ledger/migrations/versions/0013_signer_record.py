@@ -58,7 +58,16 @@ def upgrade() -> None:
     created_at {stamp} not null
 )""")
 
+    # The governance heads the signer has verified: a chain shorter than the longest, or
+    # another record at a position it saw, is a rollback and refused.
+    op.execute(f"""create table signer_governance_heads (
+    seq integer primary key,
+    head text not null,
+    created_at {stamp} not null
+)""")
+
 
 def downgrade() -> None:
+    op.execute("drop table signer_governance_heads")
     op.execute("drop table signer_claims")
     op.execute("drop table signer_signatures")

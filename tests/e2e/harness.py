@@ -10,6 +10,7 @@ import httpx
 from adapters.kafka.bus import KafkaEventBus
 from sagas.events import Envelope
 from sagas.topics import ALERTS
+from services.cli.request_signing import ClientRequestSigner
 from services.runner import BTC_DEPTH, ETH_DEPTH, Miner, Running, free_port, wait_for
 
 __all__ = [
@@ -20,9 +21,21 @@ __all__ = [
     "alerts_about",
     "free_port",
     "post",
+    "relayed",
     "rpc",
     "wait_for",
 ]
+
+
+def relayed(run: Running, operator: str, client_id: str) -> httpx.Client:
+    """An operator's session carrying a request the client signed (a bank's back office
+    relaying it): the operator is its requester."""
+    return httpx.Client(
+        base_url=run.base_url,
+        headers={"Authorization": f"Bearer {run.token(operator, 'operator')}"},
+        auth=ClientRequestSigner(run.client_key(client_id)),
+        timeout=30,
+    )
 
 
 def post(client: httpx.Client, path: str, body: Any, key: str | None = None) -> httpx.Response:

@@ -30,7 +30,7 @@ from tests.e2e.conftest import (
     new_client,
     until_state,
 )
-from tests.e2e.harness import Running, post, wait_for
+from tests.e2e.harness import Running, post, relayed, wait_for
 
 BTC = 10**8
 # Configured below BTC's dust limit on purpose: the dust limit must still hold.
@@ -151,8 +151,8 @@ def test_destinations_that_burn_or_loop_money_are_refused_and_nothing_is_written
     for what, reply in answered.items():
         refused = problem(reply, "CUS-3011")
         assert cases[what]["destination"] in refused["detail"], (what, refused)
-    # An operator acting for the client is refused the same way.
-    problem(post(ops, path, w("ETH", hot)), "CUS-3011")
+    # An operator relaying the client's signed request is refused the same way.
+    problem(post(relayed(run, "ops-desk", client_id), path, w("ETH", hot)), "CUS-3011")
 
     nothing_written(run, client_id)
     assert balances(client, client_id) == before

@@ -388,7 +388,8 @@ class IntentStore(Protocol):
         """The operation's intent of this kind and the approvals it needs."""
 
     def add_approval(self, approval: Approval, operator: str) -> bool:
-        """Keep a (verified) approval once per intent and key; False if kept before."""
+        """Keep an approval once (the same signature again: False). Several under one
+        key are kept side by side: a bad one filed first never hides the good one."""
 
     def approvals(self, intent_hash: str) -> list[Approval]:
         """Every approval kept for the intent (in no particular order)."""

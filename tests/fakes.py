@@ -351,9 +351,10 @@ class FakeIntentStore:
     def add_approval(self, approval: Approval, operator: str) -> bool:
         with self._lock:
             kept = self._approvals.setdefault(approval.intent_hash, {})
-            if approval.key_id in kept:
+            slot = f"{approval.key_id}/{approval.signature}"
+            if slot in kept:
                 return False
-            kept[approval.key_id] = approval
+            kept[slot] = approval
             return True
 
     def approvals(self, intent_hash: str) -> list[Approval]:

@@ -64,11 +64,12 @@ class SqlIntentStore:
     def add_approval(self, approval: Approval, operator: str) -> bool:
         def work(conn: Conn) -> bool:
             row = conn.one(
-                "insert into intent_approvals (intent_hash, key_id, operator, approval, at) "
-                "values (?, ?, ?, ?, ?) on conflict do nothing returning key_id",
+                "insert into intent_approvals (intent_hash, key_id, signature, operator, "
+                "approval, at) values (?, ?, ?, ?, ?, ?) on conflict do nothing returning key_id",
                 (
                     approval.intent_hash,
                     approval.key_id,
+                    approval.signature,
                     operator,
                     approval.model_dump_json(),
                     conn.time(datetime.now(UTC)),

@@ -80,3 +80,14 @@ def test_approvals_are_kept_once_per_key(store: IntentStore) -> None:
         [a, b], key=lambda x: x.key_id
     )
     assert store.approvals("0" * 64) == []
+
+
+def test_a_bad_approval_filed_first_does_not_hide_the_good_one(store: IntentStore) -> None:
+    it = intent(f"wd:acme:{uuid.uuid4().hex}")
+    store.put_intent(it, 2)
+    bob = Ed25519PrivateKey.generate()
+    good = sign_intent(it, bob)
+    bad = good.model_copy(update={"signature": "A" * 86})  # bob's key id, no signature
+    assert store.add_approval(bad, "bob") is True
+    assert store.add_approval(good, "bob") is True
+    assert good in store.approvals(it.hash())

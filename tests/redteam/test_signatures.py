@@ -137,7 +137,10 @@ def test_approvals_count_only_as_valid_signatures_by_other_registered_operators(
     # 1g: the requester's own approval, and bob's approval of another intent.
     payer.approvals(intent, sign_intent(intent, keys["carol"]))
     elsewhere = intent.model_copy(update={"destination": Account.create().address})
-    payer.approvals(intent, sign_intent(elsewhere, keys["bob"]))
+    replayed = sign_intent(elsewhere, keys["bob"]).model_copy(
+        update={"intent_hash": intent.hash()}  # filed under this intent, signed over another
+    )
+    payer.approvals(intent, replayed)
     payer.approvals(intent, sign_intent(intent, keys["alice"]))
     payer.refused(op, to, 4000, "1 valid approval(s)")
     # Positive control: bob's own approval of this intent completes the quorum.

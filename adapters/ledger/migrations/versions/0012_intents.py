@@ -33,10 +33,11 @@ def upgrade() -> None:
     op.execute(f"""create table intent_approvals (
     intent_hash text not null references intents (intent_hash),
     key_id text not null,
+    signature text not null,
     operator text not null,
     approval text not null,
     at {stamp} not null,
-    primary key (intent_hash, key_id)
+    primary key (intent_hash, key_id, signature)
 )""")
 
     # Client request nonces the API has accepted: a signed request counts once.

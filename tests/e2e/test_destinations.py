@@ -20,6 +20,7 @@ from adapters.kafka.bus import KafkaEventBus
 from adapters.sqldb import SqlDatabase
 from sagas.events import Envelope
 from sagas.topics import COMMANDS
+from services.cli.request_signing import signed
 from services.platform import Platform
 from tests.e2e.conftest import (
     ETH,
@@ -229,13 +230,19 @@ def test_kafka_commands_are_refused_with_the_same_codes(run: Running) -> None:
     subject = f"client:{client_id}:commands"
 
     def command(key: str, asset: str, amount: str, destination: str) -> Envelope:
+        body = {"asset": asset, "amount": amount, "destination": destination}
+        request = signed(
+            run.client_key(client_id),
+            "POST",
+            f"/v1/clients/{client_id}/withdrawals",
+            json.dumps(body).encode(),
+        )
         data = {
             "client_id": client_id,
             "idempotency_key": key,
             "requested_by": "bank-core-system",
-            "asset": asset,
-            "amount": amount,
-            "destination": destination,
+            **body,
+            "request": request.model_dump(mode="json"),
         }
         return Envelope(
             source="/bank/core",

@@ -61,7 +61,7 @@ from sagas.topics import EVENTS
 from sagas.withdrawal import ApprovalView, OperatorDecision
 from sagas.withdrawal.intent import requester
 from services.api.auth import Principal, load_secret
-from services.api.deps import Key, Signed, Who
+from services.api.deps import SIGNATURE_PARAMETERS, Key, Signed, Who
 from services.api.governance import PROPOSED, governance_routes, proposed
 from services.api.openapi import LOCATION, Integer, install, poll_at, started
 from services.api.problems import (
@@ -444,6 +444,7 @@ def create_app(
         status_code=202,
         tags=["withdrawals"],
         responses=started(WithdrawalView, "the withdrawal"),
+        openapi_extra={"parameters": SIGNATURE_PARAMETERS},
     )
     async def create_withdrawal(
         client_id: str,

@@ -46,34 +46,38 @@ def idempotency_key(
     return idempotency_key
 
 
-def _header(name: str, pattern: str, text: str) -> object:
-    return Header(alias=name, pattern=pattern, max_length=128, description=text)
+# The four headers of a client's request signature (docs/security.md). Read from the
+# request itself and declared in the OpenAPI document as plain optional strings
+# (SIGNATURE_HEADERS): a "null" branch in the schema would invite clients to send the
+# text "null".
+SIGNATURE_HEADERS = (
+    ("Custody-Key-Id", r"^[0-9a-f]{32}$", "the client key's id"),
+    ("Custody-Timestamp", r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$",
+     "RFC 3339 UTC, whole seconds"),
+    ("Custody-Nonce", r"^[A-Za-z0-9_-]{16,128}$", "used once"),
+    ("Custody-Signature", r"^[A-Za-z0-9_-]{1,128}$", "Ed25519, base64url"),
+)  # fmt: skip
+SIGNATURE_PARAMETERS = [
+    {
+        "name": name,
+        "in": "header",
+        "required": False,
+        "description": text,
+        "schema": {"type": "string", "pattern": pattern},
+    }
+    for name, pattern, text in SIGNATURE_HEADERS
+]
 
 
-async def signed_request(
-    request: Request,
-    key_id: Annotated[
-        str | None, _header("Custody-Key-Id", r"^[0-9a-f]{32}$", "the client key's id")
-    ] = None,
-    timestamp: Annotated[
-        str | None,
-        _header("Custody-Timestamp", r"^[0-9T:Z-]{20}$", "RFC 3339 UTC, whole seconds"),
-    ] = None,
-    nonce: Annotated[
-        str | None, _header("Custody-Nonce", r"^[A-Za-z0-9_-]{16,128}$", "used once")
-    ] = None,
-    signature: Annotated[
-        str | None,
-        _header("Custody-Signature", r"^[A-Za-z0-9_-]{1,128}$", "Ed25519, base64url"),
-    ] = None,
-) -> SignedRequest | None:
+async def signed_request(request: Request) -> SignedRequest | None:
     """The client's request signature (docs/security.md), with the exact bytes received;
     None if the request carries none (where one is needed, that is refused)."""
-    given = (key_id, timestamp, nonce, signature)
+    given = [request.headers.get(name) for name, _pattern, _text in SIGNATURE_HEADERS]
     if all(v is None for v in given):
         return None
     if any(v is None for v in given):
         raise RequestSignatureInvalid("send all four Custody-* signature headers")
+    key_id, timestamp, nonce, signature = given
     raw_path = request.scope.get("raw_path") or request.url.path.encode()
     query = request.scope.get("query_string") or b""
     target = raw_path.decode("latin-1") + (("?" + query.decode("latin-1")) if query else "")

@@ -81,6 +81,7 @@ class SqlGovernanceStore:
         self._genesis_hash = genesis_hash
         self._cache: tuple[tuple[str, ...], VerifiedGovernance] | None = None
         self._cache_lock = threading.Lock()
+        self._tip: tuple[tuple[int, Any, Any], VerifiedGovernance] | None = None
 
     def __repr__(self) -> str:
         return f"SqlGovernanceStore({self._db.kind})"
@@ -118,6 +119,17 @@ class SqlGovernanceStore:
 
     # --- the verified state -----------------------------------------------------------
     def _state(self, conn: Conn) -> VerifiedGovernance:
+        # Cheap when nothing was applied since the last read (every request asks): the
+        # chain's length and last record name the verified state already held.
+        tip = conn.one(
+            "select count(*), max(seq), max(case when seq = (select max(seq) from "
+            "governance_records) then intent_hash end) from governance_records"
+        )
+        key = (int(tip[0]), tip[1], tip[2])
+        with self._cache_lock:
+            held = self._tip
+        if held is not None and held[0] == key:
+            return held[1]
         genesis = self._genesis(conn)
         bodies = tuple(
             str(r[0]) for r in conn.all("select body from governance_records order by seq")
@@ -142,6 +154,7 @@ class SqlGovernanceStore:
         if state.failure is None:
             with self._cache_lock:
                 self._cache = (bodies, state)
+                self._tip = (key, state)
         return state
 
     def state(self) -> VerifiedGovernance:

@@ -193,13 +193,13 @@ class WithdrawalActivities:
                 approval_quorum=policy.rules.approval_quorum,
             )
         detail = outcome.model_dump(mode="json")
-        state = "awaiting_approval" if outcome.outcome == "needs_approval" else None
+        # `awaiting_approval` comes with the intent (record_intent): never a state in
+        # which there is nothing to sign yet.
         self._ops.advance(
             req.operation_id,
             "policy_decided",
             [event(req, "policy_decided", **detail)],
             detail=detail,
-            state=state,
         )
         return outcome
 
@@ -249,8 +249,8 @@ class WithdrawalActivities:
             step,
             [event(req, step, operator=decision.operator)],
             detail={"operator": decision.operator},
-            # A released hit is paid only with a quorum's signatures over its intent.
-            state="awaiting_approval" if released else None,
+            # Released: it waits for a quorum's signatures over its intent (recorded next).
+            state="reserved" if released else None,
         )
         return released
 
@@ -259,14 +259,20 @@ class WithdrawalActivities:
         """The withdrawal's intent (what operators sign, what the signer pays), stored once
         with the approvals the policy asks for; its hash."""
         stored = self._intents.intent(req.operation_id)
-        if stored is not None:
-            return stored[0].hash()
-        intent = withdrawal_intent(req, decision.policy_version, self._fee_cap(req.asset))
-        self._intents.put_intent(intent, decision.approvals_required)
+        if stored is None:
+            intent = withdrawal_intent(req, decision.policy_version, self._fee_cap(req.asset))
+            self._intents.put_intent(intent, decision.approvals_required)
+        else:  # a retry after the intent was stored: its step is recorded once below
+            intent = stored[0]
         digest = intent.hash()
         detail = {"intent_hash": digest, "approvals_required": decision.approvals_required}
+        waits = decision.outcome == "needs_approval"
         self._ops.advance(
-            req.operation_id, "intent", [event(req, "intent", **detail)], detail=detail
+            req.operation_id,
+            "intent",
+            [event(req, "intent", **detail)],
+            detail=detail,
+            state="awaiting_approval" if waits else None,
         )
         return digest
 

@@ -443,6 +443,10 @@ def _installed(state: VerifiedGovernance, record: GovernanceRecord) -> VerifiedG
         return _operator_change(state, body)
     if not client:
         raise RecordRefused(f"a {intent.kind} names its client")
+    if client in RESERVED_HOLDERS and intent.kind in ("bank_account_change", "client_key_change"):
+        # `default` and `settlement` hold policies only: a key registered to one could
+        # sign withdrawals of a client that does not exist.
+        raise RecordRefused(f"{client} is reserved for governance's policies")
     if intent.kind == "policy_change":
         if not intent.asset:
             raise RecordRefused("a policy_change names its asset")

@@ -300,3 +300,23 @@ def test_amounts_beyond_2_53_survive_the_record() -> None:
     chain.add(policy_intent(chain, 10 * 10**18), "alice", "bob")
     stored = replay(GENESIS, chain.records, NOW).policy("acme", "ETH")
     assert stored is not None and stored.rules.per_transaction_limit == 10 * 10**18
+
+
+@pytest.mark.parametrize("holder", ["default", "settlement"])
+def test_a_reserved_policy_holder_gets_no_key_and_no_bank_account(holder: str) -> None:
+    """`default` and `settlement` hold policies only: a key registered to one could sign
+    withdrawals for a client that does not exist (even if a quorum signed it)."""
+    chain = Chain()
+    key = Ed25519PrivateKey.generate()
+    chain.add(
+        chain.intent(
+            "client_key_change",
+            {"action": "add", "public_key": raw_public_key(key).hex()},
+            client_id=holder,
+        ),
+        "alice",
+        "bob",
+    )
+    state = replay(GENESIS, chain.records, NOW)
+    assert state.failure is not None and "reserved" in str(state.failure)
+    assert state.client_keys() == {}

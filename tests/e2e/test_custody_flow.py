@@ -96,8 +96,8 @@ def test_deposit_then_withdraw_btc_eth_and_token_over_http(run: Running) -> None
         "requested",
         "reserved",
         "policy_decided",
-        "intent",  # what the signer pays: the client's signed request, under the policy
         "screened",  # the default policy screens the destination on the way out
+        "intent",  # what the signer pays: the client's signed request, under the policy
         "approved",
         "broadcast",
         "completed",

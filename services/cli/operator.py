@@ -237,26 +237,30 @@ def _answer(reply: httpx.Response) -> dict[str, Any]:
 def fetch_intent(http: httpx.Client, proposal_id: str) -> tuple[Intent, dict[str, Any]]:
     """The proposal's intent, refused unless it hashes to the hash the API names."""
     proposal = _answer(http.get(f"/v1/governance/proposals/{proposal_id}"))
-    try:
-        intent = Intent.model_validate(proposal["intent"], strict=False)
-    except (KeyError, ValidationError) as exc:
-        raise CommandRefused(f"the API sent no intent for {proposal_id}: {exc}") from None
-    if intent.hash() != proposal.get("intent_hash"):
-        raise CommandRefused("the API's intent hash is not the hash of the intent it sent")
+    intent = _shown_intent(proposal, proposal_id)
     if intent.kind not in GOVERNANCE_KINDS:
         raise CommandRefused(f"{intent.kind} is not a governance change")
     return intent, proposal
 
 
-def approve_proposal(
-    http: httpx.Client, proposal_id: str, key: Ed25519PrivateKey, intent: Intent
-) -> dict[str, Any]:
-    """Sign the intent with `key` and post the approval; the proposal as it is now."""
+def _shown_intent(shown: dict[str, Any], what: str) -> Intent:
+    """The intent an API answer carries, refused unless it hashes to the hash it names."""
+    try:
+        intent = Intent.model_validate(shown["intent"], strict=False)
+    except (KeyError, ValidationError) as exc:
+        raise CommandRefused(f"the API sent no intent for {what}: {exc}") from None
+    if intent.hash() != shown.get("intent_hash"):
+        raise CommandRefused("the API's intent hash is not the hash of the intent it sent")
+    return intent
+
+
+def _hand_in(http: httpx.Client, path: str, key: Ed25519PrivateKey, intent: Intent) -> Any:
+    """Sign `intent` with `key` (unless it expired) and post the approval to `path`."""
     if intent.expires_at <= datetime.now(UTC):
-        raise CommandRefused(f"the proposal expired at {rfc3339(intent.expires_at)}")
+        raise CommandRefused(f"the intent expired at {rfc3339(intent.expires_at)}")
     approval = sign_intent(intent, key)
     reply = http.post(
-        f"/v1/governance/proposals/{proposal_id}/approvals",
+        path,
         content=approval.model_dump_json(),
         headers={
             "Content-Type": "application/json",
@@ -266,16 +270,20 @@ def approve_proposal(
     return _answer(reply)
 
 
+def approve_proposal(
+    http: httpx.Client, proposal_id: str, key: Ed25519PrivateKey, intent: Intent
+) -> dict[str, Any]:
+    """Sign the intent with `key` and post the approval; the proposal as it is now."""
+    path = f"/v1/governance/proposals/{proposal_id}/approvals"
+    after: dict[str, Any] = _hand_in(http, path, key, intent)
+    return after
+
+
 def fetch_withdrawal_intent(http: httpx.Client, operation_id: str) -> Intent:
     """A withdrawal's intent, refused unless it hashes to the hash the API names and is
     for this operation."""
     shown = _answer(http.get(f"/v1/withdrawals/{operation_id}/intent"))
-    try:
-        intent = Intent.model_validate(shown["intent"], strict=False)
-    except (KeyError, ValidationError) as exc:
-        raise CommandRefused(f"the API sent no intent for {operation_id}: {exc}") from None
-    if intent.hash() != shown.get("intent_hash"):
-        raise CommandRefused("the API's intent hash is not the hash of the intent it sent")
+    intent = _shown_intent(shown, operation_id)
     if intent.kind != "withdrawal" or intent.operation_id != operation_id:
         raise CommandRefused(f"not the intent of withdrawal {operation_id}")
     return intent
@@ -285,18 +293,8 @@ def approve_withdrawal(
     http: httpx.Client, operation_id: str, key: Ed25519PrivateKey, intent: Intent
 ) -> dict[str, Any]:
     """Sign a withdrawal's intent with `key` and hand the approval in: the tally."""
-    if intent.expires_at <= datetime.now(UTC):
-        raise CommandRefused(f"the intent expired at {rfc3339(intent.expires_at)}")
-    approval = sign_intent(intent, key)
-    reply = http.post(
-        f"/v1/withdrawals/{operation_id}/approvals",
-        content=approval.model_dump_json(),
-        headers={
-            "Content-Type": "application/json",
-            "Idempotency-Key": f"approve-{approval.key_id}-{approval.intent_hash[:16]}",
-        },
-    )
-    return _answer(reply)
+    tally: dict[str, Any] = _hand_in(http, f"/v1/withdrawals/{operation_id}/approvals", key, intent)
+    return tally
 
 
 def approve_cmd(args: argparse.Namespace) -> int:

@@ -214,7 +214,7 @@ def _scenario(run: Running) -> None:
             said = f"approvers {body['approvers']}, complete: {body['complete']}"
         else:
             said = f"{body['code']} {body['detail']}"
-        print(f"{name} signs the intent with her own key -> {reply.status_code} {said}")
+        print(f"{name} signs the intent with their own key -> {reply.status_code} {said}")
 
     def finished() -> bool:
         return all(

@@ -118,15 +118,42 @@ class Trades:
         self, client_id: str, key: str, body: TradeBody, requested_by: str
     ) -> tuple[OperationRecord, bool]:
         op_id = operation_id(client_id, key)
+        # Everything up to the saga's start is one hop to the thread pool: under a burst
+        # each hop waits for the event loop and the interpreter lock again.
+        recorded = await asyncio.to_thread(self._record, client_id, op_id, body, requested_by)
+        if isinstance(recorded, OperationRecord):
+            return recorded, False  # a retry: its saga is under way
+        stored, created, req = recorded
+        # Started on every call until it moved: after a crash between recording and
+        # starting, the retry starts it; Temporal refuses a second one.
+        with contextlib.suppress(WorkflowAlreadyStartedError):
+            await self._temporal.start_workflow(
+                TradeWorkflow.run,
+                req,
+                id=op_id,
+                task_queue=self._p.settings.saga_task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            )
+        # No waiting for the quote: the caller gets the state so far and polls.
+        if created:
+            return stored, True
+        current = await asyncio.to_thread(self._p.operations.get, op_id)
+        return current or stored, False
+
+    def _record(
+        self, client_id: str, op_id: str, body: TradeBody, requested_by: str
+    ) -> OperationRecord | tuple[OperationRecord, bool, TradeInput]:
+        """The recorded trade if a retry finds its saga under way; else the checks and
+        the record: (stored, created, the saga's input)."""
         digest = request_hash({"client": client_id, **body.model_dump(mode="json")})
-        existing = await asyncio.to_thread(self._p.operations.get, op_id)
+        existing = self._p.operations.get(op_id)
         if (
             existing is not None
             and existing.request_hash == digest
             and existing.state != "requested"
         ):
-            return existing, False  # a retry: its saga is under way
-        quantity, budget, iban = await asyncio.to_thread(self.validate, client_id, body)
+            return existing
+        quantity, budget, iban = self.validate(client_id, body)
         s = self._p.settings
         now = datetime.now(UTC)
         req = TradeInput(
@@ -168,24 +195,8 @@ class Trades:
             quantity=None if quantity is None else str(quantity),
             budget=None if budget is None else str(budget),
         )
-        stored, created = await asyncio.to_thread(
-            self._p.operations.create, record, [requested], requested[1].data
-        )
-        # Started on every call until it moved: after a crash between recording and
-        # starting, the retry starts it; Temporal refuses a second one.
-        with contextlib.suppress(WorkflowAlreadyStartedError):
-            await self._temporal.start_workflow(
-                TradeWorkflow.run,
-                req,
-                id=op_id,
-                task_queue=s.saga_task_queue,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            )
-        # No waiting for the quote: the caller gets the state so far and polls.
-        if created:
-            return stored, True
-        current = await asyncio.to_thread(self._p.operations.get, op_id)
-        return current or stored, False
+        stored, created = self._p.operations.create(record, [requested], requested[1].data)
+        return stored, created, req
 
     def handle(self, op_id: str) -> WorkflowHandle[TradeWorkflow, object]:
         return self._temporal.get_workflow_handle_for(TradeWorkflow.run, op_id)

@@ -152,7 +152,50 @@ class Withdrawals:
         withdrawal needs its client's signed request (RequestSignatureInvalid); a retry
         of a recorded one is answered as it is."""
         op_id = operation_id(client_id, key)
-        existing = await asyncio.to_thread(self._p.operations.get, op_id)
+        # Everything up to the saga's start is one hop to the thread pool: under a burst
+        # each hop waits for the event loop and the interpreter lock again.
+        stored, created, req, request = await asyncio.to_thread(
+            self._record, client_id, key, op_id, body, requested_by, request
+        )
+        s = self._p.settings
+        start = req.model_copy(
+            update={
+                "requested_at": stored.created_at,
+                "requested_by": stored.requested_by,
+                "approval_ttl_seconds": s.approval_ttl_seconds,
+                "poll_seconds": s.chain_poll_seconds,
+                "stuck_after_seconds": s.stuck_after_seconds,
+                "request": request,
+            }
+        )
+        # Started on every call: after a crash between recording and starting, the retry
+        # starts it; if it runs or ran already, Temporal refuses a second one.
+        with contextlib.suppress(WorkflowAlreadyStartedError):
+            await self._temporal.start_workflow(
+                WithdrawalWorkflow.run,
+                start,
+                id=op_id,
+                task_queue=s.saga_task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            )
+        # No waiting for the saga's first step: the caller gets the state so far and polls
+        # (a retry: as far as its saga got).
+        if created:
+            return stored, True
+        return await asyncio.to_thread(self.current, stored), False
+
+    def _record(
+        self,
+        client_id: str,
+        key: str,
+        op_id: str,
+        body: WithdrawalBody,
+        requested_by: str,
+        request: SignedRequest | None,
+    ) -> tuple[OperationRecord, bool, WithdrawalInput, SignedRequest | None]:
+        """The checks and the record (the operation and its first step, with the signed
+        request): (stored, created, the saga's input, the request to start it with)."""
+        existing = self._p.operations.get(op_id)
         digest = request_hash(
             {
                 "client": client_id,
@@ -168,22 +211,15 @@ class Withdrawals:
         if existing is None:
             if request is None:
                 raise RequestSignatureInvalid("a withdrawal is signed by its client's key")
-            signed = request
-
-            def checked() -> tuple[str, int, str]:
-                # One hop to the thread pool for every check (under load each hop queues).
-                self.check_signed(client_id, body, signed)
-                found = self.validate(client_id, body)
-                self.claim(signed)
-                return found
-
             try:
-                asset, amount, destination = await asyncio.to_thread(checked)
+                self.check_signed(client_id, body, request)
+                asset, amount, destination = self.validate(client_id, body)
+                self.claim(request)
             except RequestSignatureInvalid as refused:
                 if "replayed" not in str(refused):
                     raise
                 # The same request twice at once: the one that claimed it records it.
-                existing = await asyncio.to_thread(self._p.operations.get, op_id)
+                existing = self._p.operations.get(op_id)
                 if existing is None or existing.request_hash != digest:
                     raise
                 asset, amount = existing.asset, existing.amount
@@ -218,40 +254,14 @@ class Withdrawals:
         )
         # The signed request is kept with the first step: a retry after a crash between
         # recording and starting the saga starts it with the same request.
-        stored, created = await asyncio.to_thread(
-            self._p.operations.create,
+        stored, created = self._p.operations.create(
             record,
             [event(req, "requested", requested_by=requested_by)],
             {"request": request.model_dump(mode="json")} if request is not None else None,
         )
         if not created:
-            request = await asyncio.to_thread(self.recorded_request, op_id)
-        s = self._p.settings
-        start = req.model_copy(
-            update={
-                "requested_at": stored.created_at,
-                "requested_by": stored.requested_by,
-                "approval_ttl_seconds": s.approval_ttl_seconds,
-                "poll_seconds": s.chain_poll_seconds,
-                "stuck_after_seconds": s.stuck_after_seconds,
-                "request": request,
-            }
-        )
-        # Started on every call: after a crash between recording and starting, the retry
-        # starts it; if it runs or ran already, Temporal refuses a second one.
-        with contextlib.suppress(WorkflowAlreadyStartedError):
-            await self._temporal.start_workflow(
-                WithdrawalWorkflow.run,
-                start,
-                id=op_id,
-                task_queue=s.saga_task_queue,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            )
-        # No waiting for the saga's first step: the caller gets the state so far and polls
-        # (a retry: as far as its saga got).
-        if created:
-            return stored, True
-        return await asyncio.to_thread(self.current, stored), False
+            request = self.recorded_request(op_id)
+        return stored, created, req, request
 
     def recorded_request(self, op_id: str) -> SignedRequest | None:
         detail = recorded_step(self._p.operations.timeline(op_id), "requested") or {}

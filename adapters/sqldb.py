@@ -27,6 +27,10 @@ from adapters.ledger import sqlite_functions
 
 T = TypeVar("T")
 
+# The database did not answer (connection refused or lost): callers outside the
+# adapters catch this name, not the driver's.
+DatabaseUnavailable = psycopg.OperationalError
+
 
 def _passthrough(exc: Exception) -> Exception:
     return exc

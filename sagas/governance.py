@@ -19,7 +19,7 @@ import hashlib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Final, Literal, Protocol
 
@@ -70,6 +70,19 @@ class Governance(Protocol):
         """How many operators (other than the proposer) approve a governance change."""
 
 
+class ChainedGovernance(Protocol):
+    """What the signer reads governance through: one verified state per decision, and the
+    chain's records as stored now (the signer refuses a chain shorter than one it
+    verified before: a rollback)."""
+
+    def snapshot(self) -> VerifiedGovernance:
+        """The state verified from the genesis, once: every check of one decision reads
+        this one state (a record deleted meanwhile cannot change half of them)."""
+
+    def record_hash(self, seq: int) -> str | None:
+        """The hash of the record at `seq` as stored now (None: there is none)."""
+
+
 @dataclass
 class StaticGovernance:
     """A fixed governance state (fast tiers and tests)."""
@@ -90,6 +103,23 @@ class StaticGovernance:
 
     def quorum(self) -> int:
         return self.governance_quorum
+
+    def snapshot(self) -> VerifiedGovernance:
+        """This fixed state as a verified one with no records (head "static")."""
+        return VerifiedGovernance(
+            genesis_hash="static",
+            head="static",
+            seq=0,
+            applied_at=datetime(2026, 1, 1, tzinfo=UTC),
+            operator_keys=MappingProxyType(dict(self.operator_keys)),
+            client_key_map=MappingProxyType(dict(self.client_key_map)),
+            policies=MappingProxyType(dict(self.policies)),
+            bank_accounts=MappingProxyType({}),
+            governance_quorum=self.governance_quorum,
+        )
+
+    def record_hash(self, seq: int) -> str | None:
+        return None
 
 
 # --- the signed chain of governance records (issue 12 point 5, decision 0014) ---------

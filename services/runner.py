@@ -21,7 +21,6 @@ process that asks for any other principal fails at start instead of passing quie
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import secrets
@@ -75,12 +74,6 @@ KAFKA_PRINCIPALS: dict[str, str | None] = {
 # (default 10; 0 turns it off) is the nice value they start with.
 BACKGROUND = frozenset({"signer", "worker", "relay", "watch-ethereum", "watch-bitcoin"})
 BACKGROUND_NICE = int(os.environ.get("CUSTODY_BACKGROUND_NICE", "10"))
-
-
-def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-    """Signal the process group a runner process leads (start_new_session)."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, sig)
 
 
 def free_port() -> int:
@@ -291,22 +284,28 @@ class Running:
         return after
 
     # --- processes -----------------------------------------------------------------
-    def start(self, name: str, args: list[str], ready: str, timeout: float = 90) -> None:
+    def start(
+        self, name: str, args: list[str], ready: str, timeout: float = 90, count: int = 1
+    ) -> None:
+        """Start a process and wait until its log says `ready` `count` times (the API: once
+        per serving process)."""
         log = self.workdir / f"{name}.log"
         handle = log.open("ab")
+        since = handle.tell()  # a restart's log goes on after the last run's lines
         # Background processes (sagas, signing, relays, watchers) yield the CPU to the
         # request path under contention (decision 0018); nice only ever lowers priority.
-        nice = ["nice", "-n", str(BACKGROUND_NICE)] if name in BACKGROUND else []
+        nice = (
+            ["nice", "-n", str(BACKGROUND_NICE)] if name in BACKGROUND and BACKGROUND_NICE else []
+        )
         proc = subprocess.Popen(
             [*nice, sys.executable, "-m", *args],
             env={**self.env, **self._kafka_env(name)},
             stdout=handle,
             stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: the API's serving processes
         )
         self.procs[name] = proc
         deadline = time.monotonic() + timeout
-        while ready.encode() not in log.read_bytes():
+        while log.read_bytes()[since:].count(ready.encode()) < count:
             if proc.poll() is not None:
                 raise RuntimeError(f"{name} exited {proc.returncode}:\n{self.tail(name)}")
             if time.monotonic() > deadline:
@@ -335,10 +334,17 @@ class Running:
         args = ["services.worker.main"] + ([f"--pause-at={pause_at}"] if pause_at else [])
         self.start("worker", args, "worker ready")
 
+    def start_api(self) -> None:
+        """The API, with its serving processes (CUSTODY_API_WORKERS), until it answers."""
+        workers = int(self.env.get("CUSTODY_API_WORKERS", "2"))
+        args = ["services.api.main", "--port", str(self.port), "--workers", str(workers)]
+        self.start("api", args, "api ready", count=workers)
+        wait_for("the API", self._healthy, timeout=30, every=0.2)
+
     def kill(self, name: str) -> None:
-        """SIGKILL the process and every process it started (the API's serving processes)."""
+        """SIGKILL the process (the API's serving processes die with it)."""
         proc = self.procs.pop(name)
-        _signal_group(proc, signal.SIGKILL)
+        proc.send_signal(signal.SIGKILL)
         proc.wait(30)
 
     def up(self) -> Running:
@@ -352,20 +358,19 @@ class Running:
         self.start("relay", ["services.relay.main"], "relay ready")
         for chain in ("ethereum", "bitcoin"):
             self.start(f"watch-{chain}", ["services.chainwatch.main", "--chain", chain], "watching")
-        self.start("api", ["services.api.main", "--port", str(self.port)], "api ready")
-        wait_for("the API", self._healthy, timeout=30, every=0.2)
+        self.start_api()
         self.miner.start()
         return self
 
     def down(self) -> None:
         self.miner.close()
         for proc in self.procs.values():
-            _signal_group(proc, signal.SIGTERM)
+            proc.terminate()
         for proc in self.procs.values():
             try:
                 proc.wait(15)
             except subprocess.TimeoutExpired:
-                _signal_group(proc, signal.SIGKILL)
+                proc.kill()
         self.procs.clear()
 
     def wait(self, what: str, check: Callable[[], Any], timeout: float = 120) -> Any:

@@ -14,6 +14,7 @@ from pathlib import Path
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from adapters.ledger.grants import PROCESSES, role, role_url
+from adapters.temporal import TemporalTransport
 
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,6 +41,14 @@ class PlatformSettings(BaseSettings):
     kafka_ssl_ca_file: Path | None = None
     temporal_address: str = "127.0.0.1:17233"
     temporal_namespace: str = "default"
+    # Temporal's transport: plaintext to the dev server; production sets TLS (a CA, and a
+    # client certificate and key for mTLS) and/or an API key file (docs/security.md).
+    temporal_tls: bool = False
+    temporal_tls_ca_file: Path | None = None
+    temporal_tls_cert_file: Path | None = None
+    temporal_tls_key_file: Path | None = None
+    temporal_tls_server_name: str = ""
+    temporal_api_key_file: Path | None = None
     openbao_addr: str = "http://127.0.0.1:18200"
     openbao_approle_dir: Path = _REPO_ROOT / ".stack/openbao/approle"
     openbao_kek: str = "custody-kek"
@@ -123,6 +132,16 @@ class PlatformSettings(BaseSettings):
     @classmethod
     def load(cls) -> PlatformSettings:
         return cls(_env_file=stack_env_file())  # type: ignore[call-arg]
+
+    def temporal_transport(self) -> TemporalTransport:
+        return TemporalTransport(
+            tls=self.temporal_tls,
+            ca_file=self.temporal_tls_ca_file,
+            cert_file=self.temporal_tls_cert_file,
+            key_file=self.temporal_tls_key_file,
+            server_name=self.temporal_tls_server_name or None,
+            api_key_file=self.temporal_api_key_file,
+        )
 
     def db_url(self, process: str) -> str:
         """The database URL process `process` (api, worker, ...) connects with: its own

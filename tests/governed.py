@@ -25,6 +25,8 @@ from sagas.intents import Intent, raw_public_key, sign_intent
 from sagas.money import format_units
 from sagas.operations import OperationRecord
 from sagas.policy import PolicyRules
+from sagas.withdrawal import WithdrawalInput
+from sagas.withdrawal.intent import SIGNING_GRACE, withdrawal_intent
 from services.cli.request_signing import signed
 from services.platform import ASSETS
 
@@ -128,22 +130,22 @@ class Governed:
                 updated_at=now,
             )
         )
-        intent = Intent(
-            kind="withdrawal",
+        # The intent exactly as the saga records it (sagas/withdrawal/intent.py), expiring
+        # at now + ttl (a negative ttl: already expired).
+        requested_at = now + ttl - SIGNING_GRACE - timedelta(seconds=1)
+        req = WithdrawalInput(
             operation_id=operation,
             client_id=client_id,
             asset=asset,
+            chain=chain,
             amount=amount,
             destination=destination,
-            fee_cap=fee_cap,
-            policy_version=0,
-            expires_at=(now + ttl).replace(microsecond=0),
-            payload={
-                "requested_by": requested_by,
-                "chain": chain,
-                "request": request.model_dump(mode="json"),
-            },
+            requested_by=requested_by,
+            requested_at=requested_at,
+            approval_ttl_seconds=1,
+            request=request,
         )
+        intent = withdrawal_intent(req, 0, fee_cap)
         self.intents.put_intent(intent, 0)
         return intent
 

@@ -455,6 +455,9 @@ class LiveGovernance:
         state = self._store.state()
         return state.seq, state.head
 
+    def snapshot(self) -> VerifiedGovernance:
+        return self._store.state()
+
     def record_hash(self, seq: int) -> str | None:
         """The hash of the record at `seq` as stored now (None: there is none)."""
         records = self._store.records()

@@ -34,7 +34,7 @@ from adapters.operations.signer_record import RecordedSignature
 from adapters.operations.store import SqlOperationStore
 from adapters.sqldb import Conn, SqlDatabase
 from sagas.errors import CannotPay, KeyAccessDenied
-from sagas.governance import SETTLEMENT_POLICY, Governance
+from sagas.governance import SETTLEMENT_POLICY, ChainedGovernance
 from sagas.policy import VELOCITY_WINDOW
 from sagas.ports import IntentStore
 from sagas.signing import Authorised, UnsignedBtcTransaction
@@ -71,7 +71,7 @@ class SigningGuard:
         gas_limits: tuple[int, int],
         max_btc_fee: int,
         intents: IntentStore,
-        governance: Governance,
+        governance: ChainedGovernance,
         decimals: Mapping[str, int],
         screened: Callable[[str], bool] = lambda _destination: False,
         chains: Mapping[str, str] | None = None,
@@ -121,21 +121,18 @@ class SigningGuard:
                 since = now - VELOCITY_WINDOW
                 holder = intent.client_id or SETTLEMENT_POLICY
                 window = signer_record.signed_since(conn, holder, intent.asset, since, op_id)
-        heads = getattr(self._governance, "head", None)
-        if heads is not None:  # the verified chain: never one shorter than seen before
-            seq, head = heads()
-            with self._db.tx(write=True) as conn:
-                signer_record.check_governance_head(
-                    conn,
-                    seq,
-                    head,
-                    self._governance.record_hash,  # type: ignore[attr-defined]
-                )
+        # One verified state for the whole decision, and never a chain shorter than the
+        # signer verified before.
+        governance = self._governance.snapshot()
+        with self._db.tx(write=True) as conn:
+            signer_record.check_governance_head(
+                conn, governance.seq, governance.head, self._governance.record_hash
+            )
         granted = authorise(
             op_id,
             intent,
             approvals,
-            self._governance,
+            governance,
             now,
             self._decimals,
             window,

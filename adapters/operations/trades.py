@@ -37,6 +37,8 @@ class SqlTradeStore:
             )
             if row is not None:
                 return _trade(row)
+            if conn.one("select 1 from operations where id = ?", (trade.operation_id,)) is None:
+                raise NotFound(f"operation {trade.operation_id}")  # a trade is an operation's
             values = trade.model_dump()
             conn.run(
                 f"insert into trades ({_COLUMNS}) values ({', '.join('?' * 16)})",

@@ -12,15 +12,12 @@ import asyncio
 import contextlib
 import json
 import os
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-import psycopg
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartition
 from fastapi import FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -32,8 +29,9 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError
 
+from adapters.kafka.tail import EventTail
 from adapters.operations.store import SqlIdempotencyStore
-from adapters.sqldb import SqlDatabase
+from adapters.sqldb import DatabaseUnavailable, SqlDatabase
 from sagas import accounts
 from sagas.errors import (
     ApprovalExpired,
@@ -57,7 +55,6 @@ from sagas.ledger import Balance
 from sagas.money import format_units
 from sagas.operations import OperationRecord, Step, request_hash
 from sagas.policy import PolicyRules, StoredPolicy
-from sagas.topics import EVENTS
 from sagas.withdrawal import ApprovalView, OperatorDecision
 from sagas.withdrawal.intent import requester
 from services.api.auth import Principal, load_secret
@@ -253,8 +250,10 @@ class _TooBig(Exception):
 def create_app(
     platform: Platform,
     temporal: Callable[[], Awaitable[Client]],
+    on_ready: Callable[[], None] | None = None,
 ) -> FastAPI:
-    """`temporal` connects the Temporal client (at start-up, on the server's loop)."""
+    """`temporal` connects the Temporal client (at start-up, on the server's loop);
+    `on_ready` is called once start-up is done (the process can answer)."""
     state: dict[str, Any] = {}
     secret = load_secret(platform.settings.api_token_secret_file)
     idem = SqlIdempotencyStore(platform.db_url)
@@ -272,6 +271,8 @@ def create_app(
         state["temporal"] = client
         state["withdrawals"] = Withdrawals(platform, client)
         state["trades"] = Trades(platform, client)
+        if on_ready is not None:
+            on_ready()
         yield
 
     app = FastAPI(
@@ -289,7 +290,7 @@ def create_app(
     app.add_exception_handler(CustodyError, custody_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
-    app.add_exception_handler(psycopg.OperationalError, database_error)
+    app.add_exception_handler(DatabaseUnavailable, database_error)
     app.add_exception_handler(Exception, unexpected)
 
     async def remembered(
@@ -750,32 +751,20 @@ def _mine(event: Envelope, client_id: str) -> bool:
 async def _stream(
     platform: Platform, client_id: str, start: str, limit: int | None, idle: float | None
 ) -> AsyncIterator[bytes]:
-    consumer = Consumer(
-        {
-            **platform.settings.kafka_client("api"),
-            "group.id": f"custody-sse-{uuid.uuid4().hex}",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-        }
+    tail = EventTail(
+        platform.settings.kafka_client("api"), "beginning" if start == "beginning" else "end"
     )
     try:
-        meta = await asyncio.to_thread(consumer.list_topics, EVENTS.name, 10)
-        partitions = sorted(meta.topics[EVENTS.name].partitions)
-        offset = OFFSET_BEGINNING if start == "beginning" else OFFSET_END
-        consumer.assign([TopicPartition(EVENTS.name, p, offset) for p in partitions])
+        await tail.open()  # before "connected": an event after it is seen
         sent = 0
         quiet = 0.0
         yield b": connected\n\n"
         while limit is None or sent < limit:
-            msg = await asyncio.to_thread(consumer.poll, 0.5)
-            if msg is None or msg.error() is not None or msg.value() is None:
+            event = await tail.next(0.5)
+            if event is None:
                 quiet += 0.5
                 if idle is not None and quiet >= idle:
                     return
-                continue
-            try:
-                event = Envelope.from_json(msg.value() or b"")
-            except ValueError:
                 continue
             if not _mine(event, client_id):
                 continue
@@ -785,4 +774,4 @@ async def _stream(
                 f"id: {event.id}\nevent: {event.type}\ndata: {event.model_dump_json()}\n\n"
             ).encode()
     finally:
-        await asyncio.to_thread(consumer.close)
+        await tail.close()

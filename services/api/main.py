@@ -9,8 +9,11 @@ its one interpreter lock (docs/decisions/0018). Each process builds its own app
 from __future__ import annotations
 
 import argparse
+import ctypes
 import logging
 import os
+import signal
+import sys
 from typing import TYPE_CHECKING
 
 import uvicorn
@@ -18,7 +21,11 @@ import uvicorn
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-DB_URL_ENV = "CUSTODY_API_SERVE_DB_URL"  # --db-url, handed to the serving processes
+# Handed by `main` to the serving processes it spawns (set or cleared on every start, so
+# a value inherited from the environment never counts).
+DB_URL_ENV = "CUSTODY_API_SERVE_DB_URL"  # --db-url
+SUPERVISOR_ENV = "CUSTODY_API_SUPERVISOR_PID"  # the process that spawned this one
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def build() -> FastAPI:
@@ -28,12 +35,29 @@ def build() -> FastAPI:
     from services.api.app import create_app
     from services.platform import Platform
 
+    _die_with_supervisor()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     platform = Platform.load(os.environ.get(DB_URL_ENV) or None, "api")
     s = platform.settings
-    app = create_app(platform, lambda: connect(s.temporal_address, s.temporal_namespace))
-    print(f"api ready (process {os.getpid()})", flush=True)
-    return app
+    return create_app(
+        platform,
+        lambda: connect(s.temporal_address, s.temporal_namespace, s.temporal_transport()),
+        on_ready=lambda: print(f"api ready (process {os.getpid()})", flush=True),
+    )
+
+
+def _die_with_supervisor() -> None:
+    """A serving process ends with the process that spawned it: killed, it would
+    otherwise leave its serving processes answering on the socket (Linux: the kernel
+    sends SIGKILL when the parent dies)."""
+    supervisor = os.environ.get(SUPERVISOR_ENV)
+    if not supervisor or not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
+    if os.getppid() != int(supervisor):  # it died before the line above
+        os._exit(1)
 
 
 def main() -> None:
@@ -50,8 +74,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.workers < 1:
         parser.error("--workers must be at least 1")
+    os.environ.pop(DB_URL_ENV, None)
+    os.environ.pop(SUPERVISOR_ENV, None)
     if args.db_url:
         os.environ[DB_URL_ENV] = args.db_url
+    if args.workers > 1:
+        os.environ[SUPERVISOR_ENV] = str(os.getpid())
     print(f"api serving http://{args.host}:{args.port} with {args.workers} process(es)", flush=True)
     uvicorn.run(
         "services.api.main:build",
@@ -60,6 +88,9 @@ def main() -> None:
         host=args.host,
         port=args.port,
         log_level="warning",
+        # A serving process that does not answer the supervisor's ping in this long is
+        # killed as hung: on a saturated machine 5 s (uvicorn's default) is too short.
+        timeout_worker_healthcheck=60,
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 
 from bitcoin import base58
-from web3 import Web3
+from eth_utils.address import is_address, is_checksum_address
 
 from adapters.chains.bitcoin.script import decode_segwit, payable_witness
 from sagas.errors import AddressInvalid, AddressWrongNetwork
@@ -23,11 +23,11 @@ BTC_NETWORKS = {
 
 
 def check_ethereum(address: str) -> str:
-    if not Web3.is_address(address):
+    if not is_address(address):
         if _bitcoin_network(address) is not None:
             raise AddressWrongNetwork(f"{address} is a Bitcoin address")
         raise AddressInvalid(f"{address} is not an Ethereum address")
-    if not Web3.is_checksum_address(address):
+    if not is_checksum_address(address):
         raise AddressInvalid(f"{address} is not in EIP-55 checksum form (or its checksum is wrong)")
     return address
 
@@ -64,7 +64,7 @@ def _payable_segwit(address: str, hrp: str) -> bool:
 def check_bitcoin(address: str, network: str) -> str:
     valid_on = _bitcoin_network(address)
     if valid_on is None:
-        if Web3.is_address(address):
+        if is_address(address):
             raise AddressWrongNetwork(f"{address} is an Ethereum address")
         raise AddressInvalid(f"{address} is not a Bitcoin address")
     if network not in valid_on:

@@ -168,8 +168,12 @@ class Withdrawals:
                 "request": request,
             }
         )
-        # Started on every call: after a crash between recording and starting, the retry
-        # starts it; if it runs or ran already, Temporal refuses a second one.
+        if not created and stored.state != "requested":
+            # Its saga ran its first step: never start another. Once Temporal's retention
+            # has dropped a finished run, REJECT_DUPLICATE would not refuse a second one.
+            return await asyncio.to_thread(self.current, stored), False
+        # Started on every call until it moved: after a crash between recording and
+        # starting, the retry starts it; if it runs already, Temporal refuses a second one.
         with contextlib.suppress(WorkflowAlreadyStartedError):
             await self._temporal.start_workflow(
                 WithdrawalWorkflow.run,

@@ -67,7 +67,7 @@ def _kafka(s: PlatformSettings) -> None:
 
 async def _temporal(s: PlatformSettings) -> None:
     _step("Temporal: run the smoke workflow on a worker")
-    client = await connect(s.temporal_address, s.temporal_namespace)
+    client = await connect(s.temporal_address, s.temporal_namespace, s.temporal_transport())
     workers = build_workers(client)
     tasks = [asyncio.create_task(w.run()) for w in workers]
     try:

@@ -19,7 +19,7 @@ from services.router.router import EventRouter
 async def run(db_url: str | None) -> None:
     platform = Platform.load(db_url, "router")
     s = platform.settings
-    client = await connect(s.temporal_address, s.temporal_namespace)
+    client = await connect(s.temporal_address, s.temporal_namespace, s.temporal_transport())
     kafka = s.kafka_client("router")
     bus = KafkaEventBus(
         kafka, client_id="custody-router", replication_factor=s.kafka_replication_factor

@@ -87,7 +87,9 @@ async def serve(db_url: str | None = None) -> None:
             raise SystemExit("CUSTODY_SIGNER_DELAY_SECONDS is for tests on the dev chain")
         slow = _Slow(signer, settings.signer_delay_seconds)
         activities = SigningActivities(slow, slow)
-    client = await connect(settings.temporal_address, settings.temporal_namespace)
+    client = await connect(
+        settings.temporal_address, settings.temporal_namespace, settings.temporal_transport()
+    )
     with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
         worker = Worker(
             client,

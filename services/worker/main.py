@@ -27,7 +27,11 @@ async def run(db_url: str | None, pause_at: str | None) -> None:
     platform.open_books()
     platform.create_wallet()
     hot = platform.hot_wallet()
-    client = await connect(platform.settings.temporal_address, platform.settings.temporal_namespace)
+    client = await connect(
+        platform.settings.temporal_address,
+        platform.settings.temporal_namespace,
+        platform.settings.temporal_transport(),
+    )
 
     def pause(step: str) -> None:
         if pause_at is None:

@@ -17,7 +17,7 @@ import time
 import uuid
 from pathlib import Path
 
-from adapters.temporal import connect
+from adapters.temporal import TemporalTransport, connect
 from infra.services.temporal import temporal_binary
 from sagas.smoke import TASK_QUEUE, SmokeInput, SmokeResult
 from services.worker.bootstrap import build_workers
@@ -73,7 +73,7 @@ def _healthy(port: int, timeout: float = 30) -> bool:
 
 
 async def _drive(port: int, n: int) -> tuple[float, int]:
-    client = await connect(f"127.0.0.1:{port}")
+    client = await connect(f"127.0.0.1:{port}", "default", TemporalTransport())
     workers = build_workers(client)
     tasks = [asyncio.create_task(w.run()) for w in workers]
     try:
@@ -98,7 +98,7 @@ async def _drive(port: int, n: int) -> tuple[float, int]:
 
 
 async def _count_after_restart(port: int) -> int:
-    client = await connect(f"127.0.0.1:{port}")
+    client = await connect(f"127.0.0.1:{port}", "default", TemporalTransport())
     return (await client.count_workflows("WorkflowType='Smoke'")).count
 
 

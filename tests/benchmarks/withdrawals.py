@@ -102,7 +102,9 @@ def percentile(values: list[float], p: float) -> float:
 
 
 async def _baseline(settings: PlatformSettings, n: int, activities: int) -> Figures:
-    client: Client = await connect(settings.temporal_address, settings.temporal_namespace)
+    client: Client = await connect(
+        settings.temporal_address, settings.temporal_namespace, settings.temporal_transport()
+    )
     queue = f"bench-noop-{uuid.uuid4().hex[:8]}"
     worker = Worker(
         client,
@@ -280,7 +282,9 @@ def _saga_activity_counts(settings: PlatformSettings, ids: list[str]) -> Counter
     """How many activities each withdrawal saga actually scheduled (from its history)."""
 
     async def count() -> Counter[int]:
-        client = await connect(settings.temporal_address, settings.temporal_namespace)
+        client = await connect(
+            settings.temporal_address, settings.temporal_namespace, settings.temporal_transport()
+        )
         sem = asyncio.Semaphore(20)
 
         async def one(wid: str) -> int:
@@ -298,7 +302,9 @@ def _saga_activity_counts(settings: PlatformSettings, ids: list[str]) -> Counter
 async def _terminate_leftovers(settings: PlatformSettings, queue: str) -> None:
     """Sagas still open once the platform is down (a run that gave up) are ended, so
     they do not stay open on the shared Temporal server with no worker."""
-    client = await connect(settings.temporal_address, settings.temporal_namespace)
+    client = await connect(
+        settings.temporal_address, settings.temporal_namespace, settings.temporal_transport()
+    )
     query = f"TaskQueue = '{queue}' AND ExecutionStatus = 'Running'"
     async for wf in client.list_workflows(query):
         handle = client.get_workflow_handle(wf.id, run_id=wf.run_id)

@@ -4,7 +4,9 @@ with a stable code, and nothing written)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 import uuid
 from typing import Any
 
@@ -25,7 +27,7 @@ from tests.e2e.conftest import (
     until_state,
     withdrawal,
 )
-from tests.e2e.harness import Running, post
+from tests.e2e.harness import Running, post, wait_for
 
 
 def problem(reply: httpx.Response, status: int, code: str) -> dict[str, Any]:
@@ -198,3 +200,58 @@ def test_the_same_key_returns_the_same_saga_and_another_body_is_refused(run: Run
     assert run.eth.balance(body["destination"]) == ETH // 10
     saga = client.get(f"/v1/sagas/{done['operation_id']}").json()
     assert saga["status"] == "COMPLETED" and saga["workflow_type"] == "Withdrawal"
+
+
+def _workflow_status(run: Running, workflow_id: str, delete: bool = False) -> str | None:
+    """The workflow's status in Temporal, None once it is gone (`delete`: delete it
+    first, as the namespace's retention does to a finished run)."""
+    from temporalio.api.common.v1 import WorkflowExecution
+    from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
+    from temporalio.service import RPCError, RPCStatusCode
+
+    from adapters.temporal import connect
+
+    async def go() -> str | None:
+        s = run.settings
+        client = await connect(s.temporal_address, s.temporal_namespace, s.temporal_transport())
+        if delete:
+            await client.workflow_service.delete_workflow_execution(
+                DeleteWorkflowExecutionRequest(
+                    namespace=s.temporal_namespace,
+                    workflow_execution=WorkflowExecution(workflow_id=workflow_id),
+                )
+            )
+        try:
+            status = (await client.get_workflow_handle(workflow_id).describe()).status
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                return None
+            raise
+        return None if status is None else status.name
+
+    return asyncio.run(go())
+
+
+def test_a_retry_after_the_saga_left_temporal_starts_no_second_saga(run: Running) -> None:
+    """Temporal's retention drops a finished run, and then REJECT_DUPLICATE no longer
+    refuses a new one. A retry of a withdrawal whose saga moved on answers as it is and
+    starts nothing: the destination is paid once (before the fix, a second saga ran)."""
+    client_id, _ops, client = funded_client(run, "retain")
+    path = f"/v1/clients/{client_id}/withdrawals"
+    body = {"asset": "ETH", "amount": "0.1", "destination": Account.create().address}
+    first = post(client, path, body, key="pay-kept")
+    assert first.status_code == 202, first.text
+    op_id = first.json()["operation_id"]
+    until_state(client, op_id, "completed")
+    left = available(client, client_id)["ETH"]
+    assert _workflow_status(run, op_id) == "COMPLETED"
+    _workflow_status(run, op_id, delete=True)
+    wait_for("Temporal to drop the run", lambda: _workflow_status(run, op_id) is None, timeout=30)
+
+    again = post(client, path, body, key="pay-kept")
+    assert again.status_code == 200, again.text
+    assert (again.json()["operation_id"], again.json()["state"]) == (op_id, "completed")
+    time.sleep(3)  # a second saga would have started and reserved by now
+    assert _workflow_status(run, op_id) is None
+    assert available(client, client_id)["ETH"] == left
+    assert run.eth.balance(body["destination"]) == ETH // 10

@@ -181,7 +181,11 @@ def test_a_credited_deposit_re_included_by_a_deep_reorg_is_credited_once(run: Ru
         states = [s for _h, s in rows]
         if states.count("final") != 1 or "reorged" not in states:
             return False
-        temporal = await connect(run.settings.temporal_address, run.settings.temporal_namespace)
+        temporal = await connect(
+            run.settings.temporal_address,
+            run.settings.temporal_namespace,
+            run.settings.temporal_transport(),
+        )
         runs = []
         for d in client.get(f"/v1/clients/{client_id}/deposits").json():
             runs.append(await temporal.get_workflow_handle(d["operation_id"]).describe())
@@ -249,3 +253,50 @@ def test_quarantined_bitcoin_is_never_an_input_of_a_withdrawal(run: Running) -> 
         a["account_id"]: int(a["total_minor"]) for a in ops.get("/v1/treasury").json()["accounts"]
     }
     assert treasury["quarantine:BTC"] == 3 * BTC
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_killing_the_api_kills_its_serving_processes_and_it_starts_again(run: Running) -> None:
+    """SIGKILL of the API's supervising process leaves nothing answering on its port:
+    its serving processes die with it. Started again, it serves a withdrawal."""
+    serving = [p for p in _children(run.procs["api"].pid) if "spawn_main" in _cmdline(p)]
+    assert len(serving) == 2, serving  # CUSTODY_API_WORKERS, default 2
+    run.kill("api")
+    wait_for("the serving processes to die", lambda: not any(map(_alive, serving)), timeout=10)
+    assert not run._healthy()
+    run.start_api()
+    client_id, _ops, client = new_client(run, "afterkill")
+    run.faucet.fund_eth(address(client, client_id, "ETH"), ETH)
+    credited(run, client, client_id, {"ETH": ETH})
+    path = f"/v1/clients/{client_id}/withdrawals"
+    body = {"asset": "ETH", "amount": "0.1", "destination": Account.create().address}
+    reply = post(client, path, body, key="after-kill")
+    assert reply.status_code == 202, reply.text
+    assert until_state(client, reply.json()["operation_id"], "completed")["state"] == "completed"

@@ -171,7 +171,11 @@ def test_deposit_then_withdraw_btc_eth_and_token_over_http(run: Running) -> None
 
 
 async def _replay(run: Running, withdrawal_ids: list[str], client_id: str) -> None:
-    temporal = await connect(run.settings.temporal_address, run.settings.temporal_namespace)
+    temporal = await connect(
+        run.settings.temporal_address,
+        run.settings.temporal_namespace,
+        run.settings.temporal_transport(),
+    )
     histories: list[WorkflowHistory] = []
     for wid in withdrawal_ids:
         histories.append(await temporal.get_workflow_handle(wid).fetch_history())

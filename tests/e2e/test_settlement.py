@@ -185,7 +185,11 @@ def test_the_workers_schedule_settles(run: Running) -> None:
     schedule_id = run.env["CUSTODY_SETTLEMENT_SCHEDULE_ID"]
 
     async def trigger() -> None:
-        temporal = await connect(run.settings.temporal_address, run.settings.temporal_namespace)
+        temporal = await connect(
+            run.settings.temporal_address,
+            run.settings.temporal_namespace,
+            run.settings.temporal_transport(),
+        )
         handle = temporal.get_schedule_handle(schedule_id)
         described = await handle.describe()
         assert described.schedule.spec.intervals[0].every.total_seconds() == 3600
@@ -207,7 +211,11 @@ def test_the_workers_schedule_settles(run: Running) -> None:
     finally:
 
         async def delete() -> None:
-            temporal = await connect(run.settings.temporal_address, run.settings.temporal_namespace)
+            temporal = await connect(
+                run.settings.temporal_address,
+                run.settings.temporal_namespace,
+                run.settings.temporal_transport(),
+            )
             await temporal.get_schedule_handle(schedule_id).delete()
 
         asyncio.run(delete())

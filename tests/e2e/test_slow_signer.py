@@ -33,7 +33,11 @@ def sends(run: Running) -> list[tuple[str, int]]:
 
 async def send_attempts(run: Running, op_ids: list[str]) -> list[int]:
     """The attempt number of each saga's `withdrawal.send` activity, from its history."""
-    client = await connect(run.settings.temporal_address, run.settings.temporal_namespace)
+    client = await connect(
+        run.settings.temporal_address,
+        run.settings.temporal_namespace,
+        run.settings.temporal_transport(),
+    )
     found = []
     for op_id in op_ids:
         history = await client.get_workflow_handle(op_id).fetch_history()

@@ -165,7 +165,11 @@ def audit(run: Running) -> None:
 
 
 async def replay(run: Running, ids: list[str]) -> None:
-    temporal = await connect(run.settings.temporal_address, run.settings.temporal_namespace)
+    temporal = await connect(
+        run.settings.temporal_address,
+        run.settings.temporal_namespace,
+        run.settings.temporal_transport(),
+    )
     replayer = Replayer(
         workflows=[TradeWorkflow], data_converter=pydantic_data_converter, workflow_runner=SANDBOX
     )

@@ -55,7 +55,11 @@ def live_attempt(run: Running, op_id: str) -> tuple[int, int] | None:
 
 
 async def signal_decision(run: Running, op_id: str, decision: OperatorDecision) -> None:
-    client = await connect(run.settings.temporal_address, run.settings.temporal_namespace)
+    client = await connect(
+        run.settings.temporal_address,
+        run.settings.temporal_namespace,
+        run.settings.temporal_transport(),
+    )
     await client.get_workflow_handle(op_id).signal("operator_decision", decision)
 
 

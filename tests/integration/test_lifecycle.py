@@ -70,7 +70,7 @@ def test_killing_one_service_and_up_restarts_only_that_one() -> None:
 
 
 async def _start_parked_workflow(s: PlatformSettings, wf_id: str) -> None:
-    client = await connect(s.temporal_address, s.temporal_namespace)
+    client = await connect(s.temporal_address, s.temporal_namespace, s.temporal_transport())
     await client.start_workflow(
         "Smoke",
         SmokeInput(message="before the restart", wait_for_release=True),
@@ -80,7 +80,7 @@ async def _start_parked_workflow(s: PlatformSettings, wf_id: str) -> None:
 
 
 async def _finish_workflow(s: PlatformSettings, wf_id: str) -> SmokeResult:
-    client = await connect(s.temporal_address, s.temporal_namespace)
+    client = await connect(s.temporal_address, s.temporal_namespace, s.temporal_transport())
     workers = build_workers(client)
     tasks = [asyncio.create_task(w.run()) for w in workers]
     try:

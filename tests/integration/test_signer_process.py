@@ -83,7 +83,9 @@ def record_withdrawal(ops: SqlOperationStore, operation: str, to: str, wei: int)
 
 
 async def _sign(settings: PlatformSettings, request: SignEvmRequest) -> SignedTransaction:
-    client = await connect(settings.temporal_address, settings.temporal_namespace)
+    client = await connect(
+        settings.temporal_address, settings.temporal_namespace, settings.temporal_transport()
+    )
     queue = f"test-sign-{uuid.uuid4().hex[:8]}"
     async with Worker(client, task_queue=queue, workflows=[SignEvmWorkflow]):
         return await client.execute_workflow(

@@ -88,7 +88,11 @@ def attacker(
     queue = f"redteam-wf-{uuid.uuid4().hex[:8]}"
 
     async def start() -> tuple[Client, Worker, asyncio.Task[None]]:
-        client = await connect(stack_settings.temporal_address, stack_settings.temporal_namespace)
+        client = await connect(
+            stack_settings.temporal_address,
+            stack_settings.temporal_namespace,
+            stack_settings.temporal_transport(),
+        )
         worker = Worker(client, task_queue=queue, workflows=[SignEvmWorkflow, SignBtcWorkflow])
         return client, worker, loop.create_task(worker.run())
 

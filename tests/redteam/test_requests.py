@@ -164,7 +164,11 @@ def test_an_approval_update_or_signal_sent_straight_to_temporal_approves_nothing
     until_state(client, op_id, "awaiting_approval")
 
     async def attack() -> str:
-        temporal = await connect(run.settings.temporal_address, run.settings.temporal_namespace)
+        temporal = await connect(
+            run.settings.temporal_address,
+            run.settings.temporal_namespace,
+            run.settings.temporal_transport(),
+        )
         handle = temporal.get_workflow_handle(op_id)
         refusals = []
         for name in ("mallory", "eve"):  # the old, name-based approval update

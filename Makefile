@@ -8,7 +8,7 @@ CUSTODY := $(BIN)/custody
 PYTEST := $(BIN)/pytest
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test venv install up down status logs test-unit test-contracts \
+.PHONY: demo test venv install up down status logs test-unit test-sagas test-contracts \
         test-integration test-e2e test-redteam test-lifecycle lint typecheck fmt clean-stack
 
 $(STAMP): pyproject.toml
@@ -37,11 +37,16 @@ demo: up
 	$(CUSTODY) demo
 
 # Every tier; the lifecycle tier stops and restarts services, so it runs last.
-test: lint typecheck test-unit up test-contracts test-integration test-e2e test-redteam \
-      test-lifecycle
+test: lint typecheck test-unit test-sagas up test-contracts test-integration test-e2e \
+      test-redteam test-lifecycle
 
 test-unit: $(STAMP)
 	$(PYTEST) tests/unit
+
+# The sagas' real workflows and activities over fakes, on Temporal's time-skipping test
+# server (Java, from Maven Central on first use): no stack.
+test-sagas: $(STAMP)
+	$(PYTEST) tests/sagas
 
 test-contracts: $(STAMP)
 	$(PYTEST) tests/contracts
@@ -63,6 +68,7 @@ test-lifecycle: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

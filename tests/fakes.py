@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import secrets
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -22,6 +24,7 @@ from sagas.errors import (
     IdempotencyConflict,
     InsufficientFunds,
     KeyAccessDenied,
+    NotFound,
     PendingNotFound,
     TransferIdConflict,
     UnknownAccount,
@@ -39,8 +42,10 @@ from sagas.ledger import (
 )
 from sagas.ledger.engine import execute_batch, expire
 from sagas.ledger.rules import Counters, replay
+from sagas.operations import OperationRecord, Step
 from sagas.policy import PolicyRules, StoredPolicy
 from sagas.ports import Checkpoint, OutboxItem, TopicSpec
+from sagas.trade import TradeRecord
 
 
 class FakeEventBus:
@@ -359,3 +364,166 @@ class FakeIntentStore:
 
     def approvals(self, intent_hash: str) -> list[Approval]:
         return list(self._approvals.get(intent_hash, {}).values())
+
+
+class FakeOperationStore:
+    """sagas.ports.OperationStore in memory: operations, their steps (each recorded once)
+    and the events each write emits (`outbox`, in order, as the SQL store's outbox)."""
+
+    def __init__(self) -> None:
+        self._ops: dict[str, OperationRecord] = {}
+        self._steps: dict[str, list[Step]] = defaultdict(list)
+        self._clients: dict[str, str] = {}
+        self.outbox: list[tuple[str, Envelope]] = []
+        self._lock = threading.Lock()
+
+    def create(
+        self,
+        record: OperationRecord,
+        events: Sequence[tuple[str, Envelope]] = (),
+        detail: dict[str, Any] | None = None,
+    ) -> tuple[OperationRecord, bool]:
+        with self._lock:
+            existing = self._ops.get(record.id)
+            if existing is not None:
+                if existing.request_hash != record.request_hash:
+                    raise IdempotencyConflict(f"{record.id} was used for another request")
+                return existing, False
+            self._ops[record.id] = record
+            self._steps[record.id].append(
+                Step(step=record.state, at=record.created_at, detail=_json(detail))
+            )
+            self.outbox.extend(events)
+            return record, True
+
+    def get(self, operation_id: str) -> OperationRecord | None:
+        return self._ops.get(operation_id)
+
+    def for_client(
+        self, client_id: str, kind: str = "withdrawal", limit: int = 100
+    ) -> list[OperationRecord]:
+        found = [o for o in self._ops.values() if o.client_id == client_id and o.kind == kind]
+        return sorted(found, key=lambda o: o.created_at, reverse=True)[:limit]
+
+    def recent_withdrawals(
+        self, client_id: str, asset: str, since: datetime, exclude: str
+    ) -> list[tuple[datetime, int]]:
+        return [
+            (o.created_at, o.amount)
+            for o in self._ops.values()
+            if o.kind == "withdrawal"
+            and (o.client_id, o.asset) == (client_id, asset)
+            and o.created_at > since
+            and o.id != exclude
+            and o.state not in ("rejected", "expired", "failed")
+        ]
+
+    def advance(
+        self,
+        operation_id: str,
+        step: str,
+        events: Sequence[tuple[str, Envelope]] = (),
+        detail: dict[str, Any] | None = None,
+        state: str | None = None,
+        **fields: Any,
+    ) -> bool:
+        with self._lock:
+            current = self._ops[operation_id]  # KeyError, as SQL's foreign key refuses it
+            steps = self._steps[operation_id]
+            if any(s.step == step for s in steps):
+                return False
+            now = datetime.now(UTC)
+            changes = {**fields, **({"state": state} if state is not None else {})}
+            # Validated as SQL's columns would be: a misspelt or mistyped field fails here too.
+            updated = OperationRecord.model_validate(
+                {**current.model_dump(), **changes, "updated_at": now}, strict=True
+            )
+            extra = set(changes) - set(OperationRecord.model_fields)
+            if extra:
+                raise ValueError(f"no such operation fields: {sorted(extra)}")
+            steps.append(Step(step=step, at=now, detail=_json(detail)))
+            self._ops[operation_id] = updated
+            self.outbox.extend(events)
+            return True
+
+    def timeline(self, operation_id: str) -> list[Step]:
+        return sorted(self._steps.get(operation_id, []), key=lambda s: (s.at, s.step))
+
+    def create_client(self, client_id: str, name: str, created_by: str) -> tuple[str, bool]:
+        with self._lock:
+            existing = self._clients.get(client_id)
+            if existing is not None:
+                if existing != name:
+                    raise IdempotencyConflict(f"client {client_id} exists with another name")
+                return existing, False
+            self._clients[client_id] = name
+            return name, True
+
+    def client(self, client_id: str) -> str | None:
+        return self._clients.get(client_id)
+
+
+def _json(detail: dict[str, Any] | None) -> dict[str, Any]:
+    """A step's detail as the SQL store returns it: through JSON, keys sorted."""
+    return dict(json.loads(json.dumps(detail or {}, sort_keys=True)))
+
+
+class FakeTradeStore:
+    """sagas.ports.TradeStore in memory; clients (for their bank accounts) are those of
+    the operation store it is given, as the SQL stores share the clients table."""
+
+    def __init__(self, operations: FakeOperationStore) -> None:
+        self._ops = operations
+        self._trades: dict[str, TradeRecord] = {}
+        self._accounts: dict[str, tuple[str, str]] = {}
+        self._lock = threading.Lock()
+
+    def record(self, trade: TradeRecord) -> TradeRecord:
+        with self._lock:
+            if trade.operation_id not in self._trades and self._ops.get(trade.operation_id) is None:
+                raise NotFound(f"operation {trade.operation_id}")  # a trade is an operation's
+            return self._trades.setdefault(trade.operation_id, trade)
+
+    def get(self, operation_id: str) -> TradeRecord | None:
+        return self._trades.get(operation_id)
+
+    def _ordered(self, keep: Callable[[TradeRecord], bool]) -> list[TradeRecord]:
+        found = [t for t in self._trades.values() if keep(t)]
+        return sorted(found, key=lambda t: (t.executed_at, t.operation_id))
+
+    def unsettled(self, counterparty: str | None = None) -> list[TradeRecord]:
+        return self._ordered(
+            lambda t: t.settlement_id is None and counterparty in (None, t.counterparty)
+        )
+
+    def assign(self, settlement_id: str, operation_ids: Sequence[str]) -> list[str]:
+        with self._lock:
+            taken = []
+            for op_id in operation_ids:
+                trade = self._trades.get(op_id)
+                if trade is not None and trade.settlement_id in (None, settlement_id):
+                    self._trades[op_id] = trade.model_copy(update={"settlement_id": settlement_id})
+                    taken.append(op_id)
+            return taken
+
+    def for_settlement(self, settlement_id: str) -> list[TradeRecord]:
+        return self._ordered(lambda t: t.settlement_id == settlement_id)
+
+    def release(self, settlement_id: str, counterparty: str) -> list[str]:
+        with self._lock:
+            freed = [
+                op_id
+                for op_id, t in self._trades.items()
+                if (t.settlement_id, t.counterparty) == (settlement_id, counterparty)
+            ]
+            for op_id in freed:
+                self._trades[op_id] = self._trades[op_id].model_copy(update={"settlement_id": None})
+            return sorted(freed)
+
+    def set_bank_account(self, client_id: str, iban: str, bic: str) -> None:
+        if self._ops.client(client_id) is None:
+            raise NotFound(f"client {client_id}")
+        self._accounts[client_id] = (iban, bic)
+
+    def bank_account(self, client_id: str) -> tuple[str, str] | None:
+        return self._accounts.get(client_id)

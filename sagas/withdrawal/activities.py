@@ -101,6 +101,26 @@ class WithdrawalActivities:
         self._payouts = payouts
         self._pause = pause
 
+    def all(self) -> list[Callable[..., Any]]:
+        """Every activity of the saga, as a worker registers them."""
+        return [
+            self.reserve,
+            self.decide,
+            self.record_approval,
+            self.screen,
+            self.compliance,
+            self.record_intent,
+            self.count_approvals,
+            self.mark_approved,
+            self.send,
+            self.chain_status,
+            self.rebroadcast,
+            self.alert_stuck,
+            self.act_on_decision,
+            self.complete,
+            self.void,
+        ]
+
     @activity.defn(name="withdrawal.reserve")
     def reserve(self, req: WithdrawalInput) -> ReserveOutcome:
         """Reserve the amount (a pending transfer): concurrent withdrawals can never spend

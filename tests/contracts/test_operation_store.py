@@ -1,10 +1,11 @@
-"""The operation store on SQLite and PostgreSQL: idempotent creation under a key, a step
-recorded once with its events, the timeline in order, velocity windows."""
+"""The operation store on SQLite and PostgreSQL, and its fake (tests/fakes.py): idempotent
+creation under a key, a step recorded once with its events, the timeline in order,
+velocity windows."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,15 +16,24 @@ from adapters.sqldb import SqlDatabase
 from sagas.errors import IdempotencyConflict
 from sagas.events import Envelope
 from sagas.operations import OperationRecord, step_event_id
+from sagas.ports import OperationStore
+from tests.fakes import FakeOperationStore
+
+Store = tuple[OperationStore, Callable[[], list[str]]]  # the store, its outbox's event ids
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
+def subject(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if request.param == "memory":
+        fake = FakeOperationStore()
+        yield fake, lambda: [event.id for _topic, event in fake.outbox]
+        return
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'ops.sqlite3'}"
+        url = f"sqlite:///{tmp_path / 'ops.sqlite3'}"
     else:
         request.node.add_marker(pytest.mark.stack)
-        yield request.getfixturevalue("fresh_postgres_url")
+        url = request.getfixturevalue("fresh_postgres_url")
+    yield SqlOperationStore(url), lambda: outbox(url)
 
 
 def record(
@@ -60,20 +70,20 @@ def outbox(url: str) -> list[str]:
         return [r[0] for r in conn.all("select event_id from ledger_outbox order by position")]
 
 
-def test_an_operation_is_created_once_per_key(url: str) -> None:
-    store = SqlOperationStore(url)
+def test_an_operation_is_created_once_per_key(subject: Store) -> None:
+    store, events = subject
     op_id = f"wd:c1:{uuid.uuid4().hex[:6]}"
     first, created = store.create(record(op_id), [event(op_id, "requested")])
     again, created_again = store.create(record(op_id), [event(op_id, "requested")])
     assert created and not created_again and again == first
     with pytest.raises(IdempotencyConflict):
         store.create(record(op_id, digest="h2"))
-    assert outbox(url) == [step_event_id(op_id, "requested")]
+    assert events() == [step_event_id(op_id, "requested")]
     assert [s.step for s in store.timeline(op_id)] == ["requested"]
 
 
-def test_a_step_is_recorded_once_with_its_events_and_fields(url: str) -> None:
-    store = SqlOperationStore(url)
+def test_a_step_is_recorded_once_with_its_events_and_fields(subject: Store) -> None:
+    store, events = subject
     op_id = f"wd:c1:{uuid.uuid4().hex[:6]}"
     store.create(record(op_id))
     assert store.advance(op_id, "reserved", [event(op_id, "reserved")], state="reserved")
@@ -85,11 +95,11 @@ def test_a_step_is_recorded_once_with_its_events_and_fields(url: str) -> None:
     assert got is not None
     assert (got.state, got.tx_hash, got.fee, got.approved) == ("completed", "0x1", 21, False)
     assert [s.step for s in store.timeline(op_id)] == ["requested", "reserved", "completed"]
-    assert outbox(url) == [step_event_id(op_id, "reserved"), step_event_id(op_id, "completed")]
+    assert events() == [step_event_id(op_id, "reserved"), step_event_id(op_id, "completed")]
 
 
-def test_recent_withdrawals_count_what_was_not_refused(url: str) -> None:
-    store = SqlOperationStore(url)
+def test_recent_withdrawals_count_what_was_not_refused(subject: Store) -> None:
+    store, _events = subject
     now = datetime.now(UTC)
     ids = [f"wd:c1:{uuid.uuid4().hex[:6]}" for _ in range(4)]
     store.create(record(ids[0], 10, at=now - timedelta(hours=30)))  # outside the window

@@ -1,0 +1,326 @@
+"""The withdrawal saga in seconds: its real workflow and activities over fakes, on the
+time-skipping test server. Paid once when allowed; rejected at the reservation; voided
+when the policy denies it or when the approval window (a day) closes; paid only once
+two registered operators other than the requester signed its intent; alerted when the
+chain keeps it pending past the stuck deadline (an hour)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from temporalio.client import Client, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from sagas import accounts
+from sagas.errors import ApprovalExpired, InsufficientFunds, PolicyDenied
+from sagas.governance import StaticGovernance
+from sagas.intents import RegisteredKey, sign_intent
+from sagas.ledger import ETH, Account, AccountKind, Transfer
+from sagas.operations import OperationRecord
+from sagas.policy import PolicyRules
+from sagas.withdrawal import ChainStatus, WithdrawalInput, WithdrawalResult
+from sagas.withdrawal.activities import WithdrawalActivities
+from sagas.withdrawal.workflows import WithdrawalWorkflow
+from tests.fakes import (
+    FakeIntentStore,
+    FakeOperationStore,
+    FakePolicyStore,
+    InMemoryLedger,
+)
+
+QUEUE = "sagas-fast"
+CLIENT = "acme"
+FUNDED = 10 * 10**18  # wei
+OPERATORS = {name: Ed25519PrivateKey.generate() for name in ("alice", "bob", "carol")}
+SANDBOX = SandboxedWorkflowRunner(
+    restrictions=SandboxRestrictions.default.with_passthrough_modules("sagas")
+)
+
+
+@dataclass
+class FakePayouts:
+    """sagas.ports.Payouts scripted: each send is counted, and the chain answers `pending`
+    until `final_after` status calls."""
+
+    final_after: int = 1
+    sends: dict[str, int] = field(default_factory=dict)
+    rebroadcasts: int = 0
+    _polls: int = 0
+
+    def send(self, operation_id: str, asset: str, destination: str, amount: int) -> str:
+        self.sends[operation_id] = self.sends.get(operation_id, 0) + 1
+        return "0x" + uuid.uuid5(uuid.NAMESPACE_URL, operation_id).hex * 2
+
+    def status(self, operation_id: str, asset: str) -> ChainStatus:
+        self._polls += 1
+        tx = "0x" + uuid.uuid5(uuid.NAMESPACE_URL, operation_id).hex * 2
+        if self._polls < self.final_after:
+            return ChainStatus(state="pending", tx_hash=tx, fee_asset="ETH")
+        return ChainStatus(state="final", tx_hash=tx, confirmations=12, fee=21_000, fee_asset="ETH")
+
+    def rebroadcast(self, operation_id: str) -> None:
+        self.rebroadcasts += 1
+
+    def bump(
+        self, operation_id: str, asset: str, destination: str, amount: int, percent: int
+    ) -> str:
+        raise AssertionError("no bump in these scenarios")
+
+
+class NoHits:
+    def sources(self, chain: str, tx_hash: str) -> list[str]:
+        return []
+
+    def check(self, chain: str, addresses: Any) -> str | None:
+        return None
+
+
+@dataclass
+class World:
+    ledger: InMemoryLedger
+    ops: FakeOperationStore
+    intents: FakeIntentStore
+    payouts: FakePayouts
+    client: Client
+
+    def available(self) -> int:
+        return self.ledger.balance(accounts.client(CLIENT, "ETH")).available
+
+    async def start(
+        self, amount: int, requested_by: str = "carol", **extra: Any
+    ) -> WorkflowHandle[Any, WithdrawalResult]:
+        op_id = f"wd:{CLIENT}:{uuid.uuid4().hex[:8]}"
+        req = WithdrawalInput(
+            operation_id=op_id,
+            client_id=CLIENT,
+            asset="ETH",
+            chain="ethereum",
+            amount=amount,
+            destination="0x52908400098527886E0F7030069857D2E4169EE7",
+            requested_by=requested_by,
+            requested_at=datetime.now(UTC),
+            **extra,
+        )
+        now = req.requested_at
+        self.ops.create(
+            OperationRecord(
+                id=op_id,
+                kind="withdrawal",
+                client_id=CLIENT,
+                asset="ETH",
+                chain="ethereum",
+                amount=amount,
+                destination=req.destination,
+                request_hash=op_id,
+                requested_by=requested_by,
+                state="requested",
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        return await self.client.start_workflow(
+            WithdrawalWorkflow.run, req, id=op_id, task_queue=QUEUE
+        )
+
+    def approve(self, operation_id: str, operator: str) -> None:
+        stored = self.intents.intent(operation_id)
+        assert stored is not None, "no intent to sign yet"
+        self.intents.add_approval(sign_intent(stored[0], OPERATORS[operator]), operator)
+
+
+def run_world(
+    test_server: Path,
+    scenario: Callable[[World], Awaitable[None]],
+    payouts: FakePayouts | None = None,
+    **rules: Any,
+) -> World:
+    """Run `scenario` against a worker with the saga's real activities over fakes."""
+    ledger = InMemoryLedger()
+    ledger.register_asset(ETH)
+    for name, kind in accounts.PLATFORM_ACCOUNTS:
+        ledger.open_account(Account(id=name("ETH"), asset="ETH", kind=kind))
+    ledger.open_account(
+        Account(
+            id=accounts.client(CLIENT, "ETH"),
+            asset="ETH",
+            kind=AccountKind.CLIENT_AVAILABLE,
+            owner=CLIENT,
+        )
+    )
+    ledger.submit(
+        [
+            Transfer(
+                id="funding",
+                debit_account=accounts.omnibus("ETH"),
+                credit_account=accounts.client(CLIENT, "ETH"),
+                asset="ETH",
+                amount=FUNDED,
+            )
+        ]
+    )
+    policies = FakePolicyStore()
+    if rules.pop("policy", True):
+        policies.put(PolicyRules(client_id=CLIENT, asset="ETH", **rules), "genesis")
+    registered = [RegisteredKey.of(n, k) for n, k in OPERATORS.items()]
+    governance = StaticGovernance(operator_keys={k.key_id: k for k in registered})
+    ops, intents, payouts = FakeOperationStore(), FakeIntentStore(), payouts or FakePayouts()
+    acts = WithdrawalActivities(
+        ledger, ops, policies, payouts, intents, governance, lambda _a: 10**16, NoHits()
+    )
+
+    async def go() -> World:
+        env = await WorkflowEnvironment.start_time_skipping(
+            data_converter=pydantic_data_converter, test_server_existing_path=str(test_server)
+        )
+        async with env:
+            world = World(ledger, ops, intents, payouts, env.client)
+            with ThreadPoolExecutor(8) as pool:
+                async with Worker(
+                    env.client,
+                    task_queue=QUEUE,
+                    workflows=[WithdrawalWorkflow],
+                    workflow_runner=SANDBOX,
+                    activities=acts.all(),
+                    activity_executor=pool,
+                ):
+                    await scenario(world)
+            return world
+
+    return asyncio.run(go())
+
+
+async def until(check: Callable[[], bool], seconds: float = 20) -> None:
+    """Wait (real time) until `check` holds; fail the test if it does not in time."""
+    for _ in range(int(seconds / 0.05)):
+        if check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the saga did not get there in time")
+
+
+def steps(world: World, operation_id: str) -> list[str]:
+    return [s.step for s in world.ops.timeline(operation_id)]
+
+
+def test_an_allowed_withdrawal_is_paid_once_and_booked(test_server: Path) -> None:
+    seen: dict[str, Any] = {}
+
+    async def scenario(w: World) -> None:
+        handle = await w.start(10**18)
+        seen["result"] = await handle.result()
+        seen["op"] = handle.id
+
+    world = run_world(test_server, scenario, payouts=FakePayouts(final_after=3))
+    result, op_id = seen["result"], seen["op"]
+    assert (result.state, result.fee) == ("completed", 21_000)
+    assert world.payouts.sends == {op_id: 1}
+    assert world.available() == FUNDED - 10**18
+    assert world.ledger.balance(accounts.network_fees("ETH")).debits_posted == 21_000
+    assert steps(world, op_id) == [
+        "requested", "reserved", "policy_decided", "screened", "intent", "approved", "broadcast",
+        "completed",
+    ]  # fmt: skip
+
+
+def test_a_withdrawal_above_the_balance_is_rejected_and_nothing_is_sent(test_server: Path) -> None:
+    seen: dict[str, Any] = {}
+
+    async def scenario(w: World) -> None:
+        handle = await w.start(FUNDED + 1)
+        seen["result"], seen["op"] = await handle.result(), handle.id
+
+    world = run_world(test_server, scenario)
+    assert (seen["result"].state, seen["result"].error_code) == ("rejected", InsufficientFunds.code)
+    assert world.payouts.sends == {}
+    assert world.available() == FUNDED
+
+
+def test_no_policy_is_a_denial_and_the_reservation_is_released(test_server: Path) -> None:
+    seen: dict[str, Any] = {}
+
+    async def scenario(w: World) -> None:
+        handle = await w.start(10**18)
+        seen["result"], seen["op"] = await handle.result(), handle.id
+
+    world = run_world(test_server, scenario, policy=False)
+    assert (seen["result"].state, seen["result"].error_code) == ("rejected", PolicyDenied.code)
+    assert world.payouts.sends == {}
+    assert world.available() == FUNDED  # voided: nothing held
+    assert world.ledger.balance(accounts.client(CLIENT, "ETH")).debits_pending == 0
+
+
+def test_nobody_approves_within_the_day_and_it_expires(test_server: Path) -> None:
+    seen: dict[str, Any] = {}
+
+    async def scenario(w: World) -> None:
+        handle = await w.start(2 * 10**18)
+        began = datetime.now(UTC)
+        seen["result"], seen["op"] = await handle.result(), handle.id  # a day, skipped
+        seen["wall"] = datetime.now(UTC) - began
+
+    world = run_world(test_server, scenario, approval_threshold=10**18, approval_quorum=2)
+    assert (seen["result"].state, seen["result"].error_code) == ("expired", ApprovalExpired.code)
+    assert seen["wall"] < timedelta(seconds=30)  # the 24 h window passed in moments
+    assert world.payouts.sends == {}
+    assert world.available() == FUNDED
+    assert "awaiting_approval" not in steps(world, seen["op"])  # a state, not a step
+    assert steps(world, seen["op"])[-1] == "expired"
+
+
+def test_two_operators_other_than_the_requester_release_it(test_server: Path) -> None:
+    seen: dict[str, Any] = {}
+
+    async def scenario(w: World) -> None:
+        handle = await w.start(2 * 10**18, requested_by="alice")
+        await until(lambda: w.intents.intent(handle.id) is not None)
+        # The requester's own signature and one other: not yet a quorum.
+        w.approve(handle.id, "alice")
+        w.approve(handle.id, "bob")
+        await handle.signal(WithdrawalWorkflow.approvals_changed)
+        await until(lambda: "approval:bob" in steps(w, handle.id))  # counted
+        for _ in range(200):  # and the saga has the count
+            seen["tally"] = await handle.query(WithdrawalWorkflow.tally)
+            if seen["tally"] is not None and seen["tally"].approvers:
+                break
+            await asyncio.sleep(0.05)
+        seen["sent_early"] = dict(w.payouts.sends)
+        w.approve(handle.id, "carol")
+        await handle.signal(WithdrawalWorkflow.approvals_changed)
+        seen["result"], seen["op"] = await handle.result(), handle.id
+
+    world = run_world(test_server, scenario, approval_threshold=10**18, approval_quorum=2)
+    assert seen["tally"] is not None and seen["tally"].approvers == ["bob"], seen["tally"]
+    assert seen["sent_early"] == {}
+    assert seen["result"].state == "completed"
+    assert world.payouts.sends == {seen["op"]: 1}
+    assert {"approval:bob", "approval:carol"} <= set(steps(world, seen["op"]))
+    assert "approval:alice" not in steps(world, seen["op"])
+
+
+def test_a_transaction_pending_past_the_hour_alerts_once_and_is_rebroadcast(
+    test_server: Path,
+) -> None:
+    seen: dict[str, Any] = {}
+
+    async def scenario(w: World) -> None:
+        handle = await w.start(10**18, poll_seconds=60, stuck_after_seconds=3600)
+        seen["result"], seen["op"] = await handle.result(), handle.id
+
+    # About 90 polls a minute apart: pending for an hour and a half of skipped time.
+    world = run_world(test_server, scenario, payouts=FakePayouts(final_after=90))
+    assert seen["result"].state == "completed"
+    alerts = [e for topic, e in world.ops.outbox if topic == "custody.alerts.v1"]
+    assert [a.type for a in alerts] == ["custody.alert.withdrawal_stuck.v1"]
+    assert world.payouts.rebroadcasts >= 1
+    assert world.payouts.sends == {seen["op"]: 1}

@@ -120,6 +120,21 @@ class TradeActivities:
         self._providers = providers
         self._pause = pause
 
+    def all(self) -> list[Callable[..., Any]]:
+        """Every activity of the saga, as a worker registers them."""
+        return [
+            self.quote,
+            self.accept,
+            self.hold,
+            self.execute,
+            self.book,
+            self.pay,
+            self.alert_payment,
+            self.release,
+            self.complete,
+            self.end,
+        ]
+
     def _recorded(self, operation_id: str, step: str) -> dict[str, Any] | None:
         return recorded_step(self._ops.timeline(operation_id), step)
 

@@ -5,14 +5,58 @@ window or an hour of a stuck transaction passes in moments."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
 from infra.testserver import ensure
+from services.worker.bootstrap import SANDBOX
+
+QUEUE = "sagas-fast"
 
 
 @pytest.fixture(scope="session")
 def test_server() -> Path:
     """The time-skipping server's launcher (installed from Maven Central on first use)."""
     return ensure(lambda line: print(f"[sagas] {line}"))
+
+
+async def on_test_server(
+    test_server: Path,
+    workflows: Sequence[type],
+    activities: Sequence[Callable[..., Any]],
+    scenario: Callable[[Client], Awaitable[None]],
+) -> None:
+    """Run `scenario` with a client of a fresh time-skipping server and a worker of these
+    workflows (sandboxed as the platform's worker runs them) and activities on QUEUE."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter, test_server_existing_path=str(test_server)
+    )
+    async with env:
+        with ThreadPoolExecutor(8) as pool:
+            async with Worker(
+                env.client,
+                task_queue=QUEUE,
+                workflows=workflows,
+                workflow_runner=SANDBOX,
+                activities=activities,
+                activity_executor=pool,
+            ):
+                await scenario(env.client)
+
+
+async def until(check: Callable[[], bool], seconds: float = 20) -> None:
+    """Wait (real time) until `check` holds; fail the test if it does not in time."""
+    for _ in range(int(seconds / 0.05)):
+        if check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the saga did not get there in time")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,10 +16,6 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from temporalio.client import Client, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from sagas import accounts
 from sagas.errors import ApprovalExpired, InsufficientFunds, PolicyDenied
@@ -38,14 +33,11 @@ from tests.fakes import (
     FakePolicyStore,
     InMemoryLedger,
 )
+from tests.sagas.conftest import QUEUE, on_test_server, until
 
-QUEUE = "sagas-fast"
 CLIENT = "acme"
 FUNDED = 10 * 10**18  # wei
 OPERATORS = {name: Ed25519PrivateKey.generate() for name in ("alice", "bob", "carol")}
-SANDBOX = SandboxedWorkflowRunner(
-    restrictions=SandboxRestrictions.default.with_passthrough_modules("sagas")
-)
 
 
 @dataclass
@@ -179,34 +171,14 @@ def run_world(
         ledger, ops, policies, payouts, intents, governance, lambda _a: 10**16, NoHits()
     )
 
-    async def go() -> World:
-        env = await WorkflowEnvironment.start_time_skipping(
-            data_converter=pydantic_data_converter, test_server_existing_path=str(test_server)
-        )
-        async with env:
-            world = World(ledger, ops, intents, payouts, env.client)
-            with ThreadPoolExecutor(8) as pool:
-                async with Worker(
-                    env.client,
-                    task_queue=QUEUE,
-                    workflows=[WithdrawalWorkflow],
-                    workflow_runner=SANDBOX,
-                    activities=acts.all(),
-                    activity_executor=pool,
-                ):
-                    await scenario(world)
-            return world
+    world: list[World] = []
 
-    return asyncio.run(go())
+    async def go(client: Client) -> None:
+        world.append(World(ledger, ops, intents, payouts, client))
+        await scenario(world[0])
 
-
-async def until(check: Callable[[], bool], seconds: float = 20) -> None:
-    """Wait (real time) until `check` holds; fail the test if it does not in time."""
-    for _ in range(int(seconds / 0.05)):
-        if check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("the saga did not get there in time")
+    asyncio.run(on_test_server(test_server, [WithdrawalWorkflow], acts.all(), go))
+    return world[0]
 
 
 def steps(world: World, operation_id: str) -> list[str]:

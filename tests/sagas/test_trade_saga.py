@@ -1,0 +1,162 @@
+"""The trade saga in seconds: its real workflow and activities over the fakes of the
+bank, the provider and the stores, on the time-skipping test server. An auto-accepted
+buy is executed once, the client charged what was quoted and credited the asset; a
+quote nobody accepts expires with nothing held or charged; a buy the client cannot pay
+is refused at the hold."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from temporalio.client import Client
+
+from sagas import accounts
+from sagas.errors import BankInsufficientFunds, QuoteExpired
+from sagas.ledger import BTC, Account, AccountKind
+from sagas.operations import OperationRecord
+from sagas.trade import TradeInput, TradeResult
+from sagas.trade.activities import TradeActivities
+from sagas.trade.workflows import TradeWorkflow
+from tests.fakes import FakeOperationStore, FakeTradeStore, InMemoryLedger
+from tests.fakes_trading import FakeBank, FakeLiquidity
+from tests.sagas.conftest import QUEUE, on_test_server
+from tests.simulators import new_iban
+
+CLIENT = "acme"
+EUR = 100  # cents
+
+
+@dataclass
+class Market:
+    ledger: InMemoryLedger
+    ops: FakeOperationStore
+    trades: FakeTradeStore
+    bank: FakeBank
+    lp: FakeLiquidity
+    client_iban: str
+    client: Client | None = None
+
+    def btc(self) -> int:
+        return self.ledger.balance(accounts.client(CLIENT, "BTC")).available
+
+    def booked(self, iban: str) -> int:
+        return self.bank.accounts[iban][1]
+
+    async def buy(self, quantity: int, auto_accept: bool) -> TradeResult:
+        assert self.client is not None
+        op_id = f"tr:{CLIENT}:{uuid.uuid4().hex[:8]}"
+        now = datetime.now(UTC)
+        self.ops.create(
+            OperationRecord(
+                id=op_id,
+                kind="trade",
+                client_id=CLIENT,
+                asset="BTC",
+                chain="bitcoin",
+                amount=quantity,
+                request_hash=op_id,
+                requested_by=CLIENT,
+                state="requested",
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        req = TradeInput(
+            operation_id=op_id,
+            client_id=CLIENT,
+            side="buy",
+            asset="BTC",
+            decimals=8,
+            quantity=quantity,
+            client_iban=self.client_iban,
+            platform_iban=self.bank.platform_iban,
+            counterparties=[self.lp.counterparty],
+            fee_bps=50,
+            auto_accept=auto_accept,
+            accept_seconds=30,
+            requested_by=CLIENT,
+            requested_at=now,
+        )
+        handle = await self.client.start_workflow(
+            TradeWorkflow.run, req, id=op_id, task_queue=QUEUE
+        )
+        return await handle.result()
+
+
+def trade_in(test_server: Path, scenario: Any, cash: int = 10_000 * EUR) -> Market:
+    ledger = InMemoryLedger()
+    ledger.register_asset(BTC)
+    for name, kind in accounts.PLATFORM_ACCOUNTS:
+        ledger.open_account(Account(id=name("BTC"), asset="BTC", kind=kind))
+    ledger.open_account(
+        Account(
+            id=accounts.client(CLIENT, "BTC"),
+            asset="BTC",
+            kind=AccountKind.CLIENT_AVAILABLE,
+            owner=CLIENT,
+        )
+    )
+    ops = FakeOperationStore()
+    ops.create_client(CLIENT, "Acme", "genesis")
+    bank, lp, client_iban = FakeBank(new_iban()), FakeLiquidity("lp-fast"), new_iban()
+    bank.open(bank.platform_iban)
+    bank.open(client_iban, amount=cash)
+    bank.open(lp.instructions().iban)
+    market = Market(ledger, ops, FakeTradeStore(ops), bank, lp, client_iban)
+    acts = TradeActivities(ledger, ops, market.trades, bank, {lp.counterparty: lp})
+
+    async def go(client: Client) -> None:
+        market.client = client
+        await scenario(market)
+
+    asyncio.run(on_test_server(test_server, [TradeWorkflow], acts.all(), go))
+    return market
+
+
+def test_an_auto_accepted_buy_is_executed_once_and_booked(test_server: Path) -> None:
+    seen: dict[str, TradeResult] = {}
+
+    async def scenario(m: Market) -> None:
+        seen["result"] = await m.buy(100_000, auto_accept=True)  # 0.001 BTC
+
+    market = trade_in(test_server, scenario)
+    result = seen["result"]
+    assert result.state == "completed", result
+    assert result.quantity == 100_000 and result.client_fiat is not None
+    assert market.btc() == 100_000
+    assert len(market.lp.orders) == 1  # executed once at the provider
+    assert market.booked(market.client_iban) == 10_000 * EUR - result.client_fiat
+    recorded = market.trades.get(result.operation_id)
+    assert recorded is not None and recorded.quantity == 100_000
+
+
+def test_a_quote_nobody_accepts_expires_with_nothing_held_or_charged(test_server: Path) -> None:
+    seen: dict[str, TradeResult] = {}
+
+    async def scenario(m: Market) -> None:
+        seen["result"] = await m.buy(100_000, auto_accept=False)  # the window passes, skipped
+
+    market = trade_in(test_server, scenario)
+    assert (seen["result"].state, seen["result"].error_code) == ("expired", QuoteExpired.code)
+    assert market.lp.orders == {}
+    assert market.btc() == 0
+    assert market.booked(market.client_iban) == 10_000 * EUR
+    assert all(h["status"] != "active" for h in market.bank.holds.values())
+
+
+def test_a_buy_the_client_cannot_pay_is_refused_at_the_hold(test_server: Path) -> None:
+    seen: dict[str, TradeResult] = {}
+
+    async def scenario(m: Market) -> None:
+        seen["result"] = await m.buy(100_000, auto_accept=True)
+
+    market = trade_in(test_server, scenario, cash=1 * EUR)
+    assert seen["result"].state == "rejected", seen["result"]
+    assert seen["result"].error_code == BankInsufficientFunds.code  # the bank refused the hold
+    assert market.lp.orders == {} and market.btc() == 0
+    assert market.booked(market.client_iban) == 1 * EUR

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,12 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from infra.testserver import ensure
+from sagas import accounts
+from sagas.ledger import Account, AccountKind, Asset
+from sagas.operations import OperationKind, OperationRecord
+from sagas.ports import OperationStore
 from services.worker.bootstrap import SANDBOX
+from tests.fakes import InMemoryLedger
 
 QUEUE = "sagas-fast"
 
@@ -60,3 +66,51 @@ async def until(check: Callable[[], bool], seconds: float = 20) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError("the saga did not get there in time")
+
+
+def books(asset: Asset, client_id: str) -> InMemoryLedger:
+    """A ledger with the asset, the platform's accounts for it and the client's."""
+    ledger = InMemoryLedger()
+    ledger.register_asset(asset)
+    for name, kind in accounts.PLATFORM_ACCOUNTS:
+        ledger.open_account(Account(id=name(asset.code), asset=asset.code, kind=kind))
+    ledger.open_account(
+        Account(
+            id=accounts.client(client_id, asset.code),
+            asset=asset.code,
+            kind=AccountKind.CLIENT_AVAILABLE,
+            owner=client_id,
+        )
+    )
+    return ledger
+
+
+def requested(
+    ops: OperationStore,
+    op_id: str,
+    kind: OperationKind,
+    client_id: str,
+    asset: str,
+    chain: str,
+    amount: int,
+    requested_by: str,
+    destination: str | None = None,
+) -> None:
+    """The operation as the API records it before it starts the saga."""
+    now = datetime.now(UTC)
+    ops.create(
+        OperationRecord(
+            id=op_id,
+            kind=kind,
+            client_id=client_id,
+            asset=asset,
+            chain=chain,
+            amount=amount,
+            destination=destination,
+            request_hash=op_id,
+            requested_by=requested_by,
+            state="requested",
+            created_at=now,
+            updated_at=now,
+        )
+    )

@@ -17,14 +17,13 @@ from temporalio.client import Client
 
 from sagas import accounts
 from sagas.errors import BankInsufficientFunds, QuoteExpired
-from sagas.ledger import BTC, Account, AccountKind
-from sagas.operations import OperationRecord
+from sagas.ledger import BTC
 from sagas.trade import TradeInput, TradeResult
 from sagas.trade.activities import TradeActivities
 from sagas.trade.workflows import TradeWorkflow
 from tests.fakes import FakeOperationStore, FakeTradeStore, InMemoryLedger
 from tests.fakes_trading import FakeBank, FakeLiquidity
-from tests.sagas.conftest import QUEUE, on_test_server
+from tests.sagas.conftest import QUEUE, books, on_test_server, requested
 from tests.simulators import new_iban
 
 CLIENT = "acme"
@@ -50,22 +49,8 @@ class Market:
     async def buy(self, quantity: int, auto_accept: bool) -> TradeResult:
         assert self.client is not None
         op_id = f"tr:{CLIENT}:{uuid.uuid4().hex[:8]}"
+        requested(self.ops, op_id, "trade", CLIENT, "BTC", "bitcoin", quantity, CLIENT)
         now = datetime.now(UTC)
-        self.ops.create(
-            OperationRecord(
-                id=op_id,
-                kind="trade",
-                client_id=CLIENT,
-                asset="BTC",
-                chain="bitcoin",
-                amount=quantity,
-                request_hash=op_id,
-                requested_by=CLIENT,
-                state="requested",
-                created_at=now,
-                updated_at=now,
-            )
-        )
         req = TradeInput(
             operation_id=op_id,
             client_id=CLIENT,
@@ -89,18 +74,7 @@ class Market:
 
 
 def trade_in(test_server: Path, scenario: Any, cash: int = 10_000 * EUR) -> Market:
-    ledger = InMemoryLedger()
-    ledger.register_asset(BTC)
-    for name, kind in accounts.PLATFORM_ACCOUNTS:
-        ledger.open_account(Account(id=name("BTC"), asset="BTC", kind=kind))
-    ledger.open_account(
-        Account(
-            id=accounts.client(CLIENT, "BTC"),
-            asset="BTC",
-            kind=AccountKind.CLIENT_AVAILABLE,
-            owner=CLIENT,
-        )
-    )
+    ledger = books(BTC, CLIENT)
     ops = FakeOperationStore()
     ops.create_client(CLIENT, "Acme", "genesis")
     bank, lp, client_iban = FakeBank(new_iban()), FakeLiquidity("lp-fast"), new_iban()

@@ -21,8 +21,7 @@ from sagas import accounts
 from sagas.errors import ApprovalExpired, InsufficientFunds, PolicyDenied
 from sagas.governance import StaticGovernance
 from sagas.intents import RegisteredKey, sign_intent
-from sagas.ledger import ETH, Account, AccountKind, Transfer
-from sagas.operations import OperationRecord
+from sagas.ledger import ETH, Transfer
 from sagas.policy import PolicyRules
 from sagas.withdrawal import ChainStatus, WithdrawalInput, WithdrawalResult
 from sagas.withdrawal.activities import WithdrawalActivities
@@ -33,7 +32,7 @@ from tests.fakes import (
     FakePolicyStore,
     InMemoryLedger,
 )
-from tests.sagas.conftest import QUEUE, on_test_server, until
+from tests.sagas.conftest import QUEUE, books, on_test_server, requested, until
 
 CLIENT = "acme"
 FUNDED = 10 * 10**18  # wei
@@ -104,23 +103,10 @@ class World:
             requested_at=datetime.now(UTC),
             **extra,
         )
-        now = req.requested_at
-        self.ops.create(
-            OperationRecord(
-                id=op_id,
-                kind="withdrawal",
-                client_id=CLIENT,
-                asset="ETH",
-                chain="ethereum",
-                amount=amount,
-                destination=req.destination,
-                request_hash=op_id,
-                requested_by=requested_by,
-                state="requested",
-                created_at=now,
-                updated_at=now,
-            )
-        )
+        requested(
+            self.ops, op_id, "withdrawal", CLIENT, "ETH", "ethereum", amount, requested_by,
+            req.destination,
+        )  # fmt: skip
         return await self.client.start_workflow(
             WithdrawalWorkflow.run, req, id=op_id, task_queue=QUEUE
         )
@@ -138,18 +124,7 @@ def run_world(
     **rules: Any,
 ) -> World:
     """Run `scenario` against a worker with the saga's real activities over fakes."""
-    ledger = InMemoryLedger()
-    ledger.register_asset(ETH)
-    for name, kind in accounts.PLATFORM_ACCOUNTS:
-        ledger.open_account(Account(id=name("ETH"), asset="ETH", kind=kind))
-    ledger.open_account(
-        Account(
-            id=accounts.client(CLIENT, "ETH"),
-            asset="ETH",
-            kind=AccountKind.CLIENT_AVAILABLE,
-            owner=CLIENT,
-        )
-    )
+    ledger = books(ETH, CLIENT)
     ledger.submit(
         [
             Transfer(

@@ -63,6 +63,10 @@ class Governance(Protocol):
     def client_keys(self) -> Mapping[str, RegisteredKey]:
         """key id -> client system key (owner: the client id)."""
 
+    def counterparty_keys(self) -> Mapping[str, RegisteredKey]:
+        """key id -> a liquidity provider's settlement-confirmation key (owner: the
+        counterparty's name)."""
+
     def policy(self, client_id: str, asset: str) -> StoredPolicy | None:
         """The client's active policy for the asset; None: no policy (refused)."""
 
@@ -91,12 +95,16 @@ class StaticGovernance:
     client_key_map: dict[str, RegisteredKey] = field(default_factory=dict)
     policies: dict[tuple[str, str], StoredPolicy] = field(default_factory=dict)
     governance_quorum: int = 2
+    counterparty_key_map: dict[str, RegisteredKey] = field(default_factory=dict)
 
     def operators(self) -> Mapping[str, RegisteredKey]:
         return self.operator_keys
 
     def client_keys(self) -> Mapping[str, RegisteredKey]:
         return self.client_key_map
+
+    def counterparty_keys(self) -> Mapping[str, RegisteredKey]:
+        return self.counterparty_key_map
 
     def policy(self, client_id: str, asset: str) -> StoredPolicy | None:
         return self.policies.get((client_id, asset))
@@ -116,6 +124,7 @@ class StaticGovernance:
             policies=MappingProxyType(dict(self.policies)),
             bank_accounts=MappingProxyType({}),
             governance_quorum=self.governance_quorum,
+            counterparty_key_map=MappingProxyType(dict(self.counterparty_key_map)),
         )
 
     def record_hash(self, seq: int) -> str | None:
@@ -338,6 +347,9 @@ class VerifiedGovernance:
     policy_history: Mapping[tuple[str, str], tuple[StoredPolicy, ...]] = field(
         default_factory=lambda: MappingProxyType({})
     )
+    counterparty_key_map: Mapping[str, RegisteredKey] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
 
     @classmethod
     def of_genesis(cls, genesis: Genesis) -> VerifiedGovernance:
@@ -360,6 +372,9 @@ class VerifiedGovernance:
 
     def client_keys(self) -> Mapping[str, RegisteredKey]:
         return self.client_key_map
+
+    def counterparty_keys(self) -> Mapping[str, RegisteredKey]:
+        return self.counterparty_key_map
 
     def policy(self, client_id: str, asset: str) -> StoredPolicy | None:
         return self.policies.get((client_id, asset))
@@ -473,7 +488,11 @@ def _installed(state: VerifiedGovernance, record: GovernanceRecord) -> VerifiedG
         return _operator_change(state, body)
     if not client:
         raise RecordRefused(f"a {intent.kind} names its client")
-    if client in RESERVED_HOLDERS and intent.kind in ("bank_account_change", "client_key_change"):
+    if client in RESERVED_HOLDERS and intent.kind in (
+        "bank_account_change",
+        "client_key_change",
+        "counterparty_key_change",
+    ):
         # `default` and `settlement` hold policies only: a key registered to one could
         # sign withdrawals of a client that does not exist.
         raise RecordRefused(f"{client} is reserved for governance's policies")
@@ -522,7 +541,7 @@ def _installed(state: VerifiedGovernance, record: GovernanceRecord) -> VerifiedG
         key = RegisteredKey.of(client, bytes.fromhex(_str(body, "public_key", _PUBKEY_HEX)))
         keys = dict(state.client_key_map)
         if action == "add":
-            if key.key_id in keys or key.key_id in state.operator_keys:
+            if _registered(state, key.key_id):
                 raise RecordRefused("this key is registered already")
             keys[key.key_id] = key
         else:
@@ -530,7 +549,34 @@ def _installed(state: VerifiedGovernance, record: GovernanceRecord) -> VerifiedG
                 raise RecordRefused("the client has no such key")
             del keys[key.key_id]
         return replace(state, client_key_map=MappingProxyType(keys))
+    if intent.kind == "counterparty_key_change":
+        # `client` names the liquidity provider whose settlement confirmations the key
+        # signs (what the signer holds each of the platform's settlement legs to).
+        action = _str(body, "action")
+        if set(body) != {"action", "public_key"} or action not in ("add", "remove"):
+            raise RecordRefused("a counterparty key change is {action: add|remove, public_key}")
+        key = RegisteredKey.of(client, bytes.fromhex(_str(body, "public_key", _PUBKEY_HEX)))
+        keys = dict(state.counterparty_key_map)
+        if action == "add":
+            if _registered(state, key.key_id):
+                raise RecordRefused("this key is registered already")
+            keys[key.key_id] = key
+        else:
+            if keys.get(key.key_id) != key:
+                raise RecordRefused("the counterparty has no such key")
+            del keys[key.key_id]
+        return replace(state, counterparty_key_map=MappingProxyType(keys))
     raise RecordRefused(f"unknown governance kind {intent.kind}")
+
+
+def _registered(state: VerifiedGovernance, kid: str) -> bool:
+    """One key, one role: a key already registered to an operator, a client or a
+    counterparty is not registered again."""
+    return (
+        kid in state.operator_keys
+        or kid in state.client_key_map
+        or kid in state.counterparty_key_map
+    )
 
 
 def _with_policy(
@@ -554,7 +600,7 @@ def _operator_change(state: VerifiedGovernance, body: Mapping[str, Any]) -> Veri
             raise RecordRefused("adding an operator key is {action, name, public_key}")
         name = _str(body, "name", _NAME)
         key = RegisteredKey.of(name, bytes.fromhex(_str(body, "public_key", _PUBKEY_HEX)))
-        if key.key_id in keys or key.key_id in state.client_key_map:
+        if _registered(state, key.key_id):
             raise RecordRefused("this key is registered already")
         keys[key.key_id] = key
     elif action == "remove":

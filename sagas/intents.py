@@ -60,6 +60,7 @@ IntentKind = Literal[
     "bank_account_change",
     "allow_list_change",
     "client_key_change",
+    "counterparty_key_change",
     "operator_key_change",
 ]
 VALUE_KINDS: frozenset[str] = frozenset({"withdrawal", "settlement_leg", "fee_bump"})
@@ -69,6 +70,7 @@ GOVERNANCE_KINDS: frozenset[str] = frozenset(
         "bank_account_change",
         "allow_list_change",
         "client_key_change",
+        "counterparty_key_change",
         "operator_key_change",
     }
 )
@@ -275,6 +277,11 @@ def _verify(public_key: bytes, signature: str, message: bytes) -> bool:
     except (InvalidSignature, ValueError):
         return False
     return True
+
+
+def verify_signature(public_key: bytes, signature: str, message: bytes) -> bool:
+    """An Ed25519 signature (base64url, canonical) by `public_key` over `message`."""
+    return _verify(public_key, signature, message)
 
 
 # Approvals

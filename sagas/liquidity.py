@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
+from sagas.confirmations import SettlementConfirmation
+
 Side = Literal["buy", "sell"]
 
 
@@ -77,3 +79,6 @@ class SettlementState(BaseModel):
 
     status: str = Field(examples=["accepted"])
     legs: list[SettlementLeg]
+    # The provider's signed agreement to the legs (what the signer pays the platform's
+    # legs from); None from a provider that sent none.
+    confirmation: SettlementConfirmation | None = None

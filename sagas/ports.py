@@ -553,13 +553,18 @@ class Liquidity(Protocol):
         legs: Sequence[SettlementLeg],
     ) -> SettlementState:
         """Hand the provider the net legs of these fills (idempotent by settlement id);
-        SettlementMismatch if its own net of them differs."""
+        SettlementMismatch if its own net of them differs. The answer carries the
+        provider's confirmation of the legs, signed with its confirmation key."""
 
     def settlement(self, settlement_id: str) -> SettlementState:
         """Where the settlement is: each leg's status and delivery reference."""
 
     def cancel_settlement(self, settlement_id: str) -> SettlementState:
         """Give up a settlement: its fills are unsettled again at the provider."""
+
+    def confirmation_key(self) -> bytes:
+        """The raw Ed25519 public key the provider signs its settlement confirmations
+        with, as it publishes it (registered in governance only by a quorum)."""
 
 
 @runtime_checkable

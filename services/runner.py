@@ -215,17 +215,23 @@ class Running:
 
     def default_policies(self) -> None:
         """Governance's default rules (no limits, no approvals: tests that need them set a
-        client's own policy) and the settlement rules (the providers' addresses only)."""
+        client's own policy), the settlement rules (the providers' addresses only) and each
+        provider's settlement-confirmation key."""
         for asset in ("BTC", "ETH", "CTUSD"):
             rules = PolicyRules(client_id=DEFAULT_POLICY, asset=asset)
             self.govern_direct("policy_change", policy_record(rules), DEFAULT_POLICY, asset)
         addresses: dict[str, set[str]] = {"BTC": set(), "ETH": set()}
         for name in self.settings.counterparties():
-            ssi = httpx.get(
-                f"{self.settings.lp_url}/v1/lp/{name}/settlement-instructions", timeout=10
-            ).json()
+            base = f"{self.settings.lp_url}/v1/lp/{name}"
+            ssi = httpx.get(f"{base}/settlement-instructions", timeout=10).json()
             for asset, address in ssi["addresses"].items():
                 addresses.setdefault(asset, set()).add(address)
+            # The key each provider signs its settlement confirmations with: on the local
+            # stack read from the simulator (in production, from the onboarding
+            # ceremony with the counterparty), registered only by a quorum.
+            public = httpx.get(f"{base}/keys", timeout=10).json()["public_key"]
+            record = {"action": "add", "public_key": public}
+            self.govern_direct("counterparty_key_change", record, name)
         addresses["CTUSD"] = addresses["ETH"]
         for asset, allowed in addresses.items():
             rules = PolicyRules(

@@ -12,7 +12,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from sagas.banking import BankBalance, BankHold, BankPayment, StatementEntry, iban_valid
+from sagas.confirmations import ConfirmedLeg, sign_confirmation
 from sagas.errors import (
     BankAccountUnknown,
     BankInsufficientFunds,
@@ -30,6 +33,7 @@ from sagas.errors import (
     SettlementMismatch,
     TradeRejected,
 )
+from sagas.intents import raw_public_key
 from sagas.liquidity import (
     Fill,
     Quote,
@@ -311,6 +315,10 @@ class FakeLiquidity:
         self.reject_next = 0
         self.lose_next = 0
         self._lock = threading.Lock()
+        self.signing_key = Ed25519PrivateKey.generate()  # the provider's own
+
+    def confirmation_key(self) -> bytes:
+        return raw_public_key(self.signing_key)
 
     def quote(
         self, pair: str, side: Side, quantity: int | None = None, notional: int | None = None
@@ -414,7 +422,18 @@ class FakeLiquidity:
             if expected != {(leg.asset, leg.payer): leg.amount for leg in legs}:
                 raise SettlementMismatch(f"the fills net to {sorted(expected.items())}")
             self.settled.update(orders)
-            state = SettlementState(status="accepted", legs=list(legs))
+            confirmation = sign_confirmation(
+                self.signing_key,
+                self.counterparty,
+                settlement_id,
+                end_to_end_id,
+                [
+                    ConfirmedLeg(asset=leg.asset, amount=leg.amount, payer=leg.payer, to=leg.to)
+                    for leg in legs
+                ],
+                _now(),
+            )
+            state = SettlementState(status="accepted", legs=list(legs), confirmation=confirmation)
             self.settlements[settlement_id] = state
             return state
 

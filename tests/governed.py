@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from adapters.governance.store import SqlGovernanceStore
 from adapters.operations.intents import SqlIntentStore
 from adapters.operations.store import SqlOperationStore
+from sagas.confirmations import ConfirmedLeg, sign_confirmation
 from sagas.governance import (
     DEFAULT_POLICY,
     SETTLEMENT_POLICY,
@@ -25,6 +26,7 @@ from sagas.intents import Intent, raw_public_key, sign_intent
 from sagas.money import format_units
 from sagas.operations import OperationRecord
 from sagas.policy import PolicyRules
+from sagas.settlement import leg_operation
 from sagas.withdrawal import WithdrawalInput
 from sagas.withdrawal.intent import SIGNING_GRACE, withdrawal_intent
 from services.cli.request_signing import signed
@@ -81,6 +83,13 @@ class Governed:
             allow_list_required=True,
             allowed_destinations=frozenset(addresses),
         )
+
+    def counterparty_key(self, name: str) -> Ed25519PrivateKey:
+        """A liquidity provider's confirmation key, registered by the quorum."""
+        key = Ed25519PrivateKey.generate()
+        record = {"action": "add", "public_key": raw_public_key(key).hex()}
+        self.change("counterparty_key_change", record, name)
+        return key
 
     def client_key(self, client_id: str) -> Ed25519PrivateKey:
         key = self.client_keys.get(client_id)
@@ -148,6 +157,45 @@ class Governed:
         intent = withdrawal_intent(req, 0, fee_cap)
         self.intents.put_intent(intent, 0)
         return intent
+
+
+def confirmed_leg(
+    provider: Ed25519PrivateKey,
+    settlement_id: str,
+    counterparty: str,
+    asset: str,
+    amount: int,
+    to: str,
+    fee_cap: int,
+    ttl: timedelta = timedelta(hours=1),
+) -> Intent:
+    """The platform's settlement leg as the settlement saga records it: its intent with
+    the counterparty's confirmation, signed by `provider` (the counterparty's key)."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    confirmation = sign_confirmation(
+        provider,
+        counterparty,
+        settlement_id,
+        "E2E" + settlement_id[-20:],
+        [ConfirmedLeg(asset=asset, amount=amount, payer="platform", to=to)],
+        now,
+    )
+    return Intent(
+        kind="settlement_leg",
+        operation_id=leg_operation(settlement_id, counterparty, asset),
+        client_id=None,
+        asset=asset,
+        amount=amount,
+        destination=to,
+        fee_cap=fee_cap,
+        policy_version=0,
+        expires_at=now + ttl,
+        payload={
+            "counterparty": counterparty,
+            "chain": ASSETS[asset][1],
+            "confirmation": confirmation.model_dump(mode="json"),
+        },
+    )
 
 
 def approve(

@@ -469,6 +469,9 @@ class LiveGovernance:
     def client_keys(self) -> Mapping[str, RegisteredKey]:
         return self._store.state().client_keys()
 
+    def counterparty_keys(self) -> Mapping[str, RegisteredKey]:
+        return self._store.state().counterparty_keys()
+
     def policy(self, client_id: str, asset: str) -> StoredPolicy | None:
         return self._store.state().policy(client_id, asset)
 

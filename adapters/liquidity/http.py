@@ -117,6 +117,12 @@ class HttpLiquidity:
             raise refusal(status, answer)
         return SettlementState.model_validate(answer)
 
+    def confirmation_key(self) -> bytes:
+        status, answer = self._http.call("GET", "/keys")
+        if status >= 400:
+            raise refusal(status, answer)
+        return bytes.fromhex(str(answer["public_key"]))
+
     def settlement(self, settlement_id: str) -> SettlementState:
         status, answer = self._http.call("GET", f"/settlements/{settlement_id}")
         if status >= 400:

@@ -22,6 +22,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
@@ -35,6 +37,8 @@ from infra.simulators.common import (
     install_handlers,
 )
 from sagas.banking import make_iban
+from sagas.confirmations import ConfirmedLeg, sign_confirmation
+from sagas.intents import key_id, raw_public_key
 from sagas.trade.pricing import lp_notional, quantity_for_proceeds
 
 SCHEMA = """
@@ -54,6 +58,8 @@ create table if not exists orders (
     quantity text, notional integer, executed_at text, settlement_id text,
     repeats integer not null default 0,
     primary key (counterparty, client_order_id));
+create table if not exists signing_keys (
+    counterparty text primary key, private_key text not null);
 """
 
 # Mid prices in cents per whole unit; the feed wanders +-0.1 % around them.
@@ -181,6 +187,9 @@ class Provider:
             columns = {row[1] for row in conn.execute("pragma table_info(orders)")}
             if "repeats" not in columns:  # a database from before the column
                 conn.execute("alter table orders add column repeats integer not null default 0")
+            columns = {row[1] for row in conn.execute("pragma table_info(settlements)")}
+            if "confirmation" not in columns:
+                conn.execute("alter table settlements add column confirmation text")
             for i, (name, spread) in enumerate(DEFAULT_COUNTERPARTIES.items()):
                 conn.execute(
                     "insert into counterparties values (?, ?, 10, ?, 'SIMULPXXXXX', '{}') "
@@ -204,6 +213,32 @@ class Provider:
             "bic": row[3],
             "addresses": json.loads(row[4]),
         }
+
+    def signing_key(self, conn: Any, cp: str) -> Ed25519PrivateKey:
+        """The counterparty's own confirmation key: made on first use, kept here (the
+        provider's side; the platform only ever sees the public key)."""
+        row = conn.execute(
+            "select private_key from signing_keys where counterparty = ?", (cp,)
+        ).fetchone()
+        if row is not None:
+            return Ed25519PrivateKey.from_private_bytes(bytes.fromhex(row[0]))
+        key = Ed25519PrivateKey.generate()
+        raw = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+        conn.execute(
+            "insert into signing_keys values (?, ?) on conflict do nothing", (cp, raw.hex())
+        )
+        return self.signing_key(conn, cp)
+
+    def confirm(self, conn: Any, cp: str, body: SettlementBody) -> dict[str, Any]:
+        """The provider's signed confirmation of the legs it agreed to."""
+        legs = [
+            ConfirmedLeg(asset=leg.asset, amount=leg.amount, payer=leg.payer, to=leg.to)
+            for leg in body.legs
+        ]
+        signed = sign_confirmation(
+            self.signing_key(conn, cp), cp, body.settlement_id, body.end_to_end_id, legs, _now()
+        )
+        return signed.model_dump(mode="json")
 
     def net(self, conn: Any, cp: str, orders: list[str]) -> dict[tuple[str, str], int]:
         """The provider's own net of these fills: (asset, payer) -> amount."""
@@ -340,6 +375,14 @@ def build(path: Path, chains: Chains | None = None) -> FastAPI:
             "ask": m + half,
             "at": _now().isoformat(),
         }
+
+    @app.get("/v1/lp/{cp}/keys")
+    def keys(cp: str) -> dict[str, Any]:
+        """The public key this counterparty signs its settlement confirmations with."""
+        with lp.db.tx() as conn:
+            lp.counterparty(conn, cp)
+            public = raw_public_key(lp.signing_key(conn, cp))
+        return {"counterparty": cp, "public_key": public.hex(), "key_id": key_id(public)}
 
     @app.get("/v1/lp/{cp}/settlement-instructions")
     def instructions(cp: str) -> dict[str, Any]:
@@ -518,14 +561,21 @@ def build(path: Path, chains: Chains | None = None) -> FastAPI:
         with lp.db.tx() as conn:
             lp.counterparty(conn, cp)
             row = conn.execute(
-                "select request, status, legs from settlements where counterparty = ? and "
-                "settlement_id = ?",
+                "select request, status, legs, confirmation from settlements where "
+                "counterparty = ? and settlement_id = ?",
                 (cp, body.settlement_id),
             ).fetchone()
             if row is not None:
                 if row[0] != request:
                     raise Refused(409, "SETTLEMENT_ID_REUSED", body.settlement_id)
-                return answer(200, {"status": row[1], "legs": json.loads(row[2])})
+                return answer(
+                    200,
+                    {
+                        "status": row[1],
+                        "legs": json.loads(row[2]),
+                        "confirmation": json.loads(row[3] or "null"),
+                    },
+                )
             expected = lp.net(conn, cp, body.orders)
             given = {(leg.asset, leg.payer): leg.amount for leg in body.legs}
             if expected != given:
@@ -539,9 +589,11 @@ def build(path: Path, chains: Chains | None = None) -> FastAPI:
             legs = [
                 {**leg.model_dump(), "status": "pending", "reference": None} for leg in body.legs
             ]
+            confirmation = lp.confirm(conn, cp, body)
             conn.execute(
-                "insert into settlements values (?, ?, ?, 'accepted', ?)",
-                (cp, body.settlement_id, request, json.dumps(legs)),
+                "insert into settlements (counterparty, settlement_id, request, status, legs, "
+                "confirmation) values (?, ?, ?, 'accepted', ?, ?)",
+                (cp, body.settlement_id, request, json.dumps(legs), json.dumps(confirmation)),
             )
         withhold = False
         try:
@@ -552,18 +604,23 @@ def build(path: Path, chains: Chains | None = None) -> FastAPI:
             threading.Thread(
                 target=lp.deliver, args=(cp, body.settlement_id, body.end_to_end_id), daemon=True
             ).start()
-        return answer(201, {"status": "accepted", "legs": legs})
+        return answer(201, {"status": "accepted", "legs": legs, "confirmation": confirmation})
 
     @app.get("/v1/lp/{cp}/settlements/{settlement_id}")
     def settlement(cp: str, settlement_id: str) -> dict[str, Any]:
         with lp.db.tx() as conn:
             row = conn.execute(
-                "select status, legs from settlements where counterparty = ? and settlement_id = ?",
+                "select status, legs, confirmation from settlements where counterparty = ? "
+                "and settlement_id = ?",
                 (cp, settlement_id),
             ).fetchone()
         if row is None:
             raise Refused(404, "UNKNOWN_SETTLEMENT", settlement_id)
-        return {"status": row[0], "legs": json.loads(row[1])}
+        return {
+            "status": row[0],
+            "legs": json.loads(row[1]),
+            "confirmation": json.loads(row[2] or "null"),
+        }
 
     @app.post("/v1/lp/{cp}/settlements/{settlement_id}/cancel")
     def cancel(cp: str, settlement_id: str) -> dict[str, Any]:

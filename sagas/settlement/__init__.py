@@ -24,6 +24,12 @@ WORKFLOW = "Settlement"
 SCHEDULE_ID = "custody-settlement"
 
 
+def leg_operation(settlement_id: str, counterparty: str, asset: str) -> str:
+    """The operation id of the platform's `asset` leg to `counterparty` in a settlement
+    (what the signer derives from the counterparty's signed confirmation)."""
+    return f"{settlement_id}:{counterparty}:{asset}"
+
+
 class SettlementInput(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 

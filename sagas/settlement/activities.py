@@ -29,7 +29,14 @@ from sagas.ports import (
     Payouts,
     TradeStore,
 )
-from sagas.settlement import Break, CounterpartyPlan, LegsSeen, Plan, SettlementInput
+from sagas.settlement import (
+    Break,
+    CounterpartyPlan,
+    LegsSeen,
+    Plan,
+    SettlementInput,
+    leg_operation,
+)
 from sagas.settlement.events import (
     BREAK_ALERT,
     FAILED_ALERT,
@@ -54,10 +61,6 @@ def end_to_end_id(settlement_id: str, counterparty: str) -> str:
 
 
 LEG_INTENT_TTL = timedelta(hours=24)  # from the leg's record: time enough to sign it
-
-
-def leg_operation(settlement_id: str, counterparty: str, asset: str) -> str:
-    return f"{settlement_id}:{counterparty}:{asset}"
 
 
 def event(sid: str, step: str, **data: Any) -> tuple[str, Envelope]:
@@ -213,15 +216,18 @@ class SettlementActivities:
     # --- delivery versus payment ----------------------------------------------------------
     @activity.defn(name="settlement.instruct")
     def instruct(self, req: SettlementInput, part: CounterpartyPlan) -> str | None:
-        """Hand the provider its instructions; the refusal's code if it does not agree."""
+        """Hand the provider its instructions; the refusal's code if it does not agree.
+        Its signed confirmation of the legs is kept with the step: what the signer pays
+        the platform's legs from."""
         try:
-            self._providers[part.counterparty].settle(
+            state = self._providers[part.counterparty].settle(
                 req.settlement_id, part.end_to_end_id, part.orders, part.legs
             )
         except CustodyError as exc:
             if exc.transient:
                 raise
             return f"{exc.code} {exc.detail}"
+        confirmation = state.confirmation
         self._ops.advance(
             req.settlement_id,
             f"instructed:{part.counterparty}",
@@ -232,8 +238,22 @@ class SettlementActivities:
                     counterparty=part.counterparty,
                 )
             ],
+            detail={
+                "confirmation": None
+                if confirmation is None
+                else confirmation.model_dump(mode="json")
+            },
         )
         return None
+
+    def _confirmation(self, req: SettlementInput, part: CounterpartyPlan) -> Any:
+        """The provider's signed confirmation of this settlement, as recorded when it was
+        instructed (asked again if none was recorded); None if it sent none."""
+        recorded = self._recorded(req.settlement_id, f"instructed:{part.counterparty}") or {}
+        if recorded.get("confirmation") is not None:
+            return recorded["confirmation"]
+        state = self._providers[part.counterparty].settlement(req.settlement_id)
+        return None if state.confirmation is None else state.confirmation.model_dump(mode="json")
 
     @activity.defn(name="settlement.counterparty_legs")
     def counterparty_legs(self, req: SettlementInput, part: CounterpartyPlan) -> LegsSeen:
@@ -331,8 +351,10 @@ class SettlementActivities:
             )
         )
         if self._intents is not None:
-            # What the signer holds the leg to: governance's settlement policy for the
-            # asset (the counterparties' addresses it may pay), not this record.
+            # What the signer holds the leg to: the counterparty's signed confirmation
+            # of what it is owed, and governance's settlement policy for the asset (the
+            # counterparties' addresses it may pay), not this record.
+            confirmation = self._confirmation(req, part)
             self._intents.put_intent(
                 Intent(
                     kind="settlement_leg",
@@ -344,7 +366,11 @@ class SettlementActivities:
                     fee_cap=self._fee_cap(leg.asset),
                     policy_version=0,
                     expires_at=(stored.created_at + LEG_INTENT_TTL).replace(microsecond=0),
-                    payload={"counterparty": part.counterparty, "chain": CHAINS[leg.asset]},
+                    payload={
+                        "counterparty": part.counterparty,
+                        "chain": CHAINS[leg.asset],
+                        "confirmation": confirmation,
+                    },
                 ),
                 0,
             )

@@ -14,10 +14,14 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from pydantic import ValidationError
+
+from sagas.confirmations import SettlementConfirmation, verify_confirmation
 from sagas.errors import KeyAccessDenied
 from sagas.governance import SETTLEMENT_POLICY, Governance, effective_policy
 from sagas.intents import Approval, Intent, check_request_signature, count_approvals
 from sagas.money import parse_units
+from sagas.settlement import leg_operation
 from sagas.withdrawal.intent import requester, signed_request
 
 
@@ -51,6 +55,32 @@ def _check_client_request(
     return f"request:{request.signature.key_id}:{request.signature.nonce}"
 
 
+def _check_confirmation(
+    operation_id: str, intent: Intent, governance: Governance
+) -> SettlementConfirmation:
+    """The counterparty's own signature over the settlement this leg pays, and the leg
+    is exactly one the counterparty confirmed the platform owes it, under this
+    operation id (one confirmation, one operation per asset)."""
+    raw = (intent.payload or {}).get("confirmation")
+    try:
+        confirmation = SettlementConfirmation.model_validate(raw, strict=False)
+    except ValidationError:
+        raise KeyAccessDenied(
+            f"{operation_id}: no settlement confirmation signed by the counterparty"
+        ) from None
+    if not verify_confirmation(confirmation, governance.counterparty_keys()):
+        raise KeyAccessDenied(
+            f"{operation_id}: the counterparty's confirmation signature does not hold"
+        )
+    expected = leg_operation(confirmation.settlement_id, confirmation.counterparty, intent.asset)
+    if operation_id != expected:
+        raise KeyAccessDenied(f"{operation_id}: the confirmation is for {expected}")
+    leg = confirmation.leg(intent.asset, "platform")
+    if leg is None or (leg.amount, leg.to) != (intent.amount, intent.destination):
+        raise KeyAccessDenied(f"{operation_id}: the leg is not what the counterparty confirmed")
+    return confirmation
+
+
 # The longest approval window (24 h) plus the signing grace, with room: a client request
 # older than this at its first signature is not paid.
 MAX_REQUEST_AGE = timedelta(hours=26)
@@ -72,8 +102,9 @@ class Authorisation:
     policy_version: int
     velocity_limit: int | None = None
     holder: str = ""  # whose policy and velocity window: the client, or `settlement`
-    # The client's signed request this payment answers, as the signer's record claims it
-    # (one signed request pays one operation); None for the platform's own legs.
+    # The client's signed request (or, for a settlement leg, the counterparty's signed
+    # confirmation) this payment answers, as the signer's record claims it: one signed
+    # request or confirmed leg pays one operation.
     request_claim: str | None = None
 
 
@@ -117,8 +148,14 @@ def authorise(
             raise KeyAccessDenied(f"{operation_id}: the client's request is too old to pay")
         holder = intent.client_id
     elif intent.kind == "settlement_leg" and intent.client_id is None:
-        # The platform's own leg: no client signs it; governance's settlement policy for
-        # the asset names the counterparties' addresses it may pay (allow-list) and limits.
+        # The platform's own leg: no client signs it. The counterparty signed what it is
+        # owed (its confirmation of the settlement's net legs, by the key governance
+        # registered to it); governance's settlement policy for the asset names the
+        # counterparties' addresses it may pay (allow-list), limits and any quorum.
+        confirmation = _check_confirmation(operation_id, intent, governance)
+        if first_signed_at is None and now - confirmation.confirmed_at > max_request_age:
+            raise KeyAccessDenied(f"{operation_id}: the counterparty's confirmation is too old")
+        claim = f"confirmation:{confirmation.key_id}:{confirmation.settlement_id}:{intent.asset}"
         holder = SETTLEMENT_POLICY
     else:
         raise KeyAccessDenied(f"{operation_id}: a {intent.kind} intent is not signed here")

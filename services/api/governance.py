@@ -110,13 +110,24 @@ class ClientKeyChange(_Strict):
     record: KeyRecord
 
 
+class CounterpartyKeyChange(_Strict):
+    kind: Literal["counterparty_key_change"]
+    client_id: str = Field(pattern=_CLIENT, description="the liquidity provider's name")
+    record: KeyRecord
+
+
 class OperatorKeyChange(_Strict):
     kind: Literal["operator_key_change"]
     record: Annotated[AddOperator | RemoveOperator | SetQuorum, Field(discriminator="action")]
 
 
 ProposalBody = Annotated[
-    PolicyChange | AllowListChange | BankAccountChange | ClientKeyChange | OperatorKeyChange,
+    PolicyChange
+    | AllowListChange
+    | BankAccountChange
+    | ClientKeyChange
+    | CounterpartyKeyChange
+    | OperatorKeyChange,
     Field(discriminator="kind"),
 ]
 
@@ -153,6 +164,11 @@ class GovernanceView(BaseModel):
     quorum: int = Field(description="valid approvals a change needs, the proposer's aside")
     operators: list[OperatorView]
     client_keys: list[ClientKeyView]
+    counterparty_keys: list[ClientKeyView] = Field(
+        default_factory=list,
+        description="the liquidity providers' settlement-confirmation keys (client_id: "
+        "the provider)",
+    )
     policies: list[PolicyVersionView]
     bank_accounts: list[BankAccountRecordView]
     failure: str | None = Field(
@@ -190,6 +206,13 @@ def summary(state: VerifiedGovernance) -> GovernanceView:
             ),
             key=lambda k: (k.client_id, k.key_id),
         ),
+        counterparty_keys=sorted(
+            (
+                ClientKeyView(client_id=k.owner, key_id=k.key_id, public_key=k.public_key.hex())
+                for k in state.counterparty_keys().values()
+            ),
+            key=lambda k: (k.client_id, k.key_id),
+        ),
         policies=[
             PolicyVersionView(client_id=c, asset=a, version=p.version)
             for (c, a), p in sorted(state.policies.items())
@@ -219,7 +242,10 @@ def governance_routes(
     def propose(body: BaseModel, who: str) -> Proposal:
         fields = body.model_dump(mode="json")
         client_id = fields.get("client_id")
-        if client_id is not None:
+        if fields["kind"] == "counterparty_key_change":
+            if client_id not in platform.settings.counterparties():
+                raise NotFound(f"counterparty {client_id}")
+        elif client_id is not None:
             known_client(client_id)
         return platform.governance.propose(
             fields["kind"],

@@ -378,6 +378,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
             "bank_account_change",
             "allow_list_change",
             "client_key_change",
+            "counterparty_key_change",
             "operator_key_change",
         ],
     )

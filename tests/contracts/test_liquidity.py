@@ -12,7 +12,9 @@ import httpx
 import pytest
 
 from adapters.liquidity.http import HttpLiquidity
+from sagas.confirmations import verify_confirmation
 from sagas.errors import OrderUnknown, QuoteExpired, QuoteInvalid, SettlementMismatch
+from sagas.intents import RegisteredKey
 from sagas.liquidity import SettlementLeg
 from sagas.ports import Liquidity
 from sagas.trade.pricing import lp_notional
@@ -79,7 +81,23 @@ class LiquidityContract:
             lp.settle(sid, "E2E1", orders, wrong)
         state = lp.settle(sid, "E2E1", orders, legs)
         assert state.status == "accepted" and len(state.legs) == 2
-        assert lp.settle(sid, "E2E1", orders, legs).status == "accepted"  # idempotent
+        again = lp.settle(sid, "E2E1", orders, legs)
+        assert again.status == "accepted"  # idempotent, with the same confirmation
+        # The provider confirms exactly these legs with the key it publishes.
+        confirmation = state.confirmation
+        assert confirmation is not None and again.confirmation == confirmation
+        assert (confirmation.counterparty, confirmation.settlement_id) == (lp.counterparty, sid)
+        assert {(x.asset, x.amount, x.payer, x.to) for x in confirmation.legs} == {
+            (x.asset, x.amount, x.payer, x.to) for x in legs
+        }
+        published = {
+            k.key_id: k for k in [RegisteredKey.of(lp.counterparty, lp.confirmation_key())]
+        }
+        assert verify_confirmation(confirmation, published)
+        assert not verify_confirmation(
+            confirmation.model_copy(update={"settlement_id": f"{sid}-x"}), published
+        )
+        assert lp.settlement(sid).confirmation == confirmation
         with pytest.raises(SettlementMismatch):  # the fills are taken
             lp.settle(f"{sid}-again", "E2E2", orders, legs)
         assert lp.cancel_settlement(sid).status == "cancelled"

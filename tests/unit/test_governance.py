@@ -320,3 +320,25 @@ def test_a_reserved_policy_holder_gets_no_key_and_no_bank_account(holder: str) -
     state = replay(GENESIS, chain.records, NOW)
     assert state.failure is not None and "reserved" in str(state.failure)
     assert state.client_keys() == {}
+
+
+def test_a_counterpartys_confirmation_key_is_registered_by_a_quorum_and_one_role_only() -> None:
+    chain = Chain()
+    lp = Ed25519PrivateKey.generate()
+    add = {"action": "add", "public_key": raw_public_key(lp).hex()}
+    chain.add(chain.intent("counterparty_key_change", add, client_id="lp-alpha"), "alice")
+    alone = replay(GENESIS, chain.records, NOW)  # one approval: not applied
+    assert alone.failure is not None and alone.counterparty_keys() == {}
+    chain = Chain()
+    chain.add(chain.intent("counterparty_key_change", add, client_id="lp-alpha"), "alice", "bob")
+    state = replay(GENESIS, chain.records, NOW)
+    assert state.failure is None
+    assert state.counterparty_keys()[key_id(lp)].owner == "lp-alpha"
+    assert state.client_keys() == {}  # a counterparty's key signs no client request
+    # The same key again, as a client's key, or for a reserved holder: refused.
+    for kind, holder in (("client_key_change", "acme"), ("counterparty_key_change", "settlement")):
+        again = Chain()
+        again.records = list(chain.records)
+        again.add(again.intent(kind, add, client_id=holder), "alice", "bob")
+        refused = replay(GENESIS, again.records, NOW)
+        assert refused.failure is not None and refused.failure.seq == 2, holder

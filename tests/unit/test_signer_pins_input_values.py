@@ -7,10 +7,11 @@ witnesses verified, burning 1,001,000 sat against a cap of 2,000)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from adapters.chains.bitcoin.tx import Plan, Utxo, from_request, to_request
 from adapters.keys.hd import BipDeriver
@@ -20,11 +21,12 @@ from adapters.operations.intents import SqlIntentStore
 from adapters.operations.store import SqlOperationStore
 from sagas.errors import KeyAccessDenied
 from sagas.governance import StaticGovernance
-from sagas.intents import Intent
+from sagas.intents import RegisteredKey, key_id
 from sagas.keys.wallets import create_wallet, deposit_address
 from sagas.policy import PolicyRules, StoredPolicy
 from services.signer.signer import Signer
 from tests.fakes import FakeKeyWrapper
+from tests.governed import confirmed_leg
 
 
 def test_two_signatures_of_one_txid_with_lied_values_combine(tmp_path: Path) -> None:
@@ -49,18 +51,8 @@ def test_two_signatures_of_one_txid_with_lied_values_combine(tmp_path: Path) -> 
     now = datetime.now(UTC).replace(microsecond=0)
     # a settlement leg (no client request needed) to an allow-listed address: any
     # authorised small payment would do.
-    it = Intent(
-        kind="settlement_leg",
-        operation_id="st:1:lp:BTC",
-        client_id=None,
-        asset="BTC",
-        amount=10_000,
-        destination=payee.address,
-        fee_cap=2_000,
-        policy_version=0,
-        expires_at=now + timedelta(hours=1),
-        payload={"chain": "bitcoin"},
-    )
+    provider = Ed25519PrivateKey.generate()
+    it = confirmed_leg(provider, "st:1", "lp", "BTC", 10_000, payee.address, 2_000)
     intents.put_intent(it, 0)
     pol = StoredPolicy(
         rules=PolicyRules(
@@ -82,7 +74,10 @@ def test_two_signatures_of_one_txid_with_lied_values_combine(tmp_path: Path) -> 
         (50_000, 100_000),
         2_000,
         intents,
-        StaticGovernance(policies={("settlement", "BTC"): pol}),
+        StaticGovernance(
+            policies={("settlement", "BTC"): pol},
+            counterparty_key_map={key_id(provider): RegisteredKey.of("lp", provider)},
+        ),
         {"BTC": 8},
     )
     signer = Signer(FakeKeyWrapper(vault, may_unwrap=True), store, deriver, guard)

@@ -5,10 +5,11 @@ and nonce with its record). An operation is pinned to the first intent signed fo
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from adapters.keys.hd import BipDeriver
 from adapters.keys.store import SqlKeyStore
@@ -18,10 +19,11 @@ from adapters.operations.store import SqlOperationStore
 from adapters.sqldb import SqlDatabase
 from sagas.errors import KeyAccessDenied
 from sagas.governance import StaticGovernance
-from sagas.intents import Intent
+from sagas.intents import Intent, RegisteredKey, key_id
 from sagas.keys.wallets import create_wallet, deposit_address
 from sagas.policy import PolicyRules, StoredPolicy
 from tests.fakes import FakeKeyWrapper
+from tests.governed import confirmed_leg
 
 A = "0x52908400098527886E0F7030069857D2E4169EE7"  # stands in for the client's destination
 LP = "0x8617E340B3D01FA5F11F306F4090FD50E238070D"  # an allow-listed counterparty
@@ -47,25 +49,19 @@ def test_swapped_intent_resigned_at_same_nonce(tmp_path: Path) -> None:
         created_by="g",
         created_at=now,
     )
-    gov = StaticGovernance(policies={("settlement", "ETH"): policy})
+    provider = Ed25519PrivateKey.generate()
+    gov = StaticGovernance(
+        policies={("settlement", "ETH"): policy},
+        counterparty_key_map={key_id(provider): RegisteredKey.of("lp", provider)},
+    )
     guard = SigningGuard(
         ops, url, {}, 31337, 10**11, (50_000, 100_000), 10**5, intents, gov, {"ETH": 18}
     )
     op = "st:s1:lp:ETH"
 
     def leg(dest: str, amount: int) -> Intent:
-        return Intent(
-            kind="settlement_leg",
-            operation_id=op,
-            client_id=None,
-            asset="ETH",
-            amount=amount,
-            destination=dest,
-            fee_cap=10**18,
-            policy_version=0,
-            expires_at=now + timedelta(hours=1),
-            payload={"chain": "ethereum"},
-        )
+        # Each confirmed by the counterparty: what refuses the swap is the pin.
+        return confirmed_leg(provider, "st:s1", "lp", "ETH", amount, dest, 10**18)
 
     def tx(to: str, value: int, fee: int) -> dict[str, object]:
         return {

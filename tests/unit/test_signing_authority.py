@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from sagas.confirmations import ConfirmedLeg, sign_confirmation
 from sagas.errors import KeyAccessDenied
 from sagas.governance import StaticGovernance
 from sagas.intents import (
@@ -200,3 +201,150 @@ def test_a_client_request_the_signer_never_paid_does_not_stay_payable() -> None:
         authorise(OP, fresh, [], governance(**QUORUM), later, DECIMALS)
     # Its own fee bump long after the first signature is still signed (the same intent).
     assert authorise(OP, fresh, [], governance(**QUORUM), later, DECIMALS, first_signed_at=NOW)
+
+
+# --- the platform's settlement legs: the counterparty's signed confirmation ----------
+
+LP_KEY = Ed25519PrivateKey.generate()
+LP_ADDRESS = "0x8617E340B3D01FA5F11F306F4090FD50E238070D"
+SID = "settle-1"
+LEG_OP = f"{SID}:lp-alpha:ETH"
+
+
+def confirmation(
+    amount: int = 700,
+    to: str = LP_ADDRESS,
+    counterparty: str = "lp-alpha",
+    settlement_id: str = SID,
+    key: Ed25519PrivateKey = LP_KEY,
+    at: datetime = NOW,
+) -> dict[str, Any]:
+    legs = [
+        ConfirmedLeg(asset="ETH", amount=amount, payer="platform", to=to),
+        ConfirmedLeg(asset="EUR", amount=90_000, payer="provider", to="DE89370400440532013000"),
+    ]
+    signed_ = sign_confirmation(key, counterparty, settlement_id, "STL1", legs, at)
+    return signed_.model_dump(mode="json")
+
+
+def leg_intent(
+    amount: int = 700, to: str = LP_ADDRESS, op: str = LEG_OP, conf: Any = ...
+) -> Intent:
+    return Intent(
+        kind="settlement_leg",
+        operation_id=op,
+        client_id=None,
+        asset="ETH",
+        amount=amount,
+        destination=to,
+        fee_cap=10**15,
+        policy_version=0,
+        expires_at=NOW + timedelta(hours=1),
+        payload={
+            "counterparty": "lp-alpha",
+            "chain": "ethereum",
+            "confirmation": confirmation() if conf is ... else conf,
+        },
+    )
+
+
+def settlement_governance(**rules: object) -> StaticGovernance:
+    gov = governance()
+    gov.policies[("settlement", "ETH")] = StoredPolicy(
+        rules=PolicyRules(
+            client_id="settlement",
+            asset="ETH",
+            allow_list_required=True,
+            allowed_destinations=frozenset({LP_ADDRESS, "0xelsewhere"}),
+            **rules,  # type: ignore[arg-type]
+        ),
+        version=2,
+        created_by="genesis",
+        created_at=NOW,
+    )
+    lp = RegisteredKey.of("lp-alpha", LP_KEY)
+    gov.counterparty_key_map[lp.key_id] = lp
+    return gov
+
+
+def test_a_leg_the_counterparty_confirmed_is_paid_without_approvals() -> None:
+    got = authorise(LEG_OP, leg_intent(), [], settlement_governance(), NOW, DECIMALS)
+    assert (got.amount, got.destination, got.holder) == (700, LP_ADDRESS, "settlement")
+    assert got.request_claim is not None and got.request_claim.endswith(f":{SID}:ETH")
+
+
+@pytest.mark.parametrize(
+    "case, why",
+    [
+        ("no_confirmation", "no settlement confirmation"),
+        ("garbled", "no settlement confirmation"),
+        ("more_than_confirmed", "not what the counterparty confirmed"),
+        ("elsewhere", "not what the counterparty confirmed"),
+        ("unregistered_key", "signature does not hold"),
+        ("another_counterparty_signed", "signature does not hold"),
+        ("tampered_after_signing", "signature does not hold"),
+        ("another_settlement", "the confirmation is for"),
+        ("too_old", "too old"),
+        ("provider_leg_as_platform", "not what the counterparty confirmed"),
+    ],
+)
+def test_a_leg_the_counterparty_did_not_confirm_is_refused(case: str, why: str) -> None:
+    gov = settlement_governance()
+    it, now = leg_intent(), NOW
+    if case == "no_confirmation":
+        it = leg_intent(conf=None)
+    elif case == "garbled":
+        it = leg_intent(conf={"counterparty": "lp-alpha"})
+    elif case == "more_than_confirmed":
+        it = leg_intent(amount=7_000)
+    elif case == "elsewhere":
+        it = leg_intent(to="0xelsewhere")  # on the allow-list, but not what was confirmed
+    elif case == "unregistered_key":
+        it = leg_intent(conf=confirmation(key=Ed25519PrivateKey.generate()))
+    elif case == "another_counterparty_signed":
+        beta = Ed25519PrivateKey.generate()
+        gov.counterparty_key_map[RegisteredKey.of("lp-beta", beta).key_id] = RegisteredKey.of(
+            "lp-beta", beta
+        )
+        it = leg_intent(conf=confirmation(key=beta))  # lp-beta's key vouching for lp-alpha
+    elif case == "tampered_after_signing":
+        conf = confirmation()
+        conf["legs"][0]["amount"] = "7000"
+        it = leg_intent(amount=7_000, conf=conf)
+    elif case == "another_settlement":
+        it = leg_intent(conf=confirmation(settlement_id="settle-0"))
+    elif case == "too_old":
+        now = NOW + timedelta(hours=27)
+        it = leg_intent().model_copy(update={"expires_at": now + timedelta(hours=1)})
+    elif case == "provider_leg_as_platform":
+        conf = confirmation()
+        legs = [
+            ConfirmedLeg(asset="ETH", amount=700, payer="provider", to=LP_ADDRESS),
+        ]
+        conf = sign_confirmation(LP_KEY, "lp-alpha", SID, "STL1", legs, NOW).model_dump(mode="json")
+        it = leg_intent(conf=conf)
+    with pytest.raises(KeyAccessDenied, match=why):
+        authorise(it.operation_id, it, [], gov, now, DECIMALS)
+
+
+def test_the_settlement_policy_still_binds_a_confirmed_leg() -> None:
+    """The allow-list and limits of governance's settlement policy, and its quorum above
+    the threshold, hold even for what the counterparty confirmed."""
+    it = leg_intent()
+    with pytest.raises(KeyAccessDenied, match="per-transaction limit"):
+        authorise(LEG_OP, it, [], settlement_governance(per_transaction_limit=500), NOW, DECIMALS)
+    gated = settlement_governance(approval_threshold=100, approval_quorum=2)
+    with pytest.raises(KeyAccessDenied, match="0 valid approval"):
+        authorise(LEG_OP, it, [], gated, NOW, DECIMALS)
+    approvals = [sign_intent(it, KEYS["alice"]), sign_intent(it, KEYS["bob"])]
+    assert authorise(LEG_OP, it, approvals, gated, NOW, DECIMALS).approvers == ("alice", "bob")
+    off_list = settlement_governance()
+    off_list.policies[("settlement", "ETH")] = off_list.policies[("settlement", "ETH")].model_copy(
+        update={
+            "rules": off_list.policies[("settlement", "ETH")].rules.model_copy(
+                update={"allowed_destinations": frozenset({"0xelsewhere"})}
+            )
+        }
+    )
+    with pytest.raises(KeyAccessDenied, match="allow-list"):
+        authorise(LEG_OP, it, [], off_list, NOW, DECIMALS)

@@ -28,7 +28,8 @@ class CreateWithdrawalCommand(BaseModel):
     request: SignedRequest | None = Field(
         default=None,
         description="the client's signed request (required): the signature over "
-        "POST /v1/clients/{client_id}/withdrawals and the body {asset, amount, destination} "
+        "POST /v1/clients/{client_id}/withdrawals and the body {asset, amount, destination, "
+        "requested_by?} "
         "exactly as signed; the router checks it as the API does, the signer again",
     )
 

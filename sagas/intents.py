@@ -371,13 +371,18 @@ def count_approvals(
     intent: Intent,
     approvals: Iterable[Approval],
     registry: Mapping[str, RegisteredKey],
-    requester: str | None,
+    requester: str | frozenset[str] | None,
     now: datetime,
 ) -> Quorum:
     """Count the valid signatures over exactly this intent by distinct registered operators
-    other than `requester`, while the intent has not expired; every other approval is
-    refused with its reason. `registry` maps key id to the operator's registered key; an
-    operator with several keys still counts once."""
+    other than `requester` (one name, or every name that asked for it), while the intent
+    has not expired; every other approval is refused with its reason. `registry` maps key
+    id to the operator's registered key; an operator with several keys still counts once."""
+    asked = (
+        frozenset()
+        if requester is None
+        else (frozenset({requester}) if isinstance(requester, str) else requester)
+    )
     digest = intent.hash()
     expired = intent.expires_at <= _aware(now)
     counted: list[Counted] = []
@@ -393,7 +398,7 @@ def count_approvals(
             reason = Refusal.UNREGISTERED_KEY
         elif not verify_approval(intent, approval, registered.public_key):
             reason = Refusal.BAD_SIGNATURE
-        elif requester is not None and registered.owner == requester:
+        elif registered.owner in asked:
             reason = Refusal.REQUESTER
         elif registered.owner in seen:
             reason = Refusal.DUPLICATE_OPERATOR

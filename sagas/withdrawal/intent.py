@@ -8,6 +8,7 @@ trusts the signatures, not the table (docs/security.md).
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 from sagas.intents import Intent, SignedRequest
@@ -51,7 +52,26 @@ def signed_request(intent: Intent) -> SignedRequest | None:
         return None
 
 
-def requester(intent: Intent) -> str | None:
-    """Who asked for the movement (never counted as an approver)."""
-    value = (intent.payload or {}).get("requested_by")
+def signed_requester(request: SignedRequest | None) -> str | None:
+    """The `requested_by` the client system named in the body it signed, if any."""
+    if request is None:
+        return None
+    try:
+        body = json.loads(request.body_bytes())
+    except ValueError:
+        return None
+    value = body.get("requested_by") if isinstance(body, dict) else None
     return value if isinstance(value, str) else None
+
+
+def requester(intent: Intent) -> frozenset[str]:
+    """Everyone who asked for the movement (never counted as an approver): the user the
+    API or the command named (`requested_by`, not signed) and the bank's user the client
+    system named in the body it signed (its `requested_by`, if given), so neither a
+    relaying operator nor the client's own user approves it."""
+    value = (intent.payload or {}).get("requested_by")
+    names = {value} if isinstance(value, str) else set()
+    signed = signed_requester(signed_request(intent))
+    if signed is not None:
+        names.add(signed)
+    return frozenset(names)

@@ -57,6 +57,14 @@ class WithdrawalBody(BaseModel):
     destination: str = Field(
         min_length=1, max_length=128, examples=["0x52908400098527886E0F7030069857D2E4169EE7"]
     )
+    requested_by: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]*$",
+        description="the bank's user who asked, as the client system attests by signing "
+        "the body: never counted among the withdrawal's approvers (nor is the caller)",
+    )
 
 
 def parse_amount(text: str, code: str, decimals: int, what: str = "the amount") -> int:

@@ -51,6 +51,7 @@ from sagas.events import Envelope
 from sagas.ports import EventBus
 from sagas.topics import COMMANDS, EVENTS
 from sagas.withdrawal import TASK_QUEUE, ChainNudge
+from sagas.withdrawal.intent import signed_requester
 from services.app.withdrawals import WithdrawalBody, Withdrawals
 
 log = logging.getLogger("custody.router")
@@ -216,7 +217,14 @@ class EventRouter:
             op, _created = await self._withdrawals.create(
                 body.client_id,
                 body.idempotency_key,
-                WithdrawalBody(asset=body.asset, amount=body.amount, destination=body.destination),
+                WithdrawalBody(
+                    asset=body.asset,
+                    amount=body.amount,
+                    destination=body.destination,
+                    # The bank's user the client system named in the body it signed (the
+                    # signature is checked against this whole body).
+                    requested_by=signed_requester(body.request),
+                ),
                 body.requested_by,
                 body.request,
             )

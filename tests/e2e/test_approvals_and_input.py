@@ -123,6 +123,24 @@ def test_the_requester_cannot_approve_and_an_expired_withdrawal_is_voided(run: R
     problem(run.approve(op_id, "alice"), 409, "CUS-3009")
 
 
+def test_the_user_a_client_names_in_its_signed_request_cannot_approve(run: Running) -> None:
+    """The client system signs the body naming the bank's user who asked (bob, who is
+    also an operator): his approval does not count; two others release it."""
+    client_id, ops, client = funded_client(run, "signedby")
+    policy = {"approval_threshold": "0.01", "approval_quorum": 2}
+    run.govern(ops.put(f"/v1/clients/{client_id}/policies/ETH", json=policy))
+    destination = Account.create().address
+    body = {"asset": "ETH", "amount": "0.1", "destination": destination, "requested_by": "bob"}
+    op_id = post(client, f"/v1/clients/{client_id}/withdrawals", body).json()["operation_id"]
+    until_state(client, op_id, "awaiting_approval")
+    refused = problem(run.approve(op_id, "bob"), 409, "CUS-2002")
+    assert "requested" in refused["detail"]
+    assert run.approve(op_id, "alice").json()["approvers"] == ["alice"]
+    assert run.approve(op_id, "carol").json()["complete"] is True
+    assert until_state(client, op_id, "completed", "failed")["state"] == "completed"
+    assert run.eth.balance(destination) == ETH // 10
+
+
 def test_bad_input_gets_a_problem_with_a_code_and_nothing_is_written(run: Running) -> None:
     client_id, _ops, client = funded_client(run, "bad", eth=ETH, usd=5 * USD)
     other_id, _, _ = new_client(run, "other")

@@ -348,3 +348,28 @@ def test_the_settlement_policy_still_binds_a_confirmed_leg() -> None:
     )
     with pytest.raises(KeyAccessDenied, match="allow-list"):
         authorise(LEG_OP, it, [], off_list, NOW, DECIMALS)
+
+
+def test_the_user_the_client_signed_as_requester_does_not_approve() -> None:
+    """The client system names the bank's user who asked in the body it signs: that
+    user's approval does not count, whatever the unsigned `requested_by` says (a
+    compromised API or command producer could name anyone there)."""
+    text = format_units(500, 18)
+    body = json.dumps(
+        {"asset": "ETH", "amount": text, "destination": "0xdest", "requested_by": "alice"}
+    ).encode()
+    target = "/v1/clients/acme/withdrawals"
+    signature = sign_request(CLIENT_KEY, "POST", target, body, NOW, "r" * 16)
+    request = SignedRequest(method="POST", target=target, body=b64url(body), signature=signature)
+    it = intent(request=request.model_dump(mode="json"))
+    assert it.payload is not None and it.payload["requested_by"] == "carol"  # unsigned
+    alice, bob, carol = (sign_intent(it, KEYS[n]) for n in ("alice", "bob", "carol"))
+    with pytest.raises(KeyAccessDenied, match="1 valid approval"):
+        authorise(OP, it, [alice, bob], governance(**QUORUM), NOW, DECIMALS)
+    with pytest.raises(KeyAccessDenied, match="1 valid approval"):
+        authorise(OP, it, [carol, bob], governance(**QUORUM), NOW, DECIMALS)
+    mallory = RegisteredKey.of("mallory", KEYS["mallory"])
+    gov = governance(**QUORUM)
+    gov.operator_keys[mallory.key_id] = mallory
+    got = authorise(OP, it, [bob, sign_intent(it, KEYS["mallory"])], gov, NOW, DECIMALS)
+    assert got.approvers == ("bob", "mallory")

@@ -50,6 +50,9 @@ class SettlementConfirmation(BaseModel):
     settlement_id: str = Field(min_length=1, max_length=128)
     end_to_end_id: str = Field(min_length=1, max_length=35)
     legs: list[ConfirmedLeg] = Field(min_length=1, max_length=32)
+    # The provider's client order ids of the trades this settlement nets: the signer
+    # settles each trade once per asset.
+    orders: list[str] = Field(min_length=1, max_length=10_000)
     confirmed_at: UtcSeconds
     key_id: str = Field(pattern=r"^[0-9a-f]{32}$")
     signature: str = Field(default="", max_length=128)
@@ -70,6 +73,7 @@ def sign_confirmation(
     settlement_id: str,
     end_to_end_id: str,
     legs: list[ConfirmedLeg],
+    orders: list[str],
     confirmed_at: datetime,
 ) -> SettlementConfirmation:
     """The provider's side: confirm these legs with its key."""
@@ -78,6 +82,7 @@ def sign_confirmation(
         settlement_id=settlement_id,
         end_to_end_id=end_to_end_id,
         legs=list(legs),
+        orders=list(orders),
         confirmed_at=confirmed_at.replace(microsecond=0),
         key_id=key_id(private_key),
     )

@@ -419,8 +419,18 @@ class FakeLiquidity:
             expected = {
                 (a, "provider" if n > 0 else "platform"): abs(n) for a, n in totals.items() if n
             }
-            if expected != {(leg.asset, leg.payer): leg.amount for leg in legs}:
+            given = {(leg.asset, leg.payer): leg.amount for leg in legs}
+            if len(given) != len(legs) or len(set(orders)) != len(orders):
+                raise SettlementMismatch("a leg or an order is given twice")
+            if expected != given:
                 raise SettlementMismatch(f"the fills net to {sorted(expected.items())}")
+            own = self.instructions()
+            for leg in legs:
+                if leg.payer == "platform" and leg.to not in (
+                    own.addresses.get(leg.asset),
+                    own.iban,
+                ):
+                    raise SettlementMismatch(f"{leg.asset} is not paid to {leg.to}")
             self.settled.update(orders)
             confirmation = sign_confirmation(
                 self.signing_key,
@@ -431,6 +441,7 @@ class FakeLiquidity:
                     ConfirmedLeg(asset=leg.asset, amount=leg.amount, payer=leg.payer, to=leg.to)
                     for leg in legs
                 ],
+                list(orders),
                 _now(),
             )
             state = SettlementState(status="accepted", legs=list(legs), confirmation=confirmation)

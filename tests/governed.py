@@ -168,6 +168,7 @@ def confirmed_leg(
     to: str,
     fee_cap: int,
     ttl: timedelta = timedelta(hours=1),
+    orders: list[str] | None = None,
 ) -> Intent:
     """The platform's settlement leg as the settlement saga records it: its intent with
     the counterparty's confirmation, signed by `provider` (the counterparty's key)."""
@@ -178,6 +179,7 @@ def confirmed_leg(
         settlement_id,
         "E2E" + settlement_id[-20:],
         [ConfirmedLeg(asset=asset, amount=amount, payer="platform", to=to)],
+        orders or [f"o-{settlement_id}"],
         now,
     )
     return Intent(

@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from pydantic import ValidationError
+
 from adapters.http_client import JsonHttp
 from sagas.errors import (
     CustodyError,
@@ -115,7 +117,13 @@ class HttpLiquidity:
         status, answer = self._http.call("POST", "/settlements", body)
         if status >= 400:
             raise refusal(status, answer)
-        return SettlementState.model_validate(answer)
+        try:
+            return SettlementState.model_validate(answer)
+        except ValidationError:
+            # Taken, but answered with what the platform cannot read (a confirmation in
+            # another format): a refusal, so the settlement is compensated (cancelled at
+            # the provider), not retried for ever with the trades held there.
+            raise SettlementMismatch("the provider's answer is not a settlement") from None
 
     def confirmation_key(self) -> bytes:
         status, answer = self._http.call("GET", "/keys")

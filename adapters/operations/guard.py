@@ -165,20 +165,20 @@ class SigningGuard:
             intent_hash=granted.intent_hash,
             velocity_limit=granted.velocity_limit,
             holder=granted.holder,
-            request_claim=granted.request_claim,
+            request_claims=granted.request_claims,
         )
 
     def _claim_request(self, conn: Conn, auth: Authorised) -> None:
-        """One client request, one payment: the first signature claims the signed request
+        """One client request (one confirmed trade of a settlement), one payment: the first
+        signature claims the signed request, or each trade the counterparty confirmed,
         for its operation in the signer's record; an intent of another operation that
-        carries the same signed request (copied by a database writer) is refused."""
-        if auth.request_claim is None:
-            return
-        owner = signer_record.claim(conn, auth.request_claim, auth.operation_id)
-        if owner != auth.operation_id:
-            raise KeyAccessDenied(
-                f"{auth.operation_id}: the client's request was signed for {owner}"
-            )
+        carries the same request or settles the same trades again is refused (the claims
+        roll back with the refusal)."""
+        for what in auth.request_claims:
+            owner = signer_record.claim(conn, what, auth.operation_id)
+            if owner != auth.operation_id:
+                subject = "client's request" if what.startswith("request:") else "trade"
+                raise KeyAccessDenied(f"{auth.operation_id}: the {subject} was signed for {owner}")
 
     def _velocity(self, conn: Conn, auth: Authorised) -> None:
         """Under the client's lock: what the signer signed in the window (other operations)

@@ -236,7 +236,13 @@ class Provider:
             for leg in body.legs
         ]
         signed = sign_confirmation(
-            self.signing_key(conn, cp), cp, body.settlement_id, body.end_to_end_id, legs, _now()
+            self.signing_key(conn, cp),
+            cp,
+            body.settlement_id,
+            body.end_to_end_id,
+            legs,
+            body.orders,
+            _now(),
         )
         return signed.model_dump(mode="json")
 
@@ -578,8 +584,20 @@ def build(path: Path, chains: Chains | None = None) -> FastAPI:
                 )
             expected = lp.net(conn, cp, body.orders)
             given = {(leg.asset, leg.payer): leg.amount for leg in body.legs}
+            if len(given) != len(body.legs) or len(set(body.orders)) != len(body.orders):
+                raise Refused(409, "MISMATCH", "a leg or an order is given twice")
             if expected != given:
                 raise Refused(409, "MISMATCH", f"the fills net to {sorted(expected.items())}")
+            # What it signs it is paid: the platform's legs only to its own settlement
+            # instructions (its address for the asset, its IBAN), never where the platform
+            # says.
+            own = lp.counterparty(conn, cp)
+            for leg in body.legs:
+                if leg.payer == "platform" and leg.to not in (
+                    own["addresses"].get(leg.asset),
+                    own["iban"],
+                ):
+                    raise Refused(409, "MISMATCH", f"{leg.asset} is not paid to {leg.to}")
             marks = ",".join("?" * len(body.orders))
             conn.execute(
                 f"update orders set settlement_id = ? where counterparty = ? and "  # noqa: S608

@@ -13,9 +13,11 @@ from typing import Any, Literal
 from temporalio import activity
 
 from sagas import accounts
-from sagas.errors import CustodyError
+from sagas.confirmations import SettlementConfirmation, verify_confirmation
+from sagas.errors import CustodyError, SettlementMismatch
 from sagas.events import Envelope
-from sagas.intents import Intent
+from sagas.governance import Governance
+from sagas.intents import Intent, RegisteredKey
 from sagas.ledger import Account, AccountKind, Transfer, TransferRecord
 from sagas.liquidity import SettlementLeg
 from sagas.operations import OperationRecord, recorded_step, request_hash, step_event_id
@@ -91,6 +93,31 @@ def legs_view(legs: list[SettlementLeg]) -> list[SettlementLegView]:
     ]
 
 
+def confirmation_problem(
+    confirmation: SettlementConfirmation | None,
+    settlement_id: str,
+    part: CounterpartyPlan,
+    keys: Mapping[str, RegisteredKey],
+) -> str | None:
+    """Why the provider's confirmation does not confirm exactly this part of the plan (its
+    legs and its orders, by the counterparty's registered key); None if it does."""
+    if confirmation is None:
+        return f"{part.counterparty} sent no signed confirmation"
+    if not verify_confirmation(confirmation, keys):
+        return f"{part.counterparty}'s confirmation is not signed by its registered key"
+    if (confirmation.counterparty, confirmation.settlement_id, confirmation.end_to_end_id) != (
+        part.counterparty,
+        settlement_id,
+        part.end_to_end_id,
+    ):
+        return f"{part.counterparty}'s confirmation is for another settlement"
+    confirmed = sorted((x.asset, x.amount, x.payer, x.to) for x in confirmation.legs)
+    planned = sorted((x.asset, x.amount, x.payer, x.to) for x in part.legs)
+    if confirmed != planned or sorted(confirmation.orders) != sorted(part.orders):
+        return f"{part.counterparty} confirmed other legs or trades than the plan's"
+    return None
+
+
 class SettlementActivities:
     def __init__(
         self,
@@ -104,11 +131,13 @@ class SettlementActivities:
         check_destination: Callable[[str, str], None] = lambda _asset, _to: None,
         intents: IntentStore | None = None,
         fee_cap: Callable[[str], int] = lambda _asset: 0,
+        governance: Governance | None = None,
     ) -> None:
         """`check_destination(asset, address)` raises a CustodyError for a destination
         the platform must not pay (the checks a client's withdrawal gets: format,
         burn addresses, the platform's own addresses)."""
         self._check_destination = check_destination
+        self._governance = governance  # to check the providers' confirmations early
         self._intents = intents
         self._fee_cap = fee_cap
         self._ledger = ledger
@@ -228,6 +257,16 @@ class SettlementActivities:
                 raise
             return f"{exc.code} {exc.detail}"
         confirmation = state.confirmation
+        if self._governance is not None:
+            # What the signer will hold the platform's legs to, checked before the
+            # provider delivers: a confirmation it would refuse is compensated now, not
+            # found out once the provider's legs have arrived.
+            problem = confirmation_problem(
+                confirmation, req.settlement_id, part, self._governance.counterparty_keys()
+            )
+            if problem is not None:
+                log.warning("settlement %s: %s", req.settlement_id, problem)
+                return f"{SettlementMismatch.code} {problem}"
         self._ops.advance(
             req.settlement_id,
             f"instructed:{part.counterparty}",

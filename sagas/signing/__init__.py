@@ -98,6 +98,9 @@ class Authorised(BaseModel):
         default=None, description="the policy's 24 h limit, checked again under a lock"
     )
     holder: str = Field(default="", description="whose policy: the client or `settlement`")
-    request_claim: str | None = Field(
-        default=None, description="the client's signed request: it pays one operation only"
+    request_claims: tuple[str, ...] = Field(
+        default=(),
+        description="what this payment claims in the signer's record, so that it pays one "
+        "operation only: the client's signed request, or each trade a counterparty "
+        "confirmed for settlement in this asset",
     )

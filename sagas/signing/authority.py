@@ -84,6 +84,11 @@ def _check_confirmation(
 # The longest approval window (24 h) plus the signing grace, with room: a client request
 # older than this at its first signature is not paid.
 MAX_REQUEST_AGE = timedelta(hours=26)
+# A settlement leg is released only after the provider's own legs arrived (which can take
+# its leg timeout, a weekend): its confirmation stays payable this long, and each
+# confirmed trade pays once whatever its age (the signer's record claims it).
+MAX_CONFIRMATION_AGE = timedelta(days=7)
+CLOCK_SKEW = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -105,7 +110,7 @@ class Authorisation:
     # The client's signed request (or, for a settlement leg, the counterparty's signed
     # confirmation) this payment answers, as the signer's record claims it: one signed
     # request or confirmed leg pays one operation.
-    request_claim: str | None = None
+    request_claims: tuple[str, ...] = ()
 
 
 def authorise(
@@ -118,6 +123,7 @@ def authorise(
     signed_in_window: int = 0,
     first_signed_at: datetime | None = None,
     max_request_age: timedelta = MAX_REQUEST_AGE,
+    max_confirmation_age: timedelta = MAX_CONFIRMATION_AGE,
     screened: Callable[[str], bool] = lambda _destination: False,
 ) -> Authorisation:
     """The payment `intent` authorises for `operation_id`, or KeyAccessDenied.
@@ -136,9 +142,9 @@ def authorise(
         raise KeyAccessDenied(f"{operation_id}: no intent on record")
     if intent.operation_id != operation_id:
         raise KeyAccessDenied(f"{operation_id}: the intent is for {intent.operation_id}")
-    claim: str | None = None
+    claims: tuple[str, ...] = ()
     if intent.kind == "withdrawal" and intent.client_id is not None:
-        claim = _check_client_request(operation_id, intent, governance, decimals)
+        claims = (_check_client_request(operation_id, intent, governance, decimals),)
         request = signed_request(intent)
         assert request is not None
         # A request the signer never paid does not stay payable for ever (one refused,
@@ -153,9 +159,16 @@ def authorise(
         # registered to it); governance's settlement policy for the asset names the
         # counterparties' addresses it may pay (allow-list), limits and any quorum.
         confirmation = _check_confirmation(operation_id, intent, governance)
-        if first_signed_at is None and now - confirmation.confirmed_at > max_request_age:
+        if confirmation.confirmed_at > now + CLOCK_SKEW:
+            raise KeyAccessDenied(f"{operation_id}: the confirmation is dated in the future")
+        if first_signed_at is None and now - confirmation.confirmed_at > max_confirmation_age:
             raise KeyAccessDenied(f"{operation_id}: the counterparty's confirmation is too old")
-        claim = f"confirmation:{confirmation.key_id}:{confirmation.settlement_id}:{intent.asset}"
+        # Each confirmed trade settles once in this asset: the same trades confirmed again
+        # under another settlement (after a cancellation at the provider) pay nothing more.
+        claims = tuple(
+            f"settled:{confirmation.counterparty}:{order}:{intent.asset}"
+            for order in confirmation.orders
+        )
         holder = SETTLEMENT_POLICY
     else:
         raise KeyAccessDenied(f"{operation_id}: a {intent.kind} intent is not signed here")
@@ -207,5 +220,5 @@ def authorise(
         policy_version=policy.version,
         velocity_limit=rules.daily_velocity_limit,
         holder=holder,
-        request_claim=claim,
+        request_claims=claims,
     )

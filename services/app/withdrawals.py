@@ -61,9 +61,12 @@ class WithdrawalBody(BaseModel):
         default=None,
         min_length=1,
         max_length=64,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]*$",
-        description="the bank's user who asked, as the client system attests by signing "
-        "the body: never counted among the withdrawal's approvers (nor is the caller)",
+        # The operators' own name form (sagas.governance): "Bob" is refused, not taken as
+        # someone other than operator bob.
+        pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$",
+        description="the bank's user who asked, in the operators' name form (lower case), "
+        "as the client system attests by signing the body: never counted among the "
+        "withdrawal's approvers (nor is the caller)",
     )
 
 

@@ -155,6 +155,7 @@ def saga_activities(
         settlement_destination_check(platform),
         platform.intents,
         platform.fee_cap,
+        platform.verified,
     )
     return [
         settlements.plan,

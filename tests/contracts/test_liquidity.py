@@ -70,15 +70,24 @@ class LiquidityContract:
         sell = lp.execute(lp.quote("BTC-EUR", "sell", quantity=500).quote_id, coid())
         orders = [buy.client_order_id, sell.client_order_id]
         sid = f"st-{uuid.uuid4().hex[:8]}"
+        iban = lp.instructions().iban
         legs = [
             SettlementLeg(asset="BTC", amount=1_500, payer="provider", to="sb1qplatform"),
             SettlementLeg(
-                asset="EUR", amount=buy.notional - sell.notional, payer="platform", to="DE-LP"
+                asset="EUR", amount=buy.notional - sell.notional, payer="platform", to=iban
             ),
         ]
         wrong = [legs[0].model_copy(update={"amount": 1_501}), legs[1]]
         with pytest.raises(SettlementMismatch):
             lp.settle(sid, "E2E1", orders, wrong)
+        # It confirms what it is paid only to its own instructions, each leg once.
+        elsewhere = [legs[0], legs[1].model_copy(update={"to": "DE89370400440532013000"})]
+        with pytest.raises(SettlementMismatch):
+            lp.settle(sid, "E2E1", orders, elsewhere)
+        with pytest.raises(SettlementMismatch):
+            lp.settle(sid, "E2E1", orders, [*legs, legs[0]])
+        with pytest.raises(SettlementMismatch):
+            lp.settle(sid, "E2E1", [*orders, orders[0]], legs)
         state = lp.settle(sid, "E2E1", orders, legs)
         assert state.status == "accepted" and len(state.legs) == 2
         again = lp.settle(sid, "E2E1", orders, legs)
@@ -90,6 +99,7 @@ class LiquidityContract:
         assert {(x.asset, x.amount, x.payer, x.to) for x in confirmation.legs} == {
             (x.asset, x.amount, x.payer, x.to) for x in legs
         }
+        assert confirmation.orders == orders
         published = {
             k.key_id: k for k in [RegisteredKey.of(lp.counterparty, lp.confirmation_key())]
         }

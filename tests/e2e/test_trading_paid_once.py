@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 
 from adapters.kafka.bus import KafkaEventBus
@@ -53,8 +54,13 @@ def simulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def run(simulators: None, run: Running) -> Running:
-    """The platform on this module's simulators (the tests' helpers read these URLs)."""
+    """The platform on this module's simulators (the tests' helpers read these URLs). Their
+    providers sign settlement confirmations with keys of their own: registered in
+    governance beside the stack's providers' keys, by the quorum."""
     run.settings = run.settings.model_copy(update={"bank_url": BANK, "lp_url": LP})
+    for name in run.settings.counterparties():
+        public = httpx.get(f"{LP}/v1/lp/{name}/keys", timeout=10).json()["public_key"]
+        run.govern_direct("counterparty_key_change", {"action": "add", "public_key": public}, name)
     return run
 
 

@@ -3,7 +3,8 @@ worker-side Temporal client asks it to pay an Ethereum leg to a counterparty's
 allow-listed address that the counterparty never confirmed, confirmed for less, or
 confirmed for another settlement, or with a confirmation signed by a key governance
 never registered to it. Each is refused (CUS-4031), nothing enters the signer's record
-and the address receives nothing; the genuine confirmed leg is then paid once."""
+and the address receives nothing; the genuine confirmed leg is then paid once, and the
+same trades confirmed again under a new settlement are not paid again."""
 
 from __future__ import annotations
 
@@ -87,4 +88,20 @@ def test_only_a_leg_the_counterparty_confirmed_is_paid(payer: Payer) -> None:
     assert signatures(payer.url) == 1
     with pytest.raises(KeyAccessDenied):
         payer.sign(other, lp, 4000)
-    assert payer.node.balance(lp) == 4000
+    # 5. The same trades cancelled at the provider and confirmed again, genuinely, under
+    # a new settlement: each trade settles once, so the second leg pays nothing.
+    again = confirmed_leg(
+        provider,
+        f"st-{uuid.uuid4().hex[:8]}",
+        "lp-alpha",
+        "ETH",
+        4000,
+        lp,
+        CAP,
+        orders=[f"o-{sid}"],
+    )
+    record(payer, again)
+    with pytest.raises(KeyAccessDenied, match="the trade was signed for"):
+        payer.sign(again.operation_id, lp, 4000)
+    assert signatures(payer.url, again.operation_id) == 0
+    assert payer.node.balance(lp) == 4000 and signatures(payer.url) == 1

@@ -218,12 +218,13 @@ def confirmation(
     settlement_id: str = SID,
     key: Ed25519PrivateKey = LP_KEY,
     at: datetime = NOW,
+    orders: tuple[str, ...] = ("o-1", "o-2"),
 ) -> dict[str, Any]:
     legs = [
         ConfirmedLeg(asset="ETH", amount=amount, payer="platform", to=to),
         ConfirmedLeg(asset="EUR", amount=90_000, payer="provider", to="DE89370400440532013000"),
     ]
-    signed_ = sign_confirmation(key, counterparty, settlement_id, "STL1", legs, at)
+    signed_ = sign_confirmation(key, counterparty, settlement_id, "STL1", legs, orders, at)
     return signed_.model_dump(mode="json")
 
 
@@ -270,7 +271,7 @@ def settlement_governance(**rules: object) -> StaticGovernance:
 def test_a_leg_the_counterparty_confirmed_is_paid_without_approvals() -> None:
     got = authorise(LEG_OP, leg_intent(), [], settlement_governance(), NOW, DECIMALS)
     assert (got.amount, got.destination, got.holder) == (700, LP_ADDRESS, "settlement")
-    assert got.request_claim is not None and got.request_claim.endswith(f":{SID}:ETH")
+    assert got.request_claims == ("settled:lp-alpha:o-1:ETH", "settled:lp-alpha:o-2:ETH")
 
 
 @pytest.mark.parametrize(
@@ -285,6 +286,7 @@ def test_a_leg_the_counterparty_confirmed_is_paid_without_approvals() -> None:
         ("tampered_after_signing", "signature does not hold"),
         ("another_settlement", "the confirmation is for"),
         ("too_old", "too old"),
+        ("dated_in_the_future", "in the future"),
         ("provider_leg_as_platform", "not what the counterparty confirmed"),
     ],
 )
@@ -313,15 +315,19 @@ def test_a_leg_the_counterparty_did_not_confirm_is_refused(case: str, why: str) 
         it = leg_intent(amount=7_000, conf=conf)
     elif case == "another_settlement":
         it = leg_intent(conf=confirmation(settlement_id="settle-0"))
+    elif case == "dated_in_the_future":
+        it = leg_intent(conf=confirmation(at=NOW + timedelta(days=365)))
     elif case == "too_old":
-        now = NOW + timedelta(hours=27)
+        now = NOW + timedelta(days=8)
         it = leg_intent().model_copy(update={"expires_at": now + timedelta(hours=1)})
     elif case == "provider_leg_as_platform":
         conf = confirmation()
         legs = [
             ConfirmedLeg(asset="ETH", amount=700, payer="provider", to=LP_ADDRESS),
         ]
-        conf = sign_confirmation(LP_KEY, "lp-alpha", SID, "STL1", legs, NOW).model_dump(mode="json")
+        conf = sign_confirmation(LP_KEY, "lp-alpha", SID, "STL1", legs, ["o-1"], NOW).model_dump(
+            mode="json"
+        )
         it = leg_intent(conf=conf)
     with pytest.raises(KeyAccessDenied, match=why):
         authorise(it.operation_id, it, [], gov, now, DECIMALS)
@@ -373,3 +379,36 @@ def test_the_user_the_client_signed_as_requester_does_not_approve() -> None:
     gov.operator_keys[mallory.key_id] = mallory
     got = authorise(OP, it, [bob, sign_intent(it, KEYS["mallory"])], gov, NOW, DECIMALS)
     assert got.approvers == ("bob", "mallory")
+
+
+def test_the_settlement_saga_checks_a_confirmation_as_the_signer_will() -> None:
+    """Before the provider delivers: a confirmation the signer would refuse (no key, other
+    legs or trades, another settlement) is a refusal the saga compensates."""
+    from sagas.confirmations import SettlementConfirmation
+    from sagas.liquidity import SettlementLeg
+    from sagas.settlement import CounterpartyPlan
+    from sagas.settlement.activities import confirmation_problem
+
+    part = CounterpartyPlan(
+        counterparty="lp-alpha",
+        trades=["t1", "t2"],
+        orders=["o-1", "o-2"],
+        legs=[
+            SettlementLeg(asset="ETH", amount=700, payer="platform", to=LP_ADDRESS),
+            SettlementLeg(
+                asset="EUR", amount=90_000, payer="provider", to="DE89370400440532013000"
+            ),
+        ],
+        end_to_end_id="STL1",
+        planned_at=NOW,
+    )
+    keys = settlement_governance().counterparty_keys()
+    good = SettlementConfirmation.model_validate(confirmation(), strict=False)
+    assert confirmation_problem(good, SID, part, keys) is None
+    assert "no signed confirmation" in str(confirmation_problem(None, SID, part, keys))
+    assert "registered key" in str(confirmation_problem(good, SID, part, {}))
+    assert "another settlement" in str(confirmation_problem(good, "settle-2", part, keys))
+    fewer = part.model_copy(update={"orders": ["o-1"]})
+    assert "other legs or trades" in str(confirmation_problem(good, SID, fewer, keys))
+    more = SettlementConfirmation.model_validate(confirmation(amount=701), strict=False)
+    assert "other legs or trades" in str(confirmation_problem(more, SID, part, keys))

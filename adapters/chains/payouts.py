@@ -110,7 +110,11 @@ class ChainPayouts:
             raise ChainRejected(str(exc)) from exc
         try:
             signer = self._signer(operation_id)
-            return self._evm[0].send(operation_id, signer, call, self._gas_limit(asset)).tx_hash
+            broadcaster = self._evm[0]
+            sent = broadcaster.send(
+                operation_id, signer, call, self._gas_limit(asset), filler=self._signer
+            )
+            return sent.tx_hash
         except CustodyError as exc:
             # Refused (by the node or the signer) while an attempt of this operation is
             # recorded: that payment exists and may still be sent, so this is not "nothing
@@ -224,6 +228,11 @@ class ChainPayouts:
                 self._evm[1].broadcast(bytes.fromhex(raw))
             except ChainRejected as exc:
                 log.warning("rebroadcast of %s refused: %s", operation_id, exc)
+        if evm:
+            # A payment waiting may wait on a nonce below it that a refused payment left
+            # (a filler that did not go out before a crash): fill it.
+            assert self._evm is not None
+            self._evm[0].fill_gaps(self._evm[4], self._signer)
         for (raw,) in btc:
             assert self._btc is not None
             try:

@@ -34,9 +34,24 @@ class RecordedSignature:
     input_values: tuple[int, ...] = ()  # Bitcoin: the value claimed for each input
 
 
+# A nonce left unused below one the signer signed (a payment reserved it, then was
+# refused) is filled by a transfer of nothing from the hot wallet to itself, signed under
+# the operation id `fill:<chain id>:<account>:<nonce>` (decision 0021).
+FILL_PREFIX = "fill:"
+FILL_GAS = 21_000
+
+
 def evm_claim(chain_id: int, account: str, nonce: int) -> str:
     """What a signature at `nonce` from `account` (checksum address) claims."""
     return f"evm:{chain_id}:{account}:{nonce}"
+
+
+def highest_nonce(conn: Conn, chain_id: int, account: str) -> int | None:
+    """The highest nonce the signer signed any payment from `account` with."""
+    rows = conn.all(
+        "select claim from signer_claims where claim like ?", (f"evm:{chain_id}:{account}:%",)
+    )
+    return max((int(str(r[0]).rsplit(":", 1)[1]) for r in rows), default=None)
 
 
 def btc_claim(txid: str, vout: int) -> str:

@@ -299,6 +299,26 @@ def _saga_activity_counts(settings: PlatformSettings, ids: list[str]) -> Counter
     return asyncio.run(count())
 
 
+def _step_gaps(url: str, ids: list[str]) -> dict[str, tuple[float, float, int]]:
+    """Where the time goes: per step of the saga's timeline, the time since the step
+    before it (p50, p99, n), from operation_steps."""
+    with SqlDatabase(url).tx() as conn:
+        rows = conn.all(
+            "select operation_id, step, at from operation_steps where operation_id in "
+            f"({','.join('?' * len(ids))}) order by operation_id, at",
+            tuple(ids),
+        )
+    gaps: dict[str, list[float]] = {}
+    last: dict[str, datetime] = {}
+    for op, step, at in rows:
+        moment = at if isinstance(at, datetime) else datetime.fromisoformat(str(at))
+        name = str(step).split(":", 1)[0]
+        if op in last:
+            gaps.setdefault(name, []).append((moment - last[op]).total_seconds())
+        last[op] = moment
+    return {name: (percentile(v, 50), percentile(v, 99), len(v)) for name, v in gaps.items()}
+
+
 async def _terminate_leftovers(settings: PlatformSettings, queue: str) -> None:
     """Sagas still open once the platform is down (a run that gave up) are ended, so
     they do not stay open on the shared Temporal server with no worker."""
@@ -367,6 +387,7 @@ def main() -> None:
         )
         accepted = [r.operation_id for r in requests if r.status == 202]
         activities = _saga_activity_counts(settings, accepted)
+        steps = _step_gaps(url, accepted)
         baseline = asyncio.run(_baseline(settings, args.withdrawals, SAGA_ACTIVITIES))
     finally:
         run.down()
@@ -396,6 +417,9 @@ def main() -> None:
     )
     print(_row("start -> complete (workflows/s)", baseline, "start->complete", base_rate))
     spread = ", ".join(f"{k} activities: {v}" for k, v in sorted(activities.items()))
+    print("time since the step before, per step of the withdrawals' timelines (p50 / p99 s):")
+    for name, (p50, p99, count) in steps.items():
+        print(f"  {name:<24} {p50:8.2f} {p99:8.2f} {count:6d}")
     print("notes:")
     print(f"  - sagas by activities scheduled (from their histories): {spread}")
     print(

@@ -4,6 +4,7 @@ failures, record-before-send with idempotent rebroadcast, nonce re-sync, fee bum
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -42,18 +43,38 @@ def _funded(node: Web3EthereumNode) -> InMemorySigner:
 
 
 class _FailingSigner:
-    def __init__(self, inner: Any) -> None:
+    def __init__(
+        self,
+        inner: Any,
+        asked: threading.Event | None = None,
+        refuse: threading.Event | None = None,
+    ) -> None:
         self._inner = inner
+        self._asked, self._refuse = asked, refuse
 
     @property
     def address(self) -> str:
         return str(self._inner.address)
 
     def sign_transaction(self, tx: dict[str, object]) -> bytes:
+        if self._asked is not None and self._refuse is not None:
+            self._asked.set()  # its nonce is reserved: the others take theirs above it
+            self._refuse.wait(120)
         raise KeyAccessDenied("injected: the signer refuses")
 
 
-def test_20_concurrent_withdrawals_from_one_hot_address_use_nonces_0_to_19(
+def mined(broadcaster: EvmBroadcaster, op: str, timeout: float = 30) -> Any:
+    """The operation's status once its transaction is mined (anvil mines each arrival,
+    not always before the next call returns)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = broadcaster.status(op)
+        if status.receipt is not None or time.monotonic() > deadline:
+            return status
+        time.sleep(0.1)
+
+
+def test_21_concurrent_withdrawals_from_one_hot_address_leave_no_nonce_gap(
     stack_settings: PlatformSettings,
     fresh_postgres_url: str,
     node: Web3EthereumNode,
@@ -84,30 +105,51 @@ def test_20_concurrent_withdrawals_from_one_hot_address_use_nonces_0_to_19(
     DevChainFaucet(node.web3).fund_eth(hot, 10 * ETH)
     receiver = Account.create().address
     results: dict[str, Any] = {}
-    start = threading.Barrier(21)
+    start = threading.Barrier(20)
+    asked, refuse = threading.Event(), threading.Event()
 
     def withdraw(n: int) -> None:
         op = f"wd-{n}"
         key: Any = CustodyEvmSigner(signer, wallet.wallet_id, 0, op)
         if n == 7:
-            key = _FailingSigner(key)  # a failure before submission
-        start.wait()
+            # Refused once the 20 others, all together, have taken the nonces above its
+            # own and sent their payments: its nonce would hold them all back.
+            key = _FailingSigner(key, asked, refuse)
+        else:
+            start.wait()
         try:
-            results[op] = broadcaster.send(op, key, node.eth_transfer(receiver, 1000 + n))
+            results[op] = broadcaster.send(
+                op, key, node.eth_transfer(receiver, 1000 + n), filler=filler
+            )
         except KeyAccessDenied as exc:
             results[op] = exc
 
-    threads = [threading.Thread(target=withdraw, args=(n,)) for n in range(21)]
+    def filler(operation: str) -> Any:
+        return CustodyEvmSigner(signer, wallet.wallet_id, 0, operation)
+
+    refused = threading.Thread(target=withdraw, args=(7,))
+    refused.start()
+    assert asked.wait(60)
+    threads = [threading.Thread(target=withdraw, args=(n,)) for n in range(21) if n != 7]
     for t in threads:
         t.start()
     for t in threads:
         t.join(120)
+    refuse.set()
+    refused.join(120)
     assert isinstance(results.pop("wd-7"), KeyAccessDenied)
-    assert sorted(sent.nonce for sent in results.values()) == list(range(20))
+    # Nonces are reserved before signing (decision 0021): the refused one's reservation
+    # was freed and, the others holding nonces above it, filled with a transfer of
+    # nothing from the hot wallet to itself.
+    nonces = sorted(sent.nonce for sent in results.values())
+    assert nonces == list(range(1, 21))
+    gap = 0
     for op in results:
-        status = broadcaster.status(op)
+        status = mined(broadcaster, op)
         assert status.receipt is not None and status.receipt.succeeded, op
-    assert node.pending_nonce(hot) == 20  # the chain agrees: no gap, nothing stuck
+    fill = mined(broadcaster, f"fill:{node.chain_id()}:{hot}:{gap}")
+    assert fill.receipt is not None and fill.nonce == gap
+    assert node.pending_nonce(hot) == 21  # the chain agrees: no gap, nothing stuck
     assert node.balance(receiver) == sum(1000 + n for n in range(21) if n != 7)
 
 
@@ -146,7 +188,7 @@ def test_a_crash_between_record_and_send_is_resent_on_restart(
     assert node.pending_nonce(key.address) == 0  # nothing reached the chain
     restarted = EvmBroadcaster(fresh_postgres_url, node)
     assert restarted.rebroadcast_unsent() == 1
-    status = restarted.status("op-crash")
+    status = mined(restarted, "op-crash")
     assert status.receipt is not None and status.nonce == 0
     assert node.balance(receiver) == 77
     second = restarted.send("op-next", key, node.eth_transfer(receiver, 1))
@@ -162,7 +204,7 @@ def test_a_nonce_taken_outside_the_platform_is_recovered(
     node.wait_receipt(node.send_eth(key, Account.create().address, 1), 30)
     sent = broadcaster.send("op-b", key, node.eth_transfer(Account.create().address, 1))
     assert sent.nonce == 2 and sent.attempt == 1
-    assert broadcaster.status("op-b").receipt is not None
+    assert mined(broadcaster, "op-b").receipt is not None
 
 
 def test_a_stuck_transaction_is_replaced_by_a_fee_bump(

@@ -1,10 +1,13 @@
 """Sending EVM transactions safely: persisted gapless nonces, record before send,
 idempotent broadcast, nonce re-sync, fee bump by replacement, confirmations.
 
-- A nonce is allocated, the transaction built and signed, and the signed bytes
-  recorded in one database transaction, with the sender's nonce row locked. If
-  anything fails before that commits (the signer refuses, the node cannot
-  estimate gas), nothing is consumed: no gap.
+- A nonce is reserved for the operation in one short database transaction (the
+  sender's nonce row is locked only for that), then the transaction is built and
+  signed outside any lock, then the signed bytes are recorded (decision 0021). A
+  retry of the operation takes its reservation again. If building or signing is
+  refused (the signer refuses, the node cannot estimate gas: nothing was signed at
+  that nonce), the reservation is released and the next operation takes that nonce
+  first: no gap is left behind.
 - The recorded transaction is sent after the commit. Sending it again is
   harmless (same bytes, same hash), so after a crash `rebroadcast_unsent()`
   sends whatever was recorded but not sent.
@@ -16,6 +19,7 @@ idempotent broadcast, nonce re-sync, fee bump by replacement, confirmations.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -25,8 +29,9 @@ from web3 import Web3
 from adapters.chains.ethereum.node import Web3EthereumNode
 from adapters.ledger.migrate import upgrade
 from adapters.operations import signer_record
+from adapters.operations.signer_record import FILL_GAS, FILL_PREFIX
 from adapters.sqldb import Conn, SqlDatabase
-from sagas.errors import ChainRejected, DependencyUnavailable, NonceAlreadyUsed
+from sagas.errors import ChainRejected, CustodyError, DependencyUnavailable, NonceAlreadyUsed
 from sagas.ports import TransactionSigner, TxReceipt
 
 _LIVE = ("signed", "broadcast", "mined")
@@ -72,14 +77,181 @@ class EvmBroadcaster:
         signer: TransactionSigner,
         call: dict[str, Any],
         gas_limit: int | None = None,
+        filler: Callable[[str], TransactionSigner] | None = None,
     ) -> SentTx:
         """Send `call` from the signer's address, once per operation id (CannotPay if it
-        needs more than `gas_limit` gas)."""
+        needs more than `gas_limit` gas). `filler(operation_id)`: a signer for the same
+        address under another operation id, to fill the nonce a refused operation leaves
+        below later ones (without it the gap waits for the next operation)."""
+        sender = Web3.to_checksum_address(signer.address)
+        reserved = self._db.write(
+            lambda c: self._reserve(c, operation_id, sender), retry_on=(_Conflict,)
+        )
+        if isinstance(reserved, SentTx):  # recorded before: (re)broadcast it
+            return self._broadcast(reserved, signer, call, gas_limit)
+        nonce = reserved
+        try:
+            tx = self._node.prepare(sender, call, nonce, gas_limit=gas_limit)
+            raw = signer.sign_transaction(tx)
+        except CustodyError as exc:
+            if not exc.transient:  # refused: nothing is signed at this nonce
+                gap = self._db.write(lambda c: self._release(c, operation_id, sender, nonce))
+                if gap and filler is not None:
+                    self._fill(sender, nonce, filler)
+            raise
         sent = self._db.write(
-            lambda c: self._record(c, operation_id, signer, call, gas_limit=gas_limit),
+            lambda c: self._store(c, operation_id, sender, nonce, tx, raw),
             retry_on=(_Conflict,),
         )
         return self._broadcast(sent, signer, call, gas_limit)
+
+    def _reserve(self, conn: Conn, operation_id: str, sender: str) -> SentTx | int:
+        """The operation's recorded transaction, or the nonce reserved for it: the one
+        reserved before, else the one the signer's record pins it to (its answer was
+        lost), else a released nonce (lowest first), else the next one."""
+        self._lock_operation(conn, operation_id)
+        live = self._live(conn, operation_id)
+        if live is not None:
+            return live
+        row = conn.one(
+            "select nonce from evm_nonce_reservations where chain_id = ? and sender = ? "
+            "and operation_id = ?",
+            (self._chain_id, sender, operation_id),
+        )
+        if row is not None:
+            return int(row[0])
+        signed = signer_record.signed_nonce(conn, operation_id, self._chain_id, sender)
+        if signed is not None:
+            nonce = signed
+        else:
+            free = self._free_nonce(conn, sender, operation_id)
+            nonce = self._allocate(conn, sender, operation_id) if free is None else free
+        conn.run(
+            "insert into evm_nonce_reservations (chain_id, sender, nonce, operation_id, "
+            "reserved_at) values (?, ?, ?, ?, ?) on conflict (chain_id, sender, nonce) do "
+            "update set operation_id = excluded.operation_id, reserved_at = excluded.reserved_at",
+            (self._chain_id, sender, nonce, operation_id, conn.time(datetime.now(UTC))),
+        )
+        return nonce
+
+    def _free_nonce(self, conn: Conn, sender: str, operation_id: str) -> int | None:
+        """The lowest released nonce no other operation's signature holds, if any."""
+        query = (
+            "select nonce from evm_nonce_reservations where chain_id = ? and sender = ? and "
+            "operation_id is null order by nonce limit 8"
+        )
+        rows = conn.all(
+            query if conn.sqlite else query + " for update skip locked", (self._chain_id, sender)
+        )
+        for (nonce,) in rows:
+            claim = signer_record.evm_claim(self._chain_id, sender, int(nonce))
+            if not signer_record.claimed_by_other(conn, claim, operation_id):
+                return int(nonce)
+        return None
+
+    def _release(self, conn: Conn, operation_id: str, sender: str, nonce: int) -> bool:
+        """Nothing was signed for the operation at its reserved nonce: free it for the
+        next operation (unless a transaction of it was recorded meanwhile). True if a
+        higher nonce is reserved: the freed one is a gap the chain would wait on."""
+        if self._live(conn, operation_id) is not None:
+            return False
+        if signer_record.signed_nonce(conn, operation_id, self._chain_id, sender) == nonce:
+            return False  # the signer did sign it for this operation (a concurrent attempt)
+        conn.run(
+            "update evm_nonce_reservations set operation_id = null where chain_id = ? and "
+            "sender = ? and nonce = ? and operation_id = ?",
+            (self._chain_id, sender, nonce, operation_id),
+        )
+        above = conn.one(
+            "select 1 from evm_nonce_reservations where chain_id = ? and sender = ? and "
+            "nonce > ? and operation_id is not null",
+            (self._chain_id, sender, nonce),
+        )
+        return above is not None
+
+    def _fill(self, sender: str, nonce: int, filler: Callable[[str], TransactionSigner]) -> None:
+        """Fill a freed nonce below reserved ones with a transfer of nothing to itself,
+        unless an operation took it meanwhile. Best effort: a filler that fails leaves the
+        nonce free for the next operation (fill_gaps tries again)."""
+        operation_id = f"{FILL_PREFIX}{self._chain_id}:{sender}:{nonce}"
+
+        def take(conn: Conn) -> bool:
+            row = conn.one(
+                "select operation_id from evm_nonce_reservations where chain_id = ? and "
+                "sender = ? and nonce = ?",
+                (self._chain_id, sender, nonce),
+            )
+            if row is None or row[0] not in (None, operation_id):
+                return False
+            conn.run(
+                "update evm_nonce_reservations set operation_id = ? where chain_id = ? and "
+                "sender = ? and nonce = ?",
+                (operation_id, self._chain_id, sender, nonce),
+            )
+            return True
+
+        try:
+            if not self._db.write(take, retry_on=(_Conflict,)):
+                return
+            call = {"to": sender, "value": 0}
+            self.send(operation_id, filler(operation_id), call, gas_limit=FILL_GAS)
+            log.info("filled nonce %d of %s (a refused payment had reserved it)", nonce, sender)
+        except CustodyError as exc:
+            log.warning("could not fill nonce %d of %s: %s", nonce, sender, exc)
+
+    def fill_gaps(self, sender: str, filler: Callable[[str], TransactionSigner]) -> int:
+        """Fill every freed nonce below a reserved one, and every filler reserved but not
+        sent (after a crash). How many were tried."""
+        sender = Web3.to_checksum_address(sender)
+        with self._db.tx() as conn:
+            rows = conn.all(
+                "select r.nonce from evm_nonce_reservations r where r.chain_id = ? and "
+                "r.sender = ? and (r.operation_id is null or r.operation_id like ?) and "
+                "not exists (select 1 from evm_transactions t where t.operation_id = "
+                "r.operation_id) and exists (select 1 from evm_nonce_reservations h where "
+                "h.chain_id = r.chain_id and h.sender = r.sender and h.nonce > r.nonce and "
+                "h.operation_id is not null) order by r.nonce",
+                (self._chain_id, sender, f"{FILL_PREFIX}%"),
+            )
+        for (nonce,) in rows:
+            self._fill(sender, int(nonce), filler)
+        return len(rows)
+
+    def _store(
+        self,
+        conn: Conn,
+        operation_id: str,
+        sender: str,
+        nonce: int,
+        tx: dict[str, Any],
+        raw: bytes,
+    ) -> SentTx:
+        """Record the signed transaction (a concurrent attempt's record, if it came first,
+        is the one kept: both are the same payment at the same nonce)."""
+        self._lock_operation(conn, operation_id)
+        live = self._live(conn, operation_id)
+        if live is not None:
+            return live
+        attempt = self._next_attempt(conn, operation_id)
+        tx_hash = "0x" + bytes(Web3.keccak(raw)).hex()
+        conn.run(
+            "insert into evm_transactions (operation_id, attempt, chain_id, sender, nonce, "
+            "tx_hash, raw_tx, max_fee, max_priority_fee, state, created_at) "
+            "values (?, ?, ?, ?, ?, ?, ?, ?, ?, 'signed', ?)",
+            (
+                operation_id,
+                attempt,
+                self._chain_id,
+                sender,
+                nonce,
+                tx_hash,
+                raw.hex(),
+                str(tx["maxFeePerGas"]),
+                str(tx["maxPriorityFeePerGas"]),
+                conn.time(datetime.now(UTC)),
+            ),
+        )
+        return SentTx(operation_id, attempt, nonce, tx_hash)
 
     def _record(
         self,

@@ -30,7 +30,13 @@ from web3 import Web3
 
 from adapters.chains.bitcoin.script import output_script
 from adapters.operations import signer_record
-from adapters.operations.signer_record import FILL_GAS, FILL_PREFIX, RecordedSignature
+from adapters.operations.signer_record import (
+    FILL_BUDGET,
+    FILL_GAS,
+    FILL_PREFIX,
+    NONCE_WINDOW,
+    RecordedSignature,
+)
 from adapters.operations.store import SqlOperationStore
 from adapters.sqldb import Conn, SqlDatabase
 from sagas.errors import CannotPay, KeyAccessDenied
@@ -251,6 +257,16 @@ class SigningGuard:
             raise KeyAccessDenied(f"withdrawal {op}: nonce {nonce}")
         return nonce
 
+    def _nonce_in_window(self, conn: Conn, op: str, account: str, nonce: int) -> None:
+        """A first signature takes a nonce at most NONCE_WINDOW above the highest the
+        signer signed from the account: payments reserved together sign in any order,
+        but no payment can open a gap (which fillers would pay to close) far ahead."""
+        highest = signer_record.highest_nonce(conn, self._chain_id, account)
+        if highest is not None and nonce > highest + NONCE_WINDOW:
+            raise KeyAccessDenied(
+                f"withdrawal {op}: nonce {nonce} is more than {NONCE_WINDOW} above {highest}"
+            )
+
     def sign_evm(
         self,
         operation: str,
@@ -286,6 +302,8 @@ class SigningGuard:
                     raise KeyAccessDenied(
                         f"withdrawal {op} was signed with nonce {prior.nonce}, not {nonce}"
                     )
+            if not signer_record.signatures(conn, op):
+                self._nonce_in_window(conn, op, account, nonce)
             owner = signer_record.claim(
                 conn, signer_record.evm_claim(self._chain_id, account, nonce), op
             )
@@ -347,8 +365,15 @@ class SigningGuard:
         with self._db.tx(write=True) as conn:
             signer_record.lock(conn, operation)
             highest = signer_record.highest_nonce(conn, self._chain_id, account)
-            if highest is None or nonce >= highest:
+            if highest is None or not highest - NONCE_WINDOW <= nonce < highest:
                 raise KeyAccessDenied(f"{operation}: nonce {nonce} is no gap below a signature")
+            if not signer_record.signatures(conn, operation):
+                # Fillers are for the rare refused payment: a budget per day bounds what a
+                # compromised worker could burn in fees by asking for them.
+                signer_record.lock_velocity(conn, "fill", account)
+                since = datetime.now(UTC) - VELOCITY_WINDOW
+                if signer_record.fills_since(conn, account, since) >= FILL_BUDGET:
+                    raise KeyAccessDenied(f"{operation}: {FILL_BUDGET} fillers today already")
             claim = signer_record.evm_claim(self._chain_id, account, nonce)
             owner = signer_record.claim(conn, claim, operation)
             if owner != operation:

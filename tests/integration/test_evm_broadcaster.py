@@ -161,7 +161,7 @@ def test_sending_an_operation_again_is_harmless(
     first = broadcaster.send("op-once", key, call)
     again = broadcaster.send("op-once", key, call)
     assert again == first
-    confirmed = broadcaster.status("op-once")
+    confirmed = mined(broadcaster, "op-once")
     assert confirmed.receipt is not None and confirmed.confirmations == 1
     for _ in range(3):
         node.web3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
@@ -228,3 +228,45 @@ def test_a_stuck_transaction_is_replaced_by_a_fee_bump(
     assert node.balance(receiver) == 123
     with pytest.raises(ValueError):
         broadcaster.bump("op-stuck", key, call, percent=105)
+
+
+class _SlowSigner:
+    """Signs once `go` is set (an attempt that outlived its timeout, still signing)."""
+
+    def __init__(self, inner: Any, asked: threading.Event, go: threading.Event) -> None:
+        self._inner, self._asked, self._go = inner, asked, go
+
+    @property
+    def address(self) -> str:
+        return str(self._inner.address)
+
+    def sign_transaction(self, tx: dict[str, object]) -> bytes:
+        self._asked.set()
+        assert self._go.wait(60)
+        return bytes(self._inner.sign_transaction(tx))
+
+
+def test_a_retry_beside_an_attempt_still_signing_waits_and_releases_nothing(
+    node: Web3EthereumNode, broadcaster: EvmBroadcaster
+) -> None:
+    """Found by review: a retry whose build is refused beside a first attempt still
+    signing released the nonce and reported nothing sent, and then the first paid."""
+    key = _funded(node)
+    receiver = Account.create().address
+    call = node.eth_transfer(receiver, 99)
+    asked, go = threading.Event(), threading.Event()
+    first: dict[str, Any] = {}
+    slow = threading.Thread(
+        target=lambda: first.update(
+            sent=broadcaster.send("op-slow", _SlowSigner(key, asked, go), call)
+        )
+    )
+    slow.start()
+    assert asked.wait(30)  # the first attempt holds the reservation and is signing
+    with pytest.raises(DependencyUnavailable, match="another attempt"):
+        broadcaster.send("op-slow", _FailingSigner(key), call)  # refused: but never tried
+    go.set()
+    slow.join(60)
+    assert mined(broadcaster, "op-slow").receipt is not None
+    assert node.balance(receiver) == 99 and node.pending_nonce(key.address) == 1
+    assert broadcaster.send("op-slow", key, call) == first["sent"]  # recorded: the same

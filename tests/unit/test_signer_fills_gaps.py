@@ -107,3 +107,29 @@ def test_only_a_transfer_of_nothing_into_a_gap_is_signed(setup: Any) -> None:
             "select payments from signer_signatures where operation_id like 'fill:%'"
         )
     assert payments and all(p[0] == "[]" for p in payments)
+
+
+def test_a_payment_cannot_open_a_gap_far_ahead_and_fillers_have_a_budget(setup: Any) -> None:
+    """What a compromised worker would do to burn fees: sign a real payment far above the
+    highest nonce, then ask for fillers for every nonce below it."""
+    guard, hot, intents, provider, _url = setup
+    first = confirmed_leg(provider, "st-a", "lp", "ETH", 10**15, LP, 10**18)
+    intents.put_intent(first, 0)
+    guard.sign_evm(first.operation_id, "w1", hot.index, hot.address, tx(LP, 0, 10**15),
+                   lambda: b"first")  # fmt: skip
+    far = confirmed_leg(provider, "st-b", "lp", "ETH", 10**15, LP, 10**18)
+    intents.put_intent(far, 0)
+    with pytest.raises(KeyAccessDenied, match="more than 256 above 0"):
+        guard.sign_evm(far.operation_id, "w1", hot.index, hot.address, tx(LP, 10**6, 10**15),
+                       lambda: b"far")  # fmt: skip
+    guard.sign_evm(far.operation_id, "w1", hot.index, hot.address, tx(LP, 256, 10**15),
+                   lambda: b"window")  # fmt: skip
+    signed = 0
+    for nonce in range(1, 40):
+        try:
+            guard.sign_evm(f"fill:31337:{hot.address}:{nonce}", "w1", hot.index, hot.address,
+                           tx(hot.address, nonce), lambda: b"filler")  # fmt: skip
+            signed += 1
+        except KeyAccessDenied as exc:
+            assert "fillers today already" in str(exc)
+    assert signed == 16

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from web3 import Web3
@@ -35,6 +35,9 @@ from sagas.errors import ChainRejected, CustodyError, DependencyUnavailable, Non
 from sagas.ports import TransactionSigner, TxReceipt
 
 _LIVE = ("signed", "broadcast", "mined")
+# How long an attempt holds its operation's reservation between reserving and recording:
+# longer than building (node calls of 10 s each) and signing (the signer client's 15 s).
+RESERVATION_LEASE = timedelta(seconds=60)
 log = logging.getLogger("custody.ethereum.broadcaster")
 
 
@@ -103,7 +106,12 @@ class EvmBroadcaster:
             lambda c: self._store(c, operation_id, sender, nonce, tx, raw),
             retry_on=(_Conflict,),
         )
-        return self._broadcast(sent, signer, call, gas_limit)
+        done = self._broadcast(sent, signer, call, gas_limit)
+        if filler is not None and not operation_id.startswith(FILL_PREFIX):
+            # A nonce released below this one before this was signed could not be filled
+            # then (the signer fills only below a signature): now it can.
+            self.fill_gaps(sender, filler, below=nonce)
+        return done
 
     def _reserve(self, conn: Conn, operation_id: str, sender: str) -> SentTx | int:
         """The operation's recorded transaction, or the nonce reserved for it: the one
@@ -118,7 +126,24 @@ class EvmBroadcaster:
             "and operation_id = ?",
             (self._chain_id, sender, operation_id),
         )
+        now = datetime.now(UTC)
         if row is not None:
+            # One attempt at a time between reserving and recording: an attempt that
+            # outlived its timeout may still be building or signing at this nonce, and a
+            # retry beside it that failed would release the nonce (and report nothing
+            # sent) while the first still pays. The retry waits out the lease instead.
+            held = conn.one(
+                "select 1 from evm_nonce_reservations where chain_id = ? and sender = ? and "
+                "nonce = ? and reserved_at > ?",
+                (self._chain_id, sender, int(row[0]), conn.time(now - RESERVATION_LEASE)),
+            )
+            if held is not None:
+                raise DependencyUnavailable(f"{operation_id}: another attempt is sending it now")
+            conn.run(
+                "update evm_nonce_reservations set reserved_at = ? where chain_id = ? and "
+                "sender = ? and nonce = ?",
+                (conn.time(now), self._chain_id, sender, int(row[0])),
+            )
             return int(row[0])
         signed = signer_record.signed_nonce(conn, operation_id, self._chain_id, sender)
         if signed is not None:
@@ -126,11 +151,13 @@ class EvmBroadcaster:
         else:
             free = self._free_nonce(conn, sender, operation_id)
             nonce = self._allocate(conn, sender, operation_id) if free is None else free
+        # On conflict only for the nonce the signer pins this operation to: whatever held
+        # that row could never be signed there.
         conn.run(
             "insert into evm_nonce_reservations (chain_id, sender, nonce, operation_id, "
             "reserved_at) values (?, ?, ?, ?, ?) on conflict (chain_id, sender, nonce) do "
             "update set operation_id = excluded.operation_id, reserved_at = excluded.reserved_at",
-            (self._chain_id, sender, nonce, operation_id, conn.time(datetime.now(UTC))),
+            (self._chain_id, sender, nonce, operation_id, conn.time(now)),
         )
         return nonce
 
@@ -138,16 +165,26 @@ class EvmBroadcaster:
         """The lowest released nonce no other operation's signature holds, if any."""
         query = (
             "select nonce from evm_nonce_reservations where chain_id = ? and sender = ? and "
-            "operation_id is null order by nonce limit 8"
+            "operation_id is null order by nonce limit 1"
         )
-        rows = conn.all(
-            query if conn.sqlite else query + " for update skip locked", (self._chain_id, sender)
-        )
-        for (nonce,) in rows:
-            claim = signer_record.evm_claim(self._chain_id, sender, int(nonce))
-            if not signer_record.claimed_by_other(conn, claim, operation_id):
-                return int(nonce)
-        return None
+        while True:
+            row = conn.one(
+                query if conn.sqlite else query + " for update skip locked",
+                (self._chain_id, sender),
+            )
+            if row is None:
+                return None
+            nonce = int(row[0])
+            owner = signer_record.nonce_owner(conn, self._chain_id, sender, nonce)
+            if owner is None or owner == operation_id:
+                return nonce
+            # The signer signed this nonce for another operation: it is that one's, never
+            # free again (marked, so it is neither offered nor filled).
+            conn.run(
+                "update evm_nonce_reservations set operation_id = ? where chain_id = ? and "
+                "sender = ? and nonce = ? and operation_id is null",
+                (f"held:{nonce}", self._chain_id, sender, nonce),
+            )
 
     def _release(self, conn: Conn, operation_id: str, sender: str, nonce: int) -> bool:
         """Nothing was signed for the operation at its reserved nonce: free it for the
@@ -176,19 +213,15 @@ class EvmBroadcaster:
         operation_id = f"{FILL_PREFIX}{self._chain_id}:{sender}:{nonce}"
 
         def take(conn: Conn) -> bool:
-            row = conn.one(
-                "select operation_id from evm_nonce_reservations where chain_id = ? and "
-                "sender = ? and nonce = ?",
-                (self._chain_id, sender, nonce),
+            # Dated past the lease: the filler's own send below reserves it at once.
+            stale = conn.time(datetime.now(UTC) - 2 * RESERVATION_LEASE)
+            taken = conn.run(
+                "update evm_nonce_reservations set operation_id = ?, reserved_at = ? where "
+                "chain_id = ? and sender = ? and nonce = ? and (operation_id is null or "
+                "operation_id = ?)",
+                (operation_id, stale, self._chain_id, sender, nonce, operation_id),
             )
-            if row is None or row[0] not in (None, operation_id):
-                return False
-            conn.run(
-                "update evm_nonce_reservations set operation_id = ? where chain_id = ? and "
-                "sender = ? and nonce = ?",
-                (operation_id, self._chain_id, sender, nonce),
-            )
-            return True
+            return bool(taken.rowcount)
 
         try:
             if not self._db.write(take, retry_on=(_Conflict,)):
@@ -199,19 +232,25 @@ class EvmBroadcaster:
         except CustodyError as exc:
             log.warning("could not fill nonce %d of %s: %s", nonce, sender, exc)
 
-    def fill_gaps(self, sender: str, filler: Callable[[str], TransactionSigner]) -> int:
-        """Fill every freed nonce below a reserved one, and every filler reserved but not
-        sent (after a crash). How many were tried."""
+    def fill_gaps(
+        self,
+        sender: str,
+        filler: Callable[[str], TransactionSigner],
+        below: int | None = None,
+    ) -> int:
+        """Fill every freed nonce below a reserved one (below `below`, if given), and every
+        filler reserved but not sent (after a crash). How many were tried."""
         sender = Web3.to_checksum_address(sender)
         with self._db.tx() as conn:
             rows = conn.all(
                 "select r.nonce from evm_nonce_reservations r where r.chain_id = ? and "
-                "r.sender = ? and (r.operation_id is null or r.operation_id like ?) and "
-                "not exists (select 1 from evm_transactions t where t.operation_id = "
-                "r.operation_id) and exists (select 1 from evm_nonce_reservations h where "
-                "h.chain_id = r.chain_id and h.sender = r.sender and h.nonce > r.nonce and "
-                "h.operation_id is not null) order by r.nonce",
-                (self._chain_id, sender, f"{FILL_PREFIX}%"),
+                "r.sender = ? and r.nonce < ? and (r.operation_id is null or "
+                "r.operation_id like ?) and not exists (select 1 from evm_transactions t "
+                "where t.operation_id = r.operation_id) and exists (select 1 from "
+                "evm_nonce_reservations h where h.chain_id = r.chain_id and h.sender = "
+                "r.sender and h.nonce > r.nonce and h.operation_id is not null) "
+                "order by r.nonce",
+                (self._chain_id, sender, 2**62 if below is None else below, f"{FILL_PREFIX}%"),
             )
         for (nonce,) in rows:
             self._fill(sender, int(nonce), filler)

@@ -69,11 +69,13 @@ def fills_since(conn: Conn, account: str, since: datetime) -> int:
 
 
 def highest_nonce(conn: Conn, chain_id: int, account: str) -> int | None:
-    """The highest nonce the signer signed any payment from `account` with."""
-    rows = conn.all(
-        "select claim from signer_claims where claim like ?", (f"evm:{chain_id}:{account}:%",)
+    """The highest nonce the signer signed any payment (or filler) from `account` with
+    (`chain_id`: the signer serves one Ethereum chain; kept for the claims' form)."""
+    row = conn.one(
+        "select max(nonce) from signer_signatures where chain = 'ethereum' and account = ?",
+        (account,),
     )
-    return max((int(str(r[0]).rsplit(":", 1)[1]) for r in rows), default=None)
+    return None if row is None or row[0] is None else int(row[0])
 
 
 def btc_claim(txid: str, vout: int) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -68,6 +69,7 @@ class WithdrawalWorkflow:
         self._decisions: list[OperatorDecision] = []
         self._compliance: list[OperatorDecision] = []
         self._decision_ids: set[str] = set()
+        self._local = False  # fast steps as local activities (the `local-steps` patch)
 
     @workflow.query
     def stage(self) -> str:
@@ -136,12 +138,24 @@ class WithdrawalWorkflow:
     def _validate_approval(self, approval: Approval) -> None:
         self._check_approval(approval)
 
+    async def _step(self, activity: Any, *args: Any) -> Any:
+        """One step of the saga that is a fast database write or read, idempotent by
+        operation id and step, with the options chosen here once: a local activity in
+        sagas started since the `local-steps` patch (no activity task through the server
+        and back: decision 0022), a remote one where the history was recorded before."""
+        if self._local:
+            return await workflow.execute_local_activity_method(
+                activity, args=list(args), start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
+            )
+        return await workflow.execute_activity_method(
+            activity, args=list(args), start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
+        )
+
     @workflow.run
     async def run(self, req: WithdrawalInput) -> WithdrawalResult:
         self._input = req
-        reserved: ReserveOutcome = await workflow.execute_activity_method(
-            A.reserve, req, start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
-        )
+        self._local = workflow.patched("local-steps")
+        reserved: ReserveOutcome = await self._step(A.reserve, req)
         if not reserved.reserved:
             self._stage = "rejected"
             return WithdrawalResult(
@@ -151,25 +165,16 @@ class WithdrawalWorkflow:
                 detail=reserved.detail,
             )
         self._stage = "reserved"
-        decision: PolicyOutcome = await workflow.execute_activity_method(
-            A.decide, req, start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
-        )
+        decision: PolicyOutcome = await self._step(A.decide, req)
         if decision.outcome == "deny":
             return await self._end(req, "rejected", PolicyDenied.code, decision.detail)
         self._signed = workflow.patched("signed-approvals")
         if self._signed and decision.screening_required:
-            screened: ScreenOutcome = await workflow.execute_activity_method(
-                A.screen, req, start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
-            )
+            screened: ScreenOutcome = await self._step(A.screen, req)
             if screened.hit is not None:
                 self._stage = "held"
                 await workflow.wait_condition(lambda: bool(self._compliance))
-                released = await workflow.execute_activity_method(
-                    A.compliance,
-                    args=[req, self._compliance.pop(0)],
-                    start_to_close_timeout=_TIMEOUT,
-                    retry_policy=_RETRY,
-                )
+                released = await self._step(A.compliance, req, self._compliance.pop(0))
                 if not released:
                     return await self._end(req, "rejected", DestinationScreened.code, screened.hit)
                 # Released, a screening hit is still paid only with a quorum's signatures
@@ -184,12 +189,7 @@ class WithdrawalWorkflow:
                 )
                 self._stage = "reserved"
         if self._signed:
-            await workflow.execute_activity_method(
-                A.record_intent,
-                args=[req, decision],
-                start_to_close_timeout=_TIMEOUT,
-                retry_policy=_RETRY,
-            )
+            await self._step(A.record_intent, req, decision)
         if decision.outcome == "needs_approval" and self._signed:
             self._stage = "awaiting_approval"
             ended = await self._await_approvals(req, decision)
@@ -199,9 +199,7 @@ class WithdrawalWorkflow:
             ended = await self._await_legacy_approvals(req, decision)
             if ended is not None:
                 return ended
-        await workflow.execute_activity_method(
-            A.mark_approved, req, start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
-        )
+        await self._step(A.mark_approved, req)
         self._stage = "approved"
         sent: SendOutcome = await workflow.execute_activity_method(
             A.send,
@@ -213,12 +211,7 @@ class WithdrawalWorkflow:
             return await self._end(req, "failed", sent.error_code, sent.detail)
         self._stage = "broadcast"
         status = await self._await_final(req)
-        await workflow.execute_activity_method(
-            A.complete,
-            Completion(operation_id=req.operation_id, status=status),
-            start_to_close_timeout=_TIMEOUT,
-            retry_policy=_RETRY,
-        )
+        await self._step(A.complete, Completion(operation_id=req.operation_id, status=status))
         state: Ending = "completed" if status.state == "final" else "failed"
         self._stage = state
         return WithdrawalResult(
@@ -241,9 +234,7 @@ class WithdrawalWorkflow:
         deadline = req.requested_at + timedelta(seconds=req.approval_ttl_seconds)
         while True:
             self._approvals_nudged = False
-            self._tally = await workflow.execute_activity_method(
-                A.count_approvals, req, start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
-            )
+            self._tally = await self._step(A.count_approvals, req)
             if self._tally.complete:
                 return None
             left = (deadline - workflow.now()).total_seconds()
@@ -286,9 +277,7 @@ class WithdrawalWorkflow:
             error_code=code,
             detail=detail,
         )
-        await workflow.execute_activity_method(
-            A.void, ended, start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
-        )
+        await self._step(A.void, ended)
         self._stage = state
         return WithdrawalResult(
             operation_id=req.operation_id, state=ended.state, error_code=code, detail=detail
@@ -300,9 +289,7 @@ class WithdrawalWorkflow:
         started = workflow.now()
         alerted = mined = False
         while True:
-            status: ChainStatus = await workflow.execute_activity_method(
-                A.chain_status, req, start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
-            )
+            status: ChainStatus = await self._step(A.chain_status, req)
             if status.state in ("final", "reverted"):
                 return status
             if status.state == "mined":
@@ -316,9 +303,7 @@ class WithdrawalWorkflow:
                 seconds=req.stuck_after_seconds
             ):
                 alerted = True
-                await workflow.execute_activity_method(
-                    A.alert_stuck, req, start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
-                )
+                await self._step(A.alert_stuck, req)
                 await workflow.execute_activity_method(
                     A.rebroadcast, req, start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
                 )

@@ -39,7 +39,7 @@ from adapters.operations.signer_record import (
 )
 from adapters.operations.store import SqlOperationStore
 from adapters.sqldb import Conn, SqlDatabase
-from sagas.errors import CannotPay, KeyAccessDenied
+from sagas.errors import CannotPay, DependencyUnavailable, KeyAccessDenied
 from sagas.governance import SETTLEMENT_POLICY, ChainedGovernance
 from sagas.policy import VELOCITY_WINDOW
 from sagas.ports import IntentStore
@@ -262,9 +262,12 @@ class SigningGuard:
         signer signed from the account: payments reserved together sign in any order,
         but no payment can open a gap (which fillers would pay to close) far ahead."""
         highest = signer_record.highest_nonce(conn, self._chain_id, account)
-        if highest is not None and nonce > highest + NONCE_WINDOW:
-            raise KeyAccessDenied(
-                f"withdrawal {op}: nonce {nonce} is more than {NONCE_WINDOW} above {highest}"
+        if nonce > (-1 if highest is None else highest) + NONCE_WINDOW:
+            # Not a refusal of the payment: payments below it are still being signed (or
+            # the nonce is wrong, and the retry will say so again).
+            raise DependencyUnavailable(
+                f"withdrawal {op}: nonce {nonce} is more than {NONCE_WINDOW} above "
+                f"{'none' if highest is None else highest}: ask again once those below are"
             )
 
     def sign_evm(

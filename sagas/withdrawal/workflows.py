@@ -16,7 +16,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from sagas.errors import (
@@ -48,12 +48,20 @@ with workflow.unsafe.imports_passed_through():
 
 # Activities are idempotent by operation id; they retry until they succeed, except on
 # an error that says retrying cannot help.
+_NON_RETRYABLE = ("KeyAccessDenied", "TransferIdConflict", "InvalidState")
 _RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(seconds=10),
-    non_retryable_error_types=["KeyAccessDenied", "TransferIdConflict", "InvalidState"],
+    non_retryable_error_types=list(_NON_RETRYABLE),
 )
 _TIMEOUT = timedelta(seconds=10)
+# A fast step's attempts as a local activity (about 15 s of them), then it goes remote.
+_LOCAL_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=8),
+    maximum_attempts=5,
+    non_retryable_error_types=list(_NON_RETRYABLE),
+)
 
 
 @workflow.defn(name=WORKFLOW)
@@ -144,9 +152,23 @@ class WithdrawalWorkflow:
         sagas started since the `local-steps` patch (no activity task through the server
         and back: decision 0022), a remote one where the history was recorded before."""
         if self._local:
-            return await workflow.execute_local_activity_method(
-                activity, args=list(args), start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
-            )
+            try:
+                return await workflow.execute_local_activity_method(
+                    activity,
+                    args=list(args),
+                    start_to_close_timeout=_TIMEOUT,
+                    # A local activity retries inside the workflow task, which heartbeats
+                    # into the history: one that keeps failing (a database or a node down)
+                    # goes on as a remote activity, whose retries add nothing to it.
+                    retry_policy=_LOCAL_RETRY,
+                )
+            except (ActivityError, ApplicationError) as err:
+                # The SDK raises a local activity's last failure itself, or wrapped.
+                cause = err.cause if isinstance(err, ActivityError) else err
+                if not isinstance(cause, ApplicationError) or (
+                    cause.non_retryable or cause.type in _NON_RETRYABLE
+                ):
+                    raise  # a refusal (or a cancellation): as from a remote activity
         return await workflow.execute_activity_method(
             activity, args=list(args), start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
         )

@@ -198,8 +198,10 @@ def build_workers(
                 workflows=SAGA_WORKFLOWS,
                 workflow_runner=SANDBOX,
                 activities=saga_activities(platform, client, asyncio.get_running_loop(), pause),
-                activity_executor=executor or concurrent.futures.ThreadPoolExecutor(max_workers=32),
+                # Remote and local activities share the executor: a thread for each slot.
+                activity_executor=executor or concurrent.futures.ThreadPoolExecutor(max_workers=64),
                 max_concurrent_activities=32,
+                max_concurrent_local_activities=32,
             )
         )
     return workers

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from adapters.chains.ethereum.signer import InMemorySigner
 from adapters.keys.hd import BipDeriver
 from adapters.keys.openbao import OpenBaoKeyWrapper
 from adapters.keys.store import SqlKeyStore
+from adapters.sqldb import SqlDatabase
 from sagas.errors import DependencyUnavailable, KeyAccessDenied
 from sagas.keys.wallets import create_wallet
 from services.settings import PlatformSettings
@@ -270,3 +272,37 @@ def test_a_retry_beside_an_attempt_still_signing_waits_and_releases_nothing(
     assert mined(broadcaster, "op-slow").receipt is not None
     assert node.balance(receiver) == 99 and node.pending_nonce(key.address) == 1
     assert broadcaster.send("op-slow", key, call) == first["sent"]  # recorded: the same
+
+
+def test_a_retry_after_the_lease_that_is_refused_releases_nothing(
+    fresh_postgres_url: str, node: Web3EthereumNode
+) -> None:
+    """Found by review: the lease alone was a timer. An attempt that outlives it may still
+    sign; a retry that takes the reservation over and is refused must neither free the
+    nonce nor report nothing sent (the saga would void a withdrawal that then pays)."""
+    broadcaster = EvmBroadcaster(fresh_postgres_url, node, lease=timedelta(seconds=1))
+    key = _funded(node)
+    receiver = Account.create().address
+    call = node.eth_transfer(receiver, 55)
+    asked, go = threading.Event(), threading.Event()
+    first: dict[str, Any] = {}
+    slow = threading.Thread(
+        target=lambda: first.update(
+            sent=broadcaster.send("op-late", _SlowSigner(key, asked, go), call)
+        )
+    )
+    slow.start()
+    assert asked.wait(30)
+    time.sleep(1.5)  # the first attempt's lease lapsed; it is still signing
+    with pytest.raises(DependencyUnavailable, match="earlier attempt may still"):
+        broadcaster.send("op-late", _FailingSigner(key), call)
+    with SqlDatabase(fresh_postgres_url).tx() as conn:
+        held = conn.one(
+            "select operation_id from evm_nonce_reservations where nonce = 0 and sender = ?",
+            (key.address,),
+        )
+    assert held is not None and held[0] == "op-late"  # not released
+    go.set()
+    slow.join(60)
+    assert mined(broadcaster, "op-late").receipt is not None
+    assert node.balance(receiver) == 55 and node.pending_nonce(key.address) == 1

@@ -271,3 +271,43 @@ def test_a_transaction_pending_past_the_hour_alerts_once_and_is_rebroadcast(
     assert [a.type for a in alerts] == ["custody.alert.withdrawal_stuck.v1"]
     assert world.payouts.rebroadcasts >= 1
     assert world.payouts.sends == {seen["op"]: 1}
+
+
+@dataclass
+class FlakyPayouts(FakePayouts):
+    """The node is down for `down_for` seconds of wall-clock time from the first poll."""
+
+    down_for: float = 20.0
+    _since: float | None = None
+
+    def status(self, operation_id: str, asset: str) -> ChainStatus:
+        import time
+
+        from sagas.errors import DependencyUnavailable
+
+        self._since = self._since or time.monotonic()
+        if time.monotonic() - self._since < self.down_for:
+            raise DependencyUnavailable("the node is down")
+        return super().status(operation_id, asset)
+
+
+def test_a_fast_step_that_keeps_failing_goes_on_as_a_remote_activity(test_server: Path) -> None:
+    """A local step retries inside the workflow task (and its heartbeats fill the
+    history): past its time as a local activity it runs as a remote one, and the saga
+    completes once the node is back, instead of failing or growing without bound."""
+    seen: dict[str, Any] = {}
+
+    async def scenario(w: World) -> None:
+        handle = await w.start(10**18)
+        seen["result"] = await handle.result()
+        history = await handle.fetch_history()
+        seen["remote"] = [
+            e.activity_task_scheduled_event_attributes.activity_type.name
+            for e in history.events
+            if e.HasField("activity_task_scheduled_event_attributes")
+        ]
+
+    run_world(test_server, scenario, payouts=FlakyPayouts(final_after=1))
+    assert seen["result"].state == "completed"
+    assert "withdrawal.chain_status" in seen["remote"]  # fell back to a remote activity
+    assert "withdrawal.reserve" not in seen["remote"]  # the others stayed local

@@ -38,6 +38,9 @@ _LIVE = ("signed", "broadcast", "mined")
 # How long an attempt holds its operation's reservation between reserving and recording:
 # longer than building (node calls of 10 s each) and signing (the signer client's 15 s).
 RESERVATION_LEASE = timedelta(seconds=60)
+# An attempt that took a reservation over may release it only once it is this old: no
+# attempt lives that long (each node call and the signer's answer time out far sooner).
+RELEASE_AFTER = timedelta(minutes=10)
 log = logging.getLogger("custody.ethereum.broadcaster")
 
 
@@ -63,7 +66,18 @@ class _Conflict(Exception):
 
 
 class EvmBroadcaster:
-    def __init__(self, db_url: str, node: Web3EthereumNode, migrate: bool = True) -> None:
+    def __init__(
+        self,
+        db_url: str,
+        node: Web3EthereumNode,
+        migrate: bool = True,
+        lease: timedelta = RESERVATION_LEASE,
+        release_after: timedelta = RELEASE_AFTER,
+    ) -> None:
+        """`lease`: how long an attempt holds its operation's reservation while it builds
+        and signs; `release_after`: how old a reservation must be before an attempt that
+        did not make it may release it (no earlier attempt can still be signing)."""
+        self._lease, self._release_after = lease, release_after
         if migrate:
             upgrade(db_url)
         self._db = SqlDatabase(db_url, on_integrity=lambda exc: _Conflict(str(exc)))
@@ -92,15 +106,24 @@ class EvmBroadcaster:
         )
         if isinstance(reserved, SentTx):  # recorded before: (re)broadcast it
             return self._broadcast(reserved, signer, call, gas_limit)
-        nonce = reserved
+        nonce, made = reserved
         try:
             tx = self._node.prepare(sender, call, nonce, gas_limit=gas_limit)
             raw = signer.sign_transaction(tx)
         except CustodyError as exc:
-            if not exc.transient:  # refused: nothing is signed at this nonce
-                gap = self._db.write(lambda c: self._release(c, operation_id, sender, nonce))
-                if gap and filler is not None:
-                    self._fill(sender, nonce, filler)
+            if exc.transient:
+                raise
+            # Refused. Nothing was signed at this nonce by this attempt; only if no other
+            # attempt can have signed it either is it released and the refusal final
+            # ("nothing sent": the saga voids the withdrawal).
+            outcome = self._db.write(lambda c: self._release(c, operation_id, sender, nonce, made))
+            if outcome == "kept":
+                raise DependencyUnavailable(
+                    f"{operation_id}: refused ({exc.code}), but an earlier attempt may still "
+                    "have it signed: asked again later"
+                ) from exc
+            if outcome == "gap" and filler is not None:
+                self._fill(sender, nonce, filler)
             raise
         sent = self._db.write(
             lambda c: self._store(c, operation_id, sender, nonce, tx, raw),
@@ -113,10 +136,19 @@ class EvmBroadcaster:
             self.fill_gaps(sender, filler, below=nonce)
         return done
 
-    def _reserve(self, conn: Conn, operation_id: str, sender: str) -> SentTx | int:
-        """The operation's recorded transaction, or the nonce reserved for it: the one
-        reserved before, else the one the signer's record pins it to (its answer was
-        lost), else a released nonce (lowest first), else the next one."""
+    def _now(self, conn: Conn) -> datetime:
+        """The database's clock (PostgreSQL): leases compare against one clock whichever
+        host the attempt runs on."""
+        if conn.sqlite:
+            return datetime.now(UTC)
+        moment: datetime = conn.one("select clock_timestamp()")[0]
+        return moment
+
+    def _reserve(self, conn: Conn, operation_id: str, sender: str) -> SentTx | tuple[int, bool]:
+        """The operation's recorded transaction, or the nonce reserved for it and whether
+        this attempt made the reservation: the one reserved before (once its lease
+        lapsed), else the one the signer's record pins it to (its answer was lost), else
+        a released nonce (lowest first), else the next one."""
         self._lock_operation(conn, operation_id)
         live = self._live(conn, operation_id)
         if live is not None:
@@ -126,25 +158,25 @@ class EvmBroadcaster:
             "and operation_id = ?",
             (self._chain_id, sender, operation_id),
         )
-        now = datetime.now(UTC)
+        now = self._now(conn)
         if row is not None:
             # One attempt at a time between reserving and recording: an attempt that
-            # outlived its timeout may still be building or signing at this nonce, and a
-            # retry beside it that failed would release the nonce (and report nothing
-            # sent) while the first still pays. The retry waits out the lease instead.
+            # outlived its timeout may still be building or signing at this nonce. A
+            # retry waits out its lease; even then it may not release the reservation
+            # (see _release).
             held = conn.one(
                 "select 1 from evm_nonce_reservations where chain_id = ? and sender = ? and "
-                "nonce = ? and reserved_at > ?",
-                (self._chain_id, sender, int(row[0]), conn.time(now - RESERVATION_LEASE)),
+                "nonce = ? and leased_at > ?",
+                (self._chain_id, sender, int(row[0]), conn.time(now - self._lease)),
             )
             if held is not None:
                 raise DependencyUnavailable(f"{operation_id}: another attempt is sending it now")
             conn.run(
-                "update evm_nonce_reservations set reserved_at = ? where chain_id = ? and "
+                "update evm_nonce_reservations set leased_at = ? where chain_id = ? and "
                 "sender = ? and nonce = ?",
                 (conn.time(now), self._chain_id, sender, int(row[0])),
             )
-            return int(row[0])
+            return int(row[0]), False
         signed = signer_record.signed_nonce(conn, operation_id, self._chain_id, sender)
         if signed is not None:
             nonce = signed
@@ -155,11 +187,12 @@ class EvmBroadcaster:
         # that row could never be signed there.
         conn.run(
             "insert into evm_nonce_reservations (chain_id, sender, nonce, operation_id, "
-            "reserved_at) values (?, ?, ?, ?, ?) on conflict (chain_id, sender, nonce) do "
-            "update set operation_id = excluded.operation_id, reserved_at = excluded.reserved_at",
-            (self._chain_id, sender, nonce, operation_id, conn.time(now)),
+            "reserved_at, leased_at) values (?, ?, ?, ?, ?, ?) on conflict (chain_id, "
+            "sender, nonce) do update set operation_id = excluded.operation_id, "
+            "reserved_at = excluded.reserved_at, leased_at = excluded.leased_at",
+            (self._chain_id, sender, nonce, operation_id, conn.time(now), conn.time(now)),
         )
-        return nonce
+        return nonce, signed is None
 
     def _free_nonce(self, conn: Conn, sender: str, operation_id: str) -> int | None:
         """The lowest released nonce no other operation's signature holds, if any."""
@@ -186,14 +219,25 @@ class EvmBroadcaster:
                 (f"held:{nonce}", self._chain_id, sender, nonce),
             )
 
-    def _release(self, conn: Conn, operation_id: str, sender: str, nonce: int) -> bool:
-        """Nothing was signed for the operation at its reserved nonce: free it for the
-        next operation (unless a transaction of it was recorded meanwhile). True if a
-        higher nonce is reserved: the freed one is a gap the chain would wait on."""
+    def _release(self, conn: Conn, operation_id: str, sender: str, nonce: int, made: bool) -> str:
+        """This attempt was refused at its reserved nonce: free the nonce for the next
+        operation if no attempt can have signed the operation at it. "kept": a
+        transaction of it is recorded, the signer's record holds a signature of it, or
+        an earlier attempt (this one took the reservation over) could still be signing;
+        "gap": freed, and a higher nonce is reserved (the chain would wait on it);
+        "released": freed."""
         if self._live(conn, operation_id) is not None:
-            return False
-        if signer_record.signed_nonce(conn, operation_id, self._chain_id, sender) == nonce:
-            return False  # the signer did sign it for this operation (a concurrent attempt)
+            return "kept"
+        if signer_record.signed_nonce(conn, operation_id, self._chain_id, sender) is not None:
+            return "kept"  # the signer did sign it (an earlier attempt's lost answer)
+        if not made and not operation_id.startswith(FILL_PREFIX):  # a filler's take fences it
+            old = conn.one(
+                "select 1 from evm_nonce_reservations where chain_id = ? and sender = ? and "
+                "nonce = ? and reserved_at < ?",
+                (self._chain_id, sender, nonce, conn.time(self._now(conn) - self._release_after)),
+            )
+            if old is None:
+                return "kept"
         conn.run(
             "update evm_nonce_reservations set operation_id = null where chain_id = ? and "
             "sender = ? and nonce = ? and operation_id = ?",
@@ -204,7 +248,7 @@ class EvmBroadcaster:
             "nonce > ? and operation_id is not null",
             (self._chain_id, sender, nonce),
         )
-        return above is not None
+        return "released" if above is None else "gap"
 
     def _fill(self, sender: str, nonce: int, filler: Callable[[str], TransactionSigner]) -> None:
         """Fill a freed nonce below reserved ones with a transfer of nothing to itself,
@@ -213,13 +257,23 @@ class EvmBroadcaster:
         operation_id = f"{FILL_PREFIX}{self._chain_id}:{sender}:{nonce}"
 
         def take(conn: Conn) -> bool:
-            # Dated past the lease: the filler's own send below reserves it at once.
-            stale = conn.time(datetime.now(UTC) - 2 * RESERVATION_LEASE)
+            # A free nonce, or this filler's own whose lease lapsed (a filler another
+            # thread is sending is left to it); its lease dated past, so the filler's own
+            # send below takes the lease at once.
+            now = self._now(conn)
             taken = conn.run(
-                "update evm_nonce_reservations set operation_id = ?, reserved_at = ? where "
+                "update evm_nonce_reservations set operation_id = ?, leased_at = ? where "
                 "chain_id = ? and sender = ? and nonce = ? and (operation_id is null or "
-                "operation_id = ?)",
-                (operation_id, stale, self._chain_id, sender, nonce, operation_id),
+                "(operation_id = ? and leased_at < ?))",
+                (
+                    operation_id,
+                    conn.time(now - 2 * self._lease),
+                    self._chain_id,
+                    sender,
+                    nonce,
+                    operation_id,
+                    conn.time(now - self._lease),
+                ),
             )
             return bool(taken.rowcount)
 

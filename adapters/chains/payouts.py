@@ -5,6 +5,7 @@ Both record before they broadcast, so every call here is idempotent by operation
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any, Literal
 
 from adapters.chains.bitcoin.node import BtcdNode
@@ -17,6 +18,7 @@ from sagas.ports import EvmKeySigner
 from sagas.withdrawal import ChainStatus
 
 log = logging.getLogger("custody.payouts")
+EVM_SENDS_AT_ONCE = 4  # per process: the nonce lock serialises them anyway
 
 
 class _OperationSigner:
@@ -56,6 +58,7 @@ class ChainPayouts:
         `tokens`: asset code -> ERC-20 contract address; `gas_limits`: the most gas an
         ETH transfer and a token transfer may use (None: unbounded, tests only)."""
         self._gas_limits = gas_limits
+        self._evm_gate = threading.BoundedSemaphore(EVM_SENDS_AT_ONCE)
         self._db = SqlDatabase(db_url)
         self._wallet = wallet_id
         self._evm = evm
@@ -110,10 +113,10 @@ class ChainPayouts:
             raise ChainRejected(str(exc)) from exc
         try:
             signer = self._signer(operation_id)
-            broadcaster = self._evm[0]
-            sent = broadcaster.send(
-                operation_id, signer, call, self._gas_limit(asset), filler=self._signer
-            )
+            # The hot wallet's nonce lock lets one send sign at a time: more waiting for it
+            # would each hold a database connection the saga's other steps need.
+            with self._evm_gate:
+                sent = self._evm[0].send(operation_id, signer, call, self._gas_limit(asset))
             return sent.tx_hash
         except CustodyError as exc:
             # Refused (by the node or the signer) while an attempt of this operation is
@@ -228,11 +231,6 @@ class ChainPayouts:
                 self._evm[1].broadcast(bytes.fromhex(raw))
             except ChainRejected as exc:
                 log.warning("rebroadcast of %s refused: %s", operation_id, exc)
-        if evm:
-            # A payment waiting may wait on a nonce below it that a refused payment left
-            # (a filler that did not go out before a crash): fill it.
-            assert self._evm is not None
-            self._evm[0].fill_gaps(self._evm[4], self._signer)
         for (raw,) in btc:
             assert self._btc is not None
             try:

@@ -95,7 +95,6 @@ TABLES: Mapping[str, Mapping[str, str]] = {
         "worker": "select",
     },
     "evm_nonces": {"worker": "select, insert, update"},
-    "evm_nonce_reservations": {"worker": "select, insert, update"},
     # The watcher matches mined transactions to operations by hash, no more.
     "evm_transactions": {
         "worker": "select, insert, update",

@@ -30,16 +30,10 @@ from web3 import Web3
 
 from adapters.chains.bitcoin.script import output_script
 from adapters.operations import signer_record
-from adapters.operations.signer_record import (
-    FILL_BUDGET,
-    FILL_GAS,
-    FILL_PREFIX,
-    NONCE_WINDOW,
-    RecordedSignature,
-)
+from adapters.operations.signer_record import RecordedSignature
 from adapters.operations.store import SqlOperationStore
 from adapters.sqldb import Conn, SqlDatabase
-from sagas.errors import CannotPay, DependencyUnavailable, KeyAccessDenied
+from sagas.errors import CannotPay, KeyAccessDenied
 from sagas.governance import SETTLEMENT_POLICY, ChainedGovernance
 from sagas.policy import VELOCITY_WINDOW
 from sagas.ports import IntentStore
@@ -257,19 +251,6 @@ class SigningGuard:
             raise KeyAccessDenied(f"withdrawal {op}: nonce {nonce}")
         return nonce
 
-    def _nonce_in_window(self, conn: Conn, op: str, account: str, nonce: int) -> None:
-        """A first signature takes a nonce at most NONCE_WINDOW above the highest the
-        signer signed from the account: payments reserved together sign in any order,
-        but no payment can open a gap (which fillers would pay to close) far ahead."""
-        highest = signer_record.highest_nonce(conn, self._chain_id, account)
-        if nonce > (-1 if highest is None else highest) + NONCE_WINDOW:
-            # Not a refusal of the payment: payments below it are still being signed (or
-            # the nonce is wrong, and the retry will say so again).
-            raise DependencyUnavailable(
-                f"withdrawal {op}: nonce {nonce} is more than {NONCE_WINDOW} above "
-                f"{'none' if highest is None else highest}: ask again once those below are"
-            )
-
     def sign_evm(
         self,
         operation: str,
@@ -282,8 +263,6 @@ class SigningGuard:
         """`sign()` if `tx` is the authorised payment and its nonce agrees with the record;
         the signature recorded before it is returned. `address`: the key's, which the
         signer derived (the record names the sending account by it)."""
-        if operation.startswith(FILL_PREFIX):
-            return self._sign_fill(operation, wallet_id, index, address, tx, sign)
         auth = self.authorised(operation, "ethereum")
         op = auth.operation_id
         # Only from the hot wallet, on this chain, at a bounded fee.
@@ -305,8 +284,6 @@ class SigningGuard:
                     raise KeyAccessDenied(
                         f"withdrawal {op} was signed with nonce {prior.nonce}, not {nonce}"
                     )
-            if not signer_record.signatures(conn, op):
-                self._nonce_in_window(conn, op, account, nonce)
             owner = signer_record.claim(
                 conn, signer_record.evm_claim(self._chain_id, account, nonce), op
             )
@@ -328,75 +305,6 @@ class SigningGuard:
                     client_id=auth.holder,  # whose velocity window it counts in
                     asset=auth.asset,
                     intent_hash=auth.intent_hash,
-                ),
-            )
-        return raw
-
-    def _sign_fill(
-        self,
-        operation: str,
-        wallet_id: str,
-        index: int,
-        address: str,
-        tx: dict[str, object],
-        sign: Callable[[], bytes],
-    ) -> bytes:
-        """A gap filler moves nothing: from the hot wallet to itself, value 0, no data,
-        plain transfer gas at a bounded fee, at a nonce no signature holds and below the
-        highest nonce the signer signed from the account (a gap, never a nonce a coming
-        payment needs), once per nonce."""
-        if self._hot_wallet() != (wallet_id, index):
-            raise KeyAccessDenied(f"{operation}: not the hot wallet's key")
-        account = Web3.to_checksum_address(address)
-        keys = set(tx)
-        if not _EVM_REQUIRED <= keys <= _EVM_REQUIRED | _EVM_OPTIONAL:
-            raise KeyAccessDenied(f"{operation}: not an EIP-1559 transaction the platform builds")
-        if tx.get("accessList") not in (None, [], ()) or str(tx.get("data") or "0x") != "0x":
-            raise KeyAccessDenied(f"{operation}: a filler carries no data")
-        nonce, max_fee = _int(tx["nonce"]), _int(tx["maxFeePerGas"])
-        if (
-            _int(tx["type"]) != 2
-            or _int(tx["chainId"]) != self._chain_id
-            or Web3.to_checksum_address(str(tx["to"])) != account
-            or _int(tx["value"]) != 0
-            or _int(tx["gas"]) != FILL_GAS
-            or not 0 <= _int(tx["maxPriorityFeePerGas"]) <= max_fee <= self._max_fee
-        ):
-            raise KeyAccessDenied(f"{operation}: not a transfer of nothing to itself")
-        if operation != f"{FILL_PREFIX}{self._chain_id}:{account}:{nonce}":
-            raise KeyAccessDenied(f"{operation}: a filler is named by its account and nonce")
-        with self._db.tx(write=True) as conn:
-            signer_record.lock(conn, operation)
-            highest = signer_record.highest_nonce(conn, self._chain_id, account)
-            if highest is None or not highest - NONCE_WINDOW <= nonce < highest:
-                raise KeyAccessDenied(f"{operation}: nonce {nonce} is no gap below a signature")
-            if not signer_record.signatures(conn, operation):
-                # Fillers are for the rare refused payment: a budget per day bounds what a
-                # compromised worker could burn in fees by asking for them.
-                signer_record.lock_velocity(conn, "fill", account)
-                since = datetime.now(UTC) - VELOCITY_WINDOW
-                if signer_record.fills_since(conn, account, since) >= FILL_BUDGET:
-                    raise KeyAccessDenied(f"{operation}: {FILL_BUDGET} fillers today already")
-            claim = signer_record.evm_claim(self._chain_id, account, nonce)
-            owner = signer_record.claim(conn, claim, operation)
-            if owner != operation:
-                raise KeyAccessDenied(f"{operation}: nonce {nonce} was signed for {owner}")
-            raw = sign()
-            signer_record.insert(
-                conn,
-                RecordedSignature(
-                    operation_id=operation,
-                    chain="ethereum",
-                    wallet_id=wallet_id,
-                    tx_hash="0x" + bytes(Web3.keccak(raw)).hex(),
-                    inputs=(),
-                    payments=(),
-                    fee=FILL_GAS * max_fee,
-                    account=account,
-                    nonce=nonce,
-                    client_id=None,
-                    asset="ETH",
-                    intent_hash="",
                 ),
             )
         return raw

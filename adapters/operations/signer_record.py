@@ -34,48 +34,9 @@ class RecordedSignature:
     input_values: tuple[int, ...] = ()  # Bitcoin: the value claimed for each input
 
 
-# A nonce left unused below one the signer signed (a payment reserved it, then was
-# refused) is filled by a transfer of nothing from the hot wallet to itself, signed under
-# the operation id `fill:<chain id>:<account>:<nonce>` (decision 0021).
-FILL_PREFIX = "fill:"
-FILL_GAS = 21_000
-FILL_BUDGET = 16  # fillers per account and 24 h
-# A payment's first nonce at most this far above the highest signed from its account.
-NONCE_WINDOW = 256
-
-
 def evm_claim(chain_id: int, account: str, nonce: int) -> str:
     """What a signature at `nonce` from `account` (checksum address) claims."""
     return f"evm:{chain_id}:{account}:{nonce}"
-
-
-def nonce_owner(conn: Conn, chain_id: int, account: str, nonce: int) -> str | None:
-    """The operation whose signature holds `nonce` of `account`, if any."""
-    row = conn.one(
-        "select operation_id from signer_claims where claim = ?",
-        (evm_claim(chain_id, account, nonce),),
-    )
-    return None if row is None else str(row[0])
-
-
-def fills_since(conn: Conn, account: str, since: datetime) -> int:
-    """How many gap fillers the signer signed from `account` since `since`."""
-    row = conn.one(
-        "select count(distinct operation_id) from signer_signatures where account = ? and "
-        "operation_id like ? and created_at >= ?",
-        (account, f"{FILL_PREFIX}%", conn.time(since)),
-    )
-    return int(row[0])
-
-
-def highest_nonce(conn: Conn, chain_id: int, account: str) -> int | None:
-    """The highest nonce the signer signed any payment (or filler) from `account` with
-    (`chain_id`: the signer serves one Ethereum chain; kept for the claims' form)."""
-    row = conn.one(
-        "select max(nonce) from signer_signatures where chain = 'ethereum' and account = ?",
-        (account,),
-    )
-    return None if row is None or row[0] is None else int(row[0])
 
 
 def btc_claim(txid: str, vout: int) -> str:

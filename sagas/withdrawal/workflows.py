@@ -16,7 +16,8 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
+from temporalio.exceptions import TimeoutError as ActivityTimeout
 
 with workflow.unsafe.imports_passed_through():
     from sagas.errors import (
@@ -162,13 +163,16 @@ class WithdrawalWorkflow:
                     # goes on as a remote activity, whose retries add nothing to it.
                     retry_policy=_LOCAL_RETRY,
                 )
-            except (ActivityError, ApplicationError) as err:
-                # The SDK raises a local activity's last failure itself, or wrapped.
+            except (ActivityError, ApplicationError, ActivityTimeout) as err:
+                # The SDK raises a local activity's last failure itself, or wrapped. A
+                # refusal ends as from a remote activity, a cancellation too; any other
+                # failure (an error retrying could help, a timeout) goes on remotely.
                 cause = err.cause if isinstance(err, ActivityError) else err
-                if not isinstance(cause, ApplicationError) or (
-                    cause.non_retryable or cause.type in _NON_RETRYABLE
+                if isinstance(cause, CancelledError) or (
+                    isinstance(cause, ApplicationError)
+                    and (cause.non_retryable or cause.type in _NON_RETRYABLE)
                 ):
-                    raise  # a refusal (or a cancellation): as from a remote activity
+                    raise
         return await workflow.execute_activity_method(
             activity, args=list(args), start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
         )

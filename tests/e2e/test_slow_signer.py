@@ -19,10 +19,7 @@ from adapters.temporal import connect
 from tests.e2e.conftest import ETH, address, balances, credited, new_client, until_state
 from tests.e2e.harness import Running, post
 
-# Payments sign concurrently (decision 0021): the delay makes the signer's four threads
-# a queue, so that later signatures outlive the signing client's 15 s and their sends
-# are retried beside a first attempt whose signature still lands.
-PLATFORM = {"signer_delay_seconds": "4"}
+PLATFORM = {"signer_delay_seconds": "1.5"}
 COUNT = 20
 AMOUNT = ETH // 100  # 0.01 ETH each
 
@@ -78,7 +75,7 @@ def test_20_eth_withdrawals_with_a_signer_slower_than_the_send_timeout_pay_once(
     ended = {op: until_state(client, op, "completed", "failed", timeout=400) for op in op_ids}
 
     # The race was run: some `send` needed more than one attempt, or this test proves
-    # nothing (the signer delay must push the signer's queue past its client's timeout).
+    # nothing (the signer delay must push the nonce queue past the 20 s timeout).
     assert max(asyncio.run(send_attempts(run, op_ids))) > 1
 
     paid = {op: run.eth.balance(d) for op, d in zip(op_ids, destinations, strict=True)}

@@ -1,13 +1,10 @@
 """Sending EVM transactions safely: persisted gapless nonces, record before send,
 idempotent broadcast, nonce re-sync, fee bump by replacement, confirmations.
 
-- A nonce is reserved for the operation in one short database transaction (the
-  sender's nonce row is locked only for that), then the transaction is built and
-  signed outside any lock, then the signed bytes are recorded (decision 0021). A
-  retry of the operation takes its reservation again. If building or signing is
-  refused (the signer refuses, the node cannot estimate gas: nothing was signed at
-  that nonce), the reservation is released and the next operation takes that nonce
-  first: no gap is left behind.
+- A nonce is allocated, the transaction built and signed, and the signed bytes
+  recorded in one database transaction, with the sender's nonce row locked. If
+  anything fails before that commits (the signer refuses, the node cannot
+  estimate gas), nothing is consumed: no gap.
 - The recorded transaction is sent after the commit. Sending it again is
   harmless (same bytes, same hash), so after a crash `rebroadcast_unsent()`
   sends whatever was recorded but not sent.
@@ -19,9 +16,8 @@ idempotent broadcast, nonce re-sync, fee bump by replacement, confirmations.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from web3 import Web3
@@ -29,18 +25,11 @@ from web3 import Web3
 from adapters.chains.ethereum.node import Web3EthereumNode
 from adapters.ledger.migrate import upgrade
 from adapters.operations import signer_record
-from adapters.operations.signer_record import FILL_GAS, FILL_PREFIX
 from adapters.sqldb import Conn, SqlDatabase
-from sagas.errors import ChainRejected, CustodyError, DependencyUnavailable, NonceAlreadyUsed
+from sagas.errors import ChainRejected, DependencyUnavailable, NonceAlreadyUsed
 from sagas.ports import TransactionSigner, TxReceipt
 
 _LIVE = ("signed", "broadcast", "mined")
-# How long an attempt holds its operation's reservation between reserving and recording:
-# longer than building (node calls of 10 s each) and signing (the signer client's 15 s).
-RESERVATION_LEASE = timedelta(seconds=60)
-# An attempt that took a reservation over may release it only once it is this old: no
-# attempt lives that long (each node call and the signer's answer time out far sooner).
-RELEASE_AFTER = timedelta(minutes=10)
 log = logging.getLogger("custody.ethereum.broadcaster")
 
 
@@ -66,18 +55,7 @@ class _Conflict(Exception):
 
 
 class EvmBroadcaster:
-    def __init__(
-        self,
-        db_url: str,
-        node: Web3EthereumNode,
-        migrate: bool = True,
-        lease: timedelta = RESERVATION_LEASE,
-        release_after: timedelta = RELEASE_AFTER,
-    ) -> None:
-        """`lease`: how long an attempt holds its operation's reservation while it builds
-        and signs; `release_after`: how old a reservation must be before an attempt that
-        did not make it may release it (no earlier attempt can still be signing)."""
-        self._lease, self._release_after = lease, release_after
+    def __init__(self, db_url: str, node: Web3EthereumNode, migrate: bool = True) -> None:
         if migrate:
             upgrade(db_url)
         self._db = SqlDatabase(db_url, on_integrity=lambda exc: _Conflict(str(exc)))
@@ -94,257 +72,14 @@ class EvmBroadcaster:
         signer: TransactionSigner,
         call: dict[str, Any],
         gas_limit: int | None = None,
-        filler: Callable[[str], TransactionSigner] | None = None,
     ) -> SentTx:
         """Send `call` from the signer's address, once per operation id (CannotPay if it
-        needs more than `gas_limit` gas). `filler(operation_id)`: a signer for the same
-        address under another operation id, to fill the nonce a refused operation leaves
-        below later ones (without it the gap waits for the next operation)."""
-        sender = Web3.to_checksum_address(signer.address)
-        reserved = self._db.write(
-            lambda c: self._reserve(c, operation_id, sender), retry_on=(_Conflict,)
-        )
-        if isinstance(reserved, SentTx):  # recorded before: (re)broadcast it
-            return self._broadcast(reserved, signer, call, gas_limit)
-        nonce, made = reserved
-        try:
-            tx = self._node.prepare(sender, call, nonce, gas_limit=gas_limit)
-            raw = signer.sign_transaction(tx)
-        except CustodyError as exc:
-            if exc.transient:
-                raise
-            # Refused. Nothing was signed at this nonce by this attempt; only if no other
-            # attempt can have signed it either is it released and the refusal final
-            # ("nothing sent": the saga voids the withdrawal).
-            outcome = self._db.write(lambda c: self._release(c, operation_id, sender, nonce, made))
-            if outcome == "kept":
-                raise DependencyUnavailable(
-                    f"{operation_id}: refused ({exc.code}), but an earlier attempt may still "
-                    "have it signed: asked again later"
-                ) from exc
-            if outcome == "gap" and filler is not None:
-                self._fill(sender, nonce, filler)
-            raise
+        needs more than `gas_limit` gas)."""
         sent = self._db.write(
-            lambda c: self._store(c, operation_id, sender, nonce, tx, raw),
+            lambda c: self._record(c, operation_id, signer, call, gas_limit=gas_limit),
             retry_on=(_Conflict,),
         )
-        done = self._broadcast(sent, signer, call, gas_limit)
-        if filler is not None and not operation_id.startswith(FILL_PREFIX):
-            # A nonce released below this one before this was signed could not be filled
-            # then (the signer fills only below a signature): now it can.
-            self.fill_gaps(sender, filler, below=nonce)
-        return done
-
-    def _now(self, conn: Conn) -> datetime:
-        """The database's clock (PostgreSQL): leases compare against one clock whichever
-        host the attempt runs on."""
-        if conn.sqlite:
-            return datetime.now(UTC)
-        moment: datetime = conn.one("select clock_timestamp()")[0]
-        return moment
-
-    def _reserve(self, conn: Conn, operation_id: str, sender: str) -> SentTx | tuple[int, bool]:
-        """The operation's recorded transaction, or the nonce reserved for it and whether
-        this attempt made the reservation: the one reserved before (once its lease
-        lapsed), else the one the signer's record pins it to (its answer was lost), else
-        a released nonce (lowest first), else the next one."""
-        self._lock_operation(conn, operation_id)
-        live = self._live(conn, operation_id)
-        if live is not None:
-            return live
-        row = conn.one(
-            "select nonce from evm_nonce_reservations where chain_id = ? and sender = ? "
-            "and operation_id = ?",
-            (self._chain_id, sender, operation_id),
-        )
-        now = self._now(conn)
-        if row is not None:
-            # One attempt at a time between reserving and recording: an attempt that
-            # outlived its timeout may still be building or signing at this nonce. A
-            # retry waits out its lease; even then it may not release the reservation
-            # (see _release).
-            held = conn.one(
-                "select 1 from evm_nonce_reservations where chain_id = ? and sender = ? and "
-                "nonce = ? and leased_at > ?",
-                (self._chain_id, sender, int(row[0]), conn.time(now - self._lease)),
-            )
-            if held is not None:
-                raise DependencyUnavailable(f"{operation_id}: another attempt is sending it now")
-            conn.run(
-                "update evm_nonce_reservations set leased_at = ? where chain_id = ? and "
-                "sender = ? and nonce = ?",
-                (conn.time(now), self._chain_id, sender, int(row[0])),
-            )
-            return int(row[0]), False
-        signed = signer_record.signed_nonce(conn, operation_id, self._chain_id, sender)
-        if signed is not None:
-            nonce = signed
-        else:
-            free = self._free_nonce(conn, sender, operation_id)
-            nonce = self._allocate(conn, sender, operation_id) if free is None else free
-        # On conflict only for the nonce the signer pins this operation to: whatever held
-        # that row could never be signed there.
-        conn.run(
-            "insert into evm_nonce_reservations (chain_id, sender, nonce, operation_id, "
-            "reserved_at, leased_at) values (?, ?, ?, ?, ?, ?) on conflict (chain_id, "
-            "sender, nonce) do update set operation_id = excluded.operation_id, "
-            "reserved_at = excluded.reserved_at, leased_at = excluded.leased_at",
-            (self._chain_id, sender, nonce, operation_id, conn.time(now), conn.time(now)),
-        )
-        return nonce, signed is None
-
-    def _free_nonce(self, conn: Conn, sender: str, operation_id: str) -> int | None:
-        """The lowest released nonce no other operation's signature holds, if any."""
-        query = (
-            "select nonce from evm_nonce_reservations where chain_id = ? and sender = ? and "
-            "operation_id is null order by nonce limit 1"
-        )
-        while True:
-            row = conn.one(
-                query if conn.sqlite else query + " for update skip locked",
-                (self._chain_id, sender),
-            )
-            if row is None:
-                return None
-            nonce = int(row[0])
-            owner = signer_record.nonce_owner(conn, self._chain_id, sender, nonce)
-            if owner is None or owner == operation_id:
-                return nonce
-            # The signer signed this nonce for another operation: it is that one's, never
-            # free again (marked, so it is neither offered nor filled).
-            conn.run(
-                "update evm_nonce_reservations set operation_id = ? where chain_id = ? and "
-                "sender = ? and nonce = ? and operation_id is null",
-                (f"held:{nonce}", self._chain_id, sender, nonce),
-            )
-
-    def _release(self, conn: Conn, operation_id: str, sender: str, nonce: int, made: bool) -> str:
-        """This attempt was refused at its reserved nonce: free the nonce for the next
-        operation if no attempt can have signed the operation at it. "kept": a
-        transaction of it is recorded, the signer's record holds a signature of it, or
-        an earlier attempt (this one took the reservation over) could still be signing;
-        "gap": freed, and a higher nonce is reserved (the chain would wait on it);
-        "released": freed."""
-        if self._live(conn, operation_id) is not None:
-            return "kept"
-        if signer_record.signed_nonce(conn, operation_id, self._chain_id, sender) is not None:
-            return "kept"  # the signer did sign it (an earlier attempt's lost answer)
-        if not made and not operation_id.startswith(FILL_PREFIX):  # a filler's take fences it
-            old = conn.one(
-                "select 1 from evm_nonce_reservations where chain_id = ? and sender = ? and "
-                "nonce = ? and reserved_at < ?",
-                (self._chain_id, sender, nonce, conn.time(self._now(conn) - self._release_after)),
-            )
-            if old is None:
-                return "kept"
-        conn.run(
-            "update evm_nonce_reservations set operation_id = null where chain_id = ? and "
-            "sender = ? and nonce = ? and operation_id = ?",
-            (self._chain_id, sender, nonce, operation_id),
-        )
-        above = conn.one(
-            "select 1 from evm_nonce_reservations where chain_id = ? and sender = ? and "
-            "nonce > ? and operation_id is not null",
-            (self._chain_id, sender, nonce),
-        )
-        return "released" if above is None else "gap"
-
-    def _fill(self, sender: str, nonce: int, filler: Callable[[str], TransactionSigner]) -> None:
-        """Fill a freed nonce below reserved ones with a transfer of nothing to itself,
-        unless an operation took it meanwhile. Best effort: a filler that fails leaves the
-        nonce free for the next operation (fill_gaps tries again)."""
-        operation_id = f"{FILL_PREFIX}{self._chain_id}:{sender}:{nonce}"
-
-        def take(conn: Conn) -> bool:
-            # A free nonce, or this filler's own whose lease lapsed (a filler another
-            # thread is sending is left to it); its lease dated past, so the filler's own
-            # send below takes the lease at once.
-            now = self._now(conn)
-            taken = conn.run(
-                "update evm_nonce_reservations set operation_id = ?, leased_at = ? where "
-                "chain_id = ? and sender = ? and nonce = ? and (operation_id is null or "
-                "(operation_id = ? and leased_at < ?))",
-                (
-                    operation_id,
-                    conn.time(now - 2 * self._lease),
-                    self._chain_id,
-                    sender,
-                    nonce,
-                    operation_id,
-                    conn.time(now - self._lease),
-                ),
-            )
-            return bool(taken.rowcount)
-
-        try:
-            if not self._db.write(take, retry_on=(_Conflict,)):
-                return
-            call = {"to": sender, "value": 0}
-            self.send(operation_id, filler(operation_id), call, gas_limit=FILL_GAS)
-            log.info("filled nonce %d of %s (a refused payment had reserved it)", nonce, sender)
-        except CustodyError as exc:
-            log.warning("could not fill nonce %d of %s: %s", nonce, sender, exc)
-
-    def fill_gaps(
-        self,
-        sender: str,
-        filler: Callable[[str], TransactionSigner],
-        below: int | None = None,
-    ) -> int:
-        """Fill every freed nonce below a reserved one (below `below`, if given), and every
-        filler reserved but not sent (after a crash). How many were tried."""
-        sender = Web3.to_checksum_address(sender)
-        with self._db.tx() as conn:
-            rows = conn.all(
-                "select r.nonce from evm_nonce_reservations r where r.chain_id = ? and "
-                "r.sender = ? and r.nonce < ? and (r.operation_id is null or "
-                "r.operation_id like ?) and not exists (select 1 from evm_transactions t "
-                "where t.operation_id = r.operation_id) and exists (select 1 from "
-                "evm_nonce_reservations h where h.chain_id = r.chain_id and h.sender = "
-                "r.sender and h.nonce > r.nonce and h.operation_id is not null) "
-                "order by r.nonce",
-                (self._chain_id, sender, 2**62 if below is None else below, f"{FILL_PREFIX}%"),
-            )
-        for (nonce,) in rows:
-            self._fill(sender, int(nonce), filler)
-        return len(rows)
-
-    def _store(
-        self,
-        conn: Conn,
-        operation_id: str,
-        sender: str,
-        nonce: int,
-        tx: dict[str, Any],
-        raw: bytes,
-    ) -> SentTx:
-        """Record the signed transaction (a concurrent attempt's record, if it came first,
-        is the one kept: both are the same payment at the same nonce)."""
-        self._lock_operation(conn, operation_id)
-        live = self._live(conn, operation_id)
-        if live is not None:
-            return live
-        attempt = self._next_attempt(conn, operation_id)
-        tx_hash = "0x" + bytes(Web3.keccak(raw)).hex()
-        conn.run(
-            "insert into evm_transactions (operation_id, attempt, chain_id, sender, nonce, "
-            "tx_hash, raw_tx, max_fee, max_priority_fee, state, created_at) "
-            "values (?, ?, ?, ?, ?, ?, ?, ?, ?, 'signed', ?)",
-            (
-                operation_id,
-                attempt,
-                self._chain_id,
-                sender,
-                nonce,
-                tx_hash,
-                raw.hex(),
-                str(tx["maxFeePerGas"]),
-                str(tx["maxPriorityFeePerGas"]),
-                conn.time(datetime.now(UTC)),
-            ),
-        )
-        return SentTx(operation_id, attempt, nonce, tx_hash)
+        return self._broadcast(sent, signer, call, gas_limit)
 
     def _record(
         self,

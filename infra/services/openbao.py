@@ -100,7 +100,11 @@ class OpenBao(Service):
         client = hvac.Client(url=self.addr(), timeout=10)
         if not client.sys.is_initialized():
             say("initialise (1 key share; production: see docs/stack.md)")
-            result = client.sys.initialize(secret_shares=1, secret_threshold=1)
+            # Initialising elects the raft node first: on a loaded machine that took over
+            # 10 s once, the answer (the only copy of the unseal key) was lost to the
+            # client's timeout and the server left initialised without it. Wait longer.
+            slow = hvac.Client(url=self.addr(), timeout=120)
+            result = slow.sys.initialize(secret_shares=1, secret_threshold=1)
             write_private(
                 self.init_file,
                 json.dumps({"keys": result["keys"], "root_token": result["root_token"]}),

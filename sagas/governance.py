@@ -535,38 +535,39 @@ def _installed(state: VerifiedGovernance, record: GovernanceRecord) -> VerifiedG
             state, bank_accounts=MappingProxyType({**state.bank_accounts, client: account})
         )
     if intent.kind == "client_key_change":
-        action = _str(body, "action")
-        if set(body) != {"action", "public_key"} or action not in ("add", "remove"):
-            raise RecordRefused("a client key change is {action: add|remove, public_key}")
-        key = RegisteredKey.of(client, bytes.fromhex(_str(body, "public_key", _PUBKEY_HEX)))
-        keys = dict(state.client_key_map)
-        if action == "add":
-            if _registered(state, key.key_id):
-                raise RecordRefused("this key is registered already")
-            keys[key.key_id] = key
-        else:
-            if keys.get(key.key_id) != key:
-                raise RecordRefused("the client has no such key")
-            del keys[key.key_id]
-        return replace(state, client_key_map=MappingProxyType(keys))
+        keys = _key_change(state, state.client_key_map, client, body, "client")
+        return replace(state, client_key_map=keys)
     if intent.kind == "counterparty_key_change":
         # `client` names the liquidity provider whose settlement confirmations the key
         # signs (what the signer holds each of the platform's settlement legs to).
-        action = _str(body, "action")
-        if set(body) != {"action", "public_key"} or action not in ("add", "remove"):
-            raise RecordRefused("a counterparty key change is {action: add|remove, public_key}")
-        key = RegisteredKey.of(client, bytes.fromhex(_str(body, "public_key", _PUBKEY_HEX)))
-        keys = dict(state.counterparty_key_map)
-        if action == "add":
-            if _registered(state, key.key_id):
-                raise RecordRefused("this key is registered already")
-            keys[key.key_id] = key
-        else:
-            if keys.get(key.key_id) != key:
-                raise RecordRefused("the counterparty has no such key")
-            del keys[key.key_id]
-        return replace(state, counterparty_key_map=MappingProxyType(keys))
+        keys = _key_change(state, state.counterparty_key_map, client, body, "counterparty")
+        return replace(state, counterparty_key_map=keys)
     raise RecordRefused(f"unknown governance kind {intent.kind}")
+
+
+def _key_change(
+    state: VerifiedGovernance,
+    current: Mapping[str, RegisteredKey],
+    owner: str,
+    body: Mapping[str, Any],
+    role: str,
+) -> Mapping[str, RegisteredKey]:
+    """A client's or a counterparty's key registry after `{action: add|remove,
+    public_key}`: a key added once, in one role only; one removed only if it is there."""
+    action = _str(body, "action")
+    if set(body) != {"action", "public_key"} or action not in ("add", "remove"):
+        raise RecordRefused(f"a {role} key change is {{action: add|remove, public_key}}")
+    key = RegisteredKey.of(owner, bytes.fromhex(_str(body, "public_key", _PUBKEY_HEX)))
+    keys = dict(current)
+    if action == "add":
+        if _registered(state, key.key_id):
+            raise RecordRefused("this key is registered already")
+        keys[key.key_id] = key
+    else:
+        if keys.get(key.key_id) != key:
+            raise RecordRefused(f"the {role} has no such key")
+        del keys[key.key_id]
+    return MappingProxyType(keys)
 
 
 def _registered(state: VerifiedGovernance, kid: str) -> bool:

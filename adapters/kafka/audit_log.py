@@ -53,6 +53,13 @@ class WriterFenced(Exception):
     """Another audit writer with the same transactional id took over; this one must stop."""
 
 
+# Records taken from the consumer's queue at a time (it prefetches whole fetches).
+_READ_BATCH = 1000
+# AuditRecord.model_validate_json without its Python wrapper (a quarter of the time on
+# records of 1 kB): the same validator, with the same defaults.
+_parse_record = AuditRecord.__pydantic_validator__.validate_json
+
+
 def read_audit(
     connection: Connection,
     topic: str,
@@ -62,40 +69,48 @@ def read_audit(
 ) -> list[tuple[int, AuditRecord | None]]:
     """Committed records of the (single-partition) audit topic from offset `start` through
     `end`, in order; a record that does not parse is returned as None."""
-    consumer = Consumer(
-        client_config(
-            connection,
-            **{
-                "group.id": "custody-audit-reader",
-                "enable.auto.commit": False,
-                "enable.partition.eof": True,
-                "isolation.level": "read_committed",
-                "logger": _LOG,
-            },
-        )
-    )
+    config: dict[str, object] = {
+        "group.id": "custody-audit-reader",
+        "enable.auto.commit": False,
+        "enable.partition.eof": True,
+        "isolation.level": "read_committed",
+        # The end of the partition shows as an empty fetch: let the broker answer one in
+        # 10 ms rather than hold it 500 ms (its default) waiting for new records.
+        "fetch.wait.max.ms": 10,
+        "logger": _LOG,
+    }
+    if start <= 0:
+        # The beginning as offset 0, or the log's first offset if 0 is gone: what
+        # OFFSET_BEGINNING means, without the offset lookup librdkafka puts off by 500 ms
+        # when the partition's leader is not known yet (always, on a new consumer).
+        config["auto.offset.reset"] = "earliest"
+    consumer = Consumer(client_config(connection, **config))
     out: list[tuple[int, AuditRecord | None]] = []
     try:
-        consumer.assign([TopicPartition(topic, 0, start if start > 0 else OFFSET_BEGINNING)])
+        consumer.assign([TopicPartition(topic, 0, max(start, 0))])
         while True:
-            msg = consumer.poll(timeout)
-            if msg is None:
-                raise DependencyUnavailable(f"kafka: no answer reading {topic} in {timeout} s")
-            err = msg.error()
-            if err is not None:
-                if err.code() == KafkaError._PARTITION_EOF:
-                    break
-                raise DependencyUnavailable(f"kafka: read {topic}: {err.str()}")
-            offset = msg.offset() or 0
-            if end is not None and offset > end:
-                break
-            try:
-                out.append((offset, AuditRecord.model_validate_json(msg.value() or b"")))
-            except ValidationError:
-                out.append((offset, None))
+            # Whatever is queued, without waiting; else wait for the next message or event.
+            batch = consumer.consume(num_messages=_READ_BATCH, timeout=0)
+            if not batch:
+                msg = consumer.poll(timeout)
+                if msg is None:
+                    raise DependencyUnavailable(f"kafka: no answer reading {topic} in {timeout} s")
+                batch = [msg]
+            for msg in batch:
+                err = msg.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        return out
+                    raise DependencyUnavailable(f"kafka: read {topic}: {err.str()}")
+                offset = msg.offset() or 0
+                if end is not None and offset > end:
+                    return out
+                try:
+                    out.append((offset, _parse_record(msg.value() or b"")))
+                except ValidationError:
+                    out.append((offset, None))
     finally:
         consumer.close()
-    return out
 
 
 class KafkaAuditAppender:

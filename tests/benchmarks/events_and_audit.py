@@ -17,7 +17,7 @@ from adapters.kafka.audit_log import read_audit
 from adapters.kafka.bus import KafkaEventBus
 from adapters.keys.openbao import OpenBaoAuditKeys
 from adapters.ledger.sql import SqlLedger
-from sagas.audit import GENESIS, chain_batch, ed25519_checker, verify
+from sagas.audit import GENESIS, AuditRecord, chain_batch, ed25519_checker, verify
 from sagas.events import Envelope
 from sagas.ledger import Account, AccountKind, Asset, Transfer
 from sagas.ports import TopicSpec
@@ -81,7 +81,7 @@ def bench_audit(settings: PlatformSettings, n: int) -> None:
     ]
 
     began = time.perf_counter()
-    records = []
+    records: list[AuditRecord] = []
     for i in range(0, n, 500):
         seq, prev = (records[-1].seq + 1, records[-1].hash) if records else (0, GENESIS)
         records += chain_batch(seq, prev, events[i : i + 500], keys)
@@ -90,16 +90,24 @@ def bench_audit(settings: PlatformSettings, n: int) -> None:
     size = sum(len(b) for b in blobs)
 
     checker = ed25519_checker(keys.public_keys())
-    began = time.perf_counter()
-    report = verify(list(enumerate(records)), checker)
-    verify_s = time.perf_counter() - began
-    assert report.ok
+    pairs = list(enumerate(records))
 
-    began = time.perf_counter()
-    prev = b"\0" * 32
-    for blob in blobs:
-        prev = hashlib.sha256(prev + blob).digest()
-    sha_s = time.perf_counter() - began
+    def chained_sha256() -> None:
+        prev = b"\0" * 32
+        for blob in blobs:
+            prev = hashlib.sha256(prev + blob).digest()
+
+    # Both in-memory loops take a few milliseconds: the best of 5 of each, taken in turn,
+    # so that a moment's contention for the cores does not decide the ratio.
+    verify_s = sha_s = float("inf")
+    for _ in range(5):
+        began = time.perf_counter()
+        report = verify(pairs, checker)
+        verify_s = min(verify_s, time.perf_counter() - began)
+        assert report.ok
+        began = time.perf_counter()
+        chained_sha256()
+        sha_s = min(sha_s, time.perf_counter() - began)
 
     print(
         f"audit chain over {n} events, {size / 1e6:.2f} MB of records "
@@ -111,9 +119,10 @@ def bench_audit(settings: PlatformSettings, n: int) -> None:
     )
     print(
         f"  verify (canonical JSON + SHA-256 + signatures):     {_mb(size, verify_s)}, "
-        f"{n / verify_s:,.0f} records/s"
+        f"{n / verify_s:,.0f} records/s (best of 5)"
     )
-    print(f"  raw SHA-256 chained over the same bytes:             {_mb(size, sha_s)}")
+    print(f"  raw SHA-256 chained over the same bytes:             {_mb(size, sha_s)} (best of 5)")
+    print(f"  verify / raw SHA-256: {sha_s / verify_s:.2f} (target >= 0.3)")
 
     tag = uuid.uuid4().hex[:8]
     topics = (f"bench.events.{tag}", f"bench.audit.{tag}")
@@ -134,6 +143,7 @@ def bench_audit(settings: PlatformSettings, n: int) -> None:
     writer_s = time.perf_counter() - began
     began = time.perf_counter()
     on_topic = read_audit(settings.kafka_client("admin"), topics[1])
+    read_s = time.perf_counter() - began
     report = verify(on_topic, checker)
     read_verify_s = time.perf_counter() - began
     assert report.ok and report.count == n == written
@@ -142,7 +152,9 @@ def bench_audit(settings: PlatformSettings, n: int) -> None:
         f"{written / writer_s:,.0f} records/s"
     )
     print(
-        f"  `custody audit verify` path (read topic + verify): {n / read_verify_s:,.0f} records/s"
+        f"  `custody audit verify` path: {n / read_verify_s:,.0f} records/s (target >= 30,000): "
+        f"read the topic {read_s * 1e3:.0f} ms ({n / read_s:,.0f} records/s, a new consumer "
+        f"included), verify {(read_verify_s - read_s) * 1e3:.0f} ms"
     )
 
 

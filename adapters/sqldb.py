@@ -12,6 +12,7 @@ failing half-way.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sqlite3
 import threading
@@ -61,6 +62,38 @@ class Conn:
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         return list(self.run(sql, params).fetchall())
 
+    def values(
+        self, head: str, rows: Sequence[Sequence[Any]], tail: str = "", chunk: int = 500
+    ) -> list[Any]:
+        """`head VALUES (...), (...) tail` over `rows`, `chunk` rows per statement (one
+        round trip each, not one per row); the rows a RETURNING tail gives, in order."""
+        out: list[Any] = []
+        if not rows:
+            return out
+        width = len(rows[0])
+        marks = "(" + ", ".join("?" for _ in range(width)) + ")"
+        for i in range(0, len(rows), chunk):
+            part = rows[i : i + chunk]
+            sql = f"{head} values {', '.join(marks for _ in part)} {tail}"
+            cursor = self.run(sql, [v for row in part for v in row])
+            if "returning" in tail:
+                out += cursor.fetchall()
+        return out
+
+    def rows(self, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> tuple[str, list[Any]]:
+        """PostgreSQL: `rows` as a set of records `v` with these typed columns
+        ("name type"), from one JSON parameter, and that parameter: one statement of a
+        fixed text however many rows, which the driver neither parses nor escapes row by
+        row. Integers travel as JSON numbers (PostgreSQL reads their text: exact at any
+        size), times as ISO 8601."""
+        names = [c.split(" ", 1)[0] for c in columns]
+        body = json.dumps(
+            [dict(zip(names, row, strict=True)) for row in rows],
+            separators=(",", ":"),
+            default=_json_time,
+        )
+        return f"json_to_recordset(?::json) as v ({', '.join(columns)})", [body]
+
     def amount(self, value: int | None) -> Any:
         """An integer amount as this database stores it (SQLite: exact decimal text)."""
         if value is None:
@@ -77,6 +110,12 @@ class Conn:
         if value is None:
             return None
         return datetime.fromisoformat(value) if isinstance(value, str) else value.astimezone(UTC)
+
+
+def _json_time(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"no JSON form for {type(value).__name__}")
 
 
 class _Pool:

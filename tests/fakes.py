@@ -4,12 +4,11 @@ contract suite in tests/contracts/, the same suite the real adapters pass."""
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import secrets
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,7 +24,6 @@ from sagas.errors import (
     InsufficientFunds,
     KeyAccessDenied,
     NotFound,
-    PendingNotFound,
     TransferIdConflict,
     UnknownAccount,
     UnknownAsset,
@@ -40,7 +38,7 @@ from sagas.ledger import (
     PendingState,
     TransferRecord,
 )
-from sagas.ledger.engine import execute_batch, expire
+from sagas.ledger.engine import Found, execute_batch, expire_batch
 from sagas.ledger.rules import Counters, replay
 from sagas.operations import OperationRecord, Step
 from sagas.policy import PolicyRules, StoredPolicy
@@ -164,10 +162,7 @@ class InMemoryLedger:
                 and rec.expires_at is not None
                 and rec.expires_at <= now
             ]
-            done = []
-            for rec in sorted(due, key=lambda r: r.seq):
-                with contextlib.suppress(PendingNotFound):
-                    done.append(expire(tx, rec, now))
+            done = expire_batch(tx, [r.id for r in sorted(due, key=lambda r: r.seq)], now)
             tx.commit()
             return done
 
@@ -210,37 +205,39 @@ class _InMemoryTx:
         self._log = list(ledger._log)
         self._outbox = list(ledger._outbox)
 
-    def find(self, transfer_id: str) -> tuple[TransferRecord, str] | None:
-        return self._records.get(transfer_id)
+    def find(self, ids: Sequence[str]) -> dict[str, Found]:
+        return {i: Found(*self._records[i], self._states.get(i)) for i in ids if i in self._records}
 
-    def lock_accounts(self, ids: list[str]) -> dict[str, tuple[Account, Counters]]:
+    def lock_accounts(self, ids: Sequence[str]) -> dict[str, tuple[Account, Counters]]:
         return {i: self._accounts[i] for i in ids if i in self._accounts}
 
-    def pending_state(self, pending_id: str) -> PendingState | None:
-        return self._states.get(pending_id)
+    def write(
+        self,
+        records: Sequence[tuple[TransferRecord, str]],
+        counters: Mapping[str, Counters],
+        resolved: Mapping[str, PendingState],
+    ) -> list[int]:
+        seqs = []
+        for record, body in records:
+            if record.id in self._records:  # the fake's unique constraint
+                raise TransferIdConflict(f"{record.id} exists")
+            stored = record.model_copy(update={"seq": len(self._log) + 1})
+            self._records[record.id] = (stored, body)
+            self._log.append(stored)
+            if stored.kind == "pending":
+                self._states[stored.id] = "pending"
+            seqs.append(stored.seq)
+        for account_id, after in counters.items():
+            account = self._accounts[account_id][0]
+            if not after.non_negative() or (
+                account.kind.no_overdraft and not after.covers_debits()
+            ):
+                raise InsufficientFunds(account_id)  # the fake's stand-in for a CHECK constraint
+            self._accounts[account_id] = (account, after)
+        self._states.update(resolved)
+        return seqs
 
-    def insert(self, record: TransferRecord, body: str) -> TransferRecord:
-        if record.id in self._records:  # the fake's unique constraint
-            raise TransferIdConflict(f"{record.id} exists")
-        stored = record.model_copy(update={"seq": len(self._log) + 1})
-        self._records[record.id] = (stored, body)
-        self._log.append(stored)
-        if stored.kind == "pending":
-            self._states[stored.id] = "pending"
-        return stored
-
-    def set_counters(self, account_id: str, counters: Counters) -> None:
-        account = self._accounts[account_id][0]
-        if not counters.non_negative() or (
-            account.kind.no_overdraft and not counters.covers_debits()
-        ):
-            raise InsufficientFunds(account_id)  # the fake's stand-in for a CHECK constraint
-        self._accounts[account_id] = (account, counters)
-
-    def set_pending_state(self, pending_id: str, state: PendingState) -> None:
-        self._states[pending_id] = state
-
-    def emit(self, topic: str, events: list[Envelope]) -> None:
+    def emit(self, topic: str, events: Sequence[Envelope]) -> None:
         for event in events:
             self._outbox.append(OutboxItem(len(self._outbox) + 1, topic, event))
 

@@ -10,9 +10,15 @@ from sagas.events import Envelope
 
 def emit(conn: Conn, topic: str, events: Iterable[Envelope]) -> None:
     """Queue events for the relay; an event id already queued is not queued again."""
-    for event in events:
-        conn.run(
-            "insert into ledger_outbox (event_id, topic, event_key, payload, created_at) "
-            "values (?, ?, ?, ?, ?) on conflict (event_id) do nothing",
-            (event.id, topic, event.subject, event.model_dump_json(), conn.time(event.time)),
-        )
+    head = "insert into ledger_outbox (event_id, topic, event_key, payload, created_at)"
+    rows = [(e.id, topic, e.subject, e.model_dump_json(), conn.time(e.time)) for e in events]
+    if not rows:
+        return
+    if conn.sqlite:
+        conn.values(head, rows, "on conflict (event_id) do nothing")
+        return
+    source, params = conn.rows(
+        ("event_id text", "topic text", "event_key text", "payload text", "created_at timestamptz"),
+        rows,
+    )
+    conn.run(f"{head} select * from {source} on conflict (event_id) do nothing", params)

@@ -10,7 +10,7 @@ exceed its credits and any negative counter (migrations/versions/0001_ledger.py)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -22,7 +22,6 @@ from sagas.errors import (
     AccountConflict,
     AssetMismatch,
     InsufficientFunds,
-    PendingNotFound,
     UnknownAccount,
     UnknownAsset,
 )
@@ -36,7 +35,7 @@ from sagas.ledger import (
     PendingState,
     TransferRecord,
 )
-from sagas.ledger.engine import execute_batch, expire
+from sagas.ledger.engine import Found, execute_batch, expire_batch
 from sagas.ledger.rules import Counters, replay
 from sagas.ports import OutboxItem
 
@@ -45,6 +44,22 @@ _RECORD_COLUMNS = (
     "expires_at, reference, recorded_at"
 )
 _COUNTER_COLUMNS = "debits_pending, debits_posted, credits_pending, credits_posted"
+# The transfer log's inserted columns with their PostgreSQL types, in insert order.
+_TRANSFER_TYPES = (
+    "id text",
+    "kind text",
+    "debit_account text",
+    "credit_account text",
+    "asset text",
+    "amount numeric",
+    "pending_id text",
+    "pending_amount numeric",
+    "pending_state text",
+    "expires_at timestamptz",
+    "reference text",
+    "body text",
+    "recorded_at timestamptz",
+)
 
 
 T = TypeVar("T")
@@ -128,18 +143,11 @@ class SqlLedger:
             # below: a race costs nothing but that row's turn.
             lock = "" if conn.sqlite else " for update skip locked"
             rows = conn.all(
-                f"select {_RECORD_COLUMNS} from ledger_transfers "
+                "select id from ledger_transfers "
                 f"where pending_state = 'pending' and expires_at <= ? order by seq{lock}",
                 (conn.time(now),),
             )
-            tx = _SqlTx(conn)
-            done = []
-            for row in rows:
-                try:
-                    done.append(expire(tx, _record(row), now))
-                except PendingNotFound:
-                    continue
-            return done
+            return expire_batch(_SqlTx(conn), [r[0] for r in rows], now)
 
         return self._write(work)
 
@@ -257,19 +265,26 @@ class _SqlTx:
     def __init__(self, conn: Conn) -> None:
         self._c = conn
 
-    def find(self, transfer_id: str) -> tuple[TransferRecord, str] | None:
-        row = self._c.one(
-            f"select {_RECORD_COLUMNS}, body from ledger_transfers where id = ?", (transfer_id,)
+    def find(self, ids: Sequence[str]) -> dict[str, Found]:
+        if not ids:
+            return {}
+        params: list[Any] = list(ids)
+        where = f"id in ({', '.join('?' for _ in ids)})"
+        if not self._c.sqlite:
+            where, params = "id = any(?::text[])", [params]
+        rows = self._c.all(
+            f"select {_RECORD_COLUMNS}, body, pending_state from ledger_transfers where {where}",
+            params,
         )
-        return None if row is None else (_record(row[:-1]), row[-1])
+        return {r[1]: Found(_record(r[:-2]), r[-2], r[-1]) for r in rows}
 
-    def lock_accounts(self, ids: list[str]) -> dict[str, tuple[Account, Counters]]:
+    def lock_accounts(self, ids: Sequence[str]) -> dict[str, tuple[Account, Counters]]:
         marks = ", ".join("?" for _ in ids)
         lock = "" if self._c.sqlite else " for update"
         rows = self._c.all(
             f"select id, asset, kind, owner, {_COUNTER_COLUMNS} from ledger_accounts "
             f"where id in ({marks}) order by id{lock}",
-            ids,
+            list(ids),
         )
         return {
             r[0]: (
@@ -279,52 +294,83 @@ class _SqlTx:
             for r in rows
         }
 
-    def pending_state(self, pending_id: str) -> PendingState | None:
-        row = self._c.one("select pending_state from ledger_transfers where id = ?", (pending_id,))
-        return None if row is None else row[0]
-
-    def insert(self, record: TransferRecord, body: str) -> TransferRecord:
+    def write(
+        self,
+        records: Sequence[tuple[TransferRecord, str]],
+        counters: Mapping[str, Counters],
+        resolved: Mapping[str, PendingState],
+    ) -> list[int]:
         c = self._c
-        row = c.one(
+        head = (
             "insert into ledger_transfers (id, kind, debit_account, credit_account, asset, "
             "amount, pending_id, pending_amount, pending_state, expires_at, reference, body, "
-            "recorded_at) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) returning seq",
+            "recorded_at)"
+        )
+        rows = [
             (
-                record.id,
-                record.kind,
-                record.debit_account,
-                record.credit_account,
-                record.asset,
-                c.amount(record.amount),
-                record.pending_id,
-                c.amount(record.pending_amount),
-                "pending" if record.kind == "pending" else None,
-                c.time(record.expires_at),
-                record.reference,
+                r.id,
+                r.kind,
+                r.debit_account,
+                r.credit_account,
+                r.asset,
+                c.amount(r.amount),
+                r.pending_id,
+                c.amount(r.pending_amount),
+                "pending" if r.kind == "pending" else None,
+                c.time(r.expires_at),
+                r.reference,
                 body,
-                c.time(record.recorded_at),
-            ),
-        )
-        return record.model_copy(update={"seq": int(row[0])})
-
-    def set_counters(self, account_id: str, counters: Counters) -> None:
-        c = self._c
-        c.run(
-            "update ledger_accounts set debits_pending = ?, debits_posted = ?, "
-            "credits_pending = ?, credits_posted = ? where id = ?",
+                c.time(r.recorded_at),
+            )
+            for r, body in records
+        ]
+        if c.sqlite:
+            returned = c.values(head, rows, "returning id, seq", chunk=400)
+        else:
+            source, params = c.rows(_TRANSFER_TYPES, rows)
+            returned = c.all(f"{head} select * from {source} returning id, seq", params)
+        seqs = {row[0]: int(row[1]) for row in returned}
+        amounts = [
             (
-                c.amount(counters.debits_pending),
-                c.amount(counters.debits_posted),
-                c.amount(counters.credits_pending),
-                c.amount(counters.credits_posted),
                 account_id,
-            ),
-        )
+                c.amount(after.debits_pending),
+                c.amount(after.debits_posted),
+                c.amount(after.credits_pending),
+                c.amount(after.credits_posted),
+            )
+            for account_id, after in counters.items()
+        ]
+        if c.sqlite:
+            for account_id, *after in amounts:
+                c.run(
+                    "update ledger_accounts set debits_pending = ?, debits_posted = ?, "
+                    "credits_pending = ?, credits_posted = ? where id = ?",
+                    (*after, account_id),
+                )
+            for pending_id, state in resolved.items():
+                c.run(
+                    "update ledger_transfers set pending_state = ? where id = ?",
+                    (state, pending_id),
+                )
+        else:
+            # One statement each, however many accounts and pending transfers the batch
+            # changed; the CHECK constraints still judge every account's new counters.
+            source, params = c.rows(
+                ("id text", "dp numeric", "dpo numeric", "cp numeric", "cpo numeric"), amounts
+            )
+            c.run(
+                "update ledger_accounts as a set debits_pending = v.dp, debits_posted = v.dpo, "
+                f"credits_pending = v.cp, credits_posted = v.cpo from {source} where a.id = v.id",
+                params,
+            )
+            if resolved:
+                source, params = c.rows(("id text", "state text"), list(resolved.items()))
+                c.run(
+                    "update ledger_transfers as t set pending_state = v.state "
+                    f"from {source} where t.id = v.id",
+                    params,
+                )
+        return [seqs[r.id] for r, _ in records]
 
-    def set_pending_state(self, pending_id: str, state: PendingState) -> None:
-        self._c.run(
-            "update ledger_transfers set pending_state = ? where id = ?", (state, pending_id)
-        )
-
-    def emit(self, topic: str, events: list[Envelope]) -> None:
+    def emit(self, topic: str, events: Sequence[Envelope]) -> None:
         emit(self._c, topic, events)

@@ -313,6 +313,89 @@ class LedgerContract:
         (applied,) = book.ledger.submit([ok])  # its id was never taken
         assert applied.amount == 60
 
+    def test_a_batch_sees_its_own_earlier_commands(self, book: Book) -> None:
+        book.fund(book.alice, 100)
+        hold = book.move(book.alice, book.in_flight, 60, pending=True)
+        post = PostPending(id=book.tid(), pending_id=hold.id, amount=50)
+        spend = book.move(book.alice, book.bob, 50)  # 50 left once the post released 10
+        records = book.ledger.submit([hold, post, hold, spend])
+        assert [r.kind for r in records] == ["pending", "post", "pending", "transfer"]
+        assert records[0].seq == records[2].seq and records[0].seq > 0  # the repeat
+        assert records[0].seq < records[1].seq < records[3].seq
+        assert (book.available(book.alice), book.available(book.bob)) == (0, 50)
+        assert book.ledger.balance(book.in_flight).credits_posted == 50
+        # Resolved earlier in its own batch: a second resolution refuses the whole batch.
+        again = book.move(book.bob, book.alice, 10, pending=True)
+        with pytest.raises(PendingNotFound):
+            book.ledger.submit(
+                [
+                    again,
+                    VoidPending(id=book.tid(), pending_id=again.id),
+                    PostPending(id=book.tid(), pending_id=again.id),
+                ]
+            )
+        assert book.ledger.balance(book.bob).debits_pending == 0
+        assert book.available(book.bob) == 50
+        with pytest.raises(PendingNotFound):
+            book.ledger.submit([PostPending(id=book.tid(), pending_id=again.id)])
+
+    def test_a_batch_refused_late_writes_nothing(self, book: Book) -> None:
+        book.fund(book.alice, 100)
+        first = book.move(book.alice, book.bob, 60)
+        with pytest.raises(InsufficientFunds):
+            book.ledger.submit(
+                [first, book.move(book.bob, book.alice, 10), book.move(book.alice, book.bob, 51)]
+            )
+        assert (book.available(book.alice), book.available(book.bob)) == (100, 0)
+        assert book.ledger.history(book.bob) == []
+        # The refused batch left no record behind: the first command applies afresh.
+        (record,) = book.ledger.submit([first])
+        assert record.kind == "transfer" and book.available(book.bob) == 60
+
+    def test_each_event_of_a_batch_carries_the_balance_after_its_own_entry(
+        self, book: Book
+    ) -> None:
+        book.fund(book.alice, 100)
+        book.ledger.submit([book.move(book.alice, book.bob, n) for n in (10, 20, 30)])
+        credits = [
+            i.event.data["balance_after"]
+            for i in self._my_outbox(book)
+            if i.event.subject == book.bob
+        ]
+        assert [c["credits_posted"] for c in credits] == ["10", "30", "60"]  # type: ignore[index]
+        seqs = [i.event.data["seq"] for i in self._my_outbox(book) if i.event.subject == book.bob]
+        assert seqs == sorted(seqs) and len(set(seqs)) == 3
+
+    def test_a_pending_transfer_resolved_concurrently_resolves_once(self, book: Book) -> None:
+        book.fund(book.alice, 100)
+        hold = book.move(book.alice, book.in_flight, 70, pending=True)
+        book.ledger.submit([hold])
+        start = threading.Barrier(8)
+        won: list[TransferRecord] = []
+        lost: list[BaseException] = []
+
+        def resolve(i: int) -> None:
+            cmd: Command = (
+                PostPending(id=book.tid(), pending_id=hold.id)
+                if i % 2
+                else VoidPending(id=book.tid(), pending_id=hold.id)
+            )
+            start.wait()
+            try:
+                won.extend(book.ledger.submit([cmd]))
+            except PendingNotFound as exc:
+                lost.append(exc)
+
+        threads = [threading.Thread(target=resolve, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert len(won) == 1 and len(lost) == 7
+        alice = book.ledger.balance(book.alice)
+        assert alice.debits_pending == 0
+        assert alice.total == (30 if won[0].kind == "post" else 100)
+
     def test_history_is_in_commit_order_and_pages(self, book: Book) -> None:
         book.fund(book.alice, 100)
         moves = [book.move(book.alice, book.bob, n) for n in (1, 2, 3)]

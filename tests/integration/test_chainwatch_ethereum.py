@@ -191,6 +191,15 @@ def test_a_watcher_killed_mid_block_reports_each_deposit_exactly_once_on_kafka(
     assert {e.data["id"] for e in ours} == {o.id for o in observations}
 
 
+def _until_mined(world: World, tx_hash: str, timeout: float = 30) -> None:
+    """Anvil mines each arrival, not always before the sender's call returns (as
+    test_evm_broadcaster.py's `mined` says): the watcher sees it once it is in a block."""
+    deadline = time.monotonic() + timeout
+    while world.node.receipt(tx_hash) is None:
+        assert time.monotonic() < deadline, f"{tx_hash} was never mined"
+        time.sleep(0.1)
+
+
 def test_the_platforms_own_transactions_are_tracked_to_finality_and_through_reorgs(
     world: World,
 ) -> None:
@@ -201,6 +210,7 @@ def test_the_platforms_own_transactions_are_tracked_to_finality_and_through_reor
     world.faucet.fund_eth(hot.address, ETH)
     broadcaster = EvmBroadcaster(world.url, world.node)
     sent = broadcaster.send("payout-7", hot, world.node.eth_transfer(world.eth, 10**15))
+    _until_mined(world, sent.tx_hash)
     world.watcher.run_until_caught_up()
     (mined,) = world.watcher.outgoing()
     assert (mined.operation_id, mined.tx_hash, mined.state) == ("payout-7", sent.tx_hash, "seen")
@@ -214,6 +224,7 @@ def test_the_platforms_own_transactions_are_tracked_to_finality_and_through_reor
     ]
 
     second = broadcaster.send("payout-8", hot, world.node.eth_transfer(world.eth, 10**15))
+    _until_mined(world, second.tx_hash)
     world.watcher.run_until_caught_up()
     world.rpc("anvil_reorg", [1, []])
     world.watcher.run_until_caught_up()

@@ -14,6 +14,7 @@ from pathlib import Path
 from adapters.kafka.bus import KafkaEventBus
 from adapters.ledger.sql import SqlLedger
 from sagas.ledger import PostPending, Transfer
+from sagas.ledger.projection import BalanceProjection
 from sagas.topics import BALANCES
 from services.projector.projector import publish_balances, replay
 from services.settings import PlatformSettings
@@ -34,6 +35,13 @@ def _book(ledger: SqlLedger, n: int, tag: str) -> list[str]:
         )
         ledger.submit([hold, PostPending(id=f"p{i}-{suffix}", pending_id=hold.id, amount=500)])
     return [book.omnibus, a, b]
+
+
+def _breaks(projection: BalanceProjection, accounts: list[str]) -> list[str]:
+    """The reconciliation breaks of these accounts. The events topic is the stack's, shared
+    with every run before this one: platform accounts such as `omnibus:ETH` recur there
+    from databases since dropped, and break against each other, not against this test."""
+    return [b for b in projection.breaks if b.rsplit(": ", 1)[1] in accounts]
 
 
 def _relay(url: str, *extra: str) -> subprocess.Popen[bytes]:
@@ -75,7 +83,7 @@ def test_relay_killed_between_publish_and_mark_loses_nothing(
     assert before_crash <= on_topic  # every event at least once
     for account in accounts:
         assert projection.balance(account) == ledger.balance(account), account
-    assert projection.breaks == []
+    assert _breaks(projection, accounts) == []
 
 
 def test_replay_from_offset_zero_equals_the_ledger(
@@ -87,7 +95,7 @@ def test_replay_from_offset_zero_equals_the_ledger(
     assert relay.wait(120) == 0
     bus = KafkaEventBus(stack_settings.kafka_client("admin"))
     projection = replay(bus)
-    assert projection.breaks == []
+    assert _breaks(projection, accounts) == []
     for account in accounts:
         assert projection.balance(account) == ledger.balance(account)
 

@@ -303,8 +303,14 @@ class FakeLiquidity:
         mids: dict[str, int] | None = None,
         spread_bps: int = 20,
         ttl_seconds: int = 10,
+        iban: str = "DE88500105179900000001",
+        addresses: dict[str, str] | None = None,
     ) -> None:
+        """`iban`, `addresses`: its settlement instructions (an address per asset the
+        platform may deliver to it), as the simulator is configured with them."""
         self.counterparty = counterparty
+        self.iban = iban
+        self.addresses = dict(addresses or {})
         self.mids = mids or {"BTC-EUR": 6_000_000, "ETH-EUR": 300_000}
         self.spread_bps = spread_bps
         self.ttl = timedelta(seconds=ttl_seconds)
@@ -394,7 +400,10 @@ class FakeLiquidity:
 
     def instructions(self) -> SettlementInstructions:
         return SettlementInstructions(
-            counterparty=self.counterparty, iban="DE88500105179900000001", bic="SIMULPXXXXX"
+            counterparty=self.counterparty,
+            iban=self.iban,
+            bic="SIMULPXXXXX",
+            addresses=self.addresses,
         )
 
     def settle(

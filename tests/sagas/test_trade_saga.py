@@ -6,11 +6,9 @@ is refused at the hold."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client
@@ -23,7 +21,7 @@ from sagas.trade.activities import TradeActivities
 from sagas.trade.workflows import TradeWorkflow
 from tests.fakes import FakeOperationStore, FakeTradeStore, InMemoryLedger
 from tests.fakes_trading import FakeBank, FakeLiquidity
-from tests.sagas.conftest import QUEUE, books, on_test_server, requested
+from tests.sagas.conftest import QUEUE, SagaServer, books, keep_history, requested
 from tests.simulators import new_iban
 
 CLIENT = "acme"
@@ -46,7 +44,8 @@ class Market:
     def booked(self, iban: str) -> int:
         return self.bank.accounts[iban][1]
 
-    async def buy(self, quantity: int, auto_accept: bool) -> TradeResult:
+    async def buy(self, quantity: int, auto_accept: bool, record: str = "") -> TradeResult:
+        """`record`: the replay fixture to keep its history as (keep_history)."""
         assert self.client is not None
         op_id = f"tr:{CLIENT}:{uuid.uuid4().hex[:8]}"
         requested(self.ops, op_id, "trade", CLIENT, "BTC", "bitcoin", quantity, CLIENT)
@@ -70,10 +69,13 @@ class Market:
         handle = await self.client.start_workflow(
             TradeWorkflow.run, req, id=op_id, task_queue=QUEUE
         )
-        return await handle.result()
+        result = await handle.result()
+        if record:
+            await keep_history(handle, record)
+        return result
 
 
-def trade_in(test_server: Path, scenario: Any, cash: int = 10_000 * EUR) -> Market:
+def trade_in(test_server: SagaServer, scenario: Any, cash: int = 10_000 * EUR) -> Market:
     ledger = books(BTC, CLIENT)
     ops = FakeOperationStore()
     ops.create_client(CLIENT, "Acme", "genesis")
@@ -88,15 +90,15 @@ def trade_in(test_server: Path, scenario: Any, cash: int = 10_000 * EUR) -> Mark
         market.client = client
         await scenario(market)
 
-    asyncio.run(on_test_server(test_server, [TradeWorkflow], acts.all(), go))
+    test_server.run([TradeWorkflow], acts.all(), go)
     return market
 
 
-def test_an_auto_accepted_buy_is_executed_once_and_booked(test_server: Path) -> None:
+def test_an_auto_accepted_buy_is_executed_once_and_booked(test_server: SagaServer) -> None:
     seen: dict[str, TradeResult] = {}
 
     async def scenario(m: Market) -> None:
-        seen["result"] = await m.buy(100_000, auto_accept=True)  # 0.001 BTC
+        seen["result"] = await m.buy(100_000, auto_accept=True, record="trade_completed")
 
     market = trade_in(test_server, scenario)
     result = seen["result"]
@@ -109,11 +111,14 @@ def test_an_auto_accepted_buy_is_executed_once_and_booked(test_server: Path) -> 
     assert recorded is not None and recorded.quantity == 100_000
 
 
-def test_a_quote_nobody_accepts_expires_with_nothing_held_or_charged(test_server: Path) -> None:
+def test_a_quote_nobody_accepts_expires_with_nothing_held_or_charged(
+    test_server: SagaServer,
+) -> None:
     seen: dict[str, TradeResult] = {}
 
     async def scenario(m: Market) -> None:
-        seen["result"] = await m.buy(100_000, auto_accept=False)  # the window passes, skipped
+        # The acceptance window passes, skipped.
+        seen["result"] = await m.buy(100_000, auto_accept=False, record="trade_expired")
 
     market = trade_in(test_server, scenario)
     assert (seen["result"].state, seen["result"].error_code) == ("expired", QuoteExpired.code)
@@ -123,7 +128,7 @@ def test_a_quote_nobody_accepts_expires_with_nothing_held_or_charged(test_server
     assert all(h["status"] != "active" for h in market.bank.holds.values())
 
 
-def test_a_buy_the_client_cannot_pay_is_refused_at_the_hold(test_server: Path) -> None:
+def test_a_buy_the_client_cannot_pay_is_refused_at_the_hold(test_server: SagaServer) -> None:
     seen: dict[str, TradeResult] = {}
 
     async def scenario(m: Market) -> None:

@@ -9,16 +9,16 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from temporalio import activity
 from temporalio.client import Client, WorkflowHandle
 
 from sagas import accounts
-from sagas.errors import ApprovalExpired, InsufficientFunds, PolicyDenied
+from sagas.errors import ApprovalExpired, DependencyUnavailable, InsufficientFunds, PolicyDenied
 from sagas.governance import StaticGovernance
 from sagas.intents import RegisteredKey, sign_intent
 from sagas.ledger import ETH, Transfer
@@ -32,41 +32,12 @@ from tests.fakes import (
     FakePolicyStore,
     InMemoryLedger,
 )
-from tests.sagas.conftest import QUEUE, books, on_test_server, requested, until
+from tests.fakes_chains import FakePayouts
+from tests.sagas.conftest import QUEUE, SagaServer, books, requested, until
 
 CLIENT = "acme"
 FUNDED = 10 * 10**18  # wei
 OPERATORS = {name: Ed25519PrivateKey.generate() for name in ("alice", "bob", "carol")}
-
-
-@dataclass
-class FakePayouts:
-    """sagas.ports.Payouts scripted: each send is counted, and the chain answers `pending`
-    until `final_after` status calls."""
-
-    final_after: int = 1
-    sends: dict[str, int] = field(default_factory=dict)
-    rebroadcasts: int = 0
-    _polls: int = 0
-
-    def send(self, operation_id: str, asset: str, destination: str, amount: int) -> str:
-        self.sends[operation_id] = self.sends.get(operation_id, 0) + 1
-        return "0x" + uuid.uuid5(uuid.NAMESPACE_URL, operation_id).hex * 2
-
-    def status(self, operation_id: str, asset: str) -> ChainStatus:
-        self._polls += 1
-        tx = "0x" + uuid.uuid5(uuid.NAMESPACE_URL, operation_id).hex * 2
-        if self._polls < self.final_after:
-            return ChainStatus(state="pending", tx_hash=tx, fee_asset="ETH")
-        return ChainStatus(state="final", tx_hash=tx, confirmations=12, fee=21_000, fee_asset="ETH")
-
-    def rebroadcast(self, operation_id: str) -> None:
-        self.rebroadcasts += 1
-
-    def bump(
-        self, operation_id: str, asset: str, destination: str, amount: int, percent: int
-    ) -> str:
-        raise AssertionError("no bump in these scenarios")
 
 
 class NoHits:
@@ -118,7 +89,7 @@ class World:
 
 
 def run_world(
-    test_server: Path,
+    test_server: SagaServer,
     scenario: Callable[[World], Awaitable[None]],
     payouts: FakePayouts | None = None,
     **rules: Any,
@@ -152,7 +123,7 @@ def run_world(
         world.append(World(ledger, ops, intents, payouts, client))
         await scenario(world[0])
 
-    asyncio.run(on_test_server(test_server, [WithdrawalWorkflow], acts.all(), go))
+    test_server.run([WithdrawalWorkflow], acts.all(), go)
     return world[0]
 
 
@@ -160,7 +131,7 @@ def steps(world: World, operation_id: str) -> list[str]:
     return [s.step for s in world.ops.timeline(operation_id)]
 
 
-def test_an_allowed_withdrawal_is_paid_once_and_booked(test_server: Path) -> None:
+def test_an_allowed_withdrawal_is_paid_once_and_booked(test_server: SagaServer) -> None:
     seen: dict[str, Any] = {}
 
     async def scenario(w: World) -> None:
@@ -180,7 +151,9 @@ def test_an_allowed_withdrawal_is_paid_once_and_booked(test_server: Path) -> Non
     ]  # fmt: skip
 
 
-def test_a_withdrawal_above_the_balance_is_rejected_and_nothing_is_sent(test_server: Path) -> None:
+def test_a_withdrawal_above_the_balance_is_rejected_and_nothing_is_sent(
+    test_server: SagaServer,
+) -> None:
     seen: dict[str, Any] = {}
 
     async def scenario(w: World) -> None:
@@ -193,7 +166,7 @@ def test_a_withdrawal_above_the_balance_is_rejected_and_nothing_is_sent(test_ser
     assert world.available() == FUNDED
 
 
-def test_no_policy_is_a_denial_and_the_reservation_is_released(test_server: Path) -> None:
+def test_no_policy_is_a_denial_and_the_reservation_is_released(test_server: SagaServer) -> None:
     seen: dict[str, Any] = {}
 
     async def scenario(w: World) -> None:
@@ -207,7 +180,7 @@ def test_no_policy_is_a_denial_and_the_reservation_is_released(test_server: Path
     assert world.ledger.balance(accounts.client(CLIENT, "ETH")).debits_pending == 0
 
 
-def test_nobody_approves_within_the_day_and_it_expires(test_server: Path) -> None:
+def test_nobody_approves_within_the_day_and_it_expires(test_server: SagaServer) -> None:
     seen: dict[str, Any] = {}
 
     async def scenario(w: World) -> None:
@@ -225,7 +198,7 @@ def test_nobody_approves_within_the_day_and_it_expires(test_server: Path) -> Non
     assert steps(world, seen["op"])[-1] == "expired"
 
 
-def test_two_operators_other_than_the_requester_release_it(test_server: Path) -> None:
+def test_two_operators_other_than_the_requester_release_it(test_server: SagaServer) -> None:
     seen: dict[str, Any] = {}
 
     async def scenario(w: World) -> None:
@@ -256,7 +229,7 @@ def test_two_operators_other_than_the_requester_release_it(test_server: Path) ->
 
 
 def test_a_transaction_pending_past_the_hour_alerts_once_and_is_rebroadcast(
-    test_server: Path,
+    test_server: SagaServer,
 ) -> None:
     seen: dict[str, Any] = {}
 
@@ -275,23 +248,25 @@ def test_a_transaction_pending_past_the_hour_alerts_once_and_is_rebroadcast(
 
 @dataclass
 class FlakyPayouts(FakePayouts):
-    """The node is down for `down_for` seconds of wall-clock time from the first poll."""
+    """The node is down for as long as the saga asks as a local activity (about 15 s of
+    real time), and for its first `remote_failures` remote attempts after that."""
 
-    down_for: float = 20.0
-    _since: float | None = None
+    remote_failures: int = 2
+    local_failures: int = 0
 
     def status(self, operation_id: str, asset: str) -> ChainStatus:
-        import time
-
-        from sagas.errors import DependencyUnavailable
-
-        self._since = self._since or time.monotonic()
-        if time.monotonic() - self._since < self.down_for:
+        if activity.info().is_local:
+            self.local_failures += 1
             raise DependencyUnavailable("the node is down")
+        if self.remote_failures > 0:
+            self.remote_failures -= 1
+            raise DependencyUnavailable("the node is still down")
         return super().status(operation_id, asset)
 
 
-def test_a_fast_step_that_keeps_failing_goes_on_as_a_remote_activity(test_server: Path) -> None:
+def test_a_fast_step_that_keeps_failing_goes_on_as_a_remote_activity(
+    test_server: SagaServer,
+) -> None:
     """A local step retries inside the workflow task (and its heartbeats fill the
     history): past its time as a local activity it runs as a remote one, and the saga
     completes once the node is back, instead of failing or growing without bound."""
@@ -307,7 +282,9 @@ def test_a_fast_step_that_keeps_failing_goes_on_as_a_remote_activity(test_server
             if e.HasField("activity_task_scheduled_event_attributes")
         ]
 
-    run_world(test_server, scenario, payouts=FlakyPayouts(final_after=1))
+    flaky = FlakyPayouts(final_after=1)
+    run_world(test_server, scenario, payouts=flaky)
     assert seen["result"].state == "completed"
+    assert flaky.local_failures == 5 and flaky.remote_failures == 0  # every attempt failed
     assert "withdrawal.chain_status" in seen["remote"]  # fell back to a remote activity
     assert "withdrawal.reserve" not in seen["remote"]  # the others stayed local

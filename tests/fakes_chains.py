@@ -1,0 +1,215 @@
+"""In-memory fakes of the chain-facing ports for the fast saga tier: the payouts (sending
+a payment on its chain) and the chain watcher's deposit observations. Each passes the
+contract suite its real implementation passes (tests/contracts/test_payouts.py,
+test_deposit_observations.py)."""
+
+from __future__ import annotations
+
+import re
+import threading
+import uuid
+from dataclasses import dataclass, field
+from typing import Literal
+
+from sagas.deposit import DepositState
+from sagas.errors import ChainRejected
+from sagas.withdrawal import ChainStatus
+
+_EVM_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+
+
+def _tx_id(operation_id: str, asset: str, attempt: int) -> str:
+    digest = uuid.uuid5(uuid.NAMESPACE_URL, f"{operation_id}#{attempt}").hex * 2
+    return digest if asset == "BTC" else "0x" + digest
+
+
+@dataclass
+class _Payment:
+    asset: str
+    tx_hash: str
+    attempt: int = 0
+
+
+@dataclass
+class FakePayouts:
+    """sagas.ports.Payouts scripted. A payment is recorded once per operation id (a repeat
+    send returns it and pays nothing more); its transaction is pending until it has been
+    asked about `final_after` times, then `outcome` (final, or reverted) with `fee`.
+
+    `sends` counts send calls per operation, `paid` what each destination received,
+    `rebroadcasts` the rebroadcast calls. An EVM destination that is not an address, or
+    an amount that is not positive, is refused (ChainRejected) with nothing recorded;
+    Bitcoin addresses are not checked."""
+
+    final_after: int = 1
+    outcome: Literal["final", "reverted"] = "final"
+    fee: int = 21_000
+    sends: dict[str, int] = field(default_factory=dict)
+    paid: dict[str, int] = field(default_factory=dict)
+    rebroadcasts: int = 0
+    _payments: dict[str, _Payment] = field(default_factory=dict)
+    _polls: dict[str, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def send(self, operation_id: str, asset: str, destination: str, amount: int) -> str:
+        with self._lock:
+            self.sends[operation_id] = self.sends.get(operation_id, 0) + 1
+            recorded = self._payments.get(operation_id)
+            if recorded is not None:
+                return recorded.tx_hash
+            if amount <= 0:
+                raise ChainRejected("amount must be positive")
+            if asset != "BTC" and not _EVM_ADDRESS.match(destination):
+                raise ChainRejected(f"not an address: {destination!r}")
+            payment = _Payment(asset=asset, tx_hash=_tx_id(operation_id, asset, 0))
+            self._payments[operation_id] = payment
+            self.paid[destination] = self.paid.get(destination, 0) + amount
+            return payment.tx_hash
+
+    def _mined(self, operation_id: str) -> bool:
+        return self._polls.get(operation_id, 0) >= self.final_after
+
+    def status(self, operation_id: str, asset: str) -> ChainStatus:
+        with self._lock:
+            payment = self._payments.get(operation_id)
+            if payment is None:
+                raise KeyError(f"no payment {operation_id}")
+            self._polls[operation_id] = self._polls.get(operation_id, 0) + 1
+            fee_asset = "BTC" if payment.asset == "BTC" else "ETH"
+            if not self._mined(operation_id):
+                return ChainStatus(state="pending", tx_hash=payment.tx_hash, fee_asset=fee_asset)
+            return ChainStatus(
+                state=self.outcome,
+                tx_hash=payment.tx_hash,
+                confirmations=12,
+                fee=self.fee,
+                fee_asset=fee_asset,
+            )
+
+    def rebroadcast(self, operation_id: str) -> None:
+        with self._lock:
+            self.rebroadcasts += 1
+
+    def bump(
+        self, operation_id: str, asset: str, destination: str, amount: int, percent: int
+    ) -> str:
+        """A pending payment's transaction is replaced (a new id, the same payment); a mined
+        one stands and is returned."""
+        if percent <= 110:
+            raise ValueError("a replacement must raise fees by more than 10%")
+        with self._lock:
+            payment = self._payments.get(operation_id)
+            if payment is None:
+                raise KeyError(f"no payment {operation_id}")
+            if not self._mined(operation_id):
+                payment.attempt += 1
+                payment.tx_hash = _tx_id(operation_id, payment.asset, payment.attempt)
+            return payment.tx_hash
+
+
+@dataclass(frozen=True)
+class Output:
+    """A deposit as the watcher reads it from a block: one output of a transaction to an
+    address the platform gave the account `account_id`."""
+
+    tx_hash: str
+    position: str
+    address: str
+    account_id: str
+    asset: str
+    amount: int
+    chain: str = "bitcoin"
+
+
+@dataclass
+class _Observation:
+    output: Output
+    block: str
+    state: Literal["seen", "final", "reorged"] = "seen"
+
+
+class FakeDepositObservations:
+    """sagas.ports.DepositObservations over scripted chains, one per chain name, with the
+    chain watcher's rules: an output is observed once per block it is in; it is final
+    when its block is `confirmations` deep; a reorg drops its blocks' observations.
+
+    `mine` adds a block at the tip (what is deep enough below it becomes final); `bury`
+    grows the chain until a block is just deep enough (it and the blocks below it are
+    final, those above are not); `drop` replaces a block and those above it with a longer
+    branch of empty blocks (a reorg)."""
+
+    def __init__(self, confirmations: int = 6) -> None:
+        self.confirmations = confirmations
+        self._chains: dict[str, list[str]] = {}
+        self._observations: list[_Observation] = []
+        self._lock = threading.Lock()
+        self._blocks = 0
+
+    def _new_block(self, chain: str) -> str:
+        self._blocks += 1
+        block = f"{chain}-block-{self._blocks}"
+        self._chains.setdefault(chain, []).append(block)
+        return block
+
+    def _height(self, chain: str, block: str) -> int:
+        return self._chains[chain].index(block)
+
+    def mine(self, *outputs: Output, chain: str = "bitcoin") -> str:
+        """A new block at the tip with these outputs in it: each seen. Its id."""
+        with self._lock:
+            block = self._new_block(chain)
+            for output in outputs:
+                assert output.chain == chain, "an output is mined on its own chain"
+                self._observations.append(_Observation(output, block))
+            self._finalise(chain)
+            return block
+
+    def bury(self, block: str, chain: str = "bitcoin") -> None:
+        with self._lock:
+            height = self._height(chain, block)
+            while len(self._chains[chain]) - height < self.confirmations:
+                self._new_block(chain)
+            self._finalise(chain)
+
+    def _finalise(self, chain: str) -> None:
+        blocks = self._chains[chain]
+        deep = set(blocks[: max(len(blocks) - self.confirmations + 1, 0)])
+        for obs in self._observations:
+            if obs.output.chain == chain and obs.block in deep and obs.state == "seen":
+                obs.state = "final"
+
+    def drop(self, block: str, chain: str = "bitcoin") -> None:
+        with self._lock:
+            blocks = self._chains[chain]
+            height = self._height(chain, block)
+            dropped, blocks[height:] = set(blocks[height:]), []
+            for obs in self._observations:
+                if obs.output.chain == chain and obs.block in dropped:
+                    obs.state = "reorged"
+            for _ in range(len(dropped) + 1):  # the new branch is longer
+                self._new_block(chain)
+            self._finalise(chain)
+
+    def _of(self, chain: str, tx_hash: str, position: str) -> list[_Observation]:
+        return [
+            o
+            for o in self._observations
+            if (o.output.chain, o.output.tx_hash, o.output.position) == (chain, tx_hash, position)
+        ]
+
+    def state(self, chain: str, tx_hash: str, position: str) -> DepositState:
+        with self._lock:
+            states = {o.state for o in self._of(chain, tx_hash, position)}
+        if not states:
+            return "unknown"
+        if "final" in states:
+            return "final"
+        return "seen" if "seen" in states else "reorged"
+
+    def final(self, chain: str, tx_hash: str, position: str) -> tuple[str, str, str, int] | None:
+        with self._lock:
+            for o in self._of(chain, tx_hash, position):
+                if o.state == "final":
+                    out = o.output
+                    return out.address, out.account_id, out.asset, out.amount
+        return None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 WORKFLOW = "Deposit"
 
@@ -30,6 +30,12 @@ class DepositInput(BaseModel):
     asset: str
     amount: StrictInt
     poll_seconds: int = 15
+    history_limit: int = Field(
+        default=5000,
+        ge=50,
+        description="events in one run before the wait for finality goes on in a new run",
+    )
+    resumed: bool = Field(default=False, description="set by the saga: a new run of its wait")
 
     @property
     def operation_id(self) -> str:

@@ -9,6 +9,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
+    from sagas.continuation import history_full
     from sagas.deposit import WORKFLOW, DepositInput, DepositNudge, DepositResult
     from sagas.deposit.activities import DepositActivities as A
 
@@ -27,9 +28,11 @@ class DepositWorkflow:
 
     @workflow.run
     async def run(self, dep: DepositInput) -> DepositResult:
-        await workflow.execute_activity_method(
-            A.record_seen, dep, start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
-        )
+        if not dep.resumed:
+            await workflow.execute_activity_method(
+                A.record_seen, dep, start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
+            )
+        renewable = workflow.patched("deposit-continue-as-new")
         while True:
             state: str = await workflow.execute_activity_method(
                 A.observed_state, dep, start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
@@ -40,6 +43,11 @@ class DepositWorkflow:
                 return await workflow.execute_activity_method(
                     A.cancel, dep, start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
                 )
+            if renewable and history_full(dep.history_limit):
+                # A deposit that stays unconfirmed (or an output the watcher never saw)
+                # waits on in a new run: its history never nears Temporal's limits.
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(dep.model_copy(update={"resumed": True}))
             self._nudged = False
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(

@@ -42,6 +42,29 @@ class WithdrawalInput(BaseModel):
     request: SignedRequest | None = Field(
         default=None, description="the client's signed request, passed through to the signer"
     )
+    history_limit: int = Field(
+        default=5000,
+        ge=50,
+        description="events in one run of the saga before its wait for finality goes on in "
+        "a new run (continue-as-new): a payment stuck for days stays far from Temporal's "
+        "history limits",
+    )
+    resume: FinalityWait | None = Field(
+        default=None, description="set by the saga itself: a new run of a finality wait"
+    )
+
+
+class FinalityWait(BaseModel):
+    """Where a broadcast withdrawal's wait for finality stood when the saga went on in a
+    new run: what the new run needs not to alert twice or drop an operator's decision."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    started_at: datetime
+    alerted: bool
+    mined: bool
+    decisions: list[OperatorDecision] = Field(default_factory=list)
+    decision_ids: list[str] = Field(default_factory=list)
 
 
 class ReserveOutcome(BaseModel):

@@ -20,6 +20,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, CancelledErro
 from temporalio.exceptions import TimeoutError as ActivityTimeout
 
 with workflow.unsafe.imports_passed_through():
+    from sagas.continuation import history_full
     from sagas.errors import (
         ApprovalExpired,
         ApprovalRefused,
@@ -37,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         Completion,
         Ended,
         Ending,
+        FinalityWait,
         OperatorDecision,
         PolicyOutcome,
         ReserveOutcome,
@@ -181,6 +183,8 @@ class WithdrawalWorkflow:
     async def run(self, req: WithdrawalInput) -> WithdrawalResult:
         self._input = req
         self._local = workflow.patched("local-steps")
+        if req.resume is not None:  # a new run of the wait for finality
+            return await self._finish(req)
         reserved: ReserveOutcome = await self._step(A.reserve, req)
         if not reserved.reserved:
             self._stage = "rejected"
@@ -235,6 +239,9 @@ class WithdrawalWorkflow:
         )
         if sent.tx_hash is None:
             return await self._end(req, "failed", sent.error_code, sent.detail)
+        return await self._finish(req)
+
+    async def _finish(self, req: WithdrawalInput) -> WithdrawalResult:
         self._stage = "broadcast"
         status = await self._await_final(req)
         await self._step(A.complete, Completion(operation_id=req.operation_id, status=status))
@@ -312,8 +319,25 @@ class WithdrawalWorkflow:
     async def _await_final(self, req: WithdrawalInput) -> ChainStatus:
         """Wait for finality: woken by the watcher's events, polling as the fallback.
         Past the deadline: alert once, rebroadcast, and act on operators' decisions."""
-        started = workflow.now()
-        alerted = mined = False
+        renewable = workflow.patched("finality-continue-as-new")
+        started, alerted, mined = workflow.now(), False, False
+        if (resume := req.resume) is not None:
+            started, alerted, mined = resume.started_at, resume.alerted, resume.mined
+            # Decisions signalled to this run before it got here follow the carried ones,
+            # but not one the last run had already taken under the same id.
+            carried = set(resume.decision_ids)
+            self._decisions = [
+                *resume.decisions,
+                *(
+                    d
+                    for d in self._decisions
+                    if d.decision_id not in carried or d.decision_id is None
+                ),
+            ]
+            self._compliance = [
+                d for d in self._compliance if d.decision_id not in carried or d.decision_id is None
+            ]
+            self._decision_ids |= carried
         while True:
             status: ChainStatus = await self._step(A.chain_status, req)
             if status.state in ("final", "reverted"):
@@ -342,6 +366,16 @@ class WithdrawalWorkflow:
                     retry_policy=_RETRY,
                 )
                 continue
+            if renewable and history_full(req.history_limit):
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                wait = FinalityWait(
+                    started_at=started,
+                    alerted=alerted,
+                    mined=mined,
+                    decisions=self._decisions,
+                    decision_ids=sorted(self._decision_ids),
+                )
+                workflow.continue_as_new(req.model_copy(update={"resume": wait}))
             self._nudged = False
             with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
                 await workflow.wait_condition(

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.common import WorkflowIDReusePolicy
 
 from sagas import accounts
@@ -199,6 +199,31 @@ def test_a_lost_final_event_is_made_up_for_by_polling(test_server: SagaServer) -
     assert seen["result"].state == "credited"
     assert w.chain.polls == 30
     assert w.available() == AMOUNT
+
+
+def test_a_deposit_unconfirmed_for_long_waits_on_in_new_runs_and_is_credited_once(
+    test_server: SagaServer,
+) -> None:
+    """Final after 40 hourly polls, with at most 50 events a run: it goes on in new runs."""
+    seen: dict[str, Any] = {}
+
+    async def scenario(w: Watched) -> None:
+        out = w.output()
+        block = w.chain.mine(out)
+        w.chain.on_poll = lambda n: w.chain.bury(block) if n == 40 else None
+        handle = await w.seen(out, poll_seconds=3600, history_limit=50)
+        seen["result"] = await handle.result()
+        # Signal-with-start gives the run it started as the handle's result run.
+        first = w.client.get_workflow_handle(handle.id, run_id=handle.result_run_id)
+        seen["first"] = (await first.describe()).status
+        seen["steps"] = w.steps(out)
+
+    w = watch(test_server, scenario)
+    assert seen["first"] == WorkflowExecutionStatus.CONTINUED_AS_NEW
+    assert seen["result"].state == "credited"
+    assert w.chain.polls == 40
+    assert w.available() == AMOUNT and w.credits() == 1
+    assert seen["steps"].count("seen") == 1  # recorded by the first run only
 
 
 def test_a_deposit_reorged_before_finality_is_cancelled_then_credited_once_mined_again(

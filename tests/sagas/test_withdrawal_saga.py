@@ -15,7 +15,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from temporalio import activity
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 
 from sagas import accounts
 from sagas.errors import ApprovalExpired, DependencyUnavailable, InsufficientFunds, PolicyDenied
@@ -244,6 +244,36 @@ def test_a_transaction_pending_past_the_hour_alerts_once_and_is_rebroadcast(
     assert [a.type for a in alerts] == ["custody.alert.withdrawal_stuck.v1"]
     assert world.payouts.rebroadcasts >= 1
     assert world.payouts.sends == {seen["op"]: 1}
+
+
+def test_a_payment_pending_for_days_waits_on_in_new_runs_and_is_booked_once(
+    test_server: SagaServer,
+) -> None:
+    seen: dict[str, Any] = {}
+
+    async def scenario(w: World) -> None:
+        handle = await w.start(
+            10**18, poll_seconds=3600, stuck_after_seconds=7200, history_limit=60
+        )
+        seen["result"], seen["op"] = await handle.result(), handle.id
+        first = w.client.get_workflow_handle(handle.id, run_id=handle.first_execution_run_id)
+        seen["first"] = (await first.describe()).status
+        seen["last"] = (await w.client.get_workflow_handle(handle.id).describe()).run_id
+        seen["first_run"] = handle.first_execution_run_id
+
+    # Three days of hourly polls: about 6 events each, far past 60 in one run.
+    world = run_world(test_server, scenario, payouts=FakePayouts(final_after=72))
+    assert seen["first"] == WorkflowExecutionStatus.CONTINUED_AS_NEW
+    assert seen["last"] != seen["first_run"]
+    assert seen["result"].state == "completed"
+    op_id = seen["op"]
+    assert world.payouts.sends == {op_id: 1}
+    assert world.available() == FUNDED - 10**18
+    assert world.ledger.balance(accounts.network_fees("ETH")).debits_posted == 21_000
+    alerts = [e for topic, e in world.ops.outbox if topic == "custody.alerts.v1"]
+    assert [a.type for a in alerts] == ["custody.alert.withdrawal_stuck.v1"]
+    assert world.payouts.rebroadcasts == 1  # at the alert, not again in each new run
+    assert steps(world, op_id)[-3:] == ["broadcast", "stuck_alert", "completed"]
 
 
 @dataclass

@@ -9,7 +9,7 @@ by screening or sent in an asset the address was not given for.
 
 from __future__ import annotations
 
-from sagas.ledger import AccountKind
+from sagas.ledger import Account, AccountKind
 
 
 def client(client_id: str, asset: str) -> str:
@@ -36,6 +36,14 @@ def settlement(counterparty: str, asset: str) -> str:
     """What a liquidity provider owes the platform in an asset (debit balance: the
     platform bought and the provider has not delivered yet) or is owed (credit)."""
     return f"settlement:{counterparty}:{asset}"
+
+
+def settlement_account(counterparty: str, asset: str) -> Account:
+    """The provider's settlement account in the asset, as the trade and settlement sagas
+    open it (idempotently) before they book against it."""
+    return Account(
+        id=settlement(counterparty, asset), asset=asset, kind=AccountKind.COUNTERPARTY_SETTLEMENT
+    )
 
 
 def sibling(account_id: str, asset: str) -> str:

@@ -18,7 +18,7 @@ from sagas.errors import CustodyError, SettlementMismatch
 from sagas.events import Envelope
 from sagas.governance import Governance
 from sagas.intents import Intent, RegisteredKey
-from sagas.ledger import Account, AccountKind, Transfer, TransferRecord
+from sagas.ledger import Transfer, TransferRecord
 from sagas.liquidity import SettlementLeg
 from sagas.operations import OperationRecord, recorded_step, request_hash, step_event_id
 from sagas.payments import pay_once
@@ -151,15 +151,6 @@ class SettlementActivities:
     def _recorded(self, operation_id: str, step: str) -> dict[str, Any] | None:
         return recorded_step(self._ops.timeline(operation_id), step)
 
-    def _open(self, counterparty: str, asset: str) -> None:
-        self._ledger.open_account(
-            Account(
-                id=accounts.settlement(counterparty, asset),
-                asset=asset,
-                kind=AccountKind.COUNTERPARTY_SETTLEMENT,
-            )
-        )
-
     # --- plan -------------------------------------------------------------------------
     @activity.defn(name="settlement.plan")
     def plan(self, req: SettlementInput) -> Plan:
@@ -207,7 +198,7 @@ class SettlementActivities:
                 if asset == req.currency:
                     to = req.platform_iban if payer == "provider" else ssi.iban
                 elif payer == "provider":
-                    self._open(cp, asset)
+                    self._ledger.open_account(accounts.settlement_account(cp, asset))
                     to = self._address(cp, asset)
                 else:
                     to = ssi.addresses[asset]

@@ -8,7 +8,6 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from sagas.liquidity import SettlementLeg
@@ -16,20 +15,12 @@ with workflow.unsafe.imports_passed_through():
         WORKFLOW,
         Break,
         CounterpartyPlan,
-        LegsSeen,
         Plan,
         SettlementInput,
         SettlementResult,
     )
     from sagas.settlement.activities import SettlementActivities as A
-    from sagas.withdrawal import ChainStatus
-
-_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    maximum_interval=timedelta(seconds=30),
-    non_retryable_error_types=["TransferIdConflict", "IdempotencyConflict", "InvalidState"],
-)
-_TIMEOUT = timedelta(seconds=30)
+    from sagas.steps import SETTLE, step
 
 
 @workflow.defn(name=WORKFLOW)
@@ -45,9 +36,7 @@ class SettlementWorkflow:
     async def run(self, req: SettlementInput) -> SettlementResult:
         if not req.settlement_id:  # a scheduled run: its workflow id names it
             req = req.model_copy(update={"settlement_id": workflow.info().workflow_id})
-        plan: Plan = await workflow.execute_activity_method(
-            A.plan, req, start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
-        )
+        plan = await step(A.plan, req, profile=SETTLE)
         if not plan.parts:
             await self._reconcile(req, plan, "nothing_to_settle")
             return SettlementResult(settlement_id=req.settlement_id, state="nothing_to_settle")
@@ -75,31 +64,18 @@ class SettlementWorkflow:
         )
 
     async def _reconcile(self, req: SettlementInput, plan: Plan, outcome: str) -> list[Break]:
-        breaks: list[Break] = await workflow.execute_activity_method(
-            A.reconcile,
-            args=[req, plan, outcome],
-            start_to_close_timeout=_TIMEOUT,
-            retry_policy=_RETRY,
-        )
-        return breaks
+        return await step(A.reconcile, req, plan, outcome, profile=SETTLE)
 
     async def _dvp(self, req: SettlementInput, part: CounterpartyPlan) -> bool:
         """The provider's legs first; the platform's only once those are confirmed. False
         if compensated (the provider refused the instructions or did not deliver)."""
-        refused: str | None = await workflow.execute_activity_method(
-            A.instruct, args=[req, part], start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
-        )
+        refused = await step(A.instruct, req, part, profile=SETTLE)
         if refused is not None:
             await self._compensate(req, part, [refused])
             return False
         deadline = workflow.now() + timedelta(seconds=req.leg_timeout_seconds)
         while True:
-            seen: LegsSeen = await workflow.execute_activity_method(
-                A.counterparty_legs,
-                args=[req, part],
-                start_to_close_timeout=_TIMEOUT,
-                retry_policy=_RETRY,
-            )
+            seen = await step(A.counterparty_legs, req, part, profile=SETTLE)
             if seen.confirmed:
                 break
             if workflow.now() >= deadline:
@@ -110,54 +86,28 @@ class SettlementWorkflow:
             if leg.payer != "platform":
                 continue
             if leg.asset == req.currency:
-                await workflow.execute_activity_method(
-                    A.pay_fiat,
-                    args=[req, part, leg],
-                    start_to_close_timeout=_TIMEOUT,
-                    retry_policy=_RETRY,
-                )
+                await step(A.pay_fiat, req, part, leg, profile=SETTLE)
             elif not await self._deliver_crypto(req, part, leg):
                 return False  # reverted: alerted; the leg stays owed (a reconciliation break)
-        await workflow.execute_activity_method(
-            A.settled, args=[req, part], start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
-        )
+        await step(A.settled, req, part, profile=SETTLE)
         return True
 
     async def _deliver_crypto(
         self, req: SettlementInput, part: CounterpartyPlan, leg: SettlementLeg
     ) -> bool:
-        sent: str | None = await workflow.execute_activity_method(
-            A.send_crypto,
-            args=[req, part, leg],
-            start_to_close_timeout=_TIMEOUT,
-            retry_policy=_RETRY,
-        )
+        sent = await step(A.send_crypto, req, part, leg, profile=SETTLE)
         if sent is None:
             return False  # not sent (refused destination, cannot pay): alerted, stays owed
         while True:
-            status: ChainStatus = await workflow.execute_activity_method(
-                A.crypto_status,
-                args=[req, part, leg],
-                start_to_close_timeout=_TIMEOUT,
-                retry_policy=_RETRY,
-            )
+            status = await step(A.crypto_status, req, part, leg, profile=SETTLE)
             if status.state in ("final", "reverted"):
                 break
             await workflow.sleep(timedelta(seconds=req.poll_seconds))
-        booked: bool = await workflow.execute_activity_method(
-            A.book_crypto,
-            args=[req, part, leg, status],
-            start_to_close_timeout=_TIMEOUT,
-            retry_policy=_RETRY,
-        )
-        return booked
+        return await step(A.book_crypto, req, part, leg, status, profile=SETTLE)
 
     async def _compensate(
         self, req: SettlementInput, part: CounterpartyPlan, missing: list[str]
     ) -> None:
-        await workflow.execute_activity_method(
-            A.compensate,
-            args=[req, part, missing],
-            start_to_close_timeout=_TIMEOUT,
-            retry_policy=_RETRY,
-        )
+        """Compensate a counterparty's part: its instructions cancelled, its trades
+        unsettled again, operators told what is missing (nothing of ours was sent)."""
+        await step(A.compensate, req, part, missing, profile=SETTLE)

@@ -26,11 +26,12 @@ from sagas.errors import (
     QuoteInvalid,
 )
 from sagas.events import Envelope
-from sagas.ledger import Account, AccountKind, PostPending, Transfer, VoidPending
+from sagas.ledger import PostPending, Transfer, VoidPending
 from sagas.liquidity import Fill, Quote, pair
 from sagas.operations import recorded_step, step_event_id
 from sagas.payments import pay_once
 from sagas.ports import CoreBanking, Ledger, Liquidity, OperationStore, TradeStore
+from sagas.steps import typed_errors
 from sagas.topics import ALERTS, EVENTS
 from sagas.trade import (
     Acceptance,
@@ -257,7 +258,9 @@ class TradeActivities:
                 hold_id = hold.hold_id
                 step = f"held{suffix(priced.round)}"
             else:
-                self._open_settlement(priced.quote.counterparty, req.asset)
+                self._ledger.open_account(
+                    accounts.settlement_account(priced.quote.counterparty, req.asset)
+                )
                 self._ledger.submit(
                     [
                         Transfer(
@@ -386,15 +389,6 @@ class TradeActivities:
         return True
 
     # --- the ledger ---------------------------------------------------------------------
-    def _open_settlement(self, counterparty: str, asset: str) -> None:
-        self._ledger.open_account(
-            Account(
-                id=accounts.settlement(counterparty, asset),
-                asset=asset,
-                kind=AccountKind.COUNTERPARTY_SETTLEMENT,
-            )
-        )
-
     @activity.defn(name="trade.book")
     def book(self, req: TradeInput, priced: Priced, fill: Fill) -> TradeRecord:
         """Buy: the client is owed the asset, the provider owes it to the platform until
@@ -413,7 +407,7 @@ class TradeActivities:
         fee_taken = client - fill.notional if req.side == "buy" else fill.notional - client
         s = Settlement(req.side, fill.quantity, fill.notional, fee_taken, client)
         if req.side == "buy":
-            self._open_settlement(fill.counterparty, req.asset)
+            self._ledger.open_account(accounts.settlement_account(fill.counterparty, req.asset))
             self._ledger.submit(
                 [
                     Transfer(
@@ -479,6 +473,12 @@ class TradeActivities:
     # --- the fiat leg ---------------------------------------------------------------------
     @activity.defn(name="trade.pay")
     def pay(self, req: TradeInput, trade: TradeRecord, hold_id: str | None) -> Paid:
+        """The fiat leg (`_pay`); a platform error leaves it with its code in the details,
+        for the saga's alert (sagas/steps.py `typed_errors`)."""
+        with typed_errors():
+            return self._pay(req, trade, hold_id)
+
+    def _pay(self, req: TradeInput, trade: TradeRecord, hold_id: str | None) -> Paid:
         """Buy: capture the client's payment from the hold (partially: the rest of the hold
         goes back); if the hold lapsed, collect it by transfer. Sell: pay the proceeds
         from the platform's account. Paid once: the capture's key never changes, and a
@@ -545,7 +545,12 @@ class TradeActivities:
         return Paid(payment_id=payment.payment_id, amount=payment.amount)
 
     @activity.defn(name="trade.alert_payment")
-    def alert_payment(self, req: TradeInput, trade: TradeRecord, error: str) -> None:
+    def alert_payment(
+        self, req: TradeInput, trade: TradeRecord, error: str, error_code: str | None = None
+    ) -> None:
+        """`error`: the failure's text, for operators; `error_code`: its platform code as
+        `pay` raised it (sagas/steps.py `code_of`), None for an error without one (and
+        from a saga scheduled before the code was handed over)."""
         alert = Envelope(
             id=step_event_id(req.operation_id, "payment_delayed"),
             source=SOURCE,
@@ -556,6 +561,7 @@ class TradeActivities:
                 client_id=req.client_id,
                 side=req.side,
                 amount=str(trade.client_fiat),
+                error_code=error_code,
                 detail=error[:500],
                 action="the saga keeps retrying; fix the bank side and it completes",
             ).model_dump(mode="json"),
@@ -569,7 +575,7 @@ class TradeActivities:
                 (ALERTS.name, alert),
                 event(req, "payment_delayed", detail="the bank payment is delayed"),
             ],
-            detail={"error_code": _code_of(error)},
+            detail={"error_code": error_code or "unknown"},
             state="payment_delayed",
         )
 
@@ -628,11 +634,3 @@ class TradeActivities:
             state=ended.state,
             error_code=ended.error_code,
         )
-
-
-def _code_of(error: str) -> str:
-    """The platform's error code at the start of an error's text, if any."""
-    for word in error.replace(":", " ").split():
-        if word.startswith("CUS-"):
-            return word
-    return "unknown"

@@ -12,11 +12,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from sagas.errors import InvalidState, QuoteExpired, QuoteInvalid
+    from sagas.steps import PAY_FIRST, PAY_PATIENT, QUOTE, VENUE, code_of, crossing, step
     from sagas.trade import (
         MAX_ROUNDS,
         WORKFLOW,
@@ -33,26 +33,6 @@ with workflow.unsafe.imports_passed_through():
         TradeView,
     )
     from sagas.trade.activities import TradeActivities as A
-
-_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    maximum_interval=timedelta(seconds=10),
-    non_retryable_error_types=["TransferIdConflict", "InvalidState", "IdempotencyConflict"],
-)
-# The fiat leg after execution: a few quick tries, then an alert, then patiently for ever.
-_PAY_FIRST = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    maximum_interval=timedelta(seconds=5),
-    maximum_attempts=4,
-    non_retryable_error_types=["IdempotencyConflict"],
-)
-_PAY_PATIENT = RetryPolicy(
-    initial_interval=timedelta(seconds=5),
-    maximum_interval=timedelta(seconds=60),
-    non_retryable_error_types=["IdempotencyConflict"],
-)
-_TIMEOUT = timedelta(seconds=20)  # above an adapter's timeout times its attempts
-_QUOTE_WITHIN = timedelta(minutes=2)
 
 
 @workflow.defn(name=WORKFLOW)
@@ -90,15 +70,12 @@ class TradeWorkflow:
     def _check_acceptance(self, early: bool = False) -> None:
         waiting = self._stage == "quoted" or (early and self._stage == "requested")
         if not waiting or self._acceptance is not None:
-            raise ApplicationError(
-                f"{InvalidState.code}: not awaiting acceptance (stage {self._stage})",
-                type="InvalidState",
-                non_retryable=True,
+            raise crossing(
+                InvalidState(f"not awaiting acceptance (stage {self._stage})"), non_retryable=True
             )
         if self._accept_by is not None and workflow.now() >= self._accept_by:
-            raise ApplicationError(
-                f"{QuoteExpired.code}: the quote expired at {self._accept_by.isoformat()}",
-                type="QuoteExpired",
+            raise crossing(
+                QuoteExpired(f"the quote expired at {self._accept_by.isoformat()}"),
                 non_retryable=True,
             )
 
@@ -106,13 +83,7 @@ class TradeWorkflow:
     async def run(self, req: TradeInput) -> TradeResult:
         for round_ in range(1, MAX_ROUNDS + 1):
             try:
-                priced: Priced = await workflow.execute_activity_method(
-                    A.quote,
-                    args=[req, round_],
-                    start_to_close_timeout=_TIMEOUT,
-                    schedule_to_close_timeout=_QUOTE_WITHIN,
-                    retry_policy=_RETRY,
-                )
+                priced = await step(A.quote, req, round_, profile=QUOTE)
             except ActivityError:
                 # No provider answered for minutes: never trade long after the request.
                 return await self._end(
@@ -135,16 +106,9 @@ class TradeWorkflow:
             if req.auto_accept and not last and priced.quote.expires_at <= workflow.now():
                 continue  # stale already (a restarted worker): quote again, hold nothing
             assert self._acceptance is not None
-            await workflow.execute_activity_method(
-                A.accept,
-                args=[req, self._acceptance, round_],
-                start_to_close_timeout=_TIMEOUT,
-                retry_policy=_RETRY,
-            )
+            await step(A.accept, req, self._acceptance, round_, profile=VENUE)
             self._stage = "accepted"
-            held: Held = await workflow.execute_activity_method(
-                A.hold, args=[req, priced], start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
-            )
+            held = await step(A.hold, req, priced, profile=VENUE)
             if held.hold_id is None:  # refused (insufficient funds): recorded, nothing held
                 self._stage = "rejected"
                 return TradeResult(
@@ -154,22 +118,13 @@ class TradeWorkflow:
                     detail=held.detail,
                 )
             self._stage = "held" if req.side == "buy" else "reserved"
-            executed: Executed = await workflow.execute_activity_method(
-                A.execute,
-                args=[req, priced],
-                start_to_close_timeout=_TIMEOUT,
-                retry_policy=_RETRY,
-            )
+            executed = await step(A.execute, req, priced, profile=VENUE)
             if executed.fill is not None:
                 return await self._settle_client(req, priced, held, executed)
             stale = executed.error_code == QuoteExpired.code
             if stale and req.auto_accept and not last:
-                await workflow.execute_activity_method(
-                    A.release,
-                    args=[req, held.hold_id, round_],
-                    start_to_close_timeout=_TIMEOUT,
-                    retry_policy=_RETRY,
-                )
+                # Compensate the round: give its hold back, then quote again.
+                await step(A.release, req, held.hold_id, round_, profile=VENUE)
                 continue
             state: Ending = "expired" if stale else "rejected"
             return await self._end(
@@ -204,20 +159,10 @@ class TradeWorkflow:
         """After execution: book, take or pay the fiat, complete. Never compensates."""
         assert executed.fill is not None
         self._stage = "executed"
-        trade: TradeRecord = await workflow.execute_activity_method(
-            A.book,
-            args=[req, priced, executed.fill],
-            start_to_close_timeout=_TIMEOUT,
-            retry_policy=_RETRY,
-        )
+        trade = await step(A.book, req, priced, executed.fill, profile=VENUE)
         self._stage = "booked"
         paid = await self._pay(req, trade, held.hold_id if req.side == "buy" else None)
-        await workflow.execute_activity_method(
-            A.complete,
-            args=[req, trade, paid],
-            start_to_close_timeout=_TIMEOUT,
-            retry_policy=_RETRY,
-        )
+        await step(A.complete, req, trade, paid, profile=VENUE)
         self._stage = "completed"
         return TradeResult(
             operation_id=req.operation_id,
@@ -229,29 +174,13 @@ class TradeWorkflow:
 
     async def _pay(self, req: TradeInput, trade: TradeRecord, hold_id: str | None) -> Paid:
         try:
-            paid: Paid = await workflow.execute_activity_method(
-                A.pay,
-                args=[req, trade, hold_id],
-                start_to_close_timeout=_TIMEOUT,
-                retry_policy=_PAY_FIRST,
-            )
-            return paid
+            return await step(A.pay, req, trade, hold_id, profile=PAY_FIRST)
         except ActivityError as exc:
             cause = exc.cause if exc.cause is not None else exc
-            await workflow.execute_activity_method(
-                A.alert_payment,
-                args=[req, trade, str(cause)],
-                start_to_close_timeout=_TIMEOUT,
-                retry_policy=_RETRY,
-            )
+            # The error's code as the activity raised it (typed details, not its text).
+            await step(A.alert_payment, req, trade, str(cause), code_of(exc), profile=VENUE)
         self._stage = "payment_delayed"
-        paid = await workflow.execute_activity_method(
-            A.pay,
-            args=[req, trade, hold_id],
-            start_to_close_timeout=_TIMEOUT,
-            retry_policy=_PAY_PATIENT,
-        )
-        return paid
+        return await step(A.pay, req, trade, hold_id, profile=PAY_PATIENT)
 
     async def _end(
         self,
@@ -270,9 +199,7 @@ class TradeWorkflow:
             hold_id=hold_id,
             round=round_,
         )
-        await workflow.execute_activity_method(
-            A.end, args=[req, ended], start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
-        )
+        await step(A.end, req, ended, profile=VENUE)  # compensates: releases a hold
         self._stage = state
         return TradeResult(
             operation_id=req.operation_id, state=state, error_code=code, detail=detail

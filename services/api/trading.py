@@ -28,6 +28,7 @@ from sagas.governance import Proposal
 from sagas.ledger import EUR
 from sagas.money import format_units
 from sagas.operations import OperationRecord, Step
+from sagas.steps import detail_of
 from sagas.trade import Acceptance, TradeView
 from services.api.auth import Principal
 from services.api.deps import Key, Who
@@ -304,11 +305,11 @@ def trading_routes(platform: Platform, state: dict[str, Any], remembered: Rememb
                     result_type=TradeView,
                 )
             except WorkflowUpdateFailedError as exc:
-                cause = exc.cause
-                message = str(getattr(cause, "message", cause))
-                if getattr(cause, "type", None) == "QuoteExpired":
-                    raise QuoteExpired(message.split(": ", 1)[-1]) from None
-                raise InvalidState(message) from None
+                # The saga's refusal: its type names the error, its details carry the
+                # detail (sagas/steps.py `crossing`).
+                if getattr(exc.cause, "type", None) == QuoteExpired.__name__:
+                    raise QuoteExpired(detail_of(exc)) from None
+                raise InvalidState(detail_of(exc)) from None
             except WorkflowUpdateRPCTimeoutOrCancelledError:
                 raise DependencyUnavailable(
                     "the acceptance was sent but not confirmed in time: GET the trade to see "

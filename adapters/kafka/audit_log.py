@@ -84,6 +84,10 @@ def read_audit(
         # OFFSET_BEGINNING means, without the offset lookup librdkafka puts off by 500 ms
         # when the partition's leader is not known yet (always, on a new consumer).
         config["auto.offset.reset"] = "earliest"
+    else:
+        # An offset past the end or removed by retention is an error, not an empty read
+        # (librdkafka's default would jump to the end: "OK, 0 records").
+        config["auto.offset.reset"] = "error"
     consumer = Consumer(client_config(connection, **config))
     out: list[tuple[int, AuditRecord | None]] = []
     try:

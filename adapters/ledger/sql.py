@@ -10,6 +10,7 @@ exceed its credits and any negative counter (migrations/versions/0001_ledger.py)
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
@@ -22,6 +23,7 @@ from sagas.errors import (
     AccountConflict,
     AssetMismatch,
     InsufficientFunds,
+    PendingNotFound,
     UnknownAccount,
     UnknownAsset,
 )
@@ -35,7 +37,7 @@ from sagas.ledger import (
     PendingState,
     TransferRecord,
 )
-from sagas.ledger.engine import Found, execute_batch, expire_batch
+from sagas.ledger.engine import Found, StaleRead, execute_batch, expire_batch
 from sagas.ledger.rules import Counters, replay
 from sagas.ports import OutboxItem
 
@@ -63,6 +65,7 @@ _TRANSFER_TYPES = (
 
 
 T = TypeVar("T")
+_STALE_RETRIES = 5
 
 
 def _utc_now() -> datetime:
@@ -134,6 +137,11 @@ class SqlLedger:
         def work(conn: Conn) -> list[TransferRecord]:
             return execute_batch(_SqlTx(conn), commands, self._clock())
 
+        # A pending transfer recorded while the batch locked its accounts: run it again
+        # (the next first read sees it). Each retry needs yet another such race.
+        for _ in range(_STALE_RETRIES - 1):
+            with contextlib.suppress(StaleRead):
+                return self._write(work)
         return self._write(work)
 
     def expire_pending(self) -> list[TransferRecord]:
@@ -254,6 +262,10 @@ def _integrity_error(exc: Exception) -> Exception:
         )
     ):
         return InsufficientFunds("refused by the database")
+    if "ledger_one_resolution" in constraint:
+        # A second resolution of one pending transfer: the engine's checks under the
+        # accounts' locks should refuse it first; the unique index is the last word.
+        return PendingNotFound("resolved already (refused by the database)")
     if "ledger_transfers_id_key" in constraint or "ledger_transfers.id" in text:
         return _UniqueTransferId()
     return exc

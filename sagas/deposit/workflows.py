@@ -28,7 +28,9 @@ class DepositWorkflow:
 
     @workflow.run
     async def run(self, dep: DepositInput) -> DepositResult:
-        if not dep.resumed:
+        # Only a run the saga continued itself skips its first step (not a start that
+        # merely says so).
+        if not (dep.resumed and workflow.info().continued_run_id is not None):
             await workflow.execute_activity_method(
                 A.record_seen, dep, start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
             )

@@ -77,6 +77,11 @@ class LedgerTx(Protocol):
         """Queue events in the same transaction (transactional outbox)."""
 
 
+class StaleRead(Exception):
+    """A transfer the batch names was recorded by another batch while this one locked its
+    accounts: the storage runs the batch again (its first read then sees it)."""
+
+
 @dataclass(frozen=True)
 class Expiry:
     """The sweeper's release of a pending transfer past its expiry: not a caller's
@@ -119,6 +124,7 @@ class _Batch:
         self._tx = tx
         self._now = now
         self._accounts: dict[str, tuple[Account, Counters]] = {}
+        self._locked: frozenset[str] = frozenset()
         self._found: dict[str, Found] = {}
         self._new: dict[str, tuple[TransferRecord, str]] = {}
         self._states: dict[str, PendingState] = {}
@@ -137,9 +143,21 @@ class _Batch:
         # A pending transfer's accounts never change: reading it before the locks is safe.
         for found in self._tx.find(sorted(set(resolving))).values() if resolving else ():
             accounts |= {found.record.debit_account, found.record.credit_account}
-        self._lock(accounts)
+        self._locked = frozenset(accounts)
+        locked = self._tx.lock_accounts(sorted(accounts)) if accounts else {}
+        for account_id, (account, counters) in locked.items():
+            self._accounts[account_id] = (account, replace(counters))
         # Read after the locks: no other batch can change these accounts' transfers now.
         self._found = self._tx.find(sorted({c.id for c in commands} | set(resolving)))
+        for pending_id in resolving:
+            late = self._found.get(pending_id)
+            if late is not None and not (
+                {late.record.debit_account, late.record.credit_account} <= self._locked
+            ):
+                # Recorded by another batch between the two reads: its accounts are not
+                # locked, so what was read of it (and of commands on it) may be stale, and
+                # locking them now, out of order, could deadlock. Run the batch again.
+                raise StaleRead(pending_id)
         results: list[TransferRecord] = []
         for cmd in commands:
             try:
@@ -165,15 +183,6 @@ class _Batch:
         return [stored.get(r.id, r) if r.seq == 0 else r for r in results]
 
     # --- reads through the batch's changes -------------------------------------------
-    def _lock(self, ids: set[str]) -> bool:
-        """Lock the accounts not locked yet; whether any were."""
-        missing = sorted(ids - self._accounts.keys())
-        if not missing:
-            return False
-        for account_id, (account, counters) in self._tx.lock_accounts(missing).items():
-            self._accounts[account_id] = (account, replace(counters))
-        return True
-
     def _recorded(self, transfer_id: str) -> tuple[TransferRecord, str] | None:
         if transfer_id in self._new:
             return self._new[transfer_id]
@@ -224,10 +233,6 @@ class _Batch:
         if prior is None or prior[0].kind != "pending":
             raise PendingNotFound(cmd.pending_id)
         pending = prior[0]
-        if self._lock({pending.debit_account, pending.credit_account}):
-            # Recorded by another batch after this one's first read: read its state again
-            # now that its accounts are locked.
-            self._found.update(self._tx.find([pending.id]))
         if isinstance(cmd, Expiry):
             if pending.expires_at is None or pending.expires_at > self._now:
                 raise PendingNotFound(cmd.pending_id)  # extended or never expiring: skip
@@ -256,7 +261,8 @@ class _Batch:
         )
 
     def _book(self, record: TransferRecord, body: str) -> TransferRecord:
-        self._lock({record.debit_account, record.credit_account})
+        # Every account the batch can touch was locked up front (run): one missing here
+        # does not exist.
         for account_id in (record.debit_account, record.credit_account):
             if account_id not in self._accounts:
                 raise UnknownAccount(account_id)
@@ -272,7 +278,9 @@ class _Batch:
         new_debit, new_credit = replace(debit), replace(credit)
         apply(record, new_debit, new_credit)
         for account, counters in ((debit_account, new_debit), (credit_account, new_credit)):
-            if account.kind.no_overdraft and not counters.covers_debits():
+            if not counters.non_negative() or (
+                account.kind.no_overdraft and not counters.covers_debits()
+            ):
                 raise InsufficientFunds(f"{record.id}: account {account.id}")
         self._accounts[debit_account.id] = (debit_account, new_debit)
         self._accounts[credit_account.id] = (credit_account, new_credit)

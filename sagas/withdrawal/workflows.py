@@ -183,8 +183,8 @@ class WithdrawalWorkflow:
     async def run(self, req: WithdrawalInput) -> WithdrawalResult:
         self._input = req
         self._local = workflow.patched("local-steps")
-        if req.resume is not None:  # a new run of the wait for finality
-            return await self._finish(req)
+        if req.resume is not None and workflow.info().continued_run_id is not None:
+            return await self._finish(req)  # a new run of the wait for finality
         reserved: ReserveOutcome = await self._step(A.reserve, req)
         if not reserved.reserved:
             self._stage = "rejected"
@@ -321,7 +321,8 @@ class WithdrawalWorkflow:
         Past the deadline: alert once, rebroadcast, and act on operators' decisions."""
         renewable = workflow.patched("finality-continue-as-new")
         started, alerted, mined = workflow.now(), False, False
-        if (resume := req.resume) is not None:
+        resume = req.resume if workflow.info().continued_run_id is not None else None
+        if resume is not None:
             started, alerted, mined = resume.started_at, resume.alerted, resume.mined
             # Decisions signalled to this run before it got here follow the carried ones,
             # but not one the last run had already taken under the same id.

@@ -94,6 +94,21 @@ class Conn:
         )
         return f"json_to_recordset(?::json) as v ({', '.join(columns)})", [body]
 
+    def ordered_rows(
+        self, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> tuple[str, list[Any]]:
+        """PostgreSQL: a `select` of `rows` (as `rows` gives them) in their order, for an
+        `insert ... select` whose identity column must number them in that order."""
+        names = [c.split(" ", 1)[0] for c in columns]
+        _, params = self.rows(columns, rows)
+        listed = ", ".join(names)
+        # The columns are the callers' constants; every value is in the one parameter.
+        sql = (
+            f"select {listed} from rows from (json_to_recordset(?::json) as "  # noqa: S608
+            f"({', '.join(columns)})) with ordinality as v ({listed}, ord) order by v.ord"
+        )
+        return sql, params
+
     def amount(self, value: int | None) -> Any:
         """An integer amount as this database stores it (SQLite: exact decimal text)."""
         if value is None:

@@ -17,8 +17,10 @@ def emit(conn: Conn, topic: str, events: Iterable[Envelope]) -> None:
     if conn.sqlite:
         conn.values(head, rows, "on conflict (event_id) do nothing")
         return
-    source, params = conn.rows(
+    # In the order given: the relay publishes by position, and one account's events must
+    # reach the topic in the order its entries were made.
+    select, params = conn.ordered_rows(
         ("event_id text", "topic text", "event_key text", "payload text", "created_at timestamptz"),
         rows,
     )
-    conn.run(f"{head} select * from {source} on conflict (event_id) do nothing", params)
+    conn.run(f"{head} {select} on conflict (event_id) do nothing", params)

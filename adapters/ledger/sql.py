@@ -339,8 +339,8 @@ class _SqlTx:
         if c.sqlite:
             returned = c.values(head, rows, "returning id, seq", chunk=400)
         else:
-            source, params = c.rows(_TRANSFER_TYPES, rows)
-            returned = c.all(f"{head} select * from {source} returning id, seq", params)
+            select, params = c.ordered_rows(_TRANSFER_TYPES, rows)
+            returned = c.all(f"{head} {select} returning id, seq", params)
         seqs = {row[0]: int(row[1]) for row in returned}
         amounts = [
             (

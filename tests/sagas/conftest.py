@@ -12,7 +12,7 @@ import os
 import threading
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -57,14 +57,17 @@ class SagaServer:
             WorkflowEnvironment.start_time_skipping(
                 data_converter=pydantic_data_converter,
                 test_server_existing_path=str(self._launcher),
+                # The SDK's 5 s is short for a JVM on two busy cores.
+                test_server_startup_timeout=timedelta(seconds=60),
             ),
             self._loop,
         )
 
     async def _fresh(self) -> WorkflowEnvironment:
-        env = await asyncio.wrap_future(self._next)
-        self._next = self._prepare()
-        return env
+        # The next server starts now whether this one came up or not: one failed start
+        # fails one scenario, not every one after it.
+        starting, self._next = self._next, self._prepare()
+        return await asyncio.wrap_future(starting)
 
     def run(
         self,

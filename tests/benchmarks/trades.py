@@ -16,19 +16,14 @@ from __future__ import annotations
 
 import argparse
 import math
-import tempfile
 import time
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from pathlib import Path
-
-import psycopg
 
 from adapters.sqldb import Conn, SqlDatabase
-from services.runner import Running
-from services.settings import PlatformSettings, stack_env_file
+from tests.benchmarks.platform import scratch_platform, stack_settings
 from tests.e2e.harness import post
 from tests.simulators import BIC, cash_in, new_iban, open_bank_account
 
@@ -46,17 +41,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--timeout", type=float, default=900)
     args = parser.parse_args()
-    if not stack_env_file().exists():
-        raise SystemExit("the stack is not up: make up")
-    settings = PlatformSettings.load()
-    name = f"bench_{uuid.uuid4().hex[:10]}"
-    admin = settings.postgres_url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'create database "{name}"')
-    url = settings.postgres_url.rsplit("/", 1)[0] + f"/{name}"
-    workdir = Path(tempfile.mkdtemp(prefix="bench-trades-"))
-    run = Running(settings, url, workdir)
-    try:
+    settings = stack_settings()
+    with scratch_platform(settings, "trades") as run:
+        url = run.db_url
         run.up()
         ops = run.http("bench-ops", "operator")
         clients = []
@@ -124,10 +111,6 @@ def main() -> None:
                 f"p50 {percentile(latencies, 50):.2f} s, p99 {percentile(latencies, 99):.2f} s, "
                 f"max {max(latencies):.2f} s"
             )
-    finally:
-        run.down()
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'drop database if exists "{name}" with (force)')
 
 
 if __name__ == "__main__":

@@ -25,10 +25,7 @@ import argparse
 import asyncio
 import contextlib
 import math
-import os
 import signal
-import sys
-import tempfile
 import time
 import uuid
 from collections import Counter
@@ -36,7 +33,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TypeVar
 
 import httpx
@@ -48,7 +44,8 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from adapters.sqldb import Conn, SqlDatabase
 from adapters.temporal import connect
-from services.settings import PlatformSettings, stack_env_file
+from services.settings import PlatformSettings
+from tests.benchmarks.platform import exit_now, flagged, scratch_platform, stack_settings
 from tests.e2e.conftest import ETH, address, credited, fund_hot_wallet, new_client
 from tests.e2e.harness import ETH_DEPTH, Running, post
 
@@ -58,14 +55,6 @@ SAGA_ACTIVITIES = 6
 AMOUNT = "0.001"  # ETH per withdrawal, a decimal string as the API takes it
 DEPOSIT = 1 * ETH  # per client, far more than its withdrawals need
 ENDED = ("completed", "failed", "rejected", "expired")
-FLAGGED = (
-    "Traceback",
-    "ERROR",
-    "WARNING",
-    "CRITICAL",
-    "too many clients",
-    "Completing activity as failed",
-)
 T = TypeVar("T")
 
 
@@ -331,19 +320,6 @@ async def _terminate_leftovers(settings: PlatformSettings, queue: str) -> None:
         await handle.terminate("withdrawals benchmark over")
 
 
-def _log_problems(workdir: Path) -> dict[str, Counter[str]]:
-    found: dict[str, Counter[str]] = {}
-    for log in sorted(workdir.glob("*.log")):
-        counts: Counter[str] = Counter()
-        for line in log.read_text(errors="replace").splitlines():
-            for word in FLAGGED:
-                if word in line:
-                    counts[word] += 1
-        if counts:
-            found[log.stem] = counts
-    return found
-
-
 def _row(label: str, figures: Figures, name: str, rate: str) -> str:
     values = figures.latencies.get(name, [])
     p50, p99 = percentile(values, 50), percentile(values, 99)
@@ -364,19 +340,11 @@ def main() -> None:
         "--stall", type=float, default=180, help="give up when nothing changed for this long"
     )
     args = parser.parse_args()
-    if not stack_env_file().exists():
-        raise SystemExit("the stack is not up: run `make up` or `custody stack up`")
-    settings = PlatformSettings.load()
-    name = f"bench_{uuid.uuid4().hex[:12]}"
-    admin = settings.postgres_url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'create database "{name}"')
-    url = settings.postgres_url.rsplit("/", 1)[0] + f"/{name}"
-    workdir = Path(tempfile.mkdtemp(prefix="bench-withdrawals-"))
-    run = Running(settings, url, workdir)
+    settings = stack_settings()
     # A SIGTERM unwinds like Ctrl-C, so the platform is stopped and the database dropped.
     signal.signal(signal.SIGTERM, _terminated)
-    try:
+    with scratch_platform(settings, "withdrawals") as run:
+        url, workdir = run.db_url, run.workdir
         began = time.perf_counter()
         run.up()
         fund_hot_wallet(run)
@@ -389,12 +357,8 @@ def main() -> None:
         activities = _saga_activity_counts(settings, accepted)
         steps = _step_gaps(url, accepted)
         baseline = asyncio.run(_baseline(settings, args.withdrawals, SAGA_ACTIVITIES))
-    finally:
-        run.down()
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'drop database if exists "{name}" with (force)')
-        with contextlib.suppress(Exception):
-            asyncio.run(_terminate_leftovers(settings, run.env["CUSTODY_SAGA_TASK_QUEUE"]))
+    with contextlib.suppress(Exception):
+        asyncio.run(_terminate_leftovers(settings, run.env["CUSTODY_SAGA_TASK_QUEUE"]))
 
     n = args.withdrawals
     print(
@@ -434,18 +398,9 @@ def main() -> None:
         "  - the baseline ran after the withdrawals, on the same Temporal server, with the "
         "platform still up; its worker is in this process (async activities)."
     )
-    problems = _log_problems(workdir)
-    print(
-        f"  - process logs in {workdir}; lines flagged: "
-        + ("; ".join(f"{k}: {dict(v)}" for k, v in problems.items()) or "none")
-    )
+    print(f"  - {flagged(workdir)}")
 
 
 if __name__ == "__main__":
     main()
-    # The Temporal client's Rust threads can abort interpreter teardown ("PyGILState_Release:
-    # thread state ... must be current", temporalio/sdk-python#300): everything is printed
-    # and cleaned up by now, so skip the teardown.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    exit_now()

@@ -131,4 +131,6 @@ def detail_of(err: BaseException | None) -> str:
     app = _application_error(err)
     if app is not None and len(app.details) > 1 and isinstance(app.details[1], str):
         return app.details[1]
+    if app is not None:
+        return app.message
     return "" if err is None else str(getattr(err, "message", err))

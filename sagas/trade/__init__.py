@@ -123,6 +123,14 @@ class Paid(BaseModel):
     detail: str = ""
 
 
+class PaymentFailure(BaseModel):
+    """Why the fiat leg's first attempts failed, for the payment alert: the failure's text
+    for operators and its platform code as the activity raised it (None without one)."""
+
+    detail: str
+    error_code: str | None = None
+
+
 class Ended(BaseModel):
     operation_id: str
     state: Ending

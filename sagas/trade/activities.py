@@ -39,6 +39,7 @@ from sagas.trade import (
     Executed,
     Held,
     Paid,
+    PaymentFailure,
     Priced,
     TradeInput,
     TradeRecord,
@@ -546,11 +547,14 @@ class TradeActivities:
 
     @activity.defn(name="trade.alert_payment")
     def alert_payment(
-        self, req: TradeInput, trade: TradeRecord, error: str, error_code: str | None = None
+        self, req: TradeInput, trade: TradeRecord, error: str | PaymentFailure
     ) -> None:
-        """`error`: the failure's text, for operators; `error_code`: its platform code as
-        `pay` raised it (sagas/steps.py `code_of`), None for an error without one (and
-        from a saga scheduled before the code was handed over)."""
+        """`error`: the failure, its text and code (sagas/steps.py `code_of`). Three
+        arguments, as before the code was handed over: an alert a saga scheduled then
+        (with the text alone, a string) still decodes on this worker (the SDK decodes
+        without the type hints when the count of arguments differs), and has no code."""
+        failure = error if isinstance(error, PaymentFailure) else PaymentFailure(detail=error)
+        error_code = failure.error_code
         alert = Envelope(
             id=step_event_id(req.operation_id, "payment_delayed"),
             source=SOURCE,
@@ -562,7 +566,7 @@ class TradeActivities:
                 side=req.side,
                 amount=str(trade.client_fiat),
                 error_code=error_code,
-                detail=error[:500],
+                detail=failure.detail[:500],
                 action="the saga keeps retrying; fix the bank side and it completes",
             ).model_dump(mode="json"),
         )

@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
         Executed,
         Held,
         Paid,
+        PaymentFailure,
         Priced,
         TradeInput,
         TradeRecord,
@@ -178,7 +179,8 @@ class TradeWorkflow:
         except ActivityError as exc:
             cause = exc.cause if exc.cause is not None else exc
             # The error's code as the activity raised it (typed details, not its text).
-            await step(A.alert_payment, req, trade, str(cause), code_of(exc), profile=VENUE)
+            failure = PaymentFailure(detail=str(cause), error_code=code_of(exc))
+            await step(A.alert_payment, req, trade, failure, profile=VENUE)
         self._stage = "payment_delayed"
         return await step(A.pay, req, trade, hold_id, profile=PAY_PATIENT)
 

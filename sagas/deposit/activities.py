@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from temporalio import activity
 
@@ -57,6 +59,16 @@ class DepositActivities:
         self._ops = operations
         self._observations = observations
         self._screening = screening
+
+    def all(self) -> list[Callable[..., Any]]:
+        """Every activity of the saga, as a worker registers them."""
+        return [
+            self.record_seen,
+            self.observed_state,
+            self.screen,
+            self.credit,
+            self.cancel,
+        ]
 
     @activity.defn(name="deposit.record_seen")
     def record_seen(self, dep: DepositInput) -> None:

@@ -152,6 +152,22 @@ class SettlementActivities:
         return recorded_step(self._ops.timeline(operation_id), step)
 
     # --- plan -------------------------------------------------------------------------
+
+    def all(self) -> list[Callable[..., Any]]:
+        """Every activity of the saga, as a worker registers them."""
+        return [
+            self.plan,
+            self.instruct,
+            self.counterparty_legs,
+            self.send_crypto,
+            self.crypto_status,
+            self.book_crypto,
+            self.pay_fiat,
+            self.settled,
+            self.compensate,
+            self.reconcile,
+        ]
+
     @activity.defn(name="settlement.plan")
     def plan(self, req: SettlementInput) -> Plan:
         """Take every unsettled trade of each counterparty into this settlement and net

@@ -158,23 +158,10 @@ def saga_activities(
         platform.verified,
     )
     return [
-        settlements.plan,
-        settlements.instruct,
-        settlements.counterparty_legs,
-        settlements.send_crypto,
-        settlements.crypto_status,
-        settlements.book_crypto,
-        settlements.pay_fiat,
-        settlements.settled,
-        settlements.compensate,
-        settlements.reconcile,
+        *settlements.all(),
         *trades.all(),
         *withdrawals.all(),
-        deposits.record_seen,
-        deposits.observed_state,
-        deposits.screen,
-        deposits.credit,
-        deposits.cancel,
+        *deposits.all(),
     ]
 
 

@@ -143,11 +143,7 @@ def watch(
         await scenario(watched)
 
     activities: list[Callable[..., Any]] = [
-        acts.record_seen,
-        acts.observed_state,
-        acts.screen,
-        acts.credit,
-        acts.cancel,
+        *acts.all(),
     ]
     test_server.run([DepositWorkflow], activities, go, shared=SERVER)
     return watched

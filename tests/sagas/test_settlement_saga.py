@@ -290,21 +290,8 @@ def at_the_desk(
     deposits = DepositActivities(ledger, ops, chain, no_screening_hits())
     activities: list[Callable[..., Any]] = [
         *TradeActivities(ledger, ops, trades, bank, lps).all(),
-        settlements.plan,
-        settlements.instruct,
-        settlements.counterparty_legs,
-        settlements.send_crypto,
-        settlements.crypto_status,
-        settlements.book_crypto,
-        settlements.pay_fiat,
-        settlements.settled,
-        settlements.compensate,
-        settlements.reconcile,
-        deposits.record_seen,
-        deposits.observed_state,
-        deposits.screen,
-        deposits.credit,
-        deposits.cancel,
+        *settlements.all(),
+        *deposits.all(),
     ]
 
     async def go(client: Client) -> None:

@@ -8,6 +8,7 @@ import logging
 import threading
 from typing import Any, Literal
 
+from adapters.chains.bitcoin.batches import BitcoinBatches
 from adapters.chains.bitcoin.node import BtcdNode
 from adapters.chains.bitcoin.sender import BitcoinSender, FeeBumpImpossible
 from adapters.chains.ethereum.broadcaster import EvmBroadcaster
@@ -15,6 +16,7 @@ from adapters.chains.ethereum.node import Web3EthereumNode
 from adapters.sqldb import SqlDatabase
 from sagas.errors import ChainRejected, CustodyError
 from sagas.ports import EvmKeySigner
+from sagas.signing import fee_shares
 from sagas.withdrawal import ChainStatus
 
 log = logging.getLogger("custody.payouts")
@@ -53,10 +55,14 @@ class ChainPayouts:
         btc_confirmations: int,
         btc_fee_rate: int = 2,
         gas_limits: tuple[int, int] | None = None,
+        btc_batches: BitcoinBatches | None = None,
     ) -> None:
         """`evm`: (broadcaster, node, signer, hot wallet index, hot wallet address);
         `tokens`: asset code -> ERC-20 contract address; `gas_limits`: the most gas an
-        ETH transfer and a token transfer may use (None: unbounded, tests only)."""
+        ETH transfer and a token transfer may use (None: unbounded, tests only);
+        `btc_batches`: Bitcoin withdrawals go out in batches (None: one transaction
+        each)."""
+        self._batches = btc_batches
         self._gas_limits = gas_limits
         self._evm_gate = threading.BoundedSemaphore(EVM_SENDS_AT_ONCE)
         self._db = SqlDatabase(db_url)
@@ -95,9 +101,14 @@ class ChainPayouts:
         if self._is_btc(asset):
             assert self._btc is not None
             try:
-                txid, _fee = self._btc[0].pay(
-                    operation_id, self._wallet, [(destination, amount)], self._fee_rate
-                )
+                if self._batches is not None:
+                    txid, _fee = self._batches.pay(
+                        operation_id, self._wallet, destination, amount, self._fee_rate
+                    )
+                else:
+                    txid, _fee = self._btc[0].pay(
+                        operation_id, self._wallet, [(destination, amount)], self._fee_rate
+                    )
             except CustodyError as exc:
                 # A refusal (node, signer, no coins) after an attempt was recorded, its
                 # coins taken: that payment stands. Only with none is nothing sent.
@@ -134,12 +145,19 @@ class ChainPayouts:
             )
             return recorded
 
+    def _btc_payment(self, operation_id: str) -> tuple[str, int, int]:
+        """What pays the operation: (its batch, its output, the batch's members), or
+        (the operation itself, 0, 1) when it is paid alone."""
+        batch = None if self._batches is None else self._batches.batch_of(operation_id)
+        return (operation_id, 0, 1) if batch is None else batch
+
     def _recorded_btc(self, operation_id: str) -> str | None:
+        payment = self._btc_payment(operation_id)[0]
         with self._db.tx() as conn:
             row = conn.one(
                 "select txid from btc_transactions where operation_id = ? "
                 "order by attempt desc limit 1",
-                (operation_id,),
+                (payment,),
             )
         return None if row is None else str(row[0])
 
@@ -176,11 +194,12 @@ class ChainPayouts:
     def _btc_status(self, operation_id: str) -> ChainStatus:
         assert self._btc is not None
         node = self._btc[1]
+        payment, position, members = self._btc_payment(operation_id)
         with self._db.tx() as conn:
             rows = conn.all(
                 "select txid, fee from btc_transactions where operation_id = ? "
                 "order by attempt desc",
-                (operation_id,),
+                (payment,),
             )
             watched = conn.all(
                 "select tx_hash, state from chain_outgoing where chain = 'bitcoin' and "
@@ -189,7 +208,8 @@ class ChainPayouts:
             )
         if not rows:
             raise KeyError(f"no payment {operation_id}")
-        fees = {r[0]: int(r[1]) for r in rows}
+        # A batch member books its own share of the batch's fee.
+        fees = {r[0]: fee_shares(int(r[1]), members)[position] for r in rows}
         for tx_hash, state in watched:  # the watcher's view first
             if state == "final":
                 return ChainStatus(
@@ -200,7 +220,7 @@ class ChainPayouts:
                     fee_asset="BTC",
                 )
         for txid in fees:  # the fallback: the node's view of the payment output
-            out = node.tx_out(txid, 0)
+            out = node.tx_out(txid, position)
             if out is not None and int(out.get("confirmations", 0)) > 0:
                 depth = int(out["confirmations"])
                 return ChainStatus(
@@ -223,7 +243,7 @@ class ChainPayouts:
             btc = conn.all(
                 "select raw_tx from btc_transactions where operation_id = ? and state in "
                 "('signed', 'broadcast') order by attempt desc limit 1",
-                (operation_id,),
+                (self._btc_payment(operation_id)[0],),
             )
         for (raw,) in evm:
             assert self._evm is not None
@@ -243,16 +263,18 @@ class ChainPayouts:
     ) -> str:
         if self._is_btc(asset):
             assert self._btc is not None
+            # A batch is bumped whole: every member's payment, a higher fee for each.
+            payment = self._btc_payment(operation_id)[0]
             with self._db.tx() as conn:
                 row = conn.one(
                     "select fee, raw_tx from btc_transactions where operation_id = ? "
                     "order by attempt desc limit 1",
-                    (operation_id,),
+                    (payment,),
                 )
             size = len(bytes.fromhex(row[1]))  # an upper bound of the vsize
             rate = max(self._fee_rate + 1, -(-int(row[0]) * percent // (100 * size)))
             try:
-                return self._btc[0].bump(operation_id, self._wallet, rate)[0]
+                return self._btc[0].bump(payment, self._wallet, rate)[0]
             except FeeBumpImpossible as exc:  # a refused decision, not a retry for ever
                 raise ChainRejected(str(exc)) from exc
         assert self._evm is not None

@@ -103,6 +103,12 @@ TABLES: Mapping[str, Mapping[str, str]] = {
         "chainwatch": "select(operation_id, tx_hash)",
     },
     "btc_utxos": {"worker": "select, insert, update, delete"},
+    # The watcher names each batch member's operation when a batch is mined.
+    "btc_payout_queue": {
+        "worker": "select, insert, update",
+        "chainwatch": "select(operation_id, batch_id)",
+    },
+    "btc_batches": {"worker": "select, insert, update"},
     "btc_transactions": {
         "worker": "select, insert, update, delete",
         "chainwatch": "select(operation_id, txid)",

@@ -11,7 +11,10 @@ more than the fee cap, and agree with the signer's own record (signer_record.py)
 - Bitcoin: the outputs are the payment plus at most one change output to the wallet's
   internal chain; no input was signed for another operation; a second signature of
   the operation only replaces the first (same payments, the same inputs or more, a
-  higher fee) or is the same transaction again.
+  higher fee) or is the same transaction again. A batch (decision 0025) is checked
+  output by output: each names the operation it pays and is exactly that operation's
+  authorised payment, each member's share of the fee is within its cap, each member
+  is paid by this batch only, for ever, and a replacement pays the same members.
 - Ethereum: an EIP-1559 transaction with exactly the known fields, from the hot
   wallet's key, on the platform's chain, within the gas bound of its transfer kind;
   the first signature of an operation takes a nonce never signed for another
@@ -37,7 +40,7 @@ from sagas.errors import CannotPay, KeyAccessDenied
 from sagas.governance import SETTLEMENT_POLICY, ChainedGovernance
 from sagas.policy import VELOCITY_WINDOW
 from sagas.ports import IntentStore
-from sagas.signing import Authorised, UnsignedBtcTransaction
+from sagas.signing import BATCH_PREFIX, Authorised, UnsignedBtcTransaction, fee_shares
 from sagas.signing.authority import authorise
 
 _TRANSFER_SELECTOR = "a9059cbb"  # transfer(address,uint256)
@@ -323,6 +326,8 @@ class SigningGuard:
         `change_outputs`, which the signer derived from the wallet's internal chain), at
         no more than the fee cap, from inputs no other operation's signature spent, as
         the operation's first signature or a replacement of it."""
+        if any(o.pays is not None for o in tx.outputs):
+            return self._sign_btc_batch(operation, wallet_id, tx, change_outputs, txid, sign)
         auth = self.authorised(operation, "bitcoin")
         op = auth.operation_id
         try:
@@ -347,35 +352,11 @@ class SigningGuard:
         recorded_payments = ((auth.destination, auth.amount),)
         with self._db.tx(write=True) as conn:
             signer_record.lock(conn, op)
+            if signer_record.claimed_by_other(conn, signer_record.member_claim(op), op):
+                raise KeyAccessDenied(f"withdrawal {op} is paid by a batch")
             self._claim_request(conn, auth)
             self._velocity(conn, auth)
-            prior = signer_record.signatures(conn, op)
-            claimed = {(i.txid, i.vout): i.value for i in tx.inputs}
-            for p in prior:
-                if p.intent_hash != auth.intent_hash:
-                    raise KeyAccessDenied(f"withdrawal {op} was signed for another intent")
-                # BIP143 commits each input's signature to its own value only: an input
-                # claimed at another value than before could pair two signatures into a
-                # transaction whose real fee no check saw. Values are pinned at first use.
-                for outpoint, value in zip(p.inputs, p.input_values, strict=False):
-                    if outpoint in claimed and claimed[outpoint] != value:
-                        raise KeyAccessDenied(
-                            f"withdrawal {op}: input {outpoint[0]}:{outpoint[1]} was signed "
-                            f"at {value} sat, not {claimed[outpoint]}"
-                        )
-            if txid not in {p.tx_hash for p in prior}:  # the same transaction again is fine
-                for p in prior:
-                    # A replacement (BIP125): same payments, every input the signed one
-                    # spent (so at most one of them can confirm), more fee.
-                    if p.payments != recorded_payments or not set(inputs) >= set(p.inputs):
-                        raise KeyAccessDenied(
-                            f"withdrawal {op} has a live signature ({p.tx_hash}); this is "
-                            "not a replacement of it"
-                        )
-                    if fee <= p.fee:
-                        raise KeyAccessDenied(
-                            f"withdrawal {op}: a replacement must pay more than {p.fee} sat"
-                        )
+            self._check_btc_history(conn, auth, tx, txid, fee)
             for txin, vout in inputs:
                 owner = signer_record.claim(conn, signer_record.btc_claim(txin, vout), op)
                 if owner != op:
@@ -400,3 +381,151 @@ class SigningGuard:
                 ),
             )
         return raw
+
+    def _sign_btc_batch(
+        self,
+        operation: str,
+        wallet_id: str,
+        tx: UnsignedBtcTransaction,
+        change_outputs: frozenset[int],
+        txid: str,
+        sign: Callable[[], bytes],
+    ) -> bytes:
+        """`sign()` if every output but the change is exactly the authorised payment of
+        the operation it names, each member's share of the fee (`fee_shares`) is within
+        its cap, no input or member was signed for another batch or operation, and a
+        second signature of the batch is the same transaction or a replacement of it
+        for the same members."""
+        batch = operation.split("#", 1)[0]
+        if not batch.startswith(BATCH_PREFIX):
+            raise KeyAccessDenied(f"{batch}: a batch is signed under a batch id")
+        if len(change_outputs) > 1:
+            raise KeyAccessDenied(f"{batch}: more than one change output")
+        paying = []
+        for n, out in enumerate(tx.outputs):
+            if n in change_outputs:
+                if out.pays is not None:
+                    raise KeyAccessDenied(f"{batch}: the change output pays no withdrawal")
+                continue
+            if out.pays is None:
+                raise KeyAccessDenied(f"{batch}: output {n} pays no authorised operation")
+            paying.append(out)
+        members = [str(o.pays) for o in paying]
+        if len(set(members)) != len(members):
+            raise KeyAccessDenied(f"{batch}: an operation paid twice")
+        auths = [self.authorised(m, "bitcoin") for m in members]
+        for out, auth in zip(paying, auths, strict=True):
+            try:
+                destination = output_script(auth.destination)
+            except CannotPay as exc:
+                raise KeyAccessDenied(f"withdrawal {auth.operation_id}: {exc}") from exc
+            if (bytes.fromhex(out.script_pubkey_hex), out.value) != (destination, auth.amount):
+                raise KeyAccessDenied(
+                    f"{batch}: the output for {auth.operation_id} is not exactly its payment"
+                )
+        fee = tx.fee
+        if fee < 0:
+            raise KeyAccessDenied(f"{batch}: the outputs exceed the inputs")
+        shares = fee_shares(fee, len(auths))
+        for auth, share in zip(auths, shares, strict=True):
+            if share > auth.fee_cap:
+                raise KeyAccessDenied(
+                    f"withdrawal {auth.operation_id}: fee share {share} sat above its cap "
+                    f"{auth.fee_cap}"
+                )
+        inputs = tuple((i.txid, i.vout) for i in tx.inputs)
+        if len(set(inputs)) != len(inputs):
+            raise KeyAccessDenied(f"{batch}: an input spent twice")
+        with self._db.tx(write=True) as conn:
+            for op in sorted({batch, *members}):  # one order: two signers never deadlock
+                signer_record.lock(conn, op)
+            for auth in auths:
+                self._claim_request(conn, auth)
+            self._batch_velocity(conn, auths, members)
+            signed_members = signer_record.batch_members(conn, batch)
+            if signed_members and signed_members != set(members):
+                raise KeyAccessDenied(f"{batch} was signed for other members")
+            for auth, share in zip(auths, shares, strict=True):
+                self._check_btc_history(conn, auth, tx, txid, share)
+            for op in members:
+                owner = signer_record.claim(conn, signer_record.member_claim(op), batch)
+                if owner != batch:
+                    raise KeyAccessDenied(f"withdrawal {op} is paid by {owner}")
+            for txin, vout in inputs:
+                owner = signer_record.claim(conn, signer_record.btc_claim(txin, vout), batch)
+                if owner != batch:
+                    raise KeyAccessDenied(f"{batch}: input {txin}:{vout} was signed for {owner}")
+            raw = sign()
+            for auth, share in zip(auths, shares, strict=True):
+                signer_record.insert(
+                    conn,
+                    RecordedSignature(
+                        operation_id=auth.operation_id,
+                        chain="bitcoin",
+                        wallet_id=wallet_id,
+                        tx_hash=txid,
+                        inputs=inputs,
+                        payments=((auth.destination, auth.amount),),
+                        fee=share,
+                        input_values=tuple(i.value for i in tx.inputs),
+                        client_id=auth.holder,
+                        asset=auth.asset,
+                        intent_hash=auth.intent_hash,
+                    ),
+                )
+        return raw
+
+    def _check_btc_history(
+        self, conn: Conn, auth: Authorised, tx: UnsignedBtcTransaction, txid: str, fee: int
+    ) -> None:
+        """Against the operation's earlier signatures: the same intent, every input at
+        the value it was signed at, and the same transaction again or a replacement of
+        it (`fee`: what this one pays for the operation: the whole fee, or its share)."""
+        op = auth.operation_id
+        prior = signer_record.signatures(conn, op)
+        claimed = {(i.txid, i.vout): i.value for i in tx.inputs}
+        for p in prior:
+            if p.intent_hash != auth.intent_hash:
+                raise KeyAccessDenied(f"withdrawal {op} was signed for another intent")
+            # BIP143 commits each input's signature to its own value only: an input
+            # claimed at another value than before could pair two signatures into a
+            # transaction whose real fee no check saw. Values are pinned at first use.
+            for outpoint, value in zip(p.inputs, p.input_values, strict=False):
+                if outpoint in claimed and claimed[outpoint] != value:
+                    raise KeyAccessDenied(
+                        f"withdrawal {op}: input {outpoint[0]}:{outpoint[1]} was signed "
+                        f"at {value} sat, not {claimed[outpoint]}"
+                    )
+        if txid in {p.tx_hash for p in prior}:  # the same transaction again is fine
+            return
+        inputs = {(i.txid, i.vout) for i in tx.inputs}
+        for p in prior:
+            # A replacement (BIP125): same payments, every input the signed one spent (so
+            # at most one of them can confirm), more fee.
+            if p.payments != ((auth.destination, auth.amount),) or not inputs >= set(p.inputs):
+                raise KeyAccessDenied(
+                    f"withdrawal {op} has a live signature ({p.tx_hash}); this is not a "
+                    "replacement of it"
+                )
+            if fee <= p.fee:
+                raise KeyAccessDenied(
+                    f"withdrawal {op}: a replacement must pay more than {p.fee} sat"
+                )
+
+    def _batch_velocity(self, conn: Conn, auths: list[Authorised], members: list[str]) -> None:
+        """The velocity rule of each holder and asset in the batch, its members counted
+        together (two members of one client each within the limit may not be together)."""
+        groups: dict[tuple[str, str], list[Authorised]] = {}
+        for auth in auths:
+            groups.setdefault((auth.holder, auth.asset), []).append(auth)
+        since = datetime.now(UTC) - VELOCITY_WINDOW
+        for (holder, asset), group in sorted(groups.items()):
+            limits = [a.velocity_limit for a in group if a.velocity_limit is not None]
+            if not limits:
+                continue
+            signer_record.lock_velocity(conn, holder, asset)
+            used = signer_record.signed_since(conn, holder, asset, since, members)
+            if used + sum(a.amount for a in group) > min(limits):
+                raise KeyAccessDenied(
+                    f"{group[0].operation_id}: above {holder}'s daily velocity limit"
+                )

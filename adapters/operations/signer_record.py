@@ -9,7 +9,7 @@ payment adapters write (`btc_transactions`, `evm_transactions`, `btc_utxos`).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -42,6 +42,21 @@ def evm_claim(chain_id: int, account: str, nonce: int) -> str:
 def btc_claim(txid: str, vout: int) -> str:
     """What a signature spending the outpoint claims."""
     return f"btc:{txid}:{vout}"
+
+
+def member_claim(operation_id: str) -> str:
+    """What a batch's signature claims for each operation it pays: one operation is paid
+    by one batch (and replacements of it), for ever."""
+    return f"btc-member:{operation_id}"
+
+
+def batch_members(conn: Conn, batch_id: str) -> set[str]:
+    """The operations a batch's signatures claimed (empty: the batch was never signed)."""
+    rows = conn.all(
+        "select claim from signer_claims where operation_id = ? and claim like ?",
+        (batch_id, "btc-member:%"),
+    )
+    return {str(r[0]).removeprefix("btc-member:") for r in rows}
 
 
 def signed_nonce(conn: Conn, operation_id: str, chain_id: int, account: str) -> int | None:
@@ -152,15 +167,21 @@ def lock_velocity(conn: Conn, client_id: str, asset: str) -> None:
         )
 
 
-def signed_since(conn: Conn, client_id: str, asset: str, since: datetime, exclude: str) -> int:
+def signed_since(
+    conn: Conn, client_id: str, asset: str, since: datetime, exclude: str | Collection[str]
+) -> int:
     """What the signer signed for the client and asset since `since`, other operations
-    than `exclude`: each operation's payments once (a fee bump re-signs the same ones)."""
+    than `exclude` (one, or a batch's members): each operation's payments once (a fee
+    bump re-signs the same ones)."""
+    excluded = {exclude} if isinstance(exclude, str) else set(exclude)
     rows = conn.all(
         "select operation_id, payments from signer_signatures where client_id = ? and "
-        "asset = ? and created_at > ? and operation_id <> ?",
-        (client_id, asset, conn.time(since), exclude),
+        "asset = ? and created_at > ?",
+        (client_id, asset, conn.time(since)),
     )
-    per_operation = {op: sum(int(a) for _d, a in json.loads(p)) for op, p in rows}
+    per_operation = {
+        op: sum(int(a) for _d, a in json.loads(p)) for op, p in rows if op not in excluded
+    }
     return sum(per_operation.values())
 
 

@@ -51,12 +51,29 @@ class BtcInput(BaseModel):
 
 class BtcOutput(BaseModel):
     """An output; `change_index` claims it pays the wallet's own internal chain
-    (m/84'/c'/0'/1/change_index), which the signer checks by deriving it."""
+    (m/84'/c'/0'/1/change_index), which the signer checks by deriving it. In a batch
+    (decision 0025) `pays` names the operation whose authorised payment the output is:
+    the signer checks each such output against that operation's own authorisation."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     script_pubkey_hex: str = Field(pattern=_HEX)
     value: int = Field(ge=0, le=21 * 10**14, description="sat")
     change_index: int | None = Field(default=None, ge=0, lt=2**31)
+    pays: str | None = Field(default=None, min_length=1, description="a batch member")
+
+
+BATCH_PREFIX = "btc-batch:"
+
+
+def fee_shares(fee: int, members: int) -> list[int]:
+    """How a batch's fee is split between its members, in output order: equal shares in
+    whole satoshis, the remainder one satoshi each to the first members. The signer
+    holds each share to its member's fee cap; each saga books its own share, and the
+    shares add up to the fee exactly."""
+    if members <= 0 or fee < 0:
+        raise ValueError("a batch has members and a fee of zero or more")
+    base, extra = divmod(fee, members)
+    return [base + (1 if n < extra else 0) for n in range(members)]
 
 
 class UnsignedBtcTransaction(BaseModel):

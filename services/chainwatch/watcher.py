@@ -180,16 +180,28 @@ class ChainWatcher:
     def _record_outgoing(self, conn: Conn, height: int, block_hash: str, txids: list[str]) -> None:
         """The platform's own transactions in this block (recorded by the broadcasters)."""
         table, column = _OUTGOING[self.chain]
+        # A Bitcoin batch (decision 0025) is recorded under its batch id: each member's
+        # operation is confirmed on its own, so that its saga hears of it.
+        members = (
+            (
+                " left join btc_payout_queue q on q.batch_id = t.operation_id",
+                "coalesce(q.operation_id, t.operation_id), q.operation_id is not null",
+            )
+            if self.chain == "bitcoin"
+            else ("", "t.operation_id, 0 = 1")
+        )
         for start in range(0, len(txids), 500):
             chunk = txids[start : start + 500]
             marks = ", ".join("?" for _ in chunk)
             rows = conn.all(
-                f"select distinct operation_id, {column} from {table} where {column} in ({marks})",
+                f"select distinct {members[1]}, t.{column} from {table} t{members[0]} "
+                f"where t.{column} in ({marks})",
                 chunk,
             )
-            for operation_id, tx_hash in rows:
+            for operation_id, batched, tx_hash in rows:
+                member = f"/{operation_id}" if batched else ""
                 obs = OutgoingConfirmation(
-                    id=f"{self.chain}:{tx_hash}@{block_hash}",
+                    id=f"{self.chain}:{tx_hash}@{block_hash}{member}",
                     chain=self.chain,
                     operation_id=operation_id,
                     tx_hash=tx_hash,

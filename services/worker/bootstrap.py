@@ -22,6 +22,7 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 from web3 import Web3
 
+from adapters.chains.bitcoin.batches import BitcoinBatches
 from adapters.chains.bitcoin.sender import BitcoinSender
 from adapters.chains.ethereum.broadcaster import EvmBroadcaster
 from adapters.chains.payouts import ChainPayouts
@@ -91,6 +92,19 @@ def saga_activities(
         client, loop, s.saga_task_queue, after_sign=pause, signer_queue=s.signer_task_queue
     )
     hot = platform.hot_wallet()
+    sender = BitcoinSender(
+        platform.db_url, platform.btc, signer, platform.keys, platform.deriver, migrate=False
+    )
+    batches = None
+    if s.btc_batch_max_outputs > 1:
+        batches = BitcoinBatches(
+            platform.db_url,
+            sender,
+            signer,
+            window=s.btc_batch_window_seconds,
+            max_outputs=s.btc_batch_max_outputs,
+            pause=pause,
+        )
     payouts = ChainPayouts(
         platform.db_url,
         s.platform_wallet,
@@ -103,20 +117,11 @@ def saga_activities(
         ),
         platform.tokens,
         s.eth_confirmations,
-        (
-            BitcoinSender(
-                platform.db_url,
-                platform.btc,
-                signer,
-                platform.keys,
-                platform.deriver,
-                migrate=False,
-            ),
-            platform.btc,
-        ),
+        (sender, platform.btc),
         s.btc_confirmations,
         s.btc_fee_rate,
         (s.eth_gas_limit_eth, s.eth_gas_limit_token),
+        batches,
     )
     screening = DenyListScreening(
         platform.eth, platform.btc, deny_file=s.screening_deny_file, btc_network=s.btc_network

@@ -79,7 +79,11 @@ def test_a_bitcoin_withdrawal_survives_a_worker_killed_after_broadcast(
     done = until_state(client, op_id, "completed", "failed", timeout=180)
     assert done["state"] == "completed", done
     with SqlDatabase(run.db_url).tx() as conn:
-        payments = conn.all("select txid from btc_transactions where operation_id = ?", (op_id,))
+        payments = conn.all(  # its batch's (decision 0025): here a batch of one
+            "select t.txid from btc_transactions t join btc_payout_queue q on "
+            "q.batch_id = t.operation_id where q.operation_id = ?",
+            (op_id,),
+        )
     assert [p[0] for p in payments] == [done["tx_hash"]]
     out = run.btc.tx_out(done["tx_hash"], 0)
     assert out is not None and round(out["value"] * 10**8) == 20_000_000

@@ -43,6 +43,7 @@ from adapters.ledger.migrate import upgrade
 from adapters.sqldb import Conn, SqlDatabase
 from sagas.errors import ChainRejected, DependencyUnavailable, TransferIdConflict
 from sagas.ports import BitcoinSigner, KeyDerivation, KeyStore
+from sagas.signing import BATCH_PREFIX
 
 # A coin may be spent if it is our change or its deposit was credited (the deposit saga's
 # operation id is `deposit:bitcoin:<txid>:vout<n>`, sagas.deposit.workflow_id): never a
@@ -119,33 +120,25 @@ class BitcoinSender:
         if recorded is not None and recorded != [(a, int(v)) for a, v in outputs]:
             raise TransferIdConflict(f"{operation_id} was paid to other outputs")
         if recorded is None:
-            xpub = self._xpub(wallet_id)
+            xpub = self.xpub(wallet_id)
             # The change address is taken first, in its own transaction: idempotent by
             # operation id, and an unused one only leaves a gap on the internal chain.
-            change_address = self._keys.assign(
-                wallet_id,
-                "bitcoin",
-                f"{wallet_id}:change:{operation_id}",
-                None,
-                "BTC",
-                lambda i: self._deriver.address(xpub, "bitcoin", 1, i),
-                change=1,
-            ).address
+            change_address = self.change_address(wallet_id, operation_id)
             self._db.write(
                 lambda conn: self._build(
                     conn, operation_id, wallet_id, xpub, outputs, fee_rate, change_address
                 )
             )
-        return self._send_latest(operation_id)
+        return self.send_latest(operation_id)
 
     def bump(self, operation_id: str, wallet_id: str, fee_rate: int) -> tuple[str, int]:
         """Replace the operation's unconfirmed transaction with one paying `fee_rate`."""
-        xpub = self._xpub(wallet_id)
+        xpub = self.xpub(wallet_id)
         replaced = self._db.write(
             lambda conn: self._rebuild(conn, operation_id, wallet_id, xpub, fee_rate)
         )
         try:
-            return self._send_latest(operation_id)
+            return self.send_latest(operation_id)
         except ChainRejected:
             # The node kept the original: put our books back as they were.
             self._db.write(lambda conn: self._unbump(conn, operation_id, *replaced))
@@ -188,13 +181,38 @@ class BitcoinSender:
             )
         return None if row is None else [(a, int(v)) for a, v in json.loads(row[0])]
 
-    def _xpub(self, wallet_id: str) -> str:
+    def change_address(self, wallet_id: str, payment: str) -> str:
+        """The change address of a payment (an operation or a batch), taken in its own
+        transaction: idempotent by payment, and an unused one only leaves a gap on the
+        internal chain."""
+        xpub = self.xpub(wallet_id)
+        return self._keys.assign(
+            wallet_id,
+            "bitcoin",
+            f"{wallet_id}:change:{payment}",
+            None,
+            "BTC",
+            lambda i: self._deriver.address(xpub, "bitcoin", 1, i),
+            change=1,
+        ).address
+
+    def change_index(self, conn: Conn, wallet_id: str, change_address: str) -> int:
+        row = conn.one(
+            "select address_index from deposit_addresses where address = ? and "
+            "wallet_id = ? and change = 1",
+            (change_address, wallet_id),
+        )
+        if row is None:
+            raise KeyError(f"{change_address} is not {wallet_id}'s change address")
+        return int(row[0])
+
+    def xpub(self, wallet_id: str) -> str:
         wallet = self._keys.wallet(wallet_id)
         if wallet is None:
             raise KeyError(f"no wallet {wallet_id}")
         return wallet.xpubs["bitcoin"]
 
-    def _latest(self, operation_id: str) -> tuple[int, str, bytes, int] | None:
+    def latest(self, operation_id: str) -> tuple[int, str, bytes, int] | None:
         with self._db.tx() as conn:
             row = conn.one(
                 "select attempt, txid, raw_tx, fee from btc_transactions "
@@ -203,8 +221,8 @@ class BitcoinSender:
             )
         return None if row is None else (int(row[0]), row[1], bytes.fromhex(row[2]), int(row[3]))
 
-    def _send_latest(self, operation_id: str) -> tuple[str, int]:
-        latest = self._latest(operation_id)
+    def send_latest(self, operation_id: str) -> tuple[str, int]:
+        latest = self.latest(operation_id)
         assert latest is not None
         attempt, _, raw, fee = latest
         sent = self._node.send_raw(raw)
@@ -218,7 +236,7 @@ class BitcoinSender:
         return sent, fee
 
     # --- building --------------------------------------------------------------------
-    def _coins(
+    def coins(
         self, conn: Conn, wallet_id: str, spent_by: str | None, operation_id: str = ""
     ) -> dict[tuple[str, int], tuple[Utxo, int, int]]:
         # Lock the coins: two payments never select the same one.
@@ -265,7 +283,7 @@ class BitcoinSender:
                 raise DependencyUnavailable(f"{operation_id}: another attempt is paying it now")
         if conn.one("select 1 from btc_transactions where operation_id = ?", (operation_id,)):
             return
-        coins = self._coins(conn, wallet_id, None, operation_id)
+        coins = self.coins(conn, wallet_id, None, operation_id)
         plan = select([c[0] for c in coins.values()], outputs, fee_rate)
         self._sign_and_record(conn, operation_id, 0, wallet_id, xpub, plan, coins, change_address)
 
@@ -281,7 +299,7 @@ class BitcoinSender:
             raise KeyError(f"no payment {operation_id}")
         attempt, old_txid, old_fee = int(row[0]), row[1], int(row[3])
         outputs = [(a, int(v)) for a, v in json.loads(row[2])]
-        coins = self._coins(conn, wallet_id, operation_id)
+        coins = self.coins(conn, wallet_id, operation_id)
         change_row = conn.one(
             "select vout, address, amount, spent_by from btc_utxos where txid = ?", (old_txid,)
         )
@@ -329,16 +347,34 @@ class BitcoinSender:
         keys = [coins[(u.txid, u.vout)][1:] for u in plan.inputs]
         change_index = None
         if plan.change:
-            row = conn.one(
-                "select address_index from deposit_addresses where address = ? and "
-                "wallet_id = ? and change = 1",
-                (change_address, wallet_id),
-            )
-            if row is None:
-                raise KeyError(f"{change_address} is not {wallet_id}'s change address")
-            change_index = int(row[0])
-        request = to_request(plan, change_address, change_index, keys)
+            change_index = self.change_index(conn, wallet_id, change_address)
+        pays = self._batch_members(conn, operation_id)
+        request = to_request(plan, change_address, change_index, keys, pays)
         raw = self._signer.sign_btc_transaction(f"{operation_id}#{attempt}", wallet_id, request)
+        self.record_signed(conn, operation_id, attempt, raw, plan, change_address)
+
+    @staticmethod
+    def _batch_members(conn: Conn, payment: str) -> list[str] | None:
+        """A batch's members in output order (None: `payment` is one operation's)."""
+        if not payment.startswith(BATCH_PREFIX):
+            return None
+        rows = conn.all(
+            "select operation_id from btc_payout_queue where batch_id = ? order by position",
+            (payment,),
+        )
+        return [str(r[0]) for r in rows]
+
+    def record_signed(
+        self,
+        conn: Conn,
+        operation_id: str,
+        attempt: int,
+        raw: bytes,
+        plan: Plan,
+        change_address: str,
+    ) -> None:
+        """Record a signed transaction of a payment (an operation or a batch) before it is
+        broadcast: the transaction, its inputs taken, its change output ours."""
         new_txid = txid(raw)
         conn.run(
             "insert into btc_transactions (operation_id, attempt, txid, raw_tx, outputs, "

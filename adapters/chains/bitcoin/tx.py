@@ -132,13 +132,21 @@ def to_request(
     change_address: str | None,
     change_index: int | None,
     keys: Sequence[tuple[int, int]],
+    pays: Sequence[str] | None = None,
 ) -> UnsignedBtcTransaction:
     """The unsigned transaction for the signer: each input with the output it spends and
     the (change, index) of its key (`keys`, in input order), the change output named by
-    its index on the internal chain."""
+    its index on the internal chain; for a batch, `pays` names the operation each
+    payment output pays (in output order)."""
+    if pays is not None and len(pays) != len(plan.outputs):
+        raise ValueError("a batch names one operation per payment output")
     outputs = [
-        BtcOutput(script_pubkey_hex=output_script(address).hex(), value=amount)
-        for address, amount in plan.outputs
+        BtcOutput(
+            script_pubkey_hex=output_script(address).hex(),
+            value=amount,
+            pays=None if pays is None else pays[n],
+        )
+        for n, (address, amount) in enumerate(plan.outputs)
     ]
     if plan.change:
         assert change_address is not None and change_index is not None

@@ -8,7 +8,8 @@ Each withdrawal's send:
    `max_outputs` wait), one sender forms a batch under the wallet's formation lock: it
    takes the waiting payments in queue order, selects coins for all of them (leaving the
    newest for the next batch while the coins fall short; one that cannot be paid alone
-   is refused, CannotPay) and records, in one transaction, the batch's plan (members,
+   waits while another batch holds coins it has not signed for, else is refused,
+   CannotPay) and records, in one transaction, the batch's plan (members,
    coins, outputs, change, fee), each member's output position and the coins taken;
 3. any member signs the batch from its recorded plan, so every retry, by any member,
    after any crash, asks the signer for exactly the same transaction; the signed
@@ -58,6 +59,11 @@ _WAITING = (
     "select operation_id, destination, amount, solo from btc_payout_queue where "
     "wallet_id = ? and batch_id is null and refusal is null "
     "order by queued_at, operation_id limit ?"
+)
+# A batch holding coins without a signed transaction yet: its change is still to come.
+_IN_FLIGHT = (
+    "select 1 from btc_batches b where b.wallet_id = ? and b.state in ('formed', 'refused') "
+    "and not exists (select 1 from btc_transactions t where t.operation_id = b.batch_id)"
 )
 _FORM_LOCK = 4246  # pg advisory lock space: forming a wallet's batches
 _PAY_LOCK = 4243  # the sender's: paying one payment (an operation or a batch)
@@ -371,6 +377,8 @@ class BitcoinBatches:
                 break
             except InsufficientCoins as exc:
                 if len(members) == 1:
+                    if conn.one(_IN_FLIGHT, (wallet_id,)):
+                        return False  # coins come back as change: wait, not refuse
                     conn.run(
                         "update btc_payout_queue set refusal = 'cannot_pay', reason = ? "
                         "where operation_id = ?",

@@ -6,8 +6,11 @@ as `args`: the same command as a single positional argument). A profile only say
 long a step may take and how it is retried; which activity runs, in which order and with
 which arguments stays at the call site, so a workflow reads as its business process.
 
-Every step is a remote activity. Running one as a local activity changes the commands a
-workflow sends: it needs a `workflow.patched` guard (the withdrawal's `local-steps`,
+A step is a remote activity unless the call says `local=True` and its profile has local
+attempts: then it runs as a local activity first (no activity task through the server
+and back) and goes on remotely if those attempts fail for a reason retrying could help.
+Running a step locally changes the commands a workflow sends: the caller decides it
+behind a `workflow.patched` guard (the withdrawal's `local-steps`,
 docs/decisions/0022-fast-saga-steps-as-local-activities.md).
 
 Errors cross the Temporal boundary typed: `crossing(err)` turns a platform error into an
@@ -25,7 +28,13 @@ from typing import Any, TypeVar, TypeVarTuple, cast
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError, TemporalError
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    CancelledError,
+    TemporalError,
+)
+from temporalio.exceptions import TimeoutError as ActivityTimeout
 
 from sagas.errors import CustodyError
 
@@ -61,6 +70,7 @@ class Profile:
     start_to_close: timedelta
     retry: RetryPolicy
     schedule_to_close: timedelta | None = None
+    local: RetryPolicy | None = None  # a local step's attempts before it goes remote
 
 
 # A step that is one database transaction: 10 s an attempt, retried every 1 to 10 s.
@@ -77,11 +87,50 @@ PAY_PATIENT = Profile(timedelta(seconds=20), retry(5, 60, refusals=("Idempotency
 # The settlement's steps: providers' instructions and confirmations, chain sends and
 # the books, 30 s an attempt, retried every 1 to 30 s.
 SETTLE = Profile(timedelta(seconds=30), retry(1, 30))
+# The withdrawal's steps: database writes and reads, the chain's status; a signer's
+# refusal is final too. Locally about 15 s of attempts (5), then remotely for ever.
+WITHDRAWAL_REFUSALS = ("KeyAccessDenied", "TransferIdConflict", "InvalidState")
+WITHDRAW = Profile(
+    timedelta(seconds=10),
+    retry(1, 10, refusals=WITHDRAWAL_REFUSALS),
+    local=retry(1, 8, 5, refusals=WITHDRAWAL_REFUSALS),
+)
+# Its payment: build, sign through the signer's queue, record, broadcast.
+SEND = dataclasses.replace(WITHDRAW, start_to_close=timedelta(seconds=20), local=None)
+# The deposit's steps: retried until they succeed, whatever the error (a deposit on
+# chain is credited in the end, or an operator sees the saga retrying).
+PATIENT = Profile(timedelta(seconds=10), retry(1, 10, refusals=()))
 
 
-async def step(activity: Callable[[Any, *Ts], R], *args: *Ts, profile: Profile = STEP) -> R:
+async def step(
+    activity: Callable[[Any, *Ts], R], *args: *Ts, profile: Profile = STEP, local: bool = False
+) -> R:
     """Run one step of the saga: the activity (an activity method of the saga's
-    activities class) with these arguments, with the profile's options."""
+    activities class) with these arguments, with the profile's options; `local`: as a
+    local activity first, if the profile has local attempts."""
+    if local and profile.local is not None:
+        try:
+            local_result = await workflow.execute_local_activity_method(
+                cast(Callable[..., Any], activity),
+                args=[*args],
+                start_to_close_timeout=profile.start_to_close,
+                # A local activity retries inside the workflow task, which heartbeats into
+                # the history: one that keeps failing (a database or a node down) goes on
+                # as a remote activity, whose retries add nothing to it.
+                retry_policy=profile.local,
+            )
+            return cast(R, local_result)
+        except (ActivityError, ApplicationError, ActivityTimeout) as err:
+            # The SDK raises a local activity's last failure itself, or wrapped. A
+            # refusal ends as from a remote activity, a cancellation too; any other
+            # failure (an error retrying could help, a timeout) goes on remotely.
+            cause = err.cause if isinstance(err, ActivityError) else err
+            refusals = profile.local.non_retryable_error_types or ()
+            if isinstance(cause, CancelledError) or (
+                isinstance(cause, ApplicationError)
+                and (cause.non_retryable or cause.type in refusals)
+            ):
+                raise
     result = await workflow.execute_activity_method(
         cast(Callable[..., Any], activity),
         args=[*args],

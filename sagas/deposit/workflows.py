@@ -6,15 +6,12 @@ import contextlib
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from sagas.continuation import history_full
     from sagas.deposit import WORKFLOW, DepositInput, DepositNudge, DepositResult
     from sagas.deposit.activities import DepositActivities as A
-
-_TIMEOUT = timedelta(seconds=10)
-_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10))
+    from sagas.steps import PATIENT, step
 
 
 @workflow.defn(name=WORKFLOW)
@@ -31,20 +28,14 @@ class DepositWorkflow:
         # Only a run the saga continued itself skips its first step (not a start that
         # merely says so).
         if not (dep.resumed and workflow.info().continued_run_id is not None):
-            await workflow.execute_activity_method(
-                A.record_seen, dep, start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
-            )
+            await step(A.record_seen, dep, profile=PATIENT)
         renewable = workflow.patched("deposit-continue-as-new")
         while True:
-            state: str = await workflow.execute_activity_method(
-                A.observed_state, dep, start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
-            )
+            state: str = await step(A.observed_state, dep, profile=PATIENT)
             if state == "final":
                 break
             if state == "reorged":
-                return await workflow.execute_activity_method(
-                    A.cancel, dep, start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
-                )
+                return await step(A.cancel, dep, profile=PATIENT)
             if renewable and history_full(dep.history_limit):
                 # A deposit that stays unconfirmed (or an output the watcher never saw)
                 # waits on in a new run: its history never nears Temporal's limits.
@@ -55,9 +46,5 @@ class DepositWorkflow:
                 await workflow.wait_condition(
                     lambda: self._nudged, timeout=timedelta(seconds=dep.poll_seconds)
                 )
-        reason: str | None = await workflow.execute_activity_method(
-            A.screen, dep, start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
-        )
-        return await workflow.execute_activity_method(
-            A.credit, args=[dep, reason], start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
-        )
+        reason: str | None = await step(A.screen, dep, profile=PATIENT)
+        return await step(A.credit, dep, reason, profile=PATIENT)

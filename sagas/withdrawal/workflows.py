@@ -15,9 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
-from temporalio.exceptions import TimeoutError as ActivityTimeout
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from sagas.continuation import history_full
@@ -29,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
         PolicyDenied,
     )
     from sagas.policy import ApprovalTally
+    from sagas.steps import SEND, WITHDRAW, step
     from sagas.withdrawal import (
         WORKFLOW,
         Approval,
@@ -48,23 +47,6 @@ with workflow.unsafe.imports_passed_through():
         WithdrawalResult,
     )
     from sagas.withdrawal.activities import WithdrawalActivities as A
-
-# Activities are idempotent by operation id; they retry until they succeed, except on
-# an error that says retrying cannot help.
-_NON_RETRYABLE = ("KeyAccessDenied", "TransferIdConflict", "InvalidState")
-_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    maximum_interval=timedelta(seconds=10),
-    non_retryable_error_types=list(_NON_RETRYABLE),
-)
-_TIMEOUT = timedelta(seconds=10)
-# A fast step's attempts as a local activity (about 15 s of them), then it goes remote.
-_LOCAL_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    maximum_interval=timedelta(seconds=8),
-    maximum_attempts=5,
-    non_retryable_error_types=list(_NON_RETRYABLE),
-)
 
 
 @workflow.defn(name=WORKFLOW)
@@ -133,11 +115,8 @@ class WithdrawalWorkflow:
         tally = self._legacy
         self._recording += 1
         try:
-            await workflow.execute_activity_method(
-                A.record_approval,
-                args=[self._input, approval, len(tally.approvers)],
-                start_to_close_timeout=_TIMEOUT,
-                retry_policy=_RETRY,
+            await step(
+                A.record_approval, self._input, approval, len(tally.approvers), profile=WITHDRAW
             )
         finally:
             self._recording -= 1
@@ -150,34 +129,10 @@ class WithdrawalWorkflow:
         self._check_approval(approval)
 
     async def _step(self, activity: Any, *args: Any) -> Any:
-        """One step of the saga that is a fast database write or read, idempotent by
-        operation id and step, with the options chosen here once: a local activity in
-        sagas started since the `local-steps` patch (no activity task through the server
-        and back: decision 0022), a remote one where the history was recorded before."""
-        if self._local:
-            try:
-                return await workflow.execute_local_activity_method(
-                    activity,
-                    args=list(args),
-                    start_to_close_timeout=_TIMEOUT,
-                    # A local activity retries inside the workflow task, which heartbeats
-                    # into the history: one that keeps failing (a database or a node down)
-                    # goes on as a remote activity, whose retries add nothing to it.
-                    retry_policy=_LOCAL_RETRY,
-                )
-            except (ActivityError, ApplicationError, ActivityTimeout) as err:
-                # The SDK raises a local activity's last failure itself, or wrapped. A
-                # refusal ends as from a remote activity, a cancellation too; any other
-                # failure (an error retrying could help, a timeout) goes on remotely.
-                cause = err.cause if isinstance(err, ActivityError) else err
-                if isinstance(cause, CancelledError) or (
-                    isinstance(cause, ApplicationError)
-                    and (cause.non_retryable or cause.type in _NON_RETRYABLE)
-                ):
-                    raise
-        return await workflow.execute_activity_method(
-            activity, args=list(args), start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
-        )
+        """A step that is a fast database write or read, idempotent by operation id and
+        step: a local activity in sagas started since the `local-steps` patch (decision
+        0022), a remote one where the history was recorded before."""
+        return await step(activity, *args, profile=WITHDRAW, local=self._local)
 
     @workflow.run
     async def run(self, req: WithdrawalInput) -> WithdrawalResult:
@@ -231,12 +186,7 @@ class WithdrawalWorkflow:
                 return ended
         await self._step(A.mark_approved, req)
         self._stage = "approved"
-        sent: SendOutcome = await workflow.execute_activity_method(
-            A.send,
-            req,
-            start_to_close_timeout=timedelta(seconds=20),
-            retry_policy=_RETRY,
-        )
+        sent: SendOutcome = await step(A.send, req, profile=SEND)
         if sent.tx_hash is None:
             return await self._end(req, "failed", sent.error_code, sent.detail)
         return await self._finish(req)
@@ -347,25 +297,16 @@ class WithdrawalWorkflow:
                 mined = True
             elif mined:  # it was in a block and is not any more: a reorg dropped it
                 mined = False
-                await workflow.execute_activity_method(
-                    A.rebroadcast, req, start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
-                )
+                await step(A.rebroadcast, req, profile=WITHDRAW)
             if not alerted and workflow.now() - started > timedelta(
                 seconds=req.stuck_after_seconds
             ):
                 alerted = True
                 await self._step(A.alert_stuck, req)
-                await workflow.execute_activity_method(
-                    A.rebroadcast, req, start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
-                )
+                await step(A.rebroadcast, req, profile=WITHDRAW)
             if self._decisions:
                 decision = self._decisions.pop(0)
-                await workflow.execute_activity_method(
-                    A.act_on_decision,
-                    args=[req, decision],
-                    start_to_close_timeout=_TIMEOUT,
-                    retry_policy=_RETRY,
-                )
+                await step(A.act_on_decision, req, decision, profile=WITHDRAW)
                 continue
             if renewable and history_full(req.history_limit):
                 await workflow.wait_condition(workflow.all_handlers_finished)

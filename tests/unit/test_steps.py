@@ -1,8 +1,8 @@
 """sagas/steps.py: a saga step's options by name, and platform errors across Temporal.
 
-The profiles are the options the trade and settlement sagas' activity calls had before
-they were named (a running saga's retries and timeouts do not change), and `step`
-schedules the activity with exactly them."""
+The profiles are the options the four sagas' activity calls had before they were named
+(a running saga's retries and timeouts do not change), and `step` schedules the activity
+with exactly them: remotely, or locally first where the call and the profile say so."""
 
 from __future__ import annotations
 
@@ -18,12 +18,15 @@ from temporalio.exceptions import ActivityError, ApplicationError, RetryState
 from sagas import steps
 from sagas.errors import DependencyUnavailable, InvalidState
 from sagas.steps import (
+    PATIENT,
     PAY_FIRST,
     PAY_PATIENT,
     QUOTE,
+    SEND,
     SETTLE,
     STEP,
     VENUE,
+    WITHDRAW,
     code_of,
     crossing,
     detail_of,
@@ -38,6 +41,7 @@ def _nonretryable(policy: RetryPolicy) -> set[str]:
 
 def test_the_profiles_are_the_options_the_sagas_had() -> None:
     refusals = {"TransferIdConflict", "InvalidState", "IdempotencyConflict"}
+    withdrawal = {"KeyAccessDenied", "TransferIdConflict", "InvalidState"}
     # (start-to-close, schedule-to-close, first retry, longest, attempts, non-retryable)
     expected = {
         "STEP": (STEP, 10, None, 1, 10, 0, refusals),
@@ -48,6 +52,10 @@ def test_the_profiles_are_the_options_the_sagas_had() -> None:
         "PAY_PATIENT": (PAY_PATIENT, 20, None, 5, 60, 0, {"IdempotencyConflict"}),
         # the settlement saga's _TIMEOUT/_RETRY
         "SETTLE": (SETTLE, 30, None, 1, 30, 0, refusals),
+        # the withdrawal saga's _TIMEOUT/_RETRY, its send's 20 s; the deposit saga's
+        "WITHDRAW": (WITHDRAW, 10, None, 1, 10, 0, withdrawal),
+        "SEND": (SEND, 20, None, 1, 10, 0, withdrawal),
+        "PATIENT": (PATIENT, 10, None, 1, 10, 0, set()),
     }
     for name, (p, stc, s2c, first, most, attempts, nonretryable) in expected.items():
         got = (
@@ -68,6 +76,54 @@ def test_the_profiles_are_the_options_the_sagas_had() -> None:
             attempts,
             nonretryable,
         ), name
+    # the withdrawal's _LOCAL_RETRY: 5 local attempts, 1 to 8 s, then remote
+    local = WITHDRAW.local
+    assert local is not None and (
+        local.initial_interval,
+        local.maximum_interval,
+        local.maximum_attempts,
+        _nonretryable(local),
+    ) == (timedelta(seconds=1), timedelta(seconds=8), 5, withdrawal)
+    assert all(p.local is None for p in (STEP, VENUE, QUOTE, SETTLE, SEND, PATIENT))
+
+
+def test_a_local_step_goes_on_remotely_unless_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    failure: list[BaseException] = []
+
+    async def local(activity: Any, **kwargs: Any) -> str:
+        calls.append(f"local {kwargs['retry_policy'] is WITHDRAW.local}")
+        if failure:
+            raise failure[0]
+        return "local"
+
+    async def remote(activity: Any, **kwargs: Any) -> str:
+        calls.append(f"remote {kwargs['retry_policy'] is WITHDRAW.retry}")
+        return "remote"
+
+    monkeypatch.setattr(workflow, "execute_local_activity_method", local)
+    monkeypatch.setattr(workflow, "execute_activity_method", remote)
+
+    class Acts:
+        def one(self, a: int) -> str:
+            return ""
+
+    assert asyncio.run(step(Acts.one, 1, profile=WITHDRAW, local=True)) == "local"
+    assert asyncio.run(step(Acts.one, 1, profile=WITHDRAW)) == "remote"  # not asked
+    assert asyncio.run(step(Acts.one, 1, profile=STEP, local=True)) == "remote"  # no local
+    failure.append(_from_activity(ApplicationError("db down", type="DependencyUnavailable")))
+    assert asyncio.run(step(Acts.one, 1, profile=WITHDRAW, local=True)) == "remote"
+    failure[0] = _from_activity(ApplicationError("refused", type="KeyAccessDenied"))
+    with pytest.raises(ActivityError):
+        asyncio.run(step(Acts.one, 1, profile=WITHDRAW, local=True))
+    assert calls == [
+        "local True",
+        "remote True",
+        "remote False",
+        "local True",
+        "remote True",
+        "local True",
+    ]
 
 
 def test_a_step_schedules_its_activity_with_the_profiles_options(
@@ -152,10 +208,10 @@ def test_a_code_is_never_read_out_of_the_text() -> None:
 
 
 def test_the_sagas_name_no_options_of_their_own() -> None:
-    """The trade and settlement workflows take every activity's options from a profile."""
+    """The four sagas' workflows take every activity's options from a profile."""
     from pathlib import Path
 
     root = Path(steps.__file__).parent
-    for saga in ("trade", "settlement"):
+    for saga in ("trade", "settlement", "withdrawal", "deposit"):
         text = (root / saga / "workflows.py").read_text()
         assert "execute_activity" not in text and "RetryPolicy" not in text, saga

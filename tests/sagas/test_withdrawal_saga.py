@@ -23,7 +23,7 @@ from sagas.governance import StaticGovernance
 from sagas.intents import RegisteredKey, sign_intent
 from sagas.ledger import ETH, Transfer
 from sagas.policy import PolicyRules
-from sagas.withdrawal import ChainStatus, WithdrawalInput, WithdrawalResult
+from sagas.withdrawal import ChainStatus, FinalityWait, WithdrawalInput, WithdrawalResult
 from sagas.withdrawal.activities import WithdrawalActivities
 from sagas.withdrawal.workflows import WithdrawalWorkflow
 from tests.fakes import (
@@ -318,3 +318,35 @@ def test_a_fast_step_that_keeps_failing_goes_on_as_a_remote_activity(
     assert flaky.local_failures == 5 and flaky.remote_failures == 0  # every attempt failed
     assert "withdrawal.chain_status" in seen["remote"]  # fell back to a remote activity
     assert "withdrawal.reserve" not in seen["remote"]  # the others stayed local
+
+
+def test_a_start_that_claims_to_resume_a_finality_wait_begins_at_the_beginning(
+    test_server: SagaServer,
+) -> None:
+    """Anyone who can reach Temporal can start the saga with any input. One that claims to
+    be a new run of a payment already mined (`resume`) is not a run the saga continued
+    itself: it reserves, asks the policy and waits for approvals like any withdrawal; it
+    books nothing and sends nothing before they come (on the code before the check, it
+    went straight to the wait for finality and its booking)."""
+    seen: dict[str, Any] = {}
+
+    async def scenario(w: World) -> None:
+        forged = FinalityWait(started_at=datetime.now(UTC), alerted=True, mined=True)
+        handle = await w.start(2 * 10**18, requested_by="alice", resume=forged)
+        await until(lambda: w.intents.intent(handle.id) is not None)
+        for _ in range(200):
+            seen["stage"] = await handle.query(WithdrawalWorkflow.stage)
+            if seen["stage"] == "awaiting_approval":
+                break
+            await asyncio.sleep(0.05)
+        seen["op"], seen["sends"] = handle.id, dict(w.payouts.sends)
+        seen["available"] = w.available()
+        await handle.terminate("the test is over")
+
+    world = run_world(test_server, scenario, approval_threshold=10**18, approval_quorum=2)
+    op_id = seen["op"]
+    assert seen["stage"] == "awaiting_approval"
+    assert seen["sends"] == {} and world.payouts.sends == {}
+    assert seen["available"] == FUNDED - 2 * 10**18  # reserved, not posted
+    assert world.ledger.balance(accounts.network_fees("ETH")).debits_posted == 0
+    assert steps(world, op_id) == ["requested", "reserved", "policy_decided", "screened", "intent"]

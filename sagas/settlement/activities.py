@@ -20,7 +20,7 @@ from sagas.governance import Governance
 from sagas.intents import Intent, RegisteredKey
 from sagas.ledger import Transfer, TransferRecord
 from sagas.liquidity import SettlementLeg
-from sagas.operations import OperationRecord, recorded_step, request_hash, step_event_id
+from sagas.operations import OperationRecord, request_hash, step_event_id
 from sagas.payments import pay_once
 from sagas.ports import (
     CoreBanking,
@@ -31,6 +31,7 @@ from sagas.ports import (
     Payouts,
     TradeStore,
 )
+from sagas.records import RecordedSteps, step_event
 from sagas.settlement import (
     Break,
     CounterpartyPlan,
@@ -48,7 +49,7 @@ from sagas.settlement.events import (
     SettlementStep,
     event_type,
 )
-from sagas.topics import ALERTS, EVENTS
+from sagas.topics import ALERTS
 from sagas.withdrawal import ChainStatus
 
 SOURCE = "/custody/settlement"
@@ -66,13 +67,8 @@ LEG_INTENT_TTL = timedelta(hours=24)  # from the leg's record: time enough to si
 
 
 def event(sid: str, step: str, **data: Any) -> tuple[str, Envelope]:
-    return EVENTS.name, Envelope(
-        id=step_event_id(sid, step),
-        source=SOURCE,
-        type=event_type(step.split(":", 1)[0]),
-        subject=sid,
-        data=SettlementStep(settlement_id=sid, **data).model_dump(mode="json", exclude_none=True),
-    )
+    payload = SettlementStep(settlement_id=sid, **data)
+    return step_event(sid, step, payload, source=SOURCE, event_type=event_type, subject=sid)
 
 
 def _not_sent(leg: SettlementLeg, exc: CustodyError) -> tuple[str, dict[str, Any]]:
@@ -118,7 +114,7 @@ def confirmation_problem(
     return None
 
 
-class SettlementActivities:
+class SettlementActivities(RecordedSteps):
     def __init__(
         self,
         ledger: Ledger,
@@ -147,9 +143,6 @@ class SettlementActivities:
         self._providers = providers
         self._payouts = payouts
         self._address = settlement_address
-
-    def _recorded(self, operation_id: str, step: str) -> dict[str, Any] | None:
-        return recorded_step(self._ops.timeline(operation_id), step)
 
     # --- plan -------------------------------------------------------------------------
 

@@ -28,11 +28,12 @@ from sagas.errors import (
 from sagas.events import Envelope
 from sagas.ledger import PostPending, Transfer, VoidPending
 from sagas.liquidity import Fill, Quote, pair
-from sagas.operations import recorded_step, step_event_id
+from sagas.operations import step_event_id
 from sagas.payments import pay_once
 from sagas.ports import CoreBanking, Ledger, Liquidity, OperationStore, TradeStore
+from sagas.records import RecordedSteps, step_event
 from sagas.steps import typed_errors
-from sagas.topics import ALERTS, EVENTS
+from sagas.topics import ALERTS
 from sagas.trade import (
     Acceptance,
     Ended,
@@ -75,12 +76,9 @@ def event(req: TradeInput, step: str, **data: Any) -> tuple[str, Envelope]:
         currency=req.currency,
         **data,
     )
-    return EVENTS.name, Envelope(
-        id=step_event_id(req.operation_id, step),
-        source=SOURCE,
-        type=event_type(step.split(":", 1)[0]),
-        subject=accounts.client(req.client_id, req.asset),
-        data=payload.model_dump(mode="json", exclude_none=True),
+    subject = accounts.client(req.client_id, req.asset)
+    return step_event(
+        req.operation_id, step, payload, source=SOURCE, event_type=event_type, subject=subject
     )
 
 
@@ -103,7 +101,7 @@ def reserve_id(operation_id: str, round_: int = 1) -> str:
     return f"{operation_id}:reserve{suffix(round_)}"
 
 
-class TradeActivities:
+class TradeActivities(RecordedSteps):
     def __init__(
         self,
         ledger: Ledger,
@@ -136,9 +134,6 @@ class TradeActivities:
             self.complete,
             self.end,
         ]
-
-    def _recorded(self, operation_id: str, step: str) -> dict[str, Any] | None:
-        return recorded_step(self._ops.timeline(operation_id), step)
 
     # --- quote ------------------------------------------------------------------------
     @activity.defn(name="trade.quote")

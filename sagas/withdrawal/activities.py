@@ -20,10 +20,11 @@ from sagas.events import Envelope
 from sagas.governance import Governance
 from sagas.intents import count_approvals
 from sagas.ledger import PostPending, Transfer, VoidPending
-from sagas.operations import recorded_step, step_event_id
+from sagas.operations import step_event_id
 from sagas.policy import VELOCITY_WINDOW, WithdrawalRequest, evaluate
 from sagas.ports import IntentStore, Ledger, OperationStore, Payouts, PolicyStore, Screening
-from sagas.topics import ALERTS, EVENTS
+from sagas.records import RecordedSteps, step_event
+from sagas.topics import ALERTS
 from sagas.withdrawal import (
     Approval,
     ApprovalView,
@@ -63,12 +64,9 @@ def event(req: WithdrawalInput, step: str, **data: Any) -> tuple[str, Envelope]:
         destination=req.destination,
         **data,
     )
-    return EVENTS.name, Envelope(
-        id=step_event_id(req.operation_id, step),
-        source=SOURCE,
-        type=event_type(step.split(":", 1)[0]),
-        subject=accounts.client(req.client_id, req.asset),
-        data=payload.model_dump(mode="json", exclude_none=True),
+    subject = accounts.client(req.client_id, req.asset)
+    return step_event(
+        req.operation_id, step, payload, source=SOURCE, event_type=event_type, subject=subject
     )
 
 
@@ -76,7 +74,7 @@ def reserve_id(operation_id: str) -> str:
     return f"{operation_id}:reserve"
 
 
-class WithdrawalActivities:
+class WithdrawalActivities(RecordedSteps):
     def __init__(
         self,
         ledger: Ledger,
@@ -161,9 +159,6 @@ class WithdrawalActivities:
         self._ops.advance(req.operation_id, "reserved", [event(req, "reserved")], state="reserved")
         self._pause("reserve")
         return ReserveOutcome(reserved=True)
-
-    def _recorded(self, operation_id: str, step: str) -> dict[str, Any] | None:
-        return recorded_step(self._ops.timeline(operation_id), step)
 
     @activity.defn(name="withdrawal.decide")
     def decide(self, req: WithdrawalInput) -> PolicyOutcome:

@@ -85,7 +85,8 @@ class PlatformSettings(BaseSettings):
     router_start: str = "earliest"
     btc_fee_rate: int = 2  # sat/vB
     # Bitcoin payout batching (decision 0025): withdrawals that arrive within the window
-    # go out as one transaction, up to this many outputs (1: one transaction each).
+    # go out as one transaction, up to this many outputs (1: one transaction each, at
+    # once).
     btc_batch_window_seconds: float = 1.0
     btc_batch_max_outputs: int = 50
     signer_max_fee_per_gas: int = 1_000 * 10**9  # wei: the signer refuses more (1000 gwei)

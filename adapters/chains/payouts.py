@@ -101,8 +101,8 @@ class ChainPayouts:
         if self._is_btc(asset):
             assert self._btc is not None
             try:
-                if self._batches is not None:
-                    txid, _fee = self._batches.pay(
+                if self._batches is not None and not self._paid_alone(operation_id):
+                    txid, _share = self._batches.pay(
                         operation_id, self._wallet, destination, amount, self._fee_rate
                     )
                 else:
@@ -144,6 +144,22 @@ class ChainPayouts:
                 "withdrawal %s refused at broadcast; recorded as %s", operation_id, recorded
             )
             return recorded
+
+    def _paid_alone(self, operation_id: str) -> bool:
+        """Whether the operation has a payment of its own, signed before batching (the
+        signer's record holds inputs for it, or the sender recorded one): it goes on
+        alone, never also in a batch."""
+        assert self._batches is not None
+        if self._batches.queued(operation_id) is not None:
+            return False
+        with self._db.tx() as conn:
+            return bool(
+                conn.one(
+                    "select 1 from btc_transactions where operation_id = ? union all "
+                    "select 1 from signer_claims where operation_id = ? and claim like ?",
+                    (operation_id, operation_id, "btc:%"),
+                )
+            )
 
     def _btc_payment(self, operation_id: str) -> tuple[str, int, int]:
         """What pays the operation: (its batch, its output, the batch's members), or

@@ -363,6 +363,8 @@ class SigningGuard:
                     raise KeyAccessDenied(
                         f"withdrawal {op}: input {txin}:{vout} was signed for {owner}"
                     )
+            if tx.not_after is not None and datetime.now(UTC) > tx.not_after:
+                raise KeyAccessDenied(f"withdrawal {op}: the request's deadline has passed")
             raw = sign()
             signer_record.insert(
                 conn,
@@ -410,10 +412,12 @@ class SigningGuard:
             if out.pays is None:
                 raise KeyAccessDenied(f"{batch}: output {n} pays no authorised operation")
             paying.append(out)
-        members = [str(o.pays) for o in paying]
-        if len(set(members)) != len(members):
-            raise KeyAccessDenied(f"{batch}: an operation paid twice")
-        auths = [self.authorised(m, "bitcoin") for m in members]
+        auths = [self.authorised(str(o.pays), "bitcoin") for o in paying]
+        # Each output names its operation exactly (authorised() reads "X#1" as X: two
+        # names of one operation would pay it twice under two member claims).
+        members = [a.operation_id for a in auths]
+        if [o.pays for o in paying] != members or len(set(members)) != len(members):
+            raise KeyAccessDenied(f"{batch}: an operation paid twice, or named inexactly")
         for out, auth in zip(paying, auths, strict=True):
             try:
                 destination = output_script(auth.destination)
@@ -455,6 +459,10 @@ class SigningGuard:
                 owner = signer_record.claim(conn, signer_record.btc_claim(txin, vout), batch)
                 if owner != batch:
                     raise KeyAccessDenied(f"{batch}: input {txin}:{vout} was signed for {owner}")
+            # The worker gave up on this request by then, and may free the batch's members
+            # for other batches: no signature from it after its deadline, by this clock.
+            if tx.not_after is not None and datetime.now(UTC) > tx.not_after:
+                raise KeyAccessDenied(f"{batch}: the request's deadline has passed")
             raw = sign()
             for auth, share in zip(auths, shares, strict=True):
                 signer_record.insert(

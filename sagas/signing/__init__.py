@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 TASK_QUEUE = "custody-signer"
 
@@ -84,6 +84,11 @@ class UnsignedBtcTransaction(BaseModel):
     locktime: int = Field(ge=0, le=0xFFFFFFFF)
     inputs: list[BtcInput] = Field(min_length=1)
     outputs: list[BtcOutput] = Field(min_length=1)
+    not_after: AwareDatetime | None = Field(
+        default=None,
+        description="the signer signs nothing for this request after this instant (its "
+        "own clock): the sender may then treat an unanswered request as never signed",
+    )
 
     @property
     def fee(self) -> int:

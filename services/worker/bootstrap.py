@@ -95,16 +95,16 @@ def saga_activities(
     sender = BitcoinSender(
         platform.db_url, platform.btc, signer, platform.keys, platform.deriver, migrate=False
     )
-    batches = None
-    if s.btc_batch_max_outputs > 1:
-        batches = BitcoinBatches(
-            platform.db_url,
-            sender,
-            signer,
-            window=s.btc_batch_window_seconds,
-            max_outputs=s.btc_batch_max_outputs,
-            pause=pause,
-        )
+    # Always through the queue (a maximum of 1: batches of one), so that a withdrawal
+    # batched before a change of the setting is found where it is paid.
+    batches = BitcoinBatches(
+        platform.db_url,
+        sender,
+        signer,
+        window=s.btc_batch_window_seconds,
+        max_outputs=max(1, s.btc_batch_max_outputs),
+        pause=pause,
+    )
     payouts = ChainPayouts(
         platform.db_url,
         s.platform_wallet,

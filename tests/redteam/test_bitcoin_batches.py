@@ -15,7 +15,7 @@ import pytest
 
 from adapters.chains.bitcoin.batches import BitcoinBatches
 from adapters.chains.bitcoin.sender import BitcoinSender
-from adapters.chains.bitcoin.tx import Plan, to_request
+from adapters.chains.bitcoin.tx import Plan, Utxo, to_request
 from adapters.sqldb import SqlDatabase
 from adapters.temporal.signing import TemporalSigningClient
 from sagas.errors import KeyAccessDenied
@@ -29,14 +29,14 @@ BTC = 100_000_000
 
 
 def _world(
-    s: PlatformSettings, url: str, signer: TemporalSigningClient, hold: float = 45.0
+    s: PlatformSettings, url: str, signer: TemporalSigningClient, **timing: float
 ) -> tuple[World, BitcoinBatches]:
     world = World(s, url)
     _, deposit_address = world.client()
     for _ in range(2):
         assert world.book(world.deposit(deposit_address, BTC // 2), deny=[]) == "credited"
     sender = BitcoinSender(url, world.btc, signer, world.p.keys, world.p.deriver, migrate=False)
-    return world, BitcoinBatches(url, sender, signer, window=0.5, hold=hold, wait=30)
+    return world, BitcoinBatches(url, sender, signer, window=0.5, wait=30, **timing)
 
 
 def _pay_together(
@@ -101,10 +101,19 @@ def test_withdrawals_that_arrive_together_go_out_as_one_checked_transaction(
     change = world.p.keys.lookup(raw["vout"][3]["scriptPubKey"]["address"])
     assert deposit is not None and change is not None
     destination, amount = payments[op]
-    for pays, name in (([op], "btc-batch:evil#0"), (None, f"{op}#9")):
-        plan = Plan((other_coin,), ((destination, amount),), BTC // 2 - amount - 500, 500)
-        request = to_request(plan, change.address, change.index, [(0, deposit.index)], pays)
-        with pytest.raises(KeyAccessDenied):
+    # Alone, from the other coin; in another batch, from both coins at a higher fee (a
+    # "replacement" as far as the member's own history goes): the signer's record names
+    # the batch that pays it.
+    first_coin = Utxo(spent[0], int(spent[1]), other_coin.address, BTC // 2)
+    for coins, pays, name, why in (
+        ((other_coin,), None, f"{op}#9", "is paid by a batch"),
+        ((first_coin, other_coin), [op], "btc-batch:evil#0", "is paid by btc-batch:"),
+    ):
+        fee = 5_000 * len(coins)
+        plan = Plan(coins, ((destination, amount),), len(coins) * BTC // 2 - amount - fee, fee)
+        keys = [(0, deposit.index)] * len(coins)
+        request = to_request(plan, change.address, change.index, keys, pays)
+        with pytest.raises(KeyAccessDenied, match=why):
             attacker.sign_btc_transaction(name, s.platform_wallet, request)
     assert signatures(url) == 3
     assert world.btc.tx_out(other_coin.txid, other_coin.vout) is not None
@@ -120,7 +129,7 @@ def test_a_batch_the_signer_refuses_pays_its_authorised_members_alone(
     stack_settings: PlatformSettings, fresh_postgres_url: str, attacker: TemporalSigningClient
 ) -> None:
     s, url = stack_settings, fresh_postgres_url
-    world, batches = _world(s, url, attacker, hold=0.0)
+    world, batches = _world(s, url, attacker, hold=7.0, sign_within=2.0)
     ops = [f"wd-{uuid.uuid4().hex[:8]}" for _ in range(3)]
     payments = {op: (_external(), BTC // 100) for op in ops}
     for op in ops[:2]:  # the third is not authorised: the signer refuses any batch with it

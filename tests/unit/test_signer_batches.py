@@ -9,7 +9,7 @@ on SQLite with the real guard and signer."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +160,8 @@ def test_a_batch_is_signed_with_each_member_recorded_at_its_share(tmp_path: Path
         "an output pays another member's address",
         "an output names an operation with no authorisation",
         "a member is paid twice",
+        "a member is paid twice under two names",
+        "the request's deadline has passed",
         "an output names no operation",
         "a member's share of the fee is above its cap",
         "signed under an operation's id, not a batch's",
@@ -182,6 +184,11 @@ def test_a_batch_that_is_not_exactly_its_members_payments_is_refused(
         tx = world.request(
             members=[m[0], m[0], m[2]], payees=[world.payees[0]] * 2 + [world.payees[2]]
         )
+    elif attack == "a member is paid twice under two names":  # the signer reads X#1 as X
+        payees = [world.payees[0], world.payees[0], world.payees[2]]
+        tx = world.request(members=[m[0], f"{m[0]}#1", m[2]], payees=payees)
+    elif attack == "the request's deadline has passed":
+        tx = tx.model_copy(update={"not_after": datetime.now(UTC) - timedelta(seconds=1)})
     elif attack == "an output names no operation":
         outputs = [
             o.model_copy(update={"pays": None}) if n == 1 else o for n, o in enumerate(tx.outputs)
@@ -226,7 +233,7 @@ def test_one_operation_is_paid_by_one_batch_for_ever(tmp_path: Path) -> None:
     alone = alone.model_copy(
         update={"outputs": [o.model_copy(update={"pays": None}) for o in alone.outputs]}
     )
-    with pytest.raises(KeyAccessDenied):
+    with pytest.raises(KeyAccessDenied, match="is paid by a batch"):
         world.sign(f"{m[0]}#0", alone)
     # A replacement that pays a member less fee than before.
     with pytest.raises(KeyAccessDenied, match="more than"):

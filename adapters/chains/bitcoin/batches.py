@@ -30,7 +30,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from adapters.chains.bitcoin.sender import BitcoinSender
 from adapters.chains.bitcoin.tx import (
@@ -65,6 +65,8 @@ _IN_FLIGHT = (
     "select 1 from btc_batches b where b.wallet_id = ? and b.state in ('formed', 'refused') "
     "and not exists (select 1 from btc_transactions t where t.operation_id = b.batch_id)"
 )
+# The signer's record holds a signature for the operation: in a batch, or alone.
+_SIGNED = "select 1 from signer_claims where claim = ? or operation_id = ?"
 _FORM_LOCK = 4246  # pg advisory lock space: forming a wallet's batches
 _PAY_LOCK = 4243  # the sender's: paying one payment (an operation or a batch)
 
@@ -135,13 +137,19 @@ class BitcoinBatches:
         wait: float = 8.0,
         hold: float = 45.0,
         pause: Callable[[str], None] = lambda _step: None,
+        sign_within: float = 15.0,
     ) -> None:
         """`window`: how long the oldest waiting payment waits for others; `wait`: how
         long one call waits for its batch before a retry (DependencyUnavailable);
-        `hold`: how long a refused batch is kept before its members queue again (longer
-        than a signing request lives); `pause`: crash tests' fault-injection point."""
+        `sign_within`: each signing request's deadline, which the signer enforces by its
+        own clock; `hold`: how long a refused batch is kept before its members queue
+        again (more than `sign_within` and the clocks' skew: no request for the batch
+        can be signed after it); `pause`: crash tests' fault-injection point."""
         if max_outputs < 1:
             raise ValueError("a batch pays at least one output")
+        if hold < sign_within + 5:
+            raise ValueError("a refused batch is held longer than a request can be signed")
+        self._sign_within = timedelta(seconds=sign_within)
         self._db = SqlDatabase(db_url)
         self._sender = sender
         self._signer = signer
@@ -241,9 +249,12 @@ class BitcoinBatches:
     def _sign(self, batch_id: str) -> bool:
         """Sign the batch's recorded plan and record the signed transaction; False if it
         is not signed now (another member is signing it, or it was refused)."""
+        deadline = _now() + self._sign_within
         try:
-            signed = self._db.write(lambda conn: self._sign_in(conn, batch_id))
+            signed = self._db.write(lambda conn: self._sign_in(conn, batch_id, deadline))
         except KeyAccessDenied as exc:
+            if _now() > deadline:  # refused for our own deadline: not the batch's fault
+                raise DependencyUnavailable(f"{batch_id}: the signer answered late") from exc
             reason = str(exc)
             self._db.write(lambda conn: self._refused(conn, batch_id, reason))
             return False
@@ -251,7 +262,7 @@ class BitcoinBatches:
             self._pause("recorded")
         return signed
 
-    def _sign_in(self, conn: Conn, batch_id: str) -> bool:
+    def _sign_in(self, conn: Conn, batch_id: str, deadline: datetime) -> bool:
         if not conn.sqlite:
             locked = conn.one(
                 "select pg_try_advisory_xact_lock(hashtextextended(?, ?))", (batch_id, _PAY_LOCK)
@@ -269,7 +280,7 @@ class BitcoinBatches:
         wallet_id, batch = str(row[0]), BatchPlan.from_json(row[1])
         request = to_request(
             batch.plan, batch.change_address, batch.change_index, batch.keys, batch.members
-        )
+        ).model_copy(update={"not_after": deadline})
         raw = self._signer.sign_btc_transaction(f"{batch_id}#0", wallet_id, request)
         if txid(raw) != unsigned_txid(from_request(request)):
             raise DependencyUnavailable(f"{batch_id}: the signer answered another transaction")
@@ -300,13 +311,8 @@ class BitcoinBatches:
         if conn.one("select 1 from signer_claims where operation_id = ?", (batch_id,)):
             return  # the signer signed it after all: never released
         members = BatchPlan.from_json(row[3]).members
-        if len(members) == 1:
-            held = conn.one(
-                "select operation_id from signer_claims where claim = ?",
-                (member_claim(members[0]),),
-            )
-            if held is not None:
-                return  # paid by another batch the signer signed: operators decide
+        if len(members) == 1 and conn.one(_SIGNED, (member_claim(members[0]), members[0])):
+            return  # signed in another batch, or alone: that may be paid; operators decide
         conn.run("update btc_utxos set spent_by = null where spent_by = ?", (batch_id,))
         if len(members) == 1:
             conn.run(
@@ -379,6 +385,8 @@ class BitcoinBatches:
                 if len(members) == 1:
                     if conn.one(_IN_FLIGHT, (wallet_id,)):
                         return False  # coins come back as change: wait, not refuse
+                    if conn.one(_SIGNED, (member_claim(str(members[0][0])), members[0][0])):
+                        return False  # the signer signed it (another batch, alone): waits
                     conn.run(
                         "update btc_payout_queue set refusal = 'cannot_pay', reason = ? "
                         "where operation_id = ?",

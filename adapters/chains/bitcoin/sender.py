@@ -290,6 +290,8 @@ class BitcoinSender:
     def _rebuild(
         self, conn: Conn, operation_id: str, wallet_id: str, xpub: str, fee_rate: int
     ) -> tuple[int, str, tuple[int, str, int]]:
+        if not conn.sqlite:  # one bump of a payment (a batch: of any member's) at a time
+            conn.one("select pg_advisory_xact_lock(hashtextextended(?, 4243))", (operation_id,))
         row = conn.one(
             "select attempt, txid, outputs, fee from btc_transactions where "
             "operation_id = ? order by attempt desc limit 1",

@@ -87,7 +87,7 @@ class Signer:
     ) -> bytes:
         wallet = self._store.wallet(wallet_id)
         if wallet is None:
-            raise KeyError(f"no wallet {wallet_id}")
+            raise KeyAccessDenied(f"the signer holds no wallet {wallet_id}")
         seed = self._unwrapper.unwrap(wallet.wrapped_seed, operation=operation)
         try:
             return self._deriver.private_key(seed, chain, change, index)
@@ -97,7 +97,7 @@ class Signer:
     def evm_address(self, wallet_id: str, index: int) -> str:
         wallet = self._store.wallet(wallet_id)
         if wallet is None:
-            raise KeyError(f"no wallet {wallet_id}")
+            raise KeyAccessDenied(f"the signer holds no wallet {wallet_id}")
         return self._deriver.address(wallet.xpubs["ethereum"], "ethereum", 0, index)
 
     def sign_evm_transaction(
@@ -128,7 +128,7 @@ class Signer:
         unwrap of the seed for the whole transaction."""
         wallet = self._store.wallet(wallet_id)
         if wallet is None:
-            raise KeyError(f"no wallet {wallet_id}")
+            raise KeyAccessDenied(f"the signer holds no wallet {wallet_id}")
         xpub = wallet.xpubs["bitcoin"]
         # Public derivation first: a wrong claim is refused before any seed is unwrapped.
         pubkeys = []

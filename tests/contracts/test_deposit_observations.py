@@ -42,7 +42,8 @@ class _ScriptedReader:
 
     def __init__(self, chain: str) -> None:
         self.chain = chain
-        self.blocks: list[tuple[str, list[RawDeposit]]] = [(f"{chain}-genesis", [])]
+        genesis = ("0x" if chain == "ethereum" else "") + "00" * 32
+        self.blocks: list[tuple[str, list[RawDeposit]]] = [(genesis, [])]
 
     def head(self) -> int:
         return len(self.blocks) - 1

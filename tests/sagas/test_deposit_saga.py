@@ -47,7 +47,8 @@ class DenyList:
         return [self.source]
 
     def check(self, chain: str, addresses: Sequence[str]) -> str | None:
-        hits = [a for a in addresses if a in self.denied]
+        denied = {d.lower() for d in self.denied}  # as DenyListScreening: in any case
+        hits = [a for a in addresses if a.lower() in denied]
         return f"{hits[0]} is on the deny list" if hits else None
 
 

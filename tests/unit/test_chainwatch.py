@@ -25,7 +25,7 @@ class ScriptedChain:
     chain = "bitcoin"
 
     def __init__(self) -> None:
-        self.blocks: list[tuple[str, list[RawDeposit]]] = [("g", [])]
+        self.blocks: list[tuple[str, list[RawDeposit]]] = [("00" * 32, [])]  # genesis
         self.on_scan: Callable[[int], None] = lambda _h: None
 
     def head(self) -> int:

@@ -399,6 +399,13 @@ def main() -> None:
         "platform still up; its worker is in this process (async activities)."
     )
     print(f"  - {flagged(workdir)}")
+    # The figure issue 13's target is about, last: platform withdrawals/s over bare
+    # workflows/s (same activities, same run, same machine).
+    if platform.elapsed > 0 and baseline.elapsed > 0 and baseline.ok > 0:
+        ratio = (platform.ok / platform.elapsed) / (baseline.ok / baseline.elapsed)
+        print(f"ratio {ratio:.2f}")
+    else:
+        print("ratio -")
 
 
 if __name__ == "__main__":

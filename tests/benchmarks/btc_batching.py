@@ -18,11 +18,9 @@ from bitcoin.core import CTransaction
 
 from adapters.chains.bitcoin.networks import select_network
 from adapters.chains.bitcoin.tx import Utxo, select, to_request
-from adapters.keys.hd import BipDeriver
-from adapters.keys.store import SqlKeyStore
-from sagas.keys.wallets import create_wallet, deposit_address
 from services.signer.signer import Signer
 from tests.fakes import FakeKeyWrapper
+from tests.wallets import btc_wallet
 
 FEE_RATE = 2  # sat/vB, the platform's default
 PAYMENT = 1_000_000  # sat
@@ -41,26 +39,10 @@ def main() -> None:
     sizes = [int(n) for n in args.sizes.split(",")]
     select_network("simnet")
     with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite:///{Path(tmp) / 'keys.sqlite3'}"
-        vault: dict[str, bytes] = {}
-        store = SqlKeyStore(url)
-        deriver = BipDeriver("simnet")
-        wallet = create_wallet("w1", deriver, FakeKeyWrapper(vault, may_unwrap=False), store)
-        signer = Signer(FakeKeyWrapper(vault, may_unwrap=True), store, deriver)
-        coin = deposit_address(store, deriver, "w1", "bitcoin", "c1:BTC", "c1", "BTC")
-        change = store.assign(
-            "w1",
-            "bitcoin",
-            "w1:change:bench",
-            None,
-            "BTC",
-            lambda i: deriver.address(wallet.xpubs["bitcoin"], "bitcoin", 1, i),
-            change=1,
-        )
-        payees = [
-            deposit_address(store, deriver, "w1", "bitcoin", f"p{n}", f"p{n}", "BTC").address
-            for n in range(max(sizes))
-        ]
+        w = btc_wallet(f"sqlite:///{Path(tmp) / 'keys.sqlite3'}", "w1:change:bench")
+        signer = Signer(FakeKeyWrapper(w.vault, may_unwrap=True), w.store, w.deriver)
+        coin, change = w.coin, w.change
+        payees = [w.address(f"p{n}") for n in range(max(sizes))]
         utxo = Utxo("ab" * 32, 0, coin.address, 10**8)  # one coin pays any of these
 
         def measure(n: int) -> tuple[int, int]:

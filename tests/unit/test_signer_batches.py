@@ -17,8 +17,6 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from adapters.chains.bitcoin.tx import Plan, Utxo, to_request
-from adapters.keys.hd import BipDeriver
-from adapters.keys.store import SqlKeyStore
 from adapters.operations.guard import SigningGuard
 from adapters.operations.intents import SqlIntentStore
 from adapters.operations.store import SqlOperationStore
@@ -26,13 +24,13 @@ from adapters.sqldb import SqlDatabase
 from sagas.errors import KeyAccessDenied
 from sagas.governance import StaticGovernance
 from sagas.intents import RegisteredKey, key_id
-from sagas.keys.wallets import create_wallet, deposit_address
 from sagas.policy import PolicyRules, StoredPolicy
 from sagas.settlement import leg_operation
 from sagas.signing import UnsignedBtcTransaction, fee_shares
 from services.signer.signer import Signer
 from tests.fakes import FakeKeyWrapper
 from tests.governed import confirmed_leg
+from tests.wallets import btc_wallet
 
 COIN = 1_000_000
 PAY = 10_000
@@ -54,24 +52,15 @@ def test_fee_shares_add_up_and_differ_by_one_at_most() -> None:
 class World:
     def __init__(self, tmp_path: Path, velocity: int | None = None) -> None:
         self.url = url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
-        vault: dict[str, bytes] = {}
-        store = SqlKeyStore(url)
-        deriver = BipDeriver("simnet")
-        w = create_wallet("w1", deriver, FakeKeyWrapper(vault, may_unwrap=False), store)
-        self.coin = deposit_address(store, deriver, "w1", "bitcoin", "c1:BTC", "c1", "BTC")
-        self.payees = [
-            deposit_address(store, deriver, "w1", "bitcoin", f"p{n}:BTC", f"p{n}", "BTC").address
-            for n in range(4)
-        ]
-        self.change = store.assign(
-            "w1",
-            "bitcoin",
-            "w1:change:batch",
-            None,
-            "BTC",
-            lambda i: deriver.address(w.xpubs["bitcoin"], "bitcoin", 1, i),
-            change=1,
+        w = btc_wallet(url, "w1:change:batch")
+        vault, store, deriver, self.coin, self.change = (
+            w.vault,
+            w.store,
+            w.deriver,
+            w.coin,
+            w.change,
         )
+        self.payees = [w.address(f"p{n}:BTC") for n in range(4)]
         intents = SqlIntentStore(url)
         provider = Ed25519PrivateKey.generate()
         self.members = []

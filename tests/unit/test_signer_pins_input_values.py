@@ -14,38 +14,25 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from adapters.chains.bitcoin.tx import Plan, Utxo, from_request, to_request
-from adapters.keys.hd import BipDeriver
-from adapters.keys.store import SqlKeyStore
 from adapters.operations.guard import SigningGuard
 from adapters.operations.intents import SqlIntentStore
 from adapters.operations.store import SqlOperationStore
 from sagas.errors import KeyAccessDenied
 from sagas.governance import StaticGovernance
 from sagas.intents import RegisteredKey, key_id
-from sagas.keys.wallets import create_wallet, deposit_address
+from sagas.keys.wallets import deposit_address
 from sagas.policy import PolicyRules, StoredPolicy
 from services.signer.signer import Signer
 from tests.fakes import FakeKeyWrapper
 from tests.governed import confirmed_leg
+from tests.wallets import btc_wallet
 
 
 def test_two_signatures_of_one_txid_with_lied_values_combine(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
-    vault: dict[str, bytes] = {}
-    store = SqlKeyStore(url)
-    deriver = BipDeriver("simnet")
-    w = create_wallet("w1", deriver, FakeKeyWrapper(vault, may_unwrap=False), store)
-    coin = deposit_address(store, deriver, "w1", "bitcoin", "c1:BTC", "c1", "BTC")
+    w = btc_wallet(url)
+    vault, store, deriver, coin, change = w.vault, w.store, w.deriver, w.coin, w.change
     payee = deposit_address(store, deriver, "w1", "bitcoin", "c2:BTC", "c2", "BTC")
-    change = store.assign(
-        "w1",
-        "bitcoin",
-        "w1:change:op",
-        None,
-        "BTC",
-        lambda i: deriver.address(w.xpubs["bitcoin"], "bitcoin", 1, i),
-        change=1,
-    )
     ops = SqlOperationStore(url)
     intents = SqlIntentStore(url)
     now = datetime.now(UTC).replace(microsecond=0)

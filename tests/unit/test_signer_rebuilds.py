@@ -14,14 +14,13 @@ from bitcoin.core import CMutableTransaction, CTransaction
 
 from adapters.chains.bitcoin.script import output_script
 from adapters.chains.bitcoin.tx import Plan, Utxo, p2wpkh_script, sighash_p2wpkh, to_request
-from adapters.keys.hd import BipDeriver
-from adapters.keys.store import SqlKeyStore
 from sagas.errors import KeyAccessDenied
-from sagas.keys.wallets import create_wallet, deposit_address
+from sagas.keys.wallets import deposit_address
 from sagas.signing.activities import SigningActivities
 from sagas.signing.workflows import SignBtcWorkflow
 from services.signer.signer import Signer
 from tests.fakes import FakeKeyWrapper
+from tests.wallets import btc_wallet
 
 
 class _Counting(FakeKeyWrapper):
@@ -34,24 +33,11 @@ class _Counting(FakeKeyWrapper):
 
 @pytest.fixture
 def wallet(tmp_path: Path):  # type: ignore[no-untyped-def]
-    vault: dict[str, bytes] = {}
-    store = SqlKeyStore(f"sqlite:///{tmp_path / 'keys.sqlite3'}")
-    deriver = BipDeriver("simnet")
-    w = create_wallet("w1", deriver, FakeKeyWrapper(vault, may_unwrap=False), store)
-    coin = deposit_address(store, deriver, "w1", "bitcoin", "c1:BTC", "c1", "BTC")
-    payee = deposit_address(store, deriver, "w1", "bitcoin", "c2:BTC", "c2", "BTC")
-    change = store.assign(
-        "w1",
-        "bitcoin",
-        "w1:change:op",
-        None,
-        "BTC",
-        lambda i: deriver.address(w.xpubs["bitcoin"], "bitcoin", 1, i),
-        change=1,
-    )
+    w = btc_wallet(f"sqlite:///{tmp_path / 'keys.sqlite3'}")
+    payee = deposit_address(w.store, w.deriver, "w1", "bitcoin", "c2:BTC", "c2", "BTC")
     _Counting.unwraps = 0
-    signer = Signer(_Counting(vault, may_unwrap=True), store, deriver)
-    return signer, coin, payee, change
+    signer = Signer(_Counting(w.vault, may_unwrap=True), w.store, w.deriver)
+    return signer, w.coin, payee, w.change
 
 
 def _request(coin, payee, change, index=None):  # type: ignore[no-untyped-def]

@@ -388,6 +388,15 @@ class DependencyUnavailable(CustodyError):
     transient = True
 
 
+class SigningDeadlinePassed(CustodyError):
+    """The signer refused a request it received after the deadline the request carried
+    (by the signer's own clock): nothing was signed; a new request may be."""
+
+    code = "CUS-9002"
+    title = "signing deadline passed"
+    transient = True
+
+
 class KeyAccessDenied(CustodyError):
     """The key service refused the caller's role this operation; retrying will not help."""
 
@@ -483,6 +492,7 @@ CATALOGUE: tuple[type[CustodyError], ...] = (
     SettlementMismatch,
     FillMismatch,
     DependencyUnavailable,
+    SigningDeadlinePassed,
     KeyAccessDenied,
     CiphertextInvalid,
     ChainRejected,

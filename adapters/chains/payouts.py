@@ -13,8 +13,9 @@ from adapters.chains.bitcoin.node import BtcdNode
 from adapters.chains.bitcoin.sender import BitcoinSender, FeeBumpImpossible
 from adapters.chains.ethereum.broadcaster import EvmBroadcaster
 from adapters.chains.ethereum.node import Web3EthereumNode
+from adapters.operations.signer_record import member_claim
 from adapters.sqldb import SqlDatabase
-from sagas.errors import ChainRejected, CustodyError
+from sagas.errors import ChainRejected, CustodyError, DependencyUnavailable
 from sagas.ports import EvmKeySigner
 from sagas.signing import fee_shares
 from sagas.withdrawal import ChainStatus
@@ -113,6 +114,12 @@ class ChainPayouts:
                 # A refusal (node, signer, no coins) after an attempt was recorded, its
                 # coins taken: that payment stands. Only with none is nothing sent.
                 recorded = None if exc.transient else self._recorded_btc(operation_id)
+                if recorded is None and not exc.transient and self._signed_btc(operation_id):
+                    # The signer's record holds a signature for it whose answer was lost:
+                    # that payment may still be broadcast. Never "nothing sent".
+                    raise DependencyUnavailable(
+                        f"{operation_id} was signed but not recorded; operators decide"
+                    ) from exc
                 if recorded is None:
                     raise
                 return recorded
@@ -144,6 +151,17 @@ class ChainPayouts:
                 "withdrawal %s refused at broadcast; recorded as %s", operation_id, recorded
             )
             return recorded
+
+    def _signed_btc(self, operation_id: str) -> bool:
+        """Whether the signer's record holds a signature paying the operation (alone, or
+        in a batch)."""
+        with self._db.tx() as conn:
+            return bool(
+                conn.one(
+                    "select 1 from signer_claims where operation_id = ? or claim = ?",
+                    (operation_id, member_claim(operation_id)),
+                )
+            )
 
     def _paid_alone(self, operation_id: str) -> bool:
         """Whether the operation has a payment of its own, signed before batching (the

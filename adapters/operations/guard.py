@@ -26,7 +26,7 @@ retry; nothing refused is ever signed or recorded.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from web3 import Web3
@@ -36,7 +36,7 @@ from adapters.operations import signer_record
 from adapters.operations.signer_record import RecordedSignature
 from adapters.operations.store import SqlOperationStore
 from adapters.sqldb import Conn, SqlDatabase
-from sagas.errors import CannotPay, KeyAccessDenied
+from sagas.errors import CannotPay, KeyAccessDenied, SigningDeadlinePassed
 from sagas.governance import SETTLEMENT_POLICY, ChainedGovernance
 from sagas.policy import VELOCITY_WINDOW
 from sagas.ports import IntentStore
@@ -51,6 +51,16 @@ _EVM_REQUIRED = frozenset(
     {"type", "chainId", "nonce", "to", "value", "gas", "maxFeePerGas", "maxPriorityFeePerGas"}
 )
 _EVM_OPTIONAL = frozenset({"data", "accessList"})
+
+
+# The latest deadline a batch's signing request may carry (decision 0025): the sender
+# frees a refused batch's members only after its hold, longer than this.
+MAX_SIGNING_WINDOW = timedelta(seconds=30)
+
+
+def _within_deadline(tx: UnsignedBtcTransaction, what: str) -> None:
+    if tx.not_after is not None and datetime.now(UTC) > tx.not_after:
+        raise SigningDeadlinePassed(f"{what}: the request's deadline has passed")
 
 
 def _int(value: object) -> int:
@@ -363,9 +373,9 @@ class SigningGuard:
                     raise KeyAccessDenied(
                         f"withdrawal {op}: input {txin}:{vout} was signed for {owner}"
                     )
-            if tx.not_after is not None and datetime.now(UTC) > tx.not_after:
-                raise KeyAccessDenied(f"withdrawal {op}: the request's deadline has passed")
+            _within_deadline(tx, op)
             raw = sign()
+            _within_deadline(tx, op)
             signer_record.insert(
                 conn,
                 RecordedSignature(
@@ -401,6 +411,11 @@ class SigningGuard:
         batch = operation.split("#", 1)[0]
         if not batch.startswith(BATCH_PREFIX):
             raise KeyAccessDenied(f"{batch}: a batch is signed under a batch id")
+        # A batch request always carries a near deadline: one replayed from a signing
+        # workflow's history, or held back, is never signed after the sender freed the
+        # batch's members (it does so only well after the deadline).
+        if tx.not_after is None or tx.not_after > datetime.now(UTC) + MAX_SIGNING_WINDOW:
+            raise KeyAccessDenied(f"{batch}: a batch request needs a deadline within 30 s")
         if len(change_outputs) > 1:
             raise KeyAccessDenied(f"{batch}: more than one change output")
         paying = []
@@ -460,10 +475,11 @@ class SigningGuard:
                 if owner != batch:
                     raise KeyAccessDenied(f"{batch}: input {txin}:{vout} was signed for {owner}")
             # The worker gave up on this request by then, and may free the batch's members
-            # for other batches: no signature from it after its deadline, by this clock.
-            if tx.not_after is not None and datetime.now(UTC) > tx.not_after:
-                raise KeyAccessDenied(f"{batch}: the request's deadline has passed")
+            # for other batches: no signature from it after its deadline, by this clock,
+            # before signing or after (the unwrap may take long): then nothing commits.
+            _within_deadline(tx, batch)
             raw = sign()
+            _within_deadline(tx, batch)
             for auth, share in zip(auths, shares, strict=True):
                 signer_record.insert(
                     conn,

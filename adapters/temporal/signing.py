@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from temporalio.client import Client, WorkflowFailureError
 
-from sagas.errors import DependencyUnavailable, KeyAccessDenied
+from sagas.errors import DependencyUnavailable, KeyAccessDenied, SigningDeadlinePassed
 from sagas.signing import TASK_QUEUE as SIGNER_QUEUE
 from sagas.signing import (
     SignBtcRequest,
@@ -58,6 +58,8 @@ class TemporalSigningClient:
                 cause = cause.cause  # type: ignore[union-attr]
             if getattr(cause, "type", None) == "KeyAccessDenied":
                 raise KeyAccessDenied(f"signer refused: {cause}") from exc
+            if getattr(cause, "type", None) == "SigningDeadlinePassed":
+                raise SigningDeadlinePassed(f"signer: {cause}") from exc
             raise DependencyUnavailable(f"signing failed: {cause}") from exc
         except concurrent.futures.TimeoutError as exc:
             future.cancel()

@@ -15,7 +15,9 @@ with workflow.unsafe.imports_passed_through():
 
 # A refusal by the signer is final; anything else is tried a few times.
 _TIMEOUT = timedelta(seconds=30)
-_RETRY = RetryPolicy(maximum_attempts=5, non_retryable_error_types=["KeyAccessDenied"])
+_RETRY = RetryPolicy(
+    maximum_attempts=5, non_retryable_error_types=["KeyAccessDenied", "SigningDeadlinePassed"]
+)
 
 
 @workflow.defn(name="SignEvmTransaction")

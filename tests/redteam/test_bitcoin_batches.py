@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -105,14 +106,19 @@ def test_withdrawals_that_arrive_together_go_out_as_one_checked_transaction(
     # "replacement" as far as the member's own history goes): the signer's record names
     # the batch that pays it.
     first_coin = Utxo(spent[0], int(spent[1]), other_coin.address, BTC // 2)
-    for coins, pays, name, why in (
-        ((other_coin,), None, f"{op}#9", "is paid by a batch"),
-        ((first_coin, other_coin), [op], "btc-batch:evil#0", "is paid by btc-batch:"),
+    soon = datetime.now(UTC) + timedelta(seconds=20)
+    for coins, pays, name, deadline, why in (
+        ((other_coin,), None, f"{op}#9", None, "is paid by a batch"),
+        ((first_coin, other_coin), [op], "btc-batch:evil#0", soon, "is paid by btc-batch:"),
+        # a batch request as one is replayed from a signing workflow's history: refused
+        ((first_coin, other_coin), [op], "btc-batch:evil#0", None, "needs a deadline"),
     ):
         fee = 5_000 * len(coins)
         plan = Plan(coins, ((destination, amount),), len(coins) * BTC // 2 - amount - fee, fee)
         keys = [(0, deposit.index)] * len(coins)
-        request = to_request(plan, change.address, change.index, keys, pays)
+        request = to_request(plan, change.address, change.index, keys, pays).model_copy(
+            update={"not_after": deadline}
+        )
         with pytest.raises(KeyAccessDenied, match=why):
             attacker.sign_btc_transaction(name, s.platform_wallet, request)
     assert signatures(url) == 3

@@ -9,6 +9,7 @@ on SQLite with the real guard and signer."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from adapters.operations.guard import SigningGuard
 from adapters.operations.intents import SqlIntentStore
 from adapters.operations.store import SqlOperationStore
 from adapters.sqldb import SqlDatabase
-from sagas.errors import KeyAccessDenied
+from sagas.errors import KeyAccessDenied, SigningDeadlinePassed
 from sagas.governance import StaticGovernance
 from sagas.intents import RegisteredKey, key_id
 from sagas.policy import PolicyRules, StoredPolicy
@@ -49,8 +50,20 @@ def test_fee_shares_add_up_and_differ_by_one_at_most() -> None:
         fee_shares(10, 0)
 
 
+class _Slow(FakeKeyWrapper):
+    def __init__(self, vault: dict[str, bytes], delay: float) -> None:
+        super().__init__(vault, may_unwrap=True)
+        self._delay = delay
+
+    def unwrap(self, ciphertext: str, operation: str | None = None) -> bytes:
+        time.sleep(self._delay)
+        return super().unwrap(ciphertext, operation)
+
+
 class World:
-    def __init__(self, tmp_path: Path, velocity: int | None = None) -> None:
+    def __init__(
+        self, tmp_path: Path, velocity: int | None = None, unwrap_delay: float = 0.0
+    ) -> None:
         self.url = url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
         w = btc_wallet(url, "w1:change:batch")
         vault, store, deriver, self.coin, self.change = (
@@ -95,7 +108,7 @@ class World:
             ),
             {"BTC": 8},
         )
-        self.signer = Signer(FakeKeyWrapper(vault, may_unwrap=True), store, deriver, guard)
+        self.signer = Signer(_Slow(vault, unwrap_delay), store, deriver, guard)
 
     def request(
         self,
@@ -118,7 +131,7 @@ class World:
             self.change.index,
             [(0, self.coin.index)] * coins,
             members,
-        )
+        ).model_copy(update={"not_after": datetime.now(UTC) + timedelta(seconds=10)})
 
     def sign(self, batch: str, tx: UnsignedBtcTransaction) -> bytes:
         return self.signer.sign_btc_transaction(batch, "w1", tx)
@@ -151,6 +164,8 @@ def test_a_batch_is_signed_with_each_member_recorded_at_its_share(tmp_path: Path
         "a member is paid twice",
         "a member is paid twice under two names",
         "the request's deadline has passed",
+        "the request carries no deadline",
+        "the request's deadline is minutes away",
         "an output names no operation",
         "a member's share of the fee is above its cap",
         "signed under an operation's id, not a batch's",
@@ -178,6 +193,10 @@ def test_a_batch_that_is_not_exactly_its_members_payments_is_refused(
         tx = world.request(members=[m[0], f"{m[0]}#1", m[2]], payees=payees)
     elif attack == "the request's deadline has passed":
         tx = tx.model_copy(update={"not_after": datetime.now(UTC) - timedelta(seconds=1)})
+    elif attack == "the request carries no deadline":  # one replayed from history, say
+        tx = tx.model_copy(update={"not_after": None})
+    elif attack == "the request's deadline is minutes away":
+        tx = tx.model_copy(update={"not_after": datetime.now(UTC) + timedelta(minutes=5)})
     elif attack == "an output names no operation":
         outputs = [
             o.model_copy(update={"pays": None}) if n == 1 else o for n, o in enumerate(tx.outputs)
@@ -191,9 +210,26 @@ def test_a_batch_that_is_not_exactly_its_members_payments_is_refused(
         outputs = list(tx.outputs)
         outputs[-1] = outputs[-1].model_copy(update={"pays": m[2]})
         tx = tx.model_copy(update={"outputs": outputs})
-    with pytest.raises(KeyAccessDenied):
+    late = attack == "the request's deadline has passed"
+    with pytest.raises(SigningDeadlinePassed if late else KeyAccessDenied):
         world.sign(batch, tx)
     assert world.recorded() == []
+
+
+def test_a_signature_finished_after_the_deadline_is_not_kept(tmp_path: Path) -> None:
+    """The unwrap can take long (OpenBao retried): a signature done after the request's
+    deadline is refused and nothing is recorded, as if it never began."""
+    world = World(tmp_path, unwrap_delay=0.6)
+    tx = world.request().model_copy(
+        update={"not_after": datetime.now(UTC) + timedelta(seconds=0.3)}
+    )
+    with pytest.raises(SigningDeadlinePassed):
+        world.sign("btc-batch:one#0", tx)
+    assert world.recorded() == []
+    with SqlDatabase(world.url).tx() as conn:
+        assert conn.all("select claim from signer_claims") == []
+    world.sign("btc-batch:one#0", world.request())  # a new request, a new deadline
+    assert len(world.recorded()) == 3
 
 
 def test_one_operation_is_paid_by_one_batch_for_ever(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ still be broadcast, so its saga waits for operators rather than voiding.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ from adapters.chains.bitcoin.tx import (
     txid,
     unsigned_txid,
 )
+from adapters.operations.guard import MAX_SIGNING_WINDOW
 from adapters.operations.signer_record import member_claim
 from adapters.sqldb import Conn, SqlDatabase
 from sagas.errors import (
@@ -60,14 +62,21 @@ _WAITING = (
     "wallet_id = ? and batch_id is null and refusal is null "
     "order by queued_at, operation_id limit ?"
 )
-# A batch holding coins without a signed transaction yet: its change is still to come.
+# A batch holding coins without a signed transaction yet, formed in the last minutes:
+# its change is still to come (an older one is stuck, and waiting on it would stall the
+# wallet's queue for good).
 _IN_FLIGHT = (
     "select 1 from btc_batches b where b.wallet_id = ? and b.state in ('formed', 'refused') "
-    "and not exists (select 1 from btc_transactions t where t.operation_id = b.batch_id)"
+    "and b.created_at > ? and not exists "
+    "(select 1 from btc_transactions t where t.operation_id = b.batch_id)"
 )
+_IN_FLIGHT_FOR = timedelta(minutes=10)
 # The signer's record holds a signature for the operation: in a batch, or alone.
 _SIGNED = "select 1 from signer_claims where claim = ? or operation_id = ?"
-_FORM_LOCK = 4246  # pg advisory lock space: forming a wallet's batches
+_FORM_LOCK = 4246
+log = logging.getLogger(
+    "custody.bitcoin.batches"
+)  # pg advisory lock space: forming a wallet's batches
 _PAY_LOCK = 4243  # the sender's: paying one payment (an operation or a batch)
 
 
@@ -147,6 +156,8 @@ class BitcoinBatches:
         can be signed after it); `pause`: crash tests' fault-injection point."""
         if max_outputs < 1:
             raise ValueError("a batch pays at least one output")
+        if not 0 < sign_within <= MAX_SIGNING_WINDOW.total_seconds():
+            raise ValueError("a signing request's deadline is within the signer's window")
         if hold < sign_within + 5:
             raise ValueError("a refused batch is held longer than a request can be signed")
         self._sign_within = timedelta(seconds=sign_within)
@@ -249,12 +260,9 @@ class BitcoinBatches:
     def _sign(self, batch_id: str) -> bool:
         """Sign the batch's recorded plan and record the signed transaction; False if it
         is not signed now (another member is signing it, or it was refused)."""
-        deadline = _now() + self._sign_within
         try:
-            signed = self._db.write(lambda conn: self._sign_in(conn, batch_id, deadline))
-        except KeyAccessDenied as exc:
-            if _now() > deadline:  # refused for our own deadline: not the batch's fault
-                raise DependencyUnavailable(f"{batch_id}: the signer answered late") from exc
+            signed = self._db.write(lambda conn: self._sign_in(conn, batch_id))
+        except KeyAccessDenied as exc:  # a refusal; a late answer is SigningDeadlinePassed
             reason = str(exc)
             self._db.write(lambda conn: self._refused(conn, batch_id, reason))
             return False
@@ -262,7 +270,7 @@ class BitcoinBatches:
             self._pause("recorded")
         return signed
 
-    def _sign_in(self, conn: Conn, batch_id: str, deadline: datetime) -> bool:
+    def _sign_in(self, conn: Conn, batch_id: str) -> bool:
         if not conn.sqlite:
             locked = conn.one(
                 "select pg_try_advisory_xact_lock(hashtextextended(?, ?))", (batch_id, _PAY_LOCK)
@@ -280,7 +288,7 @@ class BitcoinBatches:
         wallet_id, batch = str(row[0]), BatchPlan.from_json(row[1])
         request = to_request(
             batch.plan, batch.change_address, batch.change_index, batch.keys, batch.members
-        ).model_copy(update={"not_after": deadline})
+        ).model_copy(update={"not_after": _now() + self._sign_within})
         raw = self._signer.sign_btc_transaction(f"{batch_id}#0", wallet_id, request)
         if txid(raw) != unsigned_txid(from_request(request)):
             raise DependencyUnavailable(f"{batch_id}: the signer answered another transaction")
@@ -309,7 +317,12 @@ class BitcoinBatches:
         if (_now() - refused_at).total_seconds() < self._hold:
             return
         if conn.one("select 1 from signer_claims where operation_id = ?", (batch_id,)):
-            return  # the signer signed it after all: never released
+            # The signer signed it (an answer lost before it was recorded), then refused
+            # it: never released. Asked again, it answers the same transaction, unless
+            # what it refused for still holds: operators must look.
+            log.error("%s was signed, then refused (%s): signing it again", batch_id, row[2])
+            conn.run("update btc_batches set state = 'formed' where batch_id = ?", (batch_id,))
+            return
         members = BatchPlan.from_json(row[3]).members
         if len(members) == 1 and conn.one(_SIGNED, (member_claim(members[0]), members[0])):
             return  # signed in another batch, or alone: that may be paid; operators decide
@@ -383,7 +396,8 @@ class BitcoinBatches:
                 break
             except InsufficientCoins as exc:
                 if len(members) == 1:
-                    if conn.one(_IN_FLIGHT, (wallet_id,)):
+                    young = conn.time(_now() - _IN_FLIGHT_FOR)
+                    if conn.one(_IN_FLIGHT, (wallet_id, young)):
                         return False  # coins come back as change: wait, not refuse
                     if conn.one(_SIGNED, (member_claim(str(members[0][0])), members[0][0])):
                         return False  # the signer signed it (another batch, alone): waits

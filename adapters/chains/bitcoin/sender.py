@@ -152,6 +152,13 @@ class BitcoinSender:
         old_txid: str,
         old_change: tuple[int, str, int],
     ) -> None:
+        if not conn.sqlite:
+            conn.one("select pg_advisory_xact_lock(hashtextextended(?, 4243))", (operation_id,))
+        latest = conn.one(
+            "select max(attempt) from btc_transactions where operation_id = ?", (operation_id,)
+        )
+        if latest is None or latest[0] is None or int(latest[0]) != old_attempt + 1:
+            return  # another bump came after this one: its books stand, not these
         row = conn.one(
             "select txid from btc_transactions where operation_id = ? and attempt = ?",
             (operation_id, old_attempt + 1),

@@ -73,11 +73,8 @@ _IN_FLIGHT = (
 _IN_FLIGHT_FOR = timedelta(minutes=10)
 # The signer's record holds a signature for the operation: in a batch, or alone.
 _SIGNED = "select 1 from signer_claims where claim = ? or operation_id = ?"
-_FORM_LOCK = 4246
-log = logging.getLogger(
-    "custody.bitcoin.batches"
-)  # pg advisory lock space: forming a wallet's batches
-_PAY_LOCK = 4243  # the sender's: paying one payment (an operation or a batch)
+_FORM_LOCK = 4246  # pg advisory lock space: forming a wallet's batches
+log = logging.getLogger("custody.bitcoin.batches")
 
 
 @dataclass(frozen=True)
@@ -271,12 +268,8 @@ class BitcoinBatches:
         return signed
 
     def _sign_in(self, conn: Conn, batch_id: str) -> bool:
-        if not conn.sqlite:
-            locked = conn.one(
-                "select pg_try_advisory_xact_lock(hashtextextended(?, ?))", (batch_id, _PAY_LOCK)
-            )
-            if not locked[0]:
-                return False
+        if not self._sender.lock_payment(conn, batch_id, wait=False):
+            return False  # another member is signing it
         if conn.one("select 1 from btc_transactions where operation_id = ?", (batch_id,)):
             return True
         row = conn.one(

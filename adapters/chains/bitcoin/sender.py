@@ -152,8 +152,7 @@ class BitcoinSender:
         old_txid: str,
         old_change: tuple[int, str, int],
     ) -> None:
-        if not conn.sqlite:
-            conn.one("select pg_advisory_xact_lock(hashtextextended(?, 4243))", (operation_id,))
+        self.lock_payment(conn, operation_id)
         latest = conn.one(
             "select max(attempt) from btc_transactions where operation_id = ?", (operation_id,)
         )
@@ -187,6 +186,19 @@ class BitcoinSender:
                 (operation_id,),
             )
         return None if row is None else [(a, int(v)) for a, v in json.loads(row[0])]
+
+    @staticmethod
+    def lock_payment(conn: Conn, payment: str, wait: bool = True) -> bool:
+        """One attempt at a time pays or bumps a payment (an operation's, or a batch's):
+        locked to the end of the transaction (SQLite's write transaction already is).
+        `wait=False`: refused at once (False) rather than a pooled connection held."""
+        if conn.sqlite:
+            return True
+        if wait:
+            conn.one("select pg_advisory_xact_lock(hashtextextended(?, 4243))", (payment,))
+            return True
+        row = conn.one("select pg_try_advisory_xact_lock(hashtextextended(?, 4243))", (payment,))
+        return bool(row[0])
 
     def change_address(self, wallet_id: str, payment: str) -> str:
         """The change address of a payment (an operation or a batch), taken in its own
@@ -282,12 +294,8 @@ class BitcoinSender:
     ) -> None:
         # Locked, then re-checked: a retry beside an attempt that outlived its timeout
         # waits for it and sends what it recorded, never signing a second payment.
-        if not conn.sqlite:  # refused at once rather than a pooled connection held
-            locked = conn.one(
-                "select pg_try_advisory_xact_lock(hashtextextended(?, 4243))", (operation_id,)
-            )
-            if not locked[0]:
-                raise DependencyUnavailable(f"{operation_id}: another attempt is paying it now")
+        if not self.lock_payment(conn, operation_id, wait=False):
+            raise DependencyUnavailable(f"{operation_id}: another attempt is paying it now")
         if conn.one("select 1 from btc_transactions where operation_id = ?", (operation_id,)):
             return
         coins = self.coins(conn, wallet_id, None, operation_id)
@@ -297,8 +305,7 @@ class BitcoinSender:
     def _rebuild(
         self, conn: Conn, operation_id: str, wallet_id: str, xpub: str, fee_rate: int
     ) -> tuple[int, str, tuple[int, str, int]]:
-        if not conn.sqlite:  # one bump of a payment (a batch: of any member's) at a time
-            conn.one("select pg_advisory_xact_lock(hashtextextended(?, 4243))", (operation_id,))
+        self.lock_payment(conn, operation_id)  # one bump (of a batch: any member's) at a time
         row = conn.one(
             "select attempt, txid, outputs, fee from btc_transactions where "
             "operation_id = ? order by attempt desc limit 1",

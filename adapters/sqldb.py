@@ -109,6 +109,23 @@ class Conn:
         )
         return sql, params
 
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A unit inside the transaction: if the block raises, its writes are undone and
+        the row locks it took are freed (the transaction goes on), and the error raised."""
+        if not self.sqlite:
+            with self.raw.transaction():
+                yield
+            return
+        self.raw.execute("savepoint unit")
+        try:
+            yield
+        except BaseException:
+            self.raw.execute("rollback to savepoint unit")
+            self.raw.execute("release savepoint unit")
+            raise
+        self.raw.execute("release savepoint unit")
+
     def amount(self, value: int | None) -> Any:
         """An integer amount as this database stores it (SQLite: exact decimal text)."""
         if value is None:

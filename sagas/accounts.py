@@ -28,6 +28,17 @@ def treasury(asset: str) -> str:
     return f"treasury:{asset}"
 
 
+# The hot wallet's lanes after the first (decision 0026): deposit-address accounts
+# whose deposits are the treasury's, like those to the first lane's address.
+LANE_PREFIX = "treasury~"
+
+
+def hot_lane(lane: int) -> str:
+    """The account id of the hot wallet's Ethereum address number `lane` (0: the
+    treasury's own address, decision 0006)."""
+    return treasury("ETH") if lane == 0 else f"{LANE_PREFIX}{lane}:ETH"
+
+
 def quarantine(asset: str) -> str:
     return f"quarantine:{asset}"
 
@@ -48,8 +59,12 @@ def settlement_account(counterparty: str, asset: str) -> Account:
 
 def sibling(account_id: str, asset: str) -> str:
     """The account of the same holder in another asset: a token sent to a client's
-    Ethereum address belongs to the client's account in that token."""
-    return f"{account_id.rsplit(':', 1)[0]}:{asset}"
+    Ethereum address belongs to the client's account in that token; whatever reaches a
+    lane of the hot wallet is the treasury's."""
+    holder = account_id.rsplit(":", 1)[0]
+    if holder.startswith(LANE_PREFIX):
+        holder = "treasury"
+    return f"{holder}:{asset}"
 
 
 # Platform accounts opened for every asset, with their kinds. Treasury and quarantine

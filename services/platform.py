@@ -144,17 +144,26 @@ class Platform:
         create_wallet(s.platform_wallet, self.deriver, wrapper, self.keys)
 
     def hot_wallet(self) -> AddressAssignment:
-        """The Ethereum address withdrawals of ETH and tokens are paid from. It is the
-        treasury's deposit address: what the platform puts in is booked as treasury."""
-        return deposit_address(
-            self.keys,
-            self.deriver,
-            self.settings.platform_wallet,
-            "ethereum",
-            accounts.treasury("ETH"),
-            None,
-            "ETH",
-        )
+        """The Ethereum address withdrawals of ETH and tokens are paid from (its first
+        lane). It is the treasury's deposit address: what the platform puts in is booked
+        as treasury."""
+        return self.hot_wallets()[0]
+
+    def hot_wallets(self) -> list[AddressAssignment]:
+        """The hot wallet's lanes (decision 0026; CUSTODY_ETH_HOT_LANES): each an address
+        of the platform wallet with its own nonces, whose deposits are the treasury's."""
+        return [
+            deposit_address(
+                self.keys,
+                self.deriver,
+                self.settings.platform_wallet,
+                "ethereum",
+                accounts.hot_lane(lane),
+                None,
+                "ETH",
+            )
+            for lane in range(self.settings.eth_hot_lanes)
+        ]
 
     # --- clients ----------------------------------------------------------------------
     def open_client_accounts(self, client_id: str) -> list[str]:

@@ -11,6 +11,7 @@ import json
 import os
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from adapters.ledger.grants import PROCESSES, role, role_url
@@ -89,6 +90,10 @@ class PlatformSettings(BaseSettings):
     # once).
     btc_batch_window_seconds: float = 1.0
     btc_batch_max_outputs: int = 50
+    # Ethereum payments go out from this many hot wallet addresses ("lanes", decision
+    # 0026), each with its own nonce sequence, so that as many sign at once. Each lane
+    # is a treasury address to fund (GET /v1/treasury); the signer signs from these only.
+    eth_hot_lanes: int = Field(default=1, ge=1, le=16)
     signer_max_fee_per_gas: int = 1_000 * 10**9  # wei: the signer refuses more (1000 gwei)
     signer_max_btc_fee: int = 100_000  # sat: the most fee the signer lets one payment pay
     # Fault injection for tests only: the signer waits this long before each signature

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from adapters.chains.bitcoin.batches import BitcoinBatches
@@ -21,7 +22,10 @@ from sagas.signing import fee_shares
 from sagas.withdrawal import ChainStatus
 
 log = logging.getLogger("custody.payouts")
-EVM_SENDS_AT_ONCE = 4  # per process: the nonce lock serialises them anyway
+# Per process: each hot wallet lane's nonce lock lets one send sign at a time, and each
+# send waiting holds a database connection the saga's other steps need.
+EVM_SENDS_AT_ONCE = 4
+EVM_SENDS_PER_LANE = 2
 
 
 class _OperationSigner:
@@ -49,7 +53,8 @@ class ChainPayouts:
         self,
         db_url: str,
         wallet_id: str,
-        evm: tuple[EvmBroadcaster, Web3EthereumNode, EvmKeySigner, int, str] | None,
+        evm: tuple[EvmBroadcaster, Web3EthereumNode, EvmKeySigner, Sequence[tuple[int, str]]]
+        | None,
         tokens: dict[str, str],
         eth_confirmations: int,
         btc: tuple[BitcoinSender, BtcdNode] | None,
@@ -58,14 +63,18 @@ class ChainPayouts:
         gas_limits: tuple[int, int] | None = None,
         btc_batches: BitcoinBatches | None = None,
     ) -> None:
-        """`evm`: (broadcaster, node, signer, hot wallet index, hot wallet address);
+        """`evm`: (broadcaster, node, signer, the hot wallet's lanes: (index, address)
+        each, decision 0026);
         `tokens`: asset code -> ERC-20 contract address; `gas_limits`: the most gas an
         ETH transfer and a token transfer may use (None: unbounded, tests only);
         `btc_batches`: Bitcoin withdrawals go out in batches (None: one transaction
         each)."""
         self._batches = btc_batches
         self._gas_limits = gas_limits
-        self._evm_gate = threading.BoundedSemaphore(EVM_SENDS_AT_ONCE)
+        lanes = 1 if evm is None else len(evm[3])
+        self._evm_gate = threading.BoundedSemaphore(
+            max(EVM_SENDS_AT_ONCE, EVM_SENDS_PER_LANE * lanes)
+        )
         self._db = SqlDatabase(db_url)
         self._wallet = wallet_id
         self._evm = evm
@@ -93,10 +102,14 @@ class ChainPayouts:
             return None
         return self._gas_limits[0] if asset == "ETH" else self._gas_limits[1]
 
-    def _signer(self, operation_id: str) -> _OperationSigner:
+    def _signers(self, operation_id: str) -> list[_OperationSigner]:
+        """A signer per lane of the hot wallet, each signing under the operation's id."""
         assert self._evm is not None
-        _, _, signer, index, address = self._evm
-        return _OperationSigner(signer, self._wallet, index, address, operation_id)
+        _, _, signer, lanes = self._evm
+        return [
+            _OperationSigner(signer, self._wallet, index, address, operation_id)
+            for index, address in lanes
+        ]
 
     def send(self, operation_id: str, asset: str, destination: str, amount: int) -> str:
         if self._is_btc(asset):
@@ -130,11 +143,11 @@ class ChainPayouts:
         except ValueError as exc:
             raise ChainRejected(str(exc)) from exc
         try:
-            signer = self._signer(operation_id)
-            # The hot wallet's nonce lock lets one send sign at a time: more waiting for it
+            signers = self._signers(operation_id)
+            # Each lane's nonce lock lets one send sign at a time: more waiting for them
             # would each hold a database connection the saga's other steps need.
             with self._evm_gate:
-                sent = self._evm[0].send(operation_id, signer, call, self._gas_limit(asset))
+                sent = self._evm[0].send(operation_id, signers, call, self._gas_limit(asset))
             return sent.tx_hash
         except CustodyError as exc:
             # Refused (by the node or the signer) while an attempt of this operation is
@@ -313,6 +326,6 @@ class ChainPayouts:
                 raise ChainRejected(str(exc)) from exc
         assert self._evm is not None
         call = self._call(asset, destination, amount)
-        signer = self._signer(operation_id)
+        signers = self._signers(operation_id)
         limit = self._gas_limit(asset)
-        return self._evm[0].bump(operation_id, signer, call, percent, limit).tx_hash
+        return self._evm[0].bump(operation_id, signers, call, percent, limit).tx_hash

@@ -46,6 +46,7 @@ from sagas.signing.authority import authorise
 _TRANSFER_SELECTOR = "a9059cbb"  # transfer(address,uint256)
 _CLOSED = ("rejected", "expired", "completed", "failed")
 HOT_WALLET_ACCOUNT = "treasury:ETH"  # sagas.accounts.treasury("ETH"): see decision 0006
+LANE_PREFIX = "treasury~"  # sagas.accounts.hot_lane(n): the hot wallet's lanes, decision 0026
 # The fields of an EIP-1559 transaction the platform builds; an access list only empty.
 _EVM_REQUIRED = frozenset(
     {"type", "chainId", "nonce", "to", "value", "gas", "maxFeePerGas", "maxPriorityFeePerGas"}
@@ -88,11 +89,16 @@ class SigningGuard:
         decimals: Mapping[str, int],
         screened: Callable[[str], bool] = lambda _destination: False,
         chains: Mapping[str, str] | None = None,
+        hot_lanes: int = 1,
     ) -> None:
         """`tokens`: asset code -> ERC-20 contract address; `max_fee_per_gas` (wei): the
         most a signed transaction may offer (a fee bump included); `gas_limits`: the most
         gas an ETH and a token transfer may use; `max_btc_fee` (sat): the most fee a
-        Bitcoin payment may pay."""
+        Bitcoin payment may pay; `hot_lanes`: how many of the hot wallet's addresses
+        (lanes, decision 0026) Ethereum payments may be signed from."""
+        self._lanes = [HOT_WALLET_ACCOUNT] + [
+            f"{LANE_PREFIX}{lane}:ETH" for lane in range(1, hot_lanes)
+        ]
         self._gas_limits = gas_limits
         self._ops = operations
         self._db = SqlDatabase(db_url)
@@ -208,14 +214,16 @@ class SigningGuard:
     def _gas_limit(self, asset: str) -> int:
         return self._gas_limits[0] if asset == "ETH" else self._gas_limits[1]
 
-    def _hot_wallet(self) -> tuple[str, int] | None:
+    def _hot_wallets(self) -> set[tuple[str, int]]:
+        """The keys of the hot wallet's lanes (wallet, index): the only Ethereum keys the
+        signer signs payments with. As many lanes as the signer's own setting names."""
         with self._db.tx() as conn:
-            row = conn.one(
-                "select wallet_id, address_index from deposit_addresses "
-                "where account_id = ? and chain = 'ethereum'",
-                (HOT_WALLET_ACCOUNT,),
+            rows = conn.all(
+                "select account_id, wallet_id, address_index from deposit_addresses where "
+                "chain = 'ethereum' and change = 0 and (account_id = ? or account_id like ?)",
+                (HOT_WALLET_ACCOUNT, LANE_PREFIX + "%"),
             )
-        return None if row is None else (str(row[0]), int(row[1]))
+        return {(str(r[1]), int(r[2])) for r in rows if r[0] in self._lanes}
 
     # --- Ethereum -----------------------------------------------------------------------
     def _check_evm_fields(self, auth: Authorised, tx: dict[str, object]) -> int:
@@ -278,8 +286,9 @@ class SigningGuard:
         signer derived (the record names the sending account by it)."""
         auth = self.authorised(operation, "ethereum")
         op = auth.operation_id
-        # Only from the hot wallet, on this chain, at a bounded fee.
-        if self._hot_wallet() != (wallet_id, index):
+        # Only from the hot wallet's lanes, on this chain, at a bounded fee. (A payment
+        # stays on the lane of its first signature: the nonce check below.)
+        if (wallet_id, index) not in self._hot_wallets():
             raise KeyAccessDenied(f"withdrawal {op}: not the hot wallet's key")
         nonce = self._check_evm_fields(auth, tx)
         account = Web3.to_checksum_address(address)
@@ -292,10 +301,11 @@ class SigningGuard:
                 # (another destination or amount) is not re-signed over the first.
                 if prior.intent_hash != auth.intent_hash:
                     raise KeyAccessDenied(f"withdrawal {op} was signed for another intent")
-                # A fee bump keeps the nonce: one operation never pays twice.
+                # A fee bump keeps the lane and the nonce: one operation never pays twice.
                 if (prior.account, prior.nonce) != (account, nonce):
                     raise KeyAccessDenied(
-                        f"withdrawal {op} was signed with nonce {prior.nonce}, not {nonce}"
+                        f"withdrawal {op} was signed with nonce {prior.nonce} from "
+                        f"{prior.account}, not {nonce} from {account}"
                     )
             owner = signer_record.claim(
                 conn, signer_record.evm_claim(self._chain_id, account, nonce), op

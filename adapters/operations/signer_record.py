@@ -59,15 +59,18 @@ def batch_members(conn: Conn, batch_id: str) -> set[str]:
     return {str(r[0]).removeprefix("btc-member:") for r in rows}
 
 
-def signed_nonce(conn: Conn, operation_id: str, chain_id: int, account: str) -> int | None:
-    """The nonce the signer signed the operation's payment from `account` with, if any.
-    Read by the broadcaster: an operation keeps its nonce even when the worker lost the
-    signer's answer."""
+def signed_evm(conn: Conn, operation_id: str, chain_id: int) -> tuple[str, int] | None:
+    """The (account, nonce) the signer signed the operation's payment with, from any of
+    the hot wallet's lanes: an operation stays on the lane and nonce of its first
+    signature, even when the worker lost the signer's answer."""
     row = conn.one(
         "select claim from signer_claims where operation_id = ? and claim like ?",
-        (operation_id, f"evm:{chain_id}:{account}:%"),
+        (operation_id, f"evm:{chain_id}:%"),
     )
-    return None if row is None else int(str(row[0]).rsplit(":", 1)[1])
+    if row is None:
+        return None
+    account, nonce = str(row[0]).split(":")[2:4]
+    return account, int(nonce)
 
 
 def claimed_by_other(conn: Conn, claim_: str, operation_id: str) -> bool:

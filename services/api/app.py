@@ -192,7 +192,12 @@ class PolicyView(BaseModel):
 
 class TreasuryView(BaseModel):
     ethereum_hot_wallet: str = Field(
-        description="ETH and tokens are paid out from here; fund it by sending to it"
+        description="ETH and tokens are paid out from here; fund it by sending to it "
+        "(the first of ethereum_hot_lanes)"
+    )
+    ethereum_hot_lanes: list[str] = Field(
+        description="every address ETH and tokens are paid out from (the hot wallet's "
+        "lanes, CUSTODY_ETH_HOT_LANES): fund each; what they receive is the treasury's"
     )
     accounts: list[BalanceView] = Field(
         description="the platform's own accounts: omnibus (what it holds on chain), "
@@ -687,7 +692,8 @@ def create_app(
             for code, (asset, _chain) in ASSETS.items()
             for name, _kind in accounts.PLATFORM_ACCOUNTS
         ]
-        return TreasuryView(ethereum_hot_wallet=platform.hot_wallet().address, accounts=views)
+        lanes = [hot.address for hot in platform.hot_wallets()]
+        return TreasuryView(ethereum_hot_wallet=lanes[0], ethereum_hot_lanes=lanes, accounts=views)
 
     @app.get("/v1/sagas/{workflow_id}", tags=["ops"])
     async def saga(workflow_id: str, who: Who) -> SagaView:

@@ -108,16 +108,18 @@ def _scenario(run: Running) -> None:
         )
 
     _step("Treasury: the platform funds its Ethereum hot wallet on chain")
-    hot = ops1.get("/v1/treasury").json()["ethereum_hot_wallet"]
-    run.faucet.fund_eth(hot, 20 * ETH)
-    run.faucet.mint_token(token, hot, 5_000 * USD)
+    lanes = ops1.get("/v1/treasury").json()["ethereum_hot_lanes"]
+    for hot in lanes:
+        run.faucet.fund_eth(hot, 20 * ETH)
+        run.faucet.mint_token(token, hot, 5_000 * USD)
 
     def treasury() -> dict[str, int]:
         accounts = ops1.get("/v1/treasury").json()["accounts"]
         return {a["account_id"]: int(a["total_minor"]) for a in accounts}
 
-    run.wait("the top-up booked", lambda: treasury()["treasury:CTUSD"] == 5_000 * USD)
-    print(f"hot wallet {hot}: 20 ETH and 5000 CTUSD booked to treasury:ETH / treasury:CTUSD")
+    run.wait("the top-up booked", lambda: treasury()["treasury:CTUSD"] == len(lanes) * 5_000 * USD)
+    for hot in lanes:
+        print(f"hot wallet {hot}: 20 ETH and 5000 CTUSD booked to treasury:ETH / treasury:CTUSD")
 
     _step("Deposits: sent on chain, seen by the watchers, credited only once final")
     run.miner.pause()
@@ -239,8 +241,9 @@ def _scenario(run: Running) -> None:
     with SqlDatabase(run.db_url).tx() as conn:
         utxos = conn.all("select amount from btc_utxos where spent_by is null")
     chain = {
-        "ETH": run.eth.balance(where["ETH"]) + run.eth.balance(hot),
-        "CTUSD": run.eth.token_balance(token, where["ETH"]) + run.eth.token_balance(token, hot),
+        "ETH": run.eth.balance(where["ETH"]) + sum(run.eth.balance(h) for h in lanes),
+        "CTUSD": run.eth.token_balance(token, where["ETH"])
+        + sum(run.eth.token_balance(token, h) for h in lanes),
         "BTC": sum(int(r[0]) for r in utxos),
     }
     for asset, held in chain.items():

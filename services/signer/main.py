@@ -53,6 +53,7 @@ def build_signer(settings: PlatformSettings, db_url: str | None = None) -> Signe
         {code: asset.decimals for code, (asset, _chain) in ASSETS.items()},
         _screening(settings),
         {code: chain for code, (_asset, chain) in ASSETS.items()},
+        hot_lanes=settings.eth_hot_lanes,
     )
     return Signer(
         unwrapper, SqlKeyStore(url, migrate=False), BipDeriver(settings.btc_network), guard

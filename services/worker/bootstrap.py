@@ -91,7 +91,7 @@ def saga_activities(
     signer = TemporalSigningClient(
         client, loop, s.saga_task_queue, after_sign=pause, signer_queue=s.signer_task_queue
     )
-    hot = platform.hot_wallet()
+    lanes = [(hot.index, hot.address) for hot in platform.hot_wallets()]
     sender = BitcoinSender(
         platform.db_url, platform.btc, signer, platform.keys, platform.deriver, migrate=False
     )
@@ -112,8 +112,7 @@ def saga_activities(
             EvmBroadcaster(platform.db_url, platform.eth, migrate=False),
             platform.eth,
             signer,
-            hot.index,
-            hot.address,
+            lanes,
         ),
         platform.tokens,
         s.eth_confirmations,

@@ -26,7 +26,7 @@ async def run(db_url: str | None, pause_at: str | None) -> None:
     platform = Platform.load(db_url, "worker")
     platform.open_books()
     platform.create_wallet()
-    hot = platform.hot_wallet()
+    hot = platform.hot_wallets()
     client = await connect(
         platform.settings.temporal_address,
         platform.settings.temporal_namespace,
@@ -52,7 +52,7 @@ async def run(db_url: str | None, pause_at: str | None) -> None:
     schedule = await ensure_settlement_schedule(client, platform)
     if schedule is not None:
         logging.getLogger("custody.worker").info("settlement schedule %s", schedule)
-    print(f"worker ready (hot wallet {hot.address})", flush=True)
+    print(f"worker ready (hot wallet {', '.join(h.address for h in hot)})", flush=True)
     try:
         await stop.wait()
     finally:

@@ -34,15 +34,16 @@ def stack_settings() -> PlatformSettings:
 
 
 @contextmanager
-def scratch_platform(settings: PlatformSettings, tag: str) -> Iterator[Running]:
+def scratch_platform(settings: PlatformSettings, tag: str, **overrides: str) -> Iterator[Running]:
     """The platform's processes (not started yet: `run.up()`) against a fresh database,
-    stopped and the database dropped on the way out, whatever happened."""
+    stopped and the database dropped on the way out, whatever happened. `overrides`:
+    settings for the platform's processes ({"eth_hot_lanes": "4"})."""
     name = f"bench_{uuid.uuid4().hex[:12]}"
     admin = settings.postgres_url.rsplit("/", 1)[0] + "/postgres"
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'create database "{name}"')
     url = settings.postgres_url.rsplit("/", 1)[0] + f"/{name}"
-    run = Running(settings, url, Path(tempfile.mkdtemp(prefix=f"bench-{tag}-")))
+    run = Running(settings, url, Path(tempfile.mkdtemp(prefix=f"bench-{tag}-")), **overrides)
     try:
         yield run
     finally:

@@ -113,12 +113,13 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--drain", type=float, default=300, help="seconds to let it finish")
+    parser.add_argument("--lanes", type=int, default=4, help="hot wallet lanes")
     args = parser.parse_args()
     settings = stack_settings()
     signal.signal(signal.SIGTERM, _terminated)
     samples: list[tuple[float, int, int, int]] = []  # (t, posted, ended, backlog)
     requests: list[Request] = []
-    with scratch_platform(settings, "sustained") as run:
+    with scratch_platform(settings, "sustained", eth_hot_lanes=str(args.lanes)) as run:
         url, workdir = run.db_url, run.workdir
         run.up()
         fund_hot_wallet(run)

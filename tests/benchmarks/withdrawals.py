@@ -339,11 +339,14 @@ def main() -> None:
     parser.add_argument(
         "--stall", type=float, default=180, help="give up when nothing changed for this long"
     )
+    parser.add_argument(
+        "--lanes", type=int, default=4, help="hot wallet lanes (CUSTODY_ETH_HOT_LANES)"
+    )
     args = parser.parse_args()
     settings = stack_settings()
     # A SIGTERM unwinds like Ctrl-C, so the platform is stopped and the database dropped.
     signal.signal(signal.SIGTERM, _terminated)
-    with scratch_platform(settings, "withdrawals") as run:
+    with scratch_platform(settings, "withdrawals", eth_hot_lanes=str(args.lanes)) as run:
         url, workdir = run.db_url, run.workdir
         began = time.perf_counter()
         run.up()
@@ -363,7 +366,8 @@ def main() -> None:
     n = args.withdrawals
     print(
         f"{n} concurrent ETH withdrawals of {AMOUNT} over {args.clients} clients "
-        f"({args.threads} POSTs in flight); platform set up in {setup:.0f} s"
+        f"({args.threads} POSTs in flight, {args.lanes} hot wallet lanes); "
+        f"platform set up in {setup:.0f} s"
     )
     print(f"  states when the wait ended ({stop}): {dict(ended)}")
     for r in [r for r in requests if r.status != 202][:5]:
@@ -391,8 +395,8 @@ def main() -> None:
         f"(the harness's miner), so POST -> completed includes ~{ETH_DEPTH} s of block time."
     )
     print(
-        "  - send also runs a signing workflow on the signer's queue, and all withdrawals "
-        "share the one hot-wallet nonce row; the baseline has neither."
+        "  - send also runs a signing workflow on the signer's queue, and the withdrawals "
+        f"share the hot wallet's {args.lanes} nonce rows (lanes); the baseline has neither."
     )
     print(
         "  - the baseline ran after the withdrawals, on the same Temporal server, with the "

@@ -71,7 +71,7 @@ def subject(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Subject]
     payouts = ChainPayouts(
         url,
         "contract-wallet",
-        (EvmBroadcaster(url, node), node, _HotKey(hot), 0, hot.address),
+        (EvmBroadcaster(url, node), node, _HotKey(hot), [(0, hot.address)]),
         {},
         eth_confirmations=1,
         btc=None,

@@ -53,20 +53,24 @@ def run(
 
 
 def fund_hot_wallet(run: Running) -> str:
-    """The operator tops up the hot wallet on chain; the platform books it as treasury."""
+    """The operator tops up each lane of the hot wallet on chain (50 ETH and 10,000
+    CTUSD each); the platform books it as treasury. The first lane's address."""
     ops = run.http("ops-treasurer", "operator")
-    hot = str(ops.get("/v1/treasury").json()["ethereum_hot_wallet"])
-    run.faucet.fund_eth(hot, 50 * ETH)
-    run.faucet.mint_token(run.settings.eth_token_address, hot, 10_000 * USD)
+    treasury = ops.get("/v1/treasury").json()
+    lanes = [str(a) for a in treasury["ethereum_hot_lanes"]]
+    assert lanes[0] == treasury["ethereum_hot_wallet"]
+    for hot in lanes:
+        run.faucet.fund_eth(hot, 50 * ETH)
+        run.faucet.mint_token(run.settings.eth_token_address, hot, 10_000 * USD)
 
     def booked() -> bool:
         accounts = {a["account_id"]: a for a in ops.get("/v1/treasury").json()["accounts"]}
-        return accounts["treasury:ETH"]["total_minor"] == str(50 * ETH) and accounts[
-            "treasury:CTUSD"
-        ]["total_minor"] == str(10_000 * USD)
+        return accounts["treasury:ETH"]["total_minor"] == str(len(lanes) * 50 * ETH) and (
+            accounts["treasury:CTUSD"]["total_minor"] == str(len(lanes) * 10_000 * USD)
+        )
 
     wait_for("the treasury top-up to be booked", booked)
-    return hot
+    return lanes[0]
 
 
 def new_client(run: Running, prefix: str = "c") -> tuple[str, Any, Any]:

@@ -48,16 +48,21 @@ def governed(request: pytest.FixtureRequest, fresh_postgres_url: str) -> Governe
 
 
 @pytest.fixture
-def signer_queue(fresh_postgres_url: str, governed: Governed) -> Iterator[str]:
+def signer_queue(
+    request: pytest.FixtureRequest, fresh_postgres_url: str, governed: Governed
+) -> Iterator[str]:
     """The real signer process on its own task queue and a fresh database, trusting
-    the genesis of `governed`."""
+    the genesis of `governed` (with the settings of a `signer_env` marker, if any)."""
     queue = f"redteam-signer-{uuid.uuid4().hex[:8]}"
+    marker = request.node.get_closest_marker("signer_env")
+    extra = {} if marker is None else dict(marker.kwargs)
     proc = subprocess.Popen(
         [sys.executable, "-m", "services.signer.main", "--db-url", fresh_postgres_url],
         env={
             **os.environ,
             "CUSTODY_SIGNER_TASK_QUEUE": queue,
             "CUSTODY_GOVERNANCE_GENESIS_HASH": governed.genesis_hash,
+            **extra,
         },
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -11,11 +11,16 @@ idempotent broadcast, nonce re-sync, fee bump by replacement, confirmations.
 - If the node says the nonce was taken by something else, the operation is
   re-signed with a fresh nonce from the node's view, once.
 - `bump()` replaces a stuck transaction with the same nonce and higher fees.
+- Several senders (the hot wallet's lanes, decision 0026) each have their own nonce
+  row: a payment takes the first lane no other payment is signing on and that can pay
+  it, and stays on that lane (and nonce) for good once the signer signed it there.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -30,6 +35,7 @@ from sagas.errors import ChainRejected, DependencyUnavailable, NonceAlreadyUsed
 from sagas.ports import TransactionSigner, TxReceipt
 
 _LIVE = ("signed", "broadcast", "mined")
+_LOCK_NONCE = "select next_nonce from evm_nonces where chain_id = ? and sender = ? for update"
 log = logging.getLogger("custody.ethereum.broadcaster")
 
 
@@ -39,6 +45,23 @@ class SentTx:
     attempt: int
     nonce: int
     tx_hash: str
+    sender: str = ""
+
+
+# One sender, or the hot wallet's lanes: every address a payment may be sent from.
+Lanes = TransactionSigner | Sequence[TransactionSigner]
+
+
+def _lanes(signers: Lanes) -> list[TransactionSigner]:
+    return list(signers) if isinstance(signers, (list, tuple)) else [signers]  # type: ignore[list-item]
+
+
+def _on_lane(lanes: Sequence[TransactionSigner], sender: str) -> TransactionSigner:
+    for signer in lanes:
+        if Web3.to_checksum_address(signer.address) == sender:
+            return signer
+    # Pinned there by the signer's record or an attempt: never moved to another lane.
+    raise DependencyUnavailable(f"the payment is on {sender}, not one of this worker's lanes")
 
 
 @dataclass(frozen=True)
@@ -52,6 +75,10 @@ class TxStatus:
 
 class _Conflict(Exception):
     pass
+
+
+class _Short(Exception):
+    """A lane that cannot pay the payment now."""
 
 
 class EvmBroadcaster:
@@ -69,23 +96,26 @@ class EvmBroadcaster:
     def send(
         self,
         operation_id: str,
-        signer: TransactionSigner,
+        signers: Lanes,
         call: dict[str, Any],
         gas_limit: int | None = None,
     ) -> SentTx:
-        """Send `call` from the signer's address, once per operation id (CannotPay if it
-        needs more than `gas_limit` gas)."""
+        """Send `call` from one of the signers' addresses, once per operation id
+        (CannotPay if it needs more than `gas_limit` gas)."""
+        lanes = _lanes(signers)
         sent = self._db.write(
-            lambda c: self._record(c, operation_id, signer, call, gas_limit=gas_limit),
+            lambda c: self._record(c, operation_id, lanes, call, gas_limit=gas_limit),
             retry_on=(_Conflict,),
         )
-        return self._broadcast(sent, signer, call, gas_limit)
+        # (A recorded attempt on a lane this worker no longer has is still (re)sent.)
+        own = [s for s in lanes if Web3.to_checksum_address(s.address) == sent.sender]
+        return self._broadcast(sent, own[0] if own else None, call, gas_limit)
 
     def _record(
         self,
         conn: Conn,
         operation_id: str,
-        signer: TransactionSigner,
+        lanes: list[TransactionSigner],
         call: dict[str, Any],
         bump_percent: int = 100,
         gas_limit: int | None = None,
@@ -98,27 +128,36 @@ class EvmBroadcaster:
         live = self._live(conn, operation_id)
         if live is not None and bump_percent == 100:
             return live  # already recorded: the caller (re)broadcasts it
-        sender = Web3.to_checksum_address(signer.address)
-        if live is None:
-            # The signer pins an operation to the nonce it first signed it with (its own
-            # record), even if that signature's answer was lost and nothing was recorded
-            # here: take that one again, or else the next nonce no other operation holds.
-            signed = signer_record.signed_nonce(conn, operation_id, self._chain_id, sender)
-            nonce = self._allocate(conn, sender, operation_id) if signed is None else signed
-            attempt = self._next_attempt(conn, operation_id)
-        else:  # replacement: same nonce, the old attempt marked replaced first. The next
-            # attempt number, not live + 1: a refused replacement keeps its (dropped) row.
-            nonce, attempt = live.nonce, self._next_attempt(conn, operation_id)
+        attempt = self._next_attempt(conn, operation_id)
+        if live is not None:
+            # Replacement: same lane and nonce, the old attempt marked replaced first. The
+            # next attempt number, not live + 1: a refused replacement keeps its row.
+            signer, nonce = _on_lane(lanes, live.sender), live.nonce
             conn.run(
                 "update evm_transactions set state = 'replaced' where operation_id = ? "
                 "and attempt = ?",
                 (operation_id, live.attempt),
             )
-        # A replacement must outbid the transaction it replaces, not just today's market.
-        floor = (0, 0) if live is None else self._fees_of(conn, live.tx_hash)
-        tx = self._node.prepare(
-            sender, call, nonce, fee_bump_percent=bump_percent, min_fees=floor, gas_limit=gas_limit
-        )
+            # A replacement must outbid the transaction it replaces, not just the market.
+            tx = self._node.prepare(
+                live.sender,
+                call,
+                nonce,
+                fee_bump_percent=bump_percent,
+                min_fees=self._fees_of(conn, live.tx_hash),
+                gas_limit=gas_limit,
+            )
+        else:
+            # The signer pins an operation to the lane and nonce it first signed it with
+            # (its own record), even if that signature's answer was lost and nothing was
+            # recorded here: take those again, or else a free lane's next nonce.
+            signed = signer_record.signed_evm(conn, operation_id, self._chain_id)
+            if signed is None:
+                signer, nonce, tx = self._choose_lane(conn, operation_id, lanes, call, gas_limit)
+            else:
+                signer, nonce = _on_lane(lanes, signed[0]), signed[1]
+                tx = self._node.prepare(signed[0], call, nonce, gas_limit=gas_limit)
+        sender = Web3.to_checksum_address(signer.address)
         raw = signer.sign_transaction(tx)
         tx_hash = "0x" + bytes(Web3.keccak(raw)).hex()
         conn.run(
@@ -138,7 +177,58 @@ class EvmBroadcaster:
                 conn.time(datetime.now(UTC)),
             ),
         )
-        return SentTx(operation_id, attempt, nonce, tx_hash)
+        return SentTx(operation_id, attempt, nonce, tx_hash, sender)
+
+    def _choose_lane(
+        self,
+        conn: Conn,
+        operation_id: str,
+        lanes: list[TransactionSigner],
+        call: dict[str, Any],
+        gas_limit: int | None,
+    ) -> tuple[TransactionSigner, int, dict[str, Any]]:
+        """A lane for a new payment, its nonce and the transaction: from a first lane
+        spread by operation id, the first whose nonce row no other payment holds (it is
+        held to the end of this transaction, through signing) and that holds what the
+        payment spends (a lane short of funds, or whose node estimate fails, is passed
+        over and its row freed). When every lane is held, wait for them in turn; when
+        none can pay, the first that was short (the node refuses it at broadcast, as it
+        would with one lane). The node's refusal if it refused every lane."""
+        first = int.from_bytes(hashlib.sha256(operation_id.encode()).digest()[:4], "big")
+        order = lanes[first % len(lanes) :] + lanes[: first % len(lanes)]
+        refused: ChainRejected | None = None
+        held: list[TransactionSigner] = []
+        short: list[TransactionSigner] = []
+        one = len(lanes) == 1
+        # One lane: wait for it, as before lanes. Several: pass over the held ones first,
+        # then wait for them in turn; and over those short of funds.
+        for wait, candidates, check in (
+            (one, order, not one),
+            (True, held, True),
+            (True, short, False),
+        ):
+            for signer in list(candidates):
+                sender = Web3.to_checksum_address(signer.address)
+                try:
+                    with conn.savepoint():
+                        nonce = self._allocate(conn, sender, operation_id, wait)
+                        if nonce is None:
+                            held.append(signer)
+                            continue
+                        tx = self._node.prepare(sender, call, nonce, gas_limit=gas_limit)
+                        if check and not self._node.can_pay(sender, tx):
+                            raise _Short
+                except _Short:
+                    short.append(signer)
+                    continue
+                except ChainRejected as exc:
+                    refused = exc
+                    continue
+                # No lane could pay it: the first of them, as with one lane (the node
+                # refuses it at broadcast, and the saga waits for a top-up).
+                return signer, nonce, tx
+        assert refused is not None
+        raise refused
 
     @staticmethod
     def _lock_operation(conn: Conn, operation_id: str) -> None:
@@ -153,8 +243,12 @@ class EvmBroadcaster:
         if not row[0]:
             raise DependencyUnavailable(f"{operation_id}: another attempt is sending it now")
 
-    def _allocate(self, conn: Conn, sender: str, operation_id: str) -> int:
-        nonce = self._take_nonce(conn, sender)
+    def _allocate(self, conn: Conn, sender: str, operation_id: str, wait: bool) -> int | None:
+        """The sender's next nonce, its row locked to the end of the transaction; None if
+        another transaction holds it and not `wait`."""
+        nonce = self._take_nonce(conn, sender, wait)
+        if nonce is None:
+            return None
         # A nonce the signer signed for another operation whose record here was lost
         # (the worker gave up waiting for the signer's answer) stays that operation's:
         # skip it (its retry sends it and fills the gap).
@@ -171,22 +265,23 @@ class EvmBroadcaster:
             )
         return nonce
 
-    def _take_nonce(self, conn: Conn, sender: str) -> int:
-        if conn.sqlite:
+    def _take_nonce(self, conn: Conn, sender: str, wait: bool = True) -> int | None:
+        if conn.sqlite:  # the write lock is the database's: never held by another
             row = conn.one(
                 "select next_nonce from evm_nonces where chain_id = ? and sender = ?",
                 (self._chain_id, sender),
             )
         else:
-            conn.run(
-                "insert into evm_nonces (chain_id, sender, next_nonce) values (?, ?, ?) "
-                "on conflict do nothing",
-                (self._chain_id, sender, self._node.pending_nonce(sender)),
-            )
-            row = conn.one(
-                "select next_nonce from evm_nonces where chain_id = ? and sender = ? for update",
-                (self._chain_id, sender),
-            )
+            key = (self._chain_id, sender)
+            if conn.one("select 1 from evm_nonces where chain_id = ? and sender = ?", key) is None:
+                conn.run(
+                    "insert into evm_nonces (chain_id, sender, next_nonce) values (?, ?, ?) "
+                    "on conflict do nothing",
+                    (*key, self._node.pending_nonce(sender)),
+                )
+            row = conn.one(_LOCK_NONCE if wait else _LOCK_NONCE + " skip locked", key)
+            if row is None:
+                return None  # held by another payment signing on this lane
         if row is None:
             nonce = self._node.pending_nonce(sender)
             conn.run(
@@ -210,11 +305,13 @@ class EvmBroadcaster:
 
     def _live(self, conn: Conn, operation_id: str) -> SentTx | None:
         row = conn.one(
-            "select attempt, nonce, tx_hash from evm_transactions where operation_id = ? "
-            "and state in ('signed', 'broadcast', 'mined') order by attempt desc limit 1",
+            "select attempt, nonce, tx_hash, sender from evm_transactions where operation_id "
+            "= ? and state in ('signed', 'broadcast', 'mined') order by attempt desc limit 1",
             (operation_id,),
         )
-        return None if row is None else SentTx(operation_id, int(row[0]), int(row[1]), row[2])
+        if row is None:
+            return None
+        return SentTx(operation_id, int(row[0]), int(row[1]), row[2], str(row[3]))
 
     def _raw(self, sent: SentTx) -> bytes:
         with self._db.tx() as conn:
@@ -261,10 +358,11 @@ class EvmBroadcaster:
     def _attempt(self, tx_hash: str) -> SentTx:
         with self._db.tx() as conn:
             row = conn.one(
-                "select operation_id, attempt, nonce from evm_transactions where tx_hash = ?",
+                "select operation_id, attempt, nonce, sender from evm_transactions "
+                "where tx_hash = ?",
                 (tx_hash,),
             )
-        return SentTx(row[0], int(row[1]), int(row[2]), tx_hash)
+        return SentTx(row[0], int(row[1]), int(row[2]), tx_hash, str(row[3]))
 
     def _resync(
         self,
@@ -290,7 +388,7 @@ class EvmBroadcaster:
                     self._node.pending_nonce(sender),
                 ),
             )
-            return self._record(conn, sent.operation_id, signer, call, gas_limit=gas_limit)
+            return self._record(conn, sent.operation_id, [signer], call, gas_limit=gas_limit)
 
         again = self._db.write(work, retry_on=(_Conflict,))
         self._node.broadcast(self._raw(again))
@@ -310,12 +408,14 @@ class EvmBroadcaster:
     def bump(
         self,
         operation_id: str,
-        signer: TransactionSigner,
+        signers: Lanes,
         call: dict[str, Any],
         percent: int = 130,
         gas_limit: int | None = None,
     ) -> SentTx:
-        """Replace the operation's pending transaction: same nonce, fees x percent/100."""
+        """Replace the operation's pending transaction: same lane and nonce, fees x
+        percent/100."""
+        lanes = _lanes(signers)
         if percent <= 110:
             raise ValueError("a replacement must raise fees by more than 10%")
         for attempt_hash in self._attempt_hashes(operation_id):
@@ -324,7 +424,7 @@ class EvmBroadcaster:
         with self._db.tx() as conn:
             replaced = self._live(conn, operation_id)
         sent = self._db.write(
-            lambda c: self._record(c, operation_id, signer, call, percent, gas_limit),
+            lambda c: self._record(c, operation_id, lanes, call, percent, gas_limit),
             retry_on=(_Conflict,),
         )
         try:

@@ -44,6 +44,19 @@ class Web3EthereumNode:
         fn = self._token(token).functions.balanceOf(Web3.to_checksum_address(address))
         return int(self._guard(fn.call))
 
+    def can_pay(self, sender: str, tx: dict[str, Any]) -> bool:
+        """Whether `sender` holds, in the node's pending state, what `tx` may spend: its
+        value and its most fee, and a token transfer's amount of the token."""
+        who = Web3.to_checksum_address(sender)
+        need = int(tx.get("value", 0)) + int(tx["gas"]) * int(tx["maxFeePerGas"])
+        if int(self._guard(self._w3.eth.get_balance, who, "pending")) < need:
+            return False
+        data = str(tx.get("data") or "")
+        if data.startswith("0xa9059cbb") and len(data) == 2 + 8 + 128:
+            held = self._token(str(tx["to"])).functions.balanceOf(who)
+            return int(self._guard(held.call, {}, "pending")) >= int(data[-64:], 16)
+        return True
+
     def token_decimals(self, token: str) -> int:
         return int(self._guard(self._token(token).functions.decimals().call))
 

@@ -26,6 +26,7 @@ log = logging.getLogger("custody.payouts")
 # send waiting holds a database connection the saga's other steps need.
 EVM_SENDS_AT_ONCE = 4
 EVM_SENDS_PER_LANE = 2
+EVM_SENDS_MOST = 12  # half the worker's pool of 24 connections
 
 
 class _OperationSigner:
@@ -73,7 +74,7 @@ class ChainPayouts:
         self._gas_limits = gas_limits
         lanes = 1 if evm is None else len(evm[3])
         self._evm_gate = threading.BoundedSemaphore(
-            max(EVM_SENDS_AT_ONCE, EVM_SENDS_PER_LANE * lanes)
+            max(EVM_SENDS_AT_ONCE, min(EVM_SENDS_MOST, EVM_SENDS_PER_LANE * lanes))
         )
         self._db = SqlDatabase(db_url)
         self._wallet = wallet_id
@@ -127,7 +128,7 @@ class ChainPayouts:
                 # A refusal (node, signer, no coins) after an attempt was recorded, its
                 # coins taken: that payment stands. Only with none is nothing sent.
                 recorded = None if exc.transient else self._recorded_btc(operation_id)
-                if recorded is None and not exc.transient and self._signed_btc(operation_id):
+                if recorded is None and not exc.transient and self._signed(operation_id):
                     # The signer's record holds a signature for it whose answer was lost:
                     # that payment may still be broadcast. Never "nothing sent".
                     raise DependencyUnavailable(
@@ -158,6 +159,13 @@ class ChainPayouts:
             if exc.transient:
                 raise
             recorded = self._live_evm(operation_id)
+            if recorded is None and self._signed(operation_id):
+                # The signer's record holds a signature for it whose answer was lost (a
+                # refusal since: a lane dropped, the node's estimate): that payment may
+                # still be broadcast. Never "nothing sent".
+                raise DependencyUnavailable(
+                    f"{operation_id} was signed but not recorded; operators decide"
+                ) from exc
             if recorded is None:
                 raise
             log.warning(
@@ -165,9 +173,9 @@ class ChainPayouts:
             )
             return recorded
 
-    def _signed_btc(self, operation_id: str) -> bool:
+    def _signed(self, operation_id: str) -> bool:
         """Whether the signer's record holds a signature paying the operation (alone, or
-        in a batch)."""
+        in a Bitcoin batch): its claims are written only with a signature."""
         with self._db.tx() as conn:
             return bool(
                 conn.one(

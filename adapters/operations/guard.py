@@ -225,6 +225,16 @@ class SigningGuard:
             )
         return {(str(r[1]), int(r[2])) for r in rows if r[0] in self._lanes}
 
+    def _signed_from(self, operation: str, wallet_id: str, account: str) -> bool:
+        """Whether the signer signed the operation from this key before: a lane since
+        dropped from the setting may sign that payment again (a fee bump, a lost answer),
+        at the same nonce (checked below), and nothing else."""
+        with self._db.tx() as conn:
+            return any(
+                (prior.wallet_id, prior.account) == (wallet_id, account)
+                for prior in signer_record.signatures(conn, operation)
+            )
+
     # --- Ethereum -----------------------------------------------------------------------
     def _check_evm_fields(self, auth: Authorised, tx: dict[str, object]) -> int:
         """KeyAccessDenied unless `tx` is exactly the authorised payment; its nonce."""
@@ -288,7 +298,8 @@ class SigningGuard:
         op = auth.operation_id
         # Only from the hot wallet's lanes, on this chain, at a bounded fee. (A payment
         # stays on the lane of its first signature: the nonce check below.)
-        if (wallet_id, index) not in self._hot_wallets():
+        lane = (wallet_id, index) in self._hot_wallets()
+        if not lane and not self._signed_from(op, wallet_id, Web3.to_checksum_address(address)):
             raise KeyAccessDenied(f"withdrawal {op}: not the hot wallet's key")
         nonce = self._check_evm_fields(auth, tx)
         account = Web3.to_checksum_address(address)

@@ -1,7 +1,9 @@
 """The hot wallet's lanes (decision 0026) through the whole platform: with three lanes,
 a burst of ETH withdrawals is paid from several addresses, each with gapless nonces,
 each withdrawal once; the worker killed after the signer signed a payment (before the
-worker recorded it) pays it once, from the lane and at the nonce the signer signed."""
+worker recorded it) pays it once, from the lane and at the nonce the signer signed.
+(That the retry is kept on that lane by the signer's record, whatever lane it would
+choose now, is shown in tests/integration/test_evm_lanes.py.)"""
 
 from __future__ import annotations
 

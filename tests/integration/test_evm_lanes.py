@@ -71,6 +71,13 @@ def _lanes(node: Web3EthereumNode, n: int, fund: bool = True) -> list[InMemorySi
     return keys
 
 
+def _first(op: str, lane: Any, other: Any) -> list[Any]:
+    """The two lanes in the order that makes `lane` the first a new payment `op` tries
+    (the broadcaster starts at a lane spread by a hash of the operation id)."""
+    start = int.from_bytes(hashlib.sha256(op.encode()).digest()[:4], "big") % 2
+    return [lane, other] if start == 0 else [other, lane]
+
+
 def _nonce_rows(url: str) -> dict[str, int]:
     with SqlDatabase(url).tx() as conn:
         rows = conn.all("select sender, next_nonce from evm_nonces")
@@ -129,7 +136,9 @@ def test_a_lane_held_by_another_payment_is_passed_over(
         )  # another payment signing on the first lane
         began = time.monotonic()
         sent = [
-            broadcaster.send(f"held-{n}", [first, second], node.eth_transfer(receiver, 10 + n))
+            broadcaster.send(
+                f"held-{n}", _first(f"held-{n}", first, second), node.eth_transfer(receiver, 10 + n)
+            )
             for n in range(4)
         ]
         assert time.monotonic() - began < 20  # none waited for the held lane
@@ -147,7 +156,8 @@ def test_a_lane_that_cannot_pay_is_passed_over_and_keeps_its_nonce(
     (funded,) = _lanes(node, 1)
     receiver = Account.create().address
     for n in range(3):
-        sent = broadcaster.send(f"short-{n}", [empty, funded], node.eth_transfer(receiver, ETH))
+        lanes = _first(f"short-{n}", empty, funded)  # the empty one tried first
+        sent = broadcaster.send(f"short-{n}", lanes, node.eth_transfer(receiver, ETH))
         assert (sent.sender, sent.nonce) == (funded.address, n)
     assert _nonce_rows(fresh_postgres_url).get(empty.address, 0) == 0  # nothing consumed
     # No lane can pay: sent from the first, as from one hot wallet before lanes; the
@@ -175,10 +185,10 @@ def test_a_payment_the_signer_signed_on_a_lane_stays_on_that_lane_and_nonce(
     # Not on this worker's lanes: it waits (transient), never moves to another lane.
     with pytest.raises(DependencyUnavailable):
         broadcaster.send("pinned", [first], node.eth_transfer(receiver, 5))
-    # In the order the first lane comes first for this operation id, were it new.
-    start = int.from_bytes(hashlib.sha256(b"pinned").digest()[:4], "big") % 2
-    lanes = [first, second] if start == 0 else [second, first]
-    sent = broadcaster.send("pinned", lanes, node.eth_transfer(receiver, 5))
+    # In the order that has the first lane tried first, were the payment new.
+    sent = broadcaster.send(
+        "pinned", _first("pinned", first, second), node.eth_transfer(receiver, 5)
+    )
     assert (sent.sender, sent.nonce) == (account, 0)
     assert mined(broadcaster, "pinned").receipt is not None
     assert node.pending_nonce(first.address) == 0 and node.balance(receiver) == 5
@@ -203,3 +213,46 @@ def test_a_fee_bump_replaces_the_payment_on_its_own_lane(
     assert status.tx_hash == bumped.tx_hash and status.receipt is not None
     assert node.balance(receiver) == 321
     assert sum(node.pending_nonce(lane.address) for lane in lanes) == 1
+
+
+def test_a_lane_short_of_the_token_is_passed_over(
+    stack_settings: PlatformSettings, node: Web3EthereumNode, broadcaster: EvmBroadcaster
+) -> None:
+    token = stack_settings.eth_token_address
+    no_tokens, with_tokens = _lanes(node, 2)  # both have ETH for gas
+    DevChainFaucet(node.web3).mint_token(token, with_tokens.address, 500)
+    receiver = Account.create().address
+    lanes = _first("token-short", no_tokens, with_tokens)
+    sent = broadcaster.send("token-short", lanes, node.token_transfer(token, receiver, 300))
+    assert sent.sender == with_tokens.address
+    assert mined(broadcaster, "token-short").receipt is not None
+    assert node.token_balance(token, receiver) == 300
+    assert node.pending_nonce(no_tokens.address) == 0
+
+
+def test_what_a_lane_signed_and_not_yet_mined_is_not_spent_twice(
+    node: Web3EthereumNode, broadcaster: EvmBroadcaster
+) -> None:
+    small = InMemorySigner.generate()
+    DevChainFaucet(node.web3).fund_eth(small.address, ETH)  # enough for one 0.6 ETH payment
+    (big,) = _lanes(node, 1)
+    receiver = Account.create().address
+    node.web3.provider.make_request("evm_setAutomine", [False])  # type: ignore[arg-type]
+    try:
+        first = broadcaster.send(
+            "commit-0", _first("commit-0", small, big), node.eth_transfer(receiver, 6 * ETH // 10)
+        )
+        # The first is on the small lane only if the small lane comes first: make it so.
+        assert first.sender == small.address
+        # Not mined: the node's latest balance is still 1 ETH, but 0.6 of it is taken.
+        second = broadcaster.send(
+            "commit-1", _first("commit-1", small, big), node.eth_transfer(receiver, 6 * ETH // 10)
+        )
+        assert second.sender == big.address
+        node.web3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+    finally:
+        node.web3.provider.make_request("evm_setAutomine", [True])  # type: ignore[arg-type]
+    for op in ("commit-0", "commit-1"):
+        status = mined(broadcaster, op)
+        assert status.receipt is not None and status.receipt.succeeded
+    assert node.balance(receiver) == 12 * ETH // 10

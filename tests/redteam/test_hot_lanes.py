@@ -56,14 +56,14 @@ def test_the_signer_signs_from_its_lanes_only_and_keeps_a_payment_on_its_first_l
     # The same approval again from the first and the second lane (each at its own free
     # nonce: a second payment): refused.
     for lane in lanes[:2]:
-        with pytest.raises(KeyAccessDenied) as refused:
+        with pytest.raises(KeyAccessDenied, match="was signed with nonce") as refused:
             sign(operation, lane.index, tx(lane.address, 4321))
         assert refused.value.code == "CUS-4031"
     assert signatures(url, operation) == 1
     # Another approved withdrawal from a client's deposit key, or from the fourth
     # address (a lane to the worker, none to the signer): refused.
     for key in (client_key, lanes[3]):
-        with pytest.raises(KeyAccessDenied) as refused:
+        with pytest.raises(KeyAccessDenied, match="not the hot wallet's key") as refused:
             sign(other, key.index, tx(key.address, 999))
         assert refused.value.code == "CUS-4031"
     assert signatures(url, other) == 0

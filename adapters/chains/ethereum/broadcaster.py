@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from eth_account.typed_transactions.typed_transaction import TypedTransaction
+from hexbytes import HexBytes
 from web3 import Web3
 
 from adapters.chains.ethereum.node import Web3EthereumNode
@@ -153,10 +155,14 @@ class EvmBroadcaster:
             # recorded here: take those again, or else a free lane's next nonce.
             signed = signer_record.signed_evm(conn, operation_id, self._chain_id)
             if signed is None:
-                signer, nonce, tx = self._choose_lane(conn, operation_id, lanes, call, gas_limit)
+                signer, nonce, tx = self._choose_lane(
+                    conn, operation_id, lanes, call, gas_limit, bump_percent
+                )
             else:
                 signer, nonce = _on_lane(lanes, signed[0]), signed[1]
-                tx = self._node.prepare(signed[0], call, nonce, gas_limit=gas_limit)
+                tx = self._node.prepare(
+                    signed[0], call, nonce, fee_bump_percent=bump_percent, gas_limit=gas_limit
+                )
         sender = Web3.to_checksum_address(signer.address)
         raw = signer.sign_transaction(tx)
         tx_hash = "0x" + bytes(Web3.keccak(raw)).hex()
@@ -186,6 +192,7 @@ class EvmBroadcaster:
         lanes: list[TransactionSigner],
         call: dict[str, Any],
         gas_limit: int | None,
+        bump_percent: int = 100,
     ) -> tuple[TransactionSigner, int, dict[str, Any]]:
         """A lane for a new payment, its nonce and the transaction: from a first lane
         spread by operation id, the first whose nonce row no other payment holds (it is
@@ -215,8 +222,12 @@ class EvmBroadcaster:
                         if nonce is None:
                             held.append(signer)
                             continue
-                        tx = self._node.prepare(sender, call, nonce, gas_limit=gas_limit)
-                        if check and not self._node.can_pay(sender, tx):
+                        tx = self._node.prepare(
+                            sender, call, nonce, fee_bump_percent=bump_percent, gas_limit=gas_limit
+                        )
+                        if check and not self._node.can_pay(
+                            sender, [tx, *self._unmined(conn, sender)]
+                        ):
                             raise _Short
                 except _Short:
                     short.append(signer)
@@ -229,6 +240,16 @@ class EvmBroadcaster:
                 return signer, nonce, tx
         assert refused is not None
         raise refused
+
+    def _unmined(self, conn: Conn, sender: str) -> list[dict[str, Any]]:
+        """The sender's recorded payments not known to be mined (signed, broadcast): what
+        they may still spend is not the lane's to spend again."""
+        rows = conn.all(
+            "select raw_tx from evm_transactions where chain_id = ? and sender = ? and "
+            "state in ('signed', 'broadcast')",
+            (self._chain_id, sender),
+        )
+        return [dict(TypedTransaction.from_bytes(HexBytes(r[0])).as_dict()) for r in rows]
 
     @staticmethod
     def _lock_operation(conn: Conn, operation_id: str) -> None:

@@ -7,7 +7,7 @@ from typing import Any, cast
 
 import requests
 from web3 import Web3
-from web3.exceptions import TimeExhausted, TransactionNotFound, Web3RPCError
+from web3.exceptions import ContractLogicError, TimeExhausted, TransactionNotFound, Web3RPCError
 
 from adapters.chains.ethereum.erc20 import ERC20_ABI
 from sagas.errors import CannotPay, ChainRejected, DependencyUnavailable, NonceAlreadyUsed
@@ -44,18 +44,20 @@ class Web3EthereumNode:
         fn = self._token(token).functions.balanceOf(Web3.to_checksum_address(address))
         return int(self._guard(fn.call))
 
-    def can_pay(self, sender: str, tx: dict[str, Any]) -> bool:
-        """Whether `sender` holds, in the node's pending state, what `tx` may spend: its
-        value and its most fee, and a token transfer's amount of the token."""
+    def can_pay(self, sender: str, txs: list[dict[str, Any]]) -> bool:
+        """Whether `sender` holds, at the latest block, what all of `txs` may spend (the
+        payment and those the sender signed that are not mined yet): their values and
+        most fees, and the amounts of their token transfers."""
         who = Web3.to_checksum_address(sender)
-        need = int(tx.get("value", 0)) + int(tx["gas"]) * int(tx["maxFeePerGas"])
-        if int(self._guard(self._w3.eth.get_balance, who, "pending")) < need:
+        wei, tokens = 0, dict[str, int]()
+        for tx in txs:
+            wei += int(tx.get("value", 0)) + int(tx["gas"]) * int(tx["maxFeePerGas"])
+            token, amount = _token_transfer(tx)
+            if token is not None:
+                tokens[token] = tokens.get(token, 0) + amount
+        if int(self._guard(self._w3.eth.get_balance, who)) < wei:
             return False
-        data = str(tx.get("data") or "")
-        if data.startswith("0xa9059cbb") and len(data) == 2 + 8 + 128:
-            held = self._token(str(tx["to"])).functions.balanceOf(who)
-            return int(self._guard(held.call, {}, "pending")) >= int(data[-64:], 16)
-        return True
+        return all(self.token_balance(token, who) >= need for token, need in tokens.items())
 
     def token_decimals(self, token: str) -> int:
         return int(self._guard(self._token(token).functions.decimals().call))
@@ -116,6 +118,8 @@ class Web3EthereumNode:
             tx["gas"] = int(self._w3.eth.estimate_gas(cast(Any, tx)))
         except Web3RPCError as exc:
             raise ChainRejected(str(exc.message or exc)) from exc
+        except ContractLogicError as exc:  # the call reverts (a token transfer unfunded)
+            raise ChainRejected(f"the call reverts: {exc}") from exc
         if gas_limit is not None and tx["gas"] > gas_limit:
             raise CannotPay(f"the transfer needs {tx['gas']} gas; the limit is {gas_limit}")
         del tx["from"]
@@ -160,6 +164,17 @@ class Web3EthereumNode:
         except TimeExhausted as exc:
             raise DependencyUnavailable(f"{tx_hash} not mined within {timeout} s") from exc
         return _receipt(r)
+
+
+def _token_transfer(tx: dict[str, Any]) -> tuple[str | None, int]:
+    """(token, amount) of an ERC-20 `transfer(address,uint256)` call; (None, 0) else."""
+    data = tx.get("data") or ""
+    raw = bytes(data) if isinstance(data, bytes | bytearray) else bytes.fromhex(str(data)[2:])
+    if raw[:4] != bytes.fromhex("a9059cbb") or len(raw) != 68:
+        return None, 0
+    to = tx["to"]
+    token = Web3.to_checksum_address(to if isinstance(to, str) else "0x" + bytes(to).hex())
+    return token, int.from_bytes(raw[36:], "big")
 
 
 def _receipt(r: Any) -> TxReceipt:

@@ -16,6 +16,7 @@ BTCD_VERSION = "v0.24.2"
 ANVIL_VERSION = "1.7.1"  # also in infra/npm/package.json
 OPENZEPPELIN_VERSION = "4.9.6"  # also in infra/npm/package.json
 POSTGRES_MAJOR = "15"  # Debian bookworm's PostgreSQL
+COSMOS_SDK_VERSION = "v0.46.16"  # simapp's simd; also in infra/cosmos/go.mod
 
 
 class StackSettings(BaseSettings):
@@ -40,6 +41,18 @@ class StackSettings(BaseSettings):
     postgres_port: int = 15432
     bank_port: int = 18300
     liquidity_port: int = 18310
+    # The Cosmos SDK chain's two validator nodes (simd = A, simd-b = B), outside the
+    # 15000-19999 range of the rest of the stack and below the ephemeral ports.
+    cosmos_rpc_port: int = 20657
+    cosmos_p2p_port: int = 20656
+    cosmos_grpc_port: int = 20090
+    cosmos_grpc_web_port: int = 20091
+    cosmos_api_port: int = 20317
+    cosmos_b_rpc_port: int = 21657
+    cosmos_b_p2p_port: int = 21656
+    cosmos_b_grpc_port: int = 21090
+    cosmos_b_grpc_web_port: int = 21091
+    cosmos_b_api_port: int = 21317
 
     # Seconds `up` waits for one service to become healthy.
     start_timeout: float = 120.0

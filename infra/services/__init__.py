@@ -5,6 +5,7 @@ from __future__ import annotations
 from infra.services.anvil import Anvil
 from infra.services.base import Service
 from infra.services.btcd import Btcd
+from infra.services.cosmos import SimdA, SimdB
 from infra.services.kafka import Kafka
 from infra.services.openbao import OpenBao
 from infra.services.postgres import Postgres
@@ -16,5 +17,16 @@ from infra.settings import StackSettings
 def all_services(settings: StackSettings) -> list[Service]:
     return [
         cls(settings)
-        for cls in (Postgres, Kafka, Temporal, OpenBao, Anvil, Btcd, BankSim, LiquiditySim)
+        for cls in (
+            Postgres,
+            Kafka,
+            Temporal,
+            OpenBao,
+            Anvil,
+            Btcd,
+            SimdA,
+            SimdB,
+            BankSim,
+            LiquiditySim,
+        )
     ]

@@ -23,6 +23,8 @@ def test_status_lists_every_service_healthy_with_port_and_version() -> None:
         "openbao": (s.openbao_port, "2.7.2"),
         "anvil": (s.anvil_port, "1.7.1"),
         "btcd": (s.btcd_rpc_port, "0.24.2"),
+        "simd": (s.cosmos_rpc_port, "0.46.16"),
+        "simd-b": (s.cosmos_b_rpc_port, "0.46.16"),
         "bank": (s.bank_port, "sim-1"),
         "liquidity": (s.liquidity_port, "sim-1"),
     }

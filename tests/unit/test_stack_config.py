@@ -32,6 +32,8 @@ def test_the_services_have_distinct_ports(tmp_path: Path) -> None:
         "openbao",
         "anvil",
         "btcd",
+        "simd",
+        "simd-b",
         "bank",
         "liquidity",
     ]

@@ -214,16 +214,17 @@ class SigningGuard:
     def _gas_limit(self, asset: str) -> int:
         return self._gas_limits[0] if asset == "ETH" else self._gas_limits[1]
 
-    def _hot_wallets(self) -> set[tuple[str, int]]:
+    def _hot_wallets(self, every: bool = False) -> set[tuple[str, int]]:
         """The keys of the hot wallet's lanes (wallet, index): the only Ethereum keys the
-        signer signs payments with. As many lanes as the signer's own setting names."""
+        signer signs payments with. As many lanes as the signer's own setting names
+        (`every`: whatever their number, lanes dropped from the setting too)."""
         with self._db.tx() as conn:
             rows = conn.all(
                 "select account_id, wallet_id, address_index from deposit_addresses where "
                 "chain = 'ethereum' and change = 0 and (account_id = ? or account_id like ?)",
                 (HOT_WALLET_ACCOUNT, LANE_PREFIX + "%"),
             )
-        return {(str(r[1]), int(r[2])) for r in rows if r[0] in self._lanes}
+        return {(str(r[1]), int(r[2])) for r in rows if every or r[0] in self._lanes}
 
     def _signed_from(self, operation: str, wallet_id: str, account: str) -> bool:
         """Whether the signer signed the operation from this key before: a lane since
@@ -299,7 +300,10 @@ class SigningGuard:
         # Only from the hot wallet's lanes, on this chain, at a bounded fee. (A payment
         # stays on the lane of its first signature: the nonce check below.)
         lane = (wallet_id, index) in self._hot_wallets()
-        if not lane and not self._signed_from(op, wallet_id, Web3.to_checksum_address(address)):
+        if not lane and not (
+            (wallet_id, index) in self._hot_wallets(every=True)
+            and self._signed_from(op, wallet_id, Web3.to_checksum_address(address))
+        ):
             raise KeyAccessDenied(f"withdrawal {op}: not the hot wallet's key")
         nonce = self._check_evm_fields(auth, tx)
         account = Web3.to_checksum_address(address)

@@ -17,7 +17,7 @@ from web3 import Web3
 
 from adapters.chains.ethereum.broadcaster import EvmBroadcaster
 from adapters.chains.ethereum.faucet import DevChainFaucet
-from adapters.chains.ethereum.node import Web3EthereumNode
+from adapters.chains.ethereum.node import CallReverts, Web3EthereumNode
 from adapters.chains.ethereum.signer import InMemorySigner
 from adapters.operations import signer_record
 from adapters.sqldb import SqlDatabase
@@ -256,3 +256,17 @@ def test_what_a_lane_signed_and_not_yet_mined_is_not_spent_twice(
         status = mined(broadcaster, op)
         assert status.receipt is not None and status.receipt.succeeded
     assert node.balance(receiver) == 12 * ETH // 10
+
+
+def test_a_token_transfer_that_reverts_from_every_lane_waits_with_nothing_recorded(
+    stack_settings: PlatformSettings, node: Web3EthereumNode, broadcaster: EvmBroadcaster
+) -> None:
+    token = stack_settings.eth_token_address
+    lanes = _lanes(node, 2)  # ETH for gas, no tokens
+    receiver = Account.create().address
+    with pytest.raises(CallReverts) as waiting:
+        broadcaster.send("token-none", lanes, node.token_transfer(token, receiver, 300))
+    assert waiting.value.transient  # retried: the saga waits for a top-up, never voids
+    with pytest.raises(KeyError):
+        broadcaster.status("token-none")
+    assert all(node.pending_nonce(lane.address) == 0 for lane in lanes)

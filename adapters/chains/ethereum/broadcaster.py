@@ -29,7 +29,7 @@ from eth_account.typed_transactions.typed_transaction import TypedTransaction
 from hexbytes import HexBytes
 from web3 import Web3
 
-from adapters.chains.ethereum.node import Web3EthereumNode
+from adapters.chains.ethereum.node import CallReverts, Web3EthereumNode
 from adapters.ledger.migrate import upgrade
 from adapters.operations import signer_record
 from adapters.sqldb import Conn, SqlDatabase
@@ -200,10 +200,11 @@ class EvmBroadcaster:
         payment spends (a lane short of funds, or whose node estimate fails, is passed
         over and its row freed). When every lane is held, wait for them in turn; when
         none can pay, the first that was short (the node refuses it at broadcast, as it
-        would with one lane). The node's refusal if it refused every lane."""
+        would with one lane). The node's refusal if it refused every lane; CallReverts
+        (transient: the payment waits) if the call reverts from every lane."""
         first = int.from_bytes(hashlib.sha256(operation_id.encode()).digest()[:4], "big")
         order = lanes[first % len(lanes) :] + lanes[: first % len(lanes)]
-        refused: ChainRejected | None = None
+        refused: ChainRejected | CallReverts | None = None
         held: list[TransactionSigner] = []
         short: list[TransactionSigner] = []
         one = len(lanes) == 1
@@ -232,6 +233,9 @@ class EvmBroadcaster:
                 except _Short:
                     short.append(signer)
                     continue
+                except CallReverts as exc:  # short of the token there: try another
+                    refused = refused if isinstance(refused, ChainRejected) else exc
+                    continue
                 except ChainRejected as exc:
                     refused = exc
                     continue
@@ -242,14 +246,20 @@ class EvmBroadcaster:
         raise refused
 
     def _unmined(self, conn: Conn, sender: str) -> list[dict[str, Any]]:
-        """The sender's recorded payments not known to be mined (signed, broadcast): what
-        they may still spend is not the lane's to spend again."""
+        """The sender's recorded payments not mined yet (at nonces from its count of mined
+        transactions on): what they may still spend is not the lane's to spend again."""
         rows = conn.all(
             "select raw_tx from evm_transactions where chain_id = ? and sender = ? and "
-            "state in ('signed', 'broadcast')",
-            (self._chain_id, sender),
+            "state in ('signed', 'broadcast') and nonce >= ?",
+            (self._chain_id, sender, self._node.mined_nonce(sender)),
         )
-        return [dict(TypedTransaction.from_bytes(HexBytes(r[0])).as_dict()) for r in rows]
+        unmined = []
+        for (raw,) in rows:
+            try:
+                unmined.append(dict(TypedTransaction.from_bytes(HexBytes(raw)).as_dict()))
+            except (ValueError, TypeError):  # not an EIP-1559 payment we built: no claim
+                log.warning("unreadable recorded transaction from %s", sender)
+        return unmined
 
     @staticmethod
     def _lock_operation(conn: Conn, operation_id: str) -> None:

@@ -14,6 +14,11 @@ from sagas.errors import CannotPay, ChainRejected, DependencyUnavailable, NonceA
 from sagas.ports import TransactionSigner, TxReceipt
 
 
+class CallReverts(DependencyUnavailable):
+    """The node's estimate of a call reverts from this sender (a token transfer from an
+    address short of the token): transient, the payment waits for a top-up."""
+
+
 class Web3EthereumNode:
     def __init__(self, rpc_url: str, timeout: float = 10.0) -> None:
         self._w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
@@ -83,6 +88,12 @@ class Web3EthereumNode:
         )
         return {"to": Web3.to_checksum_address(token), "value": 0, "data": data}
 
+    def mined_nonce(self, address: str) -> int:
+        """How many of the address's transactions are mined (its next nonce at the latest
+        block)."""
+        sender = Web3.to_checksum_address(address)
+        return int(self._guard(self._w3.eth.get_transaction_count, sender, "latest"))
+
     def pending_nonce(self, address: str) -> int:
         sender = Web3.to_checksum_address(address)
         return int(self._guard(self._w3.eth.get_transaction_count, sender, "pending"))
@@ -118,8 +129,8 @@ class Web3EthereumNode:
             tx["gas"] = int(self._w3.eth.estimate_gas(cast(Any, tx)))
         except Web3RPCError as exc:
             raise ChainRejected(str(exc.message or exc)) from exc
-        except ContractLogicError as exc:  # the call reverts (a token transfer unfunded)
-            raise ChainRejected(f"the call reverts: {exc}") from exc
+        except ContractLogicError as exc:  # a token transfer from an address short of it
+            raise CallReverts(f"the call reverts from {sender}: {exc}") from exc
         if gas_limit is not None and tx["gas"] > gas_limit:
             raise CannotPay(f"the transfer needs {tx['gas']} gas; the limit is {gas_limit}")
         del tx["from"]

@@ -26,16 +26,6 @@ from services.signer.signer import CustodyEvmSigner, Signer
 ETH = 10**18
 
 
-@pytest.fixture
-def node(stack_settings: PlatformSettings) -> Web3EthereumNode:
-    return Web3EthereumNode(stack_settings.eth_rpc_url)
-
-
-@pytest.fixture
-def broadcaster(fresh_postgres_url: str, node: Web3EthereumNode) -> EvmBroadcaster:
-    return EvmBroadcaster(fresh_postgres_url, node)
-
-
 def _funded(node: Web3EthereumNode) -> InMemorySigner:
     signer = InMemorySigner.generate()
     DevChainFaucet(node.web3).fund_eth(signer.address, 10 * ETH)

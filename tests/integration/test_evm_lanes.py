@@ -28,16 +28,6 @@ from tests.integration.test_evm_broadcaster import mined
 ETH = 10**18
 
 
-@pytest.fixture
-def node(stack_settings: PlatformSettings) -> Web3EthereumNode:
-    return Web3EthereumNode(stack_settings.eth_rpc_url)
-
-
-@pytest.fixture
-def broadcaster(fresh_postgres_url: str, node: Web3EthereumNode) -> EvmBroadcaster:
-    return EvmBroadcaster(fresh_postgres_url, node)
-
-
 class _Counting:
     """A lane's key that takes `delay` seconds to sign and counts signatures in flight
     across every lane sharing `gauge`."""

@@ -36,6 +36,7 @@ from adapters.operations import signer_record
 from adapters.operations.signer_record import RecordedSignature
 from adapters.operations.store import SqlOperationStore
 from adapters.sqldb import Conn, SqlDatabase
+from sagas import accounts
 from sagas.errors import CannotPay, KeyAccessDenied, SigningDeadlinePassed
 from sagas.governance import SETTLEMENT_POLICY, ChainedGovernance
 from sagas.policy import VELOCITY_WINDOW
@@ -45,8 +46,7 @@ from sagas.signing.authority import authorise
 
 _TRANSFER_SELECTOR = "a9059cbb"  # transfer(address,uint256)
 _CLOSED = ("rejected", "expired", "completed", "failed")
-HOT_WALLET_ACCOUNT = "treasury:ETH"  # sagas.accounts.treasury("ETH"): see decision 0006
-LANE_PREFIX = "treasury~"  # sagas.accounts.hot_lane(n): the hot wallet's lanes, decision 0026
+HOT_WALLET_ACCOUNT = accounts.hot_lane(0)  # treasury:ETH, decision 0006
 # The fields of an EIP-1559 transaction the platform builds; an access list only empty.
 _EVM_REQUIRED = frozenset(
     {"type", "chainId", "nonce", "to", "value", "gas", "maxFeePerGas", "maxPriorityFeePerGas"}
@@ -96,9 +96,7 @@ class SigningGuard:
         gas an ETH and a token transfer may use; `max_btc_fee` (sat): the most fee a
         Bitcoin payment may pay; `hot_lanes`: how many of the hot wallet's addresses
         (lanes, decision 0026) Ethereum payments may be signed from."""
-        self._lanes = [HOT_WALLET_ACCOUNT] + [
-            f"{LANE_PREFIX}{lane}:ETH" for lane in range(1, hot_lanes)
-        ]
+        self._lanes = {accounts.hot_lane(lane) for lane in range(hot_lanes)}
         self._gas_limits = gas_limits
         self._ops = operations
         self._db = SqlDatabase(db_url)
@@ -214,17 +212,17 @@ class SigningGuard:
     def _gas_limit(self, asset: str) -> int:
         return self._gas_limits[0] if asset == "ETH" else self._gas_limits[1]
 
-    def _hot_wallets(self, every: bool = False) -> set[tuple[str, int]]:
-        """The keys of the hot wallet's lanes (wallet, index): the only Ethereum keys the
-        signer signs payments with. As many lanes as the signer's own setting names
-        (`every`: whatever their number, lanes dropped from the setting too)."""
+    def _lane_of(self, wallet_id: str, index: int) -> str | None:
+        """The hot wallet lane's account the key (wallet, index) is the address of, if it
+        is one (whatever the signer's setting: a lane dropped from it too)."""
         with self._db.tx() as conn:
-            rows = conn.all(
-                "select account_id, wallet_id, address_index from deposit_addresses where "
-                "chain = 'ethereum' and change = 0 and (account_id = ? or account_id like ?)",
-                (HOT_WALLET_ACCOUNT, LANE_PREFIX + "%"),
+            row = conn.one(
+                "select account_id from deposit_addresses where chain = 'ethereum' and "
+                "change = 0 and wallet_id = ? and address_index = ? and "
+                "(account_id = ? or account_id like ?)",
+                (wallet_id, index, HOT_WALLET_ACCOUNT, accounts.LANE_PREFIX + "%"),
             )
-        return {(str(r[1]), int(r[2])) for r in rows if every or r[0] in self._lanes}
+        return None if row is None else str(row[0])
 
     def _signed_from(self, operation: str, wallet_id: str, account: str) -> bool:
         """Whether the signer signed the operation from this key before: a lane since
@@ -299,10 +297,12 @@ class SigningGuard:
         op = auth.operation_id
         # Only from the hot wallet's lanes, on this chain, at a bounded fee. (A payment
         # stays on the lane of its first signature: the nonce check below.)
-        lane = (wallet_id, index) in self._hot_wallets()
-        if not lane and not (
-            (wallet_id, index) in self._hot_wallets(every=True)
-            and self._signed_from(op, wallet_id, Web3.to_checksum_address(address))
+        # The signer's own lanes; or a lane dropped from its setting that it signed
+        # this operation from before.
+        lane = self._lane_of(wallet_id, index)
+        if lane is None or (
+            lane not in self._lanes
+            and not self._signed_from(op, wallet_id, Web3.to_checksum_address(address))
         ):
             raise KeyAccessDenied(f"withdrawal {op}: not the hot wallet's key")
         nonce = self._check_evm_fields(auth, tx)

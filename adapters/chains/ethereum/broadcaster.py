@@ -58,12 +58,16 @@ def _lanes(signers: Lanes) -> list[TransactionSigner]:
     return list(signers) if isinstance(signers, (list, tuple)) else [signers]  # type: ignore[list-item]
 
 
+def _lane_of(lanes: Sequence[TransactionSigner], sender: str) -> TransactionSigner | None:
+    return next((s for s in lanes if Web3.to_checksum_address(s.address) == sender), None)
+
+
 def _on_lane(lanes: Sequence[TransactionSigner], sender: str) -> TransactionSigner:
-    for signer in lanes:
-        if Web3.to_checksum_address(signer.address) == sender:
-            return signer
-    # Pinned there by the signer's record or an attempt: never moved to another lane.
-    raise DependencyUnavailable(f"the payment is on {sender}, not one of this worker's lanes")
+    signer = _lane_of(lanes, sender)
+    if signer is None:
+        # Pinned there by the signer's record or an attempt: never moved to another lane.
+        raise DependencyUnavailable(f"the payment is on {sender}, not one of this worker's lanes")
+    return signer
 
 
 @dataclass(frozen=True)
@@ -110,8 +114,7 @@ class EvmBroadcaster:
             retry_on=(_Conflict,),
         )
         # (A recorded attempt on a lane this worker no longer has is still (re)sent.)
-        own = [s for s in lanes if Web3.to_checksum_address(s.address) == sent.sender]
-        return self._broadcast(sent, own[0] if own else None, call, gas_limit)
+        return self._broadcast(sent, _lane_of(lanes, sent.sender), call, gas_limit)
 
     def _record(
         self,
@@ -239,8 +242,8 @@ class EvmBroadcaster:
                 except ChainRejected as exc:
                     refused = exc
                     continue
-                # No lane could pay it: the first of them, as with one lane (the node
-                # refuses it at broadcast, and the saga waits for a top-up).
+                # (In the last pass: no lane could pay it, so the first that was short, as
+                # with one lane: the node refuses it at broadcast, the saga waits.)
                 return signer, nonce, tx
         assert refused is not None
         raise refused

@@ -39,6 +39,17 @@ def hot_lane(lane: int) -> str:
     return treasury("ETH") if lane == 0 else f"{LANE_PREFIX}{lane}:ETH"
 
 
+def staked(client_id: str, validator: str, asset: str) -> str:
+    """What a client has delegated to one validator (issue 14): a client account apart
+    from its available balance, so that a slash of that validator is booked exactly."""
+    return f"staked:{client_id}:{validator}:{asset}"
+
+
+def unbonding(client_id: str, validator: str, asset: str) -> str:
+    """What a client undelegated from a validator and the chain has not released yet."""
+    return f"unbonding:{client_id}:{validator}:{asset}"
+
+
 def quarantine(asset: str) -> str:
     return f"quarantine:{asset}"
 

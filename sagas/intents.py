@@ -56,6 +56,8 @@ IntentKind = Literal[
     "withdrawal",
     "settlement_leg",
     "fee_bump",
+    "stake",
+    "unstake",
     "policy_change",
     "bank_account_change",
     "allow_list_change",
@@ -63,7 +65,12 @@ IntentKind = Literal[
     "counterparty_key_change",
     "operator_key_change",
 ]
-VALUE_KINDS: frozenset[str] = frozenset({"withdrawal", "settlement_leg", "fee_bump"})
+# A stake's destination is the validator delegated to; an unstake's the validator its
+# stake is delegated to (the funds come back to the client's own delegator address).
+VALUE_KINDS: frozenset[str] = frozenset(
+    {"withdrawal", "settlement_leg", "fee_bump", "stake", "unstake"}
+)
+CLIENT_KINDS: frozenset[str] = frozenset({"withdrawal", "stake", "unstake"})
 GOVERNANCE_KINDS: frozenset[str] = frozenset(
     {
         "policy_change",
@@ -185,8 +192,8 @@ class Intent(BaseModel):
         if self.kind in VALUE_KINDS:
             if not self.asset or not self.destination:
                 raise ValueError(f"a {self.kind} names its asset and destination")
-            if self.kind == "withdrawal" and not self.client_id:
-                raise ValueError("a withdrawal is always a client's")
+            if self.kind in CLIENT_KINDS and not self.client_id:
+                raise ValueError(f"a {self.kind} is always a client's")
         else:
             # A governance change moves nothing, so it can never be read as a payment.
             if self.payload is None:

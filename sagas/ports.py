@@ -29,7 +29,8 @@ from sagas.liquidity import (
 )
 from sagas.operations import OperationRecord, Step
 from sagas.policy import PolicyRules, StoredPolicy
-from sagas.signing import UnsignedBtcTransaction
+from sagas.signing import SignCosmosRequest, UnsignedBtcTransaction
+from sagas.staking import TxOutcome
 from sagas.trade import TradeRecord
 from sagas.withdrawal import ChainStatus
 
@@ -232,6 +233,7 @@ class KeyDerivation(Protocol):
     """HD derivation (BIP39/32/44/84) by a well-kept library; no curve math of our own."""
 
     btc_network: str
+    cosmos_prefix: str  # the bech32 prefix of Cosmos account addresses
 
     def new_mnemonic(self) -> str:
         """24 BIP39 words from the OS CSPRNG."""
@@ -315,6 +317,43 @@ class EvmKeySigner(Protocol):
         self, operation: str, wallet_id: str, index: int, tx: dict[str, object]
     ) -> bytes:
         """The raw signed transaction for the wallet's key m/44'/60'/0'/0/index."""
+
+
+@runtime_checkable
+class Delegations(Protocol):
+    """A client's delegations on the proof-of-stake chain (decision 0028), from the
+    client's own delegator address, each transaction signed by the signer (which checks
+    it against the operation's intent). One transaction per operation, for ever: a retry
+    broadcasts the same signed bytes again."""
+
+    def delegate(
+        self, operation_id: str, delegator: str, validator: str, amount: int, fee: int
+    ) -> str:
+        """Broadcast the operation's MsgDelegate; its transaction hash. KeyAccessDenied
+        or ChainRejected (permanent) if it cannot be; DependencyUnavailable (transient)."""
+
+    def undelegate(
+        self, operation_id: str, delegator: str, validator: str, amount: int, fee: int
+    ) -> str:
+        """Broadcast the operation's MsgUndelegate; its transaction hash."""
+
+    def outcome(self, operation_id: str) -> TxOutcome:
+        """The chain's verdict on the operation's transaction: pending (not in a block
+        yet; rebroadcast), succeeded (with its height, fee and, for an undelegation, the
+        completion time of the unbonding it started) or failed (in a block with a
+        non-zero code: the fee was paid, nothing else happened)."""
+
+    def unbonding_balance(self, delegator: str, validator: str, height: int) -> int | None:
+        """What the unbonding started at `height` still holds (less than it started
+        with if the validator was slashed since); None once the chain released it."""
+
+
+@runtime_checkable
+class CosmosKeySigner(Protocol):
+    def sign_cosmos_transaction(self, request: SignCosmosRequest) -> bytes:
+        """The broadcastable TxRaw for the wallet's key m/44'/118'/0'/0/index: the
+        request's body and auth info with the signature over their SignDoc.
+        KeyAccessDenied (permanent) if it may not sign this transaction."""
 
 
 @runtime_checkable

@@ -9,6 +9,7 @@ from functools import cached_property
 
 from adapters.chains.bitcoin.networks import select_network
 from adapters.chains.bitcoin.node import BtcdNode
+from adapters.chains.cosmos.node import CosmosNode
 from adapters.chains.ethereum.node import Web3EthereumNode
 from adapters.core_banking.http import HttpCoreBanking
 from adapters.governance.store import GovernedPolicies, LiveGovernance, SqlGovernanceStore
@@ -25,16 +26,17 @@ from sagas import accounts
 from sagas.governance import Governance
 from sagas.keys import AddressAssignment, Chain
 from sagas.keys.wallets import create_wallet, deposit_address
-from sagas.ledger import BTC, CTUSD, ETH, Account, AccountKind, Asset
+from sagas.ledger import ATOM, BTC, CTUSD, ETH, Account, AccountKind, Asset
 from services.settings import PlatformSettings
 
 ASSETS: dict[str, tuple[Asset, Chain]] = {
     "BTC": (BTC, "bitcoin"),
     "ETH": (ETH, "ethereum"),
     "CTUSD": (CTUSD, "ethereum"),
+    "ATOM": (ATOM, "cosmos"),
 }
 # The asset whose address a chain's deposits go to (tokens share the ETH address).
-NATIVE: dict[Chain, str] = {"bitcoin": "BTC", "ethereum": "ETH"}
+NATIVE: dict[Chain, str] = {"bitcoin": "BTC", "ethereum": "ETH", "cosmos": "ATOM"}
 
 
 @dataclass
@@ -89,6 +91,8 @@ class Platform:
         s = self.settings
         if ASSETS[asset][1] == "bitcoin":
             return s.signer_max_btc_fee
+        if ASSETS[asset][1] == "cosmos":
+            return s.signer_max_cosmos_fee
         gas = s.eth_gas_limit_eth if asset == "ETH" else s.eth_gas_limit_token
         return gas * s.signer_max_fee_per_gas
 
@@ -111,11 +115,15 @@ class Platform:
 
     @cached_property
     def deriver(self) -> BipDeriver:
-        return BipDeriver(self.settings.btc_network)
+        return BipDeriver(self.settings.btc_network, self.settings.cosmos_address_prefix)
 
     @cached_property
     def eth(self) -> Web3EthereumNode:
         return Web3EthereumNode(self.settings.eth_rpc_url)
+
+    @cached_property
+    def cosmos(self) -> CosmosNode:
+        return CosmosNode(self.settings.cosmos_grpc_url, denom=self.settings.cosmos_denom)
 
     @cached_property
     def btc(self) -> BtcdNode:

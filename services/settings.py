@@ -63,6 +63,23 @@ class PlatformSettings(BaseSettings):
     btc_network: str = "simnet"
     btc_confirmations: int = 6
     eth_confirmations: int = 12
+    # The proof-of-stake chain (a Cosmos SDK chain; the stack's simd, decision 0027): its
+    # gRPC endpoint (grpc+http:// or grpc+https://), chain id, staking denom and its
+    # decimals (the ATOM asset's), the bech32 account prefix, the validators the
+    # platform's clients may delegate to (comma-separated valoper addresses: the
+    # signer's allow-list), and the unbonding time the chain enforces (days in
+    # production; the stack's genesis says 30 s).
+    cosmos_grpc_url: str = "grpc+http://127.0.0.1:20090"
+    cosmos_rest_url: str = "http://127.0.0.1:20317"
+    cosmos_chain_id: str = "custody-pos-1"
+    cosmos_denom: str = "uatom"
+    cosmos_denom_decimals: int = 6
+    cosmos_address_prefix: str = "cosmos"
+    cosmos_validators: str = ""
+    cosmos_confirmations: int = 1  # Tendermint blocks are final once committed
+    cosmos_gas_price: int = 0  # uatom per gas unit the platform offers (0: free, simd)
+    signer_max_cosmos_fee: int = 200_000  # uatom: the most fee one transaction may pay
+    cosmos_faucet: Path | None = None  # the test chain's faucet key (the stack's; tests)
     postgres_url: str = "postgresql://custody@127.0.0.1:15432/custody"
     ledger_url: str = "sqlite:///" + str(_REPO_ROOT / ".stack/custody.sqlite3")
     # PostgreSQL: each process may connect as its own role (adapters/ledger/grants.py),
@@ -177,6 +194,10 @@ class PlatformSettings(BaseSettings):
     def min_withdrawal(self, asset: str) -> int:
         """The smallest withdrawal of `asset` in minor units (0: no minimum configured)."""
         return int(getattr(self, f"min_withdrawal_{asset.lower()}", 0))
+
+    def allowed_validators(self) -> list[str]:
+        """The validators clients may delegate to (CUSTODY_COSMOS_VALIDATORS), in order."""
+        return [v.strip() for v in self.cosmos_validators.split(",") if v.strip()]
 
     def counterparties(self) -> list[str]:
         return [name.strip() for name in self.lp_counterparties.split(",") if name.strip()]

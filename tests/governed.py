@@ -27,6 +27,7 @@ from sagas.money import format_units
 from sagas.operations import OperationRecord
 from sagas.policy import PolicyRules
 from sagas.settlement import leg_operation
+from sagas.staking.intent import stake_intent, unstake_intent
 from sagas.withdrawal import WithdrawalInput
 from sagas.withdrawal.intent import SIGNING_GRACE, withdrawal_intent
 from services.cli.request_signing import signed
@@ -155,6 +156,55 @@ class Governed:
             request=request,
         )
         intent = withdrawal_intent(req, 0, fee_cap)
+        self.intents.put_intent(intent, 0)
+        return intent
+
+    def stake(
+        self,
+        operation: str,
+        client_id: str,
+        amount: int,
+        validator: str,
+        fee_cap: int = 10**6,
+        asset: str = "ATOM",
+        requested_by: str = "u1",
+    ) -> Intent:
+        """A stake its client signed (`POST /v1/clients/{id}/stakes`), its intent
+        recorded as the staking saga records it; its intent."""
+        text = format_units(amount, ASSETS[asset][0].decimals)
+        body = json.dumps({"asset": asset, "amount": text, "validator": validator})
+        request = signed(
+            self.client_key(client_id), "POST", f"/v1/clients/{client_id}/stakes", body.encode()
+        )
+        expires = datetime.now(UTC) + timedelta(hours=1)
+        intent = stake_intent(
+            operation,
+            client_id,
+            asset,
+            amount,
+            validator,
+            fee_cap,
+            0,
+            expires,
+            requested_by,
+            request,
+        )
+        self.intents.put_intent(intent, 0)
+        return intent
+
+    def unstake(self, operation: str, stake: Intent, amount: int, fee_cap: int = 10**6) -> Intent:
+        """An unstake of `stake` its client signed (`POST /v1/stakes/{id}/unstake`)."""
+        assert stake.client_id is not None
+        text = format_units(amount, ASSETS[stake.asset][0].decimals)
+        body = json.dumps({"amount": text})
+        request = signed(
+            self.client_key(stake.client_id),
+            "POST",
+            f"/v1/stakes/{stake.operation_id}/unstake",
+            body.encode(),
+        )
+        expires = datetime.now(UTC) + timedelta(hours=1)
+        intent = unstake_intent(operation, stake, amount, fee_cap, 0, expires, "u1", request)
         self.intents.put_intent(intent, 0)
         return intent
 

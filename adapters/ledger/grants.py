@@ -103,6 +103,13 @@ TABLES: Mapping[str, Mapping[str, str]] = {
         "chainwatch": "select(operation_id, tx_hash)",
     },
     "btc_utxos": {"worker": "select, insert, update, delete"},
+    # The worker's staking adapter records and rebroadcasts each operation's one signed
+    # Cosmos transaction; the watcher reads which of its transactions are the platform's.
+    "cosmos_transactions": {
+        "worker": "select, insert, update(state, height)",
+        "api": "select",
+        "chainwatch": "select(operation_id, tx_hash)",
+    },
     # The watcher names each batch member's operation when a batch is mined.
     "btc_payout_queue": {
         "worker": "select, insert, update",

@@ -26,12 +26,21 @@ retry; nothing refused is ever signed or recorded.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from web3 import Web3
 
 from adapters.chains.bitcoin.script import output_script
+from adapters.chains.cosmos.tx import (
+    DecodedCosmosTx,
+    DelegateMsg,
+    SendMsg,
+    UndelegateMsg,
+    WithdrawRewardsMsg,
+)
+from adapters.chains.cosmos.tx import tx_hash as cosmos_tx_hash
 from adapters.operations import signer_record
 from adapters.operations.signer_record import RecordedSignature
 from adapters.operations.store import SqlOperationStore
@@ -52,6 +61,27 @@ _EVM_REQUIRED = frozenset(
     {"type", "chainId", "nonce", "to", "value", "gas", "maxFeePerGas", "maxPriorityFeePerGas"}
 )
 _EVM_OPTIONAL = frozenset({"data", "accessList"})
+
+
+@dataclass(frozen=True)
+class CosmosRules:
+    """The signer's own configuration for the proof-of-stake chain: its chain id and fee
+    denom, the validators clients may delegate to (the allow-list), the most fee one
+    transaction may pay, and how often a delegator's rewards may be claimed (each claim
+    costs the client a fee: a compromised worker may not burn its balance in claims)."""
+
+    chain_id: str
+    denom: str
+    validators: frozenset[str]
+    max_fee: int
+    asset: str = "ATOM"
+    max_gas: int = 400_000
+    claim_every: timedelta = timedelta(hours=24)
+    max_claim_fee: int = 10_000
+
+
+# Message kind -> the intent kind that authorises it (a reward claim needs none).
+_COSMOS_INTENTS = {"send": "withdrawal", "delegate": "stake", "undelegate": "unstake"}
 
 
 # The latest deadline a batch's signing request may carry (decision 0025): the sender
@@ -90,6 +120,7 @@ class SigningGuard:
         screened: Callable[[str], bool] = lambda _destination: False,
         chains: Mapping[str, str] | None = None,
         hot_lanes: int = 1,
+        cosmos: CosmosRules | None = None,
     ) -> None:
         """`tokens`: asset code -> ERC-20 contract address; `max_fee_per_gas` (wei): the
         most a signed transaction may offer (a fee bump included); `gas_limits`: the most
@@ -109,12 +140,18 @@ class SigningGuard:
         self._decimals = decimals
         self._screened = screened  # the signer's own screening of a destination
         self._chains = chains
+        self._cosmos = cosmos
 
     def __repr__(self) -> str:
         return "SigningGuard()"
 
     # --- what is authorised: the one place it is read --------------------------------
-    def authorised(self, operation: str, chain: Literal["bitcoin", "ethereum"]) -> Authorised:
+    def authorised(
+        self,
+        operation: str,
+        chain: Literal["bitcoin", "ethereum", "cosmos"],
+        kinds: tuple[str, ...] = ("withdrawal", "settlement_leg"),
+    ) -> Authorised:
         """The payment `operation` authorises on `chain`, from signatures alone: its intent,
         the client's signed request, the approvals and governance's policy, verified by
         sagas.signing.authority (the operation's row is only read to refuse a closed
@@ -123,10 +160,19 @@ class SigningGuard:
         record = self._ops.get(op_id)
         if record is not None and record.state in _CLOSED:
             raise KeyAccessDenied(f"{op_id} is {record.state}")
-        stored = self._intents.intent(op_id, "withdrawal") or self._intents.intent(
-            op_id, "settlement_leg"
-        )
+        stored = None
+        for kind in kinds:
+            found = self._intents.intent(op_id, kind)
+            # The row's kind column is any writer's word; the signed JSON's kind is what
+            # the intent is. A stake stored as an unstake (or a withdrawal) is none.
+            if found is not None and found[0].kind == kind:
+                stored = stored or found
         intent = None if stored is None else stored[0]
+        stake = None
+        if intent is not None and intent.kind == "unstake":
+            stake_id = (intent.payload or {}).get("stake")
+            got = self._intents.intent(stake_id, "stake") if isinstance(stake_id, str) else None
+            stake = None if got is None or got[0].kind != "stake" else got[0]
         approvals = [] if intent is None else self._intents.approvals(intent.hash())
         now = datetime.now(UTC)
         window = 0
@@ -155,6 +201,7 @@ class SigningGuard:
             window,
             first,
             screened=self._screened,
+            stake=stake,
         )
         asset_chain: object = None
         if self._chains is not None:  # the signer's own asset table, not the intent's word
@@ -167,11 +214,14 @@ class SigningGuard:
             raise KeyAccessDenied(f"{op_id} names no payment")
         if chain == "bitcoin":
             ceiling = self._max_btc_fee
+        elif chain == "cosmos":
+            ceiling = 0 if self._cosmos is None else self._cosmos.max_fee
         else:
             ceiling = self._max_fee * self._gas_limit(granted.asset)
+        kind = {"settlement_leg": "settlement"}.get(granted.kind, granted.kind)
         return Authorised(
             operation_id=op_id,
-            kind="withdrawal" if granted.kind == "withdrawal" else "settlement",
+            kind=kind,  # type: ignore[arg-type]
             client_id=granted.client_id,
             chain=chain,
             asset=granted.asset,
@@ -212,17 +262,22 @@ class SigningGuard:
     def _gas_limit(self, asset: str) -> int:
         return self._gas_limits[0] if asset == "ETH" else self._gas_limits[1]
 
-    def _lane_of(self, wallet_id: str, index: int) -> str | None:
+    def _lane_of(self, wallet_id: str, index: int, address: str) -> str | None:
         """The hot wallet lane's account the key (wallet, index) is the address of, if it
-        is one (whatever the signer's setting: a lane dropped from it too)."""
+        is one (whatever the signer's setting: a lane dropped from it too): looked up by
+        the address the signer derived, and only if that row names this wallet and path
+        (a copied wallet row under another id cannot make a client's key a lane)."""
         with self._db.tx() as conn:
             row = conn.one(
-                "select account_id from deposit_addresses where chain = 'ethereum' and "
-                "change = 0 and wallet_id = ? and address_index = ? and "
-                "(account_id = ? or account_id like ?)",
-                (wallet_id, index, HOT_WALLET_ACCOUNT, accounts.LANE_PREFIX + "%"),
+                "select account_id, wallet_id, change, address_index from deposit_addresses "
+                "where address = ? and chain = 'ethereum'",
+                (address,),
             )
-        return None if row is None else str(row[0])
+        if row is None or (str(row[1]), int(row[2]), int(row[3])) != (wallet_id, 0, index):
+            return None
+        account = str(row[0])
+        is_lane = account == HOT_WALLET_ACCOUNT or account.startswith(accounts.LANE_PREFIX)
+        return account if is_lane else None
 
     def _signed_from(self, operation: str, wallet_id: str, account: str) -> bool:
         """Whether the signer signed the operation from this key before: a lane since
@@ -299,7 +354,7 @@ class SigningGuard:
         # stays on the lane of its first signature: the nonce check below.)
         # The signer's own lanes; or a lane dropped from its setting that it signed
         # this operation from before.
-        lane = self._lane_of(wallet_id, index)
+        lane = self._lane_of(wallet_id, index, address)
         if lane is None or (
             lane not in self._lanes
             and not self._signed_from(op, wallet_id, Web3.to_checksum_address(address))
@@ -578,3 +633,177 @@ class SigningGuard:
                 raise KeyAccessDenied(
                     f"{group[0].operation_id}: above {holder}'s daily velocity limit"
                 )
+
+    # --- Cosmos -------------------------------------------------------------------------
+    def _cosmos_owner(self, wallet_id: str, index: int, address: str) -> str | None:
+        """The account whose address `address` (derived by the signer from the wallet's
+        key at 0/index) is: looked up by the address itself (insert-only assignments:
+        an address belongs to one account for ever), and only if the row names this
+        wallet and path. (Looked up by wallet and index alone, a copy of the wallet row
+        under another id with a row of its own would name any key anyone's.)"""
+        with self._db.tx() as conn:
+            row = conn.one(
+                "select account_id, wallet_id, change, address_index from deposit_addresses "
+                "where address = ? and chain = 'cosmos'",
+                (address,),
+            )
+        if row is None or (str(row[1]), int(row[2]), int(row[3])) != (wallet_id, 0, index):
+            return None
+        return str(row[0])
+
+    def sign_cosmos(
+        self,
+        operation: str,
+        wallet_id: str,
+        index: int,
+        address: str,
+        tx: DecodedCosmosTx,
+        sign: Callable[[], bytes],
+    ) -> bytes:
+        """`sign()` if `tx` (decoded by the signer from the bytes it signs) is exactly the
+        authorised movement from the client's own address `address` (derived by the
+        signer): a withdrawal (one MsgSend), a stake (one MsgDelegate) or an unstake (one
+        MsgUndelegate) to a validator on the allow-list, or a claim of the client's
+        rewards from allowed validators (MsgWithdrawDelegatorReward only, at most once
+        per `claim_every`); on this chain, in its denom, within the fee cap, with no
+        memo, one sequence per operation for ever."""
+        rules = self._cosmos
+        if rules is None:
+            raise KeyAccessDenied(f"{operation}: this signer signs no Cosmos transactions")
+        op_id = operation.split("#", 1)[0]
+        if tx.chain_id != rules.chain_id:
+            raise KeyAccessDenied(f"{op_id}: chain {tx.chain_id!r}, not {rules.chain_id!r}")
+        if tx.fee_denom != rules.denom or not 0 <= tx.fee_amount <= rules.max_fee:
+            raise KeyAccessDenied(f"{op_id}: the fee is not at most {rules.max_fee} {rules.denom}")
+        if not 0 < tx.gas_limit <= rules.max_gas:
+            raise KeyAccessDenied(f"{op_id}: gas {tx.gas_limit} outside 1..{rules.max_gas}")
+        if tx.memo or tx.timeout_height:
+            raise KeyAccessDenied(f"{op_id}: a memo or a timeout height")
+        if not tx.messages:
+            raise KeyAccessDenied(f"{op_id}: no message")
+        owner = self._cosmos_owner(wallet_id, index, address)
+        if owner is None or not owner.startswith("client:"):
+            raise KeyAccessDenied(f"{op_id}: not a client's delegator key")
+        kinds = {m.kind for m in tx.messages}
+        if kinds == {"withdraw_rewards"}:
+            return self._sign_cosmos_claim(op_id, wallet_id, address, owner, tx, sign)
+        if len(tx.messages) != 1 or tx.messages[0].kind not in _COSMOS_INTENTS:
+            raise KeyAccessDenied(f"{op_id}: not one message the platform sends")
+        msg = tx.messages[0]
+        auth = self.authorised(op_id, "cosmos", (_COSMOS_INTENTS[msg.kind],))
+        if owner != accounts.client(auth.client_id or "", auth.asset):
+            raise KeyAccessDenied(f"{op_id}: the key is not {auth.client_id}'s own address")
+        if not isinstance(msg, SendMsg | DelegateMsg | UndelegateMsg):
+            raise KeyAccessDenied(f"{op_id}: not one message the platform sends")
+        if msg.denom != rules.denom or msg.amount != auth.amount:
+            raise KeyAccessDenied(f"{op_id}: the amount is not the intent's")
+        if auth.kind != _COSMOS_INTENTS[msg.kind]:
+            raise KeyAccessDenied(f"{op_id}: a {auth.kind} does not authorise a {msg.kind}")
+        if isinstance(msg, SendMsg):
+            ok = (msg.from_addr, msg.to_addr) == (address, auth.destination)
+        elif isinstance(msg, DelegateMsg | UndelegateMsg):
+            ok = msg.delegator == address and msg.validator == auth.destination
+            # Only a delegation needs an allowed validator: an undelegation leaves the
+            # stake's own (verified) validator, which may have been delisted since.
+            if isinstance(msg, DelegateMsg) and msg.validator not in rules.validators:
+                raise KeyAccessDenied(f"{op_id}: validator {msg.validator} is not allowed")
+        else:  # pragma: no cover - _COSMOS_INTENTS names these three only
+            ok = False
+        if not ok:
+            raise KeyAccessDenied(f"transaction does not match {auth.kind} {op_id}")
+        if tx.fee_amount > auth.fee_cap:
+            raise KeyAccessDenied(f"{op_id}: fee above the cap {auth.fee_cap}")
+        with self._db.tx(write=True) as conn:
+            signer_record.lock(conn, op_id)
+            self._claim_request(conn, auth)
+            self._velocity(conn, auth)
+            for prior in signer_record.signatures(conn, op_id):
+                if prior.intent_hash != auth.intent_hash:
+                    raise KeyAccessDenied(f"{op_id} was signed for another intent")
+                if (prior.account, prior.nonce) != (address, tx.sequence):
+                    raise KeyAccessDenied(
+                        f"{op_id} was signed at sequence {prior.nonce} of {prior.account}"
+                    )
+            self._claim_sequence(conn, op_id, address, tx.sequence)
+            raw = sign()
+            signer_record.insert(
+                conn,
+                RecordedSignature(
+                    operation_id=op_id,
+                    chain="cosmos",
+                    wallet_id=wallet_id,
+                    tx_hash=cosmos_tx_hash(raw),
+                    inputs=(),
+                    payments=((auth.destination, auth.amount),),
+                    fee=tx.fee_amount,
+                    account=address,
+                    nonce=tx.sequence,
+                    client_id=auth.holder,
+                    asset=auth.asset,
+                    intent_hash=auth.intent_hash,
+                ),
+            )
+        return raw
+
+    def _claim_sequence(self, conn: Conn, op_id: str, address: str, sequence: int) -> None:
+        assert self._cosmos is not None
+        what = f"cosmos:{self._cosmos.chain_id}:{address}:{sequence}"
+        owner = signer_record.claim(conn, what, op_id)
+        if owner != op_id:
+            raise KeyAccessDenied(f"{op_id}: sequence {sequence} was signed for {owner}")
+
+    def _sign_cosmos_claim(
+        self,
+        op_id: str,
+        wallet_id: str,
+        address: str,
+        owner: str,
+        tx: DecodedCosmosTx,
+        sign: Callable[[], bytes],
+    ) -> bytes:
+        """A claim of the delegator's own rewards: no intent (nothing leaves the client's
+        address but the fee), from allowed validators, each once, at most once per
+        `claim_every` for the address."""
+        rules = self._cosmos
+        assert rules is not None
+        claims = [m for m in tx.messages if isinstance(m, WithdrawRewardsMsg)]
+        if len(claims) != len(tx.messages):
+            raise KeyAccessDenied(f"{op_id}: a claim carries other messages")
+        if tx.fee_amount > rules.max_claim_fee:
+            raise KeyAccessDenied(f"{op_id}: a claim's fee is at most {rules.max_claim_fee}")
+        validators = [m.validator for m in claims]
+        if any(m.delegator != address for m in claims):
+            raise KeyAccessDenied(f"{op_id}: claims another delegator's rewards")
+        if len(set(validators)) != len(validators) or not set(validators) <= rules.validators:
+            raise KeyAccessDenied(f"{op_id}: claims from a validator not allowed, or twice")
+        client = owner.split(":")[1]
+        epoch = int(datetime.now(UTC).timestamp() // rules.claim_every.total_seconds())
+        with self._db.tx(write=True) as conn:
+            signer_record.lock(conn, op_id)
+            prior = signer_record.signatures(conn, op_id)
+            if any((p.account, p.nonce) != (address, tx.sequence) for p in prior):
+                raise KeyAccessDenied(f"{op_id} was signed at another sequence")
+            if not prior:
+                holder = signer_record.claim(conn, f"cosmos-claim:{address}:{epoch}", op_id)
+                if holder != op_id:
+                    raise KeyAccessDenied(f"{op_id}: {address} claimed rewards just now")
+            self._claim_sequence(conn, op_id, address, tx.sequence)
+            raw = sign()
+            signer_record.insert(
+                conn,
+                RecordedSignature(
+                    operation_id=op_id,
+                    chain="cosmos",
+                    wallet_id=wallet_id,
+                    tx_hash=cosmos_tx_hash(raw),
+                    inputs=(),
+                    payments=(),
+                    fee=tx.fee_amount,
+                    account=address,
+                    nonce=tx.sequence,
+                    client_id=f"rewards:{client}",
+                    asset=rules.asset,
+                    intent_hash="",
+                ),
+            )
+        return raw

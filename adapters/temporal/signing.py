@@ -20,6 +20,7 @@ from sagas.errors import DependencyUnavailable, KeyAccessDenied, SigningDeadline
 from sagas.signing import TASK_QUEUE as SIGNER_QUEUE
 from sagas.signing import (
     SignBtcRequest,
+    SignCosmosRequest,
     SignedTransaction,
     SignEvmRequest,
     UnsignedBtcTransaction,
@@ -89,6 +90,13 @@ class TemporalSigningClient:
             tx={k: v for k, v in tx.items()},  # type: ignore[misc]
         )
         signed = self._run("SignEvmTransaction", request, SignedTransaction, operation)
+        self._after_sign("sign")
+        return bytes.fromhex(signed.raw_hex)
+
+    def sign_cosmos_transaction(self, request: SignCosmosRequest) -> bytes:
+        request = request.model_copy(update={"signer_queue": self._signer_queue})
+        op = request.operation_id
+        signed = self._run("SignCosmosTransaction", request, SignedTransaction, op)
         self._after_sign("sign")
         return bytes.fromhex(signed.raw_hex)
 

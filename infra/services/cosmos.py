@@ -235,6 +235,10 @@ class SimdA(_SimdNode):
             "CUSTODY_COSMOS_FAUCET": str(self.faucet_file),
             "CUSTODY_COSMOS_VALIDATOR": chain["validators"]["simd"]["operator"],
             "CUSTODY_COSMOS_VALIDATOR_B": chain["validators"]["simd-b"]["operator"],
+            # The platform's allow-list: both (tests slash clients delegated to B).
+            "CUSTODY_COSMOS_VALIDATORS": ",".join(
+                chain["validators"][name]["operator"] for name in ("simd", "simd-b")
+            ),
         }
 
 

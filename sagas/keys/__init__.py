@@ -13,8 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Chain = Literal["bitcoin", "ethereum"]
-CHAINS: tuple[Chain, ...] = ("bitcoin", "ethereum")
+Chain = Literal["bitcoin", "ethereum", "cosmos"]
+CHAINS: tuple[Chain, ...] = ("bitcoin", "ethereum", "cosmos")
 Network = Literal["mainnet", "testnet", "regtest", "simnet", "anvil"]
 
 

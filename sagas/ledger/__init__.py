@@ -32,6 +32,7 @@ class Asset(BaseModel):
 BTC = Asset(code="BTC", decimals=8)
 ETH = Asset(code="ETH", decimals=18)
 CTUSD = Asset(code="CTUSD", decimals=6)  # the stack's test stablecoin (infra/contracts/)
+ATOM = Asset(code="ATOM", decimals=6)  # the proof-of-stake chain's staking token (uatom)
 EUR = Asset(code="EUR", decimals=2)
 CHF = Asset(code="CHF", decimals=2)
 

@@ -102,15 +102,31 @@ class SignBtcRequest(BaseModel):
     tx: UnsignedBtcTransaction
 
 
+class SignCosmosRequest(BaseModel):
+    """A Cosmos SDK transaction to sign (SIGN_MODE_DIRECT) with the wallet's key at
+    m/44'/118'/0'/0/index: the body and auth-info bytes exactly as they will be
+    broadcast. The signer decodes them itself and signs only what it read."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    operation_id: str = Field(min_length=1)
+    signer_queue: str = Field(default=TASK_QUEUE, description="the signer's task queue")
+    wallet_id: str
+    index: int = Field(ge=0, lt=2**31)
+    body_bytes_hex: str = Field(pattern=_HEX, max_length=20_000)
+    auth_info_bytes_hex: str = Field(pattern=_HEX, max_length=4_000)
+    chain_id: str = Field(min_length=1, max_length=64)
+    account_number: int = Field(ge=0, lt=2**64)
+
+
 class Authorised(BaseModel):
     """The one payment an operation authorises the signer to make: every check of what
     the signer signs reads this, and only this."""
 
     model_config = ConfigDict(frozen=True)
     operation_id: str
-    kind: Literal["withdrawal", "settlement"]
+    kind: Literal["withdrawal", "settlement", "stake", "unstake"]
     client_id: str | None
-    chain: Literal["bitcoin", "ethereum"]
+    chain: Literal["bitcoin", "ethereum", "cosmos"]
     asset: str
     amount: int = Field(gt=0)
     destination: str

@@ -24,11 +24,26 @@ from sagas.money import parse_units
 from sagas.settlement import leg_operation
 from sagas.withdrawal.intent import requester, signed_request
 
+# What a client signs for each kind of intent it asks for: the request (method and target)
+# and the body's fields that must equal the intent's asset, amount and destination. An
+# unstake's target names the stake it undoes; its asset and validator are the stake's.
+_CLIENT_REQUESTS: dict[str, tuple[str, tuple[str, str, str | None]]] = {
+    "withdrawal": ("/v1/clients/{client}/withdrawals", ("asset", "amount", "destination")),
+    "stake": ("/v1/clients/{client}/stakes", ("asset", "amount", "validator")),
+    "unstake": ("/v1/stakes/{stake}/unstake", ("", "amount", None)),
+}
+STAKING_KINDS = frozenset({"stake", "unstake"})
+
 
 def _check_client_request(
-    operation_id: str, intent: Intent, governance: Governance, decimals: Mapping[str, int]
+    operation_id: str,
+    intent: Intent,
+    governance: Governance,
+    decimals: Mapping[str, int],
+    stake: Intent | None = None,
 ) -> str:
-    """The client's own signature over its request, and the request is this intent."""
+    """The client's own signature over its request, and the request is this intent (an
+    unstake's: of the client's own `stake`, whose asset and validator it has)."""
     request = signed_request(intent)
     if request is None:
         raise KeyAccessDenied(f"{operation_id}: no request signed by the client")
@@ -41,18 +56,44 @@ def _check_client_request(
     )
     if not checked.ok or checked.client_id != intent.client_id:
         raise KeyAccessDenied(f"{operation_id}: the client's request signature does not hold")
-    if (request.method, request.target) != ("POST", f"/v1/clients/{intent.client_id}/withdrawals"):
+    template, (asset_field, amount_field, destination_field) = _CLIENT_REQUESTS[intent.kind]
+    stake_id = (intent.payload or {}).get("stake")
+    target = template.format(client=intent.client_id, stake=stake_id)
+    if intent.kind == "unstake" and not isinstance(stake_id, str):
+        raise KeyAccessDenied(f"{operation_id}: an unstake names the stake it undoes")
+    if (request.method, request.target) != ("POST", target):
         raise KeyAccessDenied(f"{operation_id}: the client signed another request")
     try:
         body = json.loads(request.body_bytes())
-        asset = body["asset"]
-        amount = parse_units(body["amount"], decimals[asset])
-        destination = body["destination"]
+        if intent.kind == "unstake":
+            if stake is None:
+                raise KeyAccessDenied(f"{operation_id}: no stake {stake_id} on record")
+            asset, destination = stake.asset, stake.destination
+        else:
+            asset, destination = body[asset_field], body[destination_field]
+        amount = parse_units(body[amount_field], decimals[asset])
     except (ValueError, KeyError, TypeError):
-        raise KeyAccessDenied(f"{operation_id}: the signed body is not a withdrawal") from None
+        raise KeyAccessDenied(f"{operation_id}: the signed body is not a {intent.kind}") from None
     if (asset, amount, destination) != (intent.asset, intent.amount, intent.destination):
         raise KeyAccessDenied(f"{operation_id}: the intent is not what the client signed")
     return f"request:{request.signature.key_id}:{request.signature.nonce}"
+
+
+def _check_stake(operation_id: str, intent: Intent, stake: Intent | None) -> None:
+    """An unstake undoes a stake of the same client, asset and validator, for no more
+    than was staked (the stake's own signed request is checked by the caller)."""
+    if stake is None or stake.kind != "stake":
+        raise KeyAccessDenied(f"{operation_id}: no stake on record for this unstake")
+    if stake.operation_id != (intent.payload or {}).get("stake"):
+        raise KeyAccessDenied(f"{operation_id}: the stake on record is another one")
+    if (stake.client_id, stake.asset, stake.destination) != (
+        intent.client_id,
+        intent.asset,
+        intent.destination,
+    ):
+        raise KeyAccessDenied(f"{operation_id}: the stake is another client's or validator's")
+    if intent.amount > stake.amount:
+        raise KeyAccessDenied(f"{operation_id}: unstakes more than the stake")
 
 
 def _check_confirmation(
@@ -125,6 +166,7 @@ def authorise(
     max_request_age: timedelta = MAX_REQUEST_AGE,
     max_confirmation_age: timedelta = MAX_CONFIRMATION_AGE,
     screened: Callable[[str], bool] = lambda _destination: False,
+    stake: Intent | None = None,
 ) -> Authorisation:
     """The payment `intent` authorises for `operation_id`, or KeyAccessDenied.
 
@@ -137,14 +179,21 @@ def authorise(
     the signer's own record shows it signed for the client and asset in the velocity
     window (other operations). `first_signed_at`: when the signer first signed for this
     operation, if it did (a fee bump re-signs the same payment after the intent's
-    expiry: its approvals are counted as of that first signature)."""
+    expiry: its approvals are counted as of that first signature). A stake or an unstake
+    (of `stake`, the stake's intent) is a client's request like a withdrawal, under the
+    client's policy for the asset, with no velocity window or destination allow-list
+    (nothing leaves custody: the validator allow-list is the signer's own)."""
     if intent is None:
         raise KeyAccessDenied(f"{operation_id}: no intent on record")
     if intent.operation_id != operation_id:
         raise KeyAccessDenied(f"{operation_id}: the intent is for {intent.operation_id}")
     claims: tuple[str, ...] = ()
-    if intent.kind == "withdrawal" and intent.client_id is not None:
-        claims = (_check_client_request(operation_id, intent, governance, decimals),)
+    if intent.kind in _CLIENT_REQUESTS and intent.client_id is not None:
+        if intent.kind == "unstake":
+            _check_stake(operation_id, intent, stake)
+            assert stake is not None
+            _check_client_request(stake.operation_id, stake, governance, decimals)
+        claims = (_check_client_request(operation_id, intent, governance, decimals, stake),)
         request = signed_request(intent)
         assert request is not None
         # A request the signer never paid does not stay payable for ever (one refused,
@@ -179,18 +228,21 @@ def authorise(
     if policy is None:
         raise KeyAccessDenied(f"{operation_id}: {holder} has no {intent.asset} policy")
     rules = policy.rules
+    staking = intent.kind in STAKING_KINDS
+    velocity = None if staking else rules.daily_velocity_limit
     if rules.per_transaction_limit is not None and intent.amount > rules.per_transaction_limit:
         raise KeyAccessDenied(f"{operation_id}: above the per-transaction limit")
-    if (
-        rules.daily_velocity_limit is not None
-        and signed_in_window + intent.amount > rules.daily_velocity_limit
-    ):
+    if velocity is not None and signed_in_window + intent.amount > velocity:
         raise KeyAccessDenied(f"{operation_id}: above the daily velocity limit")
-    if rules.allow_list_required and intent.destination not in rules.allowed_destinations:
+    if (
+        not staking
+        and rules.allow_list_required
+        and intent.destination not in rules.allowed_destinations
+    ):
         raise KeyAccessDenied(f"{operation_id}: the destination is not on the allow-list")
     threshold = rules.approval_threshold
     required = rules.approval_quorum if threshold is not None and intent.amount > threshold else 0
-    if rules.screening_required and screened(intent.destination):
+    if not staking and rules.screening_required and screened(intent.destination):
         # A screening hit compliance released: paid only with a quorum's signatures (an
         # unsigned release, or a worker that skipped the screening, pays nothing).
         required = max(required, rules.approval_quorum)
@@ -218,7 +270,7 @@ def authorise(
         intent_hash=intent.hash(),
         approvers=tuple(sorted(quorum.operators)),
         policy_version=policy.version,
-        velocity_limit=rules.daily_velocity_limit,
-        holder=holder,
+        velocity_limit=velocity,
+        holder=f"staking:{holder}" if staking else holder,
         request_claims=claims,
     )

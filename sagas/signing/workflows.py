@@ -9,7 +9,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from sagas.signing import SignBtcRequest, SignedTransaction, SignEvmRequest
+    from sagas.signing import SignBtcRequest, SignCosmosRequest, SignedTransaction, SignEvmRequest
     from sagas.signing.activities import SigningActivities
 
 
@@ -39,6 +39,19 @@ class SignBtcWorkflow:
     async def run(self, request: SignBtcRequest) -> SignedTransaction:
         return await workflow.execute_activity_method(
             SigningActivities.sign_btc,
+            request,
+            task_queue=request.signer_queue,
+            start_to_close_timeout=_TIMEOUT,
+            retry_policy=_RETRY,
+        )
+
+
+@workflow.defn(name="SignCosmosTransaction")
+class SignCosmosWorkflow:
+    @workflow.run
+    async def run(self, request: SignCosmosRequest) -> SignedTransaction:
+        return await workflow.execute_activity_method(
+            SigningActivities.sign_cosmos,
             request,
             task_queue=request.signer_queue,
             start_to_close_timeout=_TIMEOUT,

@@ -19,6 +19,7 @@ from pydantic import BaseModel, BeforeValidator
 
 from sagas.ledger import EUR
 from services.app.trades import TRADABLE
+from services.app.withdrawals import WITHDRAWABLE
 from services.platform import ASSETS
 
 
@@ -123,7 +124,7 @@ def whole(
 
 def _write_rules(doc: dict[str, Any], counterparties: list[str]) -> None:
     schemas = doc["components"]["schemas"]
-    assets = list(ASSETS)
+    assets = list(WITHDRAWABLE)
 
     wd = schemas["WithdrawalBody"]
     wd["properties"]["asset"]["enum"] = assets
@@ -139,6 +140,7 @@ def _write_rules(doc: dict[str, Any], counterparties: list[str]) -> None:
             },
         )
         for code, (asset, chain) in ASSETS.items()
+        if code in WITHDRAWABLE
     ]
 
     tr = schemas["TradeBody"]

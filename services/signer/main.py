@@ -17,12 +17,12 @@ from adapters.governance.store import LiveGovernance, SqlGovernanceStore
 from adapters.keys.hd import BipDeriver
 from adapters.keys.openbao import OpenBaoKeyWrapper
 from adapters.keys.store import SqlKeyStore
-from adapters.operations.guard import SigningGuard
+from adapters.operations.guard import CosmosRules, SigningGuard
 from adapters.operations.intents import SqlIntentStore
 from adapters.operations.screening import DenyListScreening
 from adapters.operations.store import SqlOperationStore
 from adapters.temporal import connect
-from sagas.signing import UnsignedBtcTransaction
+from sagas.signing import SignCosmosRequest, UnsignedBtcTransaction
 from sagas.signing.activities import SigningActivities
 from services.platform import ASSETS
 from services.settings import PlatformSettings
@@ -54,10 +54,15 @@ def build_signer(settings: PlatformSettings, db_url: str | None = None) -> Signe
         _screening(settings),
         {code: chain for code, (_asset, chain) in ASSETS.items()},
         hot_lanes=settings.eth_hot_lanes,
+        cosmos=CosmosRules(
+            chain_id=settings.cosmos_chain_id,
+            denom=settings.cosmos_denom,
+            validators=frozenset(settings.allowed_validators()),
+            max_fee=settings.signer_max_cosmos_fee,
+        ),
     )
-    return Signer(
-        unwrapper, SqlKeyStore(url, migrate=False), BipDeriver(settings.btc_network), guard
-    )
+    deriver = BipDeriver(settings.btc_network, settings.cosmos_address_prefix)
+    return Signer(unwrapper, SqlKeyStore(url, migrate=False), deriver, guard)
 
 
 class _Slow:
@@ -78,16 +83,20 @@ class _Slow:
         time.sleep(self._delay)
         return self._signer.sign_btc_transaction(operation, wallet_id, tx)
 
+    def sign_cosmos_transaction(self, request: SignCosmosRequest) -> bytes:
+        time.sleep(self._delay)
+        return self._signer.sign_cosmos_transaction(request)
+
 
 async def serve(db_url: str | None = None) -> None:
     settings = PlatformSettings.load()
     signer = build_signer(settings, db_url)
-    activities = SigningActivities(signer, signer)
+    activities = SigningActivities(signer, signer, signer)
     if settings.signer_delay_seconds > 0:
         if settings.eth_chain_id != 31337:  # fault injection: the dev chain only
             raise SystemExit("CUSTODY_SIGNER_DELAY_SECONDS is for tests on the dev chain")
         slow = _Slow(signer, settings.signer_delay_seconds)
-        activities = SigningActivities(slow, slow)
+        activities = SigningActivities(slow, slow, slow)
     client = await connect(
         settings.temporal_address, settings.temporal_namespace, settings.temporal_transport()
     )
@@ -95,7 +104,7 @@ async def serve(db_url: str | None = None) -> None:
         worker = Worker(
             client,
             task_queue=settings.signer_task_queue,
-            activities=[activities.sign_evm, activities.sign_btc],
+            activities=[activities.sign_evm, activities.sign_btc, activities.sign_cosmos],
             # A refusal is permanent (KeyAccessDenied): the workflow does not retry it.
             activity_executor=pool,
         )

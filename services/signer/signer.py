@@ -13,6 +13,7 @@ the transaction against the authorised payment and the signer's own record.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable
 from typing import Any, Protocol, cast
@@ -28,10 +29,19 @@ from adapters.chains.bitcoin.tx import (
     sighash_p2wpkh,
     unsigned_txid,
 )
+from adapters.chains.cosmos.tx import (
+    DecodedCosmosTx,
+    NotAPlatformTx,
+    UnsignedCosmosTx,
+    assemble,
+    decode,
+    sign_doc,
+)
+from adapters.keys.hd import cosmos_address
 from sagas.errors import KeyAccessDenied
 from sagas.keys import Chain
 from sagas.ports import KeyDerivation, KeyStore, KeyWrapper
-from sagas.signing import UnsignedBtcTransaction
+from sagas.signing import SignCosmosRequest, UnsignedBtcTransaction
 
 
 class SigningCheck(Protocol):
@@ -55,6 +65,16 @@ class SigningCheck(Protocol):
         tx: UnsignedBtcTransaction,
         change_outputs: frozenset[int],
         txid: str,
+        sign: Callable[[], bytes],
+    ) -> bytes: ...
+
+    def sign_cosmos(
+        self,
+        operation: str,
+        wallet_id: str,
+        index: int,
+        address: str,
+        tx: DecodedCosmosTx,
         sign: Callable[[], bytes],
     ) -> bytes: ...
 
@@ -105,9 +125,15 @@ class Signer:
     ) -> bytes:
         """The raw signed transaction for the key at m/44'/60'/0'/0/index."""
 
+        address = self.evm_address(wallet_id, index)
+
         def sign() -> bytes:
             key = self._private_key(operation, wallet_id, "ethereum", 0, index)
             try:
+                # The xpub the address came from and the seed must agree (a wallet row
+                # with another xpub beside the same wrapped seed signs nothing).
+                if Account.from_key(key).address != address:
+                    raise KeyAccessDenied(f"{operation}: wallet {wallet_id} key mismatch")
                 signed = Account.sign_transaction(cast(Any, tx), key)
             finally:
                 del key
@@ -116,7 +142,6 @@ class Signer:
         if self._guard is None:
             raw = sign()
         else:
-            address = self.evm_address(wallet_id, index)
             raw = self._guard.sign_evm(operation, wallet_id, index, address, tx, sign)
         log.info("signed operation %s: wallet %s ethereum 0/%d", operation, wallet_id, index)
         return raw
@@ -185,6 +210,49 @@ class Signer:
             wallet_id,
             len(tx.inputs),
         )
+        return raw
+
+    def sign_cosmos_transaction(self, request: SignCosmosRequest) -> bytes:
+        """The TxRaw of the request's transaction signed (SIGN_MODE_DIRECT, secp256k1
+        over SHA-256 of the SignDoc, low-S r||s) by the key at m/44'/118'/0'/0/index. The
+        signer decodes the bytes itself: the transaction's one signer must be that key,
+        and the guard checks what the decoded transaction does."""
+        operation, wallet_id, index = request.operation_id, request.wallet_id, request.index
+        wallet = self._store.wallet(wallet_id)
+        if wallet is None or "cosmos" not in wallet.xpubs:
+            raise KeyAccessDenied(f"the signer holds no Cosmos key of wallet {wallet_id}")
+        unsigned = UnsignedCosmosTx(
+            body_bytes_hex=request.body_bytes_hex,
+            auth_info_bytes_hex=request.auth_info_bytes_hex,
+            chain_id=request.chain_id,
+            account_number=request.account_number,
+        )
+        try:
+            decoded = decode(unsigned)
+        except NotAPlatformTx as exc:
+            raise KeyAccessDenied(f"{operation}: {exc}") from exc
+        pub = self._deriver.public_key(wallet.xpubs["cosmos"], "cosmos", 0, index)
+        if decoded.public_key != pub:
+            raise KeyAccessDenied(f"{operation}: the transaction's signer is another key")
+        address = cosmos_address(pub, self._deriver.cosmos_prefix)
+        digest = hashlib.sha256(sign_doc(unsigned)).digest()
+
+        def sign() -> bytes:
+            key = coincurve.PrivateKey(self._private_key(operation, wallet_id, "cosmos", 0, index))
+            try:
+                if key.public_key.format(compressed=True) != pub:
+                    raise KeyAccessDenied(f"{operation}: wallet {wallet_id} key mismatch")
+                # libsecp256k1 signs low-S (RFC 6979 nonces): r||s is the compact form.
+                signature = key.sign_recoverable(digest, hasher=None)[:64]
+            finally:
+                del key
+            return assemble(unsigned, signature)
+
+        if self._guard is None:
+            raw = sign()
+        else:
+            raw = self._guard.sign_cosmos(operation, wallet_id, index, address, decoded, sign)
+        log.info("signed operation %s: wallet %s cosmos 0/%d", operation, wallet_id, index)
         return raw
 
 

@@ -71,7 +71,7 @@ def test_deposit_then_withdraw_btc_eth_and_token_over_http(run: Running) -> None
         return len(deposits) == 3 and {d["state"] for d in deposits} == {"seen"}
 
     wait_for("three deposits seen", seen)
-    assert balances(client, client_id) == {"BTC": 0, "ETH": 0, "CTUSD": 0}
+    assert balances(client, client_id) == {"BTC": 0, "ETH": 0, "CTUSD": 0, "ATOM": 0}
 
     run.miner.start()
     credited(run, client, client_id, {"BTC": BTC, "ETH": 2 * ETH, "CTUSD": 500 * USD})
@@ -114,6 +114,7 @@ def test_deposit_then_withdraw_btc_eth_and_token_over_http(run: Running) -> None
         "BTC": BTC - 30_000_000,
         "ETH": 2 * ETH - ETH // 2,
         "CTUSD": 500 * USD - 120_250_000,
+        "ATOM": 0,
     }
 
     # What the platform holds on chain equals its omnibus accounts, fees included.

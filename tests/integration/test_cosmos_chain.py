@@ -84,10 +84,11 @@ def test_both_validators_bonded_with_a_holding_more_than_two_thirds(
     assert set(power) == {a, b}
     for op, p in power.items():
         assert p == int(by_operator[op]["tokens"]) // UATOM
-    # Genesis: 90 and 10. Delegations (tests) only add to A; B's may only drop by a
-    # 10 % downtime slash. A alone must keep more than 2/3, so blocks go on without B.
+    # Genesis: 90 and 10. Tests delegate mostly to A, to B only crumbs (or what earlier
+    # runs left); B's may drop by a 10 % downtime slash. A alone must keep more than
+    # 2/3, so blocks go on without B.
     assert power[a] >= 90
-    assert 9 <= power[b] <= 10
+    assert 9 <= power[b] <= 20
     assert 3 * power[a] > 2 * (power[a] + power[b])
 
 

@@ -43,7 +43,7 @@ def setup(stack_settings: PlatformSettings, fresh_postgres_url: str):  # type: i
 def test_wallet_is_stored_as_ciphertext_and_xpubs_only(setup, stack_settings) -> None:  # type: ignore[no-untyped-def]
     store, deriver, wallet = setup
     assert wallet.wrapped_seed.startswith("vault:v1:")
-    assert set(wallet.xpubs) == {"bitcoin", "ethereum"}
+    assert set(wallet.xpubs) == {"bitcoin", "ethereum", "cosmos"}
     assert wallet.xpubs["bitcoin"].startswith("vpub")  # BIP84 test-network account key
     assert (
         create_wallet(wallet.wallet_id, deriver, _role(stack_settings, "custody-worker"), store)

@@ -24,7 +24,7 @@ from adapters.keys.store import SqlKeyStore
 from adapters.sqldb import SqlDatabase
 from adapters.temporal import connect
 from adapters.temporal.signing import TemporalSigningClient
-from sagas.signing.workflows import SignBtcWorkflow, SignEvmWorkflow
+from sagas.signing.workflows import SignBtcWorkflow, SignCosmosWorkflow, SignEvmWorkflow
 from services.settings import PlatformSettings
 from tests.governed import Governed, approve
 
@@ -55,7 +55,12 @@ def signer_queue(
     the genesis of `governed` (with the settings of a `signer_env` marker, if any)."""
     queue = f"redteam-signer-{uuid.uuid4().hex[:8]}"
     marker = request.node.get_closest_marker("signer_env")
-    extra = {} if marker is None else dict(marker.kwargs)
+    # A value may be a callable, read when the signer starts (a stack address).
+    extra = (
+        {}
+        if marker is None
+        else {k: str(v() if callable(v) else v) for k, v in marker.kwargs.items()}
+    )
     proc = subprocess.Popen(
         [sys.executable, "-m", "services.signer.main", "--db-url", fresh_postgres_url],
         env={
@@ -98,7 +103,11 @@ def attacker(
             stack_settings.temporal_namespace,
             stack_settings.temporal_transport(),
         )
-        worker = Worker(client, task_queue=queue, workflows=[SignEvmWorkflow, SignBtcWorkflow])
+        worker = Worker(
+            client,
+            task_queue=queue,
+            workflows=[SignEvmWorkflow, SignBtcWorkflow, SignCosmosWorkflow],
+        )
         return client, worker, loop.create_task(worker.run())
 
     client, worker, running = asyncio.run_coroutine_threadsafe(start(), loop).result(60)

@@ -83,3 +83,25 @@ def test_new_mnemonics_are_24_fresh_words() -> None:
 def test_an_invalid_mnemonic_is_refused() -> None:
     with pytest.raises(ValueError, match="BIP39"):
         BipDeriver.seed("abandon " * 12)
+
+
+def test_cosmos_accounts_are_bip44_coin_118() -> None:
+    # The address cosmjs and Keplr derive at m/44'/118'/0'/0/0 from the 'abandon ...
+    # about' mnemonic; cosmpy's own address encoding of the private key's public key
+    # agrees, so the xpub path (no secret) and the signer's path (the seed) meet.
+    from cosmpy.crypto.address import Address
+    from cosmpy.crypto.keypairs import PrivateKey
+
+    deriver = BipDeriver("simnet")
+    seed = deriver.seed(BIP84_MNEMONIC)
+    xpub = deriver.account_xpub(seed, "cosmos")
+    assert deriver.address(xpub, "cosmos", 0, 0) == "cosmos19rl4cm2hmr8afy4kldpxz3fka4jguq0auqdal4"
+    for index in (0, 1, 7):
+        key = PrivateKey(deriver.private_key(seed, "cosmos", 0, index))
+        assert str(Address(key.public_key, "cosmos")) == deriver.address(xpub, "cosmos", 0, index)
+        assert key.public_key.public_key_bytes == deriver.public_key(xpub, "cosmos", 0, index)
+    # Another chain's prefix, the same key.
+    other = BipDeriver("simnet", cosmos_prefix="osmo")
+    assert other.address(xpub, "cosmos", 0, 0).startswith("osmo1")
+    with pytest.raises(ValueError):
+        BipDeriver("simnet", cosmos_prefix="Cosmos!")

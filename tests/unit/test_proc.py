@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from infra import proc
@@ -13,6 +14,10 @@ def test_is_running_requires_the_marker(tmp_path: Path) -> None:
     marker = str(tmp_path / "svc")
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", marker])
     try:
+        # Right after fork the child may not have exec'd yet: its command line is ours.
+        deadline = time.monotonic() + 5
+        while not proc.is_running(child.pid, marker) and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert proc.is_running(child.pid, marker)
         assert not proc.is_running(child.pid, str(tmp_path / "someone-else"))
     finally:

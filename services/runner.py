@@ -1,11 +1,13 @@
 """The whole platform as processes on the local stack: `custody demo` and the e2e tier.
 
 One database, its own Temporal task queues and router consumer group, and these
-processes: signer, worker, event router, outbox relay, both chain watchers and the
-API. The runner migrates the database as its owner; on PostgreSQL each process then
-connects as its own role (adapters/ledger/grants.py) when the stack has made them.
-On a test network a miner thread makes blocks on anvil and btcd while it runs
-(there are no other miners there). Each process logs to <workdir>/<name>.log.
+processes: signer, worker, event router, outbox relay, a chain watcher per chain
+(WATCHED: Ethereum, Bitcoin, Cosmos) and the API. The runner migrates the database as
+its owner; on PostgreSQL each process then connects as its own role
+(adapters/ledger/grants.py) when the stack has made them. On a test network a miner
+thread makes blocks on anvil and btcd while it runs (there are no other miners there;
+the Cosmos chain's validators make their own). Each process logs to
+<workdir>/<name>.log.
 
 Before the processes start, the governance ceremony runs as at an install: operator
 key files for alice, bob and carol under <workdir>/operators (0600, encrypted with
@@ -32,6 +34,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +43,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from adapters.chains.bitcoin.faucet import BtcFaucet
 from adapters.chains.bitcoin.node import BtcdNode
+from adapters.chains.cosmos.faucet import CosmosFaucet
+from adapters.chains.cosmos.node import CosmosNode
 from adapters.chains.ethereum.faucet import DevChainFaucet
 from adapters.chains.ethereum.node import Web3EthereumNode
 from adapters.governance.store import SqlGovernanceStore
@@ -55,6 +60,9 @@ from services.settings import PlatformSettings
 
 ETH_DEPTH = 3
 BTC_DEPTH = 2
+# The chains a watcher follows (process `watch-<chain>`), each at its settings' depth
+# (Cosmos: CUSTODY_COSMOS_CONFIRMATIONS, 1: a committed Tendermint block is final).
+WATCHED = ("ethereum", "bitcoin", "cosmos")
 OPERATORS = ("alice", "bob", "carol")
 GOVERNANCE_QUORUM = 2
 
@@ -66,13 +74,16 @@ KAFKA_PRINCIPALS: dict[str, str | None] = {
     "relay": "relay",
     "watch-ethereum": "chainwatch",
     "watch-bitcoin": "chainwatch",
+    "watch-cosmos": "chainwatch",
     "api": "api",
 }
 
 # The processes that work behind the request path: under contention they yield the CPU to
 # the API and the router, which answer callers (docs/decisions/0018). CUSTODY_BACKGROUND_NICE
 # (default 10; 0 turns it off) is the nice value they start with.
-BACKGROUND = frozenset({"signer", "worker", "relay", "watch-ethereum", "watch-bitcoin"})
+BACKGROUND = frozenset(
+    {"signer", "worker", "relay", "watch-ethereum", "watch-bitcoin", "watch-cosmos"}
+)
 BACKGROUND_NICE = int(os.environ.get("CUSTODY_BACKGROUND_NICE", "10"))
 
 
@@ -154,11 +165,20 @@ class Running:
         self.faucet = DevChainFaucet(self.eth.web3)
         key = json.loads((settings.btc_rpc_credentials.parent / "faucet.json").read_text())
         self.btc_faucet = BtcFaucet(self.btc, settings.btc_network, key["wif"], key["address"])
+        self.cosmos = CosmosNode(settings.cosmos_grpc_url, denom=settings.cosmos_denom)
         self.miner = Miner(self.eth, self.btc)
         self.secret = load_secret(settings.api_token_secret_file)
         self.operator_keys = self._operator_keys(workdir / "operators")
         self._governing = threading.RLock()
         self._client_keys: dict[str, Ed25519PrivateKey] = {}
+
+    @cached_property
+    def cosmos_faucet(self) -> CosmosFaucet:
+        """The test chain's faucet (CUSTODY_COSMOS_FAUCET), made on first use: it asks the
+        node which chain it is on."""
+        if self.settings.cosmos_faucet is None:
+            raise RuntimeError("CUSTODY_COSMOS_FAUCET is not set: is the Cosmos chain up?")
+        return CosmosFaucet(self.cosmos, self.settings.cosmos_faucet, self.settings.cosmos_denom)
 
     # --- the governance ceremony ---------------------------------------------------
     def _operator_keys(self, where: Path) -> dict[str, Path]:
@@ -217,7 +237,7 @@ class Running:
         """Governance's default rules (no limits, no approvals: tests that need them set a
         client's own policy), the settlement rules (the providers' addresses only) and each
         provider's settlement-confirmation key."""
-        for asset in ("BTC", "ETH", "CTUSD"):
+        for asset in ("BTC", "ETH", "CTUSD", "ATOM"):
             rules = PolicyRules(client_id=DEFAULT_POLICY, asset=asset)
             self.govern_direct("policy_change", policy_record(rules), DEFAULT_POLICY, asset)
         addresses: dict[str, set[str]] = {"BTC": set(), "ETH": set()}
@@ -336,6 +356,14 @@ class Running:
         text = log.read_text(errors="replace") if log.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
 
+    def start_watcher(self, chain: str, start_height: int | None = None) -> None:
+        """The chain's watcher, `watch-<chain>` (`start_height`: where it starts if it has
+        no stored position)."""
+        args = ["services.chainwatch.main", "--chain", chain]
+        if start_height is not None:
+            args += ["--start-height", str(start_height)]
+        self.start(f"watch-{chain}", args, "watching")
+
     def start_worker(self, pause_at: str | None = None) -> None:
         args = ["services.worker.main"] + ([f"--pause-at={pause_at}"] if pause_at else [])
         self.start("worker", args, "worker ready")
@@ -362,8 +390,8 @@ class Running:
         self.start_worker()
         self.start("router", ["services.router.main"], "router ready")
         self.start("relay", ["services.relay.main"], "relay ready")
-        for chain in ("ethereum", "bitcoin"):
-            self.start(f"watch-{chain}", ["services.chainwatch.main", "--chain", chain], "watching")
+        for chain in WATCHED:
+            self.start_watcher(chain)
         self.start_api()
         self.miner.start()
         return self

@@ -1,18 +1,22 @@
 """In-memory fakes of the chain-facing ports for the fast saga tier: the payouts (sending
-a payment on its chain) and the chain watcher's deposit observations. Each passes the
+a payment on its chain), the chain watcher's deposit observations and the staking
+chain's delegations. Each passes the
 contract suite its real implementation passes (tests/contracts/test_payouts.py,
 test_deposit_observations.py)."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 import threading
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from sagas.deposit import DepositState
-from sagas.errors import ChainRejected
+from sagas.errors import ChainRejected, KeyAccessDenied
+from sagas.staking import TxOutcome
 from sagas.withdrawal import ChainStatus
 
 _EVM_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
@@ -213,3 +217,99 @@ class FakeDepositObservations:
                     out = o.output
                     return out.address, out.account_id, out.asset, out.amount
         return None
+
+
+@dataclass
+class _Delegation:
+    kind: str
+    delegator: str
+    validator: str
+    amount: int
+    fee: int
+    tx_hash: str
+    height: int
+    polls: int = 0
+
+
+class FakeDelegations:
+    """sagas.ports.Delegations in memory: one transaction per operation (a second call
+        returns the first's hash), in a block after `in_block_after` polls of its outcome,
+        succeeded unless its operation is in `fail`; an undelegation unbonds for
+        `unbonding`, holds `amount * (100 - slash_percent) / 100` from its first read on,
+        and is released after `release_after` reads; it pays `rewards` on the way (the chain
+    withdraws a delegation's rewards before it undelegates). `refuse`: operations the signer
+        refuses (KeyAccessDenied at delegate/undelegate; "*": every one)."""
+
+    def __init__(
+        self,
+        in_block_after: int = 1,
+        unbonding: timedelta = timedelta(days=21),
+        release_after: int = 1,
+        slash_percent: int = 0,
+        rewards: int = 0,
+    ) -> None:
+        self.txs: dict[str, _Delegation] = {}
+        self.calls: dict[str, int] = {}
+        self.fail: set[str] = set()
+        self.refuse: set[str] = set()
+        self.reads: dict[int, int] = {}
+        self._in_block_after = in_block_after
+        self._unbonding = unbonding
+        self._release_after = release_after
+        self._slash = slash_percent
+        self._rewards = rewards
+        self._height = 100
+
+    def _send(
+        self, kind: str, op: str, delegator: str, validator: str, amount: int, fee: int
+    ) -> str:
+        self.calls[op] = self.calls.get(op, 0) + 1
+        if op in self.refuse or "*" in self.refuse:
+            raise KeyAccessDenied(f"{op}: refused")
+        if op not in self.txs:
+            self._height += 1
+            digest = hashlib.sha256(op.encode()).hexdigest().upper()
+            self.txs[op] = _Delegation(
+                kind, delegator, validator, amount, fee, digest, self._height
+            )
+        return self.txs[op].tx_hash
+
+    def delegate(
+        self, operation_id: str, delegator: str, validator: str, amount: int, fee: int
+    ) -> str:
+        return self._send("delegate", operation_id, delegator, validator, amount, fee)
+
+    def undelegate(
+        self, operation_id: str, delegator: str, validator: str, amount: int, fee: int
+    ) -> str:
+        return self._send("undelegate", operation_id, delegator, validator, amount, fee)
+
+    def outcome(self, operation_id: str) -> TxOutcome:
+        tx = self.txs.get(operation_id)
+        if tx is None:
+            return TxOutcome(state="pending")
+        tx.polls += 1
+        if tx.polls <= self._in_block_after:
+            return TxOutcome(state="pending", tx_hash=tx.tx_hash)
+        if operation_id in self.fail:
+            return TxOutcome(
+                state="failed", tx_hash=tx.tx_hash, height=tx.height, fee=tx.fee, detail="code 5"
+            )
+        completion, rewards = None, 0
+        if tx.kind == "undelegate":
+            completion, rewards = datetime.now(UTC) + self._unbonding, self._rewards
+        return TxOutcome(
+            state="succeeded",
+            tx_hash=tx.tx_hash,
+            height=tx.height,
+            fee=tx.fee,
+            completion_time=completion,
+            rewards=rewards,
+        )
+
+    def unbonding_balance(self, delegator: str, validator: str, height: int) -> int | None:
+        tx = next(t for t in self.txs.values() if t.height == height)
+        self.reads[height] = self.reads.get(height, 0) + 1
+        if self.reads[height] > self._release_after:
+            return None
+        return tx.amount * (100 - self._slash) // 100

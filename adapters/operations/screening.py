@@ -14,8 +14,10 @@ from web3 import Web3
 from adapters.chains.bitcoin.networks import select_network
 from adapters.chains.bitcoin.node import BtcdNode
 from adapters.chains.bitcoin.script import address_of_script
+from adapters.chains.cosmos.node import CosmosNode
 from adapters.chains.ethereum.node import Web3EthereumNode
 from adapters.chains.ethereum.reader import TRANSFER_TOPIC
+from sagas.errors import DependencyUnavailable
 
 
 class DenyListScreening:
@@ -26,9 +28,11 @@ class DenyListScreening:
         deny: Sequence[str] = (),
         deny_file: Path | None = None,
         btc_network: str = "simnet",
+        cosmos: CosmosNode | None = None,
     ) -> None:
         self._eth = eth
         self._btc = btc
+        self._cosmos = cosmos
         self._static = {a.strip().lower() for a in deny if a.strip()}
         self._file = deny_file
         self._network = btc_network
@@ -46,6 +50,8 @@ class DenyListScreening:
         return denied
 
     def sources(self, chain: str, tx_hash: str) -> list[str]:
+        if chain == "cosmos":
+            return self._cosmos_sources(tx_hash)
         if chain == "ethereum":
             assert self._eth is not None
             w3 = self._eth.web3
@@ -73,6 +79,21 @@ class DenyListScreening:
             # Taproot sources too (python-bitcoinlib names witness v0 scripts only).
             out.add(address_of_script(script) or "script:" + script.hex())
         return sorted(out)
+
+    def _cosmos_sources(self, tx_hash: str) -> list[str]:
+        """Every address whose coins the transaction spent (the bank's `coin_spent`
+        events; `transfer` senders too): the senders of its sends, each input of a
+        multi-send (whose transfer events name no sender in SDK 0.46) and the fee payer.
+        Without a node to ask, DependencyUnavailable: a deposit is never credited
+        unscreened, it waits for a worker that can screen it."""
+        if self._cosmos is None:
+            raise DependencyUnavailable("screening has no Cosmos node to read the sources from")
+        result = self._cosmos.tx(tx_hash)
+        if result is None:
+            raise DependencyUnavailable(f"cosmos transaction {tx_hash} is not indexed (yet)")
+        spent = [e.get("spender") for e in result.events_of("coin_spent")]
+        sent = [e.get("sender") for e in result.events_of("transfer")]
+        return sorted({a for a in spent + sent if a})
 
     def check(self, chain: str, addresses: Sequence[str]) -> str | None:
         denied = self._denied()

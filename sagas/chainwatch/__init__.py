@@ -1,7 +1,8 @@
 """Chain observations: deposits to platform addresses, seen, final, or undone by a reorg.
 
-An observation is one output (Bitcoin), one ETH value transfer or one ERC-20
-Transfer log, to an address the platform gave a client, in one particular block.
+An observation is one output (Bitcoin), one ETH value transfer, one ERC-20 Transfer
+log or one bank send of ATOM (Cosmos), to an address the platform gave a client, in one
+particular block.
 Its id includes the block hash: if a reorg drops the block and the transaction
 lands again in another, that is a new observation, and the old one is reorged; the
 deposit both report is the same one (its position is within the transaction).
@@ -42,7 +43,8 @@ class RawDeposit:
 
     tx_hash: str
     # Within the transaction, so the same deposit re-mined elsewhere keeps it: "value" for
-    # ETH, "log<i>" for the i-th log of the receipt (ERC-20), "vout<n>" for BTC.
+    # ETH, "log<i>" for the i-th log of the receipt (ERC-20), "vout<n>" for BTC, "msg<i>"
+    # for the i-th message's send and "msg<i>.out<j>" for a multi-send's output (ATOM).
     position: str
     address: str
     asset: str
@@ -52,7 +54,9 @@ class RawDeposit:
 @dataclass(frozen=True)
 class BlockScan:
     """One block as the watcher needs it: its hash, deposits to our addresses, and the
-    ids of all its transactions (to spot the platform's own)."""
+    ids of all its transactions (to spot the platform's own), spelled as the chain's
+    broadcasters record them: 0x-prefixed lower-case hex on Ethereum, lower-case hex on
+    Bitcoin, the chain's uppercase hex on Cosmos."""
 
     block_hash: str
     parent_hash: str

@@ -22,8 +22,9 @@ class DepositStep(BaseModel):
     tx_hash: str
     position: str = Field(
         description="within the transaction: vout<n> (BTC), value (ETH the transaction "
-        "carries) or log<i> (ERC-20: the i-th log of its receipt); unchanged if a reorg "
-        "moves the transaction to another block or index"
+        "carries), log<i> (ERC-20: the i-th log of its receipt), msg<i> (ATOM: the i-th "
+        "message's send) or msg<i>.out<j> (ATOM: the j-th output of a multi-send); "
+        "unchanged if a reorg moves the transaction to another block or index"
     )
     address: str
     asset: str

@@ -15,10 +15,10 @@ from typing import Any
 from temporalio import activity
 
 from sagas import accounts
+from sagas.approvals import tally
 from sagas.errors import CannotPay, ChainRejected, CustodyError, KeyAccessDenied
 from sagas.events import Envelope
 from sagas.governance import Governance
-from sagas.intents import count_approvals
 from sagas.ledger import PostPending, Transfer, VoidPending
 from sagas.operations import step_event_id
 from sagas.policy import VELOCITY_WINDOW, WithdrawalRequest, evaluate
@@ -48,7 +48,7 @@ from sagas.withdrawal.events import (
     WithdrawalStuck,
     event_type,
 )
-from sagas.withdrawal.intent import requester, withdrawal_intent
+from sagas.withdrawal.intent import withdrawal_intent
 
 SOURCE = "/custody/withdrawal"
 log = logging.getLogger("custody.withdrawal")
@@ -307,27 +307,14 @@ class WithdrawalActivities(RecordedSteps):
         """Count the signed approvals handed in: valid signatures over this intent by
         distinct registered operators other than the requester (the signer counts them
         again). Each newly counted operator is a step and an event."""
-        stored = self._intents.intent(req.operation_id)
-        if stored is None:
-            return ApprovalView(required=1, approvers=[], complete=False)
-        intent, required = stored
-        quorum = count_approvals(
-            intent,
-            self._intents.approvals(intent.hash()),
-            self._governance.operators(),
-            requester(intent),
-            datetime.now(UTC),
+        return tally(
+            self._ops,
+            self._intents,
+            self._governance,
+            req.operation_id,
+            "withdrawal",
+            lambda step, operator, n: event(req, step, operator=operator, approvals=n),
         )
-        approvers = sorted(quorum.operators)
-        for n, operator in enumerate(approvers, 1):
-            step = f"approval:{operator}"
-            self._ops.advance(
-                req.operation_id,
-                step,
-                [event(req, step, operator=operator, approvals=n)],
-                detail={"operator": operator, "approvals": n},
-            )
-        return ApprovalView(required=required, approvers=approvers, complete=quorum.met(required))
 
     @activity.defn(name="withdrawal.mark_approved")
     def mark_approved(self, req: WithdrawalInput) -> None:

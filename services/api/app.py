@@ -70,8 +70,10 @@ from services.api.problems import (
     unexpected,
     validation_error,
 )
+from services.api.staking import staking_routes
 from services.api.trading import trading_routes
 from services.app.decisions import check_bump
+from services.app.stakes import Stakes
 from services.app.trades import Trades
 from services.app.withdrawals import WithdrawalBody, Withdrawals, parse_amount
 from services.platform import ASSETS, Platform
@@ -276,6 +278,7 @@ def create_app(
         state["temporal"] = client
         state["withdrawals"] = Withdrawals(platform, client)
         state["trades"] = Trades(platform, client)
+        state["stakes"] = Stakes(platform, client)
         if on_ready is not None:
             on_ready()
         yield
@@ -375,6 +378,7 @@ def create_app(
         return op
 
     app.include_router(trading_routes(platform, state, remembered))
+    app.include_router(staking_routes(platform, state, remembered))
     app.include_router(governance_routes(platform, remembered, policy_holder))
 
     # --- routes ----------------------------------------------------------------------

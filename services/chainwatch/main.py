@@ -1,5 +1,6 @@
-"""`python -m services.chainwatch.main --chain ethereum|bitcoin`: follow a chain and record
-deposits to platform addresses until stopped (--until-caught-up: exit when at the head).
+"""`python -m services.chainwatch.main --chain ethereum|bitcoin|cosmos`: follow a chain and
+record deposits to platform addresses until stopped (--until-caught-up: exit when at the
+head).
 
 --pause-in-block FILE is for crash tests only: in the first block with a deposit,
 after its observations are written and before they commit, create FILE and wait to
@@ -13,11 +14,13 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
 from adapters.chains.bitcoin.node import BtcdNode
 from adapters.chains.bitcoin.reader import BitcoinChainReader
+from adapters.chains.cosmos.reader import CosmosChainReader
 from adapters.chains.ethereum.node import Web3EthereumNode
 from adapters.chains.ethereum.reader import EthereumChainReader
 from adapters.keys.store import SqlKeyStore
@@ -26,6 +29,28 @@ from services.chainwatch.watcher import ChainWatcher
 from services.settings import PlatformSettings
 
 log = logging.getLogger("custody.chainwatch")
+
+
+def _bitcoin(s: PlatformSettings) -> tuple[ChainReader, int]:
+    node = BtcdNode(s.btc_rpc_url, s.btc_rpc_auth(), s.btc_network)
+    return BitcoinChainReader(node, s.btc_network), s.btc_confirmations
+
+
+def _ethereum(s: PlatformSettings) -> tuple[ChainReader, int]:
+    node = Web3EthereumNode(s.eth_rpc_url)
+    return EthereumChainReader(node, {s.eth_token_address: "CTUSD"}), s.eth_confirmations
+
+
+def _cosmos(s: PlatformSettings) -> tuple[ChainReader, int]:
+    return CosmosChainReader(s.cosmos_grpc_url, s.cosmos_denom), s.cosmos_confirmations
+
+
+# Chain name -> its reader and confirmation depth from the settings.
+READERS: dict[str, Callable[[PlatformSettings], tuple[ChainReader, int]]] = {
+    "ethereum": _ethereum,
+    "bitcoin": _bitcoin,
+    "cosmos": _cosmos,
+}
 
 
 class _Steps(Protocol):
@@ -47,7 +72,7 @@ def follow(watcher: _Steps, stop: threading.Event, idle: float = 1.0) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--chain", choices=["ethereum", "bitcoin"], default="ethereum")
+    parser.add_argument("--chain", choices=sorted(READERS), default="ethereum")
     parser.add_argument(
         "--db-url", help="default: CUSTODY_LEDGER_URL_CHAINWATCH, else CUSTODY_LEDGER_URL"
     )
@@ -55,7 +80,7 @@ def main() -> None:
     parser.add_argument(
         "--confirmations",
         type=int,
-        help="default: CUSTODY_ETH_CONFIRMATIONS / CUSTODY_BTC_CONFIRMATIONS",
+        help="default: CUSTODY_ETH_ / CUSTODY_BTC_ / CUSTODY_COSMOS_CONFIRMATIONS",
     )
     parser.add_argument("--until-caught-up", action="store_true")
     parser.add_argument("--pause-in-block", type=Path, help=argparse.SUPPRESS)
@@ -71,18 +96,7 @@ def main() -> None:
             while True:
                 time.sleep(3600)
 
-    reader: ChainReader
-    if args.chain == "bitcoin":
-        reader = BitcoinChainReader(
-            BtcdNode(settings.btc_rpc_url, settings.btc_rpc_auth(), settings.btc_network),
-            settings.btc_network,
-        )
-        depth = settings.btc_confirmations
-    else:
-        reader = EthereumChainReader(
-            Web3EthereumNode(settings.eth_rpc_url), {settings.eth_token_address: "CTUSD"}
-        )
-        depth = settings.eth_confirmations
+    reader, depth = READERS[args.chain](settings)
     watcher = ChainWatcher(
         url,
         reader,

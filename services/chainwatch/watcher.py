@@ -49,8 +49,16 @@ class _ChainMoved(Exception):
     """The block to process does not extend the stored chain: a reorg happened meanwhile."""
 
 
-# Where the broadcasters record the platform's own transactions, per chain.
-_OUTGOING = {"ethereum": ("evm_transactions", "tx_hash"), "bitcoin": ("btc_transactions", "txid")}
+# Where the broadcasters record the platform's own transactions, per chain, and the
+# column holding each one's id as the chain reader lists it (BlockScan.txids). A chain
+# not named here has no outgoing transactions the watcher confirms: its blocks give no
+# custody.chain.tx_* events (Cosmos for now: the staking saga reads its transactions'
+# results from the node; naming its table here, ids in the chain's uppercase hex, makes
+# the watcher confirm them too).
+_OUTGOING: dict[str, tuple[str, str]] = {
+    "ethereum": ("evm_transactions", "tx_hash"),
+    "bitcoin": ("btc_transactions", "txid"),
+}
 _OUT_COLUMNS = "id, chain, operation_id, tx_hash, block_height, block_hash, state, revival"
 
 _COLUMNS = (
@@ -178,7 +186,10 @@ class ChainWatcher:
             log.info("%s block %d: %d deposit(s)", self.chain, height, len(found))
 
     def _record_outgoing(self, conn: Conn, height: int, block_hash: str, txids: list[str]) -> None:
-        """The platform's own transactions in this block (recorded by the broadcasters)."""
+        """The platform's own transactions in this block (recorded by the broadcasters);
+        none on a chain without an outgoing table."""
+        if self.chain not in _OUTGOING:
+            return
         table, column = _OUTGOING[self.chain]
         # A Bitcoin batch (decision 0025) is recorded under its batch id: each member's
         # operation is confirmed on its own, so that its saga hears of it.

@@ -13,6 +13,7 @@ from sagas.events import Envelope
 from sagas.governance_events import PAYLOADS as GOVERNANCE_PAYLOADS
 from sagas.ledger.events import PAYLOADS as LEDGER_PAYLOADS
 from sagas.settlement.events import PAYLOADS as SETTLEMENT_PAYLOADS
+from sagas.staking.events import PAYLOADS as STAKING_PAYLOADS
 from sagas.trade.events import PAYLOADS as TRADE_PAYLOADS
 from sagas.withdrawal.events import PAYLOADS as WITHDRAWAL_PAYLOADS
 
@@ -25,6 +26,7 @@ PAYLOADS = {
     **TRADE_PAYLOADS,
     **SETTLEMENT_PAYLOADS,
     **GOVERNANCE_PAYLOADS,
+    **STAKING_PAYLOADS,
 }
 
 DOCS_EVENTS = Path(__file__).resolve().parents[2] / "docs" / "events"

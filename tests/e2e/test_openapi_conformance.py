@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from eth_account import Account
 
 from tests.e2e.conftest import ETH, address, credited, new_client
@@ -92,7 +93,7 @@ parameters = {{ "path.settlement_id" = {q(ids["settlement"])} }}
 # Refusals on the merits (balance, checksums, minimums, the bank): 422, codes checked
 # by the hook `refused_only_on_the_merits`.
 [[operations]]
-include-path-regex = "/(withdrawals|trades|bank-account|proposals|approvals)$"
+include-path-regex = "/(withdrawals|trades|bank-account|proposals|approvals|stakes|unstake)$"
 include-method-regex = "^(POST|PUT)$"
 checks.positive_data_acceptance.expected-statuses = {q([*DEFAULT_POSITIVE, "422"])}
 
@@ -149,7 +150,8 @@ def test_the_document_requires_the_key_and_one_amount_per_trade(run: Running) ->
     the key or sending both amounts: checked on the live document."""
     doc = httpx.get(f"{run.base_url}/openapi.json", timeout=10).json()
     posts = [(p, ops["post"]) for p, ops in doc["paths"].items() if "post" in ops]
-    assert len(posts) == 10, [p for p, _ in posts]  # 8 + the two governance POSTs
+    # 8, the two governance POSTs, and staking's four (stake, unstake, two approvals)
+    assert len(posts) == 14, [p for p, _ in posts]
     for path, op in posts:
         (key,) = [x for x in op["parameters"] if x["name"] == "Idempotency-Key"]
         assert key["in"] == "header" and key["required"] is True, path
@@ -172,6 +174,8 @@ def test_the_document_requires_the_key_and_one_amount_per_trade(run: Running) ->
         assert "200" in answers, path
 
 
+# Two roles over every operation, 30 examples each: longer than the tier's 300 s default.
+@pytest.mark.timeout(900)
 def test_schemathesis_all_checks_pass_as_operator_and_as_client(
     run: Running, tmp_path: Path
 ) -> None:

@@ -1,0 +1,104 @@
+"""The staking sagas' events: `custody.stake.<step>.v1` and `custody.unstake.<step>.v1` on
+the events topic, keyed by the client's ATOM account, one payload model for every step
+(the catalogue in docs/events documents it), a deterministic id per operation and step.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+STAKE_STEPS = (
+    "reserved",
+    "rejected",
+    "policy_decided",
+    "intent",
+    "approval",
+    "approved",
+    "broadcast",
+    "active",
+    "failed",
+    "expired",
+)
+UNSTAKE_STEPS = (
+    "reserved",
+    "rejected",
+    "policy_decided",
+    "intent",
+    "approval",
+    "approved",
+    "broadcast",
+    "unbonding",
+    "completed",
+    "failed",
+    "expired",
+)
+FAILED_ALERT = "custody.alert.staking_failed.v1"
+
+
+def stake_event_type(step: str) -> str:
+    return f"custody.stake.{step}.v1"
+
+
+def unstake_event_type(step: str) -> str:
+    return f"custody.unstake.{step}.v1"
+
+
+class StakingStep(BaseModel):
+    """What a stake or unstake step reports. Amounts are integer strings in minor units."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    operation_id: str = Field(examples=["stk:acme-treasury:2026-12-stake-1"])
+    client_id: str
+    asset: str
+    amount: str = Field(description="minor units", examples=["25000000"])
+    validator: str
+    delegator: str = Field(description="the client's own delegator address")
+    stake_id: str | None = Field(default=None, description="an unstake's stake")
+    error_code: str | None = Field(default=None, description="rejected, expired, failed")
+    detail: str | None = None
+    outcome: str | None = Field(default=None, description="policy_decided")
+    rule: str | None = Field(default=None, description="policy_decided")
+    policy_version: int | None = Field(default=None, description="policy_decided")
+    approvals_required: int | None = None
+    operator: str | None = Field(default=None, description="approval")
+    approvals: int | None = Field(default=None, description="approval: how many so far")
+    intent_hash: str | None = Field(default=None, description="intent: what approvals sign")
+    tx_hash: str | None = Field(default=None, description="broadcast, active, unbonding, failed")
+    height: int | None = Field(default=None, description="the block of the transaction")
+    fee: str | None = Field(default=None, description="active, unbonding, failed: fee paid")
+    completion_time: str | None = Field(
+        default=None, description="unbonding: when the chain releases it (RFC 3339)"
+    )
+    rewards: str | None = Field(
+        default=None,
+        description="active, unbonding: rewards the transaction paid the client on the way "
+        "(booked to its available balance)",
+    )
+    released: str | None = Field(
+        default=None, description="completed: what the chain gave back (minor units)"
+    )
+    slashed: str | None = Field(
+        default=None, description="completed: what the chain cut while it unbonded"
+    )
+
+
+class StakingFailed(BaseModel):
+    """Alert: a stake or unstake could not be made, or failed on chain."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    operation_id: str
+    client_id: str
+    asset: str
+    amount: str
+    validator: str
+    error_code: str | None = None
+    detail: str | None = None
+
+
+PAYLOADS: dict[str, type[BaseModel]] = {
+    **{stake_event_type(step): StakingStep for step in STAKE_STEPS},
+    **{unstake_event_type(step): StakingStep for step in UNSTAKE_STEPS},
+    FAILED_ALERT: StakingFailed,
+}

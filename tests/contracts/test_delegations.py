@@ -1,0 +1,118 @@
+"""Delegations (a client's stake on the proof-of-stake chain): the fake (tests/fakes_chains.py)
+and the real CosmosDelegations on the stack's simd, a fresh PostgreSQL database and the
+real signer in-process (holding each transaction to the client's signed intent).
+
+One transaction per operation: a repeat returns the same hash; its outcome goes from
+pending to succeeded with the fee offered; an undelegation's outcome names a completion
+time after its block, its unbonding holds the amount until the chain releases it (then
+None). (The real adapter's edge cases: tests/integration/test_cosmos_delegations.py.)"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from adapters.chains.cosmos.faucet import CosmosFaucet
+from adapters.chains.cosmos.staking import CosmosDelegations
+from adapters.ledger.migrate import upgrade
+from sagas.ports import Delegations
+from sagas.staking import TxOutcome
+from services.platform import Platform
+from services.settings import PlatformSettings
+from services.signer.main import build_signer
+from tests.fakes_chains import FakeDelegations
+from tests.governed import Governed
+
+pytestmark = pytest.mark.timeout(150)
+FUNDED, AMOUNT, FEE = 10_000_000, 2_000_000, 2_000
+GAS = {"send": 200_000, "delegate": 250_000, "undelegate": 300_000, "withdraw_rewards": 250_000}
+FAKE_VALIDATOR = "cosmosvaloper1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqlxklzq"
+FAKE_DELEGATOR = "cosmos1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqnrql8a"
+
+# The port, the delegator and validator, and what the signer must see first for each
+# operation (the real one signs only what the client's intent says).
+Subject = tuple[Delegations, str, str, Callable[[str, str, int, Any], Any]]
+
+
+@pytest.fixture(params=["memory", "postgresql"])
+def subject(request: pytest.FixtureRequest) -> Iterator[Subject]:
+    if request.param == "memory":
+        yield FakeDelegations(), FAKE_DELEGATOR, FAKE_VALIDATOR, lambda *_args: None
+        return
+    request.node.add_marker(pytest.mark.stack)
+    url = request.getfixturevalue("fresh_postgres_url")
+    upgrade(url)
+    governed = Governed(url)
+    governed.defaults()
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("CUSTODY_GOVERNANCE_GENESIS_HASH", governed.genesis_hash)
+        settings = PlatformSettings.load()
+    platform = Platform(settings, url)
+    platform.create_wallet()
+    client = f"k{uuid.uuid4().hex[:6]}"
+    delegator = platform.client_address(client, "ATOM").address
+    assert settings.cosmos_faucet is not None
+    CosmosFaucet(platform.cosmos, settings.cosmos_faucet).fund((delegator, FUNDED))
+    validator = settings.allowed_validators()[0]
+    real = CosmosDelegations(
+        url,
+        platform.cosmos,
+        build_signer(settings, url),
+        platform.keys,
+        settings.platform_wallet,
+        settings.cosmos_chain_id,
+        settings.cosmos_denom,
+        GAS,
+        deriver=platform.deriver,
+        migrate=False,
+    )
+
+    def authorise(kind: str, operation: str, amount: int, stake: Any) -> Any:
+        if kind == "stake":
+            return governed.stake(operation, client, amount, validator)
+        return governed.unstake(operation, stake, amount)
+
+    yield real, delegator, validator, authorise
+
+
+def _final(d: Delegations, operation: str, timeout: float = 30.0) -> TxOutcome:
+    deadline = time.monotonic() + timeout
+    while (outcome := d.outcome(operation)).state == "pending":
+        assert time.monotonic() < deadline, f"{operation} still pending: {outcome.detail}"
+        time.sleep(0.3)
+    return outcome
+
+
+def test_a_delegation_is_one_transaction_and_succeeds_with_its_fee(subject: Subject) -> None:
+    d, delegator, validator, authorise = subject
+    op = f"stk-{uuid.uuid4().hex[:8]}"
+    authorise("stake", op, AMOUNT, None)
+    first = d.delegate(op, delegator, validator, AMOUNT, FEE)
+    assert d.delegate(op, delegator, validator, AMOUNT, FEE) == first
+    outcome = _final(d, op)
+    assert (outcome.state, outcome.tx_hash, outcome.fee) == ("succeeded", first, FEE)
+    assert outcome.height is not None and outcome.completion_time is None
+    assert outcome.rewards == 0  # a first delegation has no rewards to withdraw
+
+
+def test_an_undelegation_unbonds_until_the_chain_releases_it(subject: Subject) -> None:
+    d, delegator, validator, authorise = subject
+    stake_op, op = f"stk-{uuid.uuid4().hex[:8]}", f"uns-{uuid.uuid4().hex[:8]}"
+    stake = authorise("stake", stake_op, AMOUNT, None)
+    d.delegate(stake_op, delegator, validator, AMOUNT, FEE)
+    assert _final(d, stake_op).state == "succeeded"
+    authorise("unstake", op, AMOUNT // 2, stake)
+    d.undelegate(op, delegator, validator, AMOUNT // 2, FEE)
+    outcome = _final(d, op)
+    assert outcome.state == "succeeded" and outcome.height is not None
+    assert outcome.completion_time is not None and outcome.completion_time > datetime.now(UTC)
+    assert d.unbonding_balance(delegator, validator, outcome.height) == AMOUNT // 2
+    deadline = time.monotonic() + 60
+    while d.unbonding_balance(delegator, validator, outcome.height) is not None:
+        assert time.monotonic() < deadline, "never released"
+        time.sleep(1)

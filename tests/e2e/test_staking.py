@@ -1,0 +1,103 @@
+"""Issue 14, acceptance 1 and 2 (in part) over HTTP on the real chain: a client deposits
+ATOM, stakes part of it with the platform's validator, and the chain holds exactly that
+delegation from the client's own address while the books move it to the client's
+staked account; the client unstakes part, the worker is killed with SIGKILL during the
+unbonding wait, and once the chain has released the unbonding (30 s on the stack) the
+restarted worker credits it once. Books equal chain to the uatom: the client's
+available balance is its address's balance, its staked balance the delegation.
+(Rewards on a schedule, slashing and kills at every step: not built yet.)"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Any
+
+from adapters.ledger.sql import SqlLedger
+from adapters.sqldb import SqlDatabase
+from sagas import accounts
+from tests.e2e.conftest import address, available, balances, credited, new_client
+from tests.e2e.harness import Running, post, wait_for
+
+ATOM = 10**6
+FEE = 2_000  # uatom, what the API offers per transaction (docs/staking.md)
+
+
+def _stake(http: Any, stake_id: str) -> dict[str, Any]:
+    reply = http.get(f"/v1/stakes/{stake_id}")
+    assert reply.status_code == 200, reply.text
+    return dict(reply.json())
+
+
+def _account(run: Running, account_id: str) -> int:
+    """A ledger account's posted total, read from the platform's database."""
+    return SqlLedger(run.db_url, migrate=False).balance(account_id).total
+
+
+def test_stake_then_unstake_with_the_worker_killed_while_unbonding(run: Running) -> None:
+    client_id, _ops, client = new_client(run, "stake")
+    delegator = address(client, client_id, "ATOM")
+    assert delegator.startswith("cosmos1")
+    run.cosmos_faucet.fund((delegator, 50 * ATOM))
+    credited(run, client, client_id, {"ATOM": 50 * ATOM})
+
+    validator = run.settings.allowed_validators()[0]
+    listed = client.get("/v1/staking/validators")
+    assert listed.status_code == 200, listed.text
+    assert validator in [v["operator_address"] for v in listed.json()]
+    body = {"asset": "ATOM", "amount": "20", "validator": validator}
+    reply = post(client, f"/v1/clients/{client_id}/stakes", body)
+    assert reply.status_code in (201, 202), reply.text
+    stake_id = reply.json()["stake_id"]
+    wait_for("the stake to be active", lambda: _stake(client, stake_id)["state"] == "active")
+    node = run.cosmos
+    assert node.delegation(delegator, validator) == 20 * ATOM
+    assert available(client, client_id)["ATOM"] == 30 * ATOM - FEE == node.balance(delegator)
+    staked = accounts.staked(client_id, validator, "ATOM")
+    assert _account(run, staked) == 20 * ATOM
+
+    reply = post(client, f"/v1/stakes/{stake_id}/unstake", {"amount": "8"})
+    assert reply.status_code in (201, 202), reply.text
+    unstake_id = reply.json()["unstake_id"]
+
+    def unbonding() -> dict[str, Any] | None:
+        found = [u for u in _stake(client, stake_id)["unstakes"] if u["unstake_id"] == unstake_id]
+        return found[0] if found and found[0]["state"] == "unbonding" else None
+
+    entry = wait_for("the unstake to be unbonding", unbonding)
+    run.kill("worker")  # SIGKILL in the middle of the unbonding wait
+    assert node.delegation(delegator, validator) == 12 * ATOM
+    completion = datetime.fromisoformat(entry["completion_time"])
+    # The chain releases it while no worker runs; the books must not have moved yet.
+    wait_for(
+        "the chain to release the unbonding",
+        lambda: not node.unbonding(delegator, validator),
+        timeout=90,
+    )
+    assert time.time() >= completion.timestamp() - 1
+    assert _account(run, accounts.unbonding(client_id, validator, "ATOM")) == 8 * ATOM
+    run.start_worker()
+
+    def completed() -> dict[str, Any] | None:
+        found = [u for u in _stake(client, stake_id)["unstakes"] if u["unstake_id"] == unstake_id]
+        return found[0] if found and found[0]["state"] == "completed" else None
+
+    wait_for("the unstake to complete", completed, timeout=120)
+    # Books equal chain: what the client's address holds (the release, less the fees,
+    # plus the rewards the undelegation withdrew into it) is its available balance.
+    on_chain = node.balance(delegator)
+    assert available(client, client_id)["ATOM"] == balances(client, client_id)["ATOM"] == on_chain
+    assert on_chain >= 30 * ATOM - 2 * FEE + 8 * ATOM
+    assert node.delegation(delegator, validator) == 12 * ATOM
+    assert _account(run, staked) == 12 * ATOM
+    assert _account(run, accounts.unbonding(client_id, validator, "ATOM")) == 0
+    # One delegation and one undelegation were ever signed and recorded.
+    with SqlDatabase(run.db_url).tx() as conn:
+        kinds = conn.all(
+            "select kind from cosmos_transactions where address = ? order by sequence",
+            (delegator,),
+        )
+        signed = conn.one("select count(*) from signer_signatures where account = ?", (delegator,))[
+            0
+        ]
+    assert [k[0] for k in kinds] == ["delegate", "undelegate"] and int(signed) == 2

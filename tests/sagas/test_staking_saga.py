@@ -1,0 +1,270 @@
+"""The stake and unstake sagas in seconds: their real workflows and activities over fakes,
+on the time-skipping test server. A stake reserves, is decided by the client's policy,
+waits for a quorum's signatures above the threshold, delegates once, and books the
+amount to the client's staked account and the fee to the network; a failure on chain
+books only the fee; a refusal, a denial or an expired approval window books nothing.
+An unstake waits out a 21-day unbonding on one durable timer and books what the chain
+gives back, a slash in between included."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from temporalio.client import Client, WorkflowHandle
+
+from sagas import accounts
+from sagas.errors import ApprovalExpired, InsufficientFunds, PolicyDenied
+from sagas.governance import StaticGovernance
+from sagas.intents import RegisteredKey, sign_intent
+from sagas.ledger import ATOM, Transfer
+from sagas.policy import PolicyRules
+from sagas.staking import StakeInput, StakeResult, UnstakeInput, UnstakeResult
+from sagas.staking.activities import StakingActivities
+from sagas.staking.workflows import StakeWorkflow, UnstakeWorkflow
+from tests.fakes import FakeIntentStore, FakeOperationStore, FakePolicyStore, InMemoryLedger
+from tests.fakes_chains import FakeDelegations
+from tests.sagas.conftest import QUEUE, SagaServer, books, requested, until
+
+CLIENT = "acme"
+FUNDED = 100_000_000  # uatom
+FEE = 2_000
+VALIDATOR = "cosmosvaloper1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqlxklzq"
+DELEGATOR = "cosmos1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqnrql8a"
+OPERATORS = {name: Ed25519PrivateKey.generate() for name in ("alice", "bob", "carol")}
+
+
+@dataclass
+class World:
+    ledger: InMemoryLedger
+    ops: FakeOperationStore
+    intents: FakeIntentStore
+    chain: FakeDelegations
+    client: Client
+
+    def balance(self, account: str) -> int:
+        return self.ledger.balance(account).total
+
+    def available(self) -> int:
+        return self.ledger.balance(accounts.client(CLIENT, "ATOM")).available
+
+    def staked(self) -> int:
+        return self.balance(accounts.staked(CLIENT, VALIDATOR, "ATOM"))
+
+    def unbonding(self) -> int:
+        return self.balance(accounts.unbonding(CLIENT, VALIDATOR, "ATOM"))
+
+    async def stake(self, amount: int) -> WorkflowHandle[Any, StakeResult]:
+        op_id = f"stk:{CLIENT}:{uuid.uuid4().hex[:8]}"
+        req = StakeInput(
+            operation_id=op_id,
+            client_id=CLIENT,
+            asset="ATOM",
+            amount=amount,
+            validator=VALIDATOR,
+            delegator=DELEGATOR,
+            requested_by="carol",
+            requested_at=datetime.now(UTC),
+            fee=FEE,
+        )
+        requested(self.ops, op_id, "stake", CLIENT, "ATOM", "cosmos", amount, "carol", VALIDATOR)
+        return await self.client.start_workflow(StakeWorkflow.run, req, id=op_id, task_queue=QUEUE)
+
+    async def unstake(self, stake_id: str, amount: int) -> WorkflowHandle[Any, UnstakeResult]:
+        op_id = f"uns:{stake_id}:{uuid.uuid4().hex[:8]}"
+        req = UnstakeInput(
+            operation_id=op_id,
+            stake_id=stake_id,
+            client_id=CLIENT,
+            asset="ATOM",
+            amount=amount,
+            validator=VALIDATOR,
+            delegator=DELEGATOR,
+            requested_by="carol",
+            requested_at=datetime.now(UTC),
+            fee=FEE,
+        )
+        requested(self.ops, op_id, "unstake", CLIENT, "ATOM", "cosmos", amount, "carol", VALIDATOR)
+        return await self.client.start_workflow(
+            UnstakeWorkflow.run, req, id=op_id, task_queue=QUEUE
+        )
+
+    def approve(self, operation_id: str, operator: str) -> None:
+        stored = self.intents.intent(operation_id, "stake")
+        assert stored is not None, "no intent to sign yet"
+        self.intents.add_approval(sign_intent(stored[0], OPERATORS[operator]), operator)
+
+
+def run_world(
+    test_server: SagaServer,
+    scenario: Callable[[World], Awaitable[None]],
+    chain: FakeDelegations | None = None,
+    **rules: Any,
+) -> World:
+    ledger = books(ATOM, CLIENT)
+    funding = Transfer(
+        id="funding",
+        debit_account=accounts.omnibus("ATOM"),
+        credit_account=accounts.client(CLIENT, "ATOM"),
+        asset="ATOM",
+        amount=FUNDED,
+    )
+    ledger.submit([funding])
+    policies = FakePolicyStore()
+    if rules.pop("policy", True):
+        policies.put(PolicyRules(client_id=CLIENT, asset="ATOM", **rules), "genesis")
+    registered = [RegisteredKey.of(n, k) for n, k in OPERATORS.items()]
+    governance = StaticGovernance(operator_keys={k.key_id: k for k in registered})
+    ops, intents, chain = FakeOperationStore(), FakeIntentStore(), chain or FakeDelegations()
+    acts = StakingActivities(ledger, ops, policies, intents, governance, chain, lambda _a: 10**5)
+    world: list[World] = []
+
+    async def go(client: Client) -> None:
+        world.append(World(ledger, ops, intents, chain, client))
+        await scenario(world[0])
+
+    test_server.run([StakeWorkflow, UnstakeWorkflow], acts.all(), go)
+    return world[0]
+
+
+def steps(world: World, operation_id: str) -> list[str]:
+    return [s.step for s in world.ops.timeline(operation_id)]
+
+
+def test_a_stake_delegates_once_and_books_staked_and_fee(test_server: SagaServer) -> None:
+    seen: dict[str, Any] = {}
+
+    async def scenario(w: World) -> None:
+        handle = await w.stake(30_000_000)
+        seen["result"], seen["op"] = await handle.result(), handle.id
+
+    world = run_world(test_server, scenario, FakeDelegations(in_block_after=3))
+    result, op = seen["result"], seen["op"]
+    assert (result.state, result.fee) == ("active", FEE)
+    assert world.chain.calls == {op: 1} and world.chain.txs[op].amount == 30_000_000
+    assert world.available() == FUNDED - 30_000_000 - FEE
+    assert world.staked() == 30_000_000
+    # The fee left the platform's holdings with the client's money: omnibus down by it.
+    assert world.balance(accounts.omnibus("ATOM")) == -(FUNDED - FEE)
+    assert steps(world, op) == [
+        "requested", "reserved", "policy_decided", "intent", "approved", "broadcast", "active",
+    ]  # fmt: skip
+    assert world.ops.get(op).state == "active"  # type: ignore[union-attr]
+
+
+def test_a_stake_above_the_balance_is_rejected_and_nothing_delegates(
+    test_server: SagaServer,
+) -> None:
+    seen: dict[str, Any] = {}
+
+    async def scenario(w: World) -> None:
+        seen["result"] = await (await w.stake(FUNDED)).result()  # the fee does not fit
+
+    world = run_world(test_server, scenario)
+    assert (seen["result"].state, seen["result"].error_code) == ("rejected", InsufficientFunds.code)
+    assert world.chain.calls == {} and world.available() == FUNDED and world.staked() == 0
+
+
+def test_a_stake_above_the_limit_is_denied_and_released(test_server: SagaServer) -> None:
+    seen: dict[str, Any] = {}
+
+    async def scenario(w: World) -> None:
+        seen["result"] = await (await w.stake(30_000_000)).result()
+
+    world = run_world(test_server, scenario, per_transaction_limit=10_000_000)
+    assert (seen["result"].state, seen["result"].error_code) == ("rejected", PolicyDenied.code)
+    assert world.chain.calls == {} and world.available() == FUNDED
+    assert world.ledger.balance(accounts.client(CLIENT, "ATOM")).debits_pending == 0
+
+
+def test_a_large_stake_waits_for_two_operators_and_expires_without(
+    test_server: SagaServer,
+) -> None:
+    seen: dict[str, Any] = {}
+
+    async def scenario(w: World) -> None:
+        approved, lapsed = await w.stake(30_000_000), await w.stake(20_000_000)
+        await until(lambda: w.intents.intent(approved.id, "stake") is not None)
+        w.approve(approved.id, "carol")  # the requester: never counted
+        w.approve(approved.id, "alice")
+        await approved.signal(StakeWorkflow.approvals_changed)
+        assert await approved.query(StakeWorkflow.stage) == "awaiting_approval"
+        w.approve(approved.id, "bob")
+        await approved.signal(StakeWorkflow.approvals_changed)
+        seen["approved"], seen["lapsed"] = await approved.result(), await lapsed.result()
+
+    world = run_world(test_server, scenario, approval_threshold=10_000_000, approval_quorum=2)
+    assert seen["approved"].state == "active"
+    assert (seen["lapsed"].state, seen["lapsed"].error_code) == ("expired", ApprovalExpired.code)
+    assert world.staked() == 30_000_000
+    assert world.available() == FUNDED - 30_000_000 - FEE
+
+
+def test_a_refused_or_failed_delegation(test_server: SagaServer) -> None:
+    seen: dict[str, Any] = {}
+    chain = FakeDelegations()
+    chain.refuse.add("*")  # the signer refuses it
+
+    async def scenario(w: World) -> None:
+        seen["refused"] = await (await w.stake(10_000_000)).result()
+
+    world = run_world(test_server, scenario, chain)
+    assert (seen["refused"].state, seen["refused"].error_code) == ("failed", "CUS-4031")
+    assert world.available() == FUNDED and world.staked() == 0  # both reservations voided
+
+    failed: dict[str, Any] = {}
+    chain = FakeDelegations()
+
+    async def on_chain(w: World) -> None:
+        handle = await w.stake(10_000_000)
+        chain.fail.add(handle.id)
+        failed["result"] = await handle.result()
+
+    world = run_world(test_server, on_chain, chain)
+    assert (failed["result"].state, failed["result"].fee) == ("failed", FEE)
+    assert world.available() == FUNDED - FEE and world.staked() == 0  # the fee was paid
+
+
+def test_an_unstake_waits_out_unbonding_and_books_what_the_chain_returns(
+    test_server: SagaServer,
+) -> None:
+    seen: dict[str, Any] = {}
+
+    async def scenario(w: World) -> None:
+        stake = await w.stake(30_000_000)
+        await stake.result()
+        began = datetime.now(UTC)
+        unstake = await w.unstake(stake.id, 12_000_000)
+        await until(lambda: w.unbonding() == 12_000_000)
+        seen["staked_while"] = w.staked()
+        seen["result"] = await unstake.result()  # 21 days, skipped
+        seen["wall"] = (datetime.now(UTC) - began).total_seconds()
+
+    world = run_world(test_server, scenario, FakeDelegations(release_after=1, rewards=4_321))
+    result = seen["result"]
+    assert (result.state, result.released) == ("completed", 12_000_000)
+    assert seen["staked_while"] == 18_000_000 and seen["wall"] < 30
+    assert world.staked() == 18_000_000 and world.unbonding() == 0
+    # The rewards the undelegation withdrew into the client's address are the client's.
+    assert world.available() == FUNDED - 30_000_000 - 2 * FEE + 12_000_000 + 4_321
+    assert world.balance(accounts.omnibus("ATOM")) == -(FUNDED - 2 * FEE + 4_321)
+
+
+def test_a_slash_while_unbonding_is_booked_as_the_chain_cut_it(test_server: SagaServer) -> None:
+    seen: dict[str, Any] = {}
+
+    async def scenario(w: World) -> None:
+        stake = await w.stake(30_000_000)
+        await stake.result()
+        seen["result"] = await (await w.unstake(stake.id, 10_000_000)).result()
+
+    world = run_world(test_server, scenario, FakeDelegations(slash_percent=10))
+    assert (seen["result"].state, seen["result"].released) == ("completed", 9_000_000)
+    assert world.unbonding() == 0 and world.staked() == 20_000_000
+    assert world.available() == FUNDED - 30_000_000 - 2 * FEE + 9_000_000
+    # The million the chain cut left the books with the chain's holdings.
+    assert world.balance(accounts.omnibus("ATOM")) == -(FUNDED - 2 * FEE - 1_000_000)

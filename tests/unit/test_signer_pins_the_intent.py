@@ -75,7 +75,10 @@ def test_swapped_intent_resigned_at_same_nonce(tmp_path: Path) -> None:
             "maxPriorityFeePerGas": 1,
         }
 
-    intents.put_intent(leg(A, 10**15), 0)
+    # The same intent object throughout: built again, its confirmation's timestamp (to the
+    # second) could differ and make it another intent (a flake seen in CI).
+    first = leg(A, 10**15)
+    intents.put_intent(first, 0)
     guard.sign_evm(op, "w1", hot.index, hot.address, tx(A, 10**15, 10**9), lambda: b"first")
     # a database writer rewrites the intent row of the signed operation
     with SqlDatabase(url).tx(write=True) as conn:
@@ -88,7 +91,7 @@ def test_swapped_intent_resigned_at_same_nonce(tmp_path: Path) -> None:
     # The first intent's own fee bump is still signed.
     with SqlDatabase(url).tx(write=True) as conn:
         conn.run("delete from intents where operation_id = ?", (op,))
-    intents.put_intent(leg(A, 10**15), 0)
+    intents.put_intent(first, 0)
     assert (
         guard.sign_evm(op, "w1", hot.index, hot.address, tx(A, 10**15, 2 * 10**9), lambda: b"bump")
         == b"bump"

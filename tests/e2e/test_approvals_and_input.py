@@ -202,7 +202,7 @@ def test_bad_input_gets_a_problem_with_a_code_and_nothing_is_written(run: Runnin
         )
     assert ops_rows == []
     assert len(entries) == 1  # the deposit
-    assert balances(client, client_id) == {"BTC": 0, "ETH": ETH, "CTUSD": 5 * USD}
+    assert balances(client, client_id) == {"BTC": 0, "ETH": ETH, "CTUSD": 5 * USD, "ATOM": 0}
 
 
 def test_the_same_key_returns_the_same_saga_and_another_body_is_refused(run: Running) -> None:

@@ -58,7 +58,7 @@ def funded(run: Running, prefix: str) -> tuple[str, Any, Any, dict[str, int]]:
     }
     sent = {asset: send() for asset, send in sends.items()}
     run.btc_faucet.fund(btc_at, BTC // 10)
-    expected = {"BTC": BTC // 10, "ETH": ETH, "CTUSD": 50 * USD}
+    expected = {"BTC": BTC // 10, "ETH": ETH, "CTUSD": 50 * USD, "ATOM": 0}
 
     def credited_or_sent_again() -> bool:
         now = balances(client, client_id)

@@ -95,7 +95,12 @@ def test_buy_btc_and_eth_then_sell_part_back(run: Running) -> None:
         assert expected.balanced
 
     # The custody ledger: what the client bought, less what they sold.
-    assert balances(client, client_id) == {"BTC": 600_000, "ETH": eth_quantity, "CTUSD": 0}
+    assert balances(client, client_id) == {
+        "BTC": 600_000,
+        "ETH": eth_quantity,
+        "CTUSD": 0,
+        "ATOM": 0,
+    }
 
     # The bank: the client paid both buys and got the sale's proceeds, nothing is held;
     # the platform's account took the difference.

@@ -52,15 +52,15 @@ test-contracts: $(STAMP)
 	$(PYTEST) tests/contracts
 
 test-integration: $(STAMP)
-	$(PYTEST) tests/integration -m "not lifecycle"
+	$(PYTEST) tests/integration -m "not lifecycle" --durations=10
 
 # The platform's processes on the real stack, driven over HTTP and Kafka.
 test-e2e: $(STAMP)
-	$(PYTEST) tests/e2e
+	$(PYTEST) tests/e2e --durations=25
 
 # Attacks on the real signer, as a compromised worker would make them (issue 12).
 test-redteam: $(STAMP)
-	$(PYTEST) tests/redteam
+	$(PYTEST) tests/redteam --durations=10
 
 test-lifecycle: $(STAMP)
 	$(PYTEST) tests/integration -m lifecycle

@@ -165,10 +165,12 @@ class Postgres(Service):
             "-l",
             str(self.log_file),
             "-o",
-            # Each platform process keeps one connection per thread per store (no pool
-            # yet): the worker and the API alone can hold a few hundred.
+            # Each platform process keeps a bounded pool per database, and every e2e
+            # module runs a platform of its own. A commit does not wait for its WAL to
+            # reach the disk (decision 0029): this is the local stack, which no test
+            # crashes; a server crash loses at most the last moments, never consistency.
             f"-p {self.s.postgres_port} -k {self.data_dir} -c listen_addresses={self.s.host} "
-            f"-c max_connections={MAX_CONNECTIONS}",
+            f"-c max_connections={MAX_CONNECTIONS} -c synchronous_commit=off",
             "start",
         ]
 

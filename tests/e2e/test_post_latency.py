@@ -91,17 +91,23 @@ def test_every_post_answers_within_a_second_at_p99_under_load(run: Running) -> N
 
     for op_id in wd_ids:
         until_state(client, op_id, "awaiting_approval", timeout=120)
+
+    def signed(op_id: str, who: httpx.Client) -> dict[str, Any]:
+        """The operator's signed approval, made before the timed waves: an operator reads
+        and signs the intent at its own pace; the POST that sends it is what is timed."""
+        name = "alice" if who is alice else "bob"
+        shown = who.get(f"/v1/withdrawals/{op_id}/intent").json()
+        intent = Intent.model_validate(shown["intent"], strict=False)
+        return sign_intent(intent, run.operator_key(name)).model_dump()
+
+    approvals = {(op_id, who): signed(op_id, who) for op_id in wd_ids for who in (alice, bob)}
+
     # Quotes live 10 s at the providers: accepted at once once all are in.
     wait_for("the manual trades' quotes", lambda: all(quoted(i) for i in manual), timeout=120)
 
     def approve(op_id: str, who: httpx.Client) -> None:
-        """The operator's signed approval (made before the POST that is timed)."""
-        name = "alice" if who is alice else "bob"
         route = "POST approvals" if who is alice else "POST approvals (quorum)"
-        shown = who.get(f"/v1/withdrawals/{op_id}/intent").json()
-        intent = Intent.model_validate(shown["intent"], strict=False)
-        approval = sign_intent(intent, run.operator_key(name)).model_dump()
-        t.post(route, who, f"/v1/withdrawals/{op_id}/approvals", approval)
+        t.post(route, who, f"/v1/withdrawals/{op_id}/approvals", approvals[(op_id, who)])
 
     def second_wave(i: int) -> None:
         approve(wd_ids[i], alice)

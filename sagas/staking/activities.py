@@ -18,8 +18,7 @@ from typing import Any
 
 from temporalio import activity
 
-from sagas import accounts
-from sagas.approvals import tally
+from sagas import accounts, approvals
 from sagas.errors import ChainRejected, CustodyError, KeyAccessDenied
 from sagas.events import Envelope
 from sagas.governance import Governance
@@ -269,29 +268,22 @@ class StakingActivities(RecordedSteps):
     @activity.defn(name="staking.record_intent")
     def record_intent(self, req: Request, decision: Decision) -> str:
         """The intent (what operators approve, what the signer checks), stored once."""
-        stored = self._intents.intent(req.operation_id, self._kind(req))
-        if stored is None:
-            intent = self._intent(req, decision)
-            self._intents.put_intent(intent, decision.approvals_required)
-        else:
-            intent = stored[0]
-        digest = intent.hash()
-        detail = {"intent_hash": digest, "approvals_required": decision.approvals_required}
-        waits = decision.outcome == "needs_approval"
-        self._ops.advance(
+        return approvals.record_intent(
+            self._ops,
+            self._intents,
             req.operation_id,
-            "intent",
-            [event(req, "intent", **detail)],
-            detail=detail,
-            state="awaiting_approval" if waits else None,
+            self._kind(req),
+            lambda: self._intent(req, decision),
+            decision.approvals_required,
+            decision.outcome == "needs_approval",
+            lambda detail: event(req, "intent", **detail),
         )
-        return digest
 
     @activity.defn(name="staking.count_approvals")
     def count_approvals(self, req: Request) -> Tally:
         """The valid signed approvals over the intent by distinct registered operators
         other than the requester (the signer counts them again)."""
-        return tally(
+        return approvals.tally(
             self._ops,
             self._intents,
             self._governance,
@@ -302,9 +294,7 @@ class StakingActivities(RecordedSteps):
 
     @activity.defn(name="staking.mark_approved")
     def mark_approved(self, req: Request) -> None:
-        self._ops.advance(
-            req.operation_id, "approved", [event(req, "approved")], state="approved", approved=True
-        )
+        approvals.mark_approved(self._ops, req.operation_id, event(req, "approved"))
 
     @activity.defn(name="staking.broadcast")
     def broadcast(self, req: Request) -> Broadcast:

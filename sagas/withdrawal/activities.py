@@ -14,8 +14,7 @@ from typing import Any
 
 from temporalio import activity
 
-from sagas import accounts
-from sagas.approvals import tally
+from sagas import accounts, approvals
 from sagas.errors import CannotPay, ChainRejected, CustodyError, KeyAccessDenied
 from sagas.events import Envelope
 from sagas.governance import Governance
@@ -273,23 +272,16 @@ class WithdrawalActivities(RecordedSteps):
     def record_intent(self, req: WithdrawalInput, decision: PolicyOutcome) -> str:
         """The withdrawal's intent (what operators sign, what the signer pays), stored once
         with the approvals the policy asks for; its hash."""
-        stored = self._intents.intent(req.operation_id)
-        if stored is None:
-            intent = withdrawal_intent(req, decision.policy_version, self._fee_cap(req.asset))
-            self._intents.put_intent(intent, decision.approvals_required)
-        else:  # a retry after the intent was stored: its step is recorded once below
-            intent = stored[0]
-        digest = intent.hash()
-        detail = {"intent_hash": digest, "approvals_required": decision.approvals_required}
-        waits = decision.outcome == "needs_approval"
-        self._ops.advance(
+        return approvals.record_intent(
+            self._ops,
+            self._intents,
             req.operation_id,
-            "intent",
-            [event(req, "intent", **detail)],
-            detail=detail,
-            state="awaiting_approval" if waits else None,
+            "withdrawal",
+            lambda: withdrawal_intent(req, decision.policy_version, self._fee_cap(req.asset)),
+            decision.approvals_required,
+            decision.outcome == "needs_approval",
+            lambda detail: event(req, "intent", **detail),
         )
-        return digest
 
     @activity.defn(name="withdrawal.record_approval")
     def record_approval(self, req: WithdrawalInput, approval: Approval, count: int) -> None:
@@ -307,7 +299,7 @@ class WithdrawalActivities(RecordedSteps):
         """Count the signed approvals handed in: valid signatures over this intent by
         distinct registered operators other than the requester (the signer counts them
         again). Each newly counted operator is a step and an event."""
-        return tally(
+        return approvals.tally(
             self._ops,
             self._intents,
             self._governance,
@@ -319,9 +311,7 @@ class WithdrawalActivities(RecordedSteps):
     @activity.defn(name="withdrawal.mark_approved")
     def mark_approved(self, req: WithdrawalInput) -> None:
         """From here the signer will sign this operation (it checks this record)."""
-        self._ops.advance(
-            req.operation_id, "approved", [event(req, "approved")], state="approved", approved=True
-        )
+        approvals.mark_approved(self._ops, req.operation_id, event(req, "approved"))
 
     @activity.defn(name="withdrawal.send")
     def send(self, req: WithdrawalInput) -> SendOutcome:

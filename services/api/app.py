@@ -15,7 +15,7 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Query, Request, Response
@@ -34,13 +34,8 @@ from adapters.operations.store import SqlIdempotencyStore
 from adapters.sqldb import DatabaseUnavailable, SqlDatabase
 from sagas import accounts
 from sagas.errors import (
-    ApprovalExpired,
-    ApprovalOfOtherIntent,
-    ApprovalRefused,
-    ApprovalSignatureInvalid,
     BodyTooLarge,
     CustodyError,
-    Forbidden,
     IdempotencyConflict,
     InvalidAmount,
     InvalidState,
@@ -50,13 +45,11 @@ from sagas.errors import (
 from sagas.events import Envelope
 from sagas.governance import RESERVED_HOLDERS, Proposal, policy_record
 from sagas.intents import Approval as SignedApproval
-from sagas.intents import Refusal, count_approvals
 from sagas.ledger import Balance
 from sagas.money import format_units
 from sagas.operations import OperationRecord, Step, request_hash
 from sagas.policy import PolicyRules, StoredPolicy
 from sagas.withdrawal import ApprovalView, OperatorDecision
-from sagas.withdrawal.intent import requester
 from services.api.auth import Principal, load_secret
 from services.api.deps import SIGNATURE_PARAMETERS, Key, Signed, Who
 from services.api.governance import PROPOSED, governance_routes, proposed
@@ -72,6 +65,7 @@ from services.api.problems import (
 )
 from services.api.staking import staking_routes
 from services.api.trading import trading_routes
+from services.app.approvals import take_approval
 from services.app.decisions import check_bump
 from services.app.stakes import Stakes
 from services.app.trades import Trades
@@ -521,41 +515,8 @@ def create_app(
         op = await asyncio.to_thread(own_withdrawal, who, operation_id)
         approval = SignedApproval(**body.model_dump())
 
-        def take() -> ApprovalView:
-            stored = platform.intents.intent(operation_id)
-            if stored is None or op.state != "awaiting_approval":
-                raise InvalidState(f"{operation_id} is not awaiting approval ({op.state})")
-            intent, required = stored
-            now = datetime.now(UTC)
-            operators = platform.verified.operators()
-            asker = requester(intent)
-            mine = count_approvals(intent, [approval], operators, asker, now)
-            if mine.refused:
-                reason = mine.refused[0].reason
-                if reason is Refusal.REQUESTER:
-                    raise ApprovalRefused(f"{who.sub} requested this withdrawal")
-                if reason is Refusal.EXPIRED:
-                    raise ApprovalExpired(f"the intent of {operation_id} expired")
-                if reason is Refusal.OTHER_INTENT:
-                    raise ApprovalOfOtherIntent(f"not the intent of {operation_id}")
-                raise ApprovalSignatureInvalid(f"{reason.value}")
-            if mine.counted[0].operator != who.sub:
-                raise Forbidden("an approval is handed in by the operator whose key signed it")
-            before = platform.intents.approvals(intent.hash())
-            counted = count_approvals(intent, before, operators, asker, now)
-            if approval not in before and who.sub in counted.operators:
-                raise ApprovalRefused(f"{who.sub} has approved already")
-            if counted.met(required) and approval not in before:
-                raise InvalidState(f"{operation_id} is approved already")
-            platform.intents.add_approval(approval, who.sub)
-            tally = count_approvals(intent, [*before, approval], operators, asker, now)
-            approvers = sorted(tally.operators)
-            return ApprovalView(
-                required=required, approvers=approvers, complete=tally.met(required)
-            )
-
         async def compute() -> tuple[int, BaseModel]:
-            view = await asyncio.to_thread(take)
+            view = await asyncio.to_thread(take_approval, platform, op, approval, who.sub)
             # The saga counts again (it verifies every signature itself); if it ended
             # meanwhile there is nothing to tell.
             with contextlib.suppress(RPCError):

@@ -24,6 +24,7 @@ from services.api.auth import Principal
 from services.api.deps import SIGNATURE_PARAMETERS, Key, Signed, Who
 from services.api.openapi import LOCATION, poll_at, started
 from services.api.trading import Remember
+from services.app.approvals import take_approval
 from services.app.stakes import (
     Position,
     StakeBody,
@@ -32,7 +33,6 @@ from services.app.stakes import (
     of_stake,
     position,
     still_staked,
-    take_approval,
 )
 from services.platform import ASSETS, Platform
 

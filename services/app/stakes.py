@@ -32,12 +32,7 @@ from temporalio.service import RPCError
 
 from sagas import accounts
 from sagas.errors import (
-    ApprovalExpired,
-    ApprovalOfOtherIntent,
-    ApprovalRefused,
-    ApprovalSignatureInvalid,
     DependencyUnavailable,
-    Forbidden,
     IdempotencyConflict,
     IdempotencyKeyMissing,
     InsufficientFunds,
@@ -49,13 +44,10 @@ from sagas.errors import (
     UnknownAccount,
     UnknownAsset,
 )
-from sagas.intents import Approval, Refusal, SignedRequest, check_request_signature
-from sagas.intents import count_approvals as count
+from sagas.intents import Refusal, SignedRequest, check_request_signature
 from sagas.operations import OperationRecord, recorded_step, request_hash
 from sagas.staking import StakeInput, UnstakeInput
 from sagas.staking.workflows import StakeWorkflow, UnstakeWorkflow
-from sagas.withdrawal import ApprovalView
-from sagas.withdrawal.intent import requester
 from services.app.withdrawals import KEY_PATTERN, MAX_SKEW, parse_amount
 from services.platform import ASSETS, Platform
 from services.settings import PlatformSettings
@@ -200,44 +192,6 @@ def check_signed(
         raise RequestSignatureInvalid("the signed body is not this request") from None
     if signed != body:
         raise RequestSignatureInvalid("the body is not the one signed")
-
-
-def take_approval(
-    platform: Platform, op: OperationRecord, approval: Approval, operator: str
-) -> ApprovalView:
-    """Keep an operator's approval of a stake's or unstake's intent, checked as a
-    withdrawal's is (services/api/app.py `approve`): a valid signature by a key of the
-    calling operator over this intent, not the requester's, not a second one; the tally."""
-    stored = platform.intents.intent(op.id, op.kind)
-    if stored is None or op.state != "awaiting_approval":
-        raise InvalidState(f"{op.id} is not awaiting approval ({op.state})")
-    intent, required = stored
-    now = datetime.now(UTC)
-    operators = platform.verified.operators()
-    asker = requester(intent)
-    mine = count(intent, [approval], operators, asker, now)
-    if mine.refused:
-        reason = mine.refused[0].reason
-        if reason is Refusal.REQUESTER:
-            raise ApprovalRefused(f"{operator} requested this {op.kind}")
-        if reason is Refusal.EXPIRED:
-            raise ApprovalExpired(f"the intent of {op.id} expired")
-        if reason is Refusal.OTHER_INTENT:
-            raise ApprovalOfOtherIntent(f"not the intent of {op.id}")
-        raise ApprovalSignatureInvalid(f"{reason.value}")
-    if mine.counted[0].operator != operator:
-        raise Forbidden("an approval is handed in by the operator whose key signed it")
-    before = platform.intents.approvals(intent.hash())
-    counted = count(intent, before, operators, asker, now)
-    if approval not in before and operator in counted.operators:
-        raise ApprovalRefused(f"{operator} has approved already")
-    if counted.met(required) and approval not in before:
-        raise InvalidState(f"{op.id} is approved already")
-    platform.intents.add_approval(approval, operator)
-    tally = count(intent, [*before, approval], operators, asker, now)
-    return ApprovalView(
-        required=required, approvers=sorted(tally.operators), complete=tally.met(required)
-    )
 
 
 # --- the use case ----------------------------------------------------------------------

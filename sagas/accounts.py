@@ -50,6 +50,11 @@ def unbonding(client_id: str, validator: str, asset: str) -> str:
     return f"unbonding:{client_id}:{validator}:{asset}"
 
 
+def staking_commission(asset: str) -> str:
+    """The platform's commission on its clients' staking rewards (sagas/staking/rewards.py)."""
+    return f"fees:staking:{asset}"
+
+
 def quarantine(asset: str) -> str:
     return f"quarantine:{asset}"
 

@@ -347,6 +347,17 @@ class Delegations(Protocol):
         """What the unbonding started at `height` still holds (less than it started
         with if the validator was slashed since); None once the chain released it."""
 
+    def pending_rewards(self, delegator: str, validator: str) -> int:
+        """The delegation's outstanding rewards in whole minor units (what a claim pays
+        at least); 0 without a delegation."""
+
+    def claim_rewards(
+        self, operation_id: str, delegator: str, validators: Sequence[str], fee: int
+    ) -> str:
+        """Broadcast the operation's claim of the delegator's rewards from `validators`
+        (one transaction); its hash. Its outcome's `rewards` is what the chain paid.
+        Errors as `delegate`'s."""
+
 
 @runtime_checkable
 class CosmosKeySigner(Protocol):
@@ -388,6 +399,9 @@ class OperationStore(Protocol):
     def for_client(
         self, client_id: str, kind: str = "withdrawal", limit: int = 100
     ) -> list[OperationRecord]: ...
+
+    def of_kind(self, kind: str, states: Sequence[str]) -> list[OperationRecord]:
+        """Every operation of `kind` in one of `states`, oldest first."""
 
     def recent_withdrawals(
         self, client_id: str, asset: str, since: datetime, exclude: str

@@ -156,6 +156,9 @@ class Running:
             "CUSTODY_SETTLEMENT_EVERY_SECONDS": "0",
             "CUSTODY_SETTLEMENT_SCHEDULE_ID": f"settlement-{tag}",
             "CUSTODY_SETTLEMENT_POLL_SECONDS": "1",
+            # Rewards sweeps are started by the tests that want them (none yet).
+            "CUSTODY_STAKING_REWARDS_EVERY_SECONDS": "0",
+            "CUSTODY_STAKING_REWARDS_SCHEDULE_ID": f"staking-rewards-{tag}",
             "PYTHONUNBUFFERED": "1",
             **{f"CUSTODY_{k.upper()}": v for k, v in overrides.items()},
         }

@@ -151,6 +151,15 @@ class PlatformSettings(BaseSettings):
     settlement_schedule_id: str = "custody-settlement"
     settlement_leg_timeout_seconds: int = 600
     settlement_poll_seconds: int = 5
+    # Staking rewards (docs/staking.md): claimed and booked on a Temporal schedule (0:
+    # never), the platform's commission on them, a claim's fee, and the least worth a
+    # claim (above the fee). The signer allows one claim per address per period.
+    staking_rewards_every_seconds: int = 24 * 3600
+    staking_rewards_schedule_id: str = "custody-staking-rewards"
+    staking_commission_bps: int = 1000  # 10 % of the gross reward
+    staking_claim_fee: int = 2000  # uatom
+    staking_min_claim: int = 10_000  # uatom
+    signer_cosmos_claim_every_seconds: int = 24 * 3600
     # Saga timings: production defaults; tests shorten them.
     approval_ttl_seconds: int = 24 * 3600
     chain_poll_seconds: int = 15

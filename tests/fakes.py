@@ -402,6 +402,10 @@ class FakeOperationStore:
         found = [o for o in self._ops.values() if o.client_id == client_id and o.kind == kind]
         return sorted(found, key=lambda o: o.created_at, reverse=True)[:limit]
 
+    def of_kind(self, kind: str, states: Sequence[str]) -> list[OperationRecord]:
+        found = [o for o in self._ops.values() if o.kind == kind and o.state in states]
+        return sorted(found, key=lambda o: (o.created_at, o.id))
+
     def recent_withdrawals(
         self, client_id: str, asset: str, since: datetime, exclude: str
     ) -> list[tuple[datetime, int]]:

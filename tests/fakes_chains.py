@@ -10,6 +10,7 @@ import hashlib
 import re
 import threading
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -253,6 +254,8 @@ class FakeDelegations:
         self.fail: set[str] = set()
         self.refuse: set[str] = set()
         self.reads: dict[int, int] = {}
+        # Rewards outstanding per (delegator, validator): a claim pays them and zeroes them.
+        self.accrued: dict[tuple[str, str], int] = {}
         self._in_block_after = in_block_after
         self._unbonding = unbonding
         self._release_after = release_after
@@ -284,6 +287,24 @@ class FakeDelegations:
     ) -> str:
         return self._send("undelegate", operation_id, delegator, validator, amount, fee)
 
+    def pending_rewards(self, delegator: str, validator: str) -> int:
+        return self.accrued.get((delegator, validator), 0)
+
+    def claim_rewards(
+        self, operation_id: str, delegator: str, validators: Sequence[str], fee: int
+    ) -> str:
+        if not validators:
+            raise ValueError("a claim names at least one validator")
+        first = operation_id not in self.txs
+        paid = sum(self.accrued.get((delegator, v), 0) for v in validators) if first else 0
+        tx_hash = self._send(
+            "withdraw_rewards", operation_id, delegator, ",".join(validators), paid, fee
+        )
+        if first:  # paid: the chain's outstanding rewards are zero again
+            for v in validators:
+                self.accrued.pop((delegator, v), None)
+        return tx_hash
+
     def outcome(self, operation_id: str) -> TxOutcome:
         tx = self.txs.get(operation_id)
         if tx is None:
@@ -298,6 +319,8 @@ class FakeDelegations:
         completion, rewards = None, 0
         if tx.kind == "undelegate":
             completion, rewards = datetime.now(UTC) + self._unbonding, self._rewards
+        if tx.kind == "withdraw_rewards":
+            rewards = tx.amount
         return TxOutcome(
             state="succeeded",
             tx_hash=tx.tx_hash,

@@ -101,6 +101,18 @@ class SqlOperationStore:
             )
         return [_record(r) for r in rows]
 
+    def of_kind(self, kind: str, states: Sequence[str]) -> list[OperationRecord]:
+        if not states:
+            return []
+        marks = ", ".join("?" for _ in states)
+        with self._db.tx() as conn:
+            rows = conn.all(
+                f"select {_COLUMNS} from operations where kind = ? and state in ({marks}) "
+                "order by created_at, id",
+                (kind, *states),
+            )
+        return [_record(r) for r in rows]
+
     def recent_withdrawals(
         self, client_id: str, asset: str, since: datetime, exclude: str
     ) -> list[tuple[datetime, int]]:

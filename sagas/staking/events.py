@@ -18,6 +18,7 @@ STAKE_STEPS = (
     "active",
     "failed",
     "expired",
+    "rewards",
 )
 UNSTAKE_STEPS = (
     "reserved",
@@ -33,6 +34,9 @@ UNSTAKE_STEPS = (
     "expired",
 )
 FAILED_ALERT = "custody.alert.staking_failed.v1"
+# A rewards claim whose booking is not the usual one: failed on chain (the fee only), or
+# refused by the books (an operator's case).
+REWARDS_SKIPPED = "custody.alert.staking_rewards_unbooked.v1"
 
 
 def stake_event_type(step: str) -> str:
@@ -83,6 +87,30 @@ class StakingStep(BaseModel):
     )
 
 
+class StakingRewards(BaseModel):
+    """A rewards claim booked (sagas/staking/rewards.py): a step `rewards:<claim id>` of
+    the client's oldest active stake. Amounts are integer strings in minor units."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    operation_id: str = Field(description="the claim's id: rwd:<client>:<schedule run>")
+    stake_id: str = Field(description="the stake whose timeline records it")
+    client_id: str
+    asset: str
+    delegator: str = Field(description="the client's own delegator address")
+    validators: list[str] = Field(description="the validators the claim withdrew from")
+    state: str = Field(description="booked; failed: on chain, only the fee; unbooked")
+    gross: str = Field(description="what the chain paid the delegator", examples=["1234"])
+    fee: str = Field(description="the claim's network fee, paid by the client")
+    commission: str = Field(
+        description="the platform's commission: gross * commission_bps // 10000 (rounded down)"
+    )
+    net: str | None = Field(default=None, description="booked: gross - fee - commission")
+    tx_hash: str | None = None
+    height: int | None = None
+    detail: str | None = None
+
+
 class StakingFailed(BaseModel):
     """Alert: a stake or unstake could not be made, or failed on chain."""
 
@@ -98,7 +126,9 @@ class StakingFailed(BaseModel):
 
 
 PAYLOADS: dict[str, type[BaseModel]] = {
-    **{stake_event_type(step): StakingStep for step in STAKE_STEPS},
+    **{stake_event_type(step): StakingStep for step in STAKE_STEPS if step != "rewards"},
+    stake_event_type("rewards"): StakingRewards,
     **{unstake_event_type(step): StakingStep for step in UNSTAKE_STEPS},
     FAILED_ALERT: StakingFailed,
+    REWARDS_SKIPPED: StakingRewards,
 }

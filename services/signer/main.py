@@ -10,6 +10,7 @@ import logging
 import signal
 import time
 from collections.abc import Callable
+from datetime import timedelta
 
 from temporalio.worker import Worker
 
@@ -59,6 +60,7 @@ def build_signer(settings: PlatformSettings, db_url: str | None = None) -> Signe
             denom=settings.cosmos_denom,
             validators=frozenset(settings.allowed_validators()),
             max_fee=settings.signer_max_cosmos_fee,
+            claim_every=timedelta(seconds=settings.signer_cosmos_claim_every_seconds),
         ),
     )
     deriver = BipDeriver(settings.btc_network, settings.cosmos_address_prefix)

@@ -39,6 +39,7 @@ from sagas.smoke import TASK_QUEUE as SMOKE_QUEUE
 from sagas.smoke.activities import SmokeActivities
 from sagas.smoke.workflows import SmokeWorkflow
 from sagas.staking.activities import StakingActivities
+from sagas.staking.rewards import RewardsActivities, RewardsInput, StakingRewardsWorkflow
 from sagas.staking.workflows import StakeWorkflow, UnstakeWorkflow
 from sagas.trade.activities import TradeActivities
 from sagas.trade.workflows import TradeWorkflow
@@ -47,7 +48,7 @@ from sagas.withdrawal.workflows import WithdrawalWorkflow
 from services.app.addresses import check_bitcoin, check_ethereum
 from services.app.destinations import refuse_destination
 from services.app.settlements import settlement_input
-from services.platform import ASSETS, Platform
+from services.platform import ASSETS, NATIVE, Platform
 
 SAGA_WORKFLOWS = [
     WithdrawalWorkflow,
@@ -59,6 +60,7 @@ SAGA_WORKFLOWS = [
     SignCosmosWorkflow,
     StakeWorkflow,
     UnstakeWorkflow,
+    StakingRewardsWorkflow,
 ]
 # Gas per Cosmos transaction kind: fixed, the chain's simulation undercounts staking
 # messages (measured on simd v0.46.16: a delegate uses ~142k, an undelegate ~195k).
@@ -201,12 +203,14 @@ def saga_activities(
         platform.fee_cap,
         pause,
     )
+    rewards = RewardsActivities(platform.ledger, platform.operations, delegations)
     return [
         *settlements.all(),
         *trades.all(),
         *withdrawals.all(),
         *deposits.all(),
         *staking.all(),
+        *rewards.all(),
     ]
 
 
@@ -237,6 +241,48 @@ def build_workers(
             )
         )
     return workers
+
+
+def rewards_input(platform: Platform) -> RewardsInput:
+    s = platform.settings
+    return RewardsInput(
+        asset=NATIVE["cosmos"],
+        commission_bps=s.staking_commission_bps,
+        claim_fee=s.staking_claim_fee,
+        min_claim=s.staking_min_claim,
+        poll_seconds=s.chain_poll_seconds,
+    )
+
+
+async def ensure_rewards_schedule(client: Client, platform: Platform) -> str | None:
+    """The Temporal schedule that claims and books staking rewards every
+    `staking_rewards_every_seconds` (idempotent); its id, or None when it is off."""
+    s = platform.settings
+    if s.staking_rewards_every_seconds <= 0:
+        return None
+    if s.staking_min_claim <= s.staking_claim_fee:
+        raise ValueError("staking_min_claim must be above staking_claim_fee")
+    schedule = Schedule(
+        action=ScheduleActionStartWorkflow(
+            StakingRewardsWorkflow.run,
+            rewards_input(platform),
+            id=f"rw:{s.staking_rewards_schedule_id}",
+            task_queue=s.saga_task_queue,
+        ),
+        spec=ScheduleSpec(
+            intervals=[
+                ScheduleIntervalSpec(every=timedelta(seconds=s.staking_rewards_every_seconds))
+            ]
+        ),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+    try:
+        await client.create_schedule(s.staking_rewards_schedule_id, schedule)
+    except ScheduleAlreadyRunningError:
+        await client.get_schedule_handle(s.staking_rewards_schedule_id).update(
+            lambda _old: ScheduleUpdate(schedule=schedule)
+        )
+    return s.staking_rewards_schedule_id
 
 
 async def ensure_settlement_schedule(client: Client, platform: Platform) -> str | None:

@@ -19,7 +19,11 @@ from pathlib import Path
 
 from adapters.temporal import connect
 from services.platform import Platform
-from services.worker.bootstrap import build_workers, ensure_settlement_schedule
+from services.worker.bootstrap import (
+    build_workers,
+    ensure_rewards_schedule,
+    ensure_settlement_schedule,
+)
 
 
 async def run(db_url: str | None, pause_at: str | None) -> None:
@@ -52,6 +56,9 @@ async def run(db_url: str | None, pause_at: str | None) -> None:
     schedule = await ensure_settlement_schedule(client, platform)
     if schedule is not None:
         logging.getLogger("custody.worker").info("settlement schedule %s", schedule)
+    rewards = await ensure_rewards_schedule(client, platform)
+    if rewards is not None:
+        logging.getLogger("custody.worker").info("staking rewards schedule %s", rewards)
     print(f"worker ready (hot wallet {', '.join(h.address for h in hot)})", flush=True)
     try:
         await stop.wait()

@@ -197,6 +197,9 @@ class CosmosDelegations:
         messages = [msg_withdraw_rewards(delegator, v) for v in validators]
         return self._transact(operation_id, "withdraw_rewards", delegator, messages, fee)
 
+    def pending_rewards(self, delegator: str, validator: str) -> int:
+        return self._node.rewards(delegator, validator)
+
     def send(self, operation_id: str, from_address: str, to: str, amount: int, fee: int) -> str:
         """Broadcast the operation's MsgSend of `amount` from a client's address (an ATOM
         withdrawal, authorised by its intent); its hash (errors as `delegate`'s)."""

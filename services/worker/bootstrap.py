@@ -262,27 +262,34 @@ async def ensure_rewards_schedule(client: Client, platform: Platform) -> str | N
         return None
     if s.staking_min_claim <= s.staking_claim_fee:
         raise ValueError("staking_min_claim must be above staking_claim_fee")
+    action = ScheduleActionStartWorkflow(
+        StakingRewardsWorkflow.run,
+        rewards_input(platform),
+        id=f"rw:{s.staking_rewards_schedule_id}",
+        task_queue=s.saga_task_queue,
+    )
+    return await keep_schedule(
+        client, s.staking_rewards_schedule_id, action, s.staking_rewards_every_seconds
+    )
+
+
+async def keep_schedule(
+    client: Client, schedule_id: str, action: ScheduleActionStartWorkflow, every_seconds: int
+) -> str:
+    """The schedule `schedule_id` starting `action` every `every_seconds`, never two
+    runs at once: created, or brought to this configuration if it exists; its id."""
     schedule = Schedule(
-        action=ScheduleActionStartWorkflow(
-            StakingRewardsWorkflow.run,
-            rewards_input(platform),
-            id=f"rw:{s.staking_rewards_schedule_id}",
-            task_queue=s.saga_task_queue,
-        ),
-        spec=ScheduleSpec(
-            intervals=[
-                ScheduleIntervalSpec(every=timedelta(seconds=s.staking_rewards_every_seconds))
-            ]
-        ),
+        action=action,
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(seconds=every_seconds))]),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
     )
     try:
-        await client.create_schedule(s.staking_rewards_schedule_id, schedule)
+        await client.create_schedule(schedule_id, schedule)
     except ScheduleAlreadyRunningError:
-        await client.get_schedule_handle(s.staking_rewards_schedule_id).update(
+        await client.get_schedule_handle(schedule_id).update(
             lambda _old: ScheduleUpdate(schedule=schedule)
         )
-    return s.staking_rewards_schedule_id
+    return schedule_id
 
 
 async def ensure_settlement_schedule(client: Client, platform: Platform) -> str | None:
@@ -291,23 +298,11 @@ async def ensure_settlement_schedule(client: Client, platform: Platform) -> str 
     s = platform.settings
     if s.settlement_every_seconds <= 0:
         return None
-    schedule = Schedule(
-        action=ScheduleActionStartWorkflow(
-            SettlementWorkflow.run,
-            settlement_input(platform),
-            id=f"st:{s.settlement_schedule_id}",
-            task_queue=s.saga_task_queue,
-        ),
-        spec=ScheduleSpec(
-            intervals=[ScheduleIntervalSpec(every=timedelta(seconds=s.settlement_every_seconds))]
-        ),
-        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    action = ScheduleActionStartWorkflow(
+        SettlementWorkflow.run,
+        settlement_input(platform),
+        id=f"st:{s.settlement_schedule_id}",
+        task_queue=s.saga_task_queue,
     )
-    try:
-        await client.create_schedule(s.settlement_schedule_id, schedule)
-    except ScheduleAlreadyRunningError:
-        # It exists: bring it to this configuration (counterparties, timeouts, period).
-        await client.get_schedule_handle(s.settlement_schedule_id).update(
-            lambda _old: ScheduleUpdate(schedule=schedule)
-        )
-    return s.settlement_schedule_id
+    # Exists already: brought to this configuration (counterparties, timeouts, period).
+    return await keep_schedule(client, s.settlement_schedule_id, action, s.settlement_every_seconds)

@@ -30,7 +30,7 @@ from sagas.liquidity import (
 from sagas.operations import OperationRecord, Step
 from sagas.policy import PolicyRules, StoredPolicy
 from sagas.signing import SignCosmosRequest, UnsignedBtcTransaction
-from sagas.staking import TxOutcome
+from sagas.staking import TxOutcome, ValidatorState
 from sagas.trade import TradeRecord
 from sagas.withdrawal import ChainStatus
 
@@ -346,6 +346,13 @@ class Delegations(Protocol):
     def unbonding_balance(self, delegator: str, validator: str, height: int) -> int | None:
         """What the unbonding started at `height` still holds (less than it started
         with if the validator was slashed since); None once the chain released it."""
+
+    def delegation(self, delegator: str, validator: str) -> int:
+        """The delegation's balance in tokens (minor units, truncated) at the latest block;
+        0 if there is none. Less than was delegated once the validator was slashed."""
+
+    def validator_state(self, validator: str) -> ValidatorState:
+        """The validator as the chain reports it now (jailed, status)."""
 
     def pending_rewards(self, delegator: str, validator: str) -> int:
         """The delegation's outstanding rewards in whole minor units (what a claim pays

@@ -159,6 +159,8 @@ class Running:
             # Rewards sweeps are started by the tests that want them (none yet).
             "CUSTODY_STAKING_REWARDS_EVERY_SECONDS": "0",
             "CUSTODY_STAKING_REWARDS_SCHEDULE_ID": f"staking-rewards-{tag}",
+            "CUSTODY_STAKING_WATCH_EVERY_SECONDS": "0",
+            "CUSTODY_STAKING_WATCH_SCHEDULE_ID": f"staking-watch-{tag}",
             "PYTHONUNBUFFERED": "1",
             **{f"CUSTODY_{k.upper()}": v for k, v in overrides.items()},
         }

@@ -17,7 +17,7 @@ from typing import Literal
 
 from sagas.deposit import DepositState
 from sagas.errors import ChainRejected, KeyAccessDenied
-from sagas.staking import TxOutcome
+from sagas.staking import TxOutcome, ValidatorState
 from sagas.withdrawal import ChainStatus
 
 _EVM_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
@@ -256,6 +256,10 @@ class FakeDelegations:
         self.reads: dict[int, int] = {}
         # Rewards outstanding per (delegator, validator): a claim pays them and zeroes them.
         self.accrued: dict[tuple[str, str], int] = {}
+        # Slashing: tokens cut from a (delegator, validator) delegation; jailed validators
+        # with the height their unbonding began.
+        self.cut: dict[tuple[str, str], int] = {}
+        self.jailed: dict[str, int] = {}
         self._in_block_after = in_block_after
         self._unbonding = unbonding
         self._release_after = release_after
@@ -289,6 +293,26 @@ class FakeDelegations:
 
     def pending_rewards(self, delegator: str, validator: str) -> int:
         return self.accrued.get((delegator, validator), 0)
+
+    def delegation(self, delegator: str, validator: str) -> int:
+        """What was delegated (each transaction counts once the chain has it) less what
+        was undelegated and what `cut` slashed from the pair."""
+        signed = {"delegate": 1, "undelegate": -1}
+        held = sum(
+            signed.get(tx.kind, 0) * tx.amount
+            for op, tx in self.txs.items()
+            if (tx.delegator, tx.validator) == (delegator, validator) and op not in self.fail
+        )
+        return max(0, held - self.cut.get((delegator, validator), 0))
+
+    def validator_state(self, validator: str) -> ValidatorState:
+        jailed = validator in self.jailed
+        return ValidatorState(
+            operator=validator,
+            jailed=jailed,
+            status="BOND_STATUS_UNBONDING" if jailed else "BOND_STATUS_BONDED",
+            unbonding_height=self.jailed.get(validator, 0),
+        )
 
     def claim_rewards(
         self, operation_id: str, delegator: str, validators: Sequence[str], fee: int

@@ -115,6 +115,19 @@ class TxOutcome(BaseModel):
     )
 
 
+class ValidatorState(BaseModel):
+    """A validator as the chain reports it now: jailed for downtime or double signing, its
+    bond status, and the height its current unbonding began (a jailing's mark)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    operator: str
+    jailed: bool
+    status: str = Field(description="BOND_STATUS_BONDED, _UNBONDING or _UNBONDED")
+    tokens: StrictInt = 0
+    unbonding_height: int = 0
+
+
 class Release(BaseModel):
     """An unbonding's release: what the chain gave back (less than unbonded if slashed)."""
 

@@ -19,6 +19,8 @@ STAKE_STEPS = (
     "failed",
     "expired",
     "rewards",
+    "slashed",
+    "jailed",
 )
 UNSTAKE_STEPS = (
     "reserved",
@@ -37,6 +39,10 @@ FAILED_ALERT = "custody.alert.staking_failed.v1"
 # A rewards claim whose booking is not the usual one: failed on chain (the fee only), or
 # refused by the books (an operator's case).
 REWARDS_SKIPPED = "custody.alert.staking_rewards_unbooked.v1"
+# Critical: the chain slashed a client's position (the loss is booked); a validator
+# clients are delegated to was jailed.
+SLASHED_ALERT = "custody.alert.staking_slashed.v1"
+JAILED_ALERT = "custody.alert.validator_jailed.v1"
 
 
 def stake_event_type(step: str) -> str:
@@ -111,6 +117,39 @@ class StakingRewards(BaseModel):
     detail: str | None = None
 
 
+class StakeSlashed(BaseModel):
+    """A slash booked (sagas/staking/slashing.py): the step `slashed:<slash id>` of each
+    stake of the position (its share), and the critical alert (the position's loss).
+    Amounts are integer strings in minor units."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    slash_id: str = Field(description="slh:<client>:<validator>:<watch run>")
+    stake_id: str | None = Field(default=None, description="the stake's share (not in the alert)")
+    client_id: str
+    asset: str
+    validator: str
+    delegator: str = Field(description="the client's own delegator address")
+    booked: str = Field(description="the position's staked balance before the slash")
+    on_chain: str = Field(description="the delegation's balance on chain after it")
+    position_loss: str = Field(description="booked - on_chain: what the chain took")
+    loss: str | None = Field(default=None, description="this stake's share of the loss")
+    left: str | None = Field(default=None, description="what this stake still holds")
+    jailed: bool = Field(description="the validator was jailed when it was seen")
+
+
+class ValidatorJailed(BaseModel):
+    """A validator the client's stake is delegated to was found jailed: the step
+    `jailed:<validator>:<unbonding height>` of each such stake, and the alert (once)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    validator: str
+    unbonding_height: int = Field(description="where the jailing's unbonding began")
+    stake_id: str
+    client_id: str
+
+
 class StakingFailed(BaseModel):
     """Alert: a stake or unstake could not be made, or failed on chain."""
 
@@ -126,8 +165,16 @@ class StakingFailed(BaseModel):
 
 
 PAYLOADS: dict[str, type[BaseModel]] = {
-    **{stake_event_type(step): StakingStep for step in STAKE_STEPS if step != "rewards"},
+    **{
+        stake_event_type(step): StakingStep
+        for step in STAKE_STEPS
+        if step not in ("rewards", "slashed", "jailed")
+    },
     stake_event_type("rewards"): StakingRewards,
+    stake_event_type("slashed"): StakeSlashed,
+    stake_event_type("jailed"): ValidatorJailed,
+    SLASHED_ALERT: StakeSlashed,
+    JAILED_ALERT: ValidatorJailed,
     **{unstake_event_type(step): StakingStep for step in UNSTAKE_STEPS},
     FAILED_ALERT: StakingFailed,
     REWARDS_SKIPPED: StakingRewards,

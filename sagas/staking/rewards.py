@@ -41,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
         StakingRewards,
         stake_event_type,
     )
+    from sagas.staking.slashing import HOLDING
     from sagas.steps import SEND, WITHDRAW, step
     from sagas.topics import ALERTS
 
@@ -117,7 +118,7 @@ class RewardsActivities:
         """Each client with ATOM staked (a posted balance in a `staked:` account of an
         active stake), its delegator and validators, oldest stake first."""
         by_client: dict[str, RewardsPosition] = {}
-        for stake in self._ops.of_kind("stake", ("active",)):
+        for stake in self._ops.of_kind("stake", HOLDING):
             if stake.asset != req.asset or stake.client_id is None or not stake.destination:
                 continue
             staked = accounts.staked(stake.client_id, stake.destination, stake.asset)

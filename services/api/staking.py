@@ -19,6 +19,7 @@ from sagas.errors import InvalidState, NotFound
 from sagas.intents import Approval
 from sagas.money import format_units
 from sagas.operations import OperationRecord, Step, recorded_step
+from sagas.staking.slashing import HOLDING, slashed_from
 from sagas.withdrawal import ApprovalView
 from services.api.auth import Principal
 from services.api.deps import SIGNATURE_PARAMETERS, Key, Signed, Who
@@ -56,14 +57,19 @@ class StakeView(BaseModel):
     amount: str = Field(examples=["12.5"])
     amount_minor: str = Field(examples=["12500000"])
     staked: str = Field(
-        examples=["10"], description="the amount less its unstakes that did not fail"
+        examples=["10"],
+        description="the amount less its unstakes that did not fail and its slashes",
     )
     staked_minor: str = Field(examples=["10000000"])
     state: str = Field(examples=["active"], description="the stake saga's state")
     position: Position = Field(
         examples=["active"],
         description="pending (not delegated yet), active, unbonding (one of its unstakes "
-        "unbonds), withdrawn (all of it came back), failed (never delegated)",
+        "unbonds), withdrawn (all of it came back), slashed (the chain cut it: "
+        "`slashed_minor`), failed (never delegated)",
+    )
+    slashed_minor: str = Field(
+        default="0", examples=["0"], description="what slashes took from it (uatom)"
     )
     error_code: str | None = Field(default=None, examples=[None])
     tx_hash: str | None = None
@@ -151,7 +157,8 @@ def staking_routes(platform: Platform, state: dict[str, Any], remembered: Rememb
         op: OperationRecord, unstakes: list[OperationRecord], timeline: bool = True
     ) -> StakeView:
         steps = platform.operations.timeline(op.id)
-        left = still_staked(op, unstakes) if op.state == "active" else 0
+        slashed = slashed_from(steps)
+        left = still_staked(op, unstakes, slashed) if op.state in HOLDING else 0
         return StakeView(
             stake_id=op.id,
             client_id=op.client_id or "",
@@ -163,7 +170,8 @@ def staking_routes(platform: Platform, state: dict[str, Any], remembered: Rememb
             staked=units(left, op.asset) or "0",
             staked_minor=str(left),
             state=op.state,
-            position=position(op, unstakes),
+            position=position(op, unstakes, slashed),
+            slashed_minor=str(slashed),
             error_code=op.error_code,
             tx_hash=op.tx_hash,
             fee_minor=None if op.fee is None else str(op.fee),

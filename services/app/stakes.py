@@ -10,8 +10,9 @@ A stake: the client's signed `POST /v1/clients/{id}/stakes` of exactly `asset`,
 ATOM only, more than zero, to a validator on the platform's allow-list
 (`CUSTODY_COSMOS_VALIDATORS`), with the amount and the fee available. An unstake: the
 client's signed `POST /v1/stakes/{stake}/unstake` of exactly `amount`, of an active
-stake, for no more than is still staked of it (its amount less its unstakes that did not
-end rejected, expired or failed), with the fee available.
+(or slashed) stake, for no more than is still staked of it (its amount less its unstakes
+that did not end rejected, expired or failed, less its share of slashes), with the fee
+available.
 
 The fee is the client's (its own address pays it): `STAKING_FEE` uatom per transaction,
 or `CUSTODY_COSMOS_GAS_PRICE` times `STAKING_GAS` when a gas price is configured.
@@ -47,6 +48,7 @@ from sagas.errors import (
 from sagas.intents import Refusal, SignedRequest, check_request_signature
 from sagas.operations import OperationRecord, recorded_step, request_hash
 from sagas.staking import StakeInput, UnstakeInput
+from sagas.staking.slashing import HOLDING, left_of, slashed_from
 from sagas.staking.workflows import StakeWorkflow, UnstakeWorkflow
 from services.app.withdrawals import KEY_PATTERN, MAX_SKEW, parse_amount
 from services.platform import ASSETS, Platform
@@ -63,7 +65,7 @@ UNDONE = frozenset({"rejected", "expired", "failed"})
 PENDING = frozenset({"requested", "reserved", "awaiting_approval", "approved", "broadcast"})
 ALL_UNSTAKES = 10_000  # a client's unstakes read at once (for_client's limit)
 # A position as the custodians' staking APIs name it (sagas.staking.PositionState).
-Position = Literal["pending", "active", "unbonding", "withdrawn", "failed"]
+Position = Literal["pending", "active", "unbonding", "withdrawn", "slashed", "failed"]
 
 
 class StakeBody(BaseModel):
@@ -138,25 +140,26 @@ def of_stake(stake: str, unstakes: list[OperationRecord]) -> list[OperationRecor
     return sorted(mine, key=lambda u: u.created_at)
 
 
-def still_staked(stake: OperationRecord, unstakes: list[OperationRecord]) -> int:
-    """What of the stake no unstake has taken: its amount less every unstake of it that
-    did not end rejected, expired or failed (those in progress count)."""
-    return stake.amount - sum(u.amount for u in unstakes if u.state not in UNDONE)
+def still_staked(stake: OperationRecord, unstakes: list[OperationRecord], slashed: int = 0) -> int:
+    """What of the stake no unstake or slash has taken: its amount less every unstake of
+    it that did not end rejected, expired or failed (those in progress count), less its
+    share of the slashes booked (sagas/staking/slashing.py)."""
+    return left_of(stake, unstakes, slashed)
 
 
-def position(stake: OperationRecord, unstakes: list[OperationRecord]) -> Position:
+def position(stake: OperationRecord, unstakes: list[OperationRecord], slashed: int = 0) -> Position:
     """The stake's position: pending until delegated, failed if it never was; then
-    unbonding while one of its unstakes unbonds, withdrawn once unstakes brought all of
-    it back, else active."""
+    unbonding while one of its unstakes unbonds, withdrawn once unstakes (and slashes)
+    took all of it, slashed once the chain cut it, else active."""
     if stake.state in UNDONE:
         return "failed"
-    if stake.state != "active":
+    if stake.state not in HOLDING:
         return "pending"
     if any(u.state == "unbonding" for u in unstakes):
         return "unbonding"
-    if sum(u.amount for u in unstakes if u.state == "completed") >= stake.amount:
+    if sum(u.amount for u in unstakes if u.state == "completed") + slashed >= stake.amount:
         return "withdrawn"
-    return "active"
+    return "slashed" if stake.state == "slashed" else "active"
 
 
 def check_signed(
@@ -454,13 +457,14 @@ class Stakes:
         """(amount, fee): the stake is active, the amount more than zero and no more than
         is still staked of it, the fee available."""
         assert stake.client_id is not None
-        if stake.state != "active":
+        if stake.state not in HOLDING:
             raise InvalidState(f"{stake.id} is not active ({stake.state})")
         decimals = ASSETS[stake.asset][0].decimals
         amount = parse_amount(body.amount, stake.asset, decimals)
         if amount <= 0:
             raise InvalidAmount("the amount must be more than zero")
-        left = still_staked(stake, of_stake(stake.id, self.unstakes(stake.client_id)))
+        slashed = slashed_from(self._p.operations.timeline(stake.id))
+        left = still_staked(stake, of_stake(stake.id, self.unstakes(stake.client_id)), slashed)
         if amount > left:
             raise InsufficientFunds(f"still staked {left}, asked {amount} minor units")
         fee = staking_fee(self._p.settings)

@@ -40,6 +40,7 @@ from sagas.smoke.activities import SmokeActivities
 from sagas.smoke.workflows import SmokeWorkflow
 from sagas.staking.activities import StakingActivities
 from sagas.staking.rewards import RewardsActivities, RewardsInput, StakingRewardsWorkflow
+from sagas.staking.slashing import StakingWatchWorkflow, WatchActivities, WatchInput
 from sagas.staking.workflows import StakeWorkflow, UnstakeWorkflow
 from sagas.trade.activities import TradeActivities
 from sagas.trade.workflows import TradeWorkflow
@@ -61,6 +62,7 @@ SAGA_WORKFLOWS = [
     StakeWorkflow,
     UnstakeWorkflow,
     StakingRewardsWorkflow,
+    StakingWatchWorkflow,
 ]
 # Gas per Cosmos transaction kind: fixed, the chain's simulation undercounts staking
 # messages (measured on simd v0.46.16: a delegate uses ~142k, an undelegate ~195k).
@@ -204,6 +206,7 @@ def saga_activities(
         pause,
     )
     rewards = RewardsActivities(platform.ledger, platform.operations, delegations)
+    watch = WatchActivities(platform.ledger, platform.operations, delegations)
     return [
         *settlements.all(),
         *trades.all(),
@@ -211,6 +214,7 @@ def saga_activities(
         *deposits.all(),
         *staking.all(),
         *rewards.all(),
+        *watch.all(),
     ]
 
 
@@ -270,6 +274,23 @@ async def ensure_rewards_schedule(client: Client, platform: Platform) -> str | N
     )
     return await keep_schedule(
         client, s.staking_rewards_schedule_id, action, s.staking_rewards_every_seconds
+    )
+
+
+async def ensure_watch_schedule(client: Client, platform: Platform) -> str | None:
+    """The Temporal schedule that compares staked positions with the chain (slashing)
+    every `staking_watch_every_seconds` (idempotent); its id, or None when it is off."""
+    s = platform.settings
+    if s.staking_watch_every_seconds <= 0:
+        return None
+    action = ScheduleActionStartWorkflow(
+        StakingWatchWorkflow.run,
+        WatchInput(asset=NATIVE["cosmos"]),
+        id=f"sw:{s.staking_watch_schedule_id}",
+        task_queue=s.saga_task_queue,
+    )
+    return await keep_schedule(
+        client, s.staking_watch_schedule_id, action, s.staking_watch_every_seconds
     )
 
 

@@ -23,6 +23,7 @@ from services.worker.bootstrap import (
     build_workers,
     ensure_rewards_schedule,
     ensure_settlement_schedule,
+    ensure_watch_schedule,
 )
 
 
@@ -59,6 +60,9 @@ async def run(db_url: str | None, pause_at: str | None) -> None:
     rewards = await ensure_rewards_schedule(client, platform)
     if rewards is not None:
         logging.getLogger("custody.worker").info("staking rewards schedule %s", rewards)
+    watch = await ensure_watch_schedule(client, platform)
+    if watch is not None:
+        logging.getLogger("custody.worker").info("staking watch schedule %s", watch)
     print(f"worker ready (hot wallet {', '.join(h.address for h in hot)})", flush=True)
     try:
         await stop.wait()

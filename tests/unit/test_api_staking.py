@@ -733,6 +733,25 @@ def test_the_position_and_what_is_still_staked(
     assert still_staked(stake, ops) == left
 
 
+@pytest.mark.parametrize(
+    ("unstakes", "slashed", "expected", "left"),
+    [
+        ([], 1, "slashed", 9),
+        ([("requested", 4)], 1, "slashed", 5),
+        ([("unbonding", 4)], 1, "unbonding", 5),
+        ([("completed", 9)], 1, "withdrawn", 0),
+        ([("completed", 4), ("failed", 5)], 1, "slashed", 5),
+    ],
+)
+def test_a_slashed_stake_holds_less_and_says_so(
+    unstakes: list[tuple[str, int]], slashed: int, expected: str, left: int
+) -> None:
+    stake = _op("stk:acme:k", "stake", 10, "slashed")
+    ops = [_op(f"uns:stk:acme:k:{n}", "unstake", a, s, n) for n, (s, a) in enumerate(unstakes)]
+    assert position(stake, ops, slashed) == expected
+    assert still_staked(stake, ops, slashed) == left
+
+
 def test_the_fee_is_the_fixed_one_or_priced_gas() -> None:
     assert staking_fee(PlatformSettings(cosmos_gas_price=0)) == STAKING_FEE == 2_000
     assert staking_fee(PlatformSettings(cosmos_gas_price=3)) == 3 * STAKING_GAS

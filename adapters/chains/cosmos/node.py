@@ -99,6 +99,7 @@ class ValidatorInfo:
     jailed: bool
     tokens: int
     delegator_shares: str  # an sdk.Dec, exact: "90000000.000000000000000000"
+    unbonding_height: int = 0  # where its current unbonding began (a jailing starts one)
 
 
 @dataclass(frozen=True)
@@ -255,6 +256,7 @@ class CosmosNode:
             jailed=bool(v.jailed),
             tokens=int(v.tokens),
             delegator_shares=_dec_string(_atto(v.delegator_shares)),
+            unbonding_height=int(v.unbonding_height),
         )
 
     # --- transactions -----------------------------------------------------------------

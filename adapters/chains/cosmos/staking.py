@@ -71,7 +71,7 @@ from sagas.errors import (
 )
 from sagas.ports import CosmosKeySigner, KeyDerivation, KeyStore
 from sagas.signing import SignCosmosRequest
-from sagas.staking import TxOutcome
+from sagas.staking import TxOutcome, ValidatorState
 
 KINDS = ("send", "delegate", "undelegate", "withdraw_rewards")
 _ADDRESS_LOCK = 4247  # pg advisory lock space: one Cosmos address's sequences
@@ -199,6 +199,19 @@ class CosmosDelegations:
 
     def pending_rewards(self, delegator: str, validator: str) -> int:
         return self._node.rewards(delegator, validator)
+
+    def delegation(self, delegator: str, validator: str) -> int:
+        return self._node.delegation(delegator, validator)
+
+    def validator_state(self, validator: str) -> ValidatorState:
+        v = self._node.validator(validator)
+        return ValidatorState(
+            operator=v.operator,
+            jailed=v.jailed,
+            status=v.status,
+            tokens=v.tokens,
+            unbonding_height=v.unbonding_height,
+        )
 
     def send(self, operation_id: str, from_address: str, to: str, amount: int, fee: int) -> str:
         """Broadcast the operation's MsgSend of `amount` from a client's address (an ATOM

@@ -5,12 +5,15 @@ staked account; the client unstakes part, the worker is killed with SIGKILL duri
 unbonding wait, and once the chain has released the unbonding (30 s on the stack) the
 restarted worker credits it once. Books equal chain to the uatom: the client's
 available balance is its address's balance, its staked balance the delegation.
-(Rewards on a schedule, slashing and kills at every step: not built yet.)"""
+And the worker killed with SIGKILL at every other step of a stake and of an unstake, one
+after the other: one delegation, one undelegation, the amount credited once. (Rewards
+and slashing: test_staking_rewards_and_slashing.py.)"""
 
 from __future__ import annotations
 
 import time
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from adapters.ledger.sql import SqlLedger
@@ -101,3 +104,87 @@ def test_stake_then_unstake_with_the_worker_killed_while_unbonding(run: Running)
             0
         ]
     assert [k[0] for k in kinds] == ["delegate", "undelegate"] and int(signed) == 2
+
+
+# Where the worker pauses (services/worker/main.py --pause-at): after the reservation is
+# recorded, after the signer signed (before the transaction is recorded and broadcast),
+# after the broadcast is recorded, after the books are posted (before the step is
+# recorded), after the release is posted (before the unstake completes).
+STAKE_KILLS = ("reserve", "sign", "broadcast", "settle")
+UNSTAKE_KILLS = ("reserve", "sign", "broadcast", "settle", "release")
+
+
+def _killed_at(run: Running, steps: tuple[str, ...], where: Path, start: Any) -> Any:
+    """Start the operation with the worker set to pause at the first step; at each step
+    SIGKILL it and restart it set to pause at the next; then restart it plainly."""
+    result = None
+    for n, at in enumerate(steps):
+        marker = where / f"paused-{at}-{n}-{time.monotonic_ns()}"
+        run.kill("worker")
+        run.start_worker(pause_at=f"{at}:{marker}")
+        if n == 0:
+            result = start()
+        wait_for(f"the worker to pause at {at}", marker.exists, timeout=90)
+    run.kill("worker")  # SIGKILL, mid-step
+    run.start_worker()
+    return result
+
+
+def test_stake_and_unstake_with_the_worker_killed_at_every_step(
+    run: Running, tmp_path: Path
+) -> None:
+    client_id, _ops, client = new_client(run, "stake-kills")
+    delegator = address(client, client_id, "ATOM")
+    run.cosmos_faucet.fund((delegator, 30 * ATOM))
+    credited(run, client, client_id, {"ATOM": 30 * ATOM})
+    validator = run.settings.allowed_validators()[0]
+    node = run.cosmos
+
+    def stake() -> str:
+        body = {"asset": "ATOM", "amount": "10", "validator": validator}
+        reply = post(client, f"/v1/clients/{client_id}/stakes", body)
+        assert reply.status_code in (201, 202), reply.text
+        return str(reply.json()["stake_id"])
+
+    stake_id = _killed_at(run, STAKE_KILLS, tmp_path, stake)
+    wait_for("the stake to be active", lambda: _stake(client, stake_id)["state"] == "active")
+    assert node.delegation(delegator, validator) == 10 * ATOM
+    staked = accounts.staked(client_id, validator, "ATOM")
+    assert _account(run, staked) == 10 * ATOM
+    assert available(client, client_id)["ATOM"] == 20 * ATOM - FEE == node.balance(delegator)
+
+    def unstake() -> str:
+        reply = post(client, f"/v1/stakes/{stake_id}/unstake", {"amount": "10"})
+        assert reply.status_code in (201, 202), reply.text
+        return str(reply.json()["unstake_id"])
+
+    unstake_id = _killed_at(run, UNSTAKE_KILLS, tmp_path, unstake)
+
+    def completed() -> dict[str, Any] | None:
+        found = dict(client.get(f"/v1/unstakes/{unstake_id}").json())
+        return found if found["state"] == "completed" else None
+
+    done = wait_for("the unstake to complete", completed, timeout=150)
+    assert done["released_minor"] == str(10 * ATOM)
+    assert node.delegation(delegator, validator) == 0 and not node.unbonding(delegator, validator)
+    assert _account(run, staked) == 0
+    assert _account(run, accounts.unbonding(client_id, validator, "ATOM")) == 0
+    # Credited once: the address holds the deposit less two fees plus the rewards the
+    # delegation and the undelegation withdrew on the way (each booked once); the books
+    # the same.
+    paid = [
+        int(s["detail"].get("rewards") or 0)
+        for s in done["timeline"] + _stake(client, stake_id)["timeline"]
+        if s["step"] in ("active", "unbonding")
+    ]
+    on_chain = node.balance(delegator)
+    assert on_chain == 30 * ATOM - 2 * FEE + sum(paid)
+    assert available(client, client_id)["ATOM"] == balances(client, client_id)["ATOM"] == on_chain
+    with SqlDatabase(run.db_url).tx() as conn:
+        kinds = conn.all(
+            "select kind from cosmos_transactions where address = ? order by sequence",
+            (delegator,),
+        )
+    assert [k[0] for k in kinds] == ["delegate", "undelegate"]
+    history = [s["step"] for s in _stake(client, stake_id)["timeline"]]
+    assert history.count("active") == 1 and history.count("reserved") == 1

@@ -7,7 +7,9 @@ released by two operators signing its intent with their own keys); then the
 client's balances, the platform's accounts and the chains are compared. The client
 then buys BTC and ETH with EUR from its bank account and sells some back, and the
 trades are settled with the liquidity providers (delivery versus payment) and
-reconciled. Last, the events and the audit chain are printed and verified.
+reconciled. Meanwhile the client stakes ATOM, a reward is claimed and booked on the
+schedule, and it unstakes once the chain's unbonding is over. Last, the events and the
+audit chain are printed and verified.
 """
 
 from __future__ import annotations
@@ -35,7 +37,13 @@ from sagas.money import format_units
 from services.runner import Running
 from services.settings import PlatformSettings
 
-ETH, USD, BTC = 10**18, 10**6, 10**8
+ETH, USD, BTC, ATOM = 10**18, 10**6, 10**8, 10**6
+DEMO_STAKING = {
+    "staking_rewards_every_seconds": "15",
+    "staking_min_claim": "5000",
+    "signer_cosmos_claim_every_seconds": "5",
+    "staking_watch_every_seconds": "10",
+}
 
 
 def _step(title: str) -> None:
@@ -71,7 +79,8 @@ def run_scenario(settings: PlatformSettings) -> None:
     url = settings.postgres_url.rsplit("/", 1)[0] + f"/{name}"
     workdir = Path(str(settings.api_token_secret_file)).parent / "demo" / name
     workdir.mkdir(parents=True, exist_ok=True)
-    run = Running(settings, url, workdir)
+    # Rewards claimed every few seconds (a day in production), so the demo shows one.
+    run = Running(settings, url, workdir, **DEMO_STAKING)
     try:
         _step(f"Platform: signer, worker, router, relay, chain watchers, API (database {name})")
         run.up()
@@ -259,7 +268,9 @@ def _scenario(run: Running) -> None:
         f"{run.eth.token_balance(token, eth_out)} CTUSD units at {eth_out}"
     )
 
+    stake_id = _stake(run, client_id, client)
     _trading(run, client_id, client)
+    _unstake(run, client_id, client, stake_id)
 
     _step("Events: the client's stream (server-sent events over the API)")
     counts: Counter[str] = Counter()
@@ -296,6 +307,79 @@ def _scenario(run: Running) -> None:
     )
     if verified.returncode != 0:
         raise SystemExit("the audit chain did not verify")
+
+
+def _stake(run: Running, client_id: str, client: httpx.Client) -> str:
+    _step("Staking: the client deposits ATOM and stakes 20 with the platform's validator")
+    delegator = _post(
+        client, f"/v1/clients/{client_id}/deposit-addresses", {"asset": "ATOM"}
+    ).json()["address"]
+    run.cosmos_faucet.fund((delegator, 30 * ATOM))
+    run.wait(
+        "the ATOM deposit credited",
+        lambda: _balances(client, client_id).get("ATOM", {}).get("total_minor") == str(30 * ATOM),
+    )
+    print(f"ATOM   30 credited at {delegator} (the client's own delegator address)")
+    validators = client.get("/v1/staking/validators").json()
+    validator = validators[0]["operator_address"]
+    print(f"validators clients may delegate to: {[v['operator_address'] for v in validators]}")
+    body = {"asset": "ATOM", "amount": "20", "validator": validator}
+    started = _post(client, f"/v1/clients/{client_id}/stakes", body).json()
+    stake = _until(client, f"/v1/stakes/{started['stake_id']}", ("active", "failed", "rejected"))
+    steps = " > ".join(st["step"] for st in stake["timeline"])
+    print(
+        f"stake {stake['amount']} ATOM -> {stake['state']} (position {stake['position']}), "
+        f"tx {str(stake['tx_hash'])[:18]}..., fee {stake['fee_minor']} uatom\n       {steps}"
+    )
+    if stake["state"] != "active":
+        raise SystemExit(f"the stake did not delegate: {stake['error_code']}")
+    return str(stake["stake_id"])
+
+
+def _unstake(run: Running, client_id: str, client: httpx.Client, stake_id: str) -> None:
+    _step("Staking: rewards claimed on the schedule and booked, then the client unstakes")
+
+    def rewards() -> list[dict[str, Any]]:
+        timeline = client.get(f"/v1/stakes/{stake_id}").json()["timeline"]
+        return [
+            st["detail"]
+            for st in timeline
+            if st["step"].startswith("rewards:") and st["detail"]["state"] == "booked"
+        ]
+
+    run.wait("a reward booked", lambda: rewards(), timeout=120)
+    for r in rewards():
+        print(
+            f"reward claimed in tx {str(r['tx_hash'])[:18]}...: gross {r['gross']} uatom (what "
+            f"the chain paid), fee {r['fee']}, commission {r['commission']} (10 %, rounded "
+            f"down), net {r['net']} to the client"
+        )
+    reply = _post(client, f"/v1/stakes/{stake_id}/unstake", {"amount": "20"})
+    unstake_id = reply.json()["unstake_id"]
+    unbonding = _until(client, f"/v1/unstakes/{unstake_id}", ("unbonding", "completed", "failed"))
+    print(
+        f"unstake 20 ATOM -> {unbonding['state']} until {unbonding['completion_time']} "
+        "(the chain's unbonding time: 30 s here, 21 days on the Cosmos Hub)"
+    )
+    done = _until(client, f"/v1/unstakes/{unstake_id}", ("completed", "failed"), timeout=180)
+    print(f"unstake {done['state']}: released {done['released_minor']} uatom to available")
+    stake = client.get(f"/v1/stakes/{stake_id}").json()
+    print(f"position {stake['position']}; " + " > ".join(
+        st["step"].split(":")[0] for st in stake["timeline"]
+    ))  # fmt: skip
+    ops = run.http("ops-staking", "operator")
+    books = {
+        a["account_id"]: int(a["total_minor"]) for a in ops.get("/v1/treasury").json()["accounts"]
+    }
+    delegator = stake["delegator"]
+    held = run.cosmos.balance(delegator) + run.cosmos.delegation(delegator, stake["validator"])
+    omnibus = -books["omnibus:ATOM"]
+    print(
+        f"ATOM   on chain {held} = omnibus {omnibus} (uatom): "
+        + ("OK" if held == omnibus else "MISMATCH")
+    )
+    if held != omnibus:
+        raise SystemExit("ATOM: chain and books disagree")
 
 
 def _until(http: httpx.Client, path: str, done: tuple[str, ...], timeout: float = 300) -> Any:

@@ -5,7 +5,8 @@ real signer in-process (holding each transaction to the client's signed intent).
 One transaction per operation: a repeat returns the same hash; its outcome goes from
 pending to succeeded with the fee offered; an undelegation's outcome names a completion
 time after its block, its unbonding holds the amount until the chain releases it (then
-None). (The real adapter's edge cases: tests/integration/test_cosmos_delegations.py.)"""
+None); the delegation's balance follows both. (The real adapter's edge cases:
+tests/integration/test_cosmos_delegations.py.)"""
 
 from __future__ import annotations
 
@@ -98,6 +99,15 @@ def test_a_delegation_is_one_transaction_and_succeeds_with_its_fee(subject: Subj
     assert (outcome.state, outcome.tx_hash, outcome.fee) == ("succeeded", first, FEE)
     assert outcome.height is not None and outcome.completion_time is None
     assert outcome.rewards == 0  # a first delegation has no rewards to withdraw
+    # The delegation's balance is what was delegated (the slashing watch compares it with
+    # the books); the validator is bonded and not jailed.
+    assert d.delegation(delegator, validator) == AMOUNT
+    state = d.validator_state(validator)
+    assert (state.operator, state.jailed, state.status) == (
+        validator,
+        False,
+        "BOND_STATUS_BONDED",
+    )
 
 
 def test_an_undelegation_unbonds_until_the_chain_releases_it(subject: Subject) -> None:
@@ -112,6 +122,7 @@ def test_an_undelegation_unbonds_until_the_chain_releases_it(subject: Subject) -
     assert outcome.state == "succeeded" and outcome.height is not None
     assert outcome.completion_time is not None and outcome.completion_time > datetime.now(UTC)
     assert d.unbonding_balance(delegator, validator, outcome.height) == AMOUNT // 2
+    assert d.delegation(delegator, validator) == AMOUNT - AMOUNT // 2
     deadline = time.monotonic() + 60
     while d.unbonding_balance(delegator, validator, outcome.height) is not None:
         assert time.monotonic() < deadline, "never released"

@@ -131,3 +131,16 @@ def external_btc_address(network: str) -> str:
     deriver = BipDeriver(network)
     seed = deriver.seed(deriver.new_mnemonic())
     return deriver.address(deriver.account_xpub(seed, "bitcoin"), "bitcoin", 0, 0)
+
+
+def stake_view(http: Any, stake_id: str) -> dict[str, Any]:
+    reply = http.get(f"/v1/stakes/{stake_id}")
+    assert reply.status_code == 200, reply.text
+    return dict(reply.json())
+
+
+def ledger_total(run: Running, account_id: str) -> int:
+    """A ledger account's posted total, read from the platform's database."""
+    from adapters.ledger.sql import SqlLedger
+
+    return SqlLedger(run.db_url, migrate=False).balance(account_id).total

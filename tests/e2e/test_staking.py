@@ -16,25 +16,21 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from adapters.ledger.sql import SqlLedger
 from adapters.sqldb import SqlDatabase
 from sagas import accounts
-from tests.e2e.conftest import address, available, balances, credited, new_client
+from tests.e2e.conftest import (
+    address,
+    available,
+    balances,
+    credited,
+    ledger_total,
+    new_client,
+    stake_view,
+)
 from tests.e2e.harness import Running, post, wait_for
 
 ATOM = 10**6
 FEE = 2_000  # uatom, what the API offers per transaction (docs/staking.md)
-
-
-def _stake(http: Any, stake_id: str) -> dict[str, Any]:
-    reply = http.get(f"/v1/stakes/{stake_id}")
-    assert reply.status_code == 200, reply.text
-    return dict(reply.json())
-
-
-def _account(run: Running, account_id: str) -> int:
-    """A ledger account's posted total, read from the platform's database."""
-    return SqlLedger(run.db_url, migrate=False).balance(account_id).total
 
 
 def test_stake_then_unstake_with_the_worker_killed_while_unbonding(run: Running) -> None:
@@ -52,19 +48,20 @@ def test_stake_then_unstake_with_the_worker_killed_while_unbonding(run: Running)
     reply = post(client, f"/v1/clients/{client_id}/stakes", body)
     assert reply.status_code in (201, 202), reply.text
     stake_id = reply.json()["stake_id"]
-    wait_for("the stake to be active", lambda: _stake(client, stake_id)["state"] == "active")
+    wait_for("the stake to be active", lambda: stake_view(client, stake_id)["state"] == "active")
     node = run.cosmos
     assert node.delegation(delegator, validator) == 20 * ATOM
     assert available(client, client_id)["ATOM"] == 30 * ATOM - FEE == node.balance(delegator)
     staked = accounts.staked(client_id, validator, "ATOM")
-    assert _account(run, staked) == 20 * ATOM
+    assert ledger_total(run, staked) == 20 * ATOM
 
     reply = post(client, f"/v1/stakes/{stake_id}/unstake", {"amount": "8"})
     assert reply.status_code in (201, 202), reply.text
     unstake_id = reply.json()["unstake_id"]
 
     def unbonding() -> dict[str, Any] | None:
-        found = [u for u in _stake(client, stake_id)["unstakes"] if u["unstake_id"] == unstake_id]
+        mine = stake_view(client, stake_id)["unstakes"]
+        found = [u for u in mine if u["unstake_id"] == unstake_id]
         return found[0] if found and found[0]["state"] == "unbonding" else None
 
     entry = wait_for("the unstake to be unbonding", unbonding)
@@ -78,11 +75,12 @@ def test_stake_then_unstake_with_the_worker_killed_while_unbonding(run: Running)
         timeout=90,
     )
     assert time.time() >= completion.timestamp() - 1
-    assert _account(run, accounts.unbonding(client_id, validator, "ATOM")) == 8 * ATOM
+    assert ledger_total(run, accounts.unbonding(client_id, validator, "ATOM")) == 8 * ATOM
     run.start_worker()
 
     def completed() -> dict[str, Any] | None:
-        found = [u for u in _stake(client, stake_id)["unstakes"] if u["unstake_id"] == unstake_id]
+        mine = stake_view(client, stake_id)["unstakes"]
+        found = [u for u in mine if u["unstake_id"] == unstake_id]
         return found[0] if found and found[0]["state"] == "completed" else None
 
     wait_for("the unstake to complete", completed, timeout=120)
@@ -92,8 +90,8 @@ def test_stake_then_unstake_with_the_worker_killed_while_unbonding(run: Running)
     assert available(client, client_id)["ATOM"] == balances(client, client_id)["ATOM"] == on_chain
     assert on_chain >= 30 * ATOM - 2 * FEE + 8 * ATOM
     assert node.delegation(delegator, validator) == 12 * ATOM
-    assert _account(run, staked) == 12 * ATOM
-    assert _account(run, accounts.unbonding(client_id, validator, "ATOM")) == 0
+    assert ledger_total(run, staked) == 12 * ATOM
+    assert ledger_total(run, accounts.unbonding(client_id, validator, "ATOM")) == 0
     # One delegation and one undelegation were ever signed and recorded.
     with SqlDatabase(run.db_url).tx() as conn:
         kinds = conn.all(
@@ -147,10 +145,10 @@ def test_stake_and_unstake_with_the_worker_killed_at_every_step(
         return str(reply.json()["stake_id"])
 
     stake_id = _killed_at(run, STAKE_KILLS, tmp_path, stake)
-    wait_for("the stake to be active", lambda: _stake(client, stake_id)["state"] == "active")
+    wait_for("the stake to be active", lambda: stake_view(client, stake_id)["state"] == "active")
     assert node.delegation(delegator, validator) == 10 * ATOM
     staked = accounts.staked(client_id, validator, "ATOM")
-    assert _account(run, staked) == 10 * ATOM
+    assert ledger_total(run, staked) == 10 * ATOM
     assert available(client, client_id)["ATOM"] == 20 * ATOM - FEE == node.balance(delegator)
 
     def unstake() -> str:
@@ -167,14 +165,14 @@ def test_stake_and_unstake_with_the_worker_killed_at_every_step(
     done = wait_for("the unstake to complete", completed, timeout=150)
     assert done["released_minor"] == str(10 * ATOM)
     assert node.delegation(delegator, validator) == 0 and not node.unbonding(delegator, validator)
-    assert _account(run, staked) == 0
-    assert _account(run, accounts.unbonding(client_id, validator, "ATOM")) == 0
+    assert ledger_total(run, staked) == 0
+    assert ledger_total(run, accounts.unbonding(client_id, validator, "ATOM")) == 0
     # Credited once: the address holds the deposit less two fees plus the rewards the
     # delegation and the undelegation withdrew on the way (each booked once); the books
     # the same.
     paid = [
         int(s["detail"].get("rewards") or 0)
-        for s in done["timeline"] + _stake(client, stake_id)["timeline"]
+        for s in done["timeline"] + stake_view(client, stake_id)["timeline"]
         if s["step"] in ("active", "unbonding")
     ]
     on_chain = node.balance(delegator)
@@ -186,5 +184,5 @@ def test_stake_and_unstake_with_the_worker_killed_at_every_step(
             (delegator,),
         )
     assert [k[0] for k in kinds] == ["delegate", "undelegate"]
-    history = [s["step"] for s in _stake(client, stake_id)["timeline"]]
+    history = [s["step"] for s in stake_view(client, stake_id)["timeline"]]
     assert history.count("active") == 1 and history.count("reserved") == 1

@@ -20,12 +20,11 @@ import sys
 import time
 from typing import Any
 
-from adapters.ledger.sql import SqlLedger
 from infra.services.cosmos import CHAIN_ID, SimdB
 from infra.settings import StackSettings
 from sagas import accounts
 from sagas.staking.events import JAILED_ALERT, SLASHED_ALERT
-from tests.e2e.conftest import address, available, credited, new_client
+from tests.e2e.conftest import address, available, credited, ledger_total, new_client, stake_view
 from tests.e2e.harness import Running, alerts_about, post, wait_for
 
 ATOM = 10**6
@@ -40,22 +39,12 @@ PLATFORM = {
 }
 
 
-def _stake(http: Any, stake_id: str) -> dict[str, Any]:
-    reply = http.get(f"/v1/stakes/{stake_id}")
-    assert reply.status_code == 200, reply.text
-    return dict(reply.json())
-
-
-def _account(run: Running, account_id: str) -> int:
-    return SqlLedger(run.db_url, migrate=False).balance(account_id).total
-
-
 def _staked(run: Running, http: Any, client_id: str, validator: str, amount: str) -> str:
     body = {"asset": "ATOM", "amount": amount, "validator": validator}
     reply = post(http, f"/v1/clients/{client_id}/stakes", body)
     assert reply.status_code in (201, 202), reply.text
     stake_id = str(reply.json()["stake_id"])
-    wait_for("the stake to be active", lambda: _stake(http, stake_id)["state"] == "active")
+    wait_for("the stake to be active", lambda: stake_view(http, stake_id)["state"] == "active")
     return stake_id
 
 
@@ -85,7 +74,7 @@ def _all_rewards(run: Running, client_id: str, http: Any) -> list[dict[str, Any]
     stakes = http.get(f"/v1/clients/{client_id}/stakes").json()
     found = []
     for s in stakes:
-        found += _booked_rewards(_stake(http, s["stake_id"]))
+        found += _booked_rewards(stake_view(http, s["stake_id"]))
     return found
 
 
@@ -100,7 +89,7 @@ def test_rewards_are_booked_as_the_chain_paid_them_over_several_runs(run: Runnin
 
     wait_for(
         "rewards booked by two runs",
-        lambda: len(_booked_rewards(_stake(client, stake_id))) >= 2,
+        lambda: len(_booked_rewards(stake_view(client, stake_id))) >= 2,
         timeout=120,
     )
 
@@ -108,7 +97,7 @@ def test_rewards_are_booked_as_the_chain_paid_them_over_several_runs(run: Runnin
         """Between claims (none in flight): the address holds the deposit less the stake
         and every fee, plus every gross reward booked; the books that less the
         commission, which each claim took at 10 % rounded down."""
-        booked = _booked_rewards(_stake(client, stake_id))
+        booked = _booked_rewards(stake_view(client, stake_id))
         gross = sum(int(r["gross"]) for r in booked)
         fees = sum(int(r["fee"]) for r in booked)
         cut = sum(int(r["commission"]) for r in booked)
@@ -122,16 +111,16 @@ def test_rewards_are_booked_as_the_chain_paid_them_over_several_runs(run: Runnin
         )
 
     wait_for("the books to equal the chain", books_equal_chain, timeout=60)
-    runs = {r["operation_id"] for r in _booked_rewards(_stake(client, stake_id))}
+    runs = {r["operation_id"] for r in _booked_rewards(stake_view(client, stake_id))}
     assert len(runs) >= 2 and all(r.startswith(f"rwd:{client_id}:") for r in runs)
-    assert _account(run, accounts.staked(client_id, validator, "ATOM")) == 20 * ATOM
+    assert ledger_total(run, accounts.staked(client_id, validator, "ATOM")) == 20 * ATOM
 
     done = _unstaked(client, stake_id, "20")
     assert done["released_minor"] == str(20 * ATOM) and done["slashed_minor"] == "0"
     assert node.delegation(delegator, validator) == 0
-    assert _account(run, accounts.staked(client_id, validator, "ATOM")) == 0
-    assert _account(run, accounts.unbonding(client_id, validator, "ATOM")) == 0
-    booked = _booked_rewards(_stake(client, stake_id))
+    assert ledger_total(run, accounts.staked(client_id, validator, "ATOM")) == 0
+    assert ledger_total(run, accounts.unbonding(client_id, validator, "ATOM")) == 0
+    booked = _booked_rewards(stake_view(client, stake_id))
     cut = sum(int(r["commission"]) for r in booked)
     # Credited once: what the address holds (the release, the rewards the undelegation
     # withdrew on the way, every claim) is the client's, less the commission.
@@ -187,21 +176,21 @@ def test_a_slashed_validator_costs_its_delegators_exactly_what_the_chain_took(
     credited(run, client, client_id, {"ATOM": 20 * ATOM})
     stake_id = _staked(run, client, client_id, validator, "5")
     staked = accounts.staked(client_id, validator, "ATOM")
-    assert node.delegation(delegator, validator) == _account(run, staked) == 5 * ATOM
+    assert node.delegation(delegator, validator) == ledger_total(run, staked) == 5 * ATOM
 
     _stack("down")  # the second validator stops signing blocks
     try:
         wait_for("the validator to be jailed", lambda: node.validator(validator).jailed, 90)
         stake = wait_for(
             "the stake to be slashed",
-            lambda: (s := _stake(client, stake_id))["state"] == "slashed" and s,
+            lambda: (s := stake_view(client, stake_id))["state"] == "slashed" and s,
             timeout=60,
         )
         on_chain = node.delegation(delegator, validator)
         assert 0 < on_chain < 5 * ATOM
         loss = 5 * ATOM - on_chain
         # The books lost exactly what the chain took, and say so.
-        assert _account(run, staked) == on_chain
+        assert ledger_total(run, staked) == on_chain
         assert stake["position"] == "slashed"
         assert stake["slashed_minor"] == str(loss)
         assert stake["staked_minor"] == str(on_chain)
@@ -217,14 +206,14 @@ def test_a_slashed_validator_costs_its_delegators_exactly_what_the_chain_took(
         done = _unstaked(client, stake_id, f"{whole}.{frac:06d}")
         assert done["released_minor"] == str(on_chain)
         assert node.delegation(delegator, validator) == 0
-        assert _account(run, staked) == 0
+        assert ledger_total(run, staked) == 0
         cut = sum(int(r["commission"]) for r in _all_rewards(run, client_id, client))
         wait_for(
             "the release booked",
             lambda: available(client, client_id)["ATOM"] == node.balance(delegator) - cut,
             timeout=30,
         )
-        assert _stake(client, stake_id)["position"] == "withdrawn"
+        assert stake_view(client, stake_id)["position"] == "withdrawn"
     finally:
         _unjail_b(run, validator)
 

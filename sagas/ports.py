@@ -30,7 +30,7 @@ from sagas.liquidity import (
 from sagas.operations import OperationRecord, Step
 from sagas.policy import PolicyRules, StoredPolicy
 from sagas.signing import SignCosmosRequest, UnsignedBtcTransaction
-from sagas.staking import TxOutcome, ValidatorState
+from sagas.staking import DelegationView, TxOutcome, ValidatorState
 from sagas.trade import TradeRecord
 from sagas.withdrawal import ChainStatus
 
@@ -347,9 +347,10 @@ class Delegations(Protocol):
         """What the unbonding started at `height` still holds (less than it started
         with if the validator was slashed since); None once the chain released it."""
 
-    def delegation(self, delegator: str, validator: str) -> int:
-        """The delegation's balance in tokens (minor units, truncated) at the latest block;
-        0 if there is none. Less than was delegated once the validator was slashed."""
+    def delegation(self, delegator: str, validator: str) -> DelegationView | None:
+        """The delegation at the latest block, with its validator's exchange rate read at
+        the same height; None if the chain has no such delegation. Its balance is less
+        than was delegated once the validator was slashed (the rate fell)."""
 
     def validator_state(self, validator: str) -> ValidatorState:
         """The validator as the chain reports it now (jailed, status)."""

@@ -161,9 +161,8 @@ class PlatformSettings(BaseSettings):
     staking_min_claim: int = 10_000  # uatom
     signer_cosmos_claim_every_seconds: int = 24 * 3600
     # Slashing (docs/staking.md): positions compared with the chain on a schedule (0:
-    # never, the default until the review's findings are closed: a bad chain read would
-    # be booked as a loss); a slash is booked and alerted within about this long.
-    staking_watch_every_seconds: int = 0
+    # never); a slash is booked and alerted within about this long.
+    staking_watch_every_seconds: int = 60
     staking_watch_schedule_id: str = "custody-staking-watch"
     # Saga timings: production defaults; tests shorten them.
     approval_ttl_seconds: int = 24 * 3600

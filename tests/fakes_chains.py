@@ -7,17 +7,19 @@ test_deposit_observations.py)."""
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from fractions import Fraction
 from typing import Literal
 
 from sagas.deposit import DepositState
 from sagas.errors import ChainRejected, KeyAccessDenied
-from sagas.staking import TxOutcome, ValidatorState
+from sagas.staking import DelegationView, TxOutcome, ValidatorState
 from sagas.withdrawal import ChainStatus
 
 _EVM_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
@@ -229,6 +231,7 @@ class _Delegation:
     fee: int
     tx_hash: str
     height: int
+    rate: Fraction = Fraction(1)  # the validator's tokens per share when it was made
     polls: int = 0
 
 
@@ -256,10 +259,12 @@ class FakeDelegations:
         self.reads: dict[int, int] = {}
         # Rewards outstanding per (delegator, validator): a claim pays them and zeroes them.
         self.accrued: dict[tuple[str, str], int] = {}
-        # Slashing: tokens cut from a (delegator, validator) delegation; jailed validators
-        # with the height their unbonding began.
-        self.cut: dict[tuple[str, str], int] = {}
+        # Slashing: each validator's exchange rate (tokens per share: 1 until `slash` cuts
+        # it, as the chain does), jailed validators with the height their unbonding began,
+        # and (delegator, validator) pairs the node reads as missing (a lagging node).
+        self.rates: dict[str, Fraction] = {}
         self.jailed: dict[str, int] = {}
+        self.missing: set[tuple[str, str]] = set()
         self._in_block_after = in_block_after
         self._unbonding = unbonding
         self._release_after = release_after
@@ -277,8 +282,9 @@ class FakeDelegations:
             self._height += 1
             digest = hashlib.sha256(op.encode()).hexdigest().upper()
             self.txs[op] = _Delegation(
-                kind, delegator, validator, amount, fee, digest, self._height
-            )
+                kind, delegator, validator, amount, fee, digest, self._height,
+                self.rate(validator),
+            )  # fmt: skip
         return self.txs[op].tx_hash
 
     def delegate(
@@ -294,16 +300,42 @@ class FakeDelegations:
     def pending_rewards(self, delegator: str, validator: str) -> int:
         return self.accrued.get((delegator, validator), 0)
 
-    def delegation(self, delegator: str, validator: str) -> int:
-        """What was delegated (each transaction counts once the chain has it) less what
-        was undelegated and what `cut` slashed from the pair."""
-        signed = {"delegate": 1, "undelegate": -1}
-        held = sum(
-            signed.get(tx.kind, 0) * tx.amount
-            for op, tx in self.txs.items()
-            if (tx.delegator, tx.validator) == (delegator, validator) and op not in self.fail
+    def rate(self, validator: str) -> Fraction:
+        return self.rates.get(validator, Fraction(1))
+
+    def slash(self, validator: str, fraction: Fraction) -> None:
+        """The chain slashes the validator: its tokens (so every delegation's balance)
+        fall by `fraction`; the delegators' shares stay."""
+        self.rates[validator] = self.rate(validator) * (1 - fraction)
+
+    def shares(self, delegator: str, validator: str) -> int:
+        """The pair's shares as the chain counts them (sdk.Dec integers, * 10**18): a
+        delegation adds amount / rate truncated, an undelegation takes amount / rate
+        rounded up (each transaction counts once the chain has it)."""
+        held = 0
+        for op, tx in self.txs.items():
+            if (tx.delegator, tx.validator) != (delegator, validator) or op in self.fail:
+                continue
+            exact = Fraction(tx.amount * 10**18) / tx.rate
+            if tx.kind == "delegate":
+                held += math.floor(exact)
+            elif tx.kind == "undelegate":
+                held -= math.ceil(exact)
+        return max(0, held)
+
+    def delegation(self, delegator: str, validator: str) -> DelegationView | None:
+        """The pair's shares at the validator's rate, truncated; None if it holds none
+        (or the pair is in `missing`)."""
+        shares = self.shares(delegator, validator)
+        if shares == 0 or (delegator, validator) in self.missing:
+            return None
+        rate = self.rate(validator)
+        return DelegationView(
+            height=self._height,
+            balance=math.floor(shares * rate / 10**18),
+            validator_tokens=rate.numerator * 10**6,
+            validator_shares=rate.denominator * 10**24,
         )
-        return max(0, held - self.cut.get((delegator, validator), 0))
 
     def validator_state(self, validator: str) -> ValidatorState:
         jailed = validator in self.jailed

@@ -14,6 +14,7 @@ chain's completion time -> the chain released it -> unbonding back to available.
 from __future__ import annotations
 
 from datetime import datetime
+from fractions import Fraction
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
@@ -126,6 +127,28 @@ class ValidatorState(BaseModel):
     status: str = Field(description="BOND_STATUS_BONDED, _UNBONDING or _UNBONDED")
     tokens: StrictInt = 0
     unbonding_height: int = 0
+
+
+class DelegationView(BaseModel):
+    """A delegation as the chain reports it at one height, with its validator's exchange
+    rate read at the same height. A slash cuts the validator's tokens, not the delegators'
+    shares: the rate (tokens per share) falls, and with it every delegation's balance."""
+
+    model_config = ConfigDict(frozen=True)
+
+    height: int
+    balance: StrictInt = Field(description="the delegation's shares at the rate, truncated")
+    validator_tokens: StrictInt
+    validator_shares: StrictInt = Field(
+        description="the validator's delegator shares: the sdk.Dec's integer (value * 10**18)"
+    )
+
+    @property
+    def rate(self) -> Fraction:
+        """Tokens per share, exact (1 until the validator is first slashed)."""
+        if self.validator_shares <= 0:
+            return Fraction(0)
+        return Fraction(self.validator_tokens * 10**18, self.validator_shares)
 
 
 class Release(BaseModel):

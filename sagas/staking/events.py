@@ -43,6 +43,9 @@ REWARDS_SKIPPED = "custody.alert.staking_rewards_unbooked.v1"
 # clients are delegated to was jailed.
 SLASHED_ALERT = "custody.alert.staking_slashed.v1"
 JAILED_ALERT = "custody.alert.validator_jailed.v1"
+# A staked position whose books and chain disagree in a way no slash explains (nothing
+# booked: an operator reconciles it).
+MISMATCH_ALERT = "custody.alert.staking_mismatch.v1"
 
 
 def stake_event_type(step: str) -> str:
@@ -124,7 +127,7 @@ class StakeSlashed(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    slash_id: str = Field(description="slh:<client>:<validator>:<watch run>")
+    slash_id: str = Field(description="slh:<client>:<validator>:<booked>:<on_chain>")
     stake_id: str | None = Field(default=None, description="the stake's share (not in the alert)")
     client_id: str
     asset: str
@@ -135,7 +138,34 @@ class StakeSlashed(BaseModel):
     position_loss: str = Field(description="booked - on_chain: what the chain took")
     loss: str | None = Field(default=None, description="this stake's share of the loss")
     left: str | None = Field(default=None, description="what this stake still holds")
+    rate: str | None = Field(
+        default=None,
+        description="the validator's tokens per share after the slash, exact (p/q): the "
+        "reference the next slash of the position is measured from",
+    )
+    height: int | None = Field(default=None, description="the block the chain was read at")
     jailed: bool = Field(description="the validator was jailed when it was seen")
+
+
+class StakingMismatch(BaseModel):
+    """Alert: a staked position (none of its stakes or unstakes in flight) whose books
+    and chain disagree in a way no slash explains; nothing was booked. `reason`:
+    `missing` (the node has no such delegation), `more_on_chain`, `rate_unchanged` (less
+    on chain but the validator's rate did not fall), `over_cap` (less than a slash at
+    that rate could take). Once per (booked, on_chain)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mismatch_id: str = Field(description="mis:<client>:<validator>:<booked>:<on_chain>")
+    client_id: str
+    asset: str
+    validator: str
+    delegator: str
+    booked: str = Field(description="the position's staked balance")
+    on_chain: str | None = Field(default=None, description="the delegation's balance, if any")
+    reason: str
+    rate: str | None = Field(default=None, description="the validator's tokens per share")
+    height: int | None = None
 
 
 class ValidatorJailed(BaseModel):
@@ -175,6 +205,7 @@ PAYLOADS: dict[str, type[BaseModel]] = {
     stake_event_type("jailed"): ValidatorJailed,
     SLASHED_ALERT: StakeSlashed,
     JAILED_ALERT: ValidatorJailed,
+    MISMATCH_ALERT: StakingMismatch,
     **{unstake_event_type(step): StakingStep for step in UNSTAKE_STEPS},
     FAILED_ALERT: StakingFailed,
     REWARDS_SKIPPED: StakingRewards,

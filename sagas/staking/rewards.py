@@ -32,7 +32,6 @@ with workflow.unsafe.imports_passed_through():
     from sagas.errors import ChainRejected, CustodyError, KeyAccessDenied
     from sagas.events import Envelope
     from sagas.ledger import Account, AccountKind, Transfer
-    from sagas.operations import recorded_step
     from sagas.ports import Delegations, Ledger, OperationStore
     from sagas.records import step_event
     from sagas.staking import Broadcast, TxOutcome
@@ -41,7 +40,7 @@ with workflow.unsafe.imports_passed_through():
         StakingRewards,
         stake_event_type,
     )
-    from sagas.staking.slashing import HOLDING
+    from sagas.staking.positions import held_positions
     from sagas.steps import SEND, WITHDRAW, step
     from sagas.topics import ALERTS
 
@@ -118,26 +117,17 @@ class RewardsActivities:
         """Each client with ATOM staked (a posted balance in a `staked:` account of an
         active stake), its delegator and validators, oldest stake first."""
         by_client: dict[str, RewardsPosition] = {}
-        for stake in self._ops.of_kind("stake", HOLDING):
-            if stake.asset != req.asset or stake.client_id is None or not stake.destination:
-                continue
-            staked = accounts.staked(stake.client_id, stake.destination, stake.asset)
-            if self._ledger.balance(staked).total <= 0:
-                continue
-            known = by_client.get(stake.client_id)
+        for held in held_positions(self._ops, self._ledger, req.asset):
+            known = by_client.get(held.client_id)
             if known is None:
-                first = recorded_step(self._ops.timeline(stake.id), "requested") or {}
-                delegator = str(first.get("delegator") or "")
-                if not delegator:
-                    continue
-                by_client[stake.client_id] = RewardsPosition(
-                    client_id=stake.client_id,
-                    delegator=delegator,
-                    validators=[stake.destination],
-                    stake_id=stake.id,
+                by_client[held.client_id] = RewardsPosition(
+                    client_id=held.client_id,
+                    delegator=held.delegator,
+                    validators=[held.validator],
+                    stake_id=held.stake_ids[0],
                 )
-            elif stake.destination not in known.validators:
-                known.validators.append(stake.destination)
+            else:
+                known.validators.append(held.validator)
         return list(by_client.values())
 
     @activity.defn(name="staking_rewards.pending")

@@ -1,30 +1,48 @@
 """Slashing (issue 14): each run of the `StakingWatch` workflow (a Temporal schedule every
 `staking_watch_every_seconds`) compares every client's staked position with the chain
-and books what the chain took.
+and books what a slash took, and only that.
 
-A position is a client's delegation to one validator: the ledger's
-`staked:<client>:<validator>:ATOM` against the delegation's balance on chain (its shares
-at the validator's exchange rate, truncated). Delegations only change by the client's
-own stakes and unstakes, or by a slash; so with none of the client's stakes or unstakes
-to that validator in flight (between requested and settled), the chain holding less
-than the books is a slash. The loss is booked, once: staked -> omnibus (it left the
-chain, burnt), shared across the position's stakes in proportion to what each still
-holds (rounded down, the remainder to the largest), each stake's state `slashed` with a
-step `slashed:<slash id>` and its event, and one critical alert per position. A
-validator found jailed is reported once per jailing (its unbonding height marks it) on
-the stakes delegated to it, with an alert, whether or not it cost anything yet.
+A position is a client's delegation to one validator (sagas/staking/positions.py): the
+ledger's `staked:<client>:<validator>:ATOM` against the delegation on chain, read with
+its validator at one height. A slash cuts the validator's tokens, not its delegators'
+shares: the validator's rate (tokens per share) falls, and every delegation's balance
+with it. So a loss is booked only when all of these hold (`verdict`):
 
-The scan only reads; a worker that dies after it scans again. A slash found is named by
-the run (`slh:<client>:<validator>:<run>`): the ledger's transfer and the steps carry
-that id, so the booking is one transfer and one set of steps however often it retries.
-An unbonding slashed while it unbonds is the unstake saga's (it books what the chain
-gives back, sagas/staking/workflows.py).
+- no stake or unstake of the position is in flight (checked before the chain read, after
+  it, and again when booking, with the staked balance unchanged);
+- the chain has the delegation (a lagging or misrouted node answering "not found" is an
+  alert, never a 100 % loss);
+- the chain holds less than the books by more than rounding: each stake or unstake at a
+  rate other than 1 may leave one unit in the chain's truncation (`rounding`);
+- the validator's rate fell below the rate at the position's last booked slash (1 if
+  none): a shortfall with the rate unchanged is not a slash (an undelegation recorded
+  failed that the chain included, books that are wrong): an alert;
+- the shortfall is at most what the fall can take: `booked * (1 - rate / reference)`,
+  rounded up, plus rounding. More is not (only) a slash: an alert.
+
+The loss is booked, once: staked -> omnibus (it left the chain, burnt), shared across the
+position's stakes in proportion to what each still holds (rounded down, the remainder to
+the largest), each stake's state `slashed` with a step `slashed:<slash id>` (its share
+and the rate after the slash) and its event, and one critical alert per position. The
+slash id comes from the books and the chain, not the run: `slh:<client>:<validator>:
+<booked>:<on chain>`, so two runs that see the same slash book one transfer and one set
+of steps. A disagreement that is not a slash is reported once per (books, chain) pair:
+a step `mismatch:<...>` on the position's first stake and
+`custody.alert.staking_mismatch.v1`. A validator found jailed is reported once per
+jailing (its unbonding height marks it) on the stakes delegated to it, with an alert,
+whether or not it cost anything yet.
+
+Positions are checked in chunks of `CHUNK` (one activity each, within a step's time),
+so a run's history grows with positions / CHUNK. An unbonding slashed while it unbonds
+is the unstake saga's (it books what the chain gives back, sagas/staking/workflows.py).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+import math
+from fractions import Fraction
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from temporalio import activity, workflow
@@ -34,42 +52,72 @@ with workflow.unsafe.imports_passed_through():
     from sagas.errors import CustodyError
     from sagas.events import Envelope
     from sagas.ledger import Transfer
-    from sagas.operations import OperationRecord, Step, recorded_step
+    from sagas.operations import OperationRecord
     from sagas.ports import Delegations, Ledger, OperationStore
     from sagas.records import step_event
+    from sagas.staking import DelegationView
     from sagas.staking.events import (
         JAILED_ALERT,
+        MISMATCH_ALERT,
         SLASHED_ALERT,
         StakeSlashed,
+        StakingMismatch,
         ValidatorJailed,
         stake_event_type,
+    )
+    from sagas.staking.positions import (
+        IN_FLIGHT,
+        UNDONE,
+        Held,
+        held_positions,
+        left_of,
+        slashed_from,
     )
     from sagas.steps import WITHDRAW, step
     from sagas.topics import ALERTS
 
 WATCH_WORKFLOW = "StakingWatch"
 SOURCE = "/custody/staking/watch"
-# A stake or unstake between its request and its settlement: the chain and the books may
-# disagree by its amount, so its position is not compared until it settles.
-IN_FLIGHT = ("requested", "reserved", "awaiting_approval", "approved", "broadcast")
-HOLDING = ("active", "slashed")  # a stake's states while it holds a delegation
-UNDONE = frozenset({"rejected", "expired", "failed"})  # an unstake that took nothing
+CHUNK = 25  # positions per check activity: two chain reads each, well inside a step
 log = logging.getLogger("custody.staking.watch")
 
-
-def slash_id(client_id: str, validator: str, run: str) -> str:
-    return f"slh:{client_id}:{validator}:{run}"
+Verdict = Literal["agrees", "slash", "missing", "more_on_chain", "rate_unchanged", "over_cap"]
 
 
-def slashed_from(timeline: list[Step]) -> int:
-    """What slashes took from a stake: the losses its `slashed:` steps booked."""
-    return sum(int(str(s.detail.get("loss", 0))) for s in timeline if s.step.startswith("slashed:"))
+def slash_id(client_id: str, validator: str, booked: int, on_chain: int) -> str:
+    return f"slh:{client_id}:{validator}:{booked}:{on_chain}"
 
 
-def left_of(stake: OperationRecord, unstakes: list[OperationRecord], slashed: int) -> int:
-    """What of a stake is still staked: its amount less its unstakes that did not end
-    rejected, expired or failed (those in progress count) and less what slashes took."""
-    return max(0, stake.amount - sum(u.amount for u in unstakes if u.state not in UNDONE) - slashed)
+def verdict(
+    booked: int, view: DelegationView | None, reference: Fraction, rounding: int
+) -> Verdict:
+    """What the chain's view of a position (none in flight) says against the books:
+    `slash` only if the validator's rate fell below `reference` and the shortfall is
+    more than `rounding` and at most what the fall can take (module docstring)."""
+    if view is None:
+        return "missing"
+    shortfall = booked - view.balance
+    if shortfall < 0:
+        return "more_on_chain"
+    if shortfall <= rounding:
+        return "agrees"
+    rate = view.rate
+    if rate >= reference:
+        return "rate_unchanged"
+    cap = math.ceil(booked * (1 - rate / reference)) + rounding
+    return "over_cap" if shortfall > cap else "slash"
+
+
+def reference_rate(timelines: list[list[Any]]) -> Fraction:
+    """The validator's rate at the position's last booked slash (rates only fall: the
+    least recorded), 1 if it was never slashed."""
+    rates = [
+        Fraction(str(s.detail["rate"]))
+        for timeline in timelines
+        for s in timeline
+        if s.step.startswith("slashed:") and s.detail.get("rate")
+    ]
+    return min(rates, default=Fraction(1))
 
 
 def share_loss(loss: int, holdings: list[int]) -> list[int]:
@@ -102,7 +150,7 @@ class Share(BaseModel):
 
 
 class Slash(BaseModel):
-    """A position the chain holds less of than the books."""
+    """A position a slash cut: the chain holds less than the books, the rate fell."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -113,6 +161,8 @@ class Slash(BaseModel):
     delegator: str
     booked: StrictInt = Field(description="the staked account before the slash")
     on_chain: StrictInt = Field(description="the delegation's balance on chain")
+    rate: str = Field(description="the validator's tokens per share after it, exact: p/q")
+    height: int
     jailed: bool
     shares: list[Share]
 
@@ -121,17 +171,36 @@ class Slash(BaseModel):
         return self.booked - self.on_chain
 
 
+class Mismatch(BaseModel):
+    """A position whose books and chain disagree in a way no slash explains."""
+
+    model_config = ConfigDict(frozen=True)
+
+    mismatch_id: str
+    client_id: str
+    asset: str
+    validator: str
+    delegator: str
+    stake_id: str = Field(description="the position's first stake: the step goes there")
+    booked: StrictInt
+    on_chain: StrictInt | None
+    reason: Verdict
+    rate: str | None = None
+    height: int | None = None
+
+
 class Jailing(BaseModel):
     model_config = ConfigDict(frozen=True)
 
+    asset: str
     validator: str
     unbonding_height: int
     stakes: list[tuple[str, str]] = Field(description="(stake id, client id) delegated to it")
 
 
-class Scan(BaseModel):
+class Findings(BaseModel):
     slashes: list[Slash] = []
-    jailings: list[Jailing] = []
+    mismatches: list[Mismatch] = []
 
 
 class WatchResult(BaseModel):
@@ -139,6 +208,7 @@ class WatchResult(BaseModel):
     booked: list[str] = []
     unbooked: list[str] = []
     jailed: list[str] = []
+    mismatched: list[str] = []
 
 
 class WatchActivities:
@@ -150,7 +220,7 @@ class WatchActivities:
         self._delegations = delegations
 
     def all(self) -> list[Any]:
-        return [self.scan, self.book, self.jailed]
+        return [self.positions, self.jailings, self.check, self.book, self.mismatch, self.jailed]
 
     def _busy(self) -> set[tuple[str, str]]:
         """(client, validator) with a stake or unstake in flight."""
@@ -163,83 +233,110 @@ class WatchActivities:
     def _staked(self, client_id: str, validator: str, asset: str) -> int:
         return self._ledger.balance(accounts.staked(client_id, validator, asset)).total
 
-    @activity.defn(name="staking_watch.scan")
-    def scan(self, req: WatchInput, run: str) -> Scan:
-        """Every position the chain holds less of than the books (none in flight), and
-        every jailed validator with stakes delegated to it. Reads only."""
-        positions: dict[tuple[str, str], list[OperationRecord]] = {}
-        for stake in self._ops.of_kind("stake", HOLDING):
-            if stake.asset == req.asset and stake.client_id and stake.destination:
-                positions.setdefault((stake.client_id, stake.destination), []).append(stake)
-        states = {v: self._delegations.validator_state(v) for _c, v in positions}
+    @activity.defn(name="staking_watch.positions")
+    def positions(self, req: WatchInput) -> list[Held]:
+        """Every position the books hold (reads the database only)."""
+        return held_positions(self._ops, self._ledger, req.asset)
+
+    @activity.defn(name="staking_watch.jailings")
+    def jailings(self, req: WatchInput, held: list[Held]) -> list[Jailing]:
+        """The validators positions are delegated to that the chain has jailed (one read
+        per validator)."""
+        found = []
+        for validator in sorted({h.validator for h in held}):
+            state = self._delegations.validator_state(validator)
+            if state.jailed:
+                stakes = [
+                    (s, h.client_id) for h in held if h.validator == validator for s in h.stake_ids
+                ]
+                found.append(
+                    Jailing(
+                        asset=req.asset,
+                        validator=validator,
+                        unbonding_height=state.unbonding_height,
+                        stakes=stakes,
+                    )
+                )
+        return found
+
+    @activity.defn(name="staking_watch.check")
+    def check(self, req: WatchInput, held: list[Held]) -> Findings:
+        """The slashes and disagreements among these positions (reads only)."""
         busy = self._busy()
-        found: list[tuple[tuple[str, str], int, Slash]] = []
-        for (c, v), stakes in positions.items():
-            booked = self._staked(c, v, req.asset)
-            if (c, v) in busy or booked <= 0:
+        seen: list[tuple[Held, int, DelegationView | None, Verdict, Fraction]] = []
+        for h in held:
+            booked = self._staked(h.client_id, h.validator, req.asset)
+            if (h.client_id, h.validator) in busy or booked <= 0:
                 continue
-            first = recorded_step(self._ops.timeline(stakes[0].id), "requested") or {}
-            delegator = str(first.get("delegator") or "")
-            if not delegator:
-                continue
-            on_chain = self._delegations.delegation(delegator, v)
-            if on_chain >= booked:
-                continue
-            jailed = states[v].jailed
-            slash = self._slash(req, run, c, v, delegator, stakes, booked, on_chain, jailed)
-            found.append(((c, v), booked, slash))
+            view = self._delegations.delegation(h.delegator, h.validator)
+            stakes = [s for s in map(self._ops.get, h.stake_ids) if s is not None]
+            unstakes = self._unstakes(h.client_id, stakes)
+            reference = reference_rate([self._ops.timeline(s.id) for s in stakes])
+            rounding = len(stakes) + sum(len(u) for u in unstakes) + 1
+            found = verdict(booked, view, reference, rounding)
+            if found != "agrees":
+                seen.append((h, booked, view, found, reference))
         # Anything that started or settled while the chain was read is for the next run.
         busy = self._busy()
-        slashes = [
-            s
-            for pair, booked, s in found
-            if pair not in busy and self._staked(*pair, req.asset) == booked
-        ]
-        jailings = [
-            Jailing(
-                validator=v,
-                unbonding_height=state.unbonding_height,
-                stakes=[(s.id, c) for (c, w), held in positions.items() if w == v for s in held],
-            )
-            for v, state in states.items()
-            if state.jailed
-        ]
-        return Scan(slashes=slashes, jailings=jailings)
+        out = Findings()
+        for h, booked, view, found, _reference in seen:
+            if (h.client_id, h.validator) in busy or self._staked(
+                h.client_id, h.validator, req.asset
+            ) != booked:
+                continue
+            if found == "slash" and view is not None:
+                out.slashes.append(self._slash(req, h, booked, view))
+            else:
+                on_chain = None if view is None else view.balance
+                read = "missing" if on_chain is None else on_chain
+                out.mismatches.append(
+                    Mismatch(
+                        mismatch_id=f"mis:{h.client_id}:{h.validator}:{booked}:{read}",
+                        client_id=h.client_id,
+                        asset=req.asset,
+                        validator=h.validator,
+                        delegator=h.delegator,
+                        stake_id=h.stake_ids[0],
+                        booked=booked,
+                        on_chain=on_chain,
+                        reason=found,
+                        rate=None if view is None else _ratio(view.rate),
+                        height=None if view is None else view.height,
+                    )
+                )
+        return out
 
-    def _slash(
-        self,
-        req: WatchInput,
-        run: str,
-        client_id: str,
-        validator: str,
-        delegator: str,
-        stakes: list[OperationRecord],
-        booked: int,
-        on_chain: int,
-        jailed: bool,
-    ) -> Slash:
-        unstakes = self._ops.for_client(client_id, "unstake", limit=10_000)
-        holdings = [
-            left_of(
-                s,
-                [u for u in unstakes if u.id.startswith(f"uns:{s.id}:")],
-                slashed_from(self._ops.timeline(s.id)),
-            )
+    def _unstakes(
+        self, client_id: str, stakes: list[OperationRecord]
+    ) -> list[list[OperationRecord]]:
+        """Each stake's unstakes that took something (or may still)."""
+        mine = self._ops.for_client(client_id, "unstake", limit=10_000)
+        return [
+            [u for u in mine if u.id.startswith(f"uns:{s.id}:") and u.state not in UNDONE]
             for s in stakes
         ]
-        losses = share_loss(booked - on_chain, holdings)
+
+    def _slash(self, req: WatchInput, h: Held, booked: int, view: DelegationView) -> Slash:
+        stakes = [s for s in map(self._ops.get, h.stake_ids) if s is not None]
+        holdings = [
+            left_of(s, unstakes, slashed_from(self._ops.timeline(s.id)))
+            for s, unstakes in zip(stakes, self._unstakes(h.client_id, stakes), strict=True)
+        ]
+        losses = share_loss(booked - view.balance, holdings)
         return Slash(
-            slash_id=slash_id(client_id, validator, run),
-            client_id=client_id,
+            slash_id=slash_id(h.client_id, h.validator, booked, view.balance),
+            client_id=h.client_id,
             asset=req.asset,
-            validator=validator,
-            delegator=delegator,
+            validator=h.validator,
+            delegator=h.delegator,
             booked=booked,
-            on_chain=on_chain,
-            jailed=jailed,
+            on_chain=view.balance,
+            rate=_ratio(view.rate),
+            height=view.height,
+            jailed=self._delegations.validator_state(h.validator).jailed,
             shares=[
-                Share(stake_id=s.id, left=h, loss=n)
-                for s, h, n in zip(stakes, holdings, losses, strict=True)
+                Share(stake_id=s.id, left=left, loss=n)
+                for s, left, n in zip(stakes, holdings, losses, strict=True)
             ],
         )
 
@@ -247,9 +344,16 @@ class WatchActivities:
     def book(self, slash: Slash) -> str:
         """The loss out of the client's staked account (to the omnibus: it left the
         chain), each stake's share on its timeline, state `slashed`, one critical alert.
-        `booked`; `unbooked` if the books refused it (a reservation took the balance
-        meanwhile: the next run finds it again)."""
+        `booked`; `unbooked` if the position moved since it was checked (a stake or
+        unstake started, the staked balance changed) or the books refused it: the next
+        run looks again."""
         a, c, v = slash.asset, slash.client_id, slash.validator
+        name = f"slashed:{slash.slash_id}"
+        if not self._transferred(slash) and (
+            (c, v) in self._busy() or self._staked(c, v, a) != slash.booked
+        ):
+            log.warning("%s: the position moved since it was checked; not booked", slash.slash_id)
+            return "unbooked"
         try:
             self._ledger.submit(
                 [
@@ -280,7 +384,6 @@ class WatchActivities:
         )
         for n, share in enumerate(slash.shares):
             data = self._payload(slash, share)
-            name = f"slashed:{slash.slash_id}"
             events = [self._event(share.stake_id, name, c, a, data)]
             if n == 0:
                 events.append(alert)
@@ -293,6 +396,47 @@ class WatchActivities:
             )
         log.critical("%s: the chain slashed %s of %s", slash.slash_id, slash.loss, slash.booked)
         return "booked"
+
+    def _transferred(self, slash: Slash) -> bool:
+        """The slash's transfer is in the books already (a retry after the ledger took it
+        and before the steps were written: finish the steps)."""
+        account, after = accounts.staked(slash.client_id, slash.validator, slash.asset), 0
+        while page := self._ledger.history(account, after_seq=after, limit=500):
+            if any(r.id == slash.slash_id for r in page):
+                return True
+            after = page[-1].seq
+        return False
+
+    @activity.defn(name="staking_watch.mismatch")
+    def mismatch(self, found: Mismatch) -> bool:
+        """Report a disagreement no slash explains, once per (books, chain): a step on the
+        position's first stake and the alert. Nothing is booked. True if it was new."""
+        data = StakingMismatch(
+            mismatch_id=found.mismatch_id,
+            client_id=found.client_id,
+            asset=found.asset,
+            validator=found.validator,
+            delegator=found.delegator,
+            booked=str(found.booked),
+            on_chain=None if found.on_chain is None else str(found.on_chain),
+            reason=found.reason,
+            rate=found.rate,
+            height=found.height,
+        )
+        payload = data.model_dump(mode="json", exclude_none=True)
+        alert = Envelope(
+            id=f"{found.mismatch_id}:alert",
+            source=SOURCE,
+            type=MISMATCH_ALERT,
+            subject=accounts.staked(found.client_id, found.validator, found.asset),
+            data=payload,
+        )
+        new = self._ops.advance(
+            found.stake_id, f"mismatch:{found.mismatch_id}", [(ALERTS.name, alert)], detail=payload
+        )
+        if new:
+            log.error("%s: books and chain disagree (%s)", found.mismatch_id, found.reason)
+        return bool(new)
 
     @activity.defn(name="staking_watch.jailed")
     def jailed(self, jailing: Jailing) -> bool:
@@ -307,7 +451,7 @@ class WatchActivities:
                 stake_id=stake_id,
                 client_id=client_id,
             )
-            events = [self._event(stake_id, name, client_id, "ATOM", data)]
+            events = [self._event(stake_id, name, client_id, jailing.asset, data)]
             if n == 0:
                 events.append(
                     (
@@ -341,6 +485,8 @@ class WatchActivities:
             position_loss=str(slash.loss),
             loss=None if share is None else str(share.loss),
             left=None if share is None else str(share.left - share.loss),
+            rate=slash.rate,
+            height=slash.height,
             jailed=slash.jailed,
         )
 
@@ -358,19 +504,28 @@ class WatchActivities:
         )
 
 
+def _ratio(rate: Fraction) -> str:
+    return f"{rate.numerator}/{rate.denominator}"
+
+
 @workflow.defn(name=WATCH_WORKFLOW)
 class StakingWatchWorkflow:
-    """One look: the positions the chain cut booked, the jailings reported."""
+    """One look: the jailings reported, the slashes booked, the disagreements alerted."""
 
     @workflow.run
     async def run(self, req: WatchInput) -> WatchResult:
         W = WatchActivities
         result = WatchResult(run=workflow.info().workflow_id)
-        found: Scan = await step(W.scan, req, result.run, profile=WITHDRAW)
-        for jailing in found.jailings:
+        held: list[Held] = await step(W.positions, req, profile=WITHDRAW)
+        for jailing in await step(W.jailings, req, held, profile=WITHDRAW):
             if await step(W.jailed, jailing, profile=WITHDRAW):
                 result.jailed.append(jailing.validator)
-        for slash in found.slashes:
-            state = await step(W.book, slash, profile=WITHDRAW)
-            (result.booked if state == "booked" else result.unbooked).append(slash.slash_id)
+        for start in range(0, len(held), CHUNK):
+            found = await step(W.check, req, held[start : start + CHUNK], profile=WITHDRAW)
+            for slash in found.slashes:
+                state = await step(W.book, slash, profile=WITHDRAW)
+                (result.booked if state == "booked" else result.unbooked).append(slash.slash_id)
+            for mismatch in found.mismatches:
+                if await step(W.mismatch, mismatch, profile=WITHDRAW):
+                    result.mismatched.append(mismatch.mismatch_id)
         return result

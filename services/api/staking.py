@@ -19,7 +19,7 @@ from sagas.errors import InvalidState, NotFound
 from sagas.intents import Approval
 from sagas.money import format_units
 from sagas.operations import OperationRecord, Step, recorded_step
-from sagas.staking.slashing import HOLDING, slashed_from
+from sagas.staking.positions import HOLDING, slashed_from
 from sagas.withdrawal import ApprovalView
 from services.api.auth import Principal
 from services.api.deps import SIGNATURE_PARAMETERS, Key, Signed, Who

@@ -48,7 +48,7 @@ from sagas.errors import (
 from sagas.intents import Refusal, SignedRequest, check_request_signature
 from sagas.operations import OperationRecord, recorded_step, request_hash
 from sagas.staking import StakeInput, UnstakeInput
-from sagas.staking.slashing import HOLDING, left_of, slashed_from
+from sagas.staking.positions import HOLDING, left_of, slashed_from
 from sagas.staking.workflows import StakeWorkflow, UnstakeWorkflow
 from services.app.withdrawals import KEY_PATTERN, MAX_SKEW, parse_amount
 from services.platform import ASSETS, Platform

@@ -288,6 +288,9 @@ async def ensure_watch_schedule(client: Client, platform: Platform) -> str | Non
         WatchInput(asset=NATIVE["cosmos"]),
         id=f"sw:{s.staking_watch_schedule_id}",
         task_queue=s.saga_task_queue,
+        # A run that cannot finish (its history no longer replays after an upgrade) ends,
+        # so the schedule, which never starts two at once, goes on.
+        execution_timeout=timedelta(minutes=10),
     )
     return await keep_schedule(
         client, s.staking_watch_schedule_id, action, s.staking_watch_every_seconds

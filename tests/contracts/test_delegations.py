@@ -92,6 +92,7 @@ def _final(d: Delegations, operation: str, timeout: float = 30.0) -> TxOutcome:
 def test_a_delegation_is_one_transaction_and_succeeds_with_its_fee(subject: Subject) -> None:
     d, delegator, validator, authorise = subject
     op = f"stk-{uuid.uuid4().hex[:8]}"
+    assert d.delegation(delegator, validator) is None  # the chain has none yet
     authorise("stake", op, AMOUNT, None)
     first = d.delegate(op, delegator, validator, AMOUNT, FEE)
     assert d.delegate(op, delegator, validator, AMOUNT, FEE) == first
@@ -100,8 +101,11 @@ def test_a_delegation_is_one_transaction_and_succeeds_with_its_fee(subject: Subj
     assert outcome.height is not None and outcome.completion_time is None
     assert outcome.rewards == 0  # a first delegation has no rewards to withdraw
     # The delegation's balance is what was delegated (the slashing watch compares it with
-    # the books); the validator is bonded and not jailed.
-    assert d.delegation(delegator, validator) == AMOUNT
+    # the books), read with its never-slashed validator's rate (1) at one height; the
+    # validator is bonded and not jailed.
+    view = d.delegation(delegator, validator)
+    assert view is not None and view.height >= outcome.height
+    assert (view.balance, view.rate) == (AMOUNT, 1)
     state = d.validator_state(validator)
     assert (state.operator, state.jailed, state.status) == (
         validator,
@@ -122,7 +126,8 @@ def test_an_undelegation_unbonds_until_the_chain_releases_it(subject: Subject) -
     assert outcome.state == "succeeded" and outcome.height is not None
     assert outcome.completion_time is not None and outcome.completion_time > datetime.now(UTC)
     assert d.unbonding_balance(delegator, validator, outcome.height) == AMOUNT // 2
-    assert d.delegation(delegator, validator) == AMOUNT - AMOUNT // 2
+    view = d.delegation(delegator, validator)
+    assert view is not None and view.balance == AMOUNT - AMOUNT // 2
     deadline = time.monotonic() + 60
     while d.unbonding_balance(delegator, validator, outcome.height) is not None:
         assert time.monotonic() < deadline, "never released"

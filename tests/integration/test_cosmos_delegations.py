@@ -32,14 +32,19 @@ from adapters.chains.cosmos.staking import (
 from adapters.chains.cosmos.tx import address_of, tx_hash
 from adapters.ledger.migrate import upgrade
 from adapters.sqldb import SqlDatabase
+from sagas import accounts
 from sagas.errors import ChainRejected, DependencyUnavailable, IdempotencyConflict, NotFound
+from sagas.ledger import Transfer
 from sagas.ports import CosmosKeySigner, Delegations
 from sagas.signing import SignCosmosRequest
 from sagas.staking import TxOutcome
+from sagas.staking.events import MISMATCH_ALERT, SLASHED_ALERT
+from sagas.staking.slashing import WatchActivities, WatchInput
 from services.platform import Platform
 from services.settings import PlatformSettings
 from services.signer.main import build_signer
 from tests.governed import Governed
+from tests.sagas.staking_world import staked
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -47,7 +52,7 @@ FUNDED, AMOUNT, FEE, DENOM = 20_000_000, 3_000_000, 2_000, "uatom"
 GAS = {"send": 200_000, "delegate": 250_000, "undelegate": 300_000, "withdraw_rewards": 250_000}
 UNBONDING = timedelta(seconds=30)  # the stack's genesis (decision 0027)
 # c6 holds less than one fee; c7 is never funded.
-CLIENTS = {f"c{i}": FUNDED for i in (1, 2, 3, 4, 5, 8, 9)} | {"c6": FEE // 2}
+CLIENTS = {f"c{i}": FUNDED for i in (1, 2, 3, 4, 5, 8, 9, 10)} | {"c6": FEE // 2}
 
 
 class CountingNode(CosmosNode):
@@ -442,3 +447,59 @@ def test_a_reward_claim_and_a_send(world: World) -> None:
     assert _final(d, op_w).state == "succeeded"
     assert w.node.balance(to) == 1_000 and w.node.balance(me) == before - 1_000 - FEE
     assert [seq for _op_, seq, _s, _h in w.rows("c9")] == [0, 1, 2]
+
+
+def test_the_watch_books_no_loss_the_chain_took_without_a_slash(world: World) -> None:
+    """An attack on the slashing watch, on the real chain: the client's delegation
+    shrinks by an undelegation the books never saw (recorded failed, included after
+    all). The validator's rate did not fall, so no slash explains it: the watch books
+    nothing and alerts, once."""
+    w, d, a, client = world, world.delegations, world.validator, "c10"
+    me, p = w.addresses[client], Platform(w.settings, w.url)
+    p.open_books()
+    p.open_client_accounts(client)
+    p.ledger.submit(
+        [
+            Transfer(
+                id=f"deposit:{client}",
+                debit_account=accounts.omnibus("ATOM"),
+                credit_account=accounts.client(client, "ATOM"),
+                asset="ATOM",
+                amount=AMOUNT,
+            )
+        ]
+    )
+    op = _op("stk")
+    intent = w.governed.stake(op, client, AMOUNT, a)
+    d.delegate(op, me, a, AMOUNT, FEE)
+    assert _final(d, op).state == "succeeded"
+    stake = staked(p.ledger, p.operations, client, a, AMOUNT, 1, address=me)
+    ghost = _op("uns")
+    w.governed.unstake(ghost, intent, AMOUNT // 4)
+    d.undelegate(ghost, me, a, AMOUNT // 4, FEE)
+    assert _final(d, ghost).state == "succeeded"
+    view = d.delegation(me, a)
+    assert view is not None and view.balance == AMOUNT - AMOUNT // 4 and view.rate == 1
+
+    watch, position = WatchActivities(p.ledger, p.operations, d), accounts.staked(client, a, "ATOM")
+    mine = [h for h in watch.positions(WatchInput()) if h.client_id == client]
+    for run in range(2):
+        found = watch.check(WatchInput(), mine)
+        assert found.slashes == []
+        (mismatch,) = found.mismatches
+        assert (mismatch.reason, mismatch.booked, mismatch.on_chain) == (
+            "rate_unchanged",
+            AMOUNT,
+            AMOUNT - AMOUNT // 4,
+        )
+        assert watch.mismatch(mismatch) is (run == 0)  # reported once
+    assert p.ledger.balance(position).total == AMOUNT  # nothing moved
+    record = p.operations.get(stake)
+    assert record is not None and record.state == "active"
+    debits, credits = p.ledger.totals("ATOM")
+    assert debits == credits
+    with SqlDatabase(w.url).tx() as conn:
+        rows = conn.all("select event_id, payload from ledger_outbox", ())
+    mine = [str(payload) for event_id, payload in rows if f":{client}:" in str(event_id)]
+    assert sum(MISMATCH_ALERT in e for e in mine) == 1
+    assert not any(SLASHED_ALERT in e for e in mine)

@@ -23,9 +23,10 @@ def delegator(client: str) -> str:
 
 
 def staked(ledger: InMemoryLedger, ops: FakeOperationStore, client: str, validator: str,
-           amount: int, n: int, chain: FakeDelegations | None = None) -> str:  # fmt: skip
+           amount: int, n: int, chain: FakeDelegations | None = None,
+           address: str | None = None) -> str:  # fmt: skip
     """An active stake as the stake saga leaves it: its record and the staked balance
-    (and, given the chain, its delegation there)."""
+    (and, given the chain, its delegation there), from `address` (else the fake's)."""
     op_id = f"stk:{client}:{n}"
     now = datetime.now(UTC)
     ops.create(
@@ -35,7 +36,7 @@ def staked(ledger: InMemoryLedger, ops: FakeOperationStore, client: str, validat
             state="requested", created_at=now, updated_at=now,
         ),
         [],
-        {"delegator": delegator(client), "fee": 2000},
+        {"delegator": address or delegator(client), "fee": 2000},
     )  # fmt: skip
     ops.advance(op_id, "active", state="active")
     if chain is not None:

@@ -45,6 +45,9 @@ from adapters.chains.cosmos.tx import UnsignedCosmosTx, simulation_tx
 from adapters.chains.cosmos.tx import tx_hash as hash_of
 from sagas.errors import ChainRejected, DependencyUnavailable
 
+# The gRPC metadata the SDK's query router reads the height to answer at from
+# (types/grpc.GRPCBlockHeightHeader).
+HEIGHT_HEADER = "x-cosmos-block-height"
 DEC_PRECISION = 10**18  # sdk.Dec on the gRPC wire: the integer of value * 10**18
 # The SDK's own ABCI codes (codespace "sdk", types/errors/errors.go).
 SEQUENCE_MISMATCH = 32
@@ -90,6 +93,17 @@ class UnbondingEntry:
     completion_time: datetime  # aware, UTC: the tokens are paid out at the first block after
     initial_balance: int
     balance: int  # less than initial_balance if the validator was slashed meanwhile
+
+
+@dataclass(frozen=True)
+class Position:
+    """A delegation and its validator at one height; shares as sdk.Dec integers (* 10**18)."""
+
+    height: int
+    shares: int
+    balance: int  # shares * validator_tokens / validator_shares, truncated
+    validator_tokens: int
+    validator_shares: int
 
 
 @dataclass(frozen=True)
@@ -157,10 +171,18 @@ class CosmosNode:
     def close(self) -> None:
         self._channel.close()
 
-    def _query(self, method: Callable[..., Any], request: Any, missing_ok: bool = False) -> Any:
-        """`method(request)`; None for NOT_FOUND if `missing_ok`, else QueryRefused."""
+    def _query(
+        self,
+        method: Callable[..., Any],
+        request: Any,
+        missing_ok: bool = False,
+        height: int | None = None,
+    ) -> Any:
+        """`method(request)`, at `height` if given (the SDK's block-height header; else
+        the latest block); None for NOT_FOUND if `missing_ok`, else QueryRefused."""
+        meta = None if height is None else ((HEIGHT_HEADER, str(height)),)
         try:
-            return method(request, timeout=self._timeout)
+            return method(request, timeout=self._timeout, metadata=meta)
         except grpc.RpcError as exc:
             code = exc.code()
             if missing_ok and code == grpc.StatusCode.NOT_FOUND:
@@ -206,6 +228,28 @@ class CosmosNode:
         request = QueryDelegationRequest(delegator_addr=delegator, validator_addr=validator)
         reply = self._query(self._staking.Delegation, request, missing_ok=True)
         return 0 if reply is None else int(reply.delegation_response.balance.amount)
+
+    def position(self, delegator: str, validator: str) -> Position | None:
+        """The delegation and its validator read at one height (the latest block's): a
+        slash between two reads cannot make them disagree. None if the chain has no such
+        delegation at that height; UnknownValidator if it has no such validator."""
+        height = self.height()
+        request = QueryDelegationRequest(delegator_addr=delegator, validator_addr=validator)
+        reply = self._query(self._staking.Delegation, request, True, height)
+        if reply is None:
+            return None
+        found = self._query(
+            self._staking.Validator, QueryValidatorRequest(validator_addr=validator), True, height
+        )
+        if found is None:
+            raise UnknownValidator(validator)
+        return Position(
+            height=height,
+            shares=_atto(reply.delegation_response.delegation.shares),
+            balance=int(reply.delegation_response.balance.amount),
+            validator_tokens=int(found.validator.tokens),
+            validator_shares=_atto(found.validator.delegator_shares),
+        )
 
     def rewards(self, delegator: str, validator: str) -> int:
         """The delegation's outstanding reward at the latest block, truncated to whole units

@@ -71,7 +71,7 @@ from sagas.errors import (
 )
 from sagas.ports import CosmosKeySigner, KeyDerivation, KeyStore
 from sagas.signing import SignCosmosRequest
-from sagas.staking import TxOutcome, ValidatorState
+from sagas.staking import DelegationView, TxOutcome, ValidatorState
 
 KINDS = ("send", "delegate", "undelegate", "withdraw_rewards")
 _ADDRESS_LOCK = 4247  # pg advisory lock space: one Cosmos address's sequences
@@ -200,8 +200,16 @@ class CosmosDelegations:
     def pending_rewards(self, delegator: str, validator: str) -> int:
         return self._node.rewards(delegator, validator)
 
-    def delegation(self, delegator: str, validator: str) -> int:
-        return self._node.delegation(delegator, validator)
+    def delegation(self, delegator: str, validator: str) -> DelegationView | None:
+        found = self._node.position(delegator, validator)
+        if found is None:
+            return None
+        return DelegationView(
+            height=found.height,
+            balance=found.balance,
+            validator_tokens=found.validator_tokens,
+            validator_shares=found.validator_shares,
+        )
 
     def validator_state(self, validator: str) -> ValidatorState:
         v = self._node.validator(validator)

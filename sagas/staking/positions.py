@@ -1,0 +1,68 @@
+"""Staked positions as the books hold them (issue 14), for the rewards and slashing
+schedules and the API: a client's delegation to one validator is the stakes it made to
+it that still hold a delegation, and its `staked:<client>:<validator>:<asset>` account.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+from sagas import accounts
+from sagas.operations import OperationRecord, Step, recorded_step
+from sagas.ports import Ledger, OperationStore
+
+# A stake or unstake between its request and its settlement: the chain and the books may
+# disagree by its amount, so its position is not compared until it settles.
+IN_FLIGHT = ("requested", "reserved", "awaiting_approval", "approved", "broadcast")
+HOLDING = ("active", "slashed")  # a stake's states while it holds a delegation
+UNDONE = frozenset({"rejected", "expired", "failed"})  # an unstake that took nothing
+
+
+class Held(BaseModel):
+    """A client's delegation to one validator: its delegator address (from the first
+    stake's request) and its stakes holding a delegation, oldest first."""
+
+    model_config = ConfigDict(frozen=True)
+
+    client_id: str
+    asset: str
+    validator: str
+    delegator: str
+    stake_ids: list[str]
+
+
+def held_positions(ops: OperationStore, ledger: Ledger, asset: str) -> list[Held]:
+    """Every position in `asset` with stakes holding a delegation and a posted balance in
+    its staked account, in the order of their oldest stakes."""
+    stakes: dict[tuple[str, str], list[OperationRecord]] = {}
+    for stake in ops.of_kind("stake", HOLDING):
+        if stake.asset == asset and stake.client_id and stake.destination:
+            stakes.setdefault((stake.client_id, stake.destination), []).append(stake)
+    held = []
+    for (client_id, validator), mine in stakes.items():
+        if ledger.balance(accounts.staked(client_id, validator, asset)).total <= 0:
+            continue
+        first = recorded_step(ops.timeline(mine[0].id), "requested") or {}
+        delegator = str(first.get("delegator") or "")
+        if delegator:
+            held.append(
+                Held(
+                    client_id=client_id,
+                    asset=asset,
+                    validator=validator,
+                    delegator=delegator,
+                    stake_ids=[s.id for s in mine],
+                )
+            )
+    return held
+
+
+def slashed_from(timeline: list[Step]) -> int:
+    """What slashes took from a stake: the losses its `slashed:` steps booked."""
+    return sum(int(str(s.detail.get("loss", 0))) for s in timeline if s.step.startswith("slashed:"))
+
+
+def left_of(stake: OperationRecord, unstakes: list[OperationRecord], slashed: int) -> int:
+    """What of a stake is still staked: its amount less its unstakes that did not end
+    rejected, expired or failed (those in progress count) and less what slashes took."""
+    return max(0, stake.amount - sum(u.amount for u in unstakes if u.state not in UNDONE) - slashed)

@@ -347,10 +347,13 @@ class Delegations(Protocol):
         """What the unbonding started at `height` still holds (less than it started
         with if the validator was slashed since); None once the chain released it."""
 
-    def delegation(self, delegator: str, validator: str) -> DelegationView | None:
-        """The delegation at the latest block, with its validator's exchange rate read at
-        the same height; None if the chain has no such delegation. Its balance is less
-        than was delegated once the validator was slashed (the rate fell)."""
+    def delegation(
+        self, delegator: str, validator: str, height: int | None = None
+    ) -> DelegationView | None:
+        """The delegation at `height` (else the latest committed block), with its
+        validator's exchange rate read at the same height; None if the chain has no such
+        delegation there. Its balance is less than was delegated once the validator was
+        slashed (the rate fell); its shares change only by the delegator's transactions."""
 
     def validator_state(self, validator: str) -> ValidatorState:
         """The validator as the chain reports it now (jailed, status)."""

@@ -262,7 +262,7 @@ class FakeDelegations:
         # Slashing: each validator's exchange rate (tokens per share: 1 until `slash` cuts
         # it, as the chain does), jailed validators with the height their unbonding began,
         # and (delegator, validator) pairs the node reads as missing (a lagging node).
-        self.rates: dict[str, Fraction] = {}
+        self.rates: dict[str, list[tuple[int, Fraction]]] = {}  # (from height, rate)
         self.jailed: dict[str, int] = {}
         self.missing: set[tuple[str, str]] = set()
         self._in_block_after = in_block_after
@@ -300,38 +300,45 @@ class FakeDelegations:
     def pending_rewards(self, delegator: str, validator: str) -> int:
         return self.accrued.get((delegator, validator), 0)
 
-    def rate(self, validator: str) -> Fraction:
-        return self.rates.get(validator, Fraction(1))
+    def rate(self, validator: str, height: int | None = None) -> Fraction:
+        """The validator's tokens per share after `height` (else now)."""
+        rates = [r for h, r in self.rates.get(validator, []) if height is None or h <= height]
+        return rates[-1] if rates else Fraction(1)
 
     def slash(self, validator: str, fraction: Fraction) -> None:
-        """The chain slashes the validator: its tokens (so every delegation's balance)
-        fall by `fraction`; the delegators' shares stay."""
-        self.rates[validator] = self.rate(validator) * (1 - fraction)
+        """The chain slashes the validator in a block of its own: its tokens (so every
+        delegation's balance) fall by `fraction`; the delegators' shares stay."""
+        self._height += 1
+        cut = self.rate(validator) * (1 - fraction)
+        self.rates.setdefault(validator, []).append((self._height, cut))
 
-    def shares(self, delegator: str, validator: str) -> int:
-        """The pair's shares as the chain counts them (sdk.Dec integers, * 10**18): a
-        delegation adds amount / rate truncated, an undelegation takes amount / rate
-        rounded up (each transaction counts once the chain has it)."""
+    def shares(self, delegator: str, validator: str, height: int | None = None) -> int:
+        """The pair's shares as the chain counts them (sdk.Dec integers, * 10**18) after
+        `height` (else now): a delegation adds amount / rate, an undelegation takes amount
+        / rate, both truncated (the SDK's SharesFromTokens); each transaction counts once
+        the chain has it."""
         held = 0
         for op, tx in self.txs.items():
             if (tx.delegator, tx.validator) != (delegator, validator) or op in self.fail:
                 continue
-            exact = Fraction(tx.amount * 10**18) / tx.rate
-            if tx.kind == "delegate":
-                held += math.floor(exact)
-            elif tx.kind == "undelegate":
-                held -= math.ceil(exact)
+            if height is not None and tx.height > height:
+                continue
+            exact = math.floor(Fraction(tx.amount * 10**18) / tx.rate)
+            held += {"delegate": exact, "undelegate": -exact}.get(tx.kind, 0)
         return max(0, held)
 
-    def delegation(self, delegator: str, validator: str) -> DelegationView | None:
-        """The pair's shares at the validator's rate, truncated; None if it holds none
-        (or the pair is in `missing`)."""
-        shares = self.shares(delegator, validator)
+    def delegation(
+        self, delegator: str, validator: str, height: int | None = None
+    ) -> DelegationView | None:
+        """The pair's shares at the validator's rate after `height` (else now), truncated;
+        None if it holds none (or the pair is in `missing`)."""
+        shares = self.shares(delegator, validator, height)
         if shares == 0 or (delegator, validator) in self.missing:
             return None
-        rate = self.rate(validator)
+        rate = self.rate(validator, height)
         return DelegationView(
-            height=self._height,
+            height=self._height if height is None else height,
+            shares=shares,
             balance=math.floor(shares * rate / 10**18),
             validator_tokens=rate.numerator * 10**6,
             validator_shares=rate.denominator * 10**24,

@@ -137,6 +137,10 @@ class DelegationView(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     height: int
+    shares: StrictInt = Field(
+        description="the delegation's shares: the sdk.Dec's integer (value * 10**18); only "
+        "the delegator's own delegations and undelegations change them, never a slash"
+    )
     balance: StrictInt = Field(description="the delegation's shares at the rate, truncated")
     validator_tokens: StrictInt
     validator_shares: StrictInt = Field(

@@ -44,6 +44,7 @@ from sagas.staking.events import (
     unstake_event_type,
 )
 from sagas.staking.intent import stake_intent, unstake_intent
+from sagas.staking.positions import settled_position
 from sagas.topics import ALERTS
 from sagas.withdrawal.intent import SIGNING_GRACE
 
@@ -379,7 +380,7 @@ class StakingActivities(RecordedSteps):
                 req.operation_id,
                 step,
                 [event(req, step, **data)],
-                detail=data,
+                detail={**data, **self._position_after(req, outcome.height)},
                 state=step,
                 fee=outcome.fee,
             )
@@ -394,6 +395,20 @@ class StakingActivities(RecordedSteps):
             error_code="CUS-4221",
             fee=outcome.fee,
         )
+
+    def _position_after(self, req: Request, height: int | None) -> dict[str, Any]:
+        """The delegation's shares and its validator's rate after the transaction's block:
+        what the slashing watch compares the chain with (sagas/staking/slashing.py). Empty
+        if the node cannot answer at that height (pruned): the watch then alerts instead
+        of judging the position."""
+        if height is None:
+            return {}
+        try:
+            view = self._delegations.delegation(req.delegator, req.validator, height)
+        except (ValueError, LookupError) as exc:
+            log.warning("%s: no position at height %s: %s", req.operation_id, height, exc)
+            return {}
+        return settled_position(view, height)
 
     @activity.defn(name="staking.unbonding_balance")
     def unbonding_balance(self, req: UnstakeInput, height: int) -> int | None:

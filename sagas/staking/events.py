@@ -127,7 +127,9 @@ class StakeSlashed(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    slash_id: str = Field(description="slh:<client>:<validator>:<booked>:<on_chain>")
+    slash_id: str = Field(
+        description="slh:<client>:<validator>:<seq of the staked account's last transfer>"
+    )
     stake_id: str | None = Field(default=None, description="the stake's share (not in the alert)")
     client_id: str
     asset: str
@@ -150,9 +152,12 @@ class StakeSlashed(BaseModel):
 class StakingMismatch(BaseModel):
     """Alert: a staked position (none of its stakes or unstakes in flight) whose books
     and chain disagree in a way no slash explains; nothing was booked. `reason`:
-    `missing` (the node has no such delegation), `more_on_chain`, `rate_unchanged` (less
-    on chain but the validator's rate did not fall), `over_cap` (less than a slash at
-    that rate could take). Once per (booked, on_chain)."""
+    `missing` (the node has no such delegation), `unverifiable` (the position's last
+    settlement recorded no shares), `unreadable` (the node refused the read or answered
+    nonsense), `shares_changed` (the delegation's shares are not those the last
+    settlement recorded: a transaction the books do not know), `more_on_chain`,
+    `rate_unchanged` (less on chain but the validator's rate did not fall), `over_cap`
+    (less than the fall of the rate could take). Once per (booked, on_chain)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -166,6 +171,7 @@ class StakingMismatch(BaseModel):
     reason: str
     rate: str | None = Field(default=None, description="the validator's tokens per share")
     height: int | None = None
+    detail: str | None = Field(default=None, description="the node's refusal, if it refused")
 
 
 class ValidatorJailed(BaseModel):

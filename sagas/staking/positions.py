@@ -5,11 +5,14 @@ it that still hold a delegation, and its `staked:<client>:<validator>:<asset>` a
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict
 
 from sagas import accounts
 from sagas.operations import OperationRecord, Step, recorded_step
 from sagas.ports import Ledger, OperationStore
+from sagas.staking import DelegationView
 
 # A stake or unstake between its request and its settlement: the chain and the books may
 # disagree by its amount, so its position is not compared until it settles.
@@ -55,6 +58,19 @@ def held_positions(ops: OperationStore, ledger: Ledger, asset: str) -> list[Held
                 )
             )
     return held
+
+
+def settled_position(view: DelegationView | None, height: int) -> dict[str, Any]:
+    """What a stake's or unstake's settlement records of the delegation after its block
+    (the slashing watch's reference): its shares and the validator's rate there."""
+    if view is None:
+        return {"shares": "0", "shares_height": height}
+    rate = view.rate
+    return {
+        "shares": str(view.shares),
+        "shares_height": height,
+        "rate": f"{rate.numerator}/{rate.denominator}",
+    }
 
 
 def slashed_from(timeline: list[Step]) -> int:

@@ -4,43 +4,49 @@ and books what a slash took, and only that.
 
 A position is a client's delegation to one validator (sagas/staking/positions.py): the
 ledger's `staked:<client>:<validator>:ATOM` against the delegation on chain, read with
-its validator at one height. A slash cuts the validator's tokens, not its delegators'
+its validator at one height. A slash cuts the validator's tokens, never its delegators'
 shares: the validator's rate (tokens per share) falls, and every delegation's balance
-with it. So a loss is booked only when all of these hold (`verdict`):
+with it. Each stake's and unstake's settlement records the delegation's shares and the
+rate after its block (sagas/staking/activities.py). So a loss is booked only when all
+of these hold (`verdict`):
 
-- no stake or unstake of the position is in flight (checked before the chain read, after
-  it, and again when booking, with the staked balance unchanged);
-- the chain has the delegation (a lagging or misrouted node answering "not found" is an
-  alert, never a 100 % loss);
-- the chain holds less than the books by more than rounding: each stake or unstake at a
-  rate other than 1 may leave one unit in the chain's truncation (`rounding`);
-- the validator's rate fell below the rate at the position's last booked slash (1 if
-  none): a shortfall with the rate unchanged is not a slash (an undelegation recorded
-  failed that the chain included, books that are wrong): an alert;
-- the shortfall is at most what the fall can take: `booked * (1 - rate / reference)`,
-  rounded up, plus rounding. More is not (only) a slash: an alert.
+- no stake or unstake of the position is in flight (checked before the chain read,
+  after it, and again when booking, with the staked account's books unchanged);
+- the chain has the delegation, at a height no older than the position's last
+  settlement (a lagging node is not judged), with exactly the shares the last
+  settlement recorded: only the client's own transactions change shares, so other
+  shares (an undelegation recorded failed that the chain included; another network)
+  are no slash;
+- the chain holds less than the books by more than the chain's rounding (one unit per
+  stake or unstake settled at a rate below 1, plus one);
+- the validator's rate fell below the highest rate recorded at the position's
+  settlements, and the shortfall is at most what that fall can take from the most
+  shares the position held: `ceil(max shares * (max rate - rate))` plus the rounding.
 
-The loss is booked, once: staked -> omnibus (it left the chain, burnt), shared across the
-position's stakes in proportion to what each still holds (rounded down, the remainder to
-the largest), each stake's state `slashed` with a step `slashed:<slash id>` (its share
-and the rate after the slash) and its event, and one critical alert per position. The
-slash id comes from the books and the chain, not the run: `slh:<client>:<validator>:
-<booked>:<on chain>`, so two runs that see the same slash book one transfer and one set
-of steps. A disagreement that is not a slash is reported once per (books, chain) pair:
-a step `mismatch:<...>` on the position's first stake and
-`custody.alert.staking_mismatch.v1`. A validator found jailed is reported once per
-jailing (its unbonding height marks it) on the stakes delegated to it, with an alert,
-whether or not it cost anything yet.
+Anything else books nothing and is reported once per (books, chain): a step
+`mismatch:<id>` on the position's first stake and `custody.alert.staking_mismatch.v1`.
 
-Positions are checked in chunks of `CHUNK` (one activity each, within a step's time),
-so a run's history grows with positions / CHUNK. An unbonding slashed while it unbonds
-is the unstake saga's (it books what the chain gives back, sagas/staking/workflows.py).
+A slash is booked once: first a step `slashing:<slash id>` (the slash, so a run that
+dies after it finishes it), then staked -> omnibus (it left the chain, burnt), then each
+stake's share (in proportion to what each still holds, rounded down, the remainder to
+the largest) as its state `slashed` and step `slashed:<slash id>` with its event, and
+one critical alert per position. The slash id is the staked account's books:
+`slh:<client>:<validator>:<its last transfer's seq>`, so two runs that see one slash
+book one transfer, and a later slash (after the first was booked) has another id. A
+validator found jailed is reported once per jailing (its unbonding height marks it) on
+the stakes delegated to it, with an alert, whether or not it cost anything yet.
+
+Positions are checked in chunks of `CHUNK` (one activity each); a position the node
+cannot answer for is skipped (transient) or reported, never the whole run. An unbonding
+slashed while it unbonds is the unstake saga's (it books what the chain gives back).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
+from datetime import timedelta
 from fractions import Fraction
 from typing import Any, Literal
 
@@ -67,7 +73,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from sagas.staking.positions import (
         IN_FLIGHT,
-        UNDONE,
         Held,
         held_positions,
         left_of,
@@ -78,46 +83,87 @@ with workflow.unsafe.imports_passed_through():
 
 WATCH_WORKFLOW = "StakingWatch"
 SOURCE = "/custody/staking/watch"
-CHUNK = 25  # positions per check activity: two chain reads each, well inside a step
+CHUNK = 10  # positions per check activity: two chain reads each
+# A check reads the chain for up to CHUNK positions: a minute an attempt.
+WATCH = dataclasses.replace(WITHDRAW, start_to_close=timedelta(seconds=60), local=None)
+SETTLED = {"stake": "active", "unstake": "unbonding"}  # the step a settlement writes
 log = logging.getLogger("custody.staking.watch")
 
-Verdict = Literal["agrees", "slash", "missing", "more_on_chain", "rate_unchanged", "over_cap"]
+Verdict = Literal[
+    "agrees",
+    "slash",
+    "missing",
+    "behind",
+    "unverifiable",
+    "unreadable",
+    "shares_changed",
+    "more_on_chain",
+    "rate_unchanged",
+    "over_cap",
+]
 
 
-def slash_id(client_id: str, validator: str, booked: int, on_chain: int) -> str:
-    return f"slh:{client_id}:{validator}:{booked}:{on_chain}"
+def slash_id(client_id: str, validator: str, seq: int) -> str:
+    return f"slh:{client_id}:{validator}:{seq}"
 
 
-def verdict(
-    booked: int, view: DelegationView | None, reference: Fraction, rounding: int
-) -> Verdict:
-    """What the chain's view of a position (none in flight) says against the books:
-    `slash` only if the validator's rate fell below `reference` and the shortfall is
-    more than `rounding` and at most what the fall can take (module docstring)."""
+class Reference(BaseModel):
+    """What the position's settlements recorded: the shares after the latest (by height),
+    the most shares and the highest rate after any, how many were at a rate below 1."""
+
+    model_config = ConfigDict(frozen=True)
+
+    shares: StrictInt | None = Field(description="None: the latest settlement recorded none")
+    height: int
+    max_shares: StrictInt
+    max_rate: str = Field(description="p/q")
+    rounded: int = Field(description="settlements at a rate below 1 (or not recorded)")
+
+    @property
+    def rounding(self) -> int:
+        return self.rounded + 1
+
+
+def reference(settlements: list[dict[str, Any]]) -> Reference | None:
+    """The Reference from the settlement steps' details (each: height, and shares and rate
+    if the node answered); None if there are none."""
+    if not settlements:
+        return None
+    latest = max(settlements, key=lambda d: int(d["height"]))
+    shares = [int(d["shares"]) for d in settlements if d.get("shares") is not None]
+    rates = [Fraction(str(d["rate"])) for d in settlements if d.get("rate")]
+    return Reference(
+        shares=None if latest.get("shares") is None else int(latest["shares"]),
+        height=int(latest["height"]),
+        max_shares=max(shares, default=0),
+        max_rate=_ratio(max(rates, default=Fraction(1))),
+        rounded=sum(1 for d in settlements if Fraction(str(d.get("rate") or 0)) != 1),
+    )
+
+
+def verdict(booked: int, view: DelegationView | None, ref: Reference | None) -> Verdict:
+    """What the chain's view of a position (none of it in flight) says against the books
+    and what its settlements recorded: `slash` only as the module docstring says."""
     if view is None:
         return "missing"
+    if ref is None or ref.shares is None:
+        return "unverifiable"
+    if view.height < ref.height:
+        return "behind"
+    if view.validator_shares <= 0 or view.validator_tokens <= 0:
+        return "unreadable"
+    if view.shares != ref.shares:
+        return "shares_changed"
     shortfall = booked - view.balance
     if shortfall < 0:
         return "more_on_chain"
-    if shortfall <= rounding:
+    if shortfall <= ref.rounding:
         return "agrees"
-    rate = view.rate
-    if rate >= reference:
+    rate, highest = view.rate, Fraction(ref.max_rate)
+    if rate >= highest:
         return "rate_unchanged"
-    cap = math.ceil(booked * (1 - rate / reference)) + rounding
+    cap = math.ceil(Fraction(ref.max_shares, 10**18) * (highest - rate)) + ref.rounding
     return "over_cap" if shortfall > cap else "slash"
-
-
-def reference_rate(timelines: list[list[Any]]) -> Fraction:
-    """The validator's rate at the position's last booked slash (rates only fall: the
-    least recorded), 1 if it was never slashed."""
-    rates = [
-        Fraction(str(s.detail["rate"]))
-        for timeline in timelines
-        for s in timeline
-        if s.step.startswith("slashed:") and s.detail.get("rate")
-    ]
-    return min(rates, default=Fraction(1))
 
 
 def share_loss(loss: int, holdings: list[int]) -> list[int]:
@@ -150,7 +196,7 @@ class Share(BaseModel):
 
 
 class Slash(BaseModel):
-    """A position a slash cut: the chain holds less than the books, the rate fell."""
+    """A position a slash cut: shares as recorded, the rate fell, the chain holds less."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -159,6 +205,7 @@ class Slash(BaseModel):
     asset: str
     validator: str
     delegator: str
+    seq: int = Field(description="the staked account's last transfer when it was checked")
     booked: StrictInt = Field(description="the staked account before the slash")
     on_chain: StrictInt = Field(description="the delegation's balance on chain")
     rate: str = Field(description="the validator's tokens per share after it, exact: p/q")
@@ -187,6 +234,7 @@ class Mismatch(BaseModel):
     reason: Verdict
     rate: str | None = None
     height: int | None = None
+    detail: str | None = None
 
 
 class Jailing(BaseModel):
@@ -211,6 +259,16 @@ class WatchResult(BaseModel):
     mismatched: list[str] = []
 
 
+@dataclasses.dataclass
+class _Seen:
+    held: Held
+    booked: int
+    seq: int
+    view: DelegationView | None
+    found: Verdict
+    detail: str | None = None
+
+
 class WatchActivities:
     def __init__(
         self, ledger: Ledger, operations: OperationStore, delegations: Delegations
@@ -230,8 +288,12 @@ class WatchActivities:
             for op in self._ops.of_kind(kind, IN_FLIGHT)
         }
 
-    def _staked(self, client_id: str, validator: str, asset: str) -> int:
-        return self._ledger.balance(accounts.staked(client_id, validator, asset)).total
+    def _books(self, client_id: str, validator: str, asset: str) -> tuple[int, int]:
+        """(the staked account's balance, its last transfer's seq; 0 if none)."""
+        account, after = accounts.staked(client_id, validator, asset), 0
+        while page := self._ledger.history(account, after_seq=after, limit=500):
+            after = page[-1].seq
+        return self._ledger.balance(account).total, after
 
     @activity.defn(name="staking_watch.positions")
     def positions(self, req: WatchInput) -> list[Held]:
@@ -241,10 +303,14 @@ class WatchActivities:
     @activity.defn(name="staking_watch.jailings")
     def jailings(self, req: WatchInput, held: list[Held]) -> list[Jailing]:
         """The validators positions are delegated to that the chain has jailed (one read
-        per validator)."""
+        per validator; one the node cannot answer for is left for the next run)."""
         found = []
         for validator in sorted({h.validator for h in held}):
-            state = self._delegations.validator_state(validator)
+            try:
+                state = self._delegations.validator_state(validator)
+            except (CustodyError, ValueError, LookupError) as exc:
+                log.warning("%s: validator not read: %s", validator, exc)
+                continue
             if state.jailed:
                 stakes = [
                     (s, h.client_id) for h in held if h.validator == validator for s in h.stake_ids
@@ -261,117 +327,167 @@ class WatchActivities:
 
     @activity.defn(name="staking_watch.check")
     def check(self, req: WatchInput, held: list[Held]) -> Findings:
-        """The slashes and disagreements among these positions (reads only)."""
+        """The slashes and disagreements among these positions (reads only), and any
+        slash a run began booking and did not finish."""
+        out = Findings()
         busy = self._busy()
-        seen: list[tuple[Held, int, DelegationView | None, Verdict, Fraction]] = []
+        seen: list[_Seen] = []
         for h in held:
-            booked = self._staked(h.client_id, h.validator, req.asset)
+            unfinished = self._unfinished(h)
+            if unfinished is not None:
+                out.slashes.append(unfinished)
+                continue
+            booked, seq = self._books(h.client_id, h.validator, req.asset)
             if (h.client_id, h.validator) in busy or booked <= 0:
                 continue
-            view = self._delegations.delegation(h.delegator, h.validator)
             stakes = [s for s in map(self._ops.get, h.stake_ids) if s is not None]
-            unstakes = self._unstakes(h.client_id, stakes)
-            reference = reference_rate([self._ops.timeline(s.id) for s in stakes])
-            rounding = len(stakes) + sum(len(u) for u in unstakes) + 1
-            found = verdict(booked, view, reference, rounding)
-            if found != "agrees":
-                seen.append((h, booked, view, found, reference))
+            try:
+                view = self._delegations.delegation(h.delegator, h.validator)
+            except CustodyError as exc:
+                if not exc.transient:
+                    raise
+                log.warning("%s/%s: not read: %s", h.client_id, h.validator, exc)
+                continue
+            except (ValueError, LookupError) as exc:  # the node's refusal, for this one
+                seen.append(_Seen(h, booked, seq, None, "unreadable", str(exc)[:300]))
+                continue
+            found = verdict(booked, view, self._reference(h.client_id, stakes))
+            if found not in ("agrees", "behind"):
+                seen.append(_Seen(h, booked, seq, view, found))
         # Anything that started or settled while the chain was read is for the next run.
         busy = self._busy()
-        out = Findings()
-        for h, booked, view, found, _reference in seen:
-            if (h.client_id, h.validator) in busy or self._staked(
+        for one in seen:
+            h = one.held
+            if (h.client_id, h.validator) in busy or self._books(
                 h.client_id, h.validator, req.asset
-            ) != booked:
+            ) != (one.booked, one.seq):
                 continue
-            if found == "slash" and view is not None:
-                out.slashes.append(self._slash(req, h, booked, view))
-            else:
-                on_chain = None if view is None else view.balance
-                read = "missing" if on_chain is None else on_chain
-                out.mismatches.append(
-                    Mismatch(
-                        mismatch_id=f"mis:{h.client_id}:{h.validator}:{booked}:{read}",
-                        client_id=h.client_id,
-                        asset=req.asset,
-                        validator=h.validator,
-                        delegator=h.delegator,
-                        stake_id=h.stake_ids[0],
-                        booked=booked,
-                        on_chain=on_chain,
-                        reason=found,
-                        rate=None if view is None else _ratio(view.rate),
-                        height=None if view is None else view.height,
-                    )
+            if one.found == "slash" and one.view is not None:
+                out.slashes.append(self._slash(req, h, one.booked, one.seq, one.view))
+                continue
+            on_chain = None if one.view is None else one.view.balance
+            read = "missing" if on_chain is None else on_chain
+            out.mismatches.append(
+                Mismatch(
+                    mismatch_id=f"mis:{h.client_id}:{h.validator}:{one.booked}:{read}",
+                    client_id=h.client_id,
+                    asset=req.asset,
+                    validator=h.validator,
+                    delegator=h.delegator,
+                    stake_id=h.stake_ids[0],
+                    booked=one.booked,
+                    on_chain=on_chain,
+                    reason=one.found,
+                    rate=None if one.view is None else _ratio(one.view.rate),
+                    height=None if one.view is None else one.view.height,
+                    detail=one.detail,
                 )
+            )
         return out
+
+    def _unfinished(self, h: Held) -> Slash | None:
+        """A slash whose booking began (its `slashing:` step) and neither finished nor
+        was given up."""
+        names = {s.step for s in self._ops.timeline(h.stake_ids[0])}
+        for s in self._ops.timeline(h.stake_ids[0]):
+            if s.step.startswith("slashing:"):
+                sid = s.step.removeprefix("slashing:")
+                if f"slashed:{sid}" not in names and f"unbooked:{sid}" not in names:
+                    return Slash.model_validate(s.detail)
+        return None
 
     def _unstakes(
         self, client_id: str, stakes: list[OperationRecord]
     ) -> list[list[OperationRecord]]:
-        """Each stake's unstakes that took something (or may still)."""
-        mine = self._ops.for_client(client_id, "unstake", limit=10_000)
-        return [
-            [u for u in mine if u.id.startswith(f"uns:{s.id}:") and u.state not in UNDONE]
-            for s in stakes
-        ]
+        """Each stake's unstakes."""
+        mine = self._ops.for_client(client_id, "unstake", limit=100_000)
+        return [[u for u in mine if u.id.startswith(f"uns:{s.id}:")] for s in stakes]
 
-    def _slash(self, req: WatchInput, h: Held, booked: int, view: DelegationView) -> Slash:
+    def _reference(self, client_id: str, stakes: list[OperationRecord]) -> Reference | None:
+        """What the settlements of the position's stakes and unstakes recorded."""
+        ops = [*stakes, *(u for us in self._unstakes(client_id, stakes) for u in us)]
+        settled = [
+            s.detail
+            for op in ops
+            for s in self._ops.timeline(op.id)
+            if s.step == SETTLED[op.kind] and s.detail.get("height") is not None
+        ]
+        return reference(settled)
+
+    def _slash(
+        self, req: WatchInput, h: Held, booked: int, seq: int, view: DelegationView
+    ) -> Slash:
         stakes = [s for s in map(self._ops.get, h.stake_ids) if s is not None]
         holdings = [
             left_of(s, unstakes, slashed_from(self._ops.timeline(s.id)))
             for s, unstakes in zip(stakes, self._unstakes(h.client_id, stakes), strict=True)
         ]
         losses = share_loss(booked - view.balance, holdings)
+        try:
+            jailed = self._delegations.validator_state(h.validator).jailed
+        except (CustodyError, ValueError, LookupError):
+            jailed = False
         return Slash(
-            slash_id=slash_id(h.client_id, h.validator, booked, view.balance),
+            slash_id=slash_id(h.client_id, h.validator, seq),
             client_id=h.client_id,
             asset=req.asset,
             validator=h.validator,
             delegator=h.delegator,
+            seq=seq,
             booked=booked,
             on_chain=view.balance,
             rate=_ratio(view.rate),
             height=view.height,
-            jailed=self._delegations.validator_state(h.validator).jailed,
+            jailed=jailed,
             shares=[
                 Share(stake_id=s.id, left=left, loss=n)
                 for s, left, n in zip(stakes, holdings, losses, strict=True)
             ],
         )
 
+    def _transferred(self, slash: Slash) -> bool:
+        """The slash's transfer is in the books (a retry, or a run that died after it)."""
+        account, after = accounts.staked(slash.client_id, slash.validator, slash.asset), slash.seq
+        while page := self._ledger.history(account, after_seq=after, limit=500):
+            if any(r.id == slash.slash_id and r.amount == slash.loss for r in page):
+                return True
+            after = page[-1].seq
+        return False
+
     @activity.defn(name="staking_watch.book")
     def book(self, slash: Slash) -> str:
         """The loss out of the client's staked account (to the omnibus: it left the
         chain), each stake's share on its timeline, state `slashed`, one critical alert.
         `booked`; `unbooked` if the position moved since it was checked (a stake or
-        unstake started, the staked balance changed) or the books refused it: the next
-        run looks again."""
+        unstake started, the staked account's books changed) or the books refused it:
+        the next run looks again."""
         a, c, v = slash.asset, slash.client_id, slash.validator
-        name = f"slashed:{slash.slash_id}"
-        if not self._transferred(slash) and (
-            (c, v) in self._busy() or self._staked(c, v, a) != slash.booked
-        ):
-            log.warning("%s: the position moved since it was checked; not booked", slash.slash_id)
-            return "unbooked"
-        try:
-            self._ledger.submit(
-                [
-                    Transfer(
-                        id=slash.slash_id,
-                        debit_account=accounts.staked(c, v, a),
-                        credit_account=accounts.omnibus(a),
-                        asset=a,
-                        amount=slash.loss,
-                        reference=slash.slash_id,
-                    )
-                ]
+        first, name = slash.shares[0].stake_id, f"slashed:{slash.slash_id}"
+        if not self._transferred(slash):
+            if (c, v) in self._busy() or self._books(c, v, a) != (slash.booked, slash.seq):
+                log.warning("%s: the position moved since it was checked", slash.slash_id)
+                return self._unbooked(slash, "the position moved since it was checked")
+            self._ops.advance(
+                first, f"slashing:{slash.slash_id}", detail=slash.model_dump(mode="json")
             )
-        except CustodyError as exc:
-            if exc.transient:
-                raise
-            log.error("%s: the ledger refused the slash: %s", slash.slash_id, exc.detail)
-            return "unbooked"
+            try:
+                self._ledger.submit(
+                    [
+                        Transfer(
+                            id=slash.slash_id,
+                            debit_account=accounts.staked(c, v, a),
+                            credit_account=accounts.omnibus(a),
+                            asset=a,
+                            amount=slash.loss,
+                            reference=slash.slash_id,
+                        )
+                    ]
+                )
+            except CustodyError as exc:
+                if exc.transient:
+                    raise
+                log.error("%s: the ledger refused the slash: %s", slash.slash_id, exc.detail)
+                return self._unbooked(slash, f"the ledger refused it: {exc.detail}")
         alert: tuple[str, Envelope] = (
             ALERTS.name,
             Envelope(
@@ -382,7 +498,8 @@ class WatchActivities:
                 data=self._payload(slash, None).model_dump(mode="json", exclude_none=True),
             ),
         )
-        for n, share in enumerate(slash.shares):
+        # The first stake's step last: until it is written the booking is unfinished.
+        for n, share in reversed(list(enumerate(slash.shares))):
             data = self._payload(slash, share)
             events = [self._event(share.stake_id, name, c, a, data)]
             if n == 0:
@@ -392,20 +509,18 @@ class WatchActivities:
                 name,
                 events,
                 detail=data.model_dump(mode="json", exclude_none=True),
-                state="slashed",
+                state="slashed" if share.loss > 0 else None,
             )
         log.critical("%s: the chain slashed %s of %s", slash.slash_id, slash.loss, slash.booked)
         return "booked"
 
-    def _transferred(self, slash: Slash) -> bool:
-        """The slash's transfer is in the books already (a retry after the ledger took it
-        and before the steps were written: finish the steps)."""
-        account, after = accounts.staked(slash.client_id, slash.validator, slash.asset), 0
-        while page := self._ledger.history(account, after_seq=after, limit=500):
-            if any(r.id == slash.slash_id for r in page):
-                return True
-            after = page[-1].seq
-        return False
+    def _unbooked(self, slash: Slash, why: str) -> str:
+        """Give the slash up (the next run judges the position afresh): a step closes a
+        booking that began, if one did."""
+        first = slash.shares[0].stake_id
+        if any(s.step == f"slashing:{slash.slash_id}" for s in self._ops.timeline(first)):
+            self._ops.advance(first, f"unbooked:{slash.slash_id}", detail={"detail": why})
+        return "unbooked"
 
     @activity.defn(name="staking_watch.mismatch")
     def mismatch(self, found: Mismatch) -> bool:
@@ -422,6 +537,7 @@ class WatchActivities:
             reason=found.reason,
             rate=found.rate,
             height=found.height,
+            detail=found.detail,
         )
         payload = data.model_dump(mode="json", exclude_none=True)
         alert = Envelope(
@@ -516,16 +632,16 @@ class StakingWatchWorkflow:
     async def run(self, req: WatchInput) -> WatchResult:
         W = WatchActivities
         result = WatchResult(run=workflow.info().workflow_id)
-        held: list[Held] = await step(W.positions, req, profile=WITHDRAW)
-        for jailing in await step(W.jailings, req, held, profile=WITHDRAW):
-            if await step(W.jailed, jailing, profile=WITHDRAW):
+        held: list[Held] = await step(W.positions, req, profile=WATCH)
+        for jailing in await step(W.jailings, req, held, profile=WATCH):
+            if await step(W.jailed, jailing, profile=WATCH):
                 result.jailed.append(jailing.validator)
         for start in range(0, len(held), CHUNK):
-            found = await step(W.check, req, held[start : start + CHUNK], profile=WITHDRAW)
+            found = await step(W.check, req, held[start : start + CHUNK], profile=WATCH)
             for slash in found.slashes:
-                state = await step(W.book, slash, profile=WITHDRAW)
+                state = await step(W.book, slash, profile=WATCH)
                 (result.booked if state == "booked" else result.unbooked).append(slash.slash_id)
             for mismatch in found.mismatches:
-                if await step(W.mismatch, mismatch, profile=WITHDRAW):
+                if await step(W.mismatch, mismatch, profile=WATCH):
                     result.mismatched.append(mismatch.mismatch_id)
         return result

@@ -39,6 +39,7 @@ from sagas.ports import CosmosKeySigner, Delegations
 from sagas.signing import SignCosmosRequest
 from sagas.staking import TxOutcome
 from sagas.staking.events import MISMATCH_ALERT, SLASHED_ALERT
+from sagas.staking.positions import settled_position
 from sagas.staking.slashing import WatchActivities, WatchInput
 from services.platform import Platform
 from services.settings import PlatformSettings
@@ -452,8 +453,9 @@ def test_a_reward_claim_and_a_send(world: World) -> None:
 def test_the_watch_books_no_loss_the_chain_took_without_a_slash(world: World) -> None:
     """An attack on the slashing watch, on the real chain: the client's delegation
     shrinks by an undelegation the books never saw (recorded failed, included after
-    all). The validator's rate did not fall, so no slash explains it: the watch books
-    nothing and alerts, once."""
+    all). Its shares are not those the stake's settlement recorded, and the validator's
+    rate did not fall: no slash explains it, so the watch books nothing and alerts,
+    once."""
     w, d, a, client = world, world.delegations, world.validator, "c10"
     me, p = w.addresses[client], Platform(w.settings, w.url)
     p.open_books()
@@ -472,8 +474,13 @@ def test_the_watch_books_no_loss_the_chain_took_without_a_slash(world: World) ->
     op = _op("stk")
     intent = w.governed.stake(op, client, AMOUNT, a)
     d.delegate(op, me, a, AMOUNT, FEE)
-    assert _final(d, op).state == "succeeded"
-    stake = staked(p.ledger, p.operations, client, a, AMOUNT, 1, address=me)
+    done = _final(d, op)
+    assert done.state == "succeeded" and done.height is not None
+    # What the stake saga's settlement records: the shares and rate after its block.
+    after = d.delegation(me, a, done.height)
+    assert after is not None and after.height == done.height
+    settled = {"height": done.height, **settled_position(after, done.height)}
+    stake = staked(p.ledger, p.operations, client, a, AMOUNT, 1, address=me, settled=settled)
     ghost = _op("uns")
     w.governed.unstake(ghost, intent, AMOUNT // 4)
     d.undelegate(ghost, me, a, AMOUNT // 4, FEE)
@@ -488,7 +495,7 @@ def test_the_watch_books_no_loss_the_chain_took_without_a_slash(world: World) ->
         assert found.slashes == []
         (mismatch,) = found.mismatches
         assert (mismatch.reason, mismatch.booked, mismatch.on_chain) == (
-            "rate_unchanged",
+            "shares_changed",
             AMOUNT,
             AMOUNT - AMOUNT // 4,
         )

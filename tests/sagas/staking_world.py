@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from sagas import accounts
 from sagas.ledger import ATOM, Account, AccountKind, Transfer
 from sagas.operations import OperationRecord
+from sagas.staking.positions import settled_position
 from tests.fakes import FakeOperationStore, InMemoryLedger
 from tests.fakes_chains import FakeDelegations
 from tests.sagas.conftest import books
@@ -24,9 +25,11 @@ def delegator(client: str) -> str:
 
 def staked(ledger: InMemoryLedger, ops: FakeOperationStore, client: str, validator: str,
            amount: int, n: int, chain: FakeDelegations | None = None,
-           address: str | None = None) -> str:  # fmt: skip
-    """An active stake as the stake saga leaves it: its record and the staked balance
-    (and, given the chain, its delegation there), from `address` (else the fake's)."""
+           address: str | None = None,
+           settled: dict[str, object] | None = None) -> str:  # fmt: skip
+    """An active stake as the stake saga leaves it: its record, what its settlement
+    recorded of the delegation (`settled`, or read from the fake chain after delegating
+    there) and the staked balance, from `address` (else the fake's)."""
     op_id = f"stk:{client}:{n}"
     now = datetime.now(UTC)
     ops.create(
@@ -38,9 +41,12 @@ def staked(ledger: InMemoryLedger, ops: FakeOperationStore, client: str, validat
         [],
         {"delegator": address or delegator(client), "fee": 2000},
     )  # fmt: skip
-    ops.advance(op_id, "active", state="active")
-    if chain is not None:
-        chain.delegate(op_id, delegator(client), validator, amount, 2000)
+    if settled is None and chain is not None:
+        chain.delegate(op_id, address or delegator(client), validator, amount, 2000)
+        height = chain.txs[op_id].height
+        view = chain.delegation(address or delegator(client), validator, height)
+        settled = {"height": height, **settled_position(view, height)}
+    ops.advance(op_id, "active", detail=settled or {"height": 1}, state="active")
     ledger.open_account(
         Account(id=accounts.staked(client, validator, "ATOM"), asset="ATOM",
                 kind=AccountKind.STAKING_LOCKED, owner=client)

@@ -229,27 +229,55 @@ class CosmosNode:
         reply = self._query(self._staking.Delegation, request, missing_ok=True)
         return 0 if reply is None else int(reply.delegation_response.balance.amount)
 
-    def position(self, delegator: str, validator: str) -> Position | None:
-        """The delegation and its validator read at one height (the latest block's): a
-        slash between two reads cannot make them disagree. None if the chain has no such
-        delegation at that height; UnknownValidator if it has no such validator."""
-        height = self.height()
+    def position(
+        self, delegator: str, validator: str, height: int | None = None
+    ) -> Position | None:
+        """The delegation and its validator read at one height: `height`, or the height the
+        node answers the delegation's query at (its latest committed state), so a slash
+        between the two reads cannot make them disagree. Each answer's height (the header
+        the SDK's query router echoes) is checked. None if the chain has no such
+        delegation there; UnknownValidator if it has no such validator."""
         request = QueryDelegationRequest(delegator_addr=delegator, validator_addr=validator)
-        reply = self._query(self._staking.Delegation, request, True, height)
+        reply, at = self._query_at(self._staking.Delegation, request, height)
         if reply is None:
             return None
-        found = self._query(
-            self._staking.Validator, QueryValidatorRequest(validator_addr=validator), True, height
+        found, _ = self._query_at(
+            self._staking.Validator, QueryValidatorRequest(validator_addr=validator), at
         )
         if found is None:
             raise UnknownValidator(validator)
         return Position(
-            height=height,
+            height=at,
             shares=_atto(reply.delegation_response.delegation.shares),
             balance=int(reply.delegation_response.balance.amount),
             validator_tokens=int(found.validator.tokens),
             validator_shares=_atto(found.validator.delegator_shares),
         )
+
+    def _query_at(
+        self, method: Any, request: Any, height: int | None
+    ) -> tuple[Any | None, int]:
+        """(reply or None for NOT_FOUND, the height the node answered at). QueryRefused if
+        it does not say, or says another height than `height`."""
+        meta = None if height is None else ((HEIGHT_HEADER, str(height)),)
+        try:
+            reply, call = method.with_call(request, timeout=self._timeout, metadata=meta)
+            answered = call.initial_metadata()
+        except grpc.RpcError as exc:
+            code = exc.code()
+            if code in _TRANSIENT:
+                raise DependencyUnavailable(f"cosmos node: {code.name}") from exc
+            if code != grpc.StatusCode.NOT_FOUND:
+                raise QueryRefused(f"cosmos node: {code.name}: {exc.details()}") from exc
+            reply, answered = None, exc.initial_metadata()
+        said = dict(answered or ()).get(HEIGHT_HEADER)
+        if said is None or not str(said).isdigit():
+            if reply is None and height is not None:
+                return None, height
+            raise QueryRefused("cosmos node: no block height in its answer")
+        if height is not None and int(said) != height:
+            raise QueryRefused(f"cosmos node: answered at {said}, asked for {height}")
+        return reply, int(said)
 
     def rewards(self, delegator: str, validator: str) -> int:
         """The delegation's outstanding reward at the latest block, truncated to whole units

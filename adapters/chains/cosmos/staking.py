@@ -200,12 +200,15 @@ class CosmosDelegations:
     def pending_rewards(self, delegator: str, validator: str) -> int:
         return self._node.rewards(delegator, validator)
 
-    def delegation(self, delegator: str, validator: str) -> DelegationView | None:
-        found = self._node.position(delegator, validator)
+    def delegation(
+        self, delegator: str, validator: str, height: int | None = None
+    ) -> DelegationView | None:
+        found = self._node.position(delegator, validator, height)
         if found is None:
             return None
         return DelegationView(
             height=found.height,
+            shares=found.shares,
             balance=found.balance,
             validator_tokens=found.validator_tokens,
             validator_shares=found.validator_shares,

@@ -320,6 +320,11 @@ class Running:
     ) -> None:
         """Start a process and wait until its log says `ready` `count` times (the API: once
         per serving process)."""
+        self._ready(*self._spawn(name, args), ready, timeout, count)
+
+    def _spawn(self, name: str, args: list[str]) -> tuple[str, int]:
+        """Start the process, its output appended to its log: (name, where its lines of
+        this run begin in the log)."""
         log = self.workdir / f"{name}.log"
         handle = log.open("ab")
         since = handle.tell()  # a restart's log goes on after the last run's lines
@@ -335,6 +340,12 @@ class Running:
             stderr=subprocess.STDOUT,
         )
         self.procs[name] = proc
+        return name, since
+
+    def _ready(
+        self, name: str, since: int, ready: str, timeout: float = 90, count: int = 1
+    ) -> None:
+        log, proc = self.workdir / f"{name}.log", self.procs[name]
         deadline = time.monotonic() + timeout
         while log.read_bytes()[since:].count(ready.encode()) < count:
             if proc.poll() is not None:
@@ -391,13 +402,28 @@ class Running:
         if "CUSTODY_GOVERNANCE_GENESIS_HASH" not in self.env:
             self.init_governance()
             self.default_policies()
-        self.start("signer", ["services.signer.main"], "signer ready")
-        self.start_worker()
-        self.start("router", ["services.router.main"], "router ready")
-        self.start("relay", ["services.relay.main"], "relay ready")
-        for chain in WATCHED:
-            self.start_watcher(chain)
-        self.start_api()
+        # Every process at once (none needs another to start; each waits for the stack's
+        # services itself), then each until its log says it is ready.
+        workers = int(self.env.get("CUSTODY_API_WORKERS", "2"))
+        api = ["services.api.main", "--port", str(self.port), "--workers", str(workers)]
+        starting = [
+            (self._spawn("signer", ["services.signer.main"]), "signer ready", 1),
+            (self._spawn("worker", ["services.worker.main"]), "worker ready", 1),
+            (self._spawn("router", ["services.router.main"]), "router ready", 1),
+            (self._spawn("relay", ["services.relay.main"]), "relay ready", 1),
+            *(
+                (
+                    self._spawn(f"watch-{c}", ["services.chainwatch.main", "--chain", c]),
+                    "watching",
+                    1,
+                )
+                for c in WATCHED
+            ),
+            (self._spawn("api", api), "api ready", workers),
+        ]
+        for (name, since), ready, count in starting:
+            self._ready(name, since, ready, count=count)
+        wait_for("the API", self._healthy, timeout=30, every=0.2)
         self.miner.start()
         return self
 

@@ -254,9 +254,7 @@ class CosmosNode:
             validator_shares=_atto(found.validator.delegator_shares),
         )
 
-    def _query_at(
-        self, method: Any, request: Any, height: int | None
-    ) -> tuple[Any | None, int]:
+    def _query_at(self, method: Any, request: Any, height: int | None) -> tuple[Any | None, int]:
         """(reply or None for NOT_FOUND, the height the node answered at). QueryRefused if
         it does not say, or says another height than `height`."""
         meta = None if height is None else ((HEIGHT_HEADER, str(height)),)

@@ -125,24 +125,7 @@ def test_the_watch_books_a_slash_once_and_waits_for_positions_in_flight(
 
     # beta's unstake settles (staked -> unbonding posted): the next look finds its loss,
     # and booking it twice (a retried activity) books it once.
-    ledger.open_account(
-        Account(id=accounts.unbonding("beta", V1, "ATOM"), asset="ATOM",
-                kind=AccountKind.STAKING_LOCKED, owner="beta")
-    )  # fmt: skip
-    ledger.submit(
-        [
-            Transfer(
-                id=f"{unstake}:post",
-                debit_account=accounts.staked("beta", V1, "ATOM"),
-                credit_account=accounts.unbonding("beta", V1, "ATOM"),
-                asset="ATOM",
-                amount=1_000_000,
-            )
-        ]
-    )
-    height = chain.txs[unstake].height
-    after = settled_position(chain.delegation(delegator("beta"), V1, height), height)
-    ops.advance(unstake, "unbonding", detail={"height": height, **after}, state="unbonding")
+    _unstake_settled(ledger, ops, chain, "beta", unstake, 1_000_000)
     (found,) = _look(again).slashes
     assert (found.client_id, found.booked, found.on_chain) == ("beta", 1_000_000, 900_000)
     # beta's one stake held 2 ATOM of which 1 is unstaking: its share is the whole loss.
@@ -154,6 +137,30 @@ def test_the_watch_books_a_slash_once_and_waits_for_positions_in_flight(
     # Its step records the rate after the slash: the reference for the next one.
     (step,) = [st for st in ops.timeline(beta) if st.step == f"slashed:{found.slash_id}"]
     assert step.detail["rate"] == "9/10"
+
+
+def _unstake_settled(ledger: Any, ops: Any, chain: FakeDelegations, client: str, unstake: str,
+                     amount: int) -> None:  # fmt: skip
+    """The unstake saga's settlement of `unstake` (its undelegation on the fake chain):
+    staked -> unbonding posted, the step with what the chain holds after its block."""
+    ledger.open_account(
+        Account(id=accounts.unbonding(client, V1, "ATOM"), asset="ATOM",
+                kind=AccountKind.STAKING_LOCKED, owner=client)
+    )  # fmt: skip
+    ledger.submit(
+        [
+            Transfer(
+                id=f"{unstake}:post",
+                debit_account=accounts.staked(client, V1, "ATOM"),
+                credit_account=accounts.unbonding(client, V1, "ATOM"),
+                asset="ATOM",
+                amount=amount,
+            )
+        ]
+    )
+    height = chain.txs[unstake].height
+    after = settled_position(chain.delegation(delegator(client), V1, height), height)
+    ops.advance(unstake, "unbonding", detail={"height": height, **after}, state="unbonding")
 
 
 def _look(acts: WatchActivities) -> Findings:
@@ -338,24 +345,7 @@ def test_a_slash_found_after_an_unstake_settled_is_booked_whole() -> None:
         [],
         {"stake_id": stake},
     )  # fmt: skip
-    ledger.open_account(
-        Account(id=accounts.unbonding("acme", V1, "ATOM"), asset="ATOM",
-                kind=AccountKind.STAKING_LOCKED, owner="acme")
-    )  # fmt: skip
-    ledger.submit(
-        [
-            Transfer(
-                id=f"{unstake}:post",
-                debit_account=accounts.staked("acme", V1, "ATOM"),
-                credit_account=accounts.unbonding("acme", V1, "ATOM"),
-                asset="ATOM",
-                amount=1_000_000,
-            )
-        ]
-    )
-    height = chain.txs[unstake].height
-    after = settled_position(chain.delegation(delegator("acme"), V1, height), height)
-    ops.advance(unstake, "unbonding", detail={"height": height, **after}, state="unbonding")
+    _unstake_settled(ledger, ops, chain, "acme", unstake, 1_000_000)
     acts = WatchActivities(ledger, ops, chain)
     (slash,) = _look(acts).slashes
     assert slash.booked == 1_000_000 and slash.loss == 1_000_000 - _on_chain(chain, "acme", V1)

@@ -19,7 +19,7 @@ from typing import Any
 from temporalio import activity
 
 from sagas import accounts, approvals
-from sagas.errors import ChainRejected, CustodyError, KeyAccessDenied
+from sagas.errors import ChainRejected, CustodyError, DependencyUnavailable, KeyAccessDenied
 from sagas.events import Envelope
 from sagas.governance import Governance
 from sagas.intents import Intent
@@ -50,6 +50,7 @@ from sagas.withdrawal.intent import SIGNING_GRACE
 
 SOURCE = "/custody/staking"
 log = logging.getLogger("custody.staking")
+POSITION_READS = 4  # attempts at reading a settlement's position before recording none
 Request = StakeInput | UnstakeInput
 
 
@@ -380,7 +381,7 @@ class StakingActivities(RecordedSteps):
                 req.operation_id,
                 step,
                 [event(req, step, **data)],
-                detail={**data, **self._position_after(req, outcome.height)},
+                detail={**data, **self._position_after(req, step, outcome.height)},
                 state=step,
                 fee=outcome.fee,
             )
@@ -396,16 +397,19 @@ class StakingActivities(RecordedSteps):
             fee=outcome.fee,
         )
 
-    def _position_after(self, req: Request, height: int | None) -> dict[str, Any]:
+    def _position_after(self, req: Request, step: str, height: int | None) -> dict[str, Any]:
         """The delegation's shares and its validator's rate after the transaction's block:
-        what the slashing watch compares the chain with (sagas/staking/slashing.py). Empty
-        if the node cannot answer at that height (pruned): the watch then alerts instead
-        of judging the position."""
-        if height is None:
+        what the slashing watch compares the chain with (sagas/staking/slashing.py). Read
+        once (not again once the step is recorded). A node that refuses the height (behind
+        it, or pruned) is asked again on the activity's next attempts; after those, empty:
+        the watch then alerts instead of judging the position."""
+        if height is None or any(s.step == step for s in self._ops.timeline(req.operation_id)):
             return {}
         try:
             view = self._delegations.delegation(req.delegator, req.validator, height)
         except (ValueError, LookupError) as exc:
+            if activity.in_activity() and activity.info().attempt < POSITION_READS:
+                raise DependencyUnavailable(f"no position at height {height}: {exc}") from exc
             log.warning("%s: no position at height %s: %s", req.operation_id, height, exc)
             return {}
         return settled_position(view, height)

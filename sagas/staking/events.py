@@ -146,6 +146,9 @@ class StakeSlashed(BaseModel):
         "reference the next slash of the position is measured from",
     )
     height: int | None = Field(default=None, description="the block the chain was read at")
+    shares: str | None = Field(
+        default=None, description="the delegation's shares then (an sdk.Dec's integer)"
+    )
     jailed: bool = Field(description="the validator was jailed when it was seen")
 
 

@@ -46,6 +46,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import time
 from datetime import timedelta
 from fractions import Fraction
 from typing import Any, Literal
@@ -84,8 +85,10 @@ with workflow.unsafe.imports_passed_through():
 WATCH_WORKFLOW = "StakingWatch"
 SOURCE = "/custody/staking/watch"
 CHUNK = 10  # positions per check activity: two chain reads each
-# A check reads the chain for up to CHUNK positions: a minute an attempt.
-WATCH = dataclasses.replace(WITHDRAW, start_to_close=timedelta(seconds=60), local=None)
+# A check reads the chain for up to CHUNK positions, for at most CHECK_BUDGET_SECONDS
+# (then leaves the rest to the next run): two minutes an attempt.
+CHECK_BUDGET_SECONDS = 30
+WATCH = dataclasses.replace(WITHDRAW, start_to_close=timedelta(seconds=120), local=None)
 SETTLED = {"stake": "active", "unstake": "unbonding"}  # the step a settlement writes
 log = logging.getLogger("custody.staking.watch")
 
@@ -108,42 +111,61 @@ def slash_id(client_id: str, validator: str, seq: int) -> str:
 
 
 class Reference(BaseModel):
-    """What the position's settlements recorded: the shares after the latest (by height),
-    the most shares and the highest rate after any, how many were at a rate below 1."""
+    """What the position's settlements and booked slashes recorded: the shares after the
+    latest settlement (by height); since the last booked slash (else ever): the rate it
+    left (else the highest the settlements saw), the most shares held, and how many
+    settlements were at a rate below 1 (each may leave a unit of the chain's rounding)."""
 
     model_config = ConfigDict(frozen=True)
 
     shares: StrictInt | None = Field(description="None: the latest settlement recorded none")
     height: int
+    rate: str = Field(description="p/q: a slash since is a fall below it")
     max_shares: StrictInt
-    max_rate: str = Field(description="p/q")
-    rounded: int = Field(description="settlements at a rate below 1 (or not recorded)")
+    rounded: int
 
     @property
     def rounding(self) -> int:
         return self.rounded + 1
 
 
-def reference(settlements: list[dict[str, Any]]) -> Reference | None:
+def reference(
+    settlements: list[dict[str, Any]], slashes: list[dict[str, Any]] | None = None
+) -> Reference | None:
     """The Reference from the settlement steps' details (each: height, and shares and rate
-    if the node answered); None if there are none."""
+    if the node answered) and the booked slashes' (height, shares, rate); None if there
+    are no settlements."""
     if not settlements:
         return None
     latest = max(settlements, key=lambda d: int(d["height"]))
-    shares = [int(d["shares"]) for d in settlements if d.get("shares") is not None]
-    rates = [Fraction(str(d["rate"])) for d in settlements if d.get("rate")]
+    last = max(
+        (d for d in slashes or [] if d.get("rate") and d.get("height") is not None),
+        key=lambda d: int(d["height"]),
+        default=None,
+    )
+    since = -1 if last is None else int(last["height"])
+    after = [d for d in settlements if int(d["height"]) > since]
+    if last is None:
+        rates = [Fraction(str(d["rate"])) for d in settlements if d.get("rate")]
+        rate = max(rates, default=Fraction(1))
+    else:
+        rate = Fraction(str(last["rate"]))
+    shares = [int(d["shares"]) for d in after if d.get("shares") is not None]
+    if last is not None and last.get("shares") is not None:
+        shares.append(int(last["shares"]))
     return Reference(
         shares=None if latest.get("shares") is None else int(latest["shares"]),
         height=int(latest["height"]),
+        rate=_ratio(rate),
         max_shares=max(shares, default=0),
-        max_rate=_ratio(max(rates, default=Fraction(1))),
-        rounded=sum(1 for d in settlements if Fraction(str(d.get("rate") or 0)) != 1),
+        rounded=sum(1 for d in after if Fraction(str(d.get("rate") or 0)) != 1),
     )
 
 
 def verdict(booked: int, view: DelegationView | None, ref: Reference | None) -> Verdict:
     """What the chain's view of a position (none of it in flight) says against the books
-    and what its settlements recorded: `slash` only as the module docstring says."""
+    and what its settlements and slashes recorded: `slash` only as the module docstring
+    says."""
     if view is None:
         return "missing"
     if ref is None or ref.shares is None:
@@ -159,10 +181,10 @@ def verdict(booked: int, view: DelegationView | None, ref: Reference | None) -> 
         return "more_on_chain"
     if shortfall <= ref.rounding:
         return "agrees"
-    rate, highest = view.rate, Fraction(ref.max_rate)
-    if rate >= highest:
+    rate, before = view.rate, Fraction(ref.rate)
+    if rate >= before:
         return "rate_unchanged"
-    cap = math.ceil(Fraction(ref.max_shares, 10**18) * (highest - rate)) + ref.rounding
+    cap = math.ceil(Fraction(ref.max_shares, 10**18) * (before - rate)) + ref.rounding
     return "over_cap" if shortfall > cap else "slash"
 
 
@@ -210,6 +232,7 @@ class Slash(BaseModel):
     on_chain: StrictInt = Field(description="the delegation's balance on chain")
     rate: str = Field(description="the validator's tokens per share after it, exact: p/q")
     height: int
+    delegation_shares: StrictInt = Field(description="the delegation's shares (* 10**18)")
     jailed: bool
     shares: list[Share]
 
@@ -332,7 +355,11 @@ class WatchActivities:
         out = Findings()
         busy = self._busy()
         seen: list[_Seen] = []
-        for h in held:
+        deadline = time.monotonic() + CHECK_BUDGET_SECONDS
+        for n, h in enumerate(held):
+            if time.monotonic() > deadline:  # a slow node: the rest waits for the next run
+                log.warning("staking watch: %s positions left for the next run", len(held) - n)
+                break
             unfinished = self._unfinished(h)
             if unfinished is not None:
                 out.slashes.append(unfinished)
@@ -388,12 +415,17 @@ class WatchActivities:
     def _unfinished(self, h: Held) -> Slash | None:
         """A slash whose booking began (its `slashing:` step) and neither finished nor
         was given up."""
-        names = {s.step for s in self._ops.timeline(h.stake_ids[0])}
-        for s in self._ops.timeline(h.stake_ids[0]):
+        timeline = self._ops.timeline(h.stake_ids[0])
+        names = {s.step for s in timeline}
+        for s in timeline:
             if s.step.startswith("slashing:"):
                 sid = s.step.removeprefix("slashing:")
-                if f"slashed:{sid}" not in names and f"unbooked:{sid}" not in names:
-                    return Slash.model_validate(s.detail)
+                if f"slashed:{sid}" in names:
+                    continue
+                slash = Slash.model_validate(s.detail)
+                # The books say whether it happened, whatever a give-up step says.
+                if f"unbooked:{sid}" not in names or self._transferred(slash):
+                    return slash
         return None
 
     def _unstakes(
@@ -406,13 +438,14 @@ class WatchActivities:
     def _reference(self, client_id: str, stakes: list[OperationRecord]) -> Reference | None:
         """What the settlements of the position's stakes and unstakes recorded."""
         ops = [*stakes, *(u for us in self._unstakes(client_id, stakes) for u in us)]
-        settled = [
-            s.detail
-            for op in ops
-            for s in self._ops.timeline(op.id)
-            if s.step == SETTLED[op.kind] and s.detail.get("height") is not None
-        ]
-        return reference(settled)
+        settled, slashed = [], []
+        for op in ops:
+            for s in self._ops.timeline(op.id):
+                if s.step == SETTLED[op.kind] and s.detail.get("height") is not None:
+                    settled.append(s.detail)
+                elif s.step.startswith("slashed:"):
+                    slashed.append(s.detail)
+        return reference(settled, slashed)
 
     def _slash(
         self, req: WatchInput, h: Held, booked: int, seq: int, view: DelegationView
@@ -427,8 +460,16 @@ class WatchActivities:
             jailed = self._delegations.validator_state(h.validator).jailed
         except (CustodyError, ValueError, LookupError):
             jailed = False
+        # An id given up before (its booking began, then the position moved) is not used
+        # again: the attempt after it is numbered.
+        base = slash_id(h.client_id, h.validator, seq)
+        given_up = sum(
+            1
+            for s in self._ops.timeline(h.stake_ids[0])
+            if s.step == f"unbooked:{base}" or s.step.startswith(f"unbooked:{base}:")
+        )
         return Slash(
-            slash_id=slash_id(h.client_id, h.validator, seq),
+            slash_id=base if given_up == 0 else f"{base}:{given_up}",
             client_id=h.client_id,
             asset=req.asset,
             validator=h.validator,
@@ -438,6 +479,7 @@ class WatchActivities:
             on_chain=view.balance,
             rate=_ratio(view.rate),
             height=view.height,
+            delegation_shares=view.shares,
             jailed=jailed,
             shares=[
                 Share(stake_id=s.id, left=left, loss=n)
@@ -498,11 +540,16 @@ class WatchActivities:
                 data=self._payload(slash, None).model_dump(mode="json", exclude_none=True),
             ),
         )
-        # The first stake's step last: until it is written the booking is unfinished.
+        # Each stake the slash cut: its share, its event, state `slashed`; the alert with
+        # the first of them. The first stake's step last (even without a share): until it
+        # is written the booking is unfinished.
+        cut = [n for n, share in enumerate(slash.shares) if share.loss > 0]
         for n, share in reversed(list(enumerate(slash.shares))):
+            if share.loss == 0 and n != 0:
+                continue
             data = self._payload(slash, share)
-            events = [self._event(share.stake_id, name, c, a, data)]
-            if n == 0:
+            events = [self._event(share.stake_id, name, c, a, data)] if share.loss else []
+            if cut and n == cut[0]:
                 events.append(alert)
             self._ops.advance(
                 share.stake_id,
@@ -603,6 +650,7 @@ class WatchActivities:
             left=None if share is None else str(share.left - share.loss),
             rate=slash.rate,
             height=slash.height,
+            shares=str(slash.delegation_shares),
             jailed=slash.jailed,
         )
 

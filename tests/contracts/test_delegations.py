@@ -119,7 +119,8 @@ def test_an_undelegation_unbonds_until_the_chain_releases_it(subject: Subject) -
     stake_op, op = f"stk-{uuid.uuid4().hex[:8]}", f"uns-{uuid.uuid4().hex[:8]}"
     stake = authorise("stake", stake_op, AMOUNT, None)
     d.delegate(stake_op, delegator, validator, AMOUNT, FEE)
-    assert _final(d, stake_op).state == "succeeded"
+    staked = _final(d, stake_op)
+    assert staked.state == "succeeded" and staked.height is not None
     authorise("unstake", op, AMOUNT // 2, stake)
     d.undelegate(op, delegator, validator, AMOUNT // 2, FEE)
     outcome = _final(d, op)
@@ -128,6 +129,11 @@ def test_an_undelegation_unbonds_until_the_chain_releases_it(subject: Subject) -
     assert d.unbonding_balance(delegator, validator, outcome.height) == AMOUNT // 2
     view = d.delegation(delegator, validator)
     assert view is not None and view.balance == AMOUNT - AMOUNT // 2
+    # Read at the delegation's height, the chain answers as it was then (the watch's
+    # reference is read so): the whole amount, half the shares more.
+    then = d.delegation(delegator, validator, staked.height)
+    assert then is not None and then.height == staked.height and then.balance == AMOUNT
+    assert then.shares == 2 * view.shares
     deadline = time.monotonic() + 60
     while d.unbonding_balance(delegator, validator, outcome.height) is not None:
         assert time.monotonic() < deadline, "never released"

@@ -30,6 +30,7 @@ from sagas.staking.slashing import (
     WatchActivities,
     WatchInput,
     WatchResult,
+    reference,
     share_loss,
     verdict,
 )
@@ -188,7 +189,7 @@ def _view(balance: int, rate: Fraction, shares: int = 1_000 * 10**18) -> Delegat
 
 
 def _ref(shares: int = 1_000 * 10**18, rate: str = "1/1", rounded: int = 1) -> Reference:
-    return Reference(shares=shares, height=10, max_shares=shares, max_rate=rate, rounded=rounded)
+    return Reference(shares=shares, height=10, max_shares=shares, rate=rate, rounded=rounded)
 
 
 def test_the_verdict_books_only_what_a_fall_of_the_rate_can_take() -> None:
@@ -207,8 +208,26 @@ def test_the_verdict_books_only_what_a_fall_of_the_rate_can_take() -> None:
     zero = DelegationView(height=10, shares=ref.shares or 0, balance=0, validator_tokens=0,
                           validator_shares=0)  # fmt: skip
     assert verdict(1_000, zero, ref) == "unreadable"  # never a 100 % loss
-    # A second slash, measured from the highest rate the position's settlements saw.
-    assert verdict(900, _view(810, Fraction(81, 100)), ref) == "slash"
+    # A second slash, measured from the rate the first left.
+    assert verdict(900, _view(810, Fraction(81, 100)), _ref(rate="9/10")) == "slash"
+    assert verdict(900, _view(700, Fraction(81, 100)), _ref(rate="9/10")) == "over_cap"
+
+
+def test_the_reference_starts_again_at_each_booked_slash() -> None:
+    one = {"height": 5, "shares": str(1_000 * 10**18), "rate": "1/1"}
+    two = {"height": 9, "shares": str(1_500 * 10**18), "rate": "9/10"}
+    assert reference([]) is None
+    first = reference([one, two])
+    assert first is not None and (first.shares, first.height, first.rate) == (
+        1_500 * 10**18, 9, "1/1"
+    )  # fmt: skip
+    assert (first.max_shares, first.rounding) == (1_500 * 10**18, 2)
+    slash = {"height": 12, "shares": str(1_500 * 10**18), "rate": "81/100"}
+    after = reference([one, two], [slash])
+    assert after is not None and (after.rate, after.max_shares, after.rounding) == (
+        "81/100", 1_500 * 10**18, 1
+    )  # fmt: skip
+    assert reference([{"height": 3}]).shares is None  # type: ignore[union-attr]
 
 
 def test_what_no_slash_explains_books_nothing_and_alerts_once() -> None:
@@ -380,15 +399,77 @@ def test_a_booking_the_worker_died_in_is_finished_by_the_next_run(after: bool) -
     (slash,) = _look(dying).slashes
     with pytest.raises(RuntimeError):
         dying.book(slash)
-    # The run ends there (its timeout): the next run finds the booking it began.
+    # The run ends there (its timeout), and V1 is slashed again meanwhile: the next run
+    # finishes the booking it began (that slash, not a new look), the one after books the
+    # second slash.
+    chain.slash(V1, Fraction(1, 10))
     acts = WatchActivities(ledger, ops, chain)
     (again,) = _look(acts).slashes
     assert again == slash
     assert acts.book(again) == "booked"
     assert ledger.balance(accounts.staked("acme", V1, "ATOM")).total == 7_200_000
+    (later,) = _look(acts).slashes
+    assert later.slash_id != slash.slash_id and acts.book(later) == "booked"
+    assert ledger.balance(accounts.staked("acme", V1, "ATOM")).total == 6_480_000
     for stake in (first, second):
         assert ops.get(stake).state == "slashed"  # type: ignore[union-attr]
-    assert len([e for _t, e in ops.outbox if e.type == SLASHED_ALERT]) == 1
+    assert len([e for _t, e in ops.outbox if e.type == SLASHED_ALERT]) == 2
     assert _look(acts) == Findings()
     debits, credits = ledger.totals("ATOM")
     assert debits == credits
+
+
+def test_a_books_error_after_a_booked_slash_is_no_slash() -> None:
+    """V1 slashed 10 % and booked; then a stake recorded as delegated that the chain never
+    made (its settlement read the old shares): the rate did not fall since the slash, so
+    the books' extra 0.4 ATOM is no slash."""
+    ledger, ops, chain = world()
+    staked(ledger, ops, "acme", V1, 5_000_000, 1, chain)
+    chain.slash(V1, Fraction(1, 10))
+    acts = WatchActivities(ledger, ops, chain)
+    (slash,) = _look(acts).slashes
+    assert acts.book(slash) == "booked"
+    height = chain._height
+    view = chain.delegation(delegator("acme"), V1, height)
+    staked(ledger, ops, "acme", V1, 400_000, 2, None,
+           settled={"height": height, **settled_position(view, height)})  # fmt: skip
+    found = _look(acts)
+    assert found.slashes == []
+    assert [m.reason for m in found.mismatches] == ["rate_unchanged"]
+    assert ledger.balance(accounts.staked("acme", V1, "ATOM")).total == 4_900_000
+
+
+def test_a_slash_given_up_is_not_booked_again_under_its_id() -> None:
+    """A booking began, died before the transfer, and was given up (the position moved,
+    then came back: a stake refused at reserve): the next attempt has another id, and a
+    crash after its transfer is still finished by the run after."""
+    ledger, ops, chain = world()
+    stake = staked(ledger, ops, "acme", V1, 5_000_000, 1, chain)
+    chain.slash(V1, Fraction(1, 10))
+    (slash,) = _look(WatchActivities(ledger, ops, chain)).slashes
+    with pytest.raises(RuntimeError):
+        WatchActivities(_DiesAt(ledger, False), ops, chain).book(slash)  # type: ignore[arg-type]
+    now = datetime.now(UTC)
+    pending = "stk:acme:late"
+    ops.create(
+        OperationRecord(
+            id=pending, kind="stake", client_id="acme", asset="ATOM", chain="cosmos",
+            amount=1, destination=V1, request_hash="h", requested_by="acme",
+            state="requested", created_at=now, updated_at=now,
+        ),
+        [],
+        {},
+    )  # fmt: skip
+    acts = WatchActivities(ledger, ops, chain)
+    (unfinished,) = _look(acts).slashes
+    assert unfinished == slash and acts.book(unfinished) == "unbooked"  # it moved
+    ops.advance(pending, "rejected", state="rejected")  # refused at reserve: books unchanged
+    (retry,) = _look(acts).slashes
+    assert retry.slash_id == f"{slash.slash_id}:1"
+    with pytest.raises(RuntimeError):
+        WatchActivities(_DiesAt(ledger, True), ops, chain).book(retry)  # type: ignore[arg-type]
+    (finish,) = _look(acts).slashes
+    assert finish == retry and acts.book(finish) == "booked"
+    assert ledger.balance(accounts.staked("acme", V1, "ATOM")).total == 4_500_000
+    assert ops.get(stake).state == "slashed"  # type: ignore[union-attr]
+    assert _look(acts) == Findings()

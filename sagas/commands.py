@@ -8,6 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from sagas.intents import SignedRequest
 
 CREATE_WITHDRAWAL = "custody.command.withdrawal.create.v1"
+CREATE_STAKE = "custody.command.stake.create.v1"
+CREATE_UNSTAKE = "custody.command.unstake.create.v1"
 ACCEPTED = "custody.command.accepted.v1"
 REJECTED = "custody.command.rejected.v1"
 
@@ -34,6 +36,44 @@ class CreateWithdrawalCommand(BaseModel):
     )
 
 
+class CreateStakeCommand(BaseModel):
+    """The data of a stake command: the API's body, plus who asks and the key."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    client_id: str = Field(min_length=1, max_length=64)
+    idempotency_key: str = Field(
+        min_length=1, max_length=64, description="names the saga, as the HTTP header does"
+    )
+    requested_by: str = Field(min_length=1, max_length=128)
+    asset: str = Field(examples=["ATOM"])
+    amount: str = Field(description="a decimal string in the asset's unit", examples=["12.5"])
+    validator: str = Field(description="a validator's operator address on the allow-list")
+    request: SignedRequest | None = Field(
+        default=None,
+        description="the client's signed request (required): the signature over "
+        "POST /v1/clients/{client_id}/stakes and the body {asset, amount, validator} exactly "
+        "as signed; the router checks it as the API does, the signer again",
+    )
+
+
+class CreateUnstakeCommand(BaseModel):
+    """The data of an unstake command: the API's body, plus the stake, who asks, the key."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    client_id: str = Field(min_length=1, max_length=64, description="the stake's client")
+    stake_id: str = Field(min_length=1, max_length=200)
+    idempotency_key: str = Field(min_length=1, max_length=64)
+    requested_by: str = Field(min_length=1, max_length=128)
+    amount: str = Field(description="a decimal string in the stake's asset", examples=["2.5"])
+    request: SignedRequest | None = Field(
+        default=None,
+        description="the client's signed request (required): the signature over "
+        "POST /v1/stakes/{stake_id}/unstake and the body {amount} exactly as signed",
+    )
+
+
 class CommandAnswer(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -48,6 +88,8 @@ class CommandAnswer(BaseModel):
 
 PAYLOADS: dict[str, type[BaseModel]] = {
     CREATE_WITHDRAWAL: CreateWithdrawalCommand,
+    CREATE_STAKE: CreateStakeCommand,
+    CREATE_UNSTAKE: CreateUnstakeCommand,
     ACCEPTED: CommandAnswer,
     REJECTED: CommandAnswer,
 }

@@ -250,6 +250,10 @@ class Stakes:
             raise RequestSignatureInvalid(Refusal.REPLAYED_NONCE.value)
 
     # reads
+    def stake(self, stake_id: str) -> OperationRecord | None:
+        op = self._p.operations.get(stake_id)
+        return op if op is not None and op.kind == "stake" else None
+
     def unstakes(self, client_id: str) -> list[OperationRecord]:
         return self._p.operations.for_client(client_id, "unstake", ALL_UNSTAKES)
 

@@ -11,6 +11,7 @@ import signal
 from adapters.kafka.bus import KafkaEventBus
 from adapters.temporal import connect
 from sagas.topics import ALL
+from services.app.stakes import Stakes
 from services.app.withdrawals import Withdrawals
 from services.platform import Platform
 from services.router.router import EventRouter
@@ -35,6 +36,7 @@ async def run(db_url: str | None) -> None:
         deposit_poll_seconds=s.chain_poll_seconds,
         task_queue=s.saga_task_queue,
         is_ours=lambda address: platform.keys.lookup(address) is not None,
+        stakes=Stakes(platform, client),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

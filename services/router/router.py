@@ -5,8 +5,10 @@
   mined/final/reorged wakes the withdrawal saga of its operation id. The sagas poll
   as well, so a lost or late event only delays them.
 - Commands (custody.commands.v1): `custody.command.withdrawal.create.v1` starts a
-  withdrawal through the same path as the REST API (same validation, same
-  idempotency); the answer goes to the events topic as
+  withdrawal, `custody.command.stake.create.v1` a stake and
+  `custody.command.unstake.create.v1` an unstake, each through the same path as the
+  REST API (same validation, same signed request, same idempotency); the answer goes
+  to the events topic as
   `custody.command.accepted.v1` or `custody.command.rejected.v1`, keyed by the
   command's subject, with the command id as correlation id.
 
@@ -39,19 +41,25 @@ from sagas.chainwatch import (
 )
 from sagas.commands import (
     ACCEPTED,
+    CREATE_STAKE,
+    CREATE_UNSTAKE,
     CREATE_WITHDRAWAL,
     REJECTED,
     CommandAnswer,
+    CreateStakeCommand,
+    CreateUnstakeCommand,
     CreateWithdrawalCommand,
 )
 from sagas.deposit import DepositInput, DepositNudge, DepositState, workflow_id
 from sagas.deposit.workflows import DepositWorkflow
-from sagas.errors import CustodyError, RequestInvalid
+from sagas.errors import CustodyError, NotFound, RequestInvalid
 from sagas.events import Envelope
+from sagas.operations import OperationRecord
 from sagas.ports import EventBus
 from sagas.topics import COMMANDS, EVENTS
 from sagas.withdrawal import TASK_QUEUE, ChainNudge
 from sagas.withdrawal.intent import signed_requester
+from services.app.stakes import StakeBody, Stakes, UnstakeBody
 from services.app.withdrawals import WithdrawalBody, Withdrawals
 
 log = logging.getLogger("custody.router")
@@ -71,8 +79,10 @@ class EventRouter:
         deposit_poll_seconds: int = 15,
         task_queue: str = TASK_QUEUE,
         is_ours: Callable[[str], bool] = lambda _address: True,
+        stakes: Stakes | None = None,
     ) -> None:
         self._is_ours = is_ours
+        self._stakes = stakes
         self._queue = task_queue
         self._temporal = temporal
         self._withdrawals = withdrawals
@@ -208,26 +218,17 @@ class EventRouter:
         self._answer(f"invalid:{where}", subject, REJECTED, _problem(err))
 
     async def _command(self, command: Envelope) -> None:
-        if command.type != CREATE_WITHDRAWAL:
+        start = {
+            CREATE_WITHDRAWAL: self._withdraw,
+            CREATE_STAKE: self._stake,
+            CREATE_UNSTAKE: self._unstake,
+        }.get(command.type)
+        if start is None or (command.type != CREATE_WITHDRAWAL and self._stakes is None):
             err = RequestInvalid(f"unknown command type {command.type}")
             self._answer(command.id, command.subject, REJECTED, _problem(err))
             return
         try:
-            body = CreateWithdrawalCommand.model_validate(command.payload())
-            op, _created = await self._withdrawals.create(
-                body.client_id,
-                body.idempotency_key,
-                WithdrawalBody(
-                    asset=body.asset,
-                    amount=body.amount,
-                    destination=body.destination,
-                    # The bank's user the client system named in the body it signed (the
-                    # signature is checked against this whole body).
-                    requested_by=signed_requester(body.request),
-                ),
-                body.requested_by,
-                body.request,
-            )
+            op = await start(command.payload())
         except ValidationError as exc:
             first = exc.errors()[0]
             detail = f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
@@ -244,6 +245,48 @@ class EventRouter:
             ACCEPTED,
             {"operation_id": op.id, "state": op.state, "error_code": op.error_code},
         )
+
+    async def _withdraw(self, data: dict[str, Any]) -> OperationRecord:
+        body = CreateWithdrawalCommand.model_validate(data)
+        op, _created = await self._withdrawals.create(
+            body.client_id,
+            body.idempotency_key,
+            WithdrawalBody(
+                asset=body.asset,
+                amount=body.amount,
+                destination=body.destination,
+                # The bank's user the client system named in the body it signed (the
+                # signature is checked against this whole body).
+                requested_by=signed_requester(body.request),
+            ),
+            body.requested_by,
+            body.request,
+        )
+        return op
+
+    async def _stake(self, data: dict[str, Any]) -> OperationRecord:
+        assert self._stakes is not None
+        body = CreateStakeCommand.model_validate(data)
+        stake = StakeBody(asset=body.asset, amount=body.amount, validator=body.validator)
+        op, _created = await self._stakes.create(
+            body.client_id, body.idempotency_key, stake, body.requested_by, body.request
+        )
+        return op
+
+    async def _unstake(self, data: dict[str, Any]) -> OperationRecord:
+        assert self._stakes is not None
+        body = CreateUnstakeCommand.model_validate(data)
+        stake = await asyncio.to_thread(self._stakes.stake, body.stake_id)
+        if stake is None or stake.client_id != body.client_id:
+            raise NotFound(f"stake {body.stake_id}")  # not even whose it is
+        op, _created = await self._stakes.unstake(
+            stake,
+            body.idempotency_key,
+            UnstakeBody(amount=body.amount),
+            body.requested_by,
+            body.request,
+        )
+        return op
 
 
 def _problem(err: CustodyError) -> dict[str, Any]:

@@ -14,9 +14,13 @@ from sagas.operations import OperationRecord, Step, recorded_step
 from sagas.ports import Ledger, OperationStore
 from sagas.staking import DelegationView
 
-# A stake or unstake between its request and its settlement: the chain and the books may
-# disagree by its amount, so its position is not compared until it settles.
-IN_FLIGHT = ("requested", "reserved", "awaiting_approval", "approved", "broadcast")
+# A stake or unstake that may be on chain and is not settled: the chain and the books may
+# disagree by its amount, so its position is not compared until it settles. Before it is
+# approved (requested, reserved, awaiting approval for up to its TTL) it has touched
+# neither the chain nor the posted books (its reservations are pending), so it does not
+# hold the position up; one that moves on while the chain is read is caught by the
+# checks after the read (in flight then, or the books changed).
+IN_FLIGHT = ("approved", "broadcast")
 HOLDING = ("active", "slashed")  # a stake's states while it holds a delegation
 UNDONE = frozenset({"rejected", "expired", "failed"})  # an unstake that took nothing
 

@@ -325,6 +325,7 @@ def test_two_runs_that_see_one_slash_book_it_once_and_a_moved_position_not_at_al
         [],
         {"stake_id": beta},
     )  # fmt: skip
+    ops.advance(f"uns:{beta}:k1", "approved", state="approved")  # it may be on chain now
     (beta_slash,) = [s for s in first.slashes if s.client_id == "beta"]
     assert acts.book(beta_slash) == "unbooked"
     assert ledger.balance(accounts.staked("beta", V1, "ATOM")).total == 2_000_000
@@ -460,10 +461,11 @@ def test_a_slash_given_up_is_not_booked_again_under_its_id() -> None:
         [],
         {},
     )  # fmt: skip
+    ops.advance(pending, "approved", state="approved")
     acts = WatchActivities(ledger, ops, chain)
     (unfinished,) = _look(acts).slashes
     assert unfinished == slash and acts.book(unfinished) == "unbooked"  # it moved
-    ops.advance(pending, "rejected", state="rejected")  # refused at reserve: books unchanged
+    ops.advance(pending, "failed", state="failed")  # refused at broadcast: books unchanged
     (retry,) = _look(acts).slashes
     assert retry.slash_id == f"{slash.slash_id}:1"
     with pytest.raises(RuntimeError):
@@ -473,3 +475,26 @@ def test_a_slash_given_up_is_not_booked_again_under_its_id() -> None:
     assert ledger.balance(accounts.staked("acme", V1, "ATOM")).total == 4_500_000
     assert ops.get(stake).state == "slashed"  # type: ignore[union-attr]
     assert _look(acts) == Findings()
+
+
+def test_a_stake_awaiting_approval_does_not_hold_the_position_up() -> None:
+    """Before it is approved a stake has touched neither the chain nor the posted books:
+    a slash of the position is booked while it waits (up to its approval TTL)."""
+    ledger, ops, chain = world()
+    staked(ledger, ops, "acme", V1, 5_000_000, 1, chain)
+    now = datetime.now(UTC)
+    ops.create(
+        OperationRecord(
+            id="stk:acme:waits", kind="stake", client_id="acme", asset="ATOM",
+            chain="cosmos", amount=1_000_000, destination=V1, request_hash="w",
+            requested_by="acme", state="requested", created_at=now, updated_at=now,
+        ),
+        [],
+        {},
+    )  # fmt: skip
+    ops.advance("stk:acme:waits", "policy_decided", state="awaiting_approval")
+    chain.slash(V1, Fraction(1, 10))
+    acts = WatchActivities(ledger, ops, chain)
+    (slash,) = _look(acts).slashes
+    assert acts.book(slash) == "booked"
+    assert ledger.balance(accounts.staked("acme", V1, "ATOM")).total == 4_500_000

@@ -50,7 +50,12 @@ TABLES: Mapping[str, Mapping[str, str]] = {
     },
     # --- keys: the worker creates the wallet; addresses are handed out by the API
     # (clients'), the worker (change, settlement) and read by everyone who routes.
-    "key_wallets": {"api": "select", "worker": "select, insert", "signer": "select"},
+    "key_wallets": {
+        "api": "select",
+        "worker": "select, insert",
+        "signer": "select",
+        "router": "select",  # a stake command derives the client's delegator address
+    },
     "deposit_addresses": {
         "api": "select, insert",
         "worker": "select, insert",

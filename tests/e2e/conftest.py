@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -18,17 +20,45 @@ USD = 10**6  # CTUSD has 6 decimals
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if "tests/e2e/" in str(item.path):
-            item.add_marker(pytest.mark.stack)
+    """Every e2e test needs the stack; the modules that share one platform run first and
+    together (so it is stopped before the others start theirs)."""
+    e2e = [i for i, item in enumerate(items) if "tests/e2e/" in str(item.path)]
+    for i in e2e:
+        items[i].add_marker(pytest.mark.stack)
+    ordered = sorted((items[i] for i in e2e), key=lambda item: not _shares(item))
+    for i, item in zip(e2e, ordered, strict=True):
+        items[i] = item
 
 
-@pytest.fixture(scope="module")
-def run(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Running]:
-    """The whole platform on a fresh database, for one test module (whose PLATFORM dict,
-    if any, overrides settings: {"stuck_after_seconds": "8"})."""
+def _shares(item: pytest.Item) -> bool:
+    module = getattr(item, "module", None)
+    return bool(getattr(module, "SHARED_PLATFORM", False))
+
+
+class _Shared:
+    """The platform the SHARED_PLATFORM modules use, started by the first of them."""
+
+    running: Running | None = None
+    stop: Callable[[], None] | None = None
+
+
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """Stop the shared platform after the last test that uses it."""
+    if _shares(item) and (nextitem is None or not _shares(nextitem)) and _Shared.stop:
+        _Shared.stop()
+        _Shared.running = _Shared.stop = None
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """A run that stopped early (-x, a keyboard interrupt) stops the shared platform too."""
+    if _Shared.stop:
+        _Shared.stop()
+        _Shared.running = _Shared.stop = None
+
+
+@contextlib.contextmanager
+def platform(overrides: dict[str, str], workdir: Path) -> Iterator[Running]:
+    """The whole platform on a fresh database, down and dropped after."""
     if not stack_env_file().exists():
         pytest.fail("the stack is not up: run `make up` or `custody stack up`")
     settings = PlatformSettings.load()
@@ -37,8 +67,6 @@ def run(
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'create database "{name}"')
     url = settings.postgres_url.rsplit("/", 1)[0] + f"/{name}"
-    workdir = tmp_path_factory.mktemp("platform")
-    overrides = {"approval_ttl_seconds": "20", **getattr(request.module, "PLATFORM", {})}
     running = Running(settings, url, workdir, **overrides)
     try:
         running.up()
@@ -50,6 +78,32 @@ def run(
             print(f"--- {log.name} (last lines)\n{running.tail(log.stem, 15)}")
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'drop database if exists "{name}" with (force)')
+
+
+DEFAULTS = {"approval_ttl_seconds": "20"}
+
+
+@pytest.fixture(scope="module")
+def run(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Running]:
+    """The whole platform on a fresh database, for one test module (whose PLATFORM dict,
+    if any, overrides settings: {"stuck_after_seconds": "8"}). Modules that set
+    SHARED_PLATFORM = True (no PLATFORM; they neither stop nor restart its processes,
+    and look only at their own clients) share one, started by the first of them."""
+    if getattr(request.module, "SHARED_PLATFORM", False):
+        assert not hasattr(request.module, "PLATFORM"), "a shared platform has the defaults"
+        if _Shared.running is None:
+            stack = contextlib.ExitStack()
+            _Shared.running = stack.enter_context(
+                platform(DEFAULTS, tmp_path_factory.mktemp("shared-platform"))
+            )
+            _Shared.stop = stack.close
+        yield _Shared.running
+        return
+    overrides = {**DEFAULTS, **getattr(request.module, "PLATFORM", {})}
+    with platform(overrides, tmp_path_factory.mktemp("platform")) as running:
+        yield running
 
 
 def fund_hot_wallet(run: Running) -> str:

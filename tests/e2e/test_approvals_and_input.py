@@ -29,6 +29,9 @@ from tests.e2e.conftest import (
 )
 from tests.e2e.harness import Running, post, wait_for
 
+# One platform with the defaults, shared with the other modules that set this (conftest).
+SHARED_PLATFORM = True
+
 
 def problem(reply: httpx.Response, status: int, code: str) -> dict[str, Any]:
     assert reply.status_code == status, reply.text

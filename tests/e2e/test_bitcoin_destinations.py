@@ -12,6 +12,9 @@ from adapters.sqldb import SqlDatabase
 from tests.e2e.conftest import address, balances, credited, new_client, until_state
 from tests.e2e.harness import Running, post
 
+# One platform with the defaults, shared with the other modules that set this (conftest).
+SHARED_PLATFORM = True
+
 BTC = 10**8
 KEY = bytes.fromhex("79be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798")
 

@@ -17,6 +17,7 @@ from temporalio.worker import Replayer
 from adapters.ledger.sql import SqlLedger
 from adapters.temporal import connect
 from sagas import accounts
+from sagas.errors import UnknownAccount
 from sagas.trade.activities import end_to_end_id
 from sagas.trade.pricing import settle
 from sagas.trade.workflows import TradeWorkflow
@@ -27,6 +28,9 @@ from tests.e2e.test_custody_flow import sse
 from tests.e2e.trading import banked_client, steps, trade, until_ended
 from tests.simulators import bank_account, lp_order, lp_positions, statement
 
+# One platform with the defaults, shared with the other modules that set this (conftest).
+SHARED_PLATFORM = True
+
 EUR = 100  # cents
 
 
@@ -35,6 +39,12 @@ def test_buy_btc_and_eth_then_sell_part_back(run: Running) -> None:
     client_id, _ops, client, iban = banked_client(run, 10_000 * EUR)
     platform_before = bank_account(s.bank_url, s.bank_platform_iban)["booked"]
     positions_before = {cp: lp_positions(s.lp_url, cp) for cp in s.counterparties()}
+    ledger = SqlLedger(run.db_url, migrate=False)
+    books_before = {
+        (cp, asset): _total(ledger, accounts.settlement(cp, asset))
+        for cp in s.counterparties()
+        for asset in ("BTC", "ETH")
+    }
 
     # 1. Buy 0.01 BTC, executing the best quote at once.
     btc = trade(
@@ -118,7 +128,6 @@ def test_buy_btc_and_eth_then_sell_part_back(run: Running) -> None:
         assert t["operation_id"] in entry["remittance_info"]
 
     # The providers: each order exists once, as booked; their positions moved by it.
-    ledger = SqlLedger(run.db_url, migrate=False)
     moved: dict[str, Counter[str]] = {cp: Counter() for cp in s.counterparties()}
     for t in trades:
         order = lp_order(s.lp_url, t["counterparty"], t["operation_id"])
@@ -136,8 +145,8 @@ def test_buy_btc_and_eth_then_sell_part_back(run: Running) -> None:
             assert after.get(asset, {"quantity": 0})["quantity"] - before == delta
             if asset != "EUR":
                 # The ledger's settlement account is the provider's position in the asset.
-                account_id = accounts.settlement(cp, asset)
-                assert -ledger.balance(account_id).total == delta
+                moved_in_books = _total(ledger, accounts.settlement(cp, asset))
+                assert books_before[cp, asset] - moved_in_books == delta
 
     # The events, read back through the client's event stream.
     types = Counter(e["type"] for e in sse(client, client_id))
@@ -148,6 +157,14 @@ def test_buy_btc_and_eth_then_sell_part_back(run: Running) -> None:
     # The audit chain takes every event and verifies.
     audit(run)
     asyncio.run(replay(run, [t["operation_id"] for t in trades]))
+
+
+def _total(ledger: SqlLedger, account_id: str) -> int:
+    """The account's total; 0 before it is opened (its first trade opens it)."""
+    try:
+        return ledger.balance(account_id).total
+    except UnknownAccount:
+        return 0
 
 
 def round_cents(text: str) -> int:

@@ -16,6 +16,9 @@ from tests.e2e.harness import Running, post
 from tests.e2e.trading import banked_client, steps, trade, until_ended
 from tests.simulators import bank_account, lp_order, lp_positions, set_faults, statement
 
+# One platform with the defaults, shared with the other modules that set this (conftest).
+SHARED_PLATFORM = True
+
 EUR = 100
 BUY = {"side": "buy", "asset": "BTC", "quantity": "0.001", "auto_accept": True}
 

@@ -48,7 +48,7 @@ from sagas.errors import (
 from sagas.intents import Refusal, SignedRequest, check_request_signature
 from sagas.operations import OperationRecord, recorded_step, request_hash
 from sagas.staking import StakeInput, UnstakeInput
-from sagas.staking.positions import HOLDING, left_of, slashed_from
+from sagas.staking.positions import HOLDING, UNDONE, left_of, slashed_from
 from sagas.staking.workflows import StakeWorkflow, UnstakeWorkflow
 from services.app.withdrawals import KEY_PATTERN, MAX_SKEW, parse_amount
 from services.platform import ASSETS, Platform
@@ -60,8 +60,6 @@ STAKING_FEE = 2_000  # uatom offered per staking transaction (the stack's chain 
 # (services/worker/bootstrap.py COSMOS_GAS, an undelegation's), so the fee covers either.
 STAKING_GAS = 300_000
 MAX_POLL_SECONDS = 5  # Tendermint commits a block every few seconds
-# An unstake still counts against its stake unless it ended without undelegating.
-UNDONE = frozenset({"rejected", "expired", "failed"})
 PENDING = frozenset({"requested", "reserved", "awaiting_approval", "approved", "broadcast"})
 ALL_UNSTAKES = 10_000  # a client's unstakes read at once (for_client's limit)
 # A position as the custodians' staking APIs name it (sagas.staking.PositionState).

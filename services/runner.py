@@ -397,7 +397,12 @@ class Running:
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
 
-    def up(self) -> Running:
+    def up(self, ahead: bool = False) -> Running:
+        """Migrate, govern, start every process and make blocks. `ahead`: a platform
+        started before its tests (tests/e2e): everything but the router and the blocks,
+        which `begin()` starts when they do (its router would answer another platform's
+        commands on the shared topic; its blocks would upset a test that holds the chains
+        still)."""
         upgrade(self.db_url)  # as the owner: the process roles may not change the schema
         if "CUSTODY_GOVERNANCE_GENESIS_HASH" not in self.env:
             self.init_governance()
@@ -409,7 +414,6 @@ class Running:
         starting = [
             (self._spawn("signer", ["services.signer.main"]), "signer ready", 1),
             (self._spawn("worker", ["services.worker.main"]), "worker ready", 1),
-            (self._spawn("router", ["services.router.main"]), "router ready", 1),
             (self._spawn("relay", ["services.relay.main"]), "relay ready", 1),
             *(
                 (
@@ -421,11 +425,21 @@ class Running:
             ),
             (self._spawn("api", api), "api ready", workers),
         ]
+        if not ahead:
+            starting.append((self._spawn("router", ["services.router.main"]), "router ready", 1))
         for (name, since), ready, count in starting:
             self._ready(name, since, ready, count=count)
         wait_for("the API", self._healthy, timeout=30, every=0.2)
-        self.miner.start()
+        if not ahead:
+            self.begin()
         return self
+
+    def begin(self) -> None:
+        """The platform's tests begin: its router reads commands and deposits (from the
+        latest offsets: so it is ready before anything is sent), blocks are made."""
+        if "router" not in self.procs:
+            self.start("router", ["services.router.main"], "router ready")
+        self.miner.start()
 
     def down(self) -> None:
         self.miner.close()

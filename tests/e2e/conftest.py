@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import uuid
 from collections.abc import Callable, Iterator
@@ -54,11 +55,20 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if _Shared.stop:
         _Shared.stop()
         _Shared.running = _Shared.stop = None
+    _Ahead.close()
 
 
 @contextlib.contextmanager
 def platform(overrides: dict[str, str], workdir: Path) -> Iterator[Running]:
     """The whole platform on a fresh database, down and dropped after."""
+    with _started(overrides, workdir) as running:
+        _begin(running)
+        yield running
+
+
+@contextlib.contextmanager
+def _started(overrides: dict[str, str], workdir: Path) -> Iterator[Running]:
+    """The platform up on a fresh database, but for its router and its blocks (_begin)."""
     if not stack_env_file().exists():
         pytest.fail("the stack is not up: run `make up` or `custody stack up`")
     settings = PlatformSettings.load()
@@ -69,8 +79,7 @@ def platform(overrides: dict[str, str], workdir: Path) -> Iterator[Running]:
     url = settings.postgres_url.rsplit("/", 1)[0] + f"/{name}"
     running = Running(settings, url, workdir, **overrides)
     try:
-        running.up()
-        fund_hot_wallet(running)
+        running.up(ahead=True)
         yield running
     finally:
         running.down()
@@ -80,7 +89,92 @@ def platform(overrides: dict[str, str], workdir: Path) -> Iterator[Running]:
             conn.execute(f'drop database if exists "{name}" with (force)')
 
 
+def _begin(running: Running) -> None:
+    """The platform's tests begin: its router starts, blocks are made, the hot wallet is
+    topped up."""
+    running.begin()
+    fund_hot_wallet(running)
+
+
 DEFAULTS = {"approval_ttl_seconds": "20"}
+
+
+class _Ahead:
+    """The next module's platform, started in the background while this module's tests
+    run (its processes' start is most of a module's setup): blocks are made only once
+    its own tests begin (it never disturbs a test that holds the chains still), and its
+    router starts then too (it would answer this module's commands too)."""
+
+    module: str | None = None
+    future: concurrent.futures.Future[tuple[Running, contextlib.ExitStack]] | None = None
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="ahead")
+
+    @classmethod
+    def close(cls) -> None:
+        """A platform started ahead that no test took (an early stop) is stopped too."""
+        future, cls.future, cls.module = cls.future, None, None
+        if future is not None:
+            with contextlib.suppress(Exception):
+                future.result()[1].close()
+
+
+def _start(overrides: dict[str, str], workdir: Path) -> tuple[Running, contextlib.ExitStack]:
+    stack = contextlib.ExitStack()
+    try:
+        return stack.enter_context(_started(overrides, workdir)), stack
+    except BaseException:
+        stack.close()
+        raise
+
+
+def _overrides(module: Any) -> dict[str, str]:
+    return {**DEFAULTS, **getattr(module, "PLATFORM", {})}
+
+
+def _own_platform(item: pytest.Item) -> bool:
+    """A test whose module starts a platform of its own (not the shared one)."""
+    fixtures = getattr(item, "fixturenames", ())
+    return "run" in fixtures and not _shares(item)
+
+
+def _start_next(request: pytest.FixtureRequest, tmp: pytest.TempPathFactory) -> None:
+    """Start, in the background, the platform of the next module that needs its own (a
+    module that sets PLATFORM_AHEAD = False, whose processes need something its own
+    fixtures start first, is started in its turn)."""
+    if _Ahead.future is not None:
+        return
+    items = request.session.items
+    here = request.module.__name__
+    after = [i for i in items if _own_platform(i) and i.module.__name__ != here]  # type: ignore[attr-defined]
+    seen = [i.module.__name__ for i in items]  # type: ignore[attr-defined]
+    later = [i for i in after if seen.index(i.module.__name__) > seen.index(here)]  # type: ignore[attr-defined]
+    if not later:
+        return
+    module = later[0].module  # type: ignore[attr-defined]
+    if not getattr(module, "PLATFORM_AHEAD", True):
+        return
+    _Ahead.module = module.__name__
+    workdir = tmp.mktemp("platform")
+    _Ahead.future = _Ahead.pool.submit(_start, _overrides(module), workdir)
+
+
+def _take(
+    request: pytest.FixtureRequest, tmp: pytest.TempPathFactory
+) -> tuple[Running, contextlib.ExitStack]:
+    """This module's platform, begun: the one started ahead for it, else one started now."""
+    here = request.module.__name__
+    if _Ahead.module == here and _Ahead.future is not None:
+        future, _Ahead.future, _Ahead.module = _Ahead.future, None, None
+        running, stack = future.result()
+    else:
+        _Ahead.close()  # started for a module that is not next after all
+        running, stack = _start(_overrides(request.module), tmp.mktemp("platform"))
+    try:
+        _begin(running)
+    except BaseException:
+        stack.close()
+        raise
+    return running, stack
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +184,8 @@ def run(
     """The whole platform on a fresh database, for one test module (whose PLATFORM dict,
     if any, overrides settings: {"stuck_after_seconds": "8"}). Modules that set
     SHARED_PLATFORM = True (no PLATFORM; they neither stop nor restart its processes,
-    and look only at their own clients) share one, started by the first of them."""
+    and look only at their own clients) share one, started by the first of them. While a
+    module's tests run, the next module's platform is started (see _Ahead)."""
     if getattr(request.module, "SHARED_PLATFORM", False):
         assert not hasattr(request.module, "PLATFORM"), "a shared platform has the defaults"
         if _Shared.running is None:
@@ -99,10 +194,12 @@ def run(
                 platform(DEFAULTS, tmp_path_factory.mktemp("shared-platform"))
             )
             _Shared.stop = stack.close
+        _start_next(request, tmp_path_factory)
         yield _Shared.running
         return
-    overrides = {**DEFAULTS, **getattr(request.module, "PLATFORM", {})}
-    with platform(overrides, tmp_path_factory.mktemp("platform")) as running:
+    running, stack = _take(request, tmp_path_factory)
+    with stack:
+        _start_next(request, tmp_path_factory)
         yield running
 
 

@@ -38,6 +38,7 @@ from tests.simulators import (
 BANK_PORT, LP_PORT = free_port(), free_port()
 BANK, LP = f"http://127.0.0.1:{BANK_PORT}", f"http://127.0.0.1:{LP_PORT}"
 PLATFORM = {"bank_url": BANK, "lp_url": LP, "settlement_leg_timeout_seconds": "180"}
+PLATFORM_AHEAD = False  # its processes use the simulators its own fixture starts
 EUR = 100
 FILL_ALERT = "custody.alert.trade_fill_mismatch.v1"  # as the event catalogue names it
 BUY = {"side": "buy", "asset": "BTC", "quantity": "0.001", "auto_accept": True}

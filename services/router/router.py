@@ -13,7 +13,13 @@
   command's subject, with the command id as correlation id.
 
 Offsets are committed after a batch is handled, so a crash re-handles it: starting a
-saga and signalling are idempotent, and answers carry deterministic ids.
+saga and signalling are idempotent, and answers carry deterministic ids. A batch that
+fails is read again (a dependency that did not answer: the database, Temporal). A
+command that fails with an unexpected error `COMMAND_ATTEMPTS` times in a row is
+answered `rejected` with CUS-0000 (as the API answers a 500) and the router goes on:
+one bad command must not hold up every command behind it. Its outcome is then unknown
+to the router (the error may have come after the saga started): the bank sends it again
+with the same idempotency key and is answered with what was done under it.
 """
 
 from __future__ import annotations
@@ -21,9 +27,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+import psycopg
 from confluent_kafka import Consumer, KafkaError
 from pydantic import BaseModel, ValidationError
 from temporalio.client import Client
@@ -65,6 +73,14 @@ from services.app.withdrawals import WithdrawalBody, Withdrawals
 log = logging.getLogger("custody.router")
 SOURCE = "/custody/router"
 _NAMESPACE = uuid.UUID("0f9b3c51-3c3e-4a55-8d7e-61c2a8a4e1d2")
+COMMAND_ATTEMPTS = 5
+# A dependency that did not answer: the batch is read again for as long as it takes.
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    psycopg.OperationalError,
+    RPCError,
+    ConnectionError,
+    TimeoutError,
+)
 
 
 class EventRouter:
@@ -98,6 +114,7 @@ class EventRouter:
             },
         )
         self._consumer = self._subscribe()
+        self._failures: Counter[str] = Counter()
 
     def _subscribe(self) -> Consumer:
         consumer = Consumer(self._config)
@@ -239,6 +256,23 @@ class EventRouter:
                 raise
             self._answer(command.id, command.subject, REJECTED, _problem(exc))
             return
+        except _UNAVAILABLE:
+            raise
+        except Exception:
+            self._failures[command.id] += 1
+            if self._failures[command.id] < COMMAND_ATTEMPTS:
+                raise  # read again: it may have been a race
+            log.exception(
+                "command %s (%s) failed %d times", command.id, command.type, COMMAND_ATTEMPTS
+            )
+            del self._failures[command.id]
+            unexpected = CustodyError(
+                "an unexpected error; it was logged. Its outcome is unknown: send the command "
+                "again with the same idempotency key"
+            )
+            self._answer(command.id, command.subject, REJECTED, _problem(unexpected))
+            return
+        self._failures.pop(command.id, None)
         self._answer(
             command.id,
             command.subject,

@@ -58,6 +58,7 @@ IntentKind = Literal[
     "fee_bump",
     "stake",
     "unstake",
+    "redelegate",
     "policy_change",
     "bank_account_change",
     "allow_list_change",
@@ -66,11 +67,12 @@ IntentKind = Literal[
     "operator_key_change",
 ]
 # A stake's destination is the validator delegated to; an unstake's the validator its
-# stake is delegated to (the funds come back to the client's own delegator address).
+# position is delegated to (the funds come back to the client's own delegator address);
+# a redelegation's the validator the position moves to (decision 0033).
 VALUE_KINDS: frozenset[str] = frozenset(
-    {"withdrawal", "settlement_leg", "fee_bump", "stake", "unstake"}
+    {"withdrawal", "settlement_leg", "fee_bump", "stake", "unstake", "redelegate"}
 )
-CLIENT_KINDS: frozenset[str] = frozenset({"withdrawal", "stake", "unstake"})
+CLIENT_KINDS: frozenset[str] = frozenset({"withdrawal", "stake", "unstake", "redelegate"})
 GOVERNANCE_KINDS: frozenset[str] = frozenset(
     {
         "policy_change",

@@ -337,6 +337,19 @@ class Delegations(Protocol):
     ) -> str:
         """Broadcast the operation's MsgUndelegate; its transaction hash."""
 
+    def redelegate(
+        self,
+        operation_id: str,
+        delegator: str,
+        source: str,
+        validator: str,
+        amount: int,
+        fee: int,
+    ) -> str:
+        """Broadcast the operation's MsgBeginRedelegate of `amount` from `source` to
+        `validator` (the shares move at once; its outcome's completion time is when the
+        chain's redelegation entry ends); its transaction hash."""
+
     def outcome(self, operation_id: str) -> TxOutcome:
         """The chain's verdict on the operation's transaction: pending (not in a block
         yet; rebroadcast), succeeded (with its height, fee and, for an undelegation, the

@@ -233,6 +233,8 @@ class _Delegation:
     height: int
     rate: Fraction = Fraction(1)  # the validator's tokens per share when it was made
     polls: int = 0
+    to: str = ""  # a redelegation's destination validator
+    to_rate: Fraction = Fraction(1)  # the destination's rate when it was made
 
 
 class FakeDelegations:
@@ -297,6 +299,21 @@ class FakeDelegations:
     ) -> str:
         return self._send("undelegate", operation_id, delegator, validator, amount, fee)
 
+    def redelegate(
+        self,
+        operation_id: str,
+        delegator: str,
+        source: str,
+        validator: str,
+        amount: int,
+        fee: int,
+    ) -> str:
+        tx_hash = self._send("redelegate", operation_id, delegator, source, amount, fee)
+        tx = self.txs[operation_id]
+        if not tx.to:
+            tx.to, tx.to_rate = validator, self.rate(validator)
+        return tx_hash
+
     def pending_rewards(self, delegator: str, validator: str) -> int:
         return self.accrued.get((delegator, validator), 0)
 
@@ -319,12 +336,17 @@ class FakeDelegations:
         the chain has it."""
         held = 0
         for op, tx in self.txs.items():
-            if (tx.delegator, tx.validator) != (delegator, validator) or op in self.fail:
+            if tx.delegator != delegator or op in self.fail:
                 continue
             if height is not None and tx.height > height:
                 continue
+            if tx.kind == "redelegate" and tx.to == validator:  # the shares arrive
+                held += math.floor(Fraction(tx.amount * 10**18) / tx.to_rate)
+                continue
+            if tx.validator != validator:
+                continue
             exact = math.floor(Fraction(tx.amount * 10**18) / tx.rate)
-            held += {"delegate": exact, "undelegate": -exact}.get(tx.kind, 0)
+            held += {"delegate": exact, "undelegate": -exact, "redelegate": -exact}.get(tx.kind, 0)
         return max(0, held)
 
     def delegation(
@@ -380,7 +402,7 @@ class FakeDelegations:
                 state="failed", tx_hash=tx.tx_hash, height=tx.height, fee=tx.fee, detail="code 5"
             )
         completion, rewards = None, 0
-        if tx.kind == "undelegate":
+        if tx.kind in ("undelegate", "redelegate"):
             completion, rewards = datetime.now(UTC) + self._unbonding, self._rewards
         if tx.kind == "withdraw_rewards":
             rewards = tx.amount

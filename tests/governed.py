@@ -27,7 +27,7 @@ from sagas.money import format_units
 from sagas.operations import OperationRecord
 from sagas.policy import PolicyRules
 from sagas.settlement import leg_operation
-from sagas.staking.intent import stake_intent, unstake_intent
+from sagas.staking.intent import redelegate_intent, stake_intent, unstake_intent
 from sagas.withdrawal import WithdrawalInput
 from sagas.withdrawal.intent import SIGNING_GRACE, withdrawal_intent
 from services.cli.request_signing import signed
@@ -205,6 +205,34 @@ class Governed:
         )
         expires = datetime.now(UTC) + timedelta(hours=1)
         intent = unstake_intent(operation, stake, amount, fee_cap, 0, expires, "u1", request)
+        self.intents.put_intent(intent, 0)
+        return intent
+
+    def redelegate(
+        self,
+        operation: str,
+        position: Intent,
+        amount: int,
+        validator: str,
+        fee_cap: int = 10**6,
+        signed_validator: str | None = None,
+    ) -> Intent:
+        """A redelegation of `position` to `validator` its client signed (`POST
+        /v1/stakes/{id}/redelegate`; `signed_validator`: the validator the client signed,
+        if another)."""
+        assert position.client_id is not None
+        text = format_units(amount, ASSETS[position.asset][0].decimals)
+        body = json.dumps({"amount": text, "validator": signed_validator or validator})
+        request = signed(
+            self.client_key(position.client_id),
+            "POST",
+            f"/v1/stakes/{position.operation_id}/redelegate",
+            body.encode(),
+        )
+        expires = datetime.now(UTC) + timedelta(hours=1)
+        intent = redelegate_intent(
+            operation, position, amount, validator, fee_cap, 0, expires, "u1", request
+        )
         self.intents.put_intent(intent, 0)
         return intent
 

@@ -36,6 +36,7 @@ from adapters.chains.bitcoin.script import output_script
 from adapters.chains.cosmos.tx import (
     DecodedCosmosTx,
     DelegateMsg,
+    RedelegateMsg,
     SendMsg,
     UndelegateMsg,
     WithdrawRewardsMsg,
@@ -48,10 +49,12 @@ from adapters.sqldb import Conn, SqlDatabase
 from sagas import accounts
 from sagas.errors import CannotPay, KeyAccessDenied, SigningDeadlinePassed
 from sagas.governance import SETTLEMENT_POLICY, ChainedGovernance
+from sagas.intents import Intent
 from sagas.policy import VELOCITY_WINDOW
 from sagas.ports import IntentStore
 from sagas.signing import BATCH_PREFIX, Authorised, UnsignedBtcTransaction, fee_shares
-from sagas.signing.authority import authorise
+from sagas.signing.authority import MAX_POSITION_LINKS, ON_POSITION, authorise
+from sagas.staking.intent import POSITION_KINDS
 
 _TRANSFER_SELECTOR = "a9059cbb"  # transfer(address,uint256)
 _CLOSED = ("rejected", "expired", "completed", "failed")
@@ -81,7 +84,12 @@ class CosmosRules:
 
 
 # Message kind -> the intent kind that authorises it (a reward claim needs none).
-_COSMOS_INTENTS = {"send": "withdrawal", "delegate": "stake", "undelegate": "unstake"}
+_COSMOS_INTENTS = {
+    "send": "withdrawal",
+    "delegate": "stake",
+    "undelegate": "unstake",
+    "redelegate": "redelegate",
+}
 
 
 # The latest deadline a batch's signing request may carry (decision 0025): the sender
@@ -168,11 +176,7 @@ class SigningGuard:
             if found is not None and found[0].kind == kind:
                 stored = stored or found
         intent = None if stored is None else stored[0]
-        stake = None
-        if intent is not None and intent.kind == "unstake":
-            stake_id = (intent.payload or {}).get("stake")
-            got = self._intents.intent(stake_id, "stake") if isinstance(stake_id, str) else None
-            stake = None if got is None or got[0].kind != "stake" else got[0]
+        sources = self._sources(intent) if intent is not None else []
         approvals = [] if intent is None else self._intents.approvals(intent.hash())
         now = datetime.now(UTC)
         window = 0
@@ -201,7 +205,7 @@ class SigningGuard:
             window,
             first,
             screened=self._screened,
-            stake=stake,
+            sources=sources,
         )
         asset_chain: object = None
         if self._chains is not None:  # the signer's own asset table, not the intent's word
@@ -233,7 +237,29 @@ class SigningGuard:
             velocity_limit=granted.velocity_limit,
             holder=granted.holder,
             request_claims=granted.request_claims,
+            source=granted.source,
         )
+
+    def _sources(self, intent: Intent) -> list[Intent]:
+        """An unstake's or a redelegation's position, then each redelegation's source, to
+        the stake: as stored (any writer's rows; sagas.signing.authority verifies every
+        link by its signatures). A link whose stored JSON is not a position ends it."""
+        found: list[Intent] = []
+        at = intent
+        while at.kind in ON_POSITION and len(found) <= MAX_POSITION_LINKS:
+            position_id = (at.payload or {}).get("stake")
+            if not isinstance(position_id, str):
+                break
+            link = None
+            for kind in POSITION_KINDS:
+                got = self._intents.intent(position_id, kind)
+                if got is not None and got[0].kind == kind:
+                    link = got[0]
+            if link is None:
+                break
+            found.append(link)
+            at = link
+        return found
 
     def _claim_request(self, conn: Conn, auth: Authorised) -> None:
         """One client request (one confirmed trade of a settlement), one payment: the first
@@ -693,7 +719,7 @@ class SigningGuard:
         auth = self.authorised(op_id, "cosmos", (_COSMOS_INTENTS[msg.kind],))
         if owner != accounts.client(auth.client_id or "", auth.asset):
             raise KeyAccessDenied(f"{op_id}: the key is not {auth.client_id}'s own address")
-        if not isinstance(msg, SendMsg | DelegateMsg | UndelegateMsg):
+        if not isinstance(msg, SendMsg | DelegateMsg | UndelegateMsg | RedelegateMsg):
             raise KeyAccessDenied(f"{op_id}: not one message the platform sends")
         if msg.denom != rules.denom or msg.amount != auth.amount:
             raise KeyAccessDenied(f"{op_id}: the amount is not the intent's")
@@ -707,7 +733,17 @@ class SigningGuard:
             # stake's own (verified) validator, which may have been delisted since.
             if isinstance(msg, DelegateMsg) and msg.validator not in rules.validators:
                 raise KeyAccessDenied(f"{op_id}: validator {msg.validator} is not allowed")
-        else:  # pragma: no cover - _COSMOS_INTENTS names these three only
+        elif isinstance(msg, RedelegateMsg):
+            # From the position's own validator (verified back to its stake), to the
+            # intent's, which must be allowed now.
+            ok = (msg.delegator, msg.src_validator, msg.dst_validator) == (
+                address,
+                auth.source,
+                auth.destination,
+            ) and bool(auth.source)
+            if msg.dst_validator not in rules.validators:
+                raise KeyAccessDenied(f"{op_id}: validator {msg.dst_validator} is not allowed")
+        else:  # pragma: no cover - _COSMOS_INTENTS names these four only
             ok = False
         if not ok:
             raise KeyAccessDenied(f"transaction does not match {auth.kind} {op_id}")

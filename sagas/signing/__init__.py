@@ -124,7 +124,7 @@ class Authorised(BaseModel):
 
     model_config = ConfigDict(frozen=True)
     operation_id: str
-    kind: Literal["withdrawal", "settlement", "stake", "unstake"]
+    kind: Literal["withdrawal", "settlement", "stake", "unstake", "redelegate"]
     client_id: str | None
     chain: Literal["bitcoin", "ethereum", "cosmos"]
     asset: str
@@ -141,4 +141,9 @@ class Authorised(BaseModel):
         description="what this payment claims in the signer's record, so that it pays one "
         "operation only: the client's signed request, or each trade a counterparty "
         "confirmed for settlement in this asset",
+    )
+    source: str = Field(
+        default="",
+        description="an unstake's or a redelegation's position's validator, verified from "
+        "the position's signed intents back to its stake",
     )

@@ -10,7 +10,7 @@ signature; the chain-specific checks then hold the transaction to the result.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -22,17 +22,24 @@ from sagas.governance import SETTLEMENT_POLICY, Governance, effective_policy
 from sagas.intents import Approval, Intent, check_request_signature, count_approvals
 from sagas.money import parse_units
 from sagas.settlement import leg_operation
+from sagas.staking.intent import POSITION_KINDS
 from sagas.withdrawal.intent import requester, signed_request
 
 # What a client signs for each kind of intent it asks for: the request (method and target)
 # and the body's fields that must equal the intent's asset, amount and destination. An
-# unstake's target names the stake it undoes; its asset and validator are the stake's.
+# unstake's and a redelegation's target names the position they act on, whose asset
+# they have; an unstake's validator is the position's, a redelegation's the one signed.
 _CLIENT_REQUESTS: dict[str, tuple[str, tuple[str, str, str | None]]] = {
     "withdrawal": ("/v1/clients/{client}/withdrawals", ("asset", "amount", "destination")),
     "stake": ("/v1/clients/{client}/stakes", ("asset", "amount", "validator")),
     "unstake": ("/v1/stakes/{stake}/unstake", ("", "amount", None)),
+    "redelegate": ("/v1/stakes/{stake}/redelegate", ("", "amount", "validator")),
 }
-STAKING_KINDS = frozenset({"stake", "unstake"})
+STAKING_KINDS = frozenset({"stake", "unstake", "redelegate"})
+# An intent that acts on a position (its payload's `stake`), and the positions' own kinds.
+ON_POSITION = frozenset({"unstake", "redelegate"})
+# The most links from an intent back to its stake through redelegations (decision 0033).
+MAX_POSITION_LINKS = 32
 
 
 def _check_client_request(
@@ -43,7 +50,8 @@ def _check_client_request(
     stake: Intent | None = None,
 ) -> str:
     """The client's own signature over its request, and the request is this intent (an
-    unstake's: of the client's own `stake`, whose asset and validator it has)."""
+    unstake's or a redelegation's: of the client's own position `stake`, whose asset it
+    has; an unstake's validator is the position's)."""
     request = signed_request(intent)
     if request is None:
         raise KeyAccessDenied(f"{operation_id}: no request signed by the client")
@@ -59,16 +67,17 @@ def _check_client_request(
     template, (asset_field, amount_field, destination_field) = _CLIENT_REQUESTS[intent.kind]
     stake_id = (intent.payload or {}).get("stake")
     target = template.format(client=intent.client_id, stake=stake_id)
-    if intent.kind == "unstake" and not isinstance(stake_id, str):
-        raise KeyAccessDenied(f"{operation_id}: an unstake names the stake it undoes")
+    if intent.kind in ON_POSITION and not isinstance(stake_id, str):
+        raise KeyAccessDenied(f"{operation_id}: a {intent.kind} names the position it acts on")
     if (request.method, request.target) != ("POST", target):
         raise KeyAccessDenied(f"{operation_id}: the client signed another request")
     try:
         body = json.loads(request.body_bytes())
-        if intent.kind == "unstake":
+        if intent.kind in ON_POSITION:
             if stake is None:
                 raise KeyAccessDenied(f"{operation_id}: no stake {stake_id} on record")
-            asset, destination = stake.asset, stake.destination
+            asset = stake.asset
+            destination = stake.destination if intent.kind == "unstake" else body["validator"]
         else:
             asset, destination = body[asset_field], body[destination_field]
         amount = parse_units(body[amount_field], decimals[asset])
@@ -79,21 +88,47 @@ def _check_client_request(
     return f"request:{request.signature.key_id}:{request.signature.nonce}"
 
 
-def _check_stake(operation_id: str, intent: Intent, stake: Intent | None) -> None:
-    """An unstake undoes a stake of the same client, asset and validator, for no more
-    than was staked (the stake's own signed request is checked by the caller)."""
-    if stake is None or stake.kind != "stake":
-        raise KeyAccessDenied(f"{operation_id}: no stake on record for this unstake")
-    if stake.operation_id != (intent.payload or {}).get("stake"):
-        raise KeyAccessDenied(f"{operation_id}: the stake on record is another one")
-    if (stake.client_id, stake.asset, stake.destination) != (
-        intent.client_id,
-        intent.asset,
-        intent.destination,
-    ):
+def _check_position(
+    operation_id: str,
+    intent: Intent,
+    sources: Sequence[Intent],
+    governance: Governance,
+    decimals: Mapping[str, int],
+) -> None:
+    """An unstake or a redelegation acts on a position of the same client and asset, for
+    no more than it holds: `sources`, the position first, then each redelegation's own
+    source, ending at the stake (decision 0033). Every link is the one its successor
+    names, no more than its own source, and its client's own signed request (checked from
+    the stake up, each with its source); an unstake leaves the position's validator, a
+    redelegation moves to another one."""
+    if not sources:
+        raise KeyAccessDenied(f"{operation_id}: no stake on record for this {intent.kind}")
+    if len(sources) > MAX_POSITION_LINKS:
+        raise KeyAccessDenied(f"{operation_id}: more than {MAX_POSITION_LINKS} redelegations")
+    successor = intent
+    for n, link in enumerate(sources):
+        if link.kind not in POSITION_KINDS:
+            raise KeyAccessDenied(f"{operation_id}: a {link.kind} is no position")
+        if link.operation_id != (successor.payload or {}).get("stake"):
+            raise KeyAccessDenied(f"{operation_id}: the stake on record is another one")
+        if (link.client_id, link.asset) != (intent.client_id, intent.asset):
+            raise KeyAccessDenied(f"{operation_id}: the stake is another client's or validator's")
+        if successor.amount > link.amount:
+            what = "unstakes" if successor is intent and intent.kind == "unstake" else "moves"
+            raise KeyAccessDenied(f"{operation_id}: {what} more than the stake")
+        if (link.kind == "stake") != (n == len(sources) - 1):
+            raise KeyAccessDenied(f"{operation_id}: the position's sources do not end at its stake")
+        successor = link
+    for n in range(len(sources) - 1, -1, -1):
+        link, source = sources[n], (sources[n + 1] if n + 1 < len(sources) else None)
+        if source is not None and link.destination == source.destination:
+            raise KeyAccessDenied(f"{link.operation_id}: redelegates to its own validator")
+        _check_client_request(link.operation_id, link, governance, decimals, source)
+    position = sources[0]
+    if intent.kind == "unstake" and intent.destination != position.destination:
         raise KeyAccessDenied(f"{operation_id}: the stake is another client's or validator's")
-    if intent.amount > stake.amount:
-        raise KeyAccessDenied(f"{operation_id}: unstakes more than the stake")
+    if intent.kind == "redelegate" and intent.destination == position.destination:
+        raise KeyAccessDenied(f"{operation_id}: redelegates to its own validator")
 
 
 def _check_confirmation(
@@ -152,6 +187,8 @@ class Authorisation:
     # confirmation) this payment answers, as the signer's record claims it: one signed
     # request or confirmed leg pays one operation.
     request_claims: tuple[str, ...] = ()
+    # An unstake's or a redelegation's position's validator (verified from its sources).
+    source: str = ""
 
 
 def authorise(
@@ -166,7 +203,7 @@ def authorise(
     max_request_age: timedelta = MAX_REQUEST_AGE,
     max_confirmation_age: timedelta = MAX_CONFIRMATION_AGE,
     screened: Callable[[str], bool] = lambda _destination: False,
-    stake: Intent | None = None,
+    sources: Sequence[Intent] = (),
 ) -> Authorisation:
     """The payment `intent` authorises for `operation_id`, or KeyAccessDenied.
 
@@ -179,21 +216,22 @@ def authorise(
     the signer's own record shows it signed for the client and asset in the velocity
     window (other operations). `first_signed_at`: when the signer first signed for this
     operation, if it did (a fee bump re-signs the same payment after the intent's
-    expiry: its approvals are counted as of that first signature). A stake or an unstake
-    (of `stake`, the stake's intent) is a client's request like a withdrawal, under the
-    client's policy for the asset, with no velocity window or destination allow-list
-    (nothing leaves custody: the validator allow-list is the signer's own)."""
+    expiry: its approvals are counted as of that first signature). A stake, an unstake or
+    a redelegation (of a position: `sources`, see _check_position) is a client's request
+    like a withdrawal, under the client's policy for the asset, with no velocity window
+    or destination allow-list (nothing leaves custody: the validator allow-list is the
+    signer's own); its `source` is the position's validator."""
     if intent is None:
         raise KeyAccessDenied(f"{operation_id}: no intent on record")
     if intent.operation_id != operation_id:
         raise KeyAccessDenied(f"{operation_id}: the intent is for {intent.operation_id}")
     claims: tuple[str, ...] = ()
     if intent.kind in _CLIENT_REQUESTS and intent.client_id is not None:
-        if intent.kind == "unstake":
-            _check_stake(operation_id, intent, stake)
-            assert stake is not None
-            _check_client_request(stake.operation_id, stake, governance, decimals)
-        claims = (_check_client_request(operation_id, intent, governance, decimals, stake),)
+        position = None
+        if intent.kind in ON_POSITION:
+            _check_position(operation_id, intent, sources, governance, decimals)
+            position = sources[0]
+        claims = (_check_client_request(operation_id, intent, governance, decimals, position),)
         request = signed_request(intent)
         assert request is not None
         # A request the signer never paid does not stay payable for ever (one refused,
@@ -273,4 +311,5 @@ def authorise(
         velocity_limit=velocity,
         holder=f"staking:{holder}" if staking else holder,
         request_claims=claims,
+        source=sources[0].destination if intent.kind in ON_POSITION else "",
     )

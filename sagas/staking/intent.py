@@ -1,9 +1,12 @@
-"""The intents of a stake and an unstake: what operators approve and the signer checks.
+"""The intents of a stake, an unstake and a redelegation: what operators approve and the
+signer checks.
 
-A stake's destination is the validator delegated to; an unstake names its stake (the
-payload's `stake`) and has the stake's asset and validator. Both carry the client's
-signed request (`POST /v1/clients/{id}/stakes`, `POST /v1/stakes/{id}/unstake`), which
-the signer verifies (sagas.signing.authority).
+A stake's destination is the validator delegated to; an unstake names its position (the
+payload's `stake`: a stake or a redelegation) and has the position's asset and
+validator; a redelegation names its position and the validator it moves to (its
+destination), with the position's asset (decision 0033). Each carries the client's
+signed request (`POST /v1/clients/{id}/stakes`, `POST /v1/stakes/{id}/unstake`,
+`POST /v1/stakes/{id}/redelegate`), which the signer verifies (sagas.signing.authority).
 """
 
 from __future__ import annotations
@@ -11,6 +14,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from sagas.intents import Intent, SignedRequest
+
+# The intents a position is made by: a stake, or a redelegation of (part of) one.
+POSITION_KINDS = frozenset({"stake", "redelegate"})
 
 
 def stake_intent(
@@ -54,9 +60,10 @@ def unstake_intent(
     requested_by: str,
     request: SignedRequest | None,
 ) -> Intent:
-    """The unstake's intent: undelegate `amount` of `stake` from its validator."""
-    if stake.kind != "stake" or stake.client_id is None:
-        raise ValueError("an unstake undoes a client's stake")
+    """The unstake's intent: undelegate `amount` of the position `stake` (a stake or a
+    redelegation) from its validator."""
+    if stake.kind not in POSITION_KINDS or stake.client_id is None:
+        raise ValueError("an unstake undoes a client's position")
     return Intent(
         kind="unstake",
         operation_id=operation_id,
@@ -71,6 +78,40 @@ def unstake_intent(
             "requested_by": requested_by,
             "chain": "cosmos",
             "stake": stake.operation_id,
+            **({"request": request.model_dump(mode="json")} if request else {}),
+        },
+    )
+
+
+def redelegate_intent(
+    operation_id: str,
+    position: Intent,
+    amount: int,
+    validator: str,
+    fee_cap: int,
+    policy_version: int,
+    expires_at: datetime,
+    requested_by: str,
+    request: SignedRequest | None,
+) -> Intent:
+    """The redelegation's intent: move `amount` of `position` (a stake or a redelegation)
+    from its validator to `validator`."""
+    if position.kind not in POSITION_KINDS or position.client_id is None:
+        raise ValueError("a redelegation moves a client's position")
+    return Intent(
+        kind="redelegate",
+        operation_id=operation_id,
+        client_id=position.client_id,
+        asset=position.asset,
+        amount=amount,
+        destination=validator,
+        fee_cap=fee_cap,
+        policy_version=policy_version,
+        expires_at=expires_at.replace(microsecond=0),
+        payload={
+            "requested_by": requested_by,
+            "chain": "cosmos",
+            "stake": position.operation_id,
             **({"request": request.model_dump(mode="json")} if request else {}),
         },
     )

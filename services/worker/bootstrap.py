@@ -70,6 +70,7 @@ COSMOS_GAS = {
     "send": 200_000,
     "delegate": 250_000,
     "undelegate": 300_000,
+    "redelegate": 350_000,  # ~242k measured
     "withdraw_rewards": 250_000,
 }
 # The sagas' models and pure functions are deterministic: the sandbox shares them with the

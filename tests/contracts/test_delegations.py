@@ -31,19 +31,29 @@ from tests.governed import Governed
 
 pytestmark = pytest.mark.timeout(150)
 FUNDED, AMOUNT, FEE = 10_000_000, 2_000_000, 2_000
-GAS = {"send": 200_000, "delegate": 250_000, "undelegate": 300_000, "withdraw_rewards": 250_000}
+GAS = {
+    "send": 200_000,
+    "delegate": 250_000,
+    "undelegate": 300_000,
+    "redelegate": 350_000,
+    "withdraw_rewards": 250_000,
+}
 FAKE_VALIDATOR = "cosmosvaloper1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqlxklzq"
 FAKE_DELEGATOR = "cosmos1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqnrql8a"
 
 # The port, the delegator and validator, and what the signer must see first for each
 # operation (the real one signs only what the client's intent says).
-Subject = tuple[Delegations, str, str, Callable[[str, str, int, Any], Any]]
+Subject = tuple[Delegations, str, str, Callable[..., Any]]
+FAKE_OTHER = "cosmosvaloper1zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzq2rqcn"
 
 
 @pytest.fixture(params=["memory", "postgresql"])
 def subject(request: pytest.FixtureRequest) -> Iterator[Subject]:
     if request.param == "memory":
-        yield FakeDelegations(), FAKE_DELEGATOR, FAKE_VALIDATOR, lambda *_args: None
+        fake = FakeDelegations()
+        fake_auth: Any = lambda *_args, **_kw: None  # noqa: E731
+        fake_auth.other = FAKE_OTHER
+        yield fake, FAKE_DELEGATOR, FAKE_VALIDATOR, fake_auth
         return
     request.node.add_marker(pytest.mark.stack)
     url = request.getfixturevalue("fresh_postgres_url")
@@ -73,11 +83,14 @@ def subject(request: pytest.FixtureRequest) -> Iterator[Subject]:
         migrate=False,
     )
 
-    def authorise(kind: str, operation: str, amount: int, stake: Any) -> Any:
+    def authorise(kind: str, operation: str, amount: int, stake: Any, to: str = "") -> Any:
         if kind == "stake":
             return governed.stake(operation, client, amount, validator)
+        if kind == "redelegate":
+            return governed.redelegate(operation, stake, amount, to)
         return governed.unstake(operation, stake, amount)
 
+    authorise.other = settings.allowed_validators()[1]  # type: ignore[attr-defined]
     yield real, delegator, validator, authorise
 
 
@@ -138,3 +151,29 @@ def test_an_undelegation_unbonds_until_the_chain_releases_it(subject: Subject) -
     while d.unbonding_balance(delegator, validator, outcome.height) is not None:
         assert time.monotonic() < deadline, "never released"
         time.sleep(1)
+
+
+def test_a_redelegation_moves_the_delegation_at_once_and_names_when_its_entry_ends(
+    subject: Subject,
+) -> None:
+    d, delegator, validator, authorise = subject
+    other = authorise.other  # type: ignore[attr-defined]
+    stake_op, op = f"stk-{uuid.uuid4().hex[:8]}", f"red-{uuid.uuid4().hex[:8]}"
+    stake = authorise("stake", stake_op, AMOUNT, None)
+    d.delegate(stake_op, delegator, validator, AMOUNT, FEE)
+    assert _final(d, stake_op).state == "succeeded"
+    authorise("redelegate", op, AMOUNT // 4, stake, to=other)
+    first = d.redelegate(op, delegator, validator, other, AMOUNT // 4, FEE)
+    assert d.redelegate(op, delegator, validator, other, AMOUNT // 4, FEE) == first
+    outcome = _final(d, op)
+    assert (outcome.state, outcome.tx_hash, outcome.fee) == ("succeeded", first, FEE)
+    assert outcome.height is not None
+    # The shares moved in its block; the chain keeps the entry until the unbonding time.
+    assert outcome.completion_time is not None and outcome.completion_time > datetime.now(UTC)
+    source, moved = d.delegation(delegator, validator), d.delegation(delegator, other)
+    assert source is not None and source.balance == AMOUNT - AMOUNT // 4
+    assert moved is not None and moved.balance == AMOUNT // 4
+    # Read at the redelegation's own height, both are as after it (what the settlement
+    # records for the slashing watch).
+    at = d.delegation(delegator, other, outcome.height)
+    assert at is not None and at.height == outcome.height and at.balance == AMOUNT // 4

@@ -50,7 +50,13 @@ from tests.sagas.staking_world import staked
 pytestmark = pytest.mark.timeout(150)
 
 FUNDED, AMOUNT, FEE, DENOM = 20_000_000, 3_000_000, 2_000, "uatom"
-GAS = {"send": 200_000, "delegate": 250_000, "undelegate": 300_000, "withdraw_rewards": 250_000}
+GAS = {
+    "send": 200_000,
+    "delegate": 250_000,
+    "undelegate": 300_000,
+    "redelegate": 350_000,
+    "withdraw_rewards": 250_000,
+}
 UNBONDING = timedelta(seconds=30)  # the stack's genesis (decision 0027)
 # c6 holds less than one fee; c7 is never funded.
 CLIENTS = {f"c{i}": FUNDED for i in (1, 2, 3, 4, 5, 8, 9, 10)} | {"c6": FEE // 2}

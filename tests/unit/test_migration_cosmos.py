@@ -53,3 +53,44 @@ def test_0019_keeps_the_rows_and_admits_cosmos(tmp_path: Path) -> None:
         "signer_signatures_client",
     } <= indexes
     db.close()
+
+
+def test_0020_admits_redelegations_and_keeps_the_rows(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite3"
+    url = f"sqlite:///{path}"
+    upgrade(url, "0019")
+    insert = (
+        "insert into operations (id, kind, client_id, asset, chain, amount, request_hash, "
+        "requested_by, state, created_at, updated_at) values "
+        "(?, ?, 'c1', 'ATOM', 'cosmos', '5', 'h', 'u1', 'requested', 't', 't')"
+    )
+    tx = (
+        "insert into cosmos_transactions (operation_id, kind, address, sequence, tx_hash, "
+        "raw_tx, fee, state, created_at) values (?, ?, 'cosmos1a', ?, ?, '00', '1', "
+        "'broadcast', 't')"
+    )
+    db = sqlite3.connect(path)
+    db.execute(insert, ("stk-1", "stake"))
+    db.execute(tx, ("stk-1", "delegate", 0, "h0"))
+    with pytest.raises(sqlite3.IntegrityError):
+        db.execute(insert, ("red-1", "redelegation"))
+    with pytest.raises(sqlite3.IntegrityError):
+        db.execute(tx, ("stk-1b", "redelegate", 1, "h1"))
+    db.commit()
+    db.close()
+
+    upgrade(url)
+    db = sqlite3.connect(path)
+    db.execute(insert, ("red-1", "redelegation"))
+    db.execute(tx, ("red-1", "redelegate", 1, "h1"))
+    assert db.execute("select id, kind from operations order by id").fetchall() == [
+        ("red-1", "redelegation"),
+        ("stk-1", "stake"),
+    ]
+    # Still only the known kinds, and one transaction per sequence.
+    with pytest.raises(sqlite3.IntegrityError):
+        db.execute(insert, ("x-1", "bogus"))
+    with pytest.raises(sqlite3.IntegrityError):
+        db.execute(tx, ("red-2", "vote", 2, "h2"))
+    with pytest.raises(sqlite3.IntegrityError):
+        db.execute(tx, ("red-3", "redelegate", 1, "h3"))

@@ -48,6 +48,7 @@ from tests.governed import Governed
 CHAIN, DENOM = "custody-pos-1", "uatom"
 VA = address_of(b"validator a", VALIDATOR_PREFIX)
 VB = address_of(b"validator b", VALIDATOR_PREFIX)
+VC = address_of(b"validator c", VALIDATOR_PREFIX)  # allowed, like A
 THIEF = address_of(b"\x02" + hashlib.sha256(b"thief").digest())  # any 33 bytes: an address
 
 
@@ -82,7 +83,7 @@ def world(tmp_path: Path) -> dict[str, Any]:
         cosmos=CosmosRules(
             chain_id=CHAIN,
             denom=DENOM,
-            validators=frozenset({VA}),
+            validators=frozenset({VA, VC}),
             max_fee=50_000,
             claim_every=timedelta(hours=1),
         ),
@@ -162,7 +163,7 @@ def test_the_signer_signs_only_the_authorised_delegation(world: dict[str, Any]) 
         "a validator not allowed": "is not allowed",
         "another amount": "the amount is not the intent's",
         "a send under a stake": "no intent on record",
-        "a redelegation": "not one message",
+        "a redelegation": "no intent on record",  # a stake authorises no redelegation
         "an undelegation": "no intent on record",
         "two messages": "not one message",
         "another client's key": "not c1's own address",
@@ -279,3 +280,55 @@ def test_an_intent_stored_under_another_kind_authorises_nothing(world: dict[str,
     with pytest.raises(KeyAccessDenied, match="no intent on record"):
         signer.sign_cosmos_transaction(request(world, "uns-forged", undelegate, sequence=1))
     assert recorded(url) == 1
+
+
+def test_a_redelegation_moves_the_position_from_its_own_validator_to_the_signed_one(
+    world: dict[str, Any],
+) -> None:
+    """Decision 0033: MsgBeginRedelegate only under a redelegation intent, from the
+    position's validator (verified back to its stake) to the intent's, which is allowed,
+    for the intent's amount, from the client's own key; a redelegated position is then
+    unstaked and redelegated again at its new validator."""
+    gov, signer, url = world["gov"], world["signer"], world["url"]
+    me, them = world["c1"].address, world["c2"].address
+    sign: Callable[[SignCosmosRequest], bytes] = signer.sign_cosmos_transaction
+    stake = gov.stake("stk-1", "c1", 5_000_000, VA)
+    sign(request(world, "stk-1", [msg_delegate(me, VA, 5_000_000, DENOM)], sequence=0))
+    moved = gov.redelegate("red-1", stake, 2_000_000, VC)
+    gov.redelegate("red-b", stake, 2_000_000, VB)  # the client signed it; B is not allowed
+
+    def red(op: str, src: str, dst: str, amount: int = 2_000_000, who: str = "c1") -> Any:
+        delegator = me if who == "c1" else them
+        return request(
+            world, op, [msg_redelegate(delegator, src, dst, amount, DENOM)], sequence=1, who=who
+        )
+
+    attacks = {
+        "to a validator not allowed": (red("red-b", VA, VB), "is not allowed"),
+        "another amount": (red("red-1", VA, VC, 2_000_001), "the amount is not the intent's"),
+        "from another validator": (red("red-1", VC, VC), "does not match"),
+        "to another validator": (red("red-1", VA, VA), "does not match"),
+        "another client's key": (red("red-1", VA, VC, who="c2"), "not c1's own address"),
+        "an undelegation instead": (
+            request(world, "red-1", [msg_undelegate(me, VA, 2_000_000, DENOM)], sequence=1),
+            "no intent on record",
+        ),
+        "under the stake": (red("stk-1", VA, VC), "no intent on record"),
+    }
+    for name, (attack, reason) in attacks.items():
+        with pytest.raises(KeyAccessDenied) as refused:
+            sign(attack)
+        assert reason in str(refused.value), name
+    assert recorded(url) == 1
+    sign(red("red-1", VA, VC))
+    assert recorded(url) == 2
+    # The redelegated position, at C: unstaked there (not at A), or redelegated on to A.
+    gov.unstake("uns-1", moved, 1_000_000)
+    with pytest.raises(KeyAccessDenied, match="does not match"):
+        sign(request(world, "uns-1", [msg_undelegate(me, VA, 1_000_000, DENOM)], sequence=2))
+    sign(request(world, "uns-1", [msg_undelegate(me, VC, 1_000_000, DENOM)], sequence=2))
+    gov.redelegate("red-2", moved, 1_000_000, VA)
+    with pytest.raises(KeyAccessDenied, match="does not match"):
+        sign(request(world, "red-2", [msg_redelegate(me, VA, VC, 1_000_000, DENOM)], sequence=3))
+    sign(request(world, "red-2", [msg_redelegate(me, VC, VA, 1_000_000, DENOM)], sequence=3))
+    assert recorded(url) == 4

@@ -100,7 +100,7 @@ def test_a_stake_above_the_per_transaction_limit_is_refused() -> None:
 def test_an_unstake_of_the_clients_own_stake_is_authorised() -> None:
     of = stake()
     it = unstake(of)
-    got = authorise("uns-1", it, [], governance(), NOW, DECIMALS, stake=of)
+    got = authorise("uns-1", it, [], governance(), NOW, DECIMALS, sources=[of])
     assert (got.kind, got.amount, got.destination, got.asset) == ("unstake", 2_000_000, V1, "ATOM")
 
 
@@ -111,13 +111,13 @@ def test_an_unstake_is_refused_without_its_stake_or_beyond_it() -> None:
         authorise("uns-1", unstake(of), [], gov, NOW, DECIMALS)
     with pytest.raises(KeyAccessDenied, match="more than the stake"):
         it = unstake(of, amount=6_000_000, text="6")
-        authorise("uns-1", it, [], gov, NOW, DECIMALS, stake=of)
+        authorise("uns-1", it, [], gov, NOW, DECIMALS, sources=[of])
     # Signed for 2, the intent says 3.
     with pytest.raises(KeyAccessDenied, match="not what the client signed"):
-        authorise("uns-1", unstake(of, amount=3_000_000), [], gov, NOW, DECIMALS, stake=of)
+        authorise("uns-1", unstake(of, amount=3_000_000), [], gov, NOW, DECIMALS, sources=[of])
     # The client signed the unstake of another stake.
     with pytest.raises(KeyAccessDenied, match="another request"):
-        authorise("uns-1", unstake(of, stake_id="stk-9"), [], gov, NOW, DECIMALS, stake=of)
+        authorise("uns-1", unstake(of, stake_id="stk-9"), [], gov, NOW, DECIMALS, sources=[of])
 
 
 def test_an_unstake_of_another_clients_stake_or_validator_is_refused() -> None:
@@ -125,11 +125,148 @@ def test_an_unstake_of_another_clients_stake_or_validator_is_refused() -> None:
     it = unstake(of)
     theirs = of.model_copy(update={"client_id": "other"})
     with pytest.raises(KeyAccessDenied):
-        authorise("uns-1", it, [], governance(), NOW, DECIMALS, stake=theirs)
+        authorise("uns-1", it, [], governance(), NOW, DECIMALS, sources=[theirs])
     moved = of.model_copy(update={"destination": V2})
     with pytest.raises(KeyAccessDenied):
-        authorise("uns-1", it, [], governance(), NOW, DECIMALS, stake=moved)
+        authorise("uns-1", it, [], governance(), NOW, DECIMALS, sources=[moved])
     # A stake whose own request the client never signed: refused.
     forged = stake(amount=9_000_000)
     with pytest.raises(KeyAccessDenied):
-        authorise("uns-1", unstake(forged), [], governance(), NOW, DECIMALS, stake=forged)
+        authorise("uns-1", unstake(forged), [], governance(), NOW, DECIMALS, sources=[forged])
+
+
+# --- redelegations (decision 0033) ----------------------------------------------------
+V3 = "cosmosvaloper1xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+
+
+def redelegate(
+    of: Intent,
+    amount: int = 2_000_000,
+    text: str = "2",
+    to: str = V2,
+    signed_to: str = "",
+    op: str = "red-1",
+    key: Ed25519PrivateKey = ACME,
+) -> Intent:
+    from sagas.staking.intent import redelegate_intent
+
+    target = f"/v1/stakes/{of.operation_id}/redelegate"
+    req = request(target, {"amount": text, "validator": signed_to or to}, key)
+    exp = NOW + timedelta(hours=1)
+    return redelegate_intent(op, of, amount, to, 10**5, 3, exp, "u1", req)
+
+
+def test_a_redelegation_of_the_clients_own_stake_is_authorised_from_its_validator() -> None:
+    of = stake()
+    got = authorise("red-1", redelegate(of), [], governance(), NOW, DECIMALS, sources=[of])
+    assert (got.kind, got.amount, got.source, got.destination) == (
+        "redelegate",
+        2_000_000,
+        V1,
+        V2,
+    )
+    assert got.holder == "staking:acme" and got.velocity_limit is None
+
+
+def test_a_redelegated_position_is_unstaked_and_redelegated_again_at_its_new_validator() -> None:
+    of = stake()
+    moved = redelegate(of)
+    gov = governance()
+    again = redelegate(moved, amount=1_000_000, text="1", to=V3, op="red-2")
+    got = authorise("red-2", again, [], gov, NOW, DECIMALS, sources=[moved, of])
+    assert (got.source, got.destination) == (V2, V3)
+    out = unstake_intent(
+        "uns-1",
+        moved,
+        1_000_000,
+        10**5,
+        3,
+        NOW + timedelta(hours=1),
+        "u1",
+        request(f"/v1/stakes/{moved.operation_id}/unstake", {"amount": "1"}),
+    )
+    got = authorise("uns-1", out, [], gov, NOW, DECIMALS, sources=[moved, of])
+    assert (got.kind, got.source, got.destination) == ("unstake", V2, V2)
+    # Its sources must be given whole: the redelegation alone is not a stake.
+    with pytest.raises(KeyAccessDenied, match="do not end at its stake"):
+        authorise("uns-1", out, [], gov, NOW, DECIMALS, sources=[moved])
+
+
+@pytest.mark.parametrize(
+    ("case", "build"),
+    [
+        ("no position", lambda of: (redelegate(of), [])),
+        ("to its own validator", lambda of: (redelegate(of, to=V1), [of])),
+        ("more than the stake", lambda of: (redelegate(of, 6_000_000, "6"), [of])),
+        ("signed another validator", lambda of: (redelegate(of, signed_to=V3), [of])),
+        ("signed another amount", lambda of: (redelegate(of, amount=3_000_000), [of])),
+        ("signed by another client", lambda of: (redelegate(of, key=OTHER), [of])),
+        (
+            "a stake the client never signed",
+            lambda of: (redelegate(stake(amount=9_000_000)), [stake(amount=9_000_000)]),
+        ),
+        (
+            "another client's stake",
+            lambda of: (redelegate(of), [of.model_copy(update={"client_id": "other"})]),
+        ),
+        (
+            "a stake moved to another validator",
+            lambda of: (redelegate(of), [of.model_copy(update={"destination": V3})]),
+        ),
+        (
+            "a withdrawal as its stake",
+            lambda of: (redelegate(of), [of.model_copy(update={"kind": "unstake"})]),
+        ),
+    ],
+)
+def test_a_redelegation_other_than_the_client_signed_or_of_no_position_is_refused(
+    case: str, build: object
+) -> None:
+    it, sources = build(stake())  # type: ignore[operator]
+    with pytest.raises(KeyAccessDenied):
+        authorise("red-1", it, [], governance(), NOW, DECIMALS, sources=sources)
+
+
+def test_a_chain_of_positions_with_a_forged_or_missing_link_is_refused() -> None:
+    of = stake()
+    moved = redelegate(of)
+    again = redelegate(moved, amount=1_000_000, text="1", to=V3, op="red-2")
+    gov = governance()
+    # A link that moves more than its own source, forged by a writer of the rows.
+    bigger = moved.model_copy(update={"amount": 6_000_000})
+    with pytest.raises(KeyAccessDenied):
+        authorise("red-2", again, [], gov, NOW, DECIMALS, sources=[bigger, of])
+    # The links out of order, or one left out.
+    with pytest.raises(KeyAccessDenied):
+        authorise("red-2", again, [], gov, NOW, DECIMALS, sources=[of, moved])
+    with pytest.raises(KeyAccessDenied):
+        authorise("red-2", again, [], gov, NOW, DECIMALS, sources=[of])
+    # A source validator other than the link's source says (the request names V2).
+    swapped = moved.model_copy(update={"destination": V3})
+    with pytest.raises(KeyAccessDenied):
+        authorise("red-2", again, [], gov, NOW, DECIMALS, sources=[swapped, of])
+
+
+def test_more_links_than_the_signer_walks_are_refused() -> None:
+    from sagas.signing.authority import MAX_POSITION_LINKS
+
+    chain = [stake()]
+    for n in range(MAX_POSITION_LINKS):
+        to = (V2, V3, V1)[n % 3]
+        chain.insert(0, redelegate(chain[0], amount=1_000_000, text="1", to=to, op=f"red-{n}"))
+    last = chain[0]
+    tail = redelegate(
+        last, amount=1_000_000, text="1", to=V2 if last.destination != V2 else V3, op="red-x"
+    )
+    with pytest.raises(KeyAccessDenied, match="more than"):
+        authorise("red-x", tail, [], governance(), NOW, DECIMALS, sources=chain)
+    # One link fewer is walked (every link verified).
+    inner = redelegate(
+        chain[1],
+        amount=1_000_000,
+        text="1",
+        to=V2 if chain[1].destination != V2 else V3,
+        op="red-y",
+    )
+    got = authorise("red-y", inner, [], governance(), NOW, DECIMALS, sources=chain[1:])
+    assert got.source == chain[1].destination

@@ -49,12 +49,14 @@ from adapters.chains.cosmos.node import (
 )
 from adapters.chains.cosmos.tx import (
     PlatformMsg,
+    RedelegateMsg,
     UndelegateMsg,
     UnsignedCosmosTx,
     address_of,
     build,
     decode,
     msg_delegate,
+    msg_redelegate,
     msg_send,
     msg_undelegate,
     msg_withdraw_rewards,
@@ -73,7 +75,7 @@ from sagas.ports import CosmosKeySigner, KeyDerivation, KeyStore
 from sagas.signing import SignCosmosRequest
 from sagas.staking import DelegationView, TxOutcome, ValidatorState
 
-KINDS = ("send", "delegate", "undelegate", "withdraw_rewards")
+KINDS = ("send", "delegate", "undelegate", "redelegate", "withdraw_rewards")
 _ADDRESS_LOCK = 4247  # pg advisory lock space: one Cosmos address's sequences
 _INDEX_LAG = 3.0  # seconds a committed transaction may take to reach the node's tx index
 log = logging.getLogger("custody.cosmos.staking")
@@ -187,6 +189,20 @@ class CosmosDelegations:
         msg = msg_undelegate(delegator, validator, amount, self._denom)
         return self._transact(operation_id, "undelegate", delegator, [msg], fee)
 
+    def redelegate(
+        self,
+        operation_id: str,
+        delegator: str,
+        source: str,
+        validator: str,
+        amount: int,
+        fee: int,
+    ) -> str:
+        """Broadcast the operation's MsgBeginRedelegate of `amount` from `source` to
+        `validator`; its transaction hash (errors as `delegate`'s)."""
+        msg = msg_redelegate(delegator, source, validator, amount, self._denom)
+        return self._transact(operation_id, "redelegate", delegator, [msg], fee)
+
     def claim_rewards(
         self, operation_id: str, delegator: str, validators: Sequence[str], fee: int
     ) -> str:
@@ -273,6 +289,8 @@ class CosmosDelegations:
         completion = None
         if row.kind == "undelegate":
             completion = self._completion_time(row, height, result)
+        elif row.kind == "redelegate" and result is not None:
+            completion = self._redelegation_completes(row, result)
         return TxOutcome(
             state="succeeded",
             tx_hash=row.tx_hash,
@@ -647,6 +665,18 @@ class CosmosDelegations:
         if announced is not None and exact.replace(microsecond=0) != announced:
             log.warning("%s: unbond event says %s, entry %s", row.operation_id, announced, exact)
         return exact
+
+    def _redelegation_completes(self, row: _Row, result: CosmosTxResult) -> datetime | None:
+        """When the redelegation's entry completes (the `redelegate` event's time, to the
+        second): until then the moved stake answers for the source validator's earlier
+        faults, and nothing may be redelegated on from its destination."""
+        [msg] = self._messages(row)
+        assert isinstance(msg, RedelegateMsg)
+        for event in result.events_of("redelegate"):
+            text = event.get("completion_time")
+            if event.get("source_validator") == msg.src_validator and text:
+                return datetime.fromisoformat(text).astimezone(UTC)
+        return None
 
     # --- reading ----------------------------------------------------------------------
     def _row(self, operation_id: str) -> _Row | None:

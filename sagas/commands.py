@@ -12,6 +12,9 @@ CREATE_STAKE = "custody.command.stake.create.v1"
 CREATE_UNSTAKE = "custody.command.unstake.create.v1"
 ACCEPTED = "custody.command.accepted.v1"
 REJECTED = "custody.command.rejected.v1"
+# The router could not handle the command (an unexpected error, again and again): its
+# outcome is unknown. Not a refusal: send it again with the same idempotency key.
+FAILED = "custody.command.failed.v1"
 
 
 class CreateWithdrawalCommand(BaseModel):
@@ -92,4 +95,5 @@ PAYLOADS: dict[str, type[BaseModel]] = {
     CREATE_UNSTAKE: CreateUnstakeCommand,
     ACCEPTED: CommandAnswer,
     REJECTED: CommandAnswer,
+    FAILED: CommandAnswer,
 }

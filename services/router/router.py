@@ -16,16 +16,18 @@ Offsets are committed after a batch is handled, so a crash re-handles it: starti
 saga and signalling are idempotent, and answers carry deterministic ids. A batch that
 fails is read again (a dependency that did not answer: the database, Temporal). A
 command that fails with an unexpected error `COMMAND_ATTEMPTS` times in a row is
-answered `rejected` with CUS-0000 (as the API answers a 500) and the router goes on:
-one bad command must not hold up every command behind it. Its outcome is then unknown
-to the router (the error may have come after the saga started): the bank sends it again
-with the same idempotency key and is answered with what was done under it.
+answered `custody.command.failed.v1` with CUS-0000 (as the API answers a 500), and the
+router goes on: one bad command must not hold up every command behind it. Not a
+refusal: its outcome is unknown (the error may have come after the saga started), so the
+bank sends it again with the same idempotency key and is answered with what was done
+under it. A command given up is not run again when its batch is read again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -52,6 +54,7 @@ from sagas.commands import (
     CREATE_STAKE,
     CREATE_UNSTAKE,
     CREATE_WITHDRAWAL,
+    FAILED,
     REJECTED,
     CommandAnswer,
     CreateStakeCommand,
@@ -74,12 +77,14 @@ log = logging.getLogger("custody.router")
 SOURCE = "/custody/router"
 _NAMESPACE = uuid.UUID("0f9b3c51-3c3e-4a55-8d7e-61c2a8a4e1d2")
 COMMAND_ATTEMPTS = 5
+GIVEN_UP_KEPT = 10_000  # command ids given up, remembered so a re-read skips them
 # A dependency that did not answer: the batch is read again for as long as it takes.
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
     psycopg.OperationalError,
+    psycopg.InterfaceError,
+    sqlite3.OperationalError,
     RPCError,
-    ConnectionError,
-    TimeoutError,
+    OSError,  # ConnectionError, TimeoutError, an unreachable host
 )
 
 
@@ -115,6 +120,7 @@ class EventRouter:
         )
         self._consumer = self._subscribe()
         self._failures: Counter[str] = Counter()
+        self._given_up: dict[str, None] = {}  # insertion-ordered: the oldest go first
 
     def _subscribe(self) -> Consumer:
         consumer = Consumer(self._config)
@@ -214,10 +220,14 @@ class EventRouter:
 
     # --- commands -> sagas --------------------------------------------------------
     def _answer(self, command_id: str, subject: str, type_: str, data: dict[str, Any]) -> None:
+        # An answer's id derives from the command's (a command handled twice after a
+        # crash is answered twice with one id); a failed answer's from its own name, so a
+        # later answer to the same command is never taken for a duplicate of it.
+        name = f"{command_id}:failed" if type_ == FAILED else command_id
         self._bus.publish(
             EVENTS.name,
             Envelope(
-                id=str(uuid.uuid5(_NAMESPACE, command_id)),
+                id=str(uuid.uuid5(_NAMESPACE, name)),
                 source=SOURCE,
                 type=type_,
                 subject=subject,
@@ -244,6 +254,8 @@ class EventRouter:
             err = RequestInvalid(f"unknown command type {command.type}")
             self._answer(command.id, command.subject, REJECTED, _problem(err))
             return
+        if command.id in self._given_up:
+            return  # answered failed when this batch was read before
         try:
             op = await start(command.payload())
         except ValidationError as exc:
@@ -270,7 +282,10 @@ class EventRouter:
                 "an unexpected error; it was logged. Its outcome is unknown: send the command "
                 "again with the same idempotency key"
             )
-            self._answer(command.id, command.subject, REJECTED, _problem(unexpected))
+            self._answer(command.id, command.subject, FAILED, _problem(unexpected))
+            self._given_up[command.id] = None
+            while len(self._given_up) > GIVEN_UP_KEPT:
+                del self._given_up[next(iter(self._given_up))]
             return
         self._failures.pop(command.id, None)
         self._answer(

@@ -242,23 +242,29 @@ class SigningGuard:
 
     def _sources(self, intent: Intent) -> list[Intent]:
         """An unstake's or a redelegation's position, then each redelegation's source, to
-        the stake: as stored (any writer's rows; sagas.signing.authority verifies every
-        link by its signatures). A link whose stored JSON is not a position ends it."""
+        the stake. The rows are any writer's: a link is only an intent this signer itself
+        signed under that operation id (its record holds that intent's hash for it), so a
+        row copied from another position under this id, or one never signed, is none; the
+        chain then ends short of a stake and sagas.signing.authority refuses it (which also
+        verifies every link by its client's signatures)."""
         found: list[Intent] = []
         at = intent
         while at.kind in ON_POSITION and len(found) <= MAX_POSITION_LINKS:
             position_id = (at.payload or {}).get("stake")
             if not isinstance(position_id, str):
                 break
-            link = None
-            for kind in POSITION_KINDS:
+            signed = []
+            for kind in sorted(POSITION_KINDS):
                 got = self._intents.intent(position_id, kind)
-                if got is not None and got[0].kind == kind:
-                    link = got[0]
-            if link is None:
+                if got is None or got[0].kind != kind or got[0].operation_id != position_id:
+                    continue
+                with self._db.tx() as conn:
+                    if signer_record.first_signed_at(conn, position_id, got[0].hash()):
+                        signed.append(got[0])
+            if len(signed) != 1:  # none signed (or, impossibly, two): no position
                 break
-            found.append(link)
-            at = link
+            found.append(signed[0])
+            at = signed[0]
         return found
 
     def _claim_request(self, conn: Conn, auth: Authorised) -> None:

@@ -332,3 +332,40 @@ def test_a_redelegation_moves_the_position_from_its_own_validator_to_the_signed_
         sign(request(world, "red-2", [msg_redelegate(me, VA, VC, 1_000_000, DENOM)], sequence=3))
     sign(request(world, "red-2", [msg_redelegate(me, VC, VA, 1_000_000, DENOM)], sequence=3))
     assert recorded(url) == 4
+
+
+def test_a_position_row_copied_under_another_id_is_no_position(world: dict[str, Any]) -> None:
+    """Found by review: the rows are any writer's. A genuine signed redelegation (stk-2's,
+    A to C) copied in as a `redelegate` row of stk-1 would have the client's unstake of
+    stk-1 undelegate at C; a stake the signer never signed (at B) copied in as a `stake`
+    row of red-1 would have red-1's redelegation start from B. Neither is a position: the
+    signer follows only links it signed itself, under that id, with that intent."""
+    gov, signer, url = world["gov"], world["signer"], world["url"]
+    me = world["c1"].address
+    sign: Callable[[SignCosmosRequest], bytes] = signer.sign_cosmos_transaction
+    intents = SqlIntentStore(url, migrate=False)
+    s1 = gov.stake("stk-1", "c1", 5_000_000, VA)
+    s2 = gov.stake("stk-2", "c1", 5_000_000, VA)
+    sb = gov.stake("stk-b", "c1", 5_000_000, VB)  # the client signed it; never signed here
+    sign(request(world, "stk-1", [msg_delegate(me, VA, 5_000_000, DENOM)], sequence=0))
+    sign(request(world, "stk-2", [msg_delegate(me, VA, 5_000_000, DENOM)], sequence=1))
+    red = gov.redelegate("red-x", s2, 5_000_000, VC)
+    sign(request(world, "red-x", [msg_redelegate(me, VA, VC, 5_000_000, DENOM)], sequence=2))
+    # A: the signed redelegation re-homed under stk-1.
+    rehomed = red.model_copy(update={"operation_id": "stk-1"})
+    intents.put_intent(rehomed, 0)
+    gov.unstake("uns-1", rehomed, 5_000_000)
+    with pytest.raises(KeyAccessDenied):
+        sign(request(world, "uns-1", [msg_undelegate(me, VC, 5_000_000, DENOM)], sequence=3))
+    # B: an unsigned stake re-homed under a real redelegation's id.
+    red1 = gov.redelegate("red-1", s1, 5_000_000, VC)
+    sign(request(world, "red-1", [msg_redelegate(me, VA, VC, 5_000_000, DENOM)], sequence=3))
+    forged = sb.model_copy(update={"operation_id": "red-1"})
+    intents.put_intent(forged, 0)
+    gov.redelegate("red-2", forged, 5_000_000, VA)
+    with pytest.raises(KeyAccessDenied):
+        sign(request(world, "red-2", [msg_redelegate(me, VB, VA, 5_000_000, DENOM)], sequence=4))
+    # The genuine position (red-1, at C) is still unstaked at C.
+    gov.unstake("uns-2", red1, 5_000_000)
+    sign(request(world, "uns-2", [msg_undelegate(me, VC, 5_000_000, DENOM)], sequence=4))
+    assert recorded(url) == 5

@@ -140,8 +140,9 @@ def _own_platform(item: pytest.Item) -> bool:
 def _start_next(request: pytest.FixtureRequest, tmp: pytest.TempPathFactory) -> None:
     """Start, in the background, the platform of the next module that needs its own (a
     module that sets PLATFORM_AHEAD = False, whose processes need something its own
-    fixtures start first, is started in its turn)."""
-    if _Ahead.future is not None:
+    fixtures start first, is started in its turn; while a module that sets
+    PLATFORM_QUIET = True runs, whose figures the two cores' load would skew, none is)."""
+    if _Ahead.future is not None or getattr(request.module, "PLATFORM_QUIET", False):
         return
     items = request.session.items
     here = request.module.__name__
@@ -163,9 +164,15 @@ def _take(
 ) -> tuple[Running, contextlib.ExitStack]:
     """This module's platform, begun: the one started ahead for it, else one started now."""
     here = request.module.__name__
+    started = None
     if _Ahead.module == here and _Ahead.future is not None:
         future, _Ahead.future, _Ahead.module = _Ahead.future, None, None
-        running, stack = future.result()
+        try:
+            started = future.result()
+        except Exception as exc:  # started again in its turn, on two free cores
+            print(f"the platform started ahead for {here} did not start: {exc}")
+    if started is not None:
+        running, stack = started
     else:
         _Ahead.close()  # started for a module that is not next after all
         running, stack = _start(_overrides(request.module), tmp.mktemp("platform"))

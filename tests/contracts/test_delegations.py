@@ -172,8 +172,11 @@ def test_a_redelegation_moves_the_delegation_at_once_and_names_when_its_entry_en
     assert outcome.completion_time is not None and outcome.completion_time > datetime.now(UTC)
     source, moved = d.delegation(delegator, validator), d.delegation(delegator, other)
     assert source is not None and source.balance == AMOUNT - AMOUNT // 4
-    assert moved is not None and moved.balance == AMOUNT // 4
-    # Read at the redelegation's own height, both are as after it (what the settlement
+    # (At a destination slashed before, its rate below 1, the moved tokens' shares read
+    # back a unit short: the chain truncates.)
+    assert moved is not None and AMOUNT // 4 - 1 <= moved.balance <= AMOUNT // 4
+    # Read at the redelegation's own height, it is as after it (what the settlement
     # records for the slashing watch).
     at = d.delegation(delegator, other, outcome.height)
-    assert at is not None and at.height == outcome.height and at.balance == AMOUNT // 4
+    assert at is not None and at.height == outcome.height
+    assert (at.shares, at.balance) == (moved.shares, moved.balance)

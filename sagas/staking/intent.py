@@ -12,6 +12,7 @@ signed request (`POST /v1/clients/{id}/stakes`, `POST /v1/stakes/{id}/unstake`,
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from sagas.intents import Intent, SignedRequest
 
@@ -64,23 +65,10 @@ def unstake_intent(
     redelegation) from its validator."""
     if stake.kind not in POSITION_KINDS or stake.client_id is None:
         raise ValueError("an unstake undoes a client's position")
-    return Intent(
-        kind="unstake",
-        operation_id=operation_id,
-        client_id=stake.client_id,
-        asset=stake.asset,
-        amount=amount,
-        destination=stake.destination,
-        fee_cap=fee_cap,
-        policy_version=policy_version,
-        expires_at=expires_at.replace(microsecond=0),
-        payload={
-            "requested_by": requested_by,
-            "chain": "cosmos",
-            "stake": stake.operation_id,
-            **({"request": request.model_dump(mode="json")} if request else {}),
-        },
-    )
+    return _on_position(
+        "unstake", operation_id, stake, amount, stake.destination,
+        fee_cap, policy_version, expires_at, requested_by, request,
+    )  # fmt: skip
 
 
 def redelegate_intent(
@@ -98,13 +86,32 @@ def redelegate_intent(
     from its validator to `validator`."""
     if position.kind not in POSITION_KINDS or position.client_id is None:
         raise ValueError("a redelegation moves a client's position")
+    return _on_position(
+        "redelegate", operation_id, position, amount, validator,
+        fee_cap, policy_version, expires_at, requested_by, request,
+    )  # fmt: skip
+
+
+def _on_position(
+    kind: Literal["unstake", "redelegate"],
+    operation_id: str,
+    position: Intent,
+    amount: int,
+    destination: str,
+    fee_cap: int,
+    policy_version: int,
+    expires_at: datetime,
+    requested_by: str,
+    request: SignedRequest | None,
+) -> Intent:
+    """An intent that acts on `position`: its client and asset, its id as `stake`."""
     return Intent(
-        kind="redelegate",
+        kind=kind,
         operation_id=operation_id,
         client_id=position.client_id,
         asset=position.asset,
         amount=amount,
-        destination=validator,
+        destination=destination,
         fee_cap=fee_cap,
         policy_version=policy_version,
         expires_at=expires_at.replace(microsecond=0),

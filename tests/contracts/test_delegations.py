@@ -26,18 +26,13 @@ from sagas.staking import TxOutcome
 from services.platform import Platform
 from services.settings import PlatformSettings
 from services.signer.main import build_signer
+from services.worker.bootstrap import COSMOS_GAS
 from tests.fakes_chains import FakeDelegations
 from tests.governed import Governed
 
 pytestmark = pytest.mark.timeout(150)
 FUNDED, AMOUNT, FEE = 10_000_000, 2_000_000, 2_000
-GAS = {
-    "send": 200_000,
-    "delegate": 250_000,
-    "undelegate": 300_000,
-    "redelegate": 350_000,
-    "withdraw_rewards": 250_000,
-}
+GAS = COSMOS_GAS  # the worker's
 FAKE_VALIDATOR = "cosmosvaloper1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqlxklzq"
 FAKE_DELEGATOR = "cosmos1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqnrql8a"
 

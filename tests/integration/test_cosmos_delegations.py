@@ -44,19 +44,14 @@ from sagas.staking.slashing import WatchActivities, WatchInput
 from services.platform import Platform
 from services.settings import PlatformSettings
 from services.signer.main import build_signer
+from services.worker.bootstrap import COSMOS_GAS
 from tests.governed import Governed
 from tests.sagas.staking_world import staked
 
 pytestmark = pytest.mark.timeout(150)
 
 FUNDED, AMOUNT, FEE, DENOM = 20_000_000, 3_000_000, 2_000, "uatom"
-GAS = {
-    "send": 200_000,
-    "delegate": 250_000,
-    "undelegate": 300_000,
-    "redelegate": 350_000,
-    "withdraw_rewards": 250_000,
-}
+GAS = COSMOS_GAS  # the worker's
 UNBONDING = timedelta(seconds=30)  # the stack's genesis (decision 0027)
 # c6 holds less than one fee; c7 is never funded.
 CLIENTS = {f"c{i}": FUNDED for i in (1, 2, 3, 4, 5, 8, 9, 10)} | {"c6": FEE // 2}

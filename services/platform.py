@@ -6,11 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from adapters.chains.bitcoin.networks import select_network
-from adapters.chains.bitcoin.node import BtcdNode
-from adapters.chains.cosmos.node import CosmosNode
-from adapters.chains.ethereum.node import Web3EthereumNode
 from adapters.core_banking.http import HttpCoreBanking
 from adapters.governance.store import GovernedPolicies, LiveGovernance, SqlGovernanceStore
 from adapters.keys.hd import BipDeriver
@@ -28,6 +26,12 @@ from sagas.keys import AddressAssignment, Chain
 from sagas.keys.wallets import create_wallet, deposit_address
 from sagas.ledger import ATOM, BTC, CTUSD, ETH, Account, AccountKind, Asset
 from services.settings import PlatformSettings
+
+if TYPE_CHECKING:  # each node's client is imported where it is built: the API and the
+    # router use none of them, and web3 alone is most of a second of every start.
+    from adapters.chains.bitcoin.node import BtcdNode
+    from adapters.chains.cosmos.node import CosmosNode
+    from adapters.chains.ethereum.node import Web3EthereumNode
 
 ASSETS: dict[str, tuple[Asset, Chain]] = {
     "BTC": (BTC, "bitcoin"),
@@ -119,14 +123,20 @@ class Platform:
 
     @cached_property
     def eth(self) -> Web3EthereumNode:
+        from adapters.chains.ethereum.node import Web3EthereumNode
+
         return Web3EthereumNode(self.settings.eth_rpc_url)
 
     @cached_property
     def cosmos(self) -> CosmosNode:
+        from adapters.chains.cosmos.node import CosmosNode
+
         return CosmosNode(self.settings.cosmos_grpc_url, denom=self.settings.cosmos_denom)
 
     @cached_property
     def btc(self) -> BtcdNode:
+        from adapters.chains.bitcoin.node import BtcdNode
+
         s = self.settings
         return BtcdNode(s.btc_rpc_url, s.btc_rpc_auth(), s.btc_network)
 

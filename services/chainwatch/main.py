@@ -18,11 +18,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from adapters.chains.bitcoin.node import BtcdNode
-from adapters.chains.bitcoin.reader import BitcoinChainReader
-from adapters.chains.cosmos.reader import CosmosChainReader
-from adapters.chains.ethereum.node import Web3EthereumNode
-from adapters.chains.ethereum.reader import EthereumChainReader
 from adapters.keys.store import SqlKeyStore
 from sagas.ports import ChainReader
 from services.chainwatch.watcher import ChainWatcher
@@ -31,17 +26,27 @@ from services.settings import PlatformSettings
 log = logging.getLogger("custody.chainwatch")
 
 
+# Each chain's client is imported by its own reader's builder: a watcher loads only its
+# chain's (web3 alone is most of a second of a start).
 def _bitcoin(s: PlatformSettings) -> tuple[ChainReader, int]:
+    from adapters.chains.bitcoin.node import BtcdNode
+    from adapters.chains.bitcoin.reader import BitcoinChainReader
+
     node = BtcdNode(s.btc_rpc_url, s.btc_rpc_auth(), s.btc_network)
     return BitcoinChainReader(node, s.btc_network), s.btc_confirmations
 
 
 def _ethereum(s: PlatformSettings) -> tuple[ChainReader, int]:
+    from adapters.chains.ethereum.node import Web3EthereumNode
+    from adapters.chains.ethereum.reader import EthereumChainReader
+
     node = Web3EthereumNode(s.eth_rpc_url)
     return EthereumChainReader(node, {s.eth_token_address: "CTUSD"}), s.eth_confirmations
 
 
 def _cosmos(s: PlatformSettings) -> tuple[ChainReader, int]:
+    from adapters.chains.cosmos.reader import CosmosChainReader
+
     return CosmosChainReader(s.cosmos_grpc_url, s.cosmos_denom), s.cosmos_confirmations
 
 

@@ -214,4 +214,7 @@ def test_the_signer_redelegates_only_what_the_client_signed_from_its_positions_v
     assert signatures(url, op) == 1
     result = node.wait_tx(node.broadcast(raw), 30)
     assert result.succeeded, result.raw_log
-    assert node.delegation(me, a) == STAKE - half and node.delegation(me, b) == half
+    assert node.delegation(me, a) == STAKE - half
+    # At a destination slashed by earlier tests (its rate below 1), the moved tokens'
+    # shares read back up to a unit short: the chain truncates. Nothing else moved.
+    assert half - 1 <= node.delegation(me, b) <= half

@@ -12,7 +12,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-OperationKind = Literal["withdrawal", "deposit", "trade", "settlement", "stake", "unstake"]
+OperationKind = Literal[
+    "withdrawal", "deposit", "trade", "settlement", "stake", "unstake", "redelegation"
+]
 
 # Withdrawal states, in order; a saga ends in one of the last four.
 WITHDRAWAL_STATES = (

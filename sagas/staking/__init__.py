@@ -9,6 +9,12 @@ the client's available balance to its staked account, the fee to the network.
 An unstake undelegates (part of) a stake: policy -> (approvals) -> undelegate ->
 confirmed -> the amount moves from staked to unbonding -> a durable timer until the
 chain's completion time -> the chain released it -> unbonding back to available.
+
+A redelegation moves (part of) a position to another allowed validator at once
+(decision 0033): policy -> (approvals) -> begin-redelegate -> confirmed -> the amount
+moves from staked with the source to staked with the destination, and the redelegation
+is a position of its own there (the chain keeps its entry until the completion time:
+nothing is redelegated from it before then).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ Tally = ApprovalView
 
 STAKE_WORKFLOW = "Stake"
 UNSTAKE_WORKFLOW = "Unstake"
+REDELEGATE_WORKFLOW = "Redelegate"
 
 # A position's states (close to the custodians' staking APIs): a stake is `pending`
 # until delegated, then `active`; `unbonding` while any of it unbonds, `withdrawable`
@@ -37,6 +44,7 @@ PositionState = Literal[
 ]
 StakeEnding = Literal["active", "rejected", "expired", "failed"]
 UnstakeEnding = Literal["completed", "rejected", "expired", "failed"]
+RedelegateEnding = Literal["active", "rejected", "expired", "failed"]
 
 
 class StakeInput(BaseModel):
@@ -81,6 +89,29 @@ class UnstakeInput(BaseModel):
     request: SignedRequest | None = None
 
 
+class RedelegateInput(BaseModel):
+    """A validated redelegation of (part of) a position to another allowed validator:
+    `source` is the position's validator (from its own record, never the request),
+    `validator` the destination."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    operation_id: str = Field(description="the workflow id: red:<position>:<idempotency key>")
+    stake_id: str = Field(description="the position moved from: a stake or a redelegation")
+    client_id: str
+    asset: str
+    amount: StrictInt = Field(gt=0)
+    source: str
+    validator: str
+    delegator: str
+    requested_by: str
+    requested_at: datetime
+    fee: StrictInt = Field(gt=0)
+    approval_ttl_seconds: int = Field(default=24 * 3600, ge=1)
+    poll_seconds: int = Field(default=5, ge=1)
+    request: SignedRequest | None = None
+
+
 class Decision(BaseModel):
     outcome: Literal["allow", "deny", "needs_approval"]
     rule: str
@@ -106,7 +137,9 @@ class TxOutcome(BaseModel):
     fee: StrictInt = 0
     detail: str = ""
     completion_time: datetime | None = Field(
-        default=None, description="an undelegation's: when the chain releases it"
+        default=None,
+        description="an undelegation's: when the chain releases it; a redelegation's: when "
+        "the chain's redelegation entry ends",
     )
     rewards: StrictInt = Field(
         default=0,
@@ -186,3 +219,13 @@ class UnstakeResult(BaseModel):
     tx_hash: str | None = None
     fee: StrictInt | None = None
     released: StrictInt | None = None
+
+
+class RedelegateResult(BaseModel):
+    operation_id: str
+    state: RedelegateEnding
+    error_code: str | None = None
+    detail: str = ""
+    tx_hash: str | None = None
+    fee: StrictInt | None = None
+    completion_time: datetime | None = None

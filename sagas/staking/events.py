@@ -1,6 +1,7 @@
-"""The staking sagas' events: `custody.stake.<step>.v1` and `custody.unstake.<step>.v1` on
-the events topic, keyed by the client's ATOM account, one payload model for every step
-(the catalogue in docs/events documents it), a deterministic id per operation and step.
+"""The staking sagas' events: `custody.stake.<step>.v1`, `custody.unstake.<step>.v1` and
+`custody.redelegation.<step>.v1` on the events topic, keyed by the client's ATOM account,
+one payload model for every step (the catalogue in docs/events documents it), a
+deterministic id per operation and step.
 """
 
 from __future__ import annotations
@@ -35,6 +36,18 @@ UNSTAKE_STEPS = (
     "failed",
     "expired",
 )
+REDELEGATION_STEPS = (
+    "reserved",
+    "rejected",
+    "policy_decided",
+    "intent",
+    "approval",
+    "approved",
+    "broadcast",
+    "active",
+    "failed",
+    "expired",
+)
 FAILED_ALERT = "custody.alert.staking_failed.v1"
 # A rewards claim whose booking is not the usual one: failed on chain (the fee only), or
 # refused by the books (an operator's case).
@@ -56,8 +69,13 @@ def unstake_event_type(step: str) -> str:
     return f"custody.unstake.{step}.v1"
 
 
+def redelegation_event_type(step: str) -> str:
+    return f"custody.redelegation.{step}.v1"
+
+
 class StakingStep(BaseModel):
-    """What a stake or unstake step reports. Amounts are integer strings in minor units."""
+    """What a stake, unstake or redelegation step reports. Amounts are integer strings in
+    minor units."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -65,9 +83,17 @@ class StakingStep(BaseModel):
     client_id: str
     asset: str
     amount: str = Field(description="minor units", examples=["25000000"])
-    validator: str
+    validator: str = Field(
+        description="the validator delegated to (a redelegation's: its destination)"
+    )
     delegator: str = Field(description="the client's own delegator address")
-    stake_id: str | None = Field(default=None, description="an unstake's stake")
+    stake_id: str | None = Field(
+        default=None,
+        description="an unstake's or a redelegation's position (a stake or a redelegation)",
+    )
+    source_validator: str | None = Field(
+        default=None, description="a redelegation's: the validator the position moves from"
+    )
     error_code: str | None = Field(default=None, description="rejected, expired, failed")
     detail: str | None = None
     outcome: str | None = Field(default=None, description="policy_decided")
@@ -81,7 +107,10 @@ class StakingStep(BaseModel):
     height: int | None = Field(default=None, description="the block of the transaction")
     fee: str | None = Field(default=None, description="active, unbonding, failed: fee paid")
     completion_time: str | None = Field(
-        default=None, description="unbonding: when the chain releases it (RFC 3339)"
+        default=None,
+        description="unbonding: when the chain releases it; a redelegation's active: when "
+        "the chain's redelegation entry ends, before which nothing is redelegated from it "
+        "(RFC 3339)",
     )
     rewards: str | None = Field(
         default=None,
@@ -216,6 +245,7 @@ PAYLOADS: dict[str, type[BaseModel]] = {
     JAILED_ALERT: ValidatorJailed,
     MISMATCH_ALERT: StakingMismatch,
     **{unstake_event_type(step): StakingStep for step in UNSTAKE_STEPS},
+    **{redelegation_event_type(step): StakingStep for step in REDELEGATION_STEPS},
     FAILED_ALERT: StakingFailed,
     REWARDS_SKIPPED: StakingRewards,
 }

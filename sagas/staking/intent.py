@@ -20,6 +20,12 @@ from sagas.intents import Intent, SignedRequest
 POSITION_KINDS = frozenset({"stake", "redelegate"})
 
 
+def position_kind(position_id: str) -> Literal["stake", "redelegate"]:
+    """The intent kind a position's id was made by: `red:...` a redelegation, else a
+    stake (`stk:...`)."""
+    return "redelegate" if position_id.startswith("red:") else "stake"
+
+
 def stake_intent(
     operation_id: str,
     client_id: str,

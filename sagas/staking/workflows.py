@@ -1,5 +1,6 @@
-"""The stake and unstake sagas as Temporal workflows: each reads as its business process,
-every effect an activity (sagas/staking/activities.py), idempotent by operation id.
+"""The stake, unstake and redelegation sagas as Temporal workflows: each reads as its
+business process, every effect an activity (sagas/staking/activities.py), idempotent by
+operation id.
 
 Approvals are operators' signatures over the intent, handed in through the API; the
 `approvals_changed` signal only makes the saga count again. Waiting for a block polls
@@ -19,11 +20,14 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from sagas.errors import ApprovalExpired, PolicyDenied
     from sagas.staking import (
+        REDELEGATE_WORKFLOW,
         STAKE_WORKFLOW,
         UNSTAKE_WORKFLOW,
         Broadcast,
         Decision,
         Ended,
+        RedelegateInput,
+        RedelegateResult,
         StakeInput,
         StakeResult,
         Tally,
@@ -36,7 +40,7 @@ with workflow.unsafe.imports_passed_through():
 
 
 class _Saga:
-    """What the two sagas share: the policy, approval and broadcast steps."""
+    """What the sagas share: the policy, approval and broadcast steps."""
 
     def __init__(self) -> None:
         self._stage = "requested"
@@ -56,7 +60,7 @@ class _Saga:
         """From the API: a signed approval was handed in; count again."""
         self._nudged = True
 
-    async def _authorise(self, req: StakeInput | UnstakeInput) -> Ended | None:
+    async def _authorise(self, req: StakeInput | UnstakeInput | RedelegateInput) -> Ended | None:
         """Reserve, decide, record the intent, wait for the approvals: None once the
         signer may sign, else how the saga ended (its reservations voided)."""
         rejected: Ended | None = await step(A.reserve, req, profile=WITHDRAW)
@@ -92,7 +96,7 @@ class _Saga:
         self._stage = "broadcast"
         return None
 
-    async def _in_block(self, req: StakeInput | UnstakeInput) -> TxOutcome:
+    async def _in_block(self, req: StakeInput | UnstakeInput | RedelegateInput) -> TxOutcome:
         """The transaction's outcome once it is in a block (polling; pending is
         rebroadcast by the adapter), then booked (settle)."""
         while True:
@@ -103,7 +107,11 @@ class _Saga:
             await workflow.sleep(timedelta(seconds=req.poll_seconds))
 
     async def _end(
-        self, req: StakeInput | UnstakeInput, state: str, code: str | None, detail: str
+        self,
+        req: StakeInput | UnstakeInput | RedelegateInput,
+        state: str,
+        code: str | None,
+        detail: str,
     ) -> Ended:
         ended = Ended(
             operation_id=req.operation_id,
@@ -200,3 +208,33 @@ class UnstakeWorkflow(_Saga):
                 return held
             held = now
             await workflow.sleep(timedelta(seconds=req.poll_seconds))
+
+
+@workflow.defn(name=REDELEGATE_WORKFLOW)
+class RedelegateWorkflow(_Saga):
+    """Move (part of) a position to another validator: the shares move in the
+    transaction's block (no unbonding), so once settled the redelegation is a position
+    of its own, active at the destination."""
+
+    @workflow.run
+    async def run(self, req: RedelegateInput) -> RedelegateResult:
+        ended = await self._authorise(req)
+        if ended is not None:
+            return RedelegateResult(
+                operation_id=req.operation_id,
+                state=ended.state,
+                error_code=ended.error_code,
+                detail=ended.detail,
+            )
+        outcome = await self._in_block(req)
+        done = outcome.state == "succeeded"
+        self._stage = "active" if done else "failed"
+        return RedelegateResult(
+            operation_id=req.operation_id,
+            state="active" if done else "failed",
+            error_code=None if done else "CUS-4221",
+            detail=outcome.detail,
+            tx_hash=outcome.tx_hash,
+            fee=outcome.fee,
+            completion_time=outcome.completion_time,
+        )

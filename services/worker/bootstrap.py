@@ -41,7 +41,7 @@ from sagas.smoke.workflows import SmokeWorkflow
 from sagas.staking.activities import StakingActivities
 from sagas.staking.rewards import RewardsActivities, RewardsInput, StakingRewardsWorkflow
 from sagas.staking.slashing import StakingWatchWorkflow, WatchActivities, WatchInput
-from sagas.staking.workflows import StakeWorkflow, UnstakeWorkflow
+from sagas.staking.workflows import RedelegateWorkflow, StakeWorkflow, UnstakeWorkflow
 from sagas.trade.activities import TradeActivities
 from sagas.trade.workflows import TradeWorkflow
 from sagas.withdrawal.activities import WithdrawalActivities
@@ -61,6 +61,7 @@ SAGA_WORKFLOWS = [
     SignCosmosWorkflow,
     StakeWorkflow,
     UnstakeWorkflow,
+    RedelegateWorkflow,
     StakingRewardsWorkflow,
     StakingWatchWorkflow,
 ]

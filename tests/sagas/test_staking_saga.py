@@ -23,9 +23,16 @@ from sagas.governance import StaticGovernance
 from sagas.intents import RegisteredKey, sign_intent
 from sagas.ledger import ATOM, Transfer
 from sagas.policy import PolicyRules
-from sagas.staking import StakeInput, StakeResult, UnstakeInput, UnstakeResult
+from sagas.staking import (
+    RedelegateInput,
+    RedelegateResult,
+    StakeInput,
+    StakeResult,
+    UnstakeInput,
+    UnstakeResult,
+)
 from sagas.staking.activities import StakingActivities
-from sagas.staking.workflows import StakeWorkflow, UnstakeWorkflow
+from sagas.staking.workflows import RedelegateWorkflow, StakeWorkflow, UnstakeWorkflow
 from tests.fakes import FakeIntentStore, FakeOperationStore, FakePolicyStore, InMemoryLedger
 from tests.fakes_chains import FakeDelegations
 from tests.sagas.conftest import QUEUE, SagaServer, books, requested, until
@@ -34,6 +41,7 @@ CLIENT = "acme"
 FUNDED = 100_000_000  # uatom
 FEE = 2_000
 VALIDATOR = "cosmosvaloper1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqlxklzq"
+OTHER = "cosmosvaloper1zyg3zyg3zyg3zyg3zyg3zyg3zyg3zyg3yx7rls"
 DELEGATOR = "cosmos1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqnrql8a"
 OPERATORS = {name: Ed25519PrivateKey.generate() for name in ("alice", "bob", "carol")}
 
@@ -52,11 +60,11 @@ class World:
     def available(self) -> int:
         return self.ledger.balance(accounts.client(CLIENT, "ATOM")).available
 
-    def staked(self) -> int:
-        return self.balance(accounts.staked(CLIENT, VALIDATOR, "ATOM"))
+    def staked(self, validator: str = VALIDATOR) -> int:
+        return self.balance(accounts.staked(CLIENT, validator, "ATOM"))
 
-    def unbonding(self) -> int:
-        return self.balance(accounts.unbonding(CLIENT, VALIDATOR, "ATOM"))
+    def unbonding(self, validator: str = VALIDATOR) -> int:
+        return self.balance(accounts.unbonding(CLIENT, validator, "ATOM"))
 
     async def stake(self, amount: int) -> WorkflowHandle[Any, StakeResult]:
         op_id = f"stk:{CLIENT}:{uuid.uuid4().hex[:8]}"
@@ -74,7 +82,9 @@ class World:
         requested(self.ops, op_id, "stake", CLIENT, "ATOM", "cosmos", amount, "carol", VALIDATOR)
         return await self.client.start_workflow(StakeWorkflow.run, req, id=op_id, task_queue=QUEUE)
 
-    async def unstake(self, stake_id: str, amount: int) -> WorkflowHandle[Any, UnstakeResult]:
+    async def unstake(
+        self, stake_id: str, amount: int, validator: str = VALIDATOR
+    ) -> WorkflowHandle[Any, UnstakeResult]:
         op_id = f"uns:{stake_id}:{uuid.uuid4().hex[:8]}"
         req = UnstakeInput(
             operation_id=op_id,
@@ -82,15 +92,37 @@ class World:
             client_id=CLIENT,
             asset="ATOM",
             amount=amount,
-            validator=VALIDATOR,
+            validator=validator,
             delegator=DELEGATOR,
             requested_by="carol",
             requested_at=datetime.now(UTC),
             fee=FEE,
         )
-        requested(self.ops, op_id, "unstake", CLIENT, "ATOM", "cosmos", amount, "carol", VALIDATOR)
+        requested(self.ops, op_id, "unstake", CLIENT, "ATOM", "cosmos", amount, "carol", validator)
         return await self.client.start_workflow(
             UnstakeWorkflow.run, req, id=op_id, task_queue=QUEUE
+        )
+
+    async def redelegate(
+        self, position: str, amount: int, source: str = VALIDATOR, to: str = OTHER
+    ) -> WorkflowHandle[Any, RedelegateResult]:
+        op_id = f"red:{position}:{uuid.uuid4().hex[:8]}"
+        req = RedelegateInput(
+            operation_id=op_id,
+            stake_id=position,
+            client_id=CLIENT,
+            asset="ATOM",
+            amount=amount,
+            source=source,
+            validator=to,
+            delegator=DELEGATOR,
+            requested_by="carol",
+            requested_at=datetime.now(UTC),
+            fee=FEE,
+        )
+        requested(self.ops, op_id, "redelegation", CLIENT, "ATOM", "cosmos", amount, "carol", to)
+        return await self.client.start_workflow(
+            RedelegateWorkflow.run, req, id=op_id, task_queue=QUEUE
         )
 
     def approve(self, operation_id: str, operator: str) -> None:
@@ -127,7 +159,7 @@ def run_world(
         world.append(World(ledger, ops, intents, chain, client))
         await scenario(world[0])
 
-    test_server.run([StakeWorkflow, UnstakeWorkflow], acts.all(), go)
+    test_server.run([StakeWorkflow, UnstakeWorkflow, RedelegateWorkflow], acts.all(), go)
     return world[0]
 
 
@@ -268,3 +300,52 @@ def test_a_slash_while_unbonding_is_booked_as_the_chain_cut_it(test_server: Saga
     assert world.available() == FUNDED - 30_000_000 - 2 * FEE + 9_000_000
     # The million the chain cut left the books with the chain's holdings.
     assert world.balance(accounts.omnibus("ATOM")) == -(FUNDED - 2 * FEE - 1_000_000)
+
+
+def test_a_redelegation_moves_the_shares_at_once_and_is_a_position_of_its_own(
+    test_server: SagaServer,
+) -> None:
+    """Stake 30 with A, move 10 of it to B: staked with A 20, with B 10, the fee paid once
+    more; the chain moved exactly that from A to B under the stake's intent. The
+    redelegation is then unstaked from B like a stake (its intent names it)."""
+    seen: dict[str, Any] = {}
+
+    async def scenario(w: World) -> None:
+        stake = await w.stake(30_000_000)
+        await stake.result()
+        seen["stake"] = stake.id
+        moved = await w.redelegate(stake.id, 10_000_000)
+        seen["moved"], seen["op"] = await moved.result(), moved.id
+        seen["too_much"] = await (
+            await w.redelegate(moved.id, 10_000_001, OTHER, VALIDATOR)
+        ).result()
+        unstake = await w.unstake(moved.id, 4_000_000, OTHER)
+        seen["unstaked"], seen["unstake"] = await unstake.result(), unstake.id
+
+    world = run_world(test_server, scenario, FakeDelegations(release_after=1))
+    moved, op = seen["moved"], seen["op"]
+    assert (moved.state, moved.fee) == ("active", FEE) and moved.completion_time is not None
+    tx = world.chain.txs[op]
+    assert (tx.kind, tx.validator, tx.to, tx.amount) == ("redelegate", VALIDATOR, OTHER, 10_000_000)
+    assert steps(world, op) == [
+        "requested", "reserved", "policy_decided", "intent", "approved", "broadcast", "active",
+    ]  # fmt: skip
+    # The settlement recorded both positions for the slashing watch.
+    active = next(s for s in world.ops.timeline(op) if s.step == "active").detail
+    assert active["shares_height"] == active["source_position"]["shares_height"]
+    assert active["source_position"]["shares"] == str(20_000_000 * 10**18)
+    intent = world.intents.intent(op, "redelegate")
+    assert intent is not None and intent[0].destination == OTHER
+    assert intent[0].payload["stake"] == seen["stake"] and intent[0].asset == "ATOM"
+    # More than the redelegation holds is refused by the books: nothing moves.
+    assert (seen["too_much"].state, seen["too_much"].error_code) == (
+        "rejected",
+        InsufficientFunds.code,
+    )
+    # The redelegation's own unstake came back from B.
+    assert (seen["unstaked"].state, seen["unstaked"].released) == ("completed", 4_000_000)
+    unstake_intent = world.intents.intent(seen["unstake"], "unstake")
+    assert unstake_intent is not None and unstake_intent[0].payload["stake"] == op
+    assert world.staked(VALIDATOR) == 20_000_000 and world.staked(OTHER) == 6_000_000
+    # Three fees: the stake's, the redelegation's, the unstake's (the refused one paid none).
+    assert world.available() == FUNDED - 30_000_000 - 3 * FEE + 4_000_000

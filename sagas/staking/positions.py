@@ -1,6 +1,7 @@
 """Staked positions as the books hold them (issue 14), for the rewards and slashing
-schedules and the API: a client's delegation to one validator is the stakes it made to
-it that still hold a delegation, and its `staked:<client>:<validator>:<asset>` account.
+schedules and the API: a client's delegation to one validator is the positions it holds
+there (its stakes to it and its redelegations into it, decision 0033) that still hold a
+delegation, and its `staked:<client>:<validator>:<asset>` account.
 """
 
 from __future__ import annotations
@@ -14,20 +15,25 @@ from sagas.operations import OperationRecord, Step, recorded_step
 from sagas.ports import Ledger, OperationStore
 from sagas.staking import DelegationView
 
-# A stake or unstake that may be on chain and is not settled: the chain and the books may
-# disagree by its amount, so its position is not compared until it settles. Before it is
-# approved (requested, reserved, awaiting approval for up to its TTL) it has touched
-# neither the chain nor the posted books (its reservations are pending), so it does not
-# hold the position up; one that moves on while the chain is read is caught by the
-# checks after the read (in flight then, or the books changed).
+# The operation kinds that make a position (a stake; a redelegation, once its shares
+# moved, is a position at its destination).
+POSITION_OPS = ("stake", "redelegation")
+# A stake, unstake or redelegation that may be on chain and is not settled: the chain and
+# the books may disagree by its amount, so its position is not compared until it
+# settles. Before it is approved (requested, reserved, awaiting approval for up to its
+# TTL) it has touched neither the chain nor the posted books (its reservations are
+# pending), so it does not hold the position up; one that moves on while the chain is
+# read is caught by the checks after the read (in flight then, or the books changed).
 IN_FLIGHT = ("approved", "broadcast")
-HOLDING = ("active", "slashed")  # a stake's states while it holds a delegation
-UNDONE = frozenset({"rejected", "expired", "failed"})  # an unstake that took nothing
+HOLDING = ("active", "slashed")  # a position's states while it holds a delegation
+# An unstake or a redelegation out of a position that took nothing from it.
+UNDONE = frozenset({"rejected", "expired", "failed"})
 
 
 class Held(BaseModel):
     """A client's delegation to one validator: its delegator address (from the first
-    stake's request) and its stakes holding a delegation, oldest first."""
+    position's request) and its positions holding a delegation (stakes and redelegations
+    in; `stake_ids`, the name kept), oldest first."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -39,10 +45,11 @@ class Held(BaseModel):
 
 
 def held_positions(ops: OperationStore, ledger: Ledger, asset: str) -> list[Held]:
-    """Every position in `asset` with stakes holding a delegation and a posted balance in
-    its staked account, in the order of their oldest stakes."""
+    """Every position in `asset` with stakes or redelegations holding a delegation and a
+    posted balance in its staked account, in the order of their oldest."""
     stakes: dict[tuple[str, str], list[OperationRecord]] = {}
-    for stake in ops.of_kind("stake", HOLDING):
+    made = [op for kind in POSITION_OPS for op in ops.of_kind(kind, HOLDING)]
+    for stake in sorted(made, key=lambda op: op.created_at):
         if stake.asset == asset and stake.client_id and stake.destination:
             stakes.setdefault((stake.client_id, stake.destination), []).append(stake)
     held = []
@@ -82,7 +89,25 @@ def slashed_from(timeline: list[Step]) -> int:
     return sum(int(str(s.detail.get("loss", 0))) for s in timeline if s.step.startswith("slashed:"))
 
 
+def source_of(redelegation_id: str) -> str:
+    """The position a redelegation moves from: its id is `red:<position>:<key>` (keys
+    have no ':')."""
+    return redelegation_id.removeprefix("red:").rsplit(":", 1)[0]
+
+
+def taken_from(position_id: str, ops: list[OperationRecord]) -> list[OperationRecord]:
+    """The unstakes of a position and its redelegations out, among `ops`, oldest first."""
+    mine = [
+        op
+        for op in ops
+        if (op.kind == "unstake" and op.id.startswith(f"uns:{position_id}:"))
+        or (op.kind == "redelegation" and op.id.startswith(f"red:{position_id}:"))
+    ]
+    return sorted(mine, key=lambda op: op.created_at)
+
+
 def left_of(stake: OperationRecord, unstakes: list[OperationRecord], slashed: int) -> int:
-    """What of a stake is still staked: its amount less its unstakes that did not end
-    rejected, expired or failed (those in progress count) and less what slashes took."""
+    """What of a position is still staked: its amount less its unstakes and redelegations
+    out that did not end rejected, expired or failed (those in progress count) and less
+    what slashes took."""
     return max(0, stake.amount - sum(u.amount for u in unstakes if u.state not in UNDONE) - slashed)

@@ -78,6 +78,8 @@ with workflow.unsafe.imports_passed_through():
         held_positions,
         left_of,
         slashed_from,
+        source_of,
+        taken_from,
     )
     from sagas.steps import WITHDRAW, step
     from sagas.topics import ALERTS
@@ -89,7 +91,9 @@ CHUNK = 10  # positions per check activity: two chain reads each
 # (then leaves the rest to the next run): two minutes an attempt.
 CHECK_BUDGET_SECONDS = 30
 WATCH = dataclasses.replace(WITHDRAW, start_to_close=timedelta(seconds=120), local=None)
-SETTLED = {"stake": "active", "unstake": "unbonding"}  # the step a settlement writes
+# The step a settlement writes (a redelegation's records its destination's position, and
+# its source's under `source_position`).
+SETTLED = {"stake": "active", "unstake": "unbonding", "redelegation": "active"}
 log = logging.getLogger("custody.staking.watch")
 
 Verdict = Literal[
@@ -304,12 +308,18 @@ class WatchActivities:
         return [self.positions, self.jailings, self.check, self.book, self.mismatch, self.jailed]
 
     def _busy(self) -> set[tuple[str, str]]:
-        """(client, validator) with a stake or unstake in flight."""
-        return {
+        """(client, validator) with a stake, unstake or redelegation in flight (a
+        redelegation holds up both its source and its destination)."""
+        busy = {
             (op.client_id or "", op.destination or "")
-            for kind in ("stake", "unstake")
+            for kind in ("stake", "unstake", "redelegation")
             for op in self._ops.of_kind(kind, IN_FLIGHT)
         }
+        for op in self._ops.of_kind("redelegation", IN_FLIGHT):
+            source = self._ops.get(source_of(op.id))
+            if source is not None:
+                busy.add((op.client_id or "", source.destination or ""))
+        return busy
 
     def _books(self, client_id: str, validator: str, asset: str) -> tuple[int, int]:
         """(the staked account's balance, its last transfer's seq; 0 if none)."""
@@ -431,19 +441,32 @@ class WatchActivities:
     def _unstakes(
         self, client_id: str, stakes: list[OperationRecord]
     ) -> list[list[OperationRecord]]:
-        """Each stake's unstakes."""
-        mine = self._ops.for_client(client_id, "unstake", limit=100_000)
-        return [[u for u in mine if u.id.startswith(f"uns:{s.id}:")] for s in stakes]
+        """Each position's unstakes and redelegations out."""
+        mine = [
+            *self._ops.for_client(client_id, "unstake", limit=100_000),
+            *self._ops.for_client(client_id, "redelegation", limit=100_000),
+        ]
+        return [taken_from(s.id, mine) for s in stakes]
 
     def _reference(self, client_id: str, stakes: list[OperationRecord]) -> Reference | None:
-        """What the settlements of the position's stakes and unstakes recorded."""
+        """What the settlements of the position's stakes, redelegations in, unstakes and
+        redelegations out recorded (a redelegation out: its source's position)."""
+        outs = {
+            u.id for us in self._unstakes(client_id, stakes) for u in us if u.kind == "redelegation"
+        }
         ops = [*stakes, *(u for us in self._unstakes(client_id, stakes) for u in us)]
         settled, slashed = [], []
         for op in ops:
             for s in self._ops.timeline(op.id):
                 if s.step == SETTLED[op.kind] and s.detail.get("height") is not None:
-                    settled.append(s.detail)
-                elif s.step.startswith("slashed:"):
+                    if op.id in outs:
+                        source = s.detail.get("source_position")
+                        was = source if isinstance(source, dict) else {}
+                        settled.append({**was, "height": s.detail["height"]})
+                    else:
+                        settled.append(s.detail)
+                elif s.step.startswith("slashed:") and op.id not in outs:
+                    # (A redelegation out's own slashes are its destination's.)
                     slashed.append(s.detail)
         return reference(settled, slashed)
 

@@ -498,3 +498,74 @@ def test_a_stake_awaiting_approval_does_not_hold_the_position_up() -> None:
     (slash,) = _look(acts).slashes
     assert acts.book(slash) == "booked"
     assert ledger.balance(accounts.staked("acme", V1, "ATOM")).total == 4_500_000
+
+
+def _redelegated(ledger: Any, ops: Any, chain: FakeDelegations, client: str, position: str,
+                 source: str, to: str, amount: int) -> str:  # fmt: skip
+    """A redelegation as its saga leaves it: the shares moved on the fake chain, staked
+    with the source -> staked with the destination posted, its settlement recording both
+    positions after its block."""
+    red = f"red:{position}:k1"
+    chain.redelegate(red, delegator(client), source, to, amount, 2000)
+    now = datetime.now(UTC)
+    ops.create(
+        OperationRecord(
+            id=red, kind="redelegation", client_id=client, asset="ATOM", chain="cosmos",
+            amount=amount, destination=to, request_hash=red, requested_by=client,
+            state="requested", created_at=now, updated_at=now,
+        ),
+        [],
+        {"stake_id": position, "source": source, "delegator": delegator(client)},
+    )  # fmt: skip
+    ledger.open_account(
+        Account(id=accounts.staked(client, to, "ATOM"), asset="ATOM",
+                kind=AccountKind.STAKING_LOCKED, owner=client)
+    )  # fmt: skip
+    ledger.submit(
+        [
+            Transfer(
+                id=f"{red}:post",
+                debit_account=accounts.staked(client, source, "ATOM"),
+                credit_account=accounts.staked(client, to, "ATOM"),
+                asset="ATOM",
+                amount=amount,
+            )
+        ]
+    )
+    height = chain.txs[red].height
+    at = settled_position(chain.delegation(delegator(client), to, height), height)
+    was = settled_position(chain.delegation(delegator(client), source, height), height)
+    detail = {"height": height, **at, "source_position": was}
+    ops.advance(red, "active", detail=detail, state="active")
+    return red
+
+
+def test_a_redelegation_is_watched_at_both_validators() -> None:
+    """Stake 5 with V1, redelegate 2 of it to V2: both positions agree with the chain (the
+    source's reference is what the redelegation recorded of it). A slash at V2 is booked
+    on the redelegation alone; one at V1 on what is left of the stake there, 3."""
+    ledger, ops, chain = world()
+    stake = staked(ledger, ops, "acme", V1, 5_000_000, 1, chain)
+    red = _redelegated(ledger, ops, chain, "acme", stake, V1, V2, 2_000_000)
+    acts = WatchActivities(ledger, ops, chain)
+    quiet = _look(acts)
+    assert (quiet.slashes, quiet.mismatches) == ([], [])
+    held = {h.validator: h.stake_ids for h in acts.positions(WATCH)}
+    assert held == {V1: [stake], V2: [red]}
+
+    chain.slash(V2, Fraction(1, 20))
+    (at_v2,) = _look(acts).slashes
+    assert (at_v2.validator, at_v2.booked) == (V2, 2_000_000)
+    assert at_v2.loss == 2_000_000 - _on_chain(chain, "acme", V2) and 99_000 <= at_v2.loss
+    assert acts.book(at_v2) == "booked"
+    assert ledger.balance(accounts.staked("acme", V2, "ATOM")).total == _on_chain(chain, "acme", V2)
+    assert ledger.balance(accounts.staked("acme", V1, "ATOM")).total == 3_000_000
+
+    chain.slash(V1, Fraction(1, 10))
+    (at_v1,) = _look(acts).slashes
+    assert (at_v1.validator, at_v1.booked) == (V1, 3_000_000)
+    assert at_v1.loss == 3_000_000 - _on_chain(chain, "acme", V1)
+    assert [(s.stake_id, s.loss) for s in at_v1.shares] == [(stake, at_v1.loss)]
+    assert acts.book(at_v1) == "booked"
+    assert ledger.balance(accounts.staked("acme", V1, "ATOM")).total == _on_chain(chain, "acme", V1)
+    assert (_look(acts).slashes, _look(acts).mismatches) == ([], [])

@@ -10,6 +10,7 @@ from sagas.intents import SignedRequest
 CREATE_WITHDRAWAL = "custody.command.withdrawal.create.v1"
 CREATE_STAKE = "custody.command.stake.create.v1"
 CREATE_UNSTAKE = "custody.command.unstake.create.v1"
+CREATE_REDELEGATION = "custody.command.redelegation.create.v1"
 ACCEPTED = "custody.command.accepted.v1"
 REJECTED = "custody.command.rejected.v1"
 # The router could not handle the command (an unexpected error, again and again): its
@@ -77,6 +78,28 @@ class CreateUnstakeCommand(BaseModel):
     )
 
 
+class CreateRedelegationCommand(BaseModel):
+    """The data of a redelegation command: the API's body, plus the position, who asks,
+    the key."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    client_id: str = Field(min_length=1, max_length=64, description="the position's client")
+    stake_id: str = Field(
+        min_length=1, max_length=1000, description="the position: a stake or a redelegation"
+    )
+    idempotency_key: str = Field(min_length=1, max_length=64)
+    requested_by: str = Field(min_length=1, max_length=128)
+    amount: str = Field(description="a decimal string in the position's asset", examples=["2.5"])
+    validator: str = Field(description="another validator on the allow-list")
+    request: SignedRequest | None = Field(
+        default=None,
+        description="the client's signed request (required): the signature over "
+        "POST /v1/stakes/{stake_id}/redelegate and the body {amount, validator} exactly as "
+        "signed",
+    )
+
+
 class CommandAnswer(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -93,6 +116,7 @@ PAYLOADS: dict[str, type[BaseModel]] = {
     CREATE_WITHDRAWAL: CreateWithdrawalCommand,
     CREATE_STAKE: CreateStakeCommand,
     CREATE_UNSTAKE: CreateUnstakeCommand,
+    CREATE_REDELEGATION: CreateRedelegationCommand,
     ACCEPTED: CommandAnswer,
     REJECTED: CommandAnswer,
     FAILED: CommandAnswer,

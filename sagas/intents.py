@@ -73,6 +73,14 @@ VALUE_KINDS: frozenset[str] = frozenset(
     {"withdrawal", "settlement_leg", "fee_bump", "stake", "unstake", "redelegate"}
 )
 CLIENT_KINDS: frozenset[str] = frozenset({"withdrawal", "stake", "unstake", "redelegate"})
+
+
+def intent_kind(operation_kind: str) -> str:
+    """The kind of intent an operation of this kind records: its own name, but for a
+    redelegation (`redelegate`)."""
+    return "redelegate" if operation_kind == "redelegation" else operation_kind
+
+
 GOVERNANCE_KINDS: frozenset[str] = frozenset(
     {
         "policy_change",

@@ -1,6 +1,7 @@
 """Staking routes of the REST API (issue 14): a client's stakes of ATOM with a validator
-on the platform's allow-list, their unstakes, the operators' approvals of either, and
-the allowed validators as the chain reports them. Shaped like the withdrawal routes:
+on the platform's allow-list, their unstakes and redelegations (a redelegation is a
+position of its own, decision 0033), the operators' approvals of each, and the allowed
+validators as the chain reports them. Shaped like the withdrawal routes:
 signed requests, Idempotency-Key naming the saga, 202 at once with where to poll."""
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
@@ -16,10 +17,10 @@ from temporalio.service import RPCError
 
 from adapters.chains.cosmos.node import QueryRefused, UnknownValidator
 from sagas.errors import InvalidState, NotFound
-from sagas.intents import Approval
+from sagas.intents import Approval, intent_kind
 from sagas.money import format_units
 from sagas.operations import OperationRecord, Step, recorded_step
-from sagas.staking.positions import HOLDING, slashed_from
+from sagas.staking.positions import HOLDING, POSITION_OPS, slashed_from
 from sagas.withdrawal import ApprovalView
 from services.api.auth import Principal
 from services.api.deps import SIGNATURE_PARAMETERS, Key, Signed, Who
@@ -28,6 +29,7 @@ from services.api.trading import Remember
 from services.app.approvals import take_approval
 from services.app.stakes import (
     Position,
+    RedelegateBody,
     StakeBody,
     Stakes,
     UnstakeBody,
@@ -48,8 +50,31 @@ class UnstakeSummary(BaseModel):
     )
 
 
+class RedelegationSummary(BaseModel):
+    redelegation_id: str = Field(examples=["red:stk:acme-treasury:2026-12-stake-1:r1"])
+    validator: str = Field(description="the validator it moved to")
+    amount: str = Field(examples=["2.5"])
+    amount_minor: str = Field(examples=["2500000"])
+    state: str = Field(examples=["active"])
+
+
 class StakeView(BaseModel):
-    stake_id: str = Field(examples=["stk:acme-treasury:2026-12-stake-1"])
+    stake_id: str = Field(
+        examples=["stk:acme-treasury:2026-12-stake-1"],
+        description="the position: a stake (stk:...) or a redelegation (red:...)",
+    )
+    kind: Literal["stake", "redelegation"] = Field(default="stake", examples=["stake"])
+    source_stake_id: str | None = Field(
+        default=None, description="a redelegation's: the position it moved from"
+    )
+    source_validator: str | None = Field(
+        default=None, description="a redelegation's: the validator it moved from"
+    )
+    completion_time: str | None = Field(
+        default=None,
+        description="a redelegation's: when the chain's redelegation entry ends (RFC 3339); "
+        "before then nothing is redelegated from its validator (409 CUS-3009)",
+    )
     client_id: str
     asset: str = Field(examples=["ATOM"])
     validator: str
@@ -65,8 +90,8 @@ class StakeView(BaseModel):
     position: Position = Field(
         examples=["active"],
         description="pending (not delegated yet), active, unbonding (one of its unstakes "
-        "unbonds), withdrawn (all of it came back), slashed (the chain cut it: "
-        "`slashed_minor`), failed (never delegated)",
+        "unbonds), withdrawn (all of it came back), redelegated (redelegations took the "
+        "rest of it), slashed (the chain cut it: `slashed_minor`), failed (never delegated)",
     )
     slashed_minor: str = Field(
         default="0", examples=["0"], description="what slashes took from it (uatom)"
@@ -78,6 +103,9 @@ class StakeView(BaseModel):
     created_at: str
     updated_at: str
     unstakes: list[UnstakeSummary] = Field(default_factory=list)
+    redelegations: list[RedelegationSummary] = Field(
+        default_factory=list, description="the redelegations out of it"
+    )
     timeline: list[Step] = Field(default_factory=list)
 
 
@@ -128,8 +156,10 @@ def staking_routes(platform: Platform, state: dict[str, Any], remembered: Rememb
         return None if amount is None else format_units(amount, ASSETS[asset][0].decimals)
 
     def own(who: Principal, op_id: str, kind: str) -> OperationRecord:
+        """The operation, of `kind` (`stake`: a position, a stake or a redelegation)."""
+        kinds = POSITION_OPS if kind == "stake" else (kind,)
         op = platform.operations.get(op_id)
-        if op is None or op.kind != kind or op.client_id is None:
+        if op is None or op.kind not in kinds or op.client_id is None:
             raise NotFound(f"{kind} {op_id}")
         if who.role == "client" and who.client_id != op.client_id:
             raise NotFound(f"{kind} {op_id}")  # not even its existence
@@ -159,8 +189,13 @@ def staking_routes(platform: Platform, state: dict[str, Any], remembered: Rememb
         steps = platform.operations.timeline(op.id)
         slashed = slashed_from(steps)
         left = still_staked(op, unstakes, slashed) if op.state in HOLDING else 0
+        red = op.kind == "redelegation"
         return StakeView(
             stake_id=op.id,
+            kind="redelegation" if red else "stake",
+            source_stake_id=detail(steps, "requested", "stake_id") if red else None,
+            source_validator=detail(steps, "requested", "source") if red else None,
+            completion_time=detail(steps, "active", "completion_time") if red else None,
             client_id=op.client_id or "",
             asset=op.asset,
             validator=op.destination or "",
@@ -178,7 +213,18 @@ def staking_routes(platform: Platform, state: dict[str, Any], remembered: Rememb
             requested_by=op.requested_by,
             created_at=op.created_at.isoformat(),
             updated_at=op.updated_at.isoformat(),
-            unstakes=[summary(u) for u in unstakes],
+            unstakes=[summary(u) for u in unstakes if u.kind == "unstake"],
+            redelegations=[
+                RedelegationSummary(
+                    redelegation_id=r.id,
+                    validator=r.destination or "",
+                    amount=units(r.amount, r.asset) or "0",
+                    amount_minor=str(r.amount),
+                    state=r.state,
+                )
+                for r in unstakes
+                if r.kind == "redelegation"
+            ],
             timeline=steps if timeline else [],
         )
 
@@ -242,18 +288,23 @@ def staking_routes(platform: Platform, state: dict[str, Any], remembered: Rememb
 
     @router.get("/v1/clients/{client_id}/stakes")
     def list_stakes(client_id: str, who: Who) -> list[StakeView]:
-        """The client's stakes (newest first), each with its position and its unstakes."""
+        """The client's positions, its stakes and redelegations (newest first), each with
+        its position, its unstakes and its redelegations out."""
         who.may_see(client_id)
         known_client(client_id)
         unstakes = stakes().unstakes(client_id)
+        held = [
+            op for kind in POSITION_OPS for op in platform.operations.for_client(client_id, kind)
+        ]
         return [
             stake_view(op, of_stake(op.id, unstakes), False)
-            for op in platform.operations.for_client(client_id, "stake")
+            for op in sorted(held, key=lambda op: op.created_at, reverse=True)
         ]
 
     @router.get("/v1/stakes/{stake_id}")
     def get_stake(stake_id: str, who: Who) -> StakeView:
-        """The stake: its position, its unstakes and its timeline of steps."""
+        """The position (a stake or a redelegation): its unstakes, its redelegations out
+        and its timeline of steps."""
         return a_stake(own(who, stake_id, "stake"))
 
     # --- unstakes ----------------------------------------------------------------------
@@ -282,6 +333,36 @@ def staking_routes(platform: Platform, state: dict[str, Any], remembered: Rememb
         poll_at(response, f"/v1/unstakes/{op.id}", created)
         return await asyncio.to_thread(unstake_view, op)
 
+    # --- redelegations -----------------------------------------------------------------
+    @router.post(
+        "/v1/stakes/{stake_id}/redelegate",
+        status_code=202,
+        responses=started(StakeView, "the redelegation (a position of its own)"),
+        openapi_extra={"parameters": SIGNATURE_PARAMETERS},
+    )
+    async def create_redelegation(
+        stake_id: str,
+        body: RedelegateBody,
+        who: Who,
+        key: Key,
+        response: Response,
+        signed: Signed,
+    ) -> StakeView:
+        """Move (part of) an active position to another validator on the allow-list at
+        once, without unbonding: a redelegation saga, named by the position and the
+        Idempotency-Key, signed by the client over exactly `amount` and `validator` (401
+        CUS-3103 otherwise; the signer checks it again, and that the position is the
+        client's and with the validator it moves from). At most what is still staked of
+        it (422 CUS-1001); the position must be active and its validator not one a
+        redelegation of the client's moved into until that one completes (409 CUS-3009);
+        another allowed validator (422 CUS-3001). 202 at once with the new position: poll
+        Location; a replay is 200."""
+        who.must_be("client", "operator")
+        position_op = await asyncio.to_thread(own, who, stake_id, "stake")
+        op, created = await stakes().redelegate(position_op, key, body, who.sub, signed)
+        poll_at(response, f"/v1/stakes/{op.id}", created)
+        return await asyncio.to_thread(a_stake, op)
+
     @router.get("/v1/unstakes/{unstake_id}")
     def get_unstake(unstake_id: str, who: Who) -> UnstakeView:
         """The unstake with its completion time, what came back and its timeline."""
@@ -289,8 +370,8 @@ def staking_routes(platform: Platform, state: dict[str, Any], remembered: Rememb
 
     # --- approvals ---------------------------------------------------------------------
     def intent_of(who: Principal, op_id: str, kind: str) -> StakingIntentView:
-        own(who, op_id, kind)
-        stored = platform.intents.intent(op_id, kind)
+        op = own(who, op_id, kind)
+        stored = platform.intents.intent(op_id, intent_kind(op.kind))
         if stored is None:
             raise InvalidState(f"{op_id} has no intent yet: poll the {kind}")
         intent, required = stored
@@ -326,8 +407,9 @@ def staking_routes(platform: Platform, state: dict[str, Any], remembered: Rememb
 
     @router.get("/v1/stakes/{stake_id}/intent", tags=["approvals"])
     def get_stake_intent(stake_id: str, who: Who) -> StakingIntentView:
-        """What an approval of the stake signs: its intent (RFC 8785 canonical JSON) and
-        hash, with the approvals handed in so far. 409 before the policy decided."""
+        """What an approval of the stake (or redelegation) signs: its intent (RFC 8785
+        canonical JSON) and hash, with the approvals handed in so far. 409 before the
+        policy decided."""
         return intent_of(who, stake_id, "stake")
 
     @router.get("/v1/unstakes/{unstake_id}/intent", tags=["approvals"])
@@ -339,10 +421,11 @@ def staking_routes(platform: Platform, state: dict[str, Any], remembered: Rememb
     async def approve_stake(
         stake_id: str, body: Approval, request: Request, who: Who, key: Key
     ) -> ApprovalView:
-        """Hand in an approval of the stake: the calling operator's Ed25519 signature over
-        its intent hash (`custody operator sign`), checked as a withdrawal's (CUS-2005,
-        CUS-2007, CUS-3102, CUS-2002 the requester, CUS-3009 not awaiting approval). The
-        signer verifies every approval again before it signs. 200 with the tally."""
+        """Hand in an approval of the stake (or redelegation): the calling operator's
+        Ed25519 signature over its intent hash (`custody operator sign`), checked as a
+        withdrawal's (CUS-2005, CUS-2007, CUS-3102, CUS-2002 the requester, CUS-3009 not
+        awaiting approval). The signer verifies every approval again before it signs. 200
+        with the tally."""
         answer: ApprovalView = await approve("stake", stake_id, body, request, who, key)
         return answer
 

@@ -13,7 +13,7 @@ from sagas.errors import (
     Forbidden,
     InvalidState,
 )
-from sagas.intents import Approval, Refusal, count_approvals
+from sagas.intents import Approval, Refusal, count_approvals, intent_kind
 from sagas.operations import OperationRecord
 from sagas.withdrawal import ApprovalView
 from sagas.withdrawal.intent import requester
@@ -27,7 +27,7 @@ def take_approval(
     an unstake's) while it awaits approval: a valid signature by a key of the calling
     operator over exactly this intent, not the requester's, not a second one, not past
     the quorum; the tally (the saga and the signer count again)."""
-    stored = platform.intents.intent(op.id, op.kind)
+    stored = platform.intents.intent(op.id, intent_kind(op.kind))
     if stored is None or op.state != "awaiting_approval":
         raise InvalidState(f"{op.id} is not awaiting approval ({op.state})")
     intent, required = stored

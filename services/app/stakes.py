@@ -12,7 +12,13 @@ ATOM only, more than zero, to a validator on the platform's allow-list
 client's signed `POST /v1/stakes/{stake}/unstake` of exactly `amount`, of an active
 (or slashed) stake, for no more than is still staked of it (its amount less its unstakes
 that did not end rejected, expired or failed, less its share of slashes), with the fee
-available.
+available. A redelegation (decision 0033): the client's signed
+`POST /v1/stakes/{position}/redelegate` of exactly `amount` and `validator`, of an
+active position (a stake or a redelegation), for no more than is still staked of it, to
+another validator on the allow-list, and not from a validator that a redelegation of the
+client's has moved into and the chain still holds the entry of (the chain refuses a
+transitive redelegation until that entry completes). Once settled it is a position of
+its own, unstaked or redelegated as a stake is.
 
 The fee is the client's (its own address pays it): `STAKING_FEE` uatom per transaction,
 or `CUSTODY_COSMOS_GAS_PRICE` times `STAKING_GAS` when a gas price is configured.
@@ -47,9 +53,16 @@ from sagas.errors import (
 )
 from sagas.intents import Refusal, SignedRequest, check_request_signature
 from sagas.operations import OperationRecord, recorded_step, request_hash
-from sagas.staking import StakeInput, UnstakeInput
-from sagas.staking.positions import HOLDING, UNDONE, left_of, slashed_from
-from sagas.staking.workflows import StakeWorkflow, UnstakeWorkflow
+from sagas.staking import RedelegateInput, StakeInput, UnstakeInput
+from sagas.staking.positions import (
+    HOLDING,
+    POSITION_OPS,
+    UNDONE,
+    left_of,
+    slashed_from,
+    taken_from,
+)
+from sagas.staking.workflows import RedelegateWorkflow, StakeWorkflow, UnstakeWorkflow
 from services.app.withdrawals import KEY_PATTERN, MAX_SKEW, parse_amount
 from services.platform import ASSETS, Platform
 from services.settings import PlatformSettings
@@ -62,8 +75,11 @@ STAKING_GAS = 300_000
 MAX_POLL_SECONDS = 5  # Tendermint commits a block every few seconds
 PENDING = frozenset({"requested", "reserved", "awaiting_approval", "approved", "broadcast"})
 ALL_UNSTAKES = 10_000  # a client's unstakes read at once (for_client's limit)
-# A position as the custodians' staking APIs name it (sagas.staking.PositionState).
-Position = Literal["pending", "active", "unbonding", "withdrawn", "slashed", "failed"]
+# A position as the custodians' staking APIs name it (sagas.staking.PositionState), and
+# `redelegated` once redelegations out of it took all of it.
+Position = Literal[
+    "pending", "active", "unbonding", "withdrawn", "redelegated", "slashed", "failed"
+]
 
 
 class StakeBody(BaseModel):
@@ -110,6 +126,28 @@ class UnstakeBody(BaseModel):
     )
 
 
+class RedelegateBody(BaseModel):
+    """A redelegation request: exactly what the client signs, the amount in the
+    position's asset (decimal string) and the validator it moves to."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    amount: str = Field(
+        min_length=1,
+        max_length=100,
+        examples=["2.5"],
+        json_schema_extra={
+            "allOf": [{"pattern": r"^(0|[1-9][0-9]*)(\.[0-9]{1,6})?$"}, {"pattern": "[1-9]"}]
+        },
+    )
+    validator: str = Field(
+        min_length=1,
+        max_length=128,
+        examples=["cosmosvaloper1zyg3zyg3zyg3zyg3zyg3zyg3zyg3zyg3yx7rls"],
+        description="another validator on the platform's allow-list (422 CUS-3001 otherwise)",
+    )
+
+
 # --- pure rules -----------------------------------------------------------------------
 def staking_fee(settings: PlatformSettings) -> int:
     """The fee a staking transaction offers, in uatom: priced gas, or the fixed fee."""
@@ -130,12 +168,16 @@ def unstake_id(stake: str, key: str) -> str:
     return f"uns:{stake}:{key}"
 
 
+def redelegation_id(position: str, key: str) -> str:
+    if not KEY_PATTERN.fullmatch(key):
+        raise IdempotencyKeyMissing(f"{key!r}")
+    return f"red:{position}:{key}"
+
+
 def of_stake(stake: str, unstakes: list[OperationRecord]) -> list[OperationRecord]:
-    """The unstakes of one stake among a client's (keys have no ':', so the prefix is
-    exact), oldest first."""
-    prefix = f"uns:{stake}:"
-    mine = [u for u in unstakes if u.kind == "unstake" and u.id.startswith(prefix)]
-    return sorted(mine, key=lambda u: u.created_at)
+    """The unstakes of one position and its redelegations out, among a client's (keys
+    have no ':', so the prefix is exact), oldest first."""
+    return taken_from(stake, unstakes)
 
 
 def still_staked(stake: OperationRecord, unstakes: list[OperationRecord], slashed: int = 0) -> int:
@@ -146,17 +188,20 @@ def still_staked(stake: OperationRecord, unstakes: list[OperationRecord], slashe
 
 
 def position(stake: OperationRecord, unstakes: list[OperationRecord], slashed: int = 0) -> Position:
-    """The stake's position: pending until delegated, failed if it never was; then
-    unbonding while one of its unstakes unbonds, withdrawn once unstakes (and slashes)
-    took all of it, slashed once the chain cut it, else active."""
+    """The position: pending until delegated, failed if it never was; then unbonding
+    while one of its unstakes unbonds, withdrawn once unstakes (and slashes) took all of
+    it, redelegated once redelegations out took (the rest of) it, slashed once the chain
+    cut it, else active."""
     if stake.state in UNDONE:
         return "failed"
     if stake.state not in HOLDING:
         return "pending"
     if any(u.state == "unbonding" for u in unstakes):
         return "unbonding"
-    if sum(u.amount for u in unstakes if u.state == "completed") + slashed >= stake.amount:
-        return "withdrawn"
+    came_back = sum(u.amount for u in unstakes if u.kind == "unstake" and u.state == "completed")
+    moved = sum(u.amount for u in unstakes if u.kind == "redelegation" and u.state in HOLDING)
+    if came_back + moved + slashed >= stake.amount:
+        return "redelegated" if moved else "withdrawn"
     return "slashed" if stake.state == "slashed" else "active"
 
 
@@ -164,7 +209,7 @@ def check_signed(
     platform: Platform,
     client_id: str,
     target: str,
-    model: type[StakeBody] | type[UnstakeBody],
+    model: type[StakeBody] | type[UnstakeBody] | type[RedelegateBody],
     body: BaseModel,
     request: SignedRequest,
 ) -> None:
@@ -249,11 +294,17 @@ class Stakes:
 
     # reads
     def stake(self, stake_id: str) -> OperationRecord | None:
+        """A position: a stake or a redelegation."""
         op = self._p.operations.get(stake_id)
-        return op if op is not None and op.kind == "stake" else None
+        return op if op is not None and op.kind in POSITION_OPS else None
 
     def unstakes(self, client_id: str) -> list[OperationRecord]:
-        return self._p.operations.for_client(client_id, "unstake", ALL_UNSTAKES)
+        """The client's unstakes and redelegations: what takes from its positions."""
+        ops = self._p.operations
+        return [
+            *ops.for_client(client_id, "unstake", ALL_UNSTAKES),
+            *ops.for_client(client_id, "redelegation", ALL_UNSTAKES),
+        ]
 
     def recorded(self, op_id: str) -> dict[str, Any]:
         return recorded_step(self._p.operations.timeline(op_id), "requested") or {}
@@ -473,6 +524,135 @@ class Stakes:
         self._affords(stake.client_id, stake.asset, fee)
         return amount, fee
 
+    # redelegations
+    async def redelegate(
+        self,
+        position: OperationRecord,
+        key: str,
+        body: RedelegateBody,
+        requested_by: str,
+        request: SignedRequest | None,
+    ) -> tuple[OperationRecord, bool]:
+        """The redelegation of `position` for key: recorded and its saga started, or the
+        one there is."""
+        op_id = redelegation_id(position.id, key)
+        stored, created, start = await asyncio.to_thread(
+            self._record_redelegation, position, key, op_id, body, requested_by, request
+        )
+        return await self._start(RedelegateWorkflow.run, stored, created, start)
+
+    def _record_redelegation(
+        self,
+        position: OperationRecord,
+        key: str,
+        op_id: str,
+        body: RedelegateBody,
+        requested_by: str,
+        request: SignedRequest | None,
+    ) -> tuple[OperationRecord, bool, RedelegateInput]:
+        assert position.client_id is not None
+        client_id = position.client_id
+        existing = self._p.operations.get(op_id)
+        digest = request_hash(
+            {"stake": position.id, "amount": body.amount, "validator": body.validator}
+        )
+        if existing is not None and existing.request_hash != digest:
+            raise IdempotencyConflict(f"{key} was used for another redelegation")
+        if existing is None:
+            if request is None:
+                raise RequestSignatureInvalid("a redelegation is signed by its client's key")
+            target = f"/v1/stakes/{position.id}/redelegate"
+            try:
+                check_signed(self._p, client_id, target, RedelegateBody, body, request)
+                amount, fee = self._check_redelegation(position, body)
+                delegator = self.delegator(client_id, position.asset)
+                self.claim(request)
+            except RequestSignatureInvalid as refused:
+                if "replayed" not in str(refused):
+                    raise
+                existing = self._p.operations.get(op_id)
+                if existing is None or existing.request_hash != digest:
+                    raise
+        if existing is not None:
+            detail = self.recorded(op_id)
+            amount = existing.amount
+            fee, delegator = int(detail["fee"]), str(detail["delegator"])
+            request = _request(detail)
+        now = datetime.now(UTC)
+        s = self._p.settings
+        source = position.destination or ""
+        record = OperationRecord(
+            id=op_id,
+            kind="redelegation",
+            client_id=client_id,
+            asset=position.asset,
+            chain=position.chain,
+            amount=amount,
+            destination=body.validator,
+            request_hash=digest,
+            requested_by=requested_by,
+            state="requested",
+            created_at=now,
+            updated_at=now,
+        )
+        detail = {
+            "request": _dumped(request),
+            "stake_id": position.id,
+            "source": source,
+            "delegator": delegator,
+            "fee": fee,
+        }
+        stored, created = self._p.operations.create(record, [], detail)
+        if not created:
+            detail = self.recorded(op_id)
+            fee, delegator, request = int(detail["fee"]), str(detail["delegator"]), _request(detail)
+        start = RedelegateInput(
+            operation_id=op_id,
+            stake_id=position.id,
+            client_id=client_id,
+            asset=stored.asset,
+            amount=stored.amount,
+            source=str(detail.get("source") or source),
+            validator=stored.destination or "",
+            delegator=delegator,
+            requested_by=stored.requested_by,
+            requested_at=stored.created_at,
+            fee=fee,
+            approval_ttl_seconds=s.approval_ttl_seconds,
+            poll_seconds=min(s.chain_poll_seconds, MAX_POLL_SECONDS),
+            request=request,
+        )
+        return stored, created, start
+
+    def _check_redelegation(
+        self, position: OperationRecord, body: RedelegateBody
+    ) -> tuple[int, int]:
+        """(amount, fee): the position active, the amount more than zero and no more than
+        is still staked of it, the destination another allowed validator, no redelegation
+        into the source still held by the chain, the fee available."""
+        amount, fee = self._check_unstake(position, UnstakeBody(amount=body.amount))
+        if body.validator not in self._p.settings.allowed_validators():
+            raise RequestInvalid(
+                f"validator {body.validator} is not on the platform's allow-list "
+                "(GET /v1/staking/validators)"
+            )
+        if body.validator == position.destination:
+            raise RequestInvalid(f"{position.id} is delegated to {body.validator} already")
+        assert position.client_id is not None
+        now = datetime.now(UTC)
+        for red in self._p.operations.for_client(position.client_id, "redelegation", ALL_UNSTAKES):
+            if red.destination != position.destination or red.state in UNDONE:
+                continue
+            ends = recorded_step(self._p.operations.timeline(red.id), "active") or {}
+            completion = ends.get("completion_time")
+            if completion is None or datetime.fromisoformat(str(completion)) > now:
+                raise InvalidState(
+                    f"{red.id} moved into {position.destination}; the chain refuses a "
+                    "redelegation from it until that one completes"
+                    + ("" if completion is None else f" ({completion})")
+                )
+        return amount, fee
+
     # sagas
     async def _start(
         self, run: Any, stored: OperationRecord, created: bool, start: BaseModel
@@ -499,8 +679,11 @@ class Stakes:
         return await asyncio.to_thread(self.current, stored), False
 
     def handle(self, op: OperationRecord) -> WorkflowHandle[Any, Any]:
-        run = UnstakeWorkflow.run if op.kind == "unstake" else StakeWorkflow.run
-        return self._temporal.get_workflow_handle_for(run, op.id)
+        runs: dict[str, Any] = {
+            "unstake": UnstakeWorkflow.run,
+            "redelegation": RedelegateWorkflow.run,
+        }
+        return self._temporal.get_workflow_handle_for(runs.get(op.kind, StakeWorkflow.run), op.id)
 
 
 def _request(detail: dict[str, Any]) -> SignedRequest | None:

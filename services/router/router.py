@@ -6,7 +6,8 @@
   as well, so a lost or late event only delays them.
 - Commands (custody.commands.v1): `custody.command.withdrawal.create.v1` starts a
   withdrawal, `custody.command.stake.create.v1` a stake and
-  `custody.command.unstake.create.v1` an unstake, each through the same path as the
+  `custody.command.unstake.create.v1` an unstake,
+  `custody.command.redelegation.create.v1` a redelegation, each through the same path as the
   REST API (same validation, same signed request, same idempotency); the answer goes
   to the events topic as
   `custody.command.accepted.v1` or `custody.command.rejected.v1`, keyed by the
@@ -51,12 +52,14 @@ from sagas.chainwatch import (
 )
 from sagas.commands import (
     ACCEPTED,
+    CREATE_REDELEGATION,
     CREATE_STAKE,
     CREATE_UNSTAKE,
     CREATE_WITHDRAWAL,
     FAILED,
     REJECTED,
     CommandAnswer,
+    CreateRedelegationCommand,
     CreateStakeCommand,
     CreateUnstakeCommand,
     CreateWithdrawalCommand,
@@ -70,7 +73,7 @@ from sagas.ports import EventBus
 from sagas.topics import COMMANDS, EVENTS
 from sagas.withdrawal import TASK_QUEUE, ChainNudge
 from sagas.withdrawal.intent import signed_requester
-from services.app.stakes import StakeBody, Stakes, UnstakeBody
+from services.app.stakes import RedelegateBody, StakeBody, Stakes, UnstakeBody
 from services.app.withdrawals import WithdrawalBody, Withdrawals
 
 log = logging.getLogger("custody.router")
@@ -249,6 +252,7 @@ class EventRouter:
             CREATE_WITHDRAWAL: self._withdraw,
             CREATE_STAKE: self._stake,
             CREATE_UNSTAKE: self._unstake,
+            CREATE_REDELEGATION: self._redelegate,
         }.get(command.type)
         if start is None or (command.type != CREATE_WITHDRAWAL and self._stakes is None):
             err = RequestInvalid(f"unknown command type {command.type}")
@@ -332,6 +336,21 @@ class EventRouter:
             stake,
             body.idempotency_key,
             UnstakeBody(amount=body.amount),
+            body.requested_by,
+            body.request,
+        )
+        return op
+
+    async def _redelegate(self, data: dict[str, Any]) -> OperationRecord:
+        assert self._stakes is not None
+        body = CreateRedelegationCommand.model_validate(data)
+        position = await asyncio.to_thread(self._stakes.stake, body.stake_id)
+        if position is None or position.client_id != body.client_id:
+            raise NotFound(f"stake {body.stake_id}")  # not even whose it is
+        op, _created = await self._stakes.redelegate(
+            position,
+            body.idempotency_key,
+            RedelegateBody(amount=body.amount, validator=body.validator),
             body.requested_by,
             body.request,
         )

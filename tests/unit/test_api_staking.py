@@ -35,7 +35,7 @@ from sagas.intents import sign_intent, sign_request
 from sagas.keys.wallets import create_wallet
 from sagas.ledger import Transfer
 from sagas.operations import OperationRecord
-from sagas.staking import StakeInput, UnstakeInput
+from sagas.staking import RedelegateInput, StakeInput, UnstakeInput
 from sagas.staking.activities import StakingActivities
 from services.api.app import create_app
 from services.api.auth import issue, load_secret
@@ -236,6 +236,10 @@ class Client:
 
     def unstake(self, stake_id: str, amount: str, key: str, **kw: Any) -> Any:
         return self.signed(f"/v1/stakes/{stake_id}/unstake", {"amount": amount}, key, **kw)
+
+    def redelegate(self, stake_id: str, amount: str, to: str, key: str, **kw: Any) -> Any:
+        body = {"amount": amount, "validator": to}
+        return self.signed(f"/v1/stakes/{stake_id}/redelegate", body, key, **kw)
 
     def active_stake(self, amount: str, key: str) -> str:
         answer = self.stake(amount, key)
@@ -755,3 +759,80 @@ def test_a_slashed_stake_holds_less_and_says_so(
 def test_the_fee_is_the_fixed_one_or_priced_gas() -> None:
     assert staking_fee(PlatformSettings(cosmos_gas_price=0)) == STAKING_FEE == 2_000
     assert staking_fee(PlatformSettings(cosmos_gas_price=3)) == 3 * STAKING_GAS
+
+
+# --- redelegations ---------------------------------------------------------------------
+def test_a_redelegation_is_a_position_of_its_own(world: World) -> None:
+    """Stake 10 with V1, move 4 to V2: the redelegation's saga input carries the position's
+    validator as its source (never the body's), it is a position at V2 once settled, the
+    stake holds 6; a redelegation back from V2 is refused while the chain holds the
+    entry (transitive); the redelegation is unstaked like a stake."""
+    c = world.new_client()
+    stake_id = c.active_stake("10", "r-big")
+    answer = c.redelegate(stake_id, "4", V_UNKNOWN, "r1")
+    assert answer.status_code == 202, answer.text
+    red_id = f"red:{stake_id}:r1"
+    assert answer.headers["Location"] == f"/v1/stakes/{red_id}"
+    view = answer.json()
+    assert (view["stake_id"], view["kind"], view["validator"]) == (
+        red_id,
+        "redelegation",
+        V_UNKNOWN,
+    )
+    assert (view["source_stake_id"], view["source_validator"]) == (stake_id, V1)
+    req = world.saga_input(red_id)
+    assert isinstance(req, RedelegateInput)
+    assert (req.stake_id, req.source, req.validator, req.amount, req.delegator) == (
+        stake_id, V1, V_UNKNOWN, 4_000_000, c.delegator,
+    )  # fmt: skip
+    assert req.request is not None and req.request.target == f"/v1/stakes/{stake_id}/redelegate"
+    assert json.loads(req.request.body_bytes()) == {"amount": "4", "validator": V_UNKNOWN}
+    assert c.redelegate(stake_id, "4", V_UNKNOWN, "r1").status_code == 200  # replay
+    problem(c.redelegate(stake_id, "3", V_UNKNOWN, "r1"), 409, "CUS-3005")
+    # In progress it counts against the stake: 6 left.
+    problem(c.redelegate(stake_id, "6.000001", V2, "r2"), 422, "CUS-1001")
+    problem(c.unstake(stake_id, "6.000001", "u-r"), 422, "CUS-1001")
+
+    world.run(red_id)
+    stake = world.http.get(f"/v1/stakes/{stake_id}", headers=c.headers()).json()
+    assert (stake["position"], stake["staked"]) == ("active", "6")
+    assert [(r["redelegation_id"], r["state"]) for r in stake["redelegations"]] == [
+        (red_id, "active")
+    ]
+    red = world.http.get(f"/v1/stakes/{red_id}", headers=c.headers()).json()
+    assert (red["state"], red["position"], red["staked"]) == ("active", "active", "4")
+    assert red["completion_time"] is not None
+    listed = world.http.get(f"/v1/clients/{c.id}/stakes", headers=c.headers()).json()
+    assert {v["stake_id"]: v["kind"] for v in listed} == {red_id: "redelegation", stake_id: "stake"}
+    books = world.platform.ledger.balance
+    assert books(accounts.staked(c.id, V1, "ATOM")).total == 6_000_000
+    assert books(accounts.staked(c.id, V_UNKNOWN, "ATOM")).total == 4_000_000
+
+    # From V_UNKNOWN (the redelegation's validator) the chain refuses until it completes.
+    problem(c.redelegate(red_id, "1", V2, "r3"), 409, "CUS-3009")
+    # The redelegation is unstaked from its own validator.
+    unstake = c.unstake(red_id, "4", "u-red")
+    assert unstake.status_code == 202, unstake.text
+    ureq = world.saga_input(f"uns:{red_id}:u-red")
+    assert (ureq.stake_id, ureq.validator) == (red_id, V_UNKNOWN)
+    problem(c.redelegate(red_id, "0.000001", V2, "r4"), 422, "CUS-1001")  # nothing left
+    assert [op.id for op in world.operations(c.id, "redelegation")] == [red_id]
+
+
+def test_a_redelegation_is_refused_before_anything_is_written(world: World) -> None:
+    c, other = world.new_client(), world.new_client()
+    stake_id = c.active_stake("2", "rr")
+    problem(c.redelegate(stake_id, "1", V1, "x1"), 422, "CUS-3001")  # where it is already
+    problem(c.redelegate(stake_id, "1", V_OFF, "x2"), 422, "CUS-3001")  # not allowed
+    problem(c.redelegate(stake_id, "0", V2, "x3"), 422, "CUS-1008")
+    problem(other.redelegate(stake_id, "1", V2, "x4"), 404, "CUS-3008")  # not its own
+    problem(c.redelegate(stake_id, "1", V2, "x5", signer=other.key), 401, "CUS-3103")
+    problem(
+        c.redelegate(stake_id, "1", V2, "x6", signed_body={"amount": "1", "validator": V_UNKNOWN}),
+        401,
+        "CUS-3103",
+    )
+    pending = c.stake("1", "rp").json()["stake_id"]
+    problem(c.redelegate(pending, "1", V2, "x7"), 409, "CUS-3009")  # not delegated yet
+    assert world.operations(c.id, "redelegation") == []
+    assert not [k for k in world.temporal.started if k.startswith(f"red:{stake_id}")]

@@ -451,10 +451,9 @@ class WatchActivities:
     def _reference(self, client_id: str, stakes: list[OperationRecord]) -> Reference | None:
         """What the settlements of the position's stakes, redelegations in, unstakes and
         redelegations out recorded (a redelegation out: its source's position)."""
-        outs = {
-            u.id for us in self._unstakes(client_id, stakes) for u in us if u.kind == "redelegation"
-        }
-        ops = [*stakes, *(u for us in self._unstakes(client_id, stakes) for u in us)]
+        taken = [u for us in self._unstakes(client_id, stakes) for u in us]  # read once
+        outs = {u.id for u in taken if u.kind == "redelegation"}
+        ops = [*stakes, *taken]
         settled, slashed = [], []
         for op in ops:
             for s in self._ops.timeline(op.id):

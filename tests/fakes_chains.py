@@ -236,6 +236,14 @@ class _Delegation:
     to: str = ""  # a redelegation's destination validator
     to_rate: Fraction = Fraction(1)  # the destination's rate when it was made
 
+    @property
+    def moved(self) -> int:
+        """A redelegation's tokens at its destination: the source shares it unbonded
+        (amount / rate, truncated) at the source's rate, truncated, as the SDK does: a
+        unit less than the amount at a source rate below 1."""
+        shares = math.floor(Fraction(self.amount * 10**18) / self.rate)
+        return math.floor(shares * self.rate / 10**18)
+
 
 class FakeDelegations:
     """sagas.ports.Delegations in memory: one transaction per operation (a second call
@@ -341,7 +349,7 @@ class FakeDelegations:
             if height is not None and tx.height > height:
                 continue
             if tx.kind == "redelegate" and tx.to == validator:  # the shares arrive
-                held += math.floor(Fraction(tx.amount * 10**18) / tx.to_rate)
+                held += math.floor(Fraction(tx.moved * 10**18) / tx.to_rate)
                 continue
             if tx.validator != validator:
                 continue
@@ -413,6 +421,7 @@ class FakeDelegations:
             fee=tx.fee,
             completion_time=completion,
             rewards=rewards,
+            moved=tx.moved if tx.kind == "redelegate" else None,
         )
 
     def unbonding_balance(self, delegator: str, validator: str, height: int) -> int | None:

@@ -147,6 +147,13 @@ class TxOutcome(BaseModel):
         description="rewards the chain paid the delegator's address in the same transaction "
         "(a delegation or undelegation with the validator withdraws them first)",
     )
+    moved: StrictInt | None = Field(
+        default=None,
+        ge=0,
+        description="a redelegation's: the tokens the chain delegated to the destination (the "
+        "amount, or a unit less when the source's rate is below 1: the chain truncates); "
+        "None if the chain does not say (booked as the amount)",
+    )
 
 
 class ValidatorState(BaseModel):

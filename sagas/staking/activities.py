@@ -391,7 +391,9 @@ class StakingActivities(RecordedSteps):
                     reference=outcome.tx_hash,
                 )
             )
-        if done:
+        if done and isinstance(req, RedelegateInput):
+            commands += self._redelegated(req, outcome)
+        elif done:
             commands.append(
                 PostPending(id=f"{req.operation_id}:post", pending_id=reserve_id(req.operation_id))
             )
@@ -412,6 +414,8 @@ class StakingActivities(RecordedSteps):
             step = "unbonding" if unstake else "active"
             if outcome.completion_time is not None:
                 data["completion_time"] = outcome.completion_time.astimezone(UTC).isoformat()
+            if isinstance(req, RedelegateInput):
+                data["moved"] = str(req.amount if outcome.moved is None else outcome.moved)
             position = self._position_after(req, step, outcome.height, req.validator)
             if isinstance(req, RedelegateInput) and position:
                 # The source's too: the slashing watch judges both (decision 0033).
@@ -436,6 +440,35 @@ class StakingActivities(RecordedSteps):
             error_code="CUS-4221",
             fee=outcome.fee,
         )
+
+    def _redelegated(
+        self, req: RedelegateInput, outcome: TxOutcome
+    ) -> list[Transfer | PostPending | VoidPending]:
+        """What the chain moved to the destination is posted there; what it kept back (its
+        truncation at a source rate below 1: a unit at most) leaves the books as it left
+        the client's stake, from the source to the omnibus, in the same submission."""
+        op = req.operation_id
+        moved = req.amount if outcome.moved is None else outcome.moved
+        if not 0 <= moved <= req.amount:
+            raise ValueError(f"{op}: the chain moved {moved} of {req.amount}")
+        commands: list[Transfer | PostPending | VoidPending] = [
+            PostPending(id=f"{op}:post", pending_id=reserve_id(op), amount=moved)
+            if moved
+            else VoidPending(id=f"{op}:void", pending_id=reserve_id(op))
+        ]
+        if moved < req.amount:
+            c, a = req.client_id, req.asset
+            commands.append(
+                Transfer(
+                    id=f"{op}:truncated",
+                    debit_account=accounts.staked(c, req.source, a),
+                    credit_account=accounts.omnibus(a),
+                    asset=a,
+                    amount=req.amount - moved,
+                    reference=outcome.tx_hash or op,
+                )
+            )
+        return commands
 
     def _position_after(
         self, req: Request, step: str, height: int | None, validator: str

@@ -123,6 +123,11 @@ class StakingStep(BaseModel):
     slashed: str | None = Field(
         default=None, description="completed: what the chain cut while it unbonded"
     )
+    moved: str | None = Field(
+        default=None,
+        description="a redelegation's active: what the chain delegated to the destination "
+        "(the amount, or a unit less at a source rate below 1: that unit leaves the books)",
+    )
 
 
 class StakingRewards(BaseModel):

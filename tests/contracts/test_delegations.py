@@ -165,6 +165,9 @@ def test_a_redelegation_moves_the_delegation_at_once_and_names_when_its_entry_en
     assert outcome.height is not None
     # The shares moved in its block; the chain keeps the entry until the unbonding time.
     assert outcome.completion_time is not None and outcome.completion_time > datetime.now(UTC)
+    # What the chain delegated to the destination (its entry's): all of it at the source's
+    # rate of 1 (a unit less below 1: tests/sagas books that).
+    assert outcome.moved == AMOUNT // 4
     source, moved = d.delegation(delegator, validator), d.delegation(delegator, other)
     assert source is not None and source.balance == AMOUNT - AMOUNT // 4
     # (At a destination slashed before, its rate below 1, the moved tokens' shares read

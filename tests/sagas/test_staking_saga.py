@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from fractions import Fraction
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -300,6 +301,35 @@ def test_a_slash_while_unbonding_is_booked_as_the_chain_cut_it(test_server: Saga
     assert world.available() == FUNDED - 30_000_000 - 2 * FEE + 9_000_000
     # The million the chain cut left the books with the chain's holdings.
     assert world.balance(accounts.omnibus("ATOM")) == -(FUNDED - 2 * FEE - 1_000_000)
+
+
+def test_a_redelegation_from_a_slashed_source_books_what_the_chain_moved(
+    test_server: SagaServer,
+) -> None:
+    """A source slashed by a tenth before (its rate 0.9): moving 10_000_001 unbonds that
+    many tokens' shares and the chain delegates what they are worth, truncated: 10_000_000.
+    The books post that at the destination (equal to the chain's delegation there) and
+    take the unit the chain kept from the source's stake to the omnibus, in the settlement
+    itself (without this, the destination's books held a unit the chain never delegated)."""
+    seen: dict[str, Any] = {}
+
+    async def scenario(w: World) -> None:
+        stake = await w.stake(30_000_000)
+        await stake.result()
+        w.chain.slash(VALIDATOR, Fraction(1, 10))
+        moved = await w.redelegate(stake.id, 10_000_001)
+        seen["moved"], seen["op"] = await moved.result(), moved.id
+
+    world = run_world(test_server, scenario, FakeDelegations())
+    assert seen["moved"].state == "active"
+    on_chain = world.chain.delegation(DELEGATOR, OTHER)
+    assert on_chain is not None and on_chain.balance == 10_000_000
+    assert world.staked(OTHER) == 10_000_000
+    assert world.staked(VALIDATOR) == 30_000_000 - 10_000_001
+    assert world.available() == FUNDED - 30_000_000 - 2 * FEE
+    assert world.balance(accounts.omnibus("ATOM")) == -(FUNDED - 2 * FEE - 1)
+    active = next(s for s in world.ops.timeline(seen["op"]) if s.step == "active").detail
+    assert active["moved"] == "10000000"
 
 
 def test_a_redelegation_moves_the_shares_at_once_and_is_a_position_of_its_own(

@@ -28,6 +28,7 @@ from cosmpy.protos.cosmos.distribution.v1beta1.query_pb2_grpc import (
 )
 from cosmpy.protos.cosmos.staking.v1beta1.query_pb2 import (
     QueryDelegationRequest,
+    QueryRedelegationsRequest,
     QueryUnbondingDelegationRequest,
     QueryValidatorRequest,
 )
@@ -310,6 +311,25 @@ class CosmosNode:
                 balance=int(e.balance),
             )
             for e in reply.unbond.entries
+        ]
+
+    def redelegated(self, delegator: str, source: str, destination: str, height: int) -> list[int]:
+        """The tokens each redelegation from `source` to `destination` created at `height`
+        delegated to the destination (its entry's initial balance), read at `height`: the
+        amount asked for, or a unit less when the source's rate is below 1 (the SDK
+        truncates). Empty if the chain made no entry (a source already unbonded completes
+        at once)."""
+        request = QueryRedelegationsRequest(
+            delegator_addr=delegator, src_validator_addr=source, dst_validator_addr=destination
+        )
+        reply, _ = self._query_at(self._staking.Redelegations, request, height)
+        if reply is None:
+            return []
+        return [
+            int(e.redelegation_entry.initial_balance)
+            for r in reply.redelegation_responses
+            for e in r.entries
+            if int(e.redelegation_entry.creation_height) == height
         ]
 
     def validator(self, valoper: str) -> ValidatorInfo:

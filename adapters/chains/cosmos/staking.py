@@ -44,6 +44,7 @@ from cosmpy.protos.cosmos.tx.v1beta1.tx_pb2 import TxRaw
 from adapters.chains.cosmos.node import (
     CosmosNode,
     CosmosTxResult,
+    QueryRefused,
     SequenceMismatch,
     TxRejected,
 )
@@ -55,6 +56,7 @@ from adapters.chains.cosmos.tx import (
     address_of,
     build,
     decode,
+    module_address,
     msg_delegate,
     msg_redelegate,
     msg_send,
@@ -286,17 +288,20 @@ class CosmosDelegations:
             return TxOutcome(
                 state="failed", tx_hash=row.tx_hash, height=height, fee=row.fee, detail=detail
             )
-        completion = None
+        completion, moved = None, None
         if row.kind == "undelegate":
             completion = self._completion_time(row, height, result)
-        elif row.kind == "redelegate" and result is not None:
-            completion = self._redelegation_completes(row, result)
+        elif row.kind == "redelegate":
+            if result is not None:
+                completion = self._redelegation_completes(row, result)
+            moved = self._moved(row, height, result)
         return TxOutcome(
             state="succeeded",
             tx_hash=row.tx_hash,
             height=height,
             fee=row.fee,
             completion_time=completion,
+            moved=moved,
             rewards=0 if result is None else self._rewards_paid(result, row.address),
         )
 
@@ -678,6 +683,25 @@ class CosmosDelegations:
                 return datetime.fromisoformat(text).astimezone(UTC)
         return None
 
+    def _moved(self, row: _Row, height: int, result: CosmosTxResult | None) -> int | None:
+        """What the redelegation delegated to its destination (`redelegated`), from its
+        entry read at its height and its events."""
+        [msg] = self._messages(row)
+        assert isinstance(msg, RedelegateMsg)
+        try:
+            entries = self._node.redelegated(
+                msg.delegator, msg.src_validator, msg.dst_validator, height
+            )
+        except QueryRefused as exc:  # pruned, or a height the node will not answer at
+            log.warning("%s: no redelegation entry at %s: %s", row.operation_id, height, exc)
+            entries = []
+        prefix = self._deriver.cosmos_prefix
+        paid = [] if result is None else pool_payments(result, self._denom, prefix)
+        moved = redelegated(msg.amount, entries, paid)
+        if moved is None:
+            log.warning("%s: the chain does not say what it redelegated", row.operation_id)
+        return moved
+
     # --- reading ----------------------------------------------------------------------
     def _row(self, operation_id: str) -> _Row | None:
         with self._db.tx() as conn:
@@ -715,3 +739,36 @@ def _row_of(r: Sequence[object]) -> _Row:
         state=str(r[7]),
         height=None if r[8] is None else int(str(r[8])),
     )
+
+
+def redelegated(amount: int, entries: Sequence[int], pool_paid: Sequence[int]) -> int | None:
+    """What a redelegation of `amount` delegated to its destination: its entry's initial
+    balance (`entries`: those the chain created at its height); for a source already
+    unbonded (no entry: it completes at once), the not-bonded pool's one payment to the
+    bonded pool in its events (a bonded destination). Either is the amount or a unit less
+    (the SDK truncates at a source rate below 1). None if neither says (the settlement then
+    books the amount)."""
+    if len(entries) == 1:
+        return entries[0]
+    if entries:  # several of this address's in one block: its own, if it is there
+        return next((e for e in (amount, amount - 1) if e in entries), None)
+    if len(pool_paid) == 1 and amount - 1 <= pool_paid[0] <= amount:
+        return pool_paid[0]
+    return None
+
+
+def pool_payments(result: CosmosTxResult, denom: str, prefix: str) -> list[int]:
+    """The transaction's transfers from the not-bonded pool to the bonded pool in `denom`
+    (the module accounts' addresses as the SDK makes them)."""
+    pools = (
+        module_address("not_bonded_tokens_pool", prefix),
+        module_address("bonded_tokens_pool", prefix),
+    )
+    paid = []
+    for event in result.events_of("transfer"):
+        if (event.get("sender"), event.get("recipient")) != pools:
+            continue
+        coin = event.get("amount") or ""
+        if coin.endswith(denom) and coin[: -len(denom)].isdigit():
+            paid.append(int(coin[: -len(denom)]))
+    return paid

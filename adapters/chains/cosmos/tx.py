@@ -222,6 +222,14 @@ def address_of(public_key: bytes, prefix: str = ACCOUNT_PREFIX) -> str:
     return str(bech32.bech32_encode(prefix, words))
 
 
+def module_address(name: str, prefix: str = ACCOUNT_PREFIX) -> str:
+    """A module account's address (the SDK's authtypes.NewModuleAddress: sha256(name)[:20]),
+    e.g. the staking module's "bonded_tokens_pool" and "not_bonded_tokens_pool"."""
+    words = bech32.convertbits(hashlib.sha256(name.encode()).digest()[:20], 8, 5, True)
+    assert words is not None
+    return str(bech32.bech32_encode(prefix, words))
+
+
 # --- the transaction -------------------------------------------------------------------
 def build(
     messages: Sequence[PlatformMsg],

@@ -49,6 +49,7 @@ from sagas.staking.events import (
 )
 from sagas.staking.intent import position_kind, redelegate_intent, stake_intent, unstake_intent
 from sagas.staking.positions import settled_position
+from sagas.steps import typed_errors
 from sagas.topics import ALERTS
 from sagas.withdrawal.intent import SIGNING_GRACE
 
@@ -301,7 +302,12 @@ class StakingActivities(RecordedSteps):
 
     @activity.defn(name="staking.record_intent")
     def record_intent(self, req: Request, decision: Decision) -> str:
-        """The intent (what operators approve, what the signer checks), stored once."""
+        """The intent (what operators approve, what the signer checks), stored once. A
+        position the intent cannot name is refused (KeyAccessDenied, its code typed)."""
+        with typed_errors():
+            return self._record_intent(req, decision)
+
+    def _record_intent(self, req: Request, decision: Decision) -> str:
         return approvals.record_intent(
             self._ops,
             self._intents,

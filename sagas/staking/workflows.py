@@ -16,6 +16,7 @@ import contextlib
 from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from sagas.errors import ApprovalExpired, PolicyDenied
@@ -36,7 +37,13 @@ with workflow.unsafe.imports_passed_through():
         UnstakeResult,
     )
     from sagas.staking.activities import StakingActivities as A
-    from sagas.steps import SEND, WITHDRAW, step
+    from sagas.steps import SEND, WITHDRAW, WITHDRAWAL_REFUSALS, code_of, detail_of, step
+
+
+def _refused(exc: ActivityError) -> bool:
+    """The step was refused (an error its retry policy does not retry)."""
+    cause = exc.cause
+    return isinstance(cause, ApplicationError) and cause.type in WITHDRAWAL_REFUSALS
 
 
 class _Saga:
@@ -68,9 +75,31 @@ class _Saga:
             self._stage = "rejected"
             return rejected
         self._stage = "reserved"
+        try:
+            ending = await self._approve(req)
+        except ActivityError as exc:
+            # Refused before anything was signed (a position the signer cannot walk to,
+            # an operation in another state): retrying cannot help; release both
+            # reservations and say why.
+            if not _refused(exc):
+                raise
+            ending = ("rejected", code_of(exc), detail_of(exc))
+        if ending is not None:
+            return await self._end(req, *ending)
+        sent: Broadcast = await step(A.broadcast, req, profile=SEND)
+        if sent.tx_hash is None:
+            return await self._end(req, "failed", sent.error_code, sent.detail)
+        self._stage = "broadcast"
+        return None
+
+    async def _approve(
+        self, req: StakeInput | UnstakeInput | RedelegateInput
+    ) -> tuple[str, str | None, str] | None:
+        """Decide, record the intent, wait for the approvals: None once approved, else how
+        the saga ends (state, code, detail)."""
         decision: Decision = await step(A.decide, req, profile=WITHDRAW)
         if decision.outcome == "deny":
-            return await self._end(req, "rejected", PolicyDenied.code, decision.detail)
+            return "rejected", PolicyDenied.code, decision.detail
         await step(A.record_intent, req, decision, profile=WITHDRAW)
         if decision.outcome == "needs_approval":
             self._stage = "awaiting_approval"
@@ -83,17 +112,13 @@ class _Saga:
                 left = (deadline - workflow.now()).total_seconds()
                 if left <= 0:
                     got = f"{len(self._tally.approvers)} of {self._tally.required} approvals"
-                    return await self._end(req, "expired", ApprovalExpired.code, got)
+                    return "expired", ApprovalExpired.code, got
                 with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
                     await workflow.wait_condition(
                         lambda: self._nudged, timeout=timedelta(seconds=left)
                     )
         await step(A.mark_approved, req, profile=WITHDRAW)
         self._stage = "approved"
-        sent: Broadcast = await step(A.broadcast, req, profile=SEND)
-        if sent.tx_hash is None:
-            return await self._end(req, "failed", sent.error_code, sent.detail)
-        self._stage = "broadcast"
         return None
 
     async def _in_block(self, req: StakeInput | UnstakeInput | RedelegateInput) -> TxOutcome:

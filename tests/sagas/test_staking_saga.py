@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from temporalio.client import Client, WorkflowHandle
 
 from sagas import accounts
-from sagas.errors import ApprovalExpired, InsufficientFunds, PolicyDenied
+from sagas.errors import ApprovalExpired, InsufficientFunds, KeyAccessDenied, PolicyDenied
 from sagas.governance import StaticGovernance
 from sagas.intents import RegisteredKey, sign_intent
 from sagas.ledger import ATOM, Transfer
@@ -301,6 +301,34 @@ def test_a_slash_while_unbonding_is_booked_as_the_chain_cut_it(test_server: Saga
     assert world.available() == FUNDED - 30_000_000 - 2 * FEE + 9_000_000
     # The million the chain cut left the books with the chain's holdings.
     assert world.balance(accounts.omnibus("ATOM")) == -(FUNDED - 2 * FEE - 1_000_000)
+
+
+def test_a_position_the_intent_cannot_name_ends_rejected_with_its_reservations_released(
+    test_server: SagaServer,
+) -> None:
+    """An unstake and a redelegation of a position with no intent on record (the signer
+    could not walk to a stake): the intent step refuses them (KeyAccessDenied). The saga
+    ends rejected with that code and voids both reservations; before, it failed with them
+    pending, holding the client's stake and fee for ever."""
+    seen: dict[str, Any] = {}
+
+    async def scenario(w: World) -> None:
+        stake = await w.stake(30_000_000)
+        await stake.result()
+        unstake = await w.unstake("stk:acme:nowhere", 5_000_000)
+        seen["unstake"] = await unstake.result()
+        moved = await w.redelegate("stk:acme:nowhere", 5_000_000)
+        seen["moved"], seen["op"] = await moved.result(), moved.id
+
+    world = run_world(test_server, scenario, FakeDelegations())
+    for ended in (seen["unstake"], seen["moved"]):
+        assert (ended.state, ended.error_code) == ("rejected", KeyAccessDenied.code), ended
+    assert steps(world, seen["op"])[-1] == "rejected"
+    # Nothing held: the whole stake is with the validator, the available balance less the
+    # stake's own fee only; no pending reservation left.
+    assert world.ledger.balance(accounts.staked(CLIENT, VALIDATOR, "ATOM")).available == 30_000_000
+    assert world.available() == FUNDED - 30_000_000 - FEE
+    assert not world.chain.calls.get(seen["op"])
 
 
 def test_a_redelegation_from_a_slashed_source_books_what_the_chain_moved(

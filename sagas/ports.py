@@ -8,6 +8,7 @@ of each method says which, and whether they are transient.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
@@ -417,6 +418,11 @@ class OperationStore(Protocol):
     ) -> tuple[OperationRecord, bool]:
         """Store a new operation with its first step and events, or return the stored one
         (and False) for a repeat. IdempotencyConflict if the id has another request."""
+
+    def serialised(self, key: str) -> AbstractContextManager[None]:
+        """Held by one caller at a time, in every process of the platform (a check of
+        what is left of a position, then the operation that takes from it, under one
+        lock). DependencyUnavailable if it is not had within a few seconds."""
 
     def get(self, operation_id: str) -> OperationRecord | None: ...
 

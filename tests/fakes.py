@@ -4,11 +4,12 @@ contract suite in tests/contracts/, the same suite the real adapters pass."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import secrets
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -373,6 +374,14 @@ class FakeOperationStore:
         self._clients: dict[str, str] = {}
         self.outbox: list[tuple[str, Envelope]] = []
         self._lock = threading.Lock()
+        self._keyed: dict[str, threading.Lock] = {}
+
+    @contextlib.contextmanager
+    def serialised(self, key: str) -> Iterator[None]:
+        with self._lock:
+            lock = self._keyed.setdefault(key, threading.Lock())
+        with lock:
+            yield
 
     def create(
         self,

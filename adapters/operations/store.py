@@ -6,14 +6,18 @@ finds it there and changes nothing."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
+
+import psycopg
 
 from adapters.ledger.migrate import upgrade
 from adapters.ledger.outbox import emit
 from adapters.sqldb import Conn, SqlDatabase
-from sagas.errors import IdempotencyConflict
+from sagas.errors import DependencyUnavailable, IdempotencyConflict
 from sagas.events import Envelope
 from sagas.operations import OperationRecord, Step
 
@@ -27,6 +31,18 @@ class _Race(Exception):
     pass
 
 
+_LOCKS: dict[str, threading.Lock] = {}
+_LOCKS_LOCK = threading.Lock()
+
+
+@contextmanager
+def _local_lock(key: str) -> Iterator[None]:
+    with _LOCKS_LOCK:
+        lock = _LOCKS.setdefault(key, threading.Lock())
+    with lock:
+        yield
+
+
 class SqlOperationStore:
     def __init__(self, url: str, migrate: bool = True) -> None:
         if migrate:
@@ -37,6 +53,23 @@ class SqlOperationStore:
         return f"SqlOperationStore({self._db.kind})"
 
     # --- operations --------------------------------------------------------------
+    @contextmanager
+    def serialised(self, key: str) -> Iterator[None]:
+        """PostgreSQL: a transaction-scoped advisory lock on `key`, held on a connection of
+        its own while the caller reads and writes on others (5 s to get it, else
+        DependencyUnavailable). SQLite (one process): a lock per key in this process."""
+        if self._db.sqlite:
+            with _local_lock(key):
+                yield
+            return
+        try:
+            with self._db.tx() as conn:
+                conn.run("set local lock_timeout = '5s'")
+                conn.one("select pg_advisory_xact_lock(hashtextextended(?, 4248))", (key,))
+                yield
+        except psycopg.errors.LockNotAvailable as exc:
+            raise DependencyUnavailable(f"{key} is busy: retry") from exc
+
     def create(
         self,
         record: OperationRecord,

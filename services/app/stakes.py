@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio.client import Client, WorkflowHandle
@@ -66,6 +67,8 @@ from sagas.staking.workflows import RedelegateWorkflow, StakeWorkflow, UnstakeWo
 from services.app.withdrawals import KEY_PATTERN, MAX_SKEW, parse_amount
 from services.platform import ASSETS, Platform
 from services.settings import PlatformSettings
+
+R = TypeVar("R")
 
 STAKABLE = ("ATOM",)  # the assets a client may stake (decision 0028)
 STAKING_FEE = 2_000  # uatom offered per staking transaction (the stack's chain takes it)
@@ -424,8 +427,9 @@ class Stakes:
         is. The stake must be active and hold the amount still."""
         op_id = unstake_id(stake.id, key)
         stored, created, start = await asyncio.to_thread(
-            self._record_unstake, stake, key, op_id, body, requested_by, request
-        )
+            self._on_position, stake.id, self._record_unstake,
+            stake, key, op_id, body, requested_by, request,
+        )  # fmt: skip
         return await self._start(UnstakeWorkflow.run, stored, created, start)
 
     def _record_unstake(
@@ -506,6 +510,13 @@ class Stakes:
         )
         return stored, created, start
 
+    def _on_position(self, position_id: str, record: Callable[..., R], *args: Any) -> R:
+        """`record(*args)` under the position's lock, in every process (the API's and the
+        router's): what is left of it is checked and the operation taking from it stored
+        with no other unstake or redelegation of it in between."""
+        with self._p.operations.serialised(f"position:{position_id}"):
+            return record(*args)
+
     def _check_unstake(self, stake: OperationRecord, body: UnstakeBody) -> tuple[int, int]:
         """(amount, fee): the stake is active, the amount more than zero and no more than
         is still staked of it, the fee available."""
@@ -537,8 +548,9 @@ class Stakes:
         one there is."""
         op_id = redelegation_id(position.id, key)
         stored, created, start = await asyncio.to_thread(
-            self._record_redelegation, position, key, op_id, body, requested_by, request
-        )
+            self._on_position, position.id, self._record_redelegation,
+            position, key, op_id, body, requested_by, request,
+        )  # fmt: skip
         return await self._start(RedelegateWorkflow.run, stored, created, start)
 
     def _record_redelegation(

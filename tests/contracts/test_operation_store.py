@@ -4,8 +4,11 @@ velocity windows."""
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -111,3 +114,38 @@ def test_recent_withdrawals_count_what_was_not_refused(subject: Store) -> None:
     store.advance(ids[2], "rejected", state="rejected")
     recent = store.recent_withdrawals("c1", "ETH", now - timedelta(hours=24), exclude=ids[0])
     assert sorted(amount for _at, amount in recent) == [20, 80]  # 80 is still being decided
+
+
+def test_serialised_is_held_by_one_caller_at_a_time(subject: Store) -> None:
+    """Two callers of one key: the second gets in only once the first is out (what keeps an
+    unstake and a redelegation of one position from both taking its last units); another
+    key is not held up; the first's writes inside are seen by the second."""
+    store, _ = subject
+    key = f"position:{uuid.uuid4().hex[:8]}"
+    inside = threading.Event()
+    order: list[str] = []
+
+    def first() -> None:
+        with store.serialised(key):
+            inside.set()
+            order.append("first in")
+            store.create(record(f"op-{key}"))
+            time.sleep(0.5)
+            order.append("first out")
+
+    def second() -> bool:
+        inside.wait(5)
+        with store.serialised(key):
+            order.append("second in")
+            return store.get(f"op-{key}") is not None
+
+    with ThreadPoolExecutor(3) as pool:
+        a, b = pool.submit(first), pool.submit(second)
+        inside.wait(5)
+        started = time.monotonic()
+        with store.serialised(f"{key}-other"):
+            other_waited = time.monotonic() - started
+        a.result(10)
+        seen = b.result(10)
+    assert order == ["first in", "first out", "second in"]
+    assert seen and other_waited < 0.4

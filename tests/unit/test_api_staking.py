@@ -11,6 +11,7 @@ withdrawal's and signal the saga; the position follows the stake and its unstake
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Iterator
@@ -42,6 +43,7 @@ from services.api.auth import issue, load_secret
 from services.app.stakes import (
     STAKING_FEE,
     STAKING_GAS,
+    Stakes,
     position,
     staking_fee,
     still_staked,
@@ -817,6 +819,35 @@ def test_a_redelegation_is_a_position_of_its_own(world: World) -> None:
     assert (ureq.stake_id, ureq.validator) == (red_id, V_UNKNOWN)
     problem(c.redelegate(red_id, "0.000001", V2, "r4"), 422, "CUS-1001")  # nothing left
     assert [op.id for op in world.operations(c.id, "redelegation")] == [red_id]
+
+
+def test_an_unstake_and_a_redelegation_at_once_take_no_more_than_the_position_holds(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both ask for all 5 of a stake at the same moment (the API and the router, say):
+    each check sees 5 left. Under the position's lock the second checks after the first
+    is stored: one is accepted, the other refused CUS-1001, and only one operation takes
+    from the stake (before, both were stored: 10 taken from a position of 5)."""
+    c = world.new_client()
+    stake_id = c.active_stake("5", "both")
+    checked = threading.Barrier(2, timeout=1.5)
+    real = Stakes._check_unstake
+
+    def racing(self: Stakes, stake: OperationRecord, body: Any) -> tuple[int, int]:
+        got = real(self, stake, body)
+        with contextlib.suppress(threading.BrokenBarrierError):
+            checked.wait()  # both checked before either is stored (without the lock)
+        return got
+
+    monkeypatch.setattr(Stakes, "_check_unstake", racing)
+    with ThreadPoolExecutor(2) as pool:
+        unstake = pool.submit(c.unstake, stake_id, "5", "u-both")
+        moved = pool.submit(c.redelegate, stake_id, "5", V_UNKNOWN, "r-both")
+        answers = sorted((unstake.result(), moved.result()), key=lambda a: a.status_code)
+    assert [a.status_code for a in answers] == [202, 422], [a.text for a in answers]
+    problem(answers[1], 422, "CUS-1001")
+    taking = world.operations(c.id, "unstake") + world.operations(c.id, "redelegation")
+    assert len([op for op in taking if op.id.endswith("both")]) == 1
 
 
 def test_a_redelegation_is_refused_before_anything_is_written(world: World) -> None:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -64,6 +64,7 @@ from sagas.staking.positions import (
     taken_from,
 )
 from sagas.staking.workflows import RedelegateWorkflow, StakeWorkflow, UnstakeWorkflow
+from sagas.withdrawal.intent import SIGNING_GRACE
 from services.app.withdrawals import KEY_PATTERN, MAX_SKEW, parse_amount
 from services.platform import ASSETS, Platform
 from services.settings import PlatformSettings
@@ -655,15 +656,34 @@ class Stakes:
         for red in self._p.operations.for_client(position.client_id, "redelegation", ALL_UNSTAKES):
             if red.destination != position.destination or red.state in UNDONE:
                 continue
-            ends = recorded_step(self._p.operations.timeline(red.id), "active") or {}
-            completion = ends.get("completion_time")
-            if completion is None or datetime.fromisoformat(str(completion)) > now:
+            held = self._held_until(red, now)
+            if held is None or held > now:
                 raise InvalidState(
                     f"{red.id} moved into {position.destination}; the chain refuses a "
                     "redelegation from it until that one completes"
-                    + ("" if completion is None else f" ({completion})")
+                    + ("" if held is None else f" ({held.isoformat()})")
                 )
         return amount, fee
+
+    def _held_until(self, red: OperationRecord, now: datetime) -> datetime | None:
+        """Until when the chain may hold `red`'s entry into its validator (None: not known,
+        so held): its recorded completion once settled; for one not broadcast, the end of
+        its signing window (the signer refuses it after that, so it can never make an
+        entry); for one broadcast and not settled, or settled with no completion recorded,
+        the chain's own entries into the validator (the latest to complete), and, if
+        none, the first case held (it may still land), the second free."""
+        timeline = self._p.operations.timeline(red.id)
+        settled = recorded_step(timeline, "active")
+        if settled is not None and settled.get("completion_time") is not None:
+            return datetime.fromisoformat(str(settled["completion_time"]))
+        if settled is None and recorded_step(timeline, "broadcast") is None:
+            window = timedelta(seconds=self._p.settings.approval_ttl_seconds) + SIGNING_GRACE
+            return red.created_at + window
+        detail = self.recorded(red.id)
+        entries = self._p.cosmos.redelegations_into(str(detail["delegator"]), red.destination or "")
+        if entries:
+            return max(entries)
+        return None if settled is None else now
 
     # sagas
     async def _start(

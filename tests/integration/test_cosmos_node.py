@@ -253,6 +253,14 @@ def test_delegate_claim_undelegate_redelegate(
     assert moved - 1 <= node.delegation(me, b) - b_before <= moved
     assert node.balance(me) == before + _rewards_paid(move, me) - FEE
     assert len(node.unbonding(me, a)) == 1  # a redelegation is not an unbonding
+    # Its entry, read at its height, says what reached B: all of it from A (rate 1);
+    # until the entry completes the chain refuses a redelegation from B (transitive).
+    assert node.redelegated(me, a, b, move.height) == [moved]
+    assert node.redelegated(me, a, b, move.height - 1) == []
+    assert move.timestamp is not None
+    ends = node.redelegations_into(me, b)
+    assert any(timedelta(seconds=30) <= e - move.timestamp < timedelta(seconds=31) for e in ends)
+    assert node.redelegations_into(me, a) == []
 
 
 def test_a_stale_or_future_sequence_is_a_sequence_mismatch(

@@ -30,6 +30,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from adapters.chains.cosmos.node import UnknownValidator, ValidatorInfo
 from adapters.ledger.migrate import upgrade
+from adapters.sqldb import SqlDatabase
 from sagas import accounts
 from sagas.errors import DependencyUnavailable
 from sagas.intents import sign_intent, sign_request
@@ -38,6 +39,7 @@ from sagas.ledger import Transfer
 from sagas.operations import OperationRecord
 from sagas.staking import RedelegateInput, StakeInput, UnstakeInput
 from sagas.staking.activities import StakingActivities
+from sagas.withdrawal.intent import SIGNING_GRACE
 from services.api.app import create_app
 from services.api.auth import issue, load_secret
 from services.app.stakes import (
@@ -100,6 +102,13 @@ class FakeNode:
     """platform.cosmos for the validators route."""
 
     down: bool = False
+    # The chain's redelegation entries into a validator: (delegator, validator) -> ends.
+    entries: dict[tuple[str, str], list[datetime]] = field(default_factory=dict)
+
+    def redelegations_into(self, delegator: str, validator: str) -> list[datetime]:
+        if self.down:
+            raise DependencyUnavailable("cosmos node: UNAVAILABLE")
+        return self.entries.get((delegator, validator), [])
 
     def validator(self, valoper: str) -> ValidatorInfo:
         if self.down:
@@ -848,6 +857,49 @@ def test_an_unstake_and_a_redelegation_at_once_take_no_more_than_the_position_ho
     problem(answers[1], 422, "CUS-1001")
     taking = world.operations(c.id, "unstake") + world.operations(c.id, "redelegation")
     assert len([op for op in taking if op.id.endswith("both")]) == 1
+
+
+def test_a_redelegation_with_no_known_end_holds_its_destination_only_while_it_may(
+    world: World,
+) -> None:
+    """The transitive rule without a recorded completion time (before: held for ever).
+    One settled without one holds V_UNKNOWN while the chain has an entry into it, and
+    not after. One recorded and never started (Temporal was down, the client never
+    retried) holds it until its signing window ends: the signer refuses it after."""
+    c = world.new_client(funds=30_000_000)
+    first = c.active_stake("5", "nk-1")
+    assert c.redelegate(first, "2", V_UNKNOWN, "nk-r1").status_code == 202
+    red = f"red:{first}:nk-r1"
+    assert world.authorise(red) == "allow"
+    req = world.saga_input(red)
+    world.acts.mark_approved(req)
+    assert world.acts.broadcast(req).tx_hash is not None
+    while (outcome := world.acts.outcome(req)).state == "pending":
+        pass
+    world.acts.settle(req, outcome.model_copy(update={"completion_time": None}))
+    assert world.http.get(f"/v1/stakes/{red}", headers=c.headers()).json()["state"] == "active"
+
+    world.node.entries[(c.delegator, V_UNKNOWN)] = [datetime.now(UTC) + timedelta(days=21)]
+    problem(c.redelegate(red, "0.5", V2, "nk-held"), 409, "CUS-3009")
+    world.node.entries.clear()  # the chain's entry completed
+    assert c.redelegate(red, "0.5", V2, "nk-free").status_code == 202
+
+    # An orphan into V_UNKNOWN: recorded, never started.
+    world.temporal.down = True
+    try:
+        problem(c.redelegate(first, "1", V_UNKNOWN, "nk-orphan"), 503, "CUS-9001")
+    finally:
+        world.temporal.down = False
+    orphan = world.platform.operations.get(f"red:{first}:nk-orphan")
+    assert orphan is not None and orphan.state == "requested"
+    problem(c.redelegate(red, "0.5", V2, "nk-2"), 409, "CUS-3009")
+    window = timedelta(seconds=world.platform.settings.approval_ttl_seconds) + SIGNING_GRACE
+    with SqlDatabase(world.platform.settings.ledger_url).tx(write=True) as conn:
+        conn.run(
+            "update operations set created_at = ? where id = ?",
+            (conn.time(datetime.now(UTC) - window - timedelta(seconds=5)), orphan.id),
+        )
+    assert c.redelegate(red, "0.5", V2, "nk-3").status_code == 202
 
 
 def test_a_redelegation_is_refused_before_anything_is_written(world: World) -> None:

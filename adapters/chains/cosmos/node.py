@@ -332,6 +332,20 @@ class CosmosNode:
             if int(e.redelegation_entry.creation_height) == height
         ]
 
+    def redelegations_into(self, delegator: str, validator: str) -> list[datetime]:
+        """When each of the delegator's redelegation entries into `validator` completes
+        (until then the chain refuses a redelegation from it: transitive), latest state."""
+        request = QueryRedelegationsRequest(delegator_addr=delegator)
+        reply = self._query(self._staking.Redelegations, request, missing_ok=True)
+        if reply is None:
+            return []
+        return [
+            e.redelegation_entry.completion_time.ToDatetime(tzinfo=UTC)
+            for r in reply.redelegation_responses
+            if r.redelegation.validator_dst_address == validator
+            for e in r.entries
+        ]
+
     def validator(self, valoper: str) -> ValidatorInfo:
         """The validator's state. UnknownValidator if there is none with that address."""
         reply = self._query(

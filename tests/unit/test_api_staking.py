@@ -859,6 +859,35 @@ def test_an_unstake_and_a_redelegation_at_once_take_no_more_than_the_position_ho
     assert len([op for op in taking if op.id.endswith("both")]) == 1
 
 
+def test_one_key_at_once_with_two_bodies_is_one_operation_and_a_409(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two unstakes of one stake under one Idempotency-Key with other amounts, at the same
+    moment: both pass the key's first look (nothing stored yet); the store keeps the first
+    and refuses the other 409 CUS-3005, never answering it with the first's operation."""
+    c = world.new_client()
+    stake_id = c.active_stake("5", "kk")
+    checked = threading.Barrier(2, timeout=1.5)
+    real = Stakes._check_unstake
+
+    def racing(self: Stakes, stake: OperationRecord, body: Any) -> tuple[int, int]:
+        got = real(self, stake, body)
+        with contextlib.suppress(threading.BrokenBarrierError):
+            checked.wait()
+        return got
+
+    monkeypatch.setattr(Stakes, "_check_unstake", racing)
+    monkeypatch.setattr(Stakes, "_on_position", lambda self, _id, record, *a: record(*a))
+    with ThreadPoolExecutor(2) as pool:
+        got = [pool.submit(c.unstake, stake_id, amount, "u-kk") for amount in ("1", "2")]
+        answers = sorted((f.result() for f in got), key=lambda a: a.status_code)
+    assert [a.status_code for a in answers] == [202, 409], [a.text for a in answers]
+    problem(answers[1], 409, "CUS-3005")
+    (op,) = [op for op in world.operations(c.id, "unstake") if op.id.endswith("u-kk")]
+    # The stored one is the accepted one's body.
+    assert op.amount == {"1": 1_000_000, "2": 2_000_000}[answers[0].json()["amount"]]
+
+
 def test_a_redelegation_with_no_known_end_holds_its_destination_only_while_it_may(
     world: World,
 ) -> None:

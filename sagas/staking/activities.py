@@ -49,6 +49,7 @@ from sagas.staking.events import (
 )
 from sagas.staking.intent import position_kind, redelegate_intent, stake_intent, unstake_intent
 from sagas.staking.positions import settled_position
+from sagas.staking.rewards import BPS, commission
 from sagas.steps import typed_errors
 from sagas.topics import ALERTS
 from sagas.withdrawal.intent import SIGNING_GRACE
@@ -118,7 +119,14 @@ class StakingActivities(RecordedSteps):
         delegations: Delegations,
         fee_cap: Callable[[str], int],
         pause: Callable[[str], None] = lambda _step: None,
+        *,
+        commission_bps: int = 0,
     ) -> None:
+        """`commission_bps`: the platform's share of the rewards a transaction pays the
+        client on the way (as of a claim's: sagas/staking/rewards.py `commission`)."""
+        if not 0 <= commission_bps <= BPS:
+            raise ValueError(f"commission of {commission_bps} bps")
+        self._commission_bps = commission_bps
         self._ledger = ledger
         self._ops = operations
         self._policies = policies
@@ -386,6 +394,7 @@ class StakingActivities(RecordedSteps):
             else VoidPending(id=f"{fee_id(op)}:void", pending_id=fee_id(op))
         )
         commands: list[Transfer | PostPending | VoidPending] = [fee]
+        cut = commission(outcome.rewards, self._commission_bps) if done else 0
         if done and outcome.rewards:
             commands.append(
                 Transfer(
@@ -394,6 +403,20 @@ class StakingActivities(RecordedSteps):
                     credit_account=accounts.client(c, a),
                     asset=a,
                     amount=outcome.rewards,
+                    reference=outcome.tx_hash,
+                )
+            )
+        if cut:  # the platform's share, as of a claim's (it stays at the client's address)
+            self._ledger.open_account(
+                Account(id=accounts.staking_commission(a), asset=a, kind=AccountKind.FEES)
+            )
+            commands.append(
+                Transfer(
+                    id=f"{op}:commission",
+                    debit_account=accounts.client(c, a),
+                    credit_account=accounts.staking_commission(a),
+                    asset=a,
+                    amount=cut,
                     reference=outcome.tx_hash,
                 )
             )
@@ -416,6 +439,8 @@ class StakingActivities(RecordedSteps):
             "fee": str(outcome.fee),
             "rewards": str(outcome.rewards) if outcome.rewards else None,
         }
+        if cut:
+            data["commission"] = str(cut)
         if done:
             step = "unbonding" if unstake else "active"
             if outcome.completion_time is not None:

@@ -117,6 +117,11 @@ class StakingStep(BaseModel):
         description="active, unbonding: rewards the transaction paid the client on the way "
         "(booked to its available balance)",
     )
+    commission: str | None = Field(
+        default=None,
+        description="active, unbonding: the platform's commission on those rewards (the "
+        "claims' rate, rounded down), booked from the client to the commission account",
+    )
     released: str | None = Field(
         default=None, description="completed: what the chain gave back (minor units)"
     )

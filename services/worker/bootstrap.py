@@ -206,6 +206,7 @@ def saga_activities(
         delegations,
         platform.fee_cap,
         pause,
+        commission_bps=platform.settings.staking_commission_bps,
     )
     rewards = RewardsActivities(platform.ledger, platform.operations, delegations)
     watch = WatchActivities(platform.ledger, platform.operations, delegations)

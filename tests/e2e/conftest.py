@@ -297,6 +297,24 @@ def stake_view(http: Any, stake_id: str) -> dict[str, Any]:
     return dict(reply.json())
 
 
+def commission_taken(http: Any, client_id: str) -> int:
+    """The platform's commission booked from the client's staking rewards: the claims'
+    and that on the rewards a delegation, undelegation or redelegation paid on the way
+    (every step's `commission`, over its stakes', redelegations' and unstakes' timelines).
+    It stays at the client's address until a sweep (docs/staking.md): the address holds
+    the available balance plus this."""
+    total = 0
+    for listed in http.get(f"/v1/clients/{client_id}/stakes").json():
+        view = stake_view(http, listed["stake_id"])
+        timelines = [view["timeline"]] + [
+            http.get(f"/v1/unstakes/{u['unstake_id']}").json()["timeline"]
+            for u in view.get("unstakes") or []
+        ]
+        for timeline in timelines:
+            total += sum(int((s.get("detail") or {}).get("commission") or 0) for s in timeline)
+    return total
+
+
 def ledger_total(run: Running, account_id: str) -> int:
     """A ledger account's posted total, read from the platform's database."""
     from adapters.ledger.sql import SqlLedger

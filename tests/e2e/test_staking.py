@@ -23,6 +23,7 @@ from tests.e2e.conftest import (
     address,
     available,
     balances,
+    commission_taken,
     credited,
     ledger_total,
     new_client,
@@ -87,7 +88,7 @@ def test_stake_then_unstake_with_the_worker_killed_while_unbonding(run: Running)
     wait_for("the unstake to complete", completed, timeout=120)
     # Books equal chain: what the client's address holds (the release, less the fees,
     # plus the rewards the undelegation withdrew into it) is its available balance.
-    on_chain = node.balance(delegator)
+    on_chain = node.balance(delegator) - commission_taken(client, client_id)
     assert available(client, client_id)["ATOM"] == balances(client, client_id)["ATOM"] == on_chain
     assert on_chain >= 30 * ATOM - 2 * FEE + 8 * ATOM
     assert node.delegation(delegator, validator) == 12 * ATOM
@@ -178,7 +179,9 @@ def test_stake_and_unstake_with_the_worker_killed_at_every_step(
     ]
     on_chain = node.balance(delegator)
     assert on_chain == 30 * ATOM - 2 * FEE + sum(paid)
-    assert available(client, client_id)["ATOM"] == balances(client, client_id)["ATOM"] == on_chain
+    # (Less the platform's commission on those rewards, which stays at the address.)
+    books = on_chain - commission_taken(client, client_id)
+    assert available(client, client_id)["ATOM"] == balances(client, client_id)["ATOM"] == books
     with SqlDatabase(run.db_url).tx() as conn:
         kinds = conn.all(
             "select kind from cosmos_transactions where address = ? order by sequence",
@@ -246,7 +249,8 @@ def test_a_redelegation_moves_the_shares_at_once_with_the_worker_killed_after_br
     assert ledger_total(run, accounts.staked(client_id, b, "ATOM")) == 8 * ATOM
     # The client's address paid two fees (and took the rewards the chain paid on the way,
     # booked to it): books equal chain.
-    assert available(client, client_id)["ATOM"] == node.balance(delegator)
+    cut = commission_taken(client, client_id)
+    assert available(client, client_id)["ATOM"] == node.balance(delegator) - cut
 
     # Transitive: the chain holds the redelegation's entry, so none from B until it ends.
     refused = post(client, f"/v1/stakes/{red_id}/redelegate", {"amount": "1", "validator": a})

@@ -24,7 +24,15 @@ from infra.services.cosmos import CHAIN_ID, SimdB
 from infra.settings import StackSettings
 from sagas import accounts
 from sagas.staking.events import JAILED_ALERT, SLASHED_ALERT
-from tests.e2e.conftest import address, available, credited, ledger_total, new_client, stake_view
+from tests.e2e.conftest import (
+    address,
+    available,
+    commission_taken,
+    credited,
+    ledger_total,
+    new_client,
+    stake_view,
+)
 from tests.e2e.harness import Running, alerts_about, post, wait_for
 
 ATOM = 10**6
@@ -70,14 +78,6 @@ def _booked_rewards(stake: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def _all_rewards(run: Running, client_id: str, http: Any) -> list[dict[str, Any]]:
-    stakes = http.get(f"/v1/clients/{client_id}/stakes").json()
-    found = []
-    for s in stakes:
-        found += _booked_rewards(stake_view(http, s["stake_id"]))
-    return found
-
-
 def test_rewards_are_booked_as_the_chain_paid_them_over_several_runs(run: Running) -> None:
     client_id, _ops, client = new_client(run, "rewards")
     delegator = address(client, client_id, "ATOM")
@@ -121,12 +121,15 @@ def test_rewards_are_booked_as_the_chain_paid_them_over_several_runs(run: Runnin
     assert ledger_total(run, accounts.staked(client_id, validator, "ATOM")) == 0
     assert ledger_total(run, accounts.unbonding(client_id, validator, "ATOM")) == 0
     booked = _booked_rewards(stake_view(client, stake_id))
-    cut = sum(int(r["commission"]) for r in booked)
     # Credited once: what the address holds (the release, the rewards the undelegation
-    # withdrew on the way, every claim) is the client's, less the commission.
+    # withdrew on the way, every claim) is the client's, less the commission on all of
+    # them (the claims' and the undelegation's, at one rate).
     wait_for(
         "the release booked",
-        lambda: available(client, client_id)["ATOM"] == node.balance(delegator) - cut,
+        lambda: (
+            available(client, client_id)["ATOM"]
+            == node.balance(delegator) - commission_taken(client, client_id)
+        ),
         timeout=30,
     )
     assert node.balance(delegator) > 50 * ATOM - 2 * FEE - FEE * len(booked)
@@ -205,22 +208,47 @@ def test_a_slashed_validator_costs_its_delegators_exactly_what_the_chain_took(
         assert alerts_about(run, validator, JAILED_ALERT)
         assert any(s["step"].startswith("jailed:") for s in stake["timeline"])
 
+        # Part of it moves away to A. At B's fallen rate the chain delegates to A what the
+        # unbonded shares are worth, truncated: up to a unit less than asked. The books
+        # post at A exactly what reached A (A's rate is 1: its delegation reads exact)
+        # and take the unit the chain kept from B's stake.
+        a = run.settings.allowed_validators()[0]
+        asked = ATOM + 1
+        reply = post(
+            client, f"/v1/stakes/{stake_id}/redelegate", {"amount": "1.000001", "validator": a}
+        )
+        assert reply.status_code in (201, 202), reply.text
+        red_id = str(reply.json()["stake_id"])
+        wait_for("the move to be active", lambda: stake_view(client, red_id)["state"] == "active")
+        (active,) = [s for s in stake_view(client, red_id)["timeline"] if s["step"] == "active"]
+        at_a = node.delegation(delegator, a)
+        assert asked - 1 <= at_a <= asked
+        assert int(active["detail"]["moved"]) == at_a
+        assert ledger_total(run, accounts.staked(client_id, a, "ATOM")) == at_a
+        left = on_chain - asked
+        assert ledger_total(run, staked) == left
+        # (Taking shares at the fallen rate leaves B's rate a hair higher: the chain may
+        # hold a unit more than the books for what is left, never less.)
+        assert left <= node.delegation(delegator, validator) <= left + 1
+
         # An unstake of what is left returns what the chain returns.
-        whole, frac = divmod(on_chain, ATOM)
+        whole, frac = divmod(left, ATOM)
         done = _unstaked(client, stake_id, f"{whole}.{frac:06d}")
         # The chain truncates the tokens of the shares it undelegates at a fallen rate: it
         # may give back a unit less than the delegation showed. The books release what it
         # gave (the available balance below equals the chain's, to the unit) and book the
         # unit as lost with the rest of the slash.
         released = int(done["released_minor"])
-        assert on_chain - 1 <= released <= on_chain, (released, on_chain)
-        assert int(done["slashed_minor"]) == on_chain - released
-        assert node.delegation(delegator, validator) == 0
+        assert left - 1 <= released <= left, (released, left)
+        assert int(done["slashed_minor"]) == left - released
+        assert node.delegation(delegator, validator) <= 1
         assert ledger_total(run, staked) == 0
-        cut = sum(int(r["commission"]) for r in _all_rewards(run, client_id, client))
         wait_for(
             "the release booked",
-            lambda: available(client, client_id)["ATOM"] == node.balance(delegator) - cut,
+            lambda: (
+                available(client, client_id)["ATOM"]
+                == node.balance(delegator) - commission_taken(client, client_id)
+            ),
             timeout=30,
         )
         assert stake_view(client, stake_id)["position"] == "withdrawn"

@@ -138,6 +138,7 @@ def run_world(
     chain: FakeDelegations | None = None,
     **rules: Any,
 ) -> World:
+    bps = rules.pop("commission_bps", 0)
     ledger = books(ATOM, CLIENT)
     funding = Transfer(
         id="funding",
@@ -153,7 +154,9 @@ def run_world(
     registered = [RegisteredKey.of(n, k) for n, k in OPERATORS.items()]
     governance = StaticGovernance(operator_keys={k.key_id: k for k in registered})
     ops, intents, chain = FakeOperationStore(), FakeIntentStore(), chain or FakeDelegations()
-    acts = StakingActivities(ledger, ops, policies, intents, governance, chain, lambda _a: 10**5)
+    acts = StakingActivities(
+        ledger, ops, policies, intents, governance, chain, lambda _a: 10**5, commission_bps=bps
+    )
     world: list[World] = []
 
     async def go(client: Client) -> None:
@@ -277,14 +280,19 @@ def test_an_unstake_waits_out_unbonding_and_books_what_the_chain_returns(
         seen["result"] = await unstake.result()  # 21 days, skipped
         seen["wall"] = (datetime.now(UTC) - began).total_seconds()
 
-    world = run_world(test_server, scenario, FakeDelegations(release_after=1, rewards=4_321))
+    chain = FakeDelegations(release_after=1, rewards=4_321)
+    world = run_world(test_server, scenario, chain, commission_bps=1000)
     result = seen["result"]
     assert (result.state, result.released) == ("completed", 12_000_000)
     assert seen["staked_while"] == 18_000_000 and seen["wall"] < 30
     assert world.staked() == 18_000_000 and world.unbonding() == 0
-    # The rewards the undelegation withdrew into the client's address are the client's.
-    assert world.available() == FUNDED - 30_000_000 - 2 * FEE + 12_000_000 + 4_321
+    # The rewards the undelegation withdrew into the client's address are the client's,
+    # less the platform's commission at the claims' rate (10 %, rounded down: 432).
+    assert world.available() == FUNDED - 30_000_000 - 2 * FEE + 12_000_000 + 4_321 - 432
+    assert world.balance(accounts.staking_commission("ATOM")) == 432
     assert world.balance(accounts.omnibus("ATOM")) == -(FUNDED - 2 * FEE + 4_321)
+    (unbonding,) = [s for s in world.ops.timeline(result.operation_id) if s.step == "unbonding"]
+    assert (unbonding.detail["rewards"], unbonding.detail["commission"]) == ("4321", "432")
 
 
 def test_a_slash_while_unbonding_is_booked_as_the_chain_cut_it(test_server: SagaServer) -> None:

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
-
-import psycopg
 
 from adapters.ledger.migrate import upgrade
 from adapters.ledger.outbox import emit
@@ -31,6 +30,7 @@ class _Race(Exception):
     pass
 
 
+LOCK_WAIT_SECONDS = 5.0
 _LOCKS: dict[str, threading.Lock] = {}
 _LOCKS_LOCK = threading.Lock()
 
@@ -56,19 +56,25 @@ class SqlOperationStore:
     @contextmanager
     def serialised(self, key: str) -> Iterator[None]:
         """PostgreSQL: a transaction-scoped advisory lock on `key`, held on a connection of
-        its own while the caller reads and writes on others (5 s to get it, else
-        DependencyUnavailable). SQLite (one process): a lock per key in this process."""
+        its own while the caller reads and writes on others. A caller waiting for it holds
+        no connection (it tries every 50 ms); DependencyUnavailable after 5 s. SQLite (one
+        process): a lock per key in this process."""
         if self._db.sqlite:
             with _local_lock(key):
                 yield
             return
-        try:
+        deadline = time.monotonic() + LOCK_WAIT_SECONDS
+        while True:
             with self._db.tx() as conn:
-                conn.run("set local lock_timeout = '5s'")
-                conn.one("select pg_advisory_xact_lock(hashtextextended(?, 4248))", (key,))
-                yield
-        except psycopg.errors.LockNotAvailable as exc:
-            raise DependencyUnavailable(f"{key} is busy: retry") from exc
+                got = conn.one(
+                    "select pg_try_advisory_xact_lock(hashtextextended(?, 4248))", (key,)
+                )
+                if got is not None and got[0]:
+                    yield
+                    return
+            if time.monotonic() > deadline:
+                raise DependencyUnavailable(f"{key} is busy: retry")
+            time.sleep(0.05)
 
     def create(
         self,

@@ -223,6 +223,10 @@ class StakingActivities(RecordedSteps):
         recorded = self._recorded(req.operation_id, "policy_decided")
         if recorded is not None:
             return Decision.model_validate(recorded)
+        with typed_errors():
+            return self._decide(req)
+
+    def _decide(self, req: Request) -> Decision:
         policy = self._policies.current(req.client_id, req.asset)
         if policy is None:
             decision = Decision(outcome="deny", rule="no_policy", detail="no policy for ATOM")
@@ -331,6 +335,10 @@ class StakingActivities(RecordedSteps):
     def count_approvals(self, req: Request) -> Tally:
         """The valid signed approvals over the intent by distinct registered operators
         other than the requester (the signer counts them again)."""
+        with typed_errors():
+            return self._tally(req)
+
+    def _tally(self, req: Request) -> Tally:
         return approvals.tally(
             self._ops,
             self._intents,
@@ -342,7 +350,8 @@ class StakingActivities(RecordedSteps):
 
     @activity.defn(name="staking.mark_approved")
     def mark_approved(self, req: Request) -> None:
-        approvals.mark_approved(self._ops, req.operation_id, event(req, "approved"))
+        with typed_errors():
+            approvals.mark_approved(self._ops, req.operation_id, event(req, "approved"))
 
     @activity.defn(name="staking.broadcast")
     def broadcast(self, req: Request) -> Broadcast:
@@ -452,11 +461,18 @@ class StakingActivities(RecordedSteps):
                 # The source's too: the slashing watch judges both (decision 0033).
                 source = self._position_after(req, step, outcome.height, req.source)
                 position["source_position"] = source
+            moved = int(data.get("moved") or req.amount)
             self._ops.advance(
                 req.operation_id,
                 step,
                 [event(req, step, **data)],
-                detail={**data, **position},
+                # `held`: what the position holds at its validator (a redelegation: what
+                # the chain moved there, not what was asked).
+                detail={
+                    **data,
+                    **position,
+                    **({"held": str(moved)} if moved != req.amount else {}),
+                },
                 state=step,
                 fee=outcome.fee,
             )
@@ -477,18 +493,33 @@ class StakingActivities(RecordedSteps):
     ) -> list[Transfer | PostPending | VoidPending]:
         """What the chain moved to the destination is posted there; what it kept back (its
         truncation at a source rate below 1: a unit at most) leaves the books as it left
-        the client's stake, from the source to the omnibus, in the same submission."""
-        op = req.operation_id
+        the client's stake, from the source to the omnibus, in the same submission (and
+        the position holds that much less: its step's `kept`); what it moved beyond the
+        amount (a validator's last delegator takes its leftover tokens) comes in from the
+        omnibus."""
+        op, c, a = req.operation_id, req.client_id, req.asset
         moved = req.amount if outcome.moved is None else outcome.moved
-        if not 0 <= moved <= req.amount:
+        if moved < 0:
             raise ValueError(f"{op}: the chain moved {moved} of {req.amount}")
         commands: list[Transfer | PostPending | VoidPending] = [
-            PostPending(id=f"{op}:post", pending_id=reserve_id(op), amount=moved)
+            PostPending(id=f"{op}:post", pending_id=reserve_id(op), amount=min(moved, req.amount))
             if moved
             else VoidPending(id=f"{op}:void", pending_id=reserve_id(op))
         ]
+        if moved > req.amount:
+            # The last delegator of a validator takes its leftover tokens with its shares:
+            # the chain moved more than asked; the books follow it from the omnibus.
+            commands.append(
+                Transfer(
+                    id=f"{op}:leftover",
+                    debit_account=accounts.omnibus(a),
+                    credit_account=accounts.staked(c, req.validator, a),
+                    asset=a,
+                    amount=moved - req.amount,
+                    reference=outcome.tx_hash or op,
+                )
+            )
         if moved < req.amount:
-            c, a = req.client_id, req.asset
             commands.append(
                 Transfer(
                     id=f"{op}:truncated",

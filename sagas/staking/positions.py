@@ -89,6 +89,15 @@ def slashed_from(timeline: list[Step]) -> int:
     return sum(int(str(s.detail.get("loss", 0))) for s in timeline if s.step.startswith("slashed:"))
 
 
+def reduced_by(op: OperationRecord, timeline: list[Step]) -> int:
+    """What a position holds less than its amount without any unstake: the slashes its
+    timeline booked, and for a redelegation the chain moved less than asked (its `active`
+    step's `held`: a unit kept back at a source rate below 1; negative if it moved more)."""
+    held = next((s.detail.get("held") for s in timeline if s.step == "active"), None)
+    kept = 0 if held is None or op.kind != "redelegation" else op.amount - int(str(held))
+    return slashed_from(timeline) + kept
+
+
 def source_of(redelegation_id: str) -> str:
     """The position a redelegation moves from: its id is `red:<position>:<key>` (keys
     have no ':')."""

@@ -77,7 +77,7 @@ with workflow.unsafe.imports_passed_through():
         Held,
         held_positions,
         left_of,
-        slashed_from,
+        reduced_by,
         source_of,
         taken_from,
     )
@@ -474,7 +474,7 @@ class WatchActivities:
     ) -> Slash:
         stakes = [s for s in map(self._ops.get, h.stake_ids) if s is not None]
         holdings = [
-            left_of(s, unstakes, slashed_from(self._ops.timeline(s.id)))
+            left_of(s, unstakes, reduced_by(s, self._ops.timeline(s.id)))
             for s, unstakes in zip(stakes, self._unstakes(h.client_id, stakes), strict=True)
         ]
         losses = share_loss(booked - view.balance, holdings)

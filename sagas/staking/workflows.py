@@ -19,6 +19,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from sagas import errors
     from sagas.errors import ApprovalExpired, PolicyDenied
     from sagas.staking import (
         REDELEGATE_WORKFLOW,
@@ -44,6 +45,16 @@ def _refused(exc: ActivityError) -> bool:
     """The step was refused (an error its retry policy does not retry)."""
     cause = exc.cause
     return isinstance(cause, ApplicationError) and cause.type in WITHDRAWAL_REFUSALS
+
+
+def _refusal_code(exc: ActivityError) -> str:
+    """The refusal's code: as the activity typed it, else its error class's."""
+    cause = exc.cause
+    named = getattr(errors, cause.type or "", None) if isinstance(cause, ApplicationError) else None
+    fallback = (
+        named.code if isinstance(named, type) and issubclass(named, errors.CustodyError) else None
+    )
+    return code_of(exc) or fallback or errors.CustodyError.code
 
 
 class _Saga:
@@ -83,7 +94,7 @@ class _Saga:
             # reservations and say why.
             if not _refused(exc):
                 raise
-            ending = ("rejected", code_of(exc), detail_of(exc))
+            ending = ("rejected", _refusal_code(exc), detail_of(exc))
         if ending is not None:
             return await self._end(req, *ending)
         sent: Broadcast = await step(A.broadcast, req, profile=SEND)

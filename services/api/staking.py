@@ -20,7 +20,7 @@ from sagas.errors import InvalidState, NotFound
 from sagas.intents import Approval, intent_kind
 from sagas.money import format_units
 from sagas.operations import OperationRecord, Step, recorded_step
-from sagas.staking.positions import HOLDING, POSITION_OPS, slashed_from
+from sagas.staking.positions import HOLDING, POSITION_OPS, reduced_by, slashed_from
 from sagas.withdrawal import ApprovalView
 from services.api.auth import Principal
 from services.api.deps import SIGNATURE_PARAMETERS, Key, Signed, Who
@@ -187,8 +187,8 @@ def staking_routes(platform: Platform, state: dict[str, Any], remembered: Rememb
         op: OperationRecord, unstakes: list[OperationRecord], timeline: bool = True
     ) -> StakeView:
         steps = platform.operations.timeline(op.id)
-        slashed = slashed_from(steps)
-        left = still_staked(op, unstakes, slashed) if op.state in HOLDING else 0
+        slashed, reduced = slashed_from(steps), reduced_by(op, steps)
+        left = still_staked(op, unstakes, reduced) if op.state in HOLDING else 0
         red = op.kind == "redelegation"
         return StakeView(
             stake_id=op.id,
@@ -205,7 +205,7 @@ def staking_routes(platform: Platform, state: dict[str, Any], remembered: Rememb
             staked=units(left, op.asset) or "0",
             staked_minor=str(left),
             state=op.state,
-            position=position(op, unstakes, slashed),
+            position=position(op, unstakes, reduced),
             slashed_minor=str(slashed),
             error_code=op.error_code,
             tx_hash=op.tx_hash,

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar
 
@@ -60,22 +59,21 @@ from sagas.staking.positions import (
     POSITION_OPS,
     UNDONE,
     left_of,
-    slashed_from,
+    reduced_by,
     taken_from,
 )
 from sagas.staking.workflows import RedelegateWorkflow, StakeWorkflow, UnstakeWorkflow
 from sagas.withdrawal.intent import SIGNING_GRACE
+from services.app.cosmos_fees import COSMOS_FEE, COSMOS_FEE_GAS, cosmos_fee
 from services.app.withdrawals import KEY_PATTERN, MAX_SKEW, parse_amount
 from services.platform import ASSETS, Platform
-from services.settings import PlatformSettings
 
 R = TypeVar("R")
 
 STAKABLE = ("ATOM",)  # the assets a client may stake (decision 0028)
-STAKING_FEE = 2_000  # uatom offered per staking transaction (the stack's chain takes it)
-# The gas priced when a gas price is set: the worker's largest staking gas limit
-# (services/worker/bootstrap.py COSMOS_GAS, an undelegation's), so the fee covers either.
-STAKING_GAS = 300_000
+# The fee a staking transaction offers (services/app/cosmos_fees.py): the same as any
+# transaction from the client's own address.
+STAKING_FEE, STAKING_GAS, staking_fee = COSMOS_FEE, COSMOS_FEE_GAS, cosmos_fee
 MAX_POLL_SECONDS = 5  # Tendermint commits a block every few seconds
 PENDING = frozenset({"requested", "reserved", "awaiting_approval", "approved", "broadcast"})
 ALL_UNSTAKES = 10_000  # a client's unstakes read at once (for_client's limit)
@@ -153,13 +151,6 @@ class RedelegateBody(BaseModel):
 
 
 # --- pure rules -----------------------------------------------------------------------
-def staking_fee(settings: PlatformSettings) -> int:
-    """The fee a staking transaction offers, in uatom: priced gas, or the fixed fee."""
-    if settings.cosmos_gas_price > 0:
-        return settings.cosmos_gas_price * STAKING_GAS
-    return STAKING_FEE
-
-
 def stake_id(client_id: str, key: str) -> str:
     if not KEY_PATTERN.fullmatch(key):
         raise IdempotencyKeyMissing(f"{key!r}")
@@ -428,9 +419,8 @@ class Stakes:
         is. The stake must be active and hold the amount still."""
         op_id = unstake_id(stake.id, key)
         stored, created, start = await asyncio.to_thread(
-            self._on_position, stake.id, self._record_unstake,
-            stake, key, op_id, body, requested_by, request,
-        )  # fmt: skip
+            self._record_unstake, stake, key, op_id, body, requested_by, request
+        )
         return await self._start(UnstakeWorkflow.run, stored, created, start)
 
     def _record_unstake(
@@ -451,9 +441,27 @@ class Stakes:
         if existing is None:
             if request is None:
                 raise RequestSignatureInvalid("an unstake is signed by its client's key")
-            target = f"/v1/stakes/{stake.id}/unstake"
+            check_signed(
+                self._p, client_id, f"/v1/stakes/{stake.id}/unstake", UnstakeBody, body, request
+            )
+        with self._positions_of(client_id, stake.asset, existing is None):
+            return self._store_unstake(stake, op_id, body, requested_by, request, digest, existing)
+
+    def _store_unstake(
+        self,
+        stake: OperationRecord,
+        op_id: str,
+        body: UnstakeBody,
+        requested_by: str,
+        request: SignedRequest | None,
+        digest: str,
+        existing: OperationRecord | None,
+    ) -> tuple[OperationRecord, bool, UnstakeInput]:
+        assert stake.client_id is not None
+        client_id = stake.client_id
+        if existing is None:
+            assert request is not None
             try:
-                check_signed(self._p, client_id, target, UnstakeBody, body, request)
                 amount, fee = self._check_unstake(stake, body)
                 delegator = self.delegator(client_id, stake.asset)
                 self.claim(request)
@@ -511,12 +519,17 @@ class Stakes:
         )
         return stored, created, start
 
-    def _on_position(self, position_id: str, record: Callable[..., R], *args: Any) -> R:
-        """`record(*args)` under the position's lock, in every process (the API's and the
-        router's): what is left of it is checked and the operation taking from it stored
-        with no other unstake or redelegation of it in between."""
-        with self._p.operations.serialised(f"position:{position_id}"):
-            return record(*args)
+    def _positions_of(
+        self, client_id: str, asset: str, taking: bool
+    ) -> contextlib.AbstractContextManager[None]:
+        """Held while what is left of a position is checked and the unstake or redelegation
+        taking from it is stored (`taking`; a repeat takes nothing new): one lock per
+        client and asset, in every process (the API's and the router's), so two at once
+        never take more than a position holds, nor one redelegate from a validator another
+        redelegation is moving into. Taken after the request's signature is checked."""
+        if not taking:
+            return contextlib.nullcontext()
+        return self._p.operations.serialised(f"positions:{client_id}:{asset}")
 
     def _check_unstake(self, stake: OperationRecord, body: UnstakeBody) -> tuple[int, int]:
         """(amount, fee): the stake is active, the amount more than zero and no more than
@@ -528,8 +541,8 @@ class Stakes:
         amount = parse_amount(body.amount, stake.asset, decimals)
         if amount <= 0:
             raise InvalidAmount("the amount must be more than zero")
-        slashed = slashed_from(self._p.operations.timeline(stake.id))
-        left = still_staked(stake, of_stake(stake.id, self.unstakes(stake.client_id)), slashed)
+        reduced = reduced_by(stake, self._p.operations.timeline(stake.id))
+        left = still_staked(stake, of_stake(stake.id, self.unstakes(stake.client_id)), reduced)
         if amount > left:
             raise InsufficientFunds(f"still staked {left}, asked {amount} minor units")
         fee = staking_fee(self._p.settings)
@@ -549,9 +562,8 @@ class Stakes:
         one there is."""
         op_id = redelegation_id(position.id, key)
         stored, created, start = await asyncio.to_thread(
-            self._on_position, position.id, self._record_redelegation,
-            position, key, op_id, body, requested_by, request,
-        )  # fmt: skip
+            self._record_redelegation, position, key, op_id, body, requested_by, request
+        )
         return await self._start(RedelegateWorkflow.run, stored, created, start)
 
     def _record_redelegation(
@@ -575,8 +587,27 @@ class Stakes:
             if request is None:
                 raise RequestSignatureInvalid("a redelegation is signed by its client's key")
             target = f"/v1/stakes/{position.id}/redelegate"
+            check_signed(self._p, client_id, target, RedelegateBody, body, request)
+        with self._positions_of(client_id, position.asset, existing is None):
+            return self._store_redelegation(
+                position, op_id, body, requested_by, request, digest, existing
+            )
+
+    def _store_redelegation(
+        self,
+        position: OperationRecord,
+        op_id: str,
+        body: RedelegateBody,
+        requested_by: str,
+        request: SignedRequest | None,
+        digest: str,
+        existing: OperationRecord | None,
+    ) -> tuple[OperationRecord, bool, RedelegateInput]:
+        assert position.client_id is not None
+        client_id = position.client_id
+        if existing is None:
+            assert request is not None
             try:
-                check_signed(self._p, client_id, target, RedelegateBody, body, request)
                 amount, fee = self._check_redelegation(position, body)
                 delegator = self.delegator(client_id, position.asset)
                 self.claim(request)
@@ -667,23 +698,28 @@ class Stakes:
 
     def _held_until(self, red: OperationRecord, now: datetime) -> datetime | None:
         """Until when the chain may hold `red`'s entry into its validator (None: not known,
-        so held): its recorded completion once settled; for one not broadcast, the end of
-        its signing window (the signer refuses it after that, so it can never make an
-        entry); for one broadcast and not settled, or settled with no completion recorded,
-        the chain's own entries into the validator (the latest to complete), and, if
-        none, the first case held (it may still land), the second free."""
+        so held): its recorded completion once settled; one not broadcast, while the
+        signer may still sign it (until its intent expires: the signer refuses it after);
+        otherwise (broadcast and unsettled, settled with no completion time, or past its
+        signing window: bytes signed in time may still land) the chain's own entries into
+        the validator, the latest to complete, and with none: free, except one broadcast
+        and unsettled (it may still land)."""
         timeline = self._p.operations.timeline(red.id)
         settled = recorded_step(timeline, "active")
         if settled is not None and settled.get("completion_time") is not None:
             return datetime.fromisoformat(str(settled["completion_time"]))
-        if settled is None and recorded_step(timeline, "broadcast") is None:
+        broadcast = recorded_step(timeline, "broadcast") is not None
+        if settled is None and not broadcast:
+            stored = self._p.intents.intent(red.id, "redelegate")
             window = timedelta(seconds=self._p.settings.approval_ttl_seconds) + SIGNING_GRACE
-            return red.created_at + window
+            signable = red.created_at + window if stored is None else stored[0].expires_at
+            if signable > now:
+                return signable
         detail = self.recorded(red.id)
         entries = self._p.cosmos.redelegations_into(str(detail["delegator"]), red.destination or "")
         if entries:
             return max(entries)
-        return None if settled is None else now
+        return None if settled is None and broadcast else now
 
     # sagas
     async def _start(

@@ -255,8 +255,9 @@ def test_delegate_claim_undelegate_redelegate(
     assert len(node.unbonding(me, a)) == 1  # a redelegation is not an unbonding
     # Its entry, read at its height, says what reached B: all of it from A (rate 1);
     # until the entry completes the chain refuses a redelegation from B (transitive).
-    assert node.redelegated(me, a, b, move.height) == [moved]
-    assert node.redelegated(me, a, b, move.height - 1) == []
+    [entry] = node.redelegation_entries(me, a, b, move.height)
+    assert (entry[0], entry[2]) == (move.height, moved)
+    assert node.redelegation_entries(me, a, b, move.height - 1) == []
     assert move.timestamp is not None
     ends = node.redelegations_into(me, b)
     assert any(timedelta(seconds=30) <= e - move.timestamp < timedelta(seconds=31) for e in ends)

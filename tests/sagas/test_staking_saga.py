@@ -33,6 +33,7 @@ from sagas.staking import (
     UnstakeResult,
 )
 from sagas.staking.activities import StakingActivities
+from sagas.staking.positions import reduced_by
 from sagas.staking.workflows import RedelegateWorkflow, StakeWorkflow, UnstakeWorkflow
 from tests.fakes import FakeIntentStore, FakeOperationStore, FakePolicyStore, InMemoryLedger
 from tests.fakes_chains import FakeDelegations
@@ -364,8 +365,12 @@ def test_a_redelegation_from_a_slashed_source_books_what_the_chain_moved(
     assert world.staked(VALIDATOR) == 30_000_000 - 10_000_001
     assert world.available() == FUNDED - 30_000_000 - 2 * FEE
     assert world.balance(accounts.omnibus("ATOM")) == -(FUNDED - 2 * FEE - 1)
-    active = next(s for s in world.ops.timeline(seen["op"]) if s.step == "active").detail
-    assert active["moved"] == "10000000"
+    timeline = world.ops.timeline(seen["op"])
+    active = next(s for s in timeline if s.step == "active").detail
+    assert (active["moved"], active["held"]) == ("10000000", "10000000")
+    # The position holds what reached the destination: all of it can be unstaked.
+    red = world.ops.get(seen["op"])
+    assert red is not None and red.amount - reduced_by(red, timeline) == 10_000_000
 
 
 def test_a_redelegation_moves_the_shares_at_once_and_is_a_position_of_its_own(

@@ -834,8 +834,8 @@ def test_an_unstake_and_a_redelegation_at_once_take_no_more_than_the_position_ho
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Both ask for all 5 of a stake at the same moment (the API and the router, say):
-    each check sees 5 left. Under the position's lock the second checks after the first
-    is stored: one is accepted, the other refused CUS-1001, and only one operation takes
+    each check sees 5 left. Under the client's positions lock the second checks after the
+    first is stored: one is accepted, the other refused CUS-1001, and only one operation takes
     from the stake (before, both were stored: 10 taken from a position of 5)."""
     c = world.new_client()
     stake_id = c.active_stake("5", "both")
@@ -877,7 +877,7 @@ def test_one_key_at_once_with_two_bodies_is_one_operation_and_a_409(
         return got
 
     monkeypatch.setattr(Stakes, "_check_unstake", racing)
-    monkeypatch.setattr(Stakes, "_on_position", lambda self, _id, record, *a: record(*a))
+    monkeypatch.setattr(Stakes, "_positions_of", lambda *_a: contextlib.nullcontext())
     with ThreadPoolExecutor(2) as pool:
         got = [pool.submit(c.unstake, stake_id, amount, "u-kk") for amount in ("1", "2")]
         answers = sorted((f.result() for f in got), key=lambda a: a.status_code)

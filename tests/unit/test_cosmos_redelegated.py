@@ -4,8 +4,10 @@ already unbonded makes no entry), else unknown. The settlement books exactly tha
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from adapters.chains.cosmos.node import CosmosEvent, CosmosTxResult
-from adapters.chains.cosmos.staking import pool_payments, redelegated
+from adapters.chains.cosmos.staking import new_entries, pool_payments, redelegated
 from adapters.chains.cosmos.tx import module_address
 
 NOT_BONDED = "cosmos1tygms3xhhs3yv487phx3dw4a95jn7t7lpm470r"  # the SDK's own, as simd names it
@@ -25,13 +27,25 @@ def test_the_module_addresses_are_the_sdks() -> None:
     assert module_address("bonded_tokens_pool") == BONDED
 
 
-def test_the_entry_says_what_moved() -> None:
+def test_the_entry_its_block_made_says_what_moved() -> None:
     assert redelegated(10_000_001, [10_000_000], []) == 10_000_000
     assert redelegated(10_000_001, [10_000_001], [5]) == 10_000_001
-    # Two of the address's in one block: its own amount (or a unit less) among them.
-    assert redelegated(7, [5, 6], []) == 6
-    assert redelegated(7, [7, 4], []) == 7
-    assert redelegated(7, [3, 4], []) is None
+    assert redelegated(5, [7], []) == 7  # a validator's last delegator takes its leftovers
+    # Two of the pair's in one block (asked 7 and 6, given 6 and 5): which is whose is
+    # not known, so neither is guessed.
+    assert redelegated(7, [6, 5], []) is None
+
+
+def test_the_blocks_entries_are_those_not_there_before_it() -> None:
+    """From a source that is unbonding (jailed) an entry's creation height is the source's
+    unbonding height, not the transaction's: the new entry is found by difference."""
+    ends = datetime(2026, 12, 25, tzinfo=UTC)
+    older = (80, ends, 3_000_000, 3 * 10**24)
+    made = (80, ends, 999_999, 10**24)  # same creation height: the source's unbonding one
+    assert new_entries([older], [older, made]) == [999_999]
+    assert new_entries([older, older], [older, older, older]) == [3_000_000]
+    assert new_entries([older], [made]) == [999_999]  # the older one completed meanwhile
+    assert new_entries([], []) == []
 
 
 def test_without_an_entry_the_pools_payment_says() -> None:

@@ -18,6 +18,7 @@ from cosmpy.protos.cosmos.auth.v1beta1.query_pb2 import QueryAccountRequest
 from cosmpy.protos.cosmos.auth.v1beta1.query_pb2_grpc import QueryStub as AuthStub
 from cosmpy.protos.cosmos.bank.v1beta1.query_pb2 import QueryBalanceRequest
 from cosmpy.protos.cosmos.bank.v1beta1.query_pb2_grpc import QueryStub as BankStub
+from cosmpy.protos.cosmos.base.query.v1beta1.pagination_pb2 import PageRequest
 from cosmpy.protos.cosmos.base.tendermint.v1beta1.query_pb2 import GetLatestBlockRequest
 from cosmpy.protos.cosmos.base.tendermint.v1beta1.query_pb2_grpc import (
     ServiceStub as TendermintStub,
@@ -313,12 +314,16 @@ class CosmosNode:
             for e in reply.unbond.entries
         ]
 
-    def redelegated(self, delegator: str, source: str, destination: str, height: int) -> list[int]:
-        """The tokens each redelegation from `source` to `destination` created at `height`
-        delegated to the destination (its entry's initial balance), read at `height`: the
-        amount asked for, or a unit less when the source's rate is below 1 (the SDK
-        truncates). Empty if the chain made no entry (a source already unbonded completes
-        at once)."""
+    def redelegation_entries(
+        self, delegator: str, source: str, destination: str, height: int
+    ) -> list[tuple[int, datetime, int, int]]:
+        """The delegator's redelegation entries from `source` to `destination` as the chain
+        held them at `height`: (creation height, completion time, initial balance, the
+        destination's shares as sdk.Dec integers) each. An entry's initial balance is what
+        its redelegation delegated to the destination: the amount asked for, or a unit
+        less at a source rate below 1 (the SDK truncates). Its creation height is the
+        transaction's, or for a source then unbonding (jailed) the source's unbonding
+        height. Empty if there is none (a source already unbonded makes none)."""
         request = QueryRedelegationsRequest(
             delegator_addr=delegator, src_validator_addr=source, dst_validator_addr=destination
         )
@@ -326,25 +331,38 @@ class CosmosNode:
         if reply is None:
             return []
         return [
-            int(e.redelegation_entry.initial_balance)
+            (
+                int(e.redelegation_entry.creation_height),
+                e.redelegation_entry.completion_time.ToDatetime(tzinfo=UTC),
+                int(e.redelegation_entry.initial_balance),
+                _atto(e.redelegation_entry.shares_dst),
+            )
             for r in reply.redelegation_responses
             for e in r.entries
-            if int(e.redelegation_entry.creation_height) == height
         ]
 
     def redelegations_into(self, delegator: str, validator: str) -> list[datetime]:
         """When each of the delegator's redelegation entries into `validator` completes
         (until then the chain refuses a redelegation from it: transitive), latest state."""
-        request = QueryRedelegationsRequest(delegator_addr=delegator)
-        reply = self._query(self._staking.Redelegations, request, missing_ok=True)
-        if reply is None:
-            return []
-        return [
-            e.redelegation_entry.completion_time.ToDatetime(tzinfo=UTC)
-            for r in reply.redelegation_responses
-            if r.redelegation.validator_dst_address == validator
-            for e in r.entries
-        ]
+        ends: list[datetime] = []
+        key = b""
+        for _page in range(1000):  # 100 a page (the SDK's default); every page
+            request = QueryRedelegationsRequest(
+                delegator_addr=delegator, pagination=PageRequest(key=key)
+            )
+            reply = self._query(self._staking.Redelegations, request, missing_ok=True)
+            if reply is None:
+                return ends
+            ends += [
+                e.redelegation_entry.completion_time.ToDatetime(tzinfo=UTC)
+                for r in reply.redelegation_responses
+                if r.redelegation.validator_dst_address == validator
+                for e in r.entries
+            ]
+            key = bytes(reply.pagination.next_key)
+            if not key:
+                return ends
+        raise QueryRefused(f"{delegator}: more redelegations than the pages read")
 
     def validator(self, valoper: str) -> ValidatorInfo:
         """The validator's state. UnknownValidator if there is none with that address."""

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -90,6 +91,11 @@ class NoAccount(ChainRejected):
 
 class NotOurAddress(KeyAccessDenied):
     """The address is not one of the wallet's Cosmos deposit addresses: no key to sign."""
+
+
+class TransitiveRedelegation(ChainRejected):
+    """The chain would refuse the redelegation in its block (fee paid, nothing moved): a
+    redelegation of the delegator into the source validator has not completed yet."""
 
 
 class TxRefused(ChainRejected):
@@ -248,6 +254,10 @@ class CosmosDelegations:
         msg = msg_send(from_address, to, amount, self._denom)
         return self._transact(operation_id, "send", from_address, [msg], fee)
 
+    def recorded(self, operation_id: str) -> bool:
+        """Whether a transaction of the operation is recorded (signed)."""
+        return self._row(operation_id) is not None
+
     def outcome(self, operation_id: str) -> TxOutcome:
         """The chain's verdict on the operation's transaction: pending (not in a block
         yet: its bytes, and any missing earlier sequence's, are broadcast again),
@@ -387,6 +397,22 @@ class CosmosDelegations:
                 "block (one unbonding entry per undelegation)"
             )
 
+    def _not_transitive(self, messages: Sequence[PlatformMsg], operation_id: str) -> None:
+        """Before a redelegation is signed: the chain still holds an entry of the
+        delegator's into its source (another position's redelegation landed while this
+        one waited for approval): TransitiveRedelegation, nothing signed, no fee paid."""
+        [msg] = messages
+        assert isinstance(msg, RedelegateMsg)
+        now = datetime.now(UTC)
+        pending = [
+            e for e in self._node.redelegations_into(msg.delegator, msg.src_validator) if e > now
+        ]
+        if pending:
+            raise TransitiveRedelegation(
+                f"{operation_id}: a redelegation into {msg.src_validator} completes at "
+                f"{max(pending).isoformat()}; the chain refuses one from it until then"
+            )
+
     def _record(
         self,
         conn: Conn,
@@ -420,6 +446,8 @@ class CosmosDelegations:
             self._not_blocked(conn, address, next_sequence)
             if kind == "undelegate":
                 self._one_undelegation_per_block(conn, address, operation_id)
+            if kind == "redelegate":
+                self._not_transitive(messages, operation_id)
             sequence = max(
                 next_sequence,
                 1 + self._highest_recorded(conn, address),
@@ -689,8 +717,13 @@ class CosmosDelegations:
         [msg] = self._messages(row)
         assert isinstance(msg, RedelegateMsg)
         try:
-            entries = self._node.redelegated(
-                msg.delegator, msg.src_validator, msg.dst_validator, height
+            entries = new_entries(
+                *(
+                    self._node.redelegation_entries(
+                        msg.delegator, msg.src_validator, msg.dst_validator, h
+                    )
+                    for h in (height - 1, height)
+                )
             )
         except QueryRefused as exc:  # pruned, or a height the node will not answer at
             log.warning("%s: no redelegation entry at %s: %s", row.operation_id, height, exc)
@@ -741,17 +774,36 @@ def _row_of(r: Sequence[object]) -> _Row:
     )
 
 
+def new_entries(
+    before: Sequence[tuple[int, datetime, int, int]],
+    after: Sequence[tuple[int, datetime, int, int]],
+) -> list[int]:
+    """The initial balances of the entries the chain held after a block and not before it
+    (read at the block's height and the one before): the block's redelegations of that
+    pair. (An entry's creation height is not enough: from a source that is unbonding it
+    is the source's unbonding height.)"""
+    left = Counter(before)
+    made = []
+    for entry in after:
+        if left[entry] > 0:
+            left[entry] -= 1
+        else:
+            made.append(entry[2])
+    return made
+
+
 def redelegated(amount: int, entries: Sequence[int], pool_paid: Sequence[int]) -> int | None:
-    """What a redelegation of `amount` delegated to its destination: its entry's initial
-    balance (`entries`: those the chain created at its height); for a source already
-    unbonded (no entry: it completes at once), the not-bonded pool's one payment to the
-    bonded pool in its events (a bonded destination). Either is the amount or a unit less
-    (the SDK truncates at a source rate below 1). None if neither says (the settlement then
-    books the amount)."""
+    """What a redelegation of `amount` delegated to its destination: the one entry its
+    block made for the pair (`entries`); for a source already unbonded (no entry: it
+    completes at once), the not-bonded pool's one payment to the bonded pool in its events
+    (a bonded destination). The amount, or a unit less (the SDK truncates at a source
+    rate below 1), or more (a validator's last delegator takes its leftover tokens).
+    None if that is not known: several of the pair's in one block, or no entry and no
+    payment (the settlement then books the amount)."""
     if len(entries) == 1:
         return entries[0]
-    if entries:  # several of this address's in one block: its own, if it is there
-        return next((e for e in (amount, amount - 1) if e in entries), None)
+    if entries:
+        return None
     if len(pool_paid) == 1 and amount - 1 <= pool_paid[0] <= amount:
         return pool_paid[0]
     return None

@@ -483,9 +483,19 @@ class Payouts(Protocol):
     """Sending a withdrawal on its chain: build, sign (through the signer), record, broadcast;
     all idempotent by operation id."""
 
-    def send(self, operation_id: str, asset: str, destination: str, amount: int) -> str:
+    def send(
+        self,
+        operation_id: str,
+        asset: str,
+        destination: str,
+        amount: int,
+        source: str | None = None,
+        fee: int = 0,
+    ) -> str:
         """The transaction id (recorded before it is broadcast; a repeat sends the same one).
-        ChainRejected (permanent) if the chain refuses it; KeyAccessDenied if the signer does."""
+        ChainRejected (permanent) if the chain refuses it; KeyAccessDenied if the signer does.
+        `source` and `fee`: a payment from the client's own address, which pays that fee
+        (ATOM); else None and 0 (the platform's wallet pays, and the fee is its own)."""
 
     def status(self, operation_id: str, asset: str) -> ChainStatus:
         """Where the operation's transaction is: pending, mined, final (or reverted), with

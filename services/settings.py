@@ -122,6 +122,7 @@ class PlatformSettings(BaseSettings):
     min_withdrawal_btc: int = 10_000  # sat (dust is 294 for P2WPKH, 330 for P2TR)
     min_withdrawal_eth: int = 10**15  # wei (0.001 ETH)
     min_withdrawal_ctusd: int = 1_000_000  # 1 CTUSD
+    min_withdrawal_atom: int = 0  # uatom (the client pays the fee: no minimum by default)
     eth_gas_limit_eth: int = 50_000  # 21,000 to an account; room for a contract wallet
     eth_gas_limit_token: int = 100_000  # an ERC-20 transfer(address,uint256)
     screening_deny_file: Path = _REPO_ROOT / ".stack/screening-deny.txt"

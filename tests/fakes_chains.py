@@ -35,6 +35,7 @@ class _Payment:
     asset: str
     tx_hash: str
     attempt: int = 0
+    fee: int | None = None  # a client-paid fee (ATOM): what the chain charges
 
 
 @dataclass
@@ -53,12 +54,21 @@ class FakePayouts:
     fee: int = 21_000
     sends: dict[str, int] = field(default_factory=dict)
     paid: dict[str, int] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)  # ATOM: the address it left from
     rebroadcasts: int = 0
     _payments: dict[str, _Payment] = field(default_factory=dict)
     _polls: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def send(self, operation_id: str, asset: str, destination: str, amount: int) -> str:
+    def send(
+        self,
+        operation_id: str,
+        asset: str,
+        destination: str,
+        amount: int,
+        source: str | None = None,
+        fee: int = 0,
+    ) -> str:
         with self._lock:
             self.sends[operation_id] = self.sends.get(operation_id, 0) + 1
             recorded = self._payments.get(operation_id)
@@ -66,9 +76,17 @@ class FakePayouts:
                 return recorded.tx_hash
             if amount <= 0:
                 raise ChainRejected("amount must be positive")
-            if asset != "BTC" and not _EVM_ADDRESS.match(destination):
+            if asset == "ATOM":  # from the client's own address, which pays the fee
+                if not (destination.startswith("cosmos1") and source and fee > 0):
+                    raise ChainRejected(f"not a payment from a client's address: {destination!r}")
+                self.sources[operation_id] = source
+            elif asset != "BTC" and not _EVM_ADDRESS.match(destination):
                 raise ChainRejected(f"not an address: {destination!r}")
-            payment = _Payment(asset=asset, tx_hash=_tx_id(operation_id, asset, 0))
+            payment = _Payment(
+                asset=asset,
+                tx_hash=_tx_id(operation_id, asset, 0),
+                fee=fee if asset == "ATOM" else None,
+            )
             self._payments[operation_id] = payment
             self.paid[destination] = self.paid.get(destination, 0) + amount
             return payment.tx_hash
@@ -82,14 +100,14 @@ class FakePayouts:
             if payment is None:
                 raise KeyError(f"no payment {operation_id}")
             self._polls[operation_id] = self._polls.get(operation_id, 0) + 1
-            fee_asset = "BTC" if payment.asset == "BTC" else "ETH"
+            fee_asset = payment.asset if payment.asset in ("BTC", "ATOM") else "ETH"
             if not self._mined(operation_id):
                 return ChainStatus(state="pending", tx_hash=payment.tx_hash, fee_asset=fee_asset)
             return ChainStatus(
                 state=self.outcome,
                 tx_hash=payment.tx_hash,
                 confirmations=12,
-                fee=self.fee,
+                fee=self.fee if payment.fee is None else payment.fee,
                 fee_asset=fee_asset,
             )
 

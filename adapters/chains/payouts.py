@@ -1,6 +1,7 @@
 """Payouts for the withdrawal saga: ETH and ERC-20 from the platform's hot wallet through
-the EVM broadcaster, BTC from the platform wallet's UTXO set through the Bitcoin sender.
-Both record before they broadcast, so every call here is idempotent by operation id."""
+the EVM broadcaster, BTC from the platform wallet's UTXO set through the Bitcoin sender,
+ATOM from the client's own address through the Cosmos adapter (decision 0035). Each
+records before it broadcasts, so every call here is idempotent by operation id."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any, Literal
 from adapters.chains.bitcoin.batches import BitcoinBatches
 from adapters.chains.bitcoin.node import BtcdNode
 from adapters.chains.bitcoin.sender import BitcoinSender, FeeBumpImpossible
+from adapters.chains.cosmos.staking import CosmosDelegations
 from adapters.chains.ethereum.broadcaster import EvmBroadcaster
 from adapters.chains.ethereum.node import Web3EthereumNode
 from adapters.operations.signer_record import member_claim
@@ -63,13 +65,16 @@ class ChainPayouts:
         btc_fee_rate: int = 2,
         gas_limits: tuple[int, int] | None = None,
         btc_batches: BitcoinBatches | None = None,
+        cosmos: CosmosDelegations | None = None,
     ) -> None:
         """`evm`: (broadcaster, node, signer, the hot wallet's lanes: (index, address)
         each, decision 0026);
         `tokens`: asset code -> ERC-20 contract address; `gas_limits`: the most gas an
         ETH transfer and a token transfer may use (None: unbounded, tests only);
         `btc_batches`: Bitcoin withdrawals go out in batches (None: one transaction
-        each)."""
+        each); `cosmos`: ATOM withdrawals, each from the client's own address (which
+        pays its fee coin: decision 0035)."""
+        self._cosmos = cosmos
         self._batches = btc_batches
         self._gas_limits = gas_limits
         lanes = 1 if evm is None else len(evm[3])
@@ -90,6 +95,39 @@ class ChainPayouts:
 
     def _is_btc(self, asset: str) -> bool:
         return asset == "BTC"
+
+    def _is_cosmos(self, asset: str) -> bool:
+        return asset == "ATOM"
+
+    def _cosmos_send(
+        self, operation_id: str, destination: str, amount: int, source: str | None, fee: int
+    ) -> str:
+        """One MsgSend from the client's own address (the signer checks it is the
+        withdrawal intent's client's, to its destination, for its amount), recorded before
+        it is broadcast; a refusal with nothing in a block is nothing sent."""
+        if self._cosmos is None:
+            raise ChainRejected("this worker sends no ATOM")
+        if not source or fee <= 0:
+            raise ChainRejected("an ATOM payment leaves from the client's address with its fee")
+        try:
+            return self._cosmos.send(operation_id, source, destination, amount, fee)
+        except ValueError as exc:  # not an address (the message's own validation)
+            raise ChainRejected(str(exc)) from exc
+
+    def _cosmos_status(self, operation_id: str) -> ChainStatus:
+        """In a block is final (Tendermint); failed in its block paid its fee; refused at
+        the node paid nothing."""
+        assert self._cosmos is not None
+        outcome = self._cosmos.outcome(operation_id)
+        if outcome.state == "pending":
+            return ChainStatus(state="pending", tx_hash=outcome.tx_hash, fee_asset="ATOM")
+        return ChainStatus(
+            state="final" if outcome.state == "succeeded" else "reverted",
+            tx_hash=outcome.tx_hash,
+            confirmations=0 if outcome.height is None else 1,
+            fee=outcome.fee,
+            fee_asset="ATOM",
+        )
 
     def _call(self, asset: str, destination: str, amount: int) -> dict[str, Any]:
         assert self._evm is not None
@@ -112,7 +150,17 @@ class ChainPayouts:
             for index, address in lanes
         ]
 
-    def send(self, operation_id: str, asset: str, destination: str, amount: int) -> str:
+    def send(
+        self,
+        operation_id: str,
+        asset: str,
+        destination: str,
+        amount: int,
+        source: str | None = None,
+        fee: int = 0,
+    ) -> str:
+        if self._is_cosmos(asset):
+            return self._cosmos_send(operation_id, destination, amount, source, fee)
         if self._is_btc(asset):
             assert self._btc is not None
             try:
@@ -226,6 +274,8 @@ class ChainPayouts:
         return None if row is None else str(row[0])
 
     def status(self, operation_id: str, asset: str) -> ChainStatus:
+        if self._is_cosmos(asset):
+            return self._cosmos_status(operation_id)
         if self._is_btc(asset):
             return self._btc_status(operation_id)
         assert self._evm is not None
@@ -288,6 +338,9 @@ class ChainPayouts:
         return ChainStatus(state="pending", tx_hash=rows[0][0], fee_asset="BTC")
 
     def rebroadcast(self, operation_id: str) -> None:
+        if self._cosmos is not None and self._cosmos.recorded(operation_id):
+            self._cosmos.outcome(operation_id)  # a pending one's bytes go to the node again
+            return
         with self._db.tx() as conn:
             # 'mined' too: a reorg may have dropped a transaction recorded as mined.
             evm = conn.all(
@@ -316,6 +369,8 @@ class ChainPayouts:
     def bump(
         self, operation_id: str, asset: str, destination: str, amount: int, percent: int
     ) -> str:
+        if self._is_cosmos(asset):  # a refused decision: the saga waits for the next
+            raise ChainRejected("an ATOM payment's fee is fixed when signed: no bump")
         if self._is_btc(asset):
             assert self._btc is not None
             # A batch is bumped whole: every member's payment, a higher fee for each.

@@ -42,6 +42,17 @@ class WithdrawalInput(BaseModel):
     request: SignedRequest | None = Field(
         default=None, description="the client's signed request, passed through to the signer"
     )
+    source: str | None = Field(
+        default=None,
+        description="ATOM: the client's own address the payment leaves from (the platform's "
+        "wallet pays BTC, ETH and tokens)",
+    )
+    network_fee: StrictInt = Field(
+        default=0,
+        ge=0,
+        description="ATOM: the network fee the client's address pays, reserved with the amount "
+        "from the client's available balance (0: the platform pays its own fees)",
+    )
     history_limit: int = Field(
         default=5000,
         ge=50,

@@ -73,6 +73,18 @@ def reserve_id(operation_id: str) -> str:
     return f"{operation_id}:reserve"
 
 
+def network_fee_id(operation_id: str) -> str:
+    """The reservation of the network fee a client's own address pays (ATOM)."""
+    return f"{operation_id}:netfee"
+
+
+def client_pays_fee(chain: str) -> bool:
+    """The chains whose withdrawals leave from the client's own address, which pays the
+    network fee from the client's balance (Cosmos: decision 0035); elsewhere the platform's
+    wallet pays and the fee is the platform's."""
+    return chain == "cosmos"
+
+
 class WithdrawalActivities(RecordedSteps):
     def __init__(
         self,
@@ -129,20 +141,33 @@ class WithdrawalActivities(RecordedSteps):
                 error_code=str(recorded.get("error_code")),
                 detail=str(recorded.get("detail", "")),
             )
-        try:
-            self._ledger.submit(
-                [
-                    Transfer(
-                        id=reserve_id(req.operation_id),
-                        debit_account=accounts.client(req.client_id, req.asset),
-                        credit_account=accounts.omnibus(req.asset),
-                        asset=req.asset,
-                        amount=req.amount,
-                        pending=True,
-                        reference=req.operation_id,
-                    )
-                ]
+        reserved = [
+            Transfer(
+                id=reserve_id(req.operation_id),
+                debit_account=accounts.client(req.client_id, req.asset),
+                credit_account=accounts.omnibus(req.asset),
+                asset=req.asset,
+                amount=req.amount,
+                pending=True,
+                reference=req.operation_id,
             )
+        ]
+        if client_pays_fee(req.chain):  # with the amount, or neither
+            if req.network_fee <= 0 or not req.source:
+                raise ValueError(f"{req.operation_id}: no source address or network fee")
+            reserved.append(
+                Transfer(
+                    id=network_fee_id(req.operation_id),
+                    debit_account=accounts.client(req.client_id, req.asset),
+                    credit_account=accounts.omnibus(req.asset),
+                    asset=req.asset,
+                    amount=req.network_fee,
+                    pending=True,
+                    reference=req.operation_id,
+                )
+            )
+        try:
+            self._ledger.submit(reserved)
         except CustodyError as exc:
             if exc.transient:
                 raise
@@ -317,7 +342,14 @@ class WithdrawalActivities(RecordedSteps):
     def send(self, req: WithdrawalInput) -> SendOutcome:
         """Build, sign (signer queue), record, broadcast: once per operation id."""
         try:
-            tx_hash = self._payouts.send(req.operation_id, req.asset, req.destination, req.amount)
+            tx_hash = self._payouts.send(
+                req.operation_id,
+                req.asset,
+                req.destination,
+                req.amount,
+                source=req.source,
+                fee=req.network_fee,
+            )
         except (ChainRejected, KeyAccessDenied, CannotPay) as exc:
             # Nothing left the platform (the payouts checked that no attempt is recorded):
             # the saga voids the reservation, and the failure is alerted. A payment that
@@ -404,7 +436,9 @@ class WithdrawalActivities(RecordedSteps):
     @activity.defn(name="withdrawal.complete")
     def complete(self, done: Completion) -> None:
         """Post the reservation and book the network fee: the platform pays it from its
-        fee account. A transaction that reverted moved nothing but the fee: void instead."""
+        fee account (ATOM: the client's address paid it, and its reservation is posted
+        for what the chain charged). A transaction that reverted moved nothing but the
+        fee: void instead."""
         self._pause("post")
         op = self._ops.get(done.operation_id)
         assert op is not None and op.client_id is not None
@@ -416,7 +450,20 @@ class WithdrawalActivities(RecordedSteps):
             )
         else:
             commands.append(VoidPending(id=f"{op.id}:void", pending_id=reserve_id(op.id)))
-        if status.fee > 0:
+        if client_pays_fee(op.chain):
+            # The client's own address paid it (in a block, succeeded or not): the client's.
+            commands.append(
+                PostPending(
+                    id=f"{network_fee_id(op.id)}:post",
+                    pending_id=network_fee_id(op.id),
+                    amount=status.fee,
+                )
+                if status.fee > 0
+                else VoidPending(
+                    id=f"{network_fee_id(op.id)}:void", pending_id=network_fee_id(op.id)
+                )
+            )
+        elif status.fee > 0:
             commands.append(
                 Transfer(
                     id=f"{op.id}:fee",
@@ -455,7 +502,12 @@ class WithdrawalActivities(RecordedSteps):
         """End before broadcast: release the reservation, record why."""
         op = self._ops.get(ended.operation_id)
         assert op is not None
-        self._ledger.submit([VoidPending(id=f"{op.id}:void", pending_id=reserve_id(op.id))])
+        voids = [VoidPending(id=f"{op.id}:void", pending_id=reserve_id(op.id))]
+        if client_pays_fee(op.chain):
+            voids.append(
+                VoidPending(id=f"{network_fee_id(op.id)}:void", pending_id=network_fee_id(op.id))
+            )
+        self._ledger.submit(voids)
         events = [
             event(_input_of(op), ended.state, error_code=ended.error_code, detail=ended.detail)
         ]

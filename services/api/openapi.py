@@ -89,6 +89,11 @@ BTC_ADDRESS = {
     "pattern": "^([1-9A-HJ-NP-Za-km-z]{25,35}|[a-z]{2,4}1[02-9ac-hj-np-z]{8,87})$",
 }
 
+# A Cosmos SDK account: bech32 (lower case) of a 20- or 32-byte address; the prefix (the
+# chain's, CUSTODY_COSMOS_ADDRESS_PREFIX) and the checksum are checked by the API.
+COSMOS_ADDRESS = {"type": "string", "pattern": "^[a-z]{1,20}1[02-9ac-hj-np-z]{38,58}$"}
+DESTINATIONS = {"ethereum": ETH_ADDRESS, "bitcoin": BTC_ADDRESS, "cosmos": COSMOS_ADDRESS}
+
 
 def install(app: FastAPI, counterparties: Callable[[], list[str]]) -> None:
     """Have app.openapi() return the document with the rules below written in."""
@@ -136,7 +141,7 @@ def _write_rules(doc: dict[str, Any], counterparties: list[str]) -> None:
             {
                 "asset": {"type": "string", "const": code},
                 "amount": decimal(asset.decimals),
-                "destination": ETH_ADDRESS if chain == "ethereum" else BTC_ADDRESS,
+                "destination": DESTINATIONS[chain],
             },
         )
         for code, (asset, chain) in ASSETS.items()

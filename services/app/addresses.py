@@ -1,12 +1,14 @@
-"""Destination checks: a checksummed Ethereum address, or a Bitcoin address of the
-platform's own network. An address valid on another network is refused with its own
-code (CUS-3003), so a bank can tell a typo from a mainnet address sent to a test
-platform. Pure functions: no global network state is touched."""
+"""Destination checks: a checksummed Ethereum address, a Bitcoin address of the
+platform's own network, or a Cosmos account address with the chain's prefix. An address
+valid on another network is refused with its own code (CUS-3003), so a bank can tell a
+typo from a mainnet address sent to a test platform. Pure functions: no global network
+state is touched."""
 
 from __future__ import annotations
 
 import hashlib
 
+import bech32
 from bitcoin import base58
 from eth_utils.address import is_address, is_checksum_address
 
@@ -70,3 +72,22 @@ def check_bitcoin(address: str, network: str) -> str:
     if network not in valid_on:
         raise AddressWrongNetwork(f"{address} is for {', '.join(sorted(valid_on))}, not {network}")
     return address
+
+
+def check_cosmos(address: str, prefix: str) -> str:
+    """A Cosmos SDK account address of this chain: bech32 (lower case) with the account
+    prefix and a 20-byte key hash or a 32-byte module or contract account. A validator's
+    operator address, or another chain's account, is another network's (CUS-3003)."""
+    hrp, words = bech32.bech32_decode(address)
+    data = None if words is None else bech32.convertbits(words, 5, 8, False)
+    if hrp is None or data is None or len(data) not in (20, 32):
+        if _bitcoin_network(address) is not None:
+            raise AddressWrongNetwork(f"{address} is a Bitcoin address")
+        if is_address(address):
+            raise AddressWrongNetwork(f"{address} is an Ethereum address")
+        raise AddressInvalid(f"{address} is not a Cosmos account address")
+    if hrp != prefix:
+        if hrp.startswith(prefix):  # cosmosvaloper, cosmosvalcons: not an account
+            raise AddressWrongNetwork(f"{address} is a validator's address, not an account")
+        raise AddressWrongNetwork(f"{address} is an address of another chain ({hrp}1...)")
+    return address.lower()  # bech32 is one case: the lower is the chain's own form

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import re
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio.client import Client, WorkflowHandle
@@ -23,6 +24,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from sagas import accounts
 from sagas.errors import (
+    DependencyUnavailable,
     IdempotencyConflict,
     IdempotencyKeyMissing,
     InsufficientFunds,
@@ -36,9 +38,10 @@ from sagas.intents import Refusal, SignedRequest, check_request_signature
 from sagas.money import parse_units
 from sagas.operations import OperationRecord, recorded_step, request_hash
 from sagas.withdrawal import WithdrawalInput
-from sagas.withdrawal.activities import event
+from sagas.withdrawal.activities import client_pays_fee, event
 from sagas.withdrawal.workflows import WithdrawalWorkflow
-from services.app.addresses import check_bitcoin, check_ethereum
+from services.app.addresses import check_bitcoin, check_cosmos, check_ethereum
+from services.app.cosmos_fees import cosmos_fee
 from services.app.destinations import refuse_amount, refuse_destination
 from services.platform import ASSETS, Platform
 
@@ -88,9 +91,9 @@ def operation_id(client_id: str, key: str) -> str:
     return f"wd:{client_id}:{key}"
 
 
-# What can be withdrawn on chain: ATOM (staking, issue 14) is held and staked at each
-# client's own address, and its withdrawals are not built yet.
-WITHDRAWABLE = tuple(code for code, (_asset, chain) in ASSETS.items() if chain != "cosmos")
+# What can be withdrawn on chain: every asset. ATOM leaves from the client's own address,
+# which pays the network fee from the client's balance (decision 0035).
+WITHDRAWABLE = tuple(ASSETS)
 
 
 class Withdrawals:
@@ -108,19 +111,39 @@ class Withdrawals:
         amount = parse_amount(body.amount, asset.code, asset.decimals)
         if amount <= 0:
             raise InvalidAmount("the amount must be more than zero")
+        s = self._p.settings
         if chain == "ethereum":
             destination = check_ethereum(body.destination)
+        elif chain == "cosmos":
+            destination = check_cosmos(body.destination, s.cosmos_address_prefix)
         else:
-            destination = check_bitcoin(body.destination, self._p.settings.btc_network)
-        s = self._p.settings
+            destination = check_bitcoin(body.destination, s.btc_network)
         tokens = self._p.tokens.values()
         refuse_destination(self._p.keys.lookup, tokens, client_id, chain, destination)
         minimum = s.min_withdrawal(asset.code)
         refuse_amount(asset, amount, minimum, chain, destination, s.btc_network)
         balance = self._p.ledger.balance(accounts.client(client_id, asset.code))
-        if balance.available < amount:
-            raise InsufficientFunds(f"available {balance.available}, asked {amount} minor units")
+        fee = self.network_fee(chain)
+        if balance.available < amount + fee:
+            and_fee = f" and the network fee {fee}" if fee else ""
+            raise InsufficientFunds(
+                f"available {balance.available}, asked {amount}{and_fee} minor units"
+            )
         return asset.code, amount, destination
+
+    def network_fee(self, chain: str) -> int:
+        """The fee the client's own address pays, reserved with the amount (ATOM); 0 where
+        the platform's wallet pays its own."""
+        return cosmos_fee(self._p.settings) if client_pays_fee(chain) else 0
+
+    def source(self, client_id: str, asset: str) -> str | None:
+        """The client's own address an ATOM payment leaves from (its deposit address)."""
+        if not client_pays_fee(ASSETS[asset][1]):
+            return None
+        try:
+            return self._p.client_address(client_id, asset).address
+        except KeyError:
+            raise DependencyUnavailable("the platform wallet has no Cosmos keys") from None
 
     def check_signed(self, client_id: str, body: WithdrawalBody, request: SignedRequest) -> None:
         """The client's request signature: by a key governance registered to this client,
@@ -248,6 +271,8 @@ class Withdrawals:
             asset, amount, destination = existing.asset, existing.amount, existing.destination or ""
         chain = ASSETS[asset][1]
         now = datetime.now(UTC)
+        # From the client's own address with its fee (ATOM): fixed when first recorded.
+        source, fee = self.source(client_id, asset), self.network_fee(chain)
         req = WithdrawalInput(
             operation_id=op_id,
             client_id=client_id,
@@ -257,6 +282,8 @@ class Withdrawals:
             destination=destination,
             requested_by=requested_by,
             requested_at=now,
+            source=source,
+            network_fee=fee,
         )
         record = OperationRecord(
             id=op_id,
@@ -274,13 +301,24 @@ class Withdrawals:
         )
         # The signed request is kept with the first step: a retry after a crash between
         # recording and starting the saga starts it with the same request.
+        detail: dict[str, Any] = {}
+        if request is not None:
+            detail["request"] = request.model_dump(mode="json")
+        if source is not None:
+            detail.update(source=source, network_fee=fee)
         stored, created = self._p.operations.create(
-            record,
-            [event(req, "requested", requested_by=requested_by)],
-            {"request": request.model_dump(mode="json")} if request is not None else None,
+            record, [event(req, "requested", requested_by=requested_by)], detail or None
         )
         if not created:
             request = self.recorded_request(op_id)
+            recorded = recorded_step(self._p.operations.timeline(op_id), "requested") or {}
+            if recorded.get("source"):
+                req = req.model_copy(
+                    update={
+                        "source": str(recorded["source"]),
+                        "network_fee": int(recorded["network_fee"]),
+                    }
+                )
         return stored, created, req, request
 
     def recorded_request(self, op_id: str) -> SignedRequest | None:

@@ -125,6 +125,18 @@ def saga_activities(
         max_outputs=max(1, s.btc_batch_max_outputs),
         pause=pause,
     )
+    delegations = CosmosDelegations(
+        platform.db_url,
+        platform.cosmos,
+        signer,
+        platform.keys,
+        s.platform_wallet,
+        s.cosmos_chain_id,
+        s.cosmos_denom,
+        COSMOS_GAS,
+        deriver=platform.deriver,
+        migrate=False,
+    )
     payouts = ChainPayouts(
         platform.db_url,
         s.platform_wallet,
@@ -141,6 +153,7 @@ def saga_activities(
         s.btc_fee_rate,
         (s.eth_gas_limit_eth, s.eth_gas_limit_token),
         batches,
+        cosmos=delegations,
     )
     screening = DenyListScreening(
         platform.eth,
@@ -184,18 +197,6 @@ def saga_activities(
         platform.intents,
         platform.fee_cap,
         platform.verified,
-    )
-    delegations = CosmosDelegations(
-        platform.db_url,
-        platform.cosmos,
-        signer,
-        platform.keys,
-        s.platform_wallet,
-        s.cosmos_chain_id,
-        s.cosmos_denom,
-        COSMOS_GAS,
-        deriver=platform.deriver,
-        migrate=False,
     )
     staking = StakingActivities(
         platform.ledger,

@@ -73,9 +73,17 @@ class WatchedPayouts(FakePayouts):
 
     before_send: Callable[[], object] = lambda: None
 
-    def send(self, operation_id: str, asset: str, destination: str, amount: int) -> str:
+    def send(
+        self,
+        operation_id: str,
+        asset: str,
+        destination: str,
+        amount: int,
+        source: str | None = None,
+        fee: int = 0,
+    ) -> str:
         self.before_send()
-        return super().send(operation_id, asset, destination, amount)
+        return super().send(operation_id, asset, destination, amount, source, fee)
 
 
 @dataclass

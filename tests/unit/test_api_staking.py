@@ -29,6 +29,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from adapters.chains.cosmos.node import UnknownValidator, ValidatorInfo
+from adapters.chains.cosmos.tx import module_address
 from adapters.ledger.migrate import upgrade
 from adapters.sqldb import SqlDatabase
 from sagas import accounts
@@ -39,6 +40,7 @@ from sagas.ledger import Transfer
 from sagas.operations import OperationRecord
 from sagas.staking import RedelegateInput, StakeInput, UnstakeInput
 from sagas.staking.activities import StakingActivities
+from sagas.withdrawal import WithdrawalInput
 from sagas.withdrawal.intent import SIGNING_GRACE
 from services.api.app import create_app
 from services.api.auth import issue, load_secret
@@ -948,3 +950,39 @@ def test_a_redelegation_is_refused_before_anything_is_written(world: World) -> N
     problem(c.redelegate(pending, "1", V2, "x7"), 409, "CUS-3009")  # not delegated yet
     assert world.operations(c.id, "redelegation") == []
     assert not [k for k in world.temporal.started if k.startswith(f"red:{stake_id}")]
+
+
+# --- ATOM withdrawals (decision 0035): the same route and saga as BTC and ETH ----------
+def test_an_atom_withdrawal_leaves_from_the_clients_address_with_its_fee(world: World) -> None:
+    """The saga's input names the client's own address as the source and the fee its
+    address pays (reserved with the amount); the destination is a Cosmos account of this
+    chain; the whole balance is not withdrawable (the fee)."""
+    c = world.new_client(funds=5_000_000)
+    path = f"/v1/clients/{c.id}/withdrawals"
+    out = module_address("somewhere")
+    answer = c.signed(path, {"asset": "ATOM", "amount": "3", "destination": out}, "w-atom")
+    assert answer.status_code == 202, answer.text
+    req = world.saga_input(f"wd:{c.id}:w-atom")
+    assert isinstance(req, WithdrawalInput)
+    assert (req.asset, req.chain, req.amount, req.destination) == ("ATOM", "cosmos", 3_000_000, out)
+    assert (req.source, req.network_fee) == (c.delegator, STAKING_FEE)
+    # A retry is the same withdrawal, with the same source and fee.
+    again = c.signed(path, {"asset": "ATOM", "amount": "3", "destination": out}, "w-atom")
+    assert again.status_code == 200, again.text
+
+    def refused(body: dict[str, str], key: str, status: int, code: str) -> None:
+        problem(c.signed(path, {"asset": "ATOM", **body}, key), status, code)
+
+    refused({"amount": "5", "destination": out}, "w1", 422, "CUS-1001")  # + the fee
+    refused(
+        {"amount": "1", "destination": module_address("v", "cosmosvaloper")}, "w2", 422, "CUS-3003"
+    )
+    refused({"amount": "1", "destination": module_address("x", "osmo")}, "w3", 422, "CUS-3003")
+    refused(
+        {"amount": "1", "destination": out[:-1] + ("q" if out[-1] != "q" else "p")},
+        "w4",
+        422,
+        "CUS-3002",
+    )
+    refused({"amount": "1", "destination": c.delegator}, "w5", 422, "CUS-3011")  # its own
+    assert [op.id for op in world.operations(c.id, "withdrawal")] == [f"wd:{c.id}:w-atom"]

@@ -6,8 +6,10 @@ unbonding wait, and once the chain has released the unbonding (30 s on the stack
 restarted worker credits it once. Books equal chain to the uatom: the client's
 available balance is its address's balance, its staked balance the delegation.
 And the worker killed with SIGKILL at every other step of a stake and of an unstake, one
-after the other: one delegation, one undelegation, the amount credited once. (Rewards
-and slashing: test_staking_rewards_and_slashing.py.)"""
+after the other: one delegation, one undelegation, the amount credited once. A
+redelegation with the worker killed after its broadcast. An ATOM withdrawal from the
+client's own address with the worker killed after signing and after the broadcast: one
+send, the fee the client's. (Rewards and slashing: test_staking_rewards_and_slashing.py.)"""
 
 from __future__ import annotations
 
@@ -17,6 +19,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from cosmpy.crypto.keypairs import PrivateKey
+
+from adapters.chains.cosmos.tx import address_of
 from adapters.sqldb import SqlDatabase
 from sagas import accounts
 from tests.e2e.conftest import (
@@ -28,6 +33,7 @@ from tests.e2e.conftest import (
     ledger_total,
     new_client,
     stake_view,
+    until_state,
 )
 from tests.e2e.harness import Running, post, wait_for
 
@@ -269,3 +275,51 @@ def test_a_redelegation_moves_the_shares_at_once_with_the_worker_killed_after_br
     ]
     assert steps[0] == "custody.redelegation.reserved.v1"
     assert steps[-1] == "custody.redelegation.active.v1" and steps.count(steps[-1]) == 1
+
+
+def test_an_atom_withdrawal_leaves_from_the_clients_address_once_with_the_worker_killed(
+    run: Running, tmp_path: Path
+) -> None:
+    """Decision 0035 on the real chain: an ATOM withdrawal is one MsgSend from the client's
+    own address, which pays the fee; the worker SIGKILLed after the signer signed and
+    again after the broadcast. The destination receives exactly the amount once; the
+    client's books are its address's balance (the amount and the one fee out); the
+    platform's network-fee account is untouched."""
+    client_id, _ops, client = new_client(run, "atom-out")
+    source = address(client, client_id, "ATOM")
+    run.cosmos_faucet.fund((source, 10 * ATOM))
+    credited(run, client, client_id, {"ATOM": 10 * ATOM})
+    destination = address_of(PrivateKey().public_key.public_key_bytes)
+    node = run.cosmos
+
+    def withdraw() -> str:
+        body = {"asset": "ATOM", "amount": "3.5", "destination": destination}
+        reply = post(client, f"/v1/clients/{client_id}/withdrawals", body)
+        assert reply.status_code == 202, reply.text
+        return str(reply.json()["operation_id"])
+
+    op_id = _killed_at(run, ("sign", "broadcast"), tmp_path, withdraw)
+    done = until_state(client, op_id, "completed", "failed", timeout=120)
+    assert (done["state"], done["fee_minor"]) == ("completed", str(FEE)), done
+    assert node.balance(destination) == 3_500_000
+    left = 10 * ATOM - 3_500_000 - FEE
+    assert node.balance(source) == left
+    assert available(client, client_id)["ATOM"] == balances(client, client_id)["ATOM"] == left
+    assert ledger_total(run, accounts.network_fees("ATOM")) == 0
+    with SqlDatabase(run.db_url).tx() as conn:
+        kinds = conn.all(
+            "select kind from cosmos_transactions where address = ? order by sequence",
+            (source,),
+        )
+        signed = conn.one("select count(*) from signer_signatures where account = ?", (source,))
+    assert [k[0] for k in kinds] == ["send"] and int(signed[0]) == 1
+    steps = [
+        e["type"]
+        for e in _events(client, client_id, "custody.withdrawal.")
+        if e["data"]["operation_id"] == op_id
+    ]
+    assert steps[-1] == "custody.withdrawal.completed.v1" and steps.count(steps[-1]) == 1
+    # More than is left with the fee on top is refused before anything is written.
+    body = {"asset": "ATOM", "amount": "6.496", "destination": destination}
+    refused = post(client, f"/v1/clients/{client_id}/withdrawals", body)
+    assert refused.status_code == 422 and refused.json()["code"] == "CUS-1001", refused.text

@@ -218,3 +218,51 @@ def test_the_signer_redelegates_only_what_the_client_signed_from_its_positions_v
     # At a destination slashed by earlier tests (its rate below 1), the moved tokens'
     # shares read back up to a unit short: the chain truncates. Nothing else moved.
     assert half - 1 <= node.delegation(me, b) <= half
+
+
+@pytest.mark.signer_env(CUSTODY_COSMOS_VALIDATORS=_validator_a)
+def test_the_signer_sends_only_the_atom_withdrawal_the_client_signed(
+    stack_settings: PlatformSettings,
+    fresh_postgres_url: str,
+    governed: Governed,
+    attacker: TemporalSigningClient,
+) -> None:
+    """Decision 0035: a client's ATOM withdrawal authorises one MsgSend from its own
+    address, to its destination, for its amount. To a thief, another amount, from
+    another client's address, a delegation under it, a second send beside it: refused,
+    nothing recorded, nothing moved; then the withdrawal itself is signed and paid."""
+    s, url = stack_settings, fresh_postgres_url
+    a = s.allowed_validators()[0]
+    p, mine, ask = _delegator(s, url)
+    theirs = p.client_address("c2", "ATOM")
+    node = p.cosmos
+    assert s.cosmos_faucet is not None
+    CosmosFaucet(node, s.cosmos_faucet).fund((theirs.address, FUNDED))
+    out = address_of(b"\x03" + hashlib.sha256(uuid.uuid4().bytes).digest())
+    op = f"wd:c1:{uuid.uuid4().hex[:8]}"
+    governed.withdrawal(op, "c1", "ATOM", STAKE, out, 10**5)
+    me = mine.address
+    attacks = {
+        "to a thief": ask(op, [msg_send(me, THIEF, STAKE, "uatom")]),
+        "another amount": ask(op, [msg_send(me, out, STAKE + 1, "uatom")]),
+        "c2's address": ask(op, [msg_send(theirs.address, out, STAKE, "uatom")], theirs),
+        "a delegation": ask(op, [msg_delegate(me, a, STAKE, "uatom")]),
+        "a send beside": ask(
+            op, [msg_send(me, out, STAKE, "uatom"), msg_send(me, THIEF, 1, "uatom")]
+        ),
+    }
+    for name, request in attacks.items():
+        with pytest.raises(KeyAccessDenied) as refused:
+            attacker.sign_cosmos_transaction(request)
+        assert refused.value.code == "CUS-4031", name
+    assert signatures(url) == 0
+    assert node.balance(me) == node.balance(theirs.address) == FUNDED
+    assert node.balance(THIEF) == node.balance(out) == 0
+
+    raw = attacker.sign_cosmos_transaction(ask(op, [msg_send(me, out, STAKE, "uatom")]))
+    assert signatures(url, op) == 1
+    result = node.wait_tx(node.broadcast(raw), 30)
+    assert result.succeeded, result.raw_log
+    assert node.balance(out) == STAKE and node.balance(THIEF) == 0
+    assert node.balance(me) == FUNDED - STAKE - FEE
+    assert node.balance(theirs.address) == FUNDED

@@ -267,7 +267,10 @@ class CosmosNode:
             code = exc.code()
             if code in _TRANSIENT:
                 raise DependencyUnavailable(f"cosmos node: {code.name}") from exc
-            if code != grpc.StatusCode.NOT_FOUND:
+            # At a height the SDK's query router may wrap a NotFound in INTERNAL (seen for
+            # Redelegations: "rpc error: code = NotFound desc = redelegation not found").
+            wrapped = code == grpc.StatusCode.INTERNAL and "code = NotFound" in str(exc.details())
+            if code != grpc.StatusCode.NOT_FOUND and not wrapped:
                 raise QueryRefused(f"cosmos node: {code.name}: {exc.details()}") from exc
             reply, answered = None, exc.initial_metadata()
         said = dict(answered or ()).get(HEIGHT_HEADER)

@@ -311,8 +311,13 @@ def test_an_atom_withdrawal_leaves_from_the_clients_address_once_with_the_worker
             "select kind from cosmos_transactions where address = ? order by sequence",
             (source,),
         )
-        signed = conn.one("select count(*) from signer_signatures where account = ?", (source,))
-    assert [k[0] for k in kinds] == ["send"] and int(signed[0]) == 1
+        signed = conn.all(
+            "select distinct operation_id, nonce, tx_hash from signer_signatures where account = ?",
+            (source,),
+        )
+    # Signed again after the kill (its answer was lost): the same sequence, the same bytes.
+    assert [k[0] for k in kinds] == ["send"]
+    assert [(op, int(n), h) for op, n, h in signed] == [(op_id, 0, done["tx_hash"])]
     steps = [
         e["type"]
         for e in _events(client, client_id, "custody.withdrawal.")
@@ -320,6 +325,7 @@ def test_an_atom_withdrawal_leaves_from_the_clients_address_once_with_the_worker
     ]
     assert steps[-1] == "custody.withdrawal.completed.v1" and steps.count(steps[-1]) == 1
     # More than is left with the fee on top is refused before anything is written.
-    body = {"asset": "ATOM", "amount": "6.496", "destination": destination}
+    assert left == 6_498_000  # 6.497 and the fee are a unit of 0.001 ATOM more
+    body = {"asset": "ATOM", "amount": "6.497", "destination": destination}
     refused = post(client, f"/v1/clients/{client_id}/withdrawals", body)
     assert refused.status_code == 422 and refused.json()["code"] == "CUS-1001", refused.text

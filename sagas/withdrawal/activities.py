@@ -141,31 +141,24 @@ class WithdrawalActivities(RecordedSteps):
                 error_code=str(recorded.get("error_code")),
                 detail=str(recorded.get("detail", "")),
             )
+        # The amount, and with it (or neither) the fee a client's own address pays.
+        holds = [(reserve_id(req.operation_id), req.amount)]
+        if client_pays_fee(req.chain):
+            if req.network_fee <= 0 or not req.source:
+                raise ValueError(f"{req.operation_id}: no source address or network fee")
+            holds.append((network_fee_id(req.operation_id), req.network_fee))
         reserved = [
             Transfer(
-                id=reserve_id(req.operation_id),
+                id=hold,
                 debit_account=accounts.client(req.client_id, req.asset),
                 credit_account=accounts.omnibus(req.asset),
                 asset=req.asset,
-                amount=req.amount,
+                amount=amount,
                 pending=True,
                 reference=req.operation_id,
             )
+            for hold, amount in holds
         ]
-        if client_pays_fee(req.chain):  # with the amount, or neither
-            if req.network_fee <= 0 or not req.source:
-                raise ValueError(f"{req.operation_id}: no source address or network fee")
-            reserved.append(
-                Transfer(
-                    id=network_fee_id(req.operation_id),
-                    debit_account=accounts.client(req.client_id, req.asset),
-                    credit_account=accounts.omnibus(req.asset),
-                    asset=req.asset,
-                    amount=req.network_fee,
-                    pending=True,
-                    reference=req.operation_id,
-                )
-            )
         try:
             self._ledger.submit(reserved)
         except CustodyError as exc:

@@ -832,6 +832,22 @@ def test_a_redelegation_is_a_position_of_its_own(world: World) -> None:
     assert [op.id for op in world.operations(c.id, "redelegation")] == [red_id]
 
 
+def _both_checked_before_either_is_stored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two requests at once: each waits (up to 1.5 s) after its check of what is left for
+    the other to have checked too, so without a lock both are checked before either is
+    stored."""
+    checked = threading.Barrier(2, timeout=1.5)
+    real = Stakes._check_unstake
+
+    def racing(self: Stakes, stake: OperationRecord, body: Any) -> tuple[int, int]:
+        got = real(self, stake, body)
+        with contextlib.suppress(threading.BrokenBarrierError):
+            checked.wait()
+        return got
+
+    monkeypatch.setattr(Stakes, "_check_unstake", racing)
+
+
 def test_an_unstake_and_a_redelegation_at_once_take_no_more_than_the_position_holds(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -841,16 +857,7 @@ def test_an_unstake_and_a_redelegation_at_once_take_no_more_than_the_position_ho
     from the stake (before, both were stored: 10 taken from a position of 5)."""
     c = world.new_client()
     stake_id = c.active_stake("5", "both")
-    checked = threading.Barrier(2, timeout=1.5)
-    real = Stakes._check_unstake
-
-    def racing(self: Stakes, stake: OperationRecord, body: Any) -> tuple[int, int]:
-        got = real(self, stake, body)
-        with contextlib.suppress(threading.BrokenBarrierError):
-            checked.wait()  # both checked before either is stored (without the lock)
-        return got
-
-    monkeypatch.setattr(Stakes, "_check_unstake", racing)
+    _both_checked_before_either_is_stored(monkeypatch)
     with ThreadPoolExecutor(2) as pool:
         unstake = pool.submit(c.unstake, stake_id, "5", "u-both")
         moved = pool.submit(c.redelegate, stake_id, "5", V_UNKNOWN, "r-both")
@@ -869,16 +876,7 @@ def test_one_key_at_once_with_two_bodies_is_one_operation_and_a_409(
     and refuses the other 409 CUS-3005, never answering it with the first's operation."""
     c = world.new_client()
     stake_id = c.active_stake("5", "kk")
-    checked = threading.Barrier(2, timeout=1.5)
-    real = Stakes._check_unstake
-
-    def racing(self: Stakes, stake: OperationRecord, body: Any) -> tuple[int, int]:
-        got = real(self, stake, body)
-        with contextlib.suppress(threading.BrokenBarrierError):
-            checked.wait()
-        return got
-
-    monkeypatch.setattr(Stakes, "_check_unstake", racing)
+    _both_checked_before_either_is_stored(monkeypatch)
     monkeypatch.setattr(Stakes, "_positions_of", lambda *_a: contextlib.nullcontext())
     with ThreadPoolExecutor(2) as pool:
         got = [pool.submit(c.unstake, stake_id, amount, "u-kk") for amount in ("1", "2")]

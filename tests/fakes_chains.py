@@ -55,6 +55,7 @@ class FakePayouts:
     sends: dict[str, int] = field(default_factory=dict)
     paid: dict[str, int] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)  # ATOM: the address it left from
+    atom_fee: int | None = None  # ATOM: what the chain charges, if not the fee offered
     rebroadcasts: int = 0
     _payments: dict[str, _Payment] = field(default_factory=dict)
     _polls: dict[str, int] = field(default_factory=dict)
@@ -85,7 +86,7 @@ class FakePayouts:
             payment = _Payment(
                 asset=asset,
                 tx_hash=_tx_id(operation_id, asset, 0),
-                fee=fee if asset == "ATOM" else None,
+                fee=(fee if self.atom_fee is None else self.atom_fee) if asset == "ATOM" else None,
             )
             self._payments[operation_id] = payment
             self.paid[destination] = self.paid.get(destination, 0) + amount

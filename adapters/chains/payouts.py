@@ -113,11 +113,20 @@ class ChainPayouts:
             return self._cosmos.send(operation_id, source, destination, amount, fee)
         except ValueError as exc:  # not an address (the message's own validation)
             raise ChainRejected(str(exc)) from exc
+        except DependencyUnavailable:
+            # Recorded (signed) and not sent yet (an earlier sequence of the address is not
+            # on the node: SequenceGap): it is the payment; its status says pending, the
+            # saga rebroadcasts and alerts when it is stuck, rather than retrying here.
+            recorded = self._cosmos.recorded(operation_id)
+            if recorded is None:
+                raise
+            return recorded
 
     def _cosmos_status(self, operation_id: str) -> ChainStatus:
         """In a block is final (Tendermint); failed in its block paid its fee; refused at
         the node paid nothing."""
-        assert self._cosmos is not None
+        if self._cosmos is None:
+            raise DependencyUnavailable("this worker has no Cosmos adapter")
         outcome = self._cosmos.outcome(operation_id)
         if outcome.state == "pending":
             return ChainStatus(state="pending", tx_hash=outcome.tx_hash, fee_asset="ATOM")
@@ -338,7 +347,7 @@ class ChainPayouts:
         return ChainStatus(state="pending", tx_hash=rows[0][0], fee_asset="BTC")
 
     def rebroadcast(self, operation_id: str) -> None:
-        if self._cosmos is not None and self._cosmos.recorded(operation_id):
+        if self._cosmos is not None and self._cosmos.recorded(operation_id) is not None:
             self._cosmos.outcome(operation_id)  # a pending one's bytes go to the node again
             return
         with self._db.tx() as conn:

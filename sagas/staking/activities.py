@@ -263,7 +263,9 @@ class StakingActivities(RecordedSteps):
 
     def _intent(self, req: Request, decision: Decision) -> Intent:
         expires = req.requested_at + timedelta(seconds=req.approval_ttl_seconds) + SIGNING_GRACE
-        cap = self._fee_cap(req.asset)
+        # The fee the books reserved is the most the signer may let the chain take: never
+        # the signer's own (higher) cap, which the books could not post.
+        cap = min(self._fee_cap(req.asset), req.fee)
         if not isinstance(req, StakeInput):
             stored = self._intents.intent(req.stake_id, position_kind(req.stake_id))
             if stored is None:

@@ -15,7 +15,7 @@ from typing import Any
 from temporalio import activity
 
 from sagas import accounts, approvals
-from sagas.errors import CannotPay, ChainRejected, CustodyError, KeyAccessDenied
+from sagas.errors import CannotPay, ChainRejected, CustodyError, InvalidState, KeyAccessDenied
 from sagas.events import Envelope
 from sagas.governance import Governance
 from sagas.ledger import PostPending, Transfer, VoidPending
@@ -141,25 +141,25 @@ class WithdrawalActivities(RecordedSteps):
                 error_code=str(recorded.get("error_code")),
                 detail=str(recorded.get("detail", "")),
             )
-        # The amount, and with it (or neither) the fee a client's own address pays.
-        holds = [(reserve_id(req.operation_id), req.amount)]
-        if client_pays_fee(req.chain):
-            if req.network_fee <= 0 or not req.source:
-                raise ValueError(f"{req.operation_id}: no source address or network fee")
-            holds.append((network_fee_id(req.operation_id), req.network_fee))
-        reserved = [
-            Transfer(
-                id=hold,
-                debit_account=accounts.client(req.client_id, req.asset),
-                credit_account=accounts.omnibus(req.asset),
-                asset=req.asset,
-                amount=amount,
-                pending=True,
-                reference=req.operation_id,
-            )
-            for hold, amount in holds
-        ]
         try:
+            # The amount, and with it (or neither) the fee a client's own address pays.
+            holds = [(reserve_id(req.operation_id), req.amount)]
+            if client_pays_fee(req.chain):
+                if req.network_fee <= 0 or not req.source:  # refused: nothing is reserved
+                    raise InvalidState(f"{req.operation_id}: no source address or network fee")
+                holds.append((network_fee_id(req.operation_id), req.network_fee))
+            reserved = [
+                Transfer(
+                    id=hold,
+                    debit_account=accounts.client(req.client_id, req.asset),
+                    credit_account=accounts.omnibus(req.asset),
+                    asset=req.asset,
+                    amount=amount,
+                    pending=True,
+                    reference=req.operation_id,
+                )
+                for hold, amount in holds
+            ]
             self._ledger.submit(reserved)
         except CustodyError as exc:
             if exc.transient:
@@ -295,11 +295,18 @@ class WithdrawalActivities(RecordedSteps):
             self._intents,
             req.operation_id,
             "withdrawal",
-            lambda: withdrawal_intent(req, decision.policy_version, self._fee_cap(req.asset)),
+            lambda: withdrawal_intent(req, decision.policy_version, self._intent_fee_cap(req)),
             decision.approvals_required,
             decision.outcome == "needs_approval",
             lambda detail: event(req, "intent", **detail),
         )
+
+    def _intent_fee_cap(self, req: WithdrawalInput) -> int:
+        """The most fee the intent lets the signer sign: the fee reserved from the client
+        where its own address pays (ATOM: never more than the books can post), else the
+        asset's cap (the platform's wallet pays)."""
+        cap = self._fee_cap(req.asset)
+        return min(cap, req.network_fee) if client_pays_fee(req.chain) else cap
 
     @activity.defn(name="withdrawal.record_approval")
     def record_approval(self, req: WithdrawalInput, approval: Approval, count: int) -> None:

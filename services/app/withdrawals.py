@@ -257,6 +257,7 @@ class Withdrawals:
             try:
                 self.check_signed(client_id, body, request)
                 asset, amount, destination = self.validate(client_id, body)
+                self.source(client_id, asset)  # before the nonce is spent: it can fail
                 self.claim(request)
             except RequestSignatureInvalid as refused:
                 if "replayed" not in str(refused):

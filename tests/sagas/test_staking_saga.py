@@ -407,6 +407,7 @@ def test_a_redelegation_moves_the_shares_at_once_and_is_a_position_of_its_own(
     assert active["source_position"]["shares"] == str(20_000_000 * 10**18)
     intent = world.intents.intent(op, "redelegate")
     assert intent is not None and intent[0].destination == OTHER
+    assert intent[0].fee_cap == FEE  # the fee the books reserved, not the signer's cap
     assert intent[0].payload["stake"] == seen["stake"] and intent[0].asset == "ATOM"
     # More than the redelegation holds is refused by the books: nothing moves.
     assert (seen["too_much"].state, seen["too_much"].error_code) == (

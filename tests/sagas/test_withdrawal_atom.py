@@ -38,6 +38,13 @@ OPERATORS = {name: Ed25519PrivateKey.generate() for name in ("alice", "bob")}
 def _run(
     test_server: SagaServer, amount: int, payouts: FakePayouts, policy: bool = True
 ) -> tuple[InMemoryLedger, Any, str]:
+    ledger, result, op_id, _intents = _run_with(test_server, amount, payouts, policy)
+    return ledger, result, op_id
+
+
+def _run_with(
+    test_server: SagaServer, amount: int, payouts: FakePayouts, policy: bool = True
+) -> tuple[InMemoryLedger, Any, str, FakeIntentStore]:
     ledger = books(ATOM, CLIENT)
     fund = Transfer(
         id="funding",
@@ -79,7 +86,7 @@ def _run(
         seen["result"] = await handle.result()
 
     test_server.run([WithdrawalWorkflow], acts.all(), go)
-    return ledger, seen["result"], op_id
+    return ledger, seen["result"], op_id, intents
 
 
 def available(ledger: InMemoryLedger) -> int:
@@ -90,7 +97,10 @@ def test_an_atom_withdrawal_leaves_from_the_clients_address_which_pays_the_fee(
     test_server: SagaServer,
 ) -> None:
     payouts = FakePayouts(final_after=2)
-    ledger, result, op_id = _run(test_server, 3_000_000, payouts)
+    ledger, result, op_id, intents = _run_with(test_server, 3_000_000, payouts)
+    # The signer may let the chain take no more fee than the books reserved.
+    stored = intents.intent(op_id)
+    assert stored is not None and stored[0].fee_cap == FEE
     assert (result.state, result.fee, result.fee_asset) == ("completed", FEE, "ATOM")
     assert payouts.sends == {op_id: 1} and payouts.sources == {op_id: SOURCE}
     assert payouts.paid == {TO: 3_000_000}
@@ -110,6 +120,7 @@ def test_the_fee_is_reserved_with_the_amount(test_server: SagaServer) -> None:
     assert payouts.sends == {} and available(ledger) == FUNDED
     ledger, result, _op = _run(test_server, FUNDED - FEE, FakePayouts())
     assert result.state == "completed" and available(ledger) == 0
+    assert ledger.balance(accounts.client(CLIENT, "ATOM")).total == 0
 
 
 def test_a_denial_releases_the_amount_and_the_fee(test_server: SagaServer) -> None:
@@ -126,4 +137,14 @@ def test_failed_in_its_block_the_client_pays_only_the_fee(test_server: SagaServe
     ledger, result, _op = _run(test_server, 1_000_000, payouts)
     assert (result.state, result.fee) == ("failed", FEE)
     assert available(ledger) == FUNDED - FEE
+    # Nothing left pending: the fee posted, the amount voided.
+    assert ledger.balance(accounts.client(CLIENT, "ATOM")).total == FUNDED - FEE
     assert ledger.balance(accounts.network_fees("ATOM")).total == 0
+
+
+def test_refused_at_the_node_the_client_pays_nothing(test_server: SagaServer) -> None:
+    """Never in a block (CheckTx refused it): no fee was charged; both holds are voided."""
+    payouts = FakePayouts(outcome="reverted", atom_fee=0)
+    ledger, result, _op = _run(test_server, 1_000_000, payouts)
+    assert (result.state, result.fee) == ("failed", 0)
+    assert available(ledger) == ledger.balance(accounts.client(CLIENT, "ATOM")).total == FUNDED

@@ -256,9 +256,13 @@ class CosmosNode:
             validator_shares=_atto(found.validator.delegator_shares),
         )
 
-    def _query_at(self, method: Any, request: Any, height: int | None) -> tuple[Any | None, int]:
+    def _query_at(
+        self, method: Any, request: Any, height: int | None, wrapped_not_found: bool = False
+    ) -> tuple[Any | None, int]:
         """(reply or None for NOT_FOUND, the height the node answered at). QueryRefused if
-        it does not say, or says another height than `height`."""
+        it does not say, or says another height than `height`. `wrapped_not_found`: an
+        INTERNAL whose text is a NotFound is one too (the Redelegations query's, at a
+        height)."""
         meta = None if height is None else ((HEIGHT_HEADER, str(height)),)
         try:
             reply, call = method.with_call(request, timeout=self._timeout, metadata=meta)
@@ -267,9 +271,13 @@ class CosmosNode:
             code = exc.code()
             if code in _TRANSIENT:
                 raise DependencyUnavailable(f"cosmos node: {code.name}") from exc
-            # At a height the SDK's query router may wrap a NotFound in INTERNAL (seen for
-            # Redelegations: "rpc error: code = NotFound desc = redelegation not found").
-            wrapped = code == grpc.StatusCode.INTERNAL and "code = NotFound" in str(exc.details())
+            # At a height the SDK's query router wraps the Redelegations query's NotFound in
+            # INTERNAL ("rpc error: code = NotFound desc = redelegation not found").
+            wrapped = (
+                wrapped_not_found
+                and code == grpc.StatusCode.INTERNAL
+                and "code = NotFound" in str(exc.details())
+            )
             if code != grpc.StatusCode.NOT_FOUND and not wrapped:
                 raise QueryRefused(f"cosmos node: {code.name}: {exc.details()}") from exc
             reply, answered = None, exc.initial_metadata()
@@ -330,7 +338,7 @@ class CosmosNode:
         request = QueryRedelegationsRequest(
             delegator_addr=delegator, src_validator_addr=source, dst_validator_addr=destination
         )
-        reply, _ = self._query_at(self._staking.Redelegations, request, height)
+        reply, _ = self._query_at(self._staking.Redelegations, request, height, True)
         if reply is None:
             return []
         return [

@@ -254,9 +254,10 @@ class CosmosDelegations:
         msg = msg_send(from_address, to, amount, self._denom)
         return self._transact(operation_id, "send", from_address, [msg], fee)
 
-    def recorded(self, operation_id: str) -> bool:
-        """Whether a transaction of the operation is recorded (signed)."""
-        return self._row(operation_id) is not None
+    def recorded(self, operation_id: str) -> str | None:
+        """The hash of the operation's recorded (signed) transaction, if there is one."""
+        row = self._row(operation_id)
+        return None if row is None else row.tx_hash
 
     def outcome(self, operation_id: str) -> TxOutcome:
         """The chain's verdict on the operation's transaction: pending (not in a block

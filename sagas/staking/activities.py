@@ -496,7 +496,7 @@ class StakingActivities(RecordedSteps):
         """What the chain moved to the destination is posted there; what it kept back (its
         truncation at a source rate below 1: a unit at most) leaves the books as it left
         the client's stake, from the source to the omnibus, in the same submission (and
-        the position holds that much less: its step's `kept`); what it moved beyond the
+        the position holds that much less: its step's `held`); what it moved beyond the
         amount (a validator's last delegator takes its leftover tokens) comes in from the
         omnibus."""
         op, c, a = req.operation_id, req.client_id, req.asset

@@ -2,7 +2,8 @@
 
 One database, its own Temporal task queues and router consumer group, and these
 processes: signer, worker, event router, outbox relay, a chain watcher per chain
-(WATCHED: Ethereum, Bitcoin, Cosmos) and the API. The runner migrates the database as
+(WATCHED: Ethereum, Bitcoin, Cosmos), the API, the audit writer (the events into the
+audit chain) and the balances projector. The runner migrates the database as
 its owner; on PostgreSQL each process then connects as its own role
 (adapters/ledger/grants.py) when the stack has made them. On a test network a miner
 thread makes blocks on anvil and btcd while it runs (there are no other miners there;
@@ -76,13 +77,24 @@ KAFKA_PRINCIPALS: dict[str, str | None] = {
     "watch-bitcoin": "chainwatch",
     "watch-cosmos": "chainwatch",
     "api": "api",
+    "audit": "audit",
+    "projector": "projector",
 }
 
 # The processes that work behind the request path: under contention they yield the CPU to
 # the API and the router, which answer callers (docs/decisions/0018). CUSTODY_BACKGROUND_NICE
 # (default 10; 0 turns it off) is the nice value they start with.
 BACKGROUND = frozenset(
-    {"signer", "worker", "relay", "watch-ethereum", "watch-bitcoin", "watch-cosmos"}
+    {
+        "signer",
+        "worker",
+        "relay",
+        "watch-ethereum",
+        "watch-bitcoin",
+        "watch-cosmos",
+        "audit",
+        "projector",
+    }
 )
 BACKGROUND_NICE = int(os.environ.get("CUSTODY_BACKGROUND_NICE", "10"))
 
@@ -436,10 +448,43 @@ class Running:
 
     def begin(self) -> None:
         """The platform's tests begin: its router reads commands and deposits (from the
-        latest offsets: so it is ready before anything is sent), blocks are made."""
+        latest offsets: so it is ready before anything is sent), its audit writer chains
+        the events and its projector publishes balances, blocks are made. (The three work
+        on the stack's shared topics: one platform's at a time. A second audit writer would
+        fence the first.)"""
         if "router" not in self.procs:
             self.start("router", ["services.router.main"], "router ready")
+        if "audit" not in self.procs:
+            self.start_audit()
+        if "projector" not in self.procs:
+            self.start_projector()
         self.miner.start()
+
+    def start_audit(self) -> None:
+        """The audit writer (`audit`): every event into the audit chain, exactly once."""
+        self.start("audit", ["services.audit.main"], "audit writer ready")
+
+    def start_projector(self) -> None:
+        """The balances projector (`projector`): rebuilt from the events, then following."""
+        self.start("projector", ["services.projector.main"], "projector ready", timeout=180)
+
+    def audit_caught_up(self, timeout: float = 300) -> str:
+        """Wait until the audit writer has chained every event published so far; what
+        `custody audit lag` printed (AssertionError if it did not catch up)."""
+        done = subprocess.run(
+            [sys.executable, "-m", "services.cli.main", "audit", "lag", "--wait", str(timeout)],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout + 60,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise AssertionError(
+                f"the audit writer did not catch up: {done.stdout}{done.stderr[-2000:]}\n"
+                f"{self.tail('audit')}"
+            )
+        return done.stdout.strip()
 
     def down(self) -> None:
         self.miner.close()

@@ -117,6 +117,46 @@ def read_audit(
         consumer.close()
 
 
+AUDIT_GROUP = "custody-audit"
+
+
+def chain_lag(
+    connection: Connection, events_topic: str, group: str = AUDIT_GROUP, timeout: float = 10.0
+) -> dict[int, tuple[int, int]]:
+    """How far the audit writer is behind: per partition of the events topic, (the offset
+    its group committed, the partition's end). The writer commits its offsets in the
+    transaction that appends their records, so what it committed is chained. Read with
+    the writer's principal (a group's committed offsets need Describe on it); this joins
+    no group, so the running writer is not disturbed."""
+    consumer = Consumer(
+        client_config(
+            connection,
+            **{
+                "group.id": group,
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+                "logger": _LOG,
+            },
+        )
+    )
+    try:
+        try:
+            topic = consumer.list_topics(events_topic, timeout=timeout).topics[events_topic]
+            if topic.error is not None:
+                raise DependencyUnavailable(f"kafka: {events_topic}: {topic.error}")
+            partitions = [TopicPartition(events_topic, p) for p in sorted(topic.partitions)]
+            out: dict[int, tuple[int, int]] = {}
+            for tp in consumer.committed(partitions, timeout=timeout):
+                low, high = consumer.get_watermark_offsets(tp, timeout=timeout, cached=False)
+                # Nothing committed yet: the writer starts at the log's beginning.
+                out[tp.partition] = (tp.offset if tp.offset >= 0 else low, high)
+            return out
+        except KafkaException as exc:
+            raise DependencyUnavailable(f"kafka: the audit writer's lag: {exc}") from exc
+    finally:
+        consumer.close()
+
+
 class KafkaAuditAppender:
     def __init__(
         self,
@@ -124,7 +164,7 @@ class KafkaAuditAppender:
         events_topic: str,
         audit_topic: str,
         transactional_id: str = "custody-audit-writer",
-        group: str = "custody-audit",
+        group: str = AUDIT_GROUP,
     ) -> None:
         self._connection = connection
         self._events_topic = events_topic

@@ -51,6 +51,7 @@ def main() -> None:
     ).ensure_topics(ALL)
     writer = build_writer(settings)
     writer.start()
+    print("audit writer ready", flush=True)
     if args.until_idle:
         print(f"appended {writer.drain()} audit records", flush=True)
         return

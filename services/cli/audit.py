@@ -1,4 +1,5 @@
-"""`custody audit verify|show|public-keys`: check and read the audit chain."""
+"""`custody audit verify|show|public-keys|lag`: check and read the audit chain, and how far
+its writer is behind the events."""
 
 from __future__ import annotations
 
@@ -6,13 +7,14 @@ import argparse
 import base64
 import json
 import sys
+import time
 from pathlib import Path
 
-from adapters.kafka.audit_log import read_audit
+from adapters.kafka.audit_log import chain_lag, read_audit
 from adapters.keys.openbao import OpenBaoAuditKeys
 from sagas.audit import GENESIS, ed25519_checker, open_record, verify
 from sagas.errors import CustodyError
-from sagas.topics import AUDIT
+from sagas.topics import AUDIT, EVENTS
 from services.settings import PlatformSettings
 
 
@@ -83,6 +85,40 @@ def public_keys_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+def lag_cmd(args: argparse.Namespace) -> int:
+    """The events the audit writer has not chained yet; with --wait, wait until it has
+    chained every event published when the command started. 0 when caught up."""
+    settings = PlatformSettings.load()
+    kafka = settings.kafka_client(args.kafka_principal)
+    started = time.monotonic()
+    try:
+        first = chain_lag(kafka, args.events_topic)
+        target = {p: end for p, (_done, end) in first.items()}
+        now = first
+        while True:
+            behind = {p: target[p] - done for p, (done, _end) in now.items() if done < target[p]}
+            if not behind or time.monotonic() - started >= args.wait:
+                break
+            time.sleep(0.5)
+            now = chain_lag(kafka, args.events_topic)
+    except CustodyError as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 4
+    lag = sum(target[p] - min(done, target[p]) for p, (done, _end) in first.items())
+    waited = time.monotonic() - started
+    if behind:
+        print(
+            f"BEHIND: {sum(behind.values())} events of {args.events_topic} not chained after "
+            f"{waited:.1f} s (partitions {sorted(behind)}; {lag} behind at the start)"
+        )
+        return 1
+    print(
+        f"caught up: every event of {args.events_topic} chained ({lag} behind at the start, "
+        f"{waited:.1f} s)"
+    )
+    return 0
+
+
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     audit = sub.add_parser("audit", help="verify and read the audit chain")
     actions = audit.add_subparsers(dest="audit_action", required=True)
@@ -90,10 +126,21 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         ("verify", verify_cmd, "recompute the chain; OK or the first bad record"),
         ("show", show_cmd, "decrypt records (authorised auditor role only)"),
         ("public-keys", public_keys_cmd, "print the chain's public keys for offline checks"),
+        ("lag", lag_cmd, "the events the audit writer has not chained yet (0 when caught up)"),
     ):
         p = actions.add_parser(name, help=text)
         p.set_defaults(func=func)
         if name == "public-keys":
+            continue
+        if name == "lag":
+            p.add_argument("--events-topic", default=EVENTS.name)
+            p.add_argument("--wait", type=float, default=0.0, help="seconds to wait for the writer")
+            p.add_argument(
+                "--kafka-principal",
+                default="audit",
+                help="who to read Kafka as (default audit: the writer's own principal, "
+                "which may read its group's committed offsets)",
+            )
             continue
         p.add_argument("--topic", default=AUDIT.name)
         p.add_argument("--from", dest="from_offset", type=int, default=0)

@@ -32,6 +32,7 @@ def main() -> None:
     projector = Projector(bus)
     published = projector.publish(projector.catch_up())
     print(f"rebuilt {published} balances from {len(projector.projection.seen)} events", flush=True)
+    print("projector ready", flush=True)
     if args.once:
         return
     stop = threading.Event()

@@ -146,16 +146,8 @@ def test_deposit_then_withdraw_btc_eth_and_token_over_http(run: Running) -> None
     assert types.count("custody.withdrawal.completed.v1") == 3
     assert types.count("custody.withdrawal.policy_decided.v1") == 3
 
-    # The audit chain takes every event and verifies.
-    chained = subprocess.run(
-        [sys.executable, "-m", "services.audit.main", "--until-idle"],
-        env=run.env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert chained.returncode == 0, chained.stderr[-2000:]
+    # The platform's audit writer has chained every event, and the chain verifies.
+    run.audit_caught_up()
     verified = subprocess.run(
         [sys.executable, "-m", "services.cli.main", "audit", "verify"],
         env=run.env,

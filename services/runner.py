@@ -468,6 +468,18 @@ class Running:
         """The balances projector (`projector`): rebuilt from the events, then following."""
         self.start("projector", ["services.projector.main"], "projector ready", timeout=180)
 
+    def audit_lag(self) -> str:
+        """What `custody audit lag` says now (the events the audit writer has not chained)."""
+        done = subprocess.run(
+            [sys.executable, "-m", "services.cli.main", "audit", "lag"],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        return (done.stdout.strip() or done.stderr.strip()[-500:]).replace("\n", " ")
+
     def audit_caught_up(self, timeout: float = 300) -> str:
         """Wait until the audit writer has chained every event published so far; what
         `custody audit lag` printed (AssertionError if it did not catch up)."""

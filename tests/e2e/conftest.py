@@ -50,6 +50,18 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
         _Shared.running = _Shared.stop = None
 
 
+# The audit writer's lag when each platform that ran one stopped: the chain keeps up with
+# the events topic under this tier's load (printed at the end of the run).
+AUDIT_LAGS: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if AUDIT_LAGS:
+        terminalreporter.section("audit writer lag as each platform stopped")
+        for line in AUDIT_LAGS:
+            terminalreporter.write_line(line)
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """A run that stopped early (-x, a keyboard interrupt) stops the shared platform too."""
     if _Shared.stop:
@@ -82,6 +94,9 @@ def _started(overrides: dict[str, str], workdir: Path) -> Iterator[Running]:
         running.up(ahead=True)
         yield running
     finally:
+        if "audit" in running.procs:
+            with contextlib.suppress(Exception):
+                AUDIT_LAGS.append(f"{workdir.name}: {running.audit_lag()}")
         running.down()
         for log in sorted(workdir.glob("*.log")):
             print(f"--- {log.name} (last lines)\n{running.tail(log.stem, 15)}")
